@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/loadgen"
+	"github.com/paasmeter/paasmeter/metering/embedded"
+)
+
+func (a *app) benchCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Load drivers that measure paasmeter against the raw speed of its store",
+	}
+	spec := loadgen.Spec{Tenant: "bench", Node: "bench-node"}
+	var url, token string
+	ingest := &cobra.Command{
+		Use:   "ingest",
+		Short: "Usage records per second over HTTP vs direct inserts into the same store",
+		Long: `Generate valid usage batches, then push them twice, each time into a fresh
+embedded store: once directly (AppendUsage, no HTTP) and once through a collector
+over loopback HTTP (JSON decoding, validation, auth, dedup, metrics). Prints both
+rates and their ratio.
+
+With --url, the HTTP phase targets a running collector instead (its tenant and
+node must be "bench"/"bench-node", or set --tenant/--node to match its token).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := spec.Validate(); err != nil {
+				return err
+			}
+			return a.benchIngest(cmd.Context(), spec, url, token)
+		},
+	}
+	f := ingest.Flags()
+	f.IntVar(&spec.Records, "records", 300_000, "records per phase")
+	f.IntVar(&spec.BatchSize, "batch", 5000, "records per batch")
+	f.IntVar(&spec.Concurrency, "concurrency", 4, "concurrent clients (and writers in the direct phase)")
+	f.StringVar(&spec.Tenant, "tenant", spec.Tenant, "tenant of the generated records")
+	f.StringVar(&spec.Node, "node", spec.Node, "node of the generated records")
+	f.StringVar(&url, "url", "", "usage endpoint of a running collector (default: start one in-process)")
+	f.StringVar(&token, "token", "", "agent token for --url")
+	cmd.AddCommand(ingest)
+	return cmd
+}
+
+func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token string) error {
+	spec.End = time.Now()
+	fmt.Fprintf(a.stdout, "ingest benchmark: %d records per phase, batches of %d, %d concurrent clients, GOMAXPROCS=%d\n",
+		spec.Records, spec.BatchSize, spec.Concurrency, runtime.GOMAXPROCS(0))
+	batches := loadgen.Batches(spec)
+	bodies, err := loadgen.Encode(batches)
+	if err != nil {
+		return err
+	}
+
+	dir, err := os.MkdirTemp("", "paasmeter-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	direct, err := func() (loadgen.Result, error) {
+		store, err := embedded.Open(ctx, dir+"/direct")
+		if err != nil {
+			return loadgen.Result{}, err
+		}
+		defer store.Close()
+		return loadgen.Direct(ctx, store, batches, spec.Concurrency, time.Now())
+	}()
+	if err != nil {
+		return fmt.Errorf("direct phase: %w", err)
+	}
+
+	if url == "" {
+		stop, u, t, err := startBenchCollector(ctx, dir+"/http", spec)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		url, token = u, t
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: spec.Concurrency}}
+	viaHTTP, err := loadgen.HTTP(ctx, client, url, token, bodies, spec.Concurrency)
+	if err != nil {
+		return fmt.Errorf("http phase: %w", err)
+	}
+
+	fmt.Fprintf(a.stdout, "%-44s %12s %10s %8s %6s\n", "path", "records/s", "elapsed", "new", "dups")
+	for _, r := range []struct {
+		name string
+		res  loadgen.Result
+	}{{"direct: AppendUsage into the embedded store", direct}, {"http: POST /api/v1/usage via a collector", viaHTTP}} {
+		fmt.Fprintf(a.stdout, "%-44s %12.0f %10s %8d %6d\n", r.name, r.res.PerSecond(), r.res.Elapsed.Round(time.Millisecond), r.res.New, r.res.Duplicates)
+	}
+	fmt.Fprintf(a.stdout, "ratio http/direct: %.2f\n", viaHTTP.PerSecond()/direct.PerSecond())
+	if direct.New != spec.Records || viaHTTP.New != spec.Records {
+		return fmt.Errorf("expected %d new records in each phase, got %d (direct) and %d (http)", spec.Records, direct.New, viaHTTP.New)
+	}
+	return nil
+}
+
+// startBenchCollector runs a collector on loopback over a fresh embedded store,
+// configured like the real one but for one bench tenant and agent token.
+func startBenchCollector(ctx context.Context, dir string, spec loadgen.Spec) (stop func(), url, token string, err error) {
+	store, err := embedded.Open(ctx, dir)
+	if err != nil {
+		return nil, "", "", err
+	}
+	token = auth.New()
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}})
+	if err != nil {
+		store.Close()
+		return nil, "", "", err
+	}
+	cfg := collector.DefaultConfig()
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Tenants: map[string]bool{spec.Tenant: true},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		store.Close()
+		return nil, "", "", err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	addr := make(chan net.Addr, 1)
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx, func(api, _ net.Addr) { addr <- api }) }()
+	select {
+	case a := <-addr:
+		url = "http://" + a.String() + "/api/v1/usage"
+	case err := <-done:
+		cancel()
+		store.Close()
+		return nil, "", "", errors.Join(errors.New("bench collector did not start"), err)
+	}
+	return func() {
+		cancel()
+		<-done
+		store.Close()
+	}, url, token, nil
+}

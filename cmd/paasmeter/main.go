@@ -1,0 +1,75 @@
+// Command paasmeter is the platform's observability and metering hub: one binary
+// whose subcommands are its components (collector, and later agent, invoice, …).
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	_ "time/tzdata" // the platform time zone must resolve on hosts without tzdata
+
+	"github.com/paasmeter/paasmeter/config"
+)
+
+// version is set at build time (-ldflags "-X main.version=…").
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "paasmeter:", err)
+		os.Exit(1)
+	}
+}
+
+// app is what every subcommand shares: where to write, and how to read the configuration.
+type app struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	configPath     string
+}
+
+func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+	root := &cobra.Command{
+		Use:   "paasmeter",
+		Short: "Observability and metering hub of a multi-tenant container platform",
+		Long: `paasmeter meters the containers of a multi-tenant platform, keeps their usage
+records exactly once, and turns them into dashboards, alerts, SLA reports and
+monthly invoices.
+
+Components run as subcommands of this one binary. Each reads the same YAML
+configuration file (--config); see README.md for its reference.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "paasmeter.yaml", "configuration file")
+	root.AddCommand(a.collectorCmd(), a.configCmd(), a.tokenCmd(), a.usageCmd(), a.benchCmd())
+	return root
+}
+
+// loadConfig reads and validates the configuration file.
+func (a *app) loadConfig() (*config.Config, error) {
+	return config.Load(a.configPath, a.getenv)
+}
+
+// logger returns the process logger the configuration asks for.
+func (a *app) logger(c *config.Config) *slog.Logger {
+	lv, _ := c.Log.SlogLevel() // validated by Load
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(a.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(a.stderr, opts))
+}

@@ -1,0 +1,198 @@
+// Package collector is the hub's ingest and query service: it authenticates
+// agents and institutions, validates and dedupes usage batches into the metering
+// store, and serves tenant-scoped reads. Operators' /metrics and pprof live on a
+// separate admin listener.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/metering"
+)
+
+// Options are what a Server is built from. Config, Store, Auth and Tenants are required.
+type Options struct {
+	Config Config
+	Store  metering.Store
+	Auth   *auth.Authenticator
+	// Tenants is the set of configured institutions; records of any other tenant are rejected.
+	Tenants map[string]bool
+	// Location is the platform's time zone, for calendar days and months (default UTC).
+	Location *time.Location
+	Clock    clock.Clock
+	Logger   *slog.Logger
+	// Registry receives the collector's metrics; nil means a private registry.
+	Registry *prometheus.Registry
+	Tracer   trace.TracerProvider
+}
+
+// Server is the collector.
+type Server struct {
+	cfg      Config
+	store    metering.Store
+	auth     *auth.Authenticator
+	tenants  map[string]bool
+	loc      *time.Location
+	clock    clock.Clock
+	log      *slog.Logger
+	registry *prometheus.Registry
+	tracer   trace.Tracer
+	metrics  *metrics
+	slots    chan struct{}
+	draining atomic.Bool
+}
+
+// New builds a Server.
+func New(o Options) (*Server, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("collector config: %w", err)
+	}
+	if o.Store == nil || o.Auth == nil {
+		return nil, errors.New("collector: a store and an authenticator are required")
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Tracer == nil {
+		o.Tracer = noop.NewTracerProvider()
+	}
+	m, err := newMetrics(o.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
+	}
+	return &Server{
+		cfg:      o.Config,
+		store:    instrumentedStore{Store: o.Store, m: m, tracer: o.Tracer.Tracer(tracerName)},
+		auth:     o.Auth,
+		tenants:  o.Tenants,
+		loc:      o.Location,
+		clock:    o.Clock,
+		log:      o.Logger,
+		registry: o.Registry,
+		tracer:   o.Tracer.Tracer(tracerName),
+		metrics:  m,
+		slots:    make(chan struct{}, o.Config.MaxInflightBatches),
+	}, nil
+}
+
+const tracerName = "github.com/paasmeter/paasmeter/collector"
+
+// Handler returns the tenants' listener handler: the API, /healthz and /readyz.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return mux
+}
+
+// AdminHandler returns the admin listener handler: /metrics, pprof, /healthz, /readyz.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeError(w, http.StatusServiceUnavailable, "shutting down", nil)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ready(ctx); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "metering store not ready", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Run serves both listeners until ctx is done, then shuts down gracefully:
+// /readyz turns 503, listeners close, and in-flight batches finish (bounded by
+// ShutdownTimeout) before Run returns. The caller closes the store afterwards.
+// ready, if not nil, receives the bound addresses once both listeners listen.
+func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error {
+	apiLn, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("collector: listen %s: %w", s.cfg.Listen, err)
+	}
+	adminLn, err := net.Listen("tcp", s.cfg.AdminListen)
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("collector: admin listen %s: %w", s.cfg.AdminListen, err)
+	}
+	newServer := func(h http.Handler) *http.Server {
+		return &http.Server{
+			Handler:           h,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       2 * time.Minute,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		}
+	}
+	api, admin := newServer(s.Handler()), newServer(s.AdminHandler())
+	errc := make(chan error, 2)
+	go func() { errc <- api.Serve(apiLn) }()
+	go func() { errc <- admin.Serve(adminLn) }()
+	s.log.Info("collector listening", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String())
+	if ready != nil {
+		ready(apiLn.Addr(), adminLn.Addr())
+	}
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.draining.Store(true)
+	s.log.Info("collector shutting down: finishing in-flight requests", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err = errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(fmt.Errorf("collector: serve: %w", serveErr), err)
+	}
+	if err != nil {
+		return fmt.Errorf("collector: shutdown: %w", err)
+	}
+	s.log.Info("collector stopped")
+	return nil
+}

@@ -1,0 +1,234 @@
+package collector
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// IngestResult is the answer to an accepted batch.
+type IngestResult struct {
+	// Records is the number of records in the batch; New + Duplicates = Records.
+	Records    int `json:"records"`
+	New        int `json:"new"`
+	Duplicates int `json:"duplicates"`
+}
+
+// maxProblems bounds how many problems an error answer lists.
+const maxProblems = 100
+
+// postUsage is POST /api/v1/usage: a batch from one agent, stored whole or not
+// at all, acknowledged only after the store committed it.
+func (s *Server) postUsage(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	if !s.acquire(r.Context()) {
+		s.metrics.throttled.Inc()
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
+		return
+	}
+	defer s.release()
+
+	body, err := s.body(w, r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	defer body.Close()
+
+	now := s.clock.Now().UTC()
+	_, span := s.tracer.Start(r.Context(), "usage.decode")
+	recs, err := usage.DecodeBatch(body, now, s.cfg.Limits())
+	span.End()
+	if err != nil {
+		s.rejectBatch(w, recs, err)
+		return
+	}
+
+	var problems []usage.Problem
+	var foreign []int
+	for i := range recs {
+		if !s.tenants[recs[i].Tenant] {
+			problems = append(problems, usage.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", recs[i].Tenant)})
+		}
+		if !p.CanWriteNode(recs[i].Node) {
+			foreign = append(foreign, i)
+		}
+	}
+	if len(problems) > 0 {
+		s.rejectBatch(w, recs, &usage.InvalidError{Problems: problems, Records: len(recs)})
+		return
+	}
+	if len(foreign) > 0 {
+		s.countRejected(recs, len(recs))
+		writeError(w, http.StatusForbidden,
+			fmt.Sprintf("this token writes for node %q only; %d record(s) name another node; nothing was stored", p.Node, len(foreign)),
+			map[string]any{"indexes": firstN(foreign, maxProblems)})
+		return
+	}
+
+	for i := range recs {
+		recs[i].ReceivedAt = now
+	}
+	s.metrics.batchRecords.Observe(float64(len(recs)))
+	res, err := s.store.AppendUsage(r.Context(), recs)
+	if err != nil {
+		s.log.Error("storing usage batch failed", "records", len(recs), "node", p.Node, "err", err)
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, context.Canceled) {
+			code = 499 // client gone: it will resend, dedup makes that safe
+		}
+		w.Header().Set("Retry-After", "5")
+		writeError(w, code, "usage store unavailable; nothing was stored, resend the batch", nil)
+		return
+	}
+	s.countStored(recs, res.Duplicates)
+	out := IngestResult{Records: len(recs), Duplicates: len(res.Duplicates), New: len(recs) - len(res.Duplicates)}
+	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("paasmeter.records", out.Records), attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
+	writeJSON(w, http.StatusOK, out)
+}
+
+// body returns the request body bounded by MaxBodyBytes, gzip-decoded if the
+// client says so; the bound applies to the decoded size too.
+func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.ReadCloser, error) {
+	raw := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	switch r.Header.Get("Content-Encoding") {
+	case "", "identity":
+		return raw, nil
+	case "gzip":
+		zr, err := gzip.NewReader(raw)
+		if err != nil {
+			return nil, fmt.Errorf("Content-Encoding: body is not gzip: %w", err)
+		}
+		return &limitedGzip{zr: zr, raw: raw, left: s.cfg.MaxBodyBytes}, nil
+	default:
+		return nil, fmt.Errorf("Content-Encoding: %q is not supported (use gzip or none)", r.Header.Get("Content-Encoding"))
+	}
+}
+
+// limitedGzip bounds the decoded size of a gzip body, so a small bomb cannot
+// expand into gigabytes.
+type limitedGzip struct {
+	zr   *gzip.Reader
+	raw  io.Closer
+	left int64
+}
+
+func (l *limitedGzip) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		return 0, &http.MaxBytesError{Limit: 0}
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.zr.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+func (l *limitedGzip) Close() error { return errors.Join(l.zr.Close(), l.raw.Close()) }
+
+// rejectBatch answers a batch that failed decoding or validation. Nothing of it
+// was stored.
+func (s *Server) rejectBatch(w http.ResponseWriter, recs []usage.Record, err error) {
+	var inv *usage.InvalidError
+	var tooMany *usage.TooManyRecordsError
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.countRejected(nil, 0)
+		writeError(w, http.StatusRequestEntityTooLarge,
+			fmt.Sprintf("request body exceeds %d bytes; split the batch", s.cfg.MaxBodyBytes), map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
+	case errors.As(err, &tooMany):
+		s.countRejected(nil, 0)
+		writeError(w, http.StatusRequestEntityTooLarge, err.Error()+"; split the batch", map[string]int{"max_records": tooMany.Limit})
+	case errors.As(err, &inv):
+		s.countRejected(recs, inv.Records)
+		writeError(w, http.StatusBadRequest,
+			fmt.Sprintf("batch rejected: %d problem(s) in %d record(s); nothing was stored", len(inv.Problems), inv.Records),
+			map[string]any{"problems": firstN(inv.Problems, maxProblems), "problems_total": len(inv.Problems)})
+	default:
+		s.countRejected(nil, 0)
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+	}
+}
+
+// countRejected counts the rejected records of a batch of total records per
+// tenant; records whose tenant is unknown or undecodable count as "unknown", so
+// a bad client cannot mint label values.
+func (s *Server) countRejected(recs []usage.Record, total int) {
+	counted := 0
+	for i := range recs {
+		s.metrics.records.WithLabelValues(s.tenantLabel(recs[i].Tenant), "rejected").Inc()
+		counted++
+	}
+	if rest := total - counted; rest > 0 {
+		s.metrics.records.WithLabelValues("unknown", "rejected").Add(float64(rest))
+	}
+	s.metrics.rejectedBatches.Inc()
+}
+
+func (s *Server) countStored(recs []usage.Record, dups []int) {
+	type key struct{ tenant, outcome string }
+	counts := map[key]int{}
+	d := 0
+	for i := range recs {
+		outcome := "new"
+		if d < len(dups) && dups[d] == i {
+			outcome = "duplicate"
+			d++
+		}
+		counts[key{recs[i].Tenant, outcome}]++
+	}
+	for k, n := range counts {
+		s.metrics.records.WithLabelValues(k.tenant, k.outcome).Add(float64(n))
+	}
+}
+
+func (s *Server) tenantLabel(t string) string {
+	if s.tenants[t] {
+		return t
+	}
+	return "unknown"
+}
+
+// acquire takes an ingest slot, waiting at most QueueTimeout.
+func (s *Server) acquire(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		s.metrics.inflight.Inc()
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueueTimeout)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		s.metrics.inflight.Inc()
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+func (s *Server) release() {
+	<-s.slots
+	s.metrics.inflight.Dec()
+}
+
+func firstN[T any](xs []T, n int) []T {
+	if len(xs) > n {
+		return xs[:n]
+	}
+	return xs
+}

@@ -1,0 +1,131 @@
+package collector
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+type metrics struct {
+	requests        *prometheus.CounterVec
+	requestDuration *prometheus.HistogramVec
+	records         *prometheus.CounterVec
+	rejectedBatches prometheus.Counter
+	batchRecords    prometheus.Histogram
+	inflight        prometheus.Gauge
+	throttled       prometheus.Counter
+	storeDuration   *prometheus.HistogramVec
+	storeErrors     *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_http_requests_total",
+			Help: "HTTP requests to the tenants' listener by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paasmeter_collector_http_request_duration_seconds",
+			Help:    "Time to answer a request of the tenants' listener.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}, []string{"route", "method"}),
+		records: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_usage_records_total",
+			Help: "Usage records received, by tenant and outcome: new (stored), duplicate (already stored, ignored) or rejected (invalid batch, nothing stored).",
+		}, []string{"tenant", "outcome"}),
+		rejectedBatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_collector_usage_batches_rejected_total",
+			Help: "Usage batches rejected as a whole (invalid, too large, another node's records).",
+		}),
+		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "paasmeter_collector_usage_batch_records",
+			Help:    "Records per accepted usage batch.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
+		}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "paasmeter_collector_inflight_batches",
+			Help: "Usage batches being decoded or stored right now.",
+		}),
+		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_collector_throttled_requests_total",
+			Help: "Batches answered 429 because max_inflight_batches were busy for queue_timeout.",
+		}),
+		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paasmeter_store_operation_duration_seconds",
+			Help:    "Latency of metering store operations.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
+		}, []string{"operation"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_store_operation_errors_total",
+			Help: "Failed metering store operations.",
+		}, []string{"operation"}),
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.rejectedBatches, m.batchRecords,
+		m.inflight, m.throttled, m.storeDuration, m.storeErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// RegisterProcessMetrics adds the Go runtime and process collectors, which a
+// binary wants once and tests do not.
+func RegisterProcessMetrics(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// instrumentedStore times and traces every store operation.
+type instrumentedStore struct {
+	metering.Store
+	m      *metrics
+	tracer trace.Tracer
+}
+
+func (s instrumentedStore) observe(ctx context.Context, op string, attrs ...attribute.KeyValue) (context.Context, func(error)) {
+	ctx, span := s.tracer.Start(ctx, "metering."+op, trace.WithAttributes(attrs...))
+	start := time.Now()
+	return ctx, func(err error) {
+		s.m.storeDuration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+		if err != nil {
+			s.m.storeErrors.WithLabelValues(op).Inc()
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
+}
+
+func (s instrumentedStore) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
+	ctx, done := s.observe(ctx, "append_usage", attribute.Int("paasmeter.records", len(recs)))
+	res, err := s.Store.AppendUsage(ctx, recs)
+	done(err)
+	return res, err
+}
+
+func (s instrumentedStore) QueryUsage(ctx context.Context, q metering.UsageQuery) ([]metering.UsageRow, error) {
+	ctx, done := s.observe(ctx, "query_usage", attribute.String("paasmeter.tenant", q.Tenant))
+	rows, err := s.Store.QueryUsage(ctx, q)
+	done(err)
+	return rows, err
+}
+
+func (s instrumentedStore) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(usage.Record) error) error {
+	ctx, done := s.observe(ctx, "scan_usage", attribute.String("paasmeter.tenant", f.Tenant))
+	err := s.Store.ScanUsage(ctx, f, fn)
+	done(err)
+	return err
+}

@@ -1,0 +1,195 @@
+// Package config is paasmeter's configuration file: one YAML document with a
+// section per component, defaults for everything but tenants and tokens, and
+// environment overrides for the knobs a deployment usually sets.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/telemetry"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// TimeZone is the platform's time zone: calendar days and months (billing
+	// periods, SLA months) are taken in it.
+	TimeZone  string                  `yaml:"time_zone"`
+	Log       LogConfig               `yaml:"log"`
+	Store     StoreConfig             `yaml:"store"`
+	Collector collector.Config        `yaml:"collector"`
+	Tracing   telemetry.TracingConfig `yaml:"tracing"`
+	// Tenants are the institutions; records of any other tenant are rejected.
+	Tenants []TenantConfig     `yaml:"tenants"`
+	Tokens  []auth.TokenConfig `yaml:"tokens"`
+}
+
+// LogConfig configures the process log.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text or json.
+	Format string `yaml:"format"`
+}
+
+// StoreConfig says where data is kept.
+type StoreConfig struct {
+	// DataDir holds the embedded stores.
+	DataDir string `yaml:"data_dir"`
+}
+
+// TenantConfig is one institution.
+type TenantConfig struct {
+	// ID is the tenant's name in records, tokens and URLs.
+	ID   string `yaml:"id"`
+	Name string `yaml:"name"`
+}
+
+// Default returns the configuration used when the file leaves a field out.
+func Default() Config {
+	return Config{
+		TimeZone:  "Europe/Brussels",
+		Log:       LogConfig{Level: "info", Format: "text"},
+		Store:     StoreConfig{DataDir: "data"},
+		Collector: collector.DefaultConfig(),
+		Tracing:   telemetry.TracingConfig{Exporter: telemetry.ExporterNone},
+	}
+}
+
+// Overrides maps environment variables to the fields they override.
+func (c *Config) overrides() map[string]*string {
+	return map[string]*string{
+		"PAASMETER_TIME_ZONE":        &c.TimeZone,
+		"PAASMETER_LOG_LEVEL":        &c.Log.Level,
+		"PAASMETER_LOG_FORMAT":       &c.Log.Format,
+		"PAASMETER_DATA_DIR":         &c.Store.DataDir,
+		"PAASMETER_LISTEN":           &c.Collector.Listen,
+		"PAASMETER_ADMIN_LISTEN":     &c.Collector.AdminListen,
+		"PAASMETER_TRACING_EXPORTER": (*string)(&c.Tracing.Exporter),
+		"PAASMETER_OTLP_ENDPOINT":    &c.Tracing.Endpoint,
+	}
+}
+
+// EnvironmentVariables lists the variables that override the file, sorted.
+func EnvironmentVariables() []string {
+	var c Config
+	var out []string
+	for k := range c.overrides() {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Load reads the file at path (strictly: unknown keys are errors), applies the
+// environment overrides that getenv returns, and validates the result.
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(data, path, getenv)
+}
+
+// Parse is Load on the file's content; name is used in error messages.
+func Parse(data []byte, name string, getenv func(string) string) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file (io.EOF) means all defaults.
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %w", name, err)
+	}
+	for k, field := range c.overrides() {
+		if v := getenv(k); v != "" {
+			*field = v
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s is invalid:\n%w", name, err)
+	}
+	return &c, nil
+}
+
+var tenantRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// Validate reports every problem of c, one per line, each prefixed by its path
+// in the file.
+func (c *Config) Validate() error {
+	var errs []error
+	in := func(section string, err error) {
+		if err == nil {
+			return
+		}
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("%s.%s", section, line))
+		}
+	}
+	if _, err := time.LoadLocation(c.TimeZone); err != nil || c.TimeZone == "" {
+		errs = append(errs, fmt.Errorf("time_zone: %q is not an IANA time zone such as Europe/Brussels", c.TimeZone))
+	}
+	if _, err := c.Log.SlogLevel(); err != nil {
+		errs = append(errs, fmt.Errorf("log.level: %w", err))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		errs = append(errs, fmt.Errorf("log.format: %q must be text or json", c.Log.Format))
+	}
+	if c.Store.DataDir == "" {
+		errs = append(errs, errors.New("store.data_dir: is required"))
+	}
+	in("collector", c.Collector.Validate())
+	in("tracing", c.Tracing.Validate())
+
+	known := map[string]bool{}
+	for i, t := range c.Tenants {
+		switch {
+		case !tenantRE.MatchString(t.ID):
+			errs = append(errs, fmt.Errorf("tenants[%d].id: %q must be 1-63 lower-case letters, digits or '-'", i, t.ID))
+		case known[t.ID]:
+			errs = append(errs, fmt.Errorf("tenants[%d].id: %q is configured twice", i, t.ID))
+		}
+		known[t.ID] = true
+	}
+	names := map[string]bool{}
+	for i, t := range c.Tokens {
+		in(fmt.Sprintf("tokens[%d]", i), t.Validate(func(id string) bool { return known[id] }))
+		if names[t.Name] {
+			errs = append(errs, fmt.Errorf("tokens[%d].name: %q is used twice", i, t.Name))
+		}
+		names[t.Name] = true
+	}
+	return errors.Join(errs...)
+}
+
+// Location returns the platform's time zone.
+func (c *Config) Location() (*time.Location, error) { return time.LoadLocation(c.TimeZone) }
+
+// TenantSet returns the configured tenant ids.
+func (c *Config) TenantSet() map[string]bool {
+	m := make(map[string]bool, len(c.Tenants))
+	for _, t := range c.Tenants {
+		m[t.ID] = true
+	}
+	return m
+}
+
+// SlogLevel parses the log level.
+func (l LogConfig) SlogLevel() (slog.Level, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(l.Level)); err != nil {
+		return 0, fmt.Errorf("%q must be debug, info, warn or error", l.Level)
+	}
+	return lv, nil
+}

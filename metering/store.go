@@ -1,0 +1,149 @@
+// Package metering defines the metering store: where usage records (and, later,
+// events and log lines) are kept, deduplicated by id, append-only.
+//
+// Adapters live beside it: metering/embedded (SQLite in a data directory, the
+// default). Every adapter must pass the contract suite in metering/storetest.
+package metering
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// Store is a metering store.
+type Store interface {
+	UsageAppender
+	UsageReader
+	// Ready reports whether the store can take writes now.
+	Ready(ctx context.Context) error
+	// Close releases the store. Calls in flight finish first.
+	Close() error
+}
+
+// UsageAppender stores usage records.
+type UsageAppender interface {
+	// AppendUsage stores recs, all or nothing, and returns only once they are
+	// durable. A record whose id is already stored — or repeated earlier in recs —
+	// is a duplicate: it is not stored again and the first arrival (with its
+	// received_at) is kept. Records must be valid (usage.Validate) and carry
+	// their received_at.
+	//
+	// On error nothing of recs is stored, so the caller may retry the same batch.
+	AppendUsage(ctx context.Context, recs []usage.Record) (AppendResult, error)
+}
+
+// AppendResult says what an append did.
+type AppendResult struct {
+	// Duplicates holds the indexes (into the appended slice) of the records that
+	// were duplicates, in ascending order. Every other record was new.
+	Duplicates []int
+}
+
+// UsageReader reads stored usage records of one tenant.
+type UsageReader interface {
+	// QueryUsage aggregates a tenant's usage. Totals are exact (see usage.Total).
+	QueryUsage(ctx context.Context, q UsageQuery) ([]UsageRow, error)
+	// ScanUsage calls fn for every stored record of f.Tenant whose window starts
+	// in [f.From, f.To), ordered by window start then id. It stops at fn's first error.
+	ScanUsage(ctx context.Context, f UsageFilter, fn func(usage.Record) error) error
+}
+
+// UsageFilter selects records of one tenant by window start.
+type UsageFilter struct {
+	Tenant string
+	// From and To bound the window start: From ≤ window_start < To.
+	From, To time.Time
+	// Optional filters; empty means all.
+	Projects     []string
+	Apps         []string
+	Environments []usage.Environment
+	Meters       []usage.Meter
+}
+
+// Dimension is a grouping key of a usage query besides the meter, which is always grouped.
+type Dimension string
+
+// The dimensions usage can be grouped by.
+const (
+	ByProject     Dimension = "project"
+	ByApp         Dimension = "app"
+	ByEnvironment Dimension = "environment"
+	ByDay         Dimension = "day"
+)
+
+// Dimensions lists every dimension in the order rows are sorted by.
+var Dimensions = []Dimension{ByProject, ByApp, ByEnvironment, ByDay}
+
+// MaxQueryRange bounds how much time one usage query may cover.
+const MaxQueryRange = 400 * 24 * time.Hour
+
+// UsageQuery is an aggregation over a tenant's usage.
+type UsageQuery struct {
+	UsageFilter
+	// GroupBy lists the dimensions to group by; the meter is always grouped.
+	GroupBy []Dimension
+	// Location defines days for ByDay. Nil means UTC.
+	Location *time.Location
+}
+
+// Validate reports what is wrong with q, naming the parameter.
+func (q *UsageQuery) Validate() error {
+	var errs []error
+	if q.Tenant == "" {
+		errs = append(errs, errors.New("tenant: is required"))
+	}
+	switch {
+	case q.From.IsZero() || q.To.IsZero():
+		errs = append(errs, errors.New("from, to: both are required"))
+	case !q.To.After(q.From):
+		errs = append(errs, errors.New("to: must be after from"))
+	case q.To.Sub(q.From) > MaxQueryRange:
+		errs = append(errs, fmt.Errorf("to: a query may cover at most %d days", int(MaxQueryRange/(24*time.Hour))))
+	}
+	for _, d := range q.GroupBy {
+		if !slices.Contains(Dimensions, d) {
+			errs = append(errs, fmt.Errorf("group_by: %q is not one of project, app, environment, meter, day", d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Groups reports whether q groups by d.
+func (q *UsageQuery) Groups(d Dimension) bool { return slices.Contains(q.GroupBy, d) }
+
+// UsageRow is one group of a usage query. Dimensions not grouped by are empty.
+type UsageRow struct {
+	Project     string            `json:"project,omitempty"`
+	App         string            `json:"app,omitempty"`
+	Environment usage.Environment `json:"environment,omitempty"`
+	// Day is the calendar day (YYYY-MM-DD) of the window start in the query's location.
+	Day      string      `json:"day,omitempty"`
+	Meter    usage.Meter `json:"meter"`
+	Quantity usage.Total `json:"quantity"`
+	Records  int64       `json:"records"`
+}
+
+// SortRows puts rows in the canonical order: by project, app, environment, day, meter.
+func SortRows(rows []UsageRow) {
+	slices.SortFunc(rows, func(a, b UsageRow) int {
+		for _, c := range [][2]string{{a.Project, b.Project}, {a.App, b.App}, {string(a.Environment), string(b.Environment)},
+			{a.Day, b.Day}, {string(a.Meter), string(b.Meter)}} {
+			if c[0] != c[1] {
+				if c[0] < c[1] {
+					return -1
+				}
+				return 1
+			}
+		}
+		return 0
+	})
+}
+
+// ErrNotReady is returned by stores that cannot serve right now (closed, or the
+// backing server is unreachable).
+var ErrNotReady = errors.New("metering store not ready")

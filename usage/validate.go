@@ -1,0 +1,186 @@
+package usage
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Limits bound what a valid record or batch may contain.
+type Limits struct {
+	// MaxRecords is the most records one batch may hold.
+	MaxRecords int
+	// FutureSkew is how far past the receiver's clock a window may end.
+	FutureSkew time.Duration
+	// Horizon is how far in the past a window may start.
+	Horizon time.Duration
+	// MaxWindow is the longest window a record may cover.
+	MaxWindow time.Duration
+}
+
+// DefaultLimits are the limits of DESIGN.md §3.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxRecords: 10000,
+		FutureSkew: 5 * time.Minute,
+		Horizon:    400 * 24 * time.Hour,
+		MaxWindow:  time.Hour,
+	}
+}
+
+// Validate reports what is wrong with l.
+func (l Limits) Validate() error {
+	var errs []string
+	if l.MaxRecords <= 0 {
+		errs = append(errs, "max_records must be positive")
+	}
+	if l.FutureSkew < 0 {
+		errs = append(errs, "future_skew must not be negative")
+	}
+	if l.Horizon <= 0 {
+		errs = append(errs, "horizon must be positive")
+	}
+	if l.MaxWindow <= 0 {
+		errs = append(errs, "max_window must be positive")
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%s", strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Problem is one reason a record is invalid.
+type Problem struct {
+	// Index is the record's position in its batch.
+	Index int `json:"index"`
+	// Field is the JSON name of the offending field.
+	Field  string `json:"field"`
+	Reason string `json:"reason"`
+}
+
+func (p Problem) String() string {
+	return fmt.Sprintf("records[%d].%s: %s", p.Index, p.Field, p.Reason)
+}
+
+var (
+	// Names of institutions, projects and apps are DNS labels: they end up in
+	// hostnames, Docker networks and Prometheus labels.
+	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// Node names are host names.
+	nodeRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
+	// Container, run and volume identifiers come from the runtime.
+	identRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+	idRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
+)
+
+// Validate checks r as received at now and returns every problem found, each
+// tagged with index. It returns nil for a valid record.
+func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
+	var ps []Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	name := func(field, v string) {
+		switch {
+		case v == "":
+			add(field, "is required")
+		case !nameRE.MatchString(v):
+			add(field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", truncate(v))
+		}
+	}
+	ident := func(field, v string) {
+		if !identRE.MatchString(v) {
+			add(field, "%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", truncate(v))
+		}
+	}
+
+	if r.SchemaVersion < MinSchemaVersion || r.SchemaVersion > SchemaVersion {
+		add("schema_version", "%d is not supported (this collector accepts %d to %d)", r.SchemaVersion, MinSchemaVersion, SchemaVersion)
+	}
+	name("tenant", r.Tenant)
+	name("project", r.Project)
+	name("app", r.App)
+	if !r.Environment.Valid() {
+		add("environment", "%q must be one of dev, test, acc, prod", truncate(string(r.Environment)))
+	}
+	switch {
+	case r.Node == "":
+		add("node", "is required")
+	case !nodeRE.MatchString(r.Node):
+		add("node", "%q is not a valid host name", truncate(r.Node))
+	}
+	if !r.Meter.Valid() {
+		add("meter", "%q is not a known meter", truncate(string(r.Meter)))
+	} else if r.Meter.SourceKind() == SourceVolume {
+		ident("volume", r.Volume)
+		if r.ContainerID != "" {
+			add("container_id", "must be empty for meter %s, which is measured on a volume", r.Meter)
+		}
+		if r.RunID != "" {
+			add("run_id", "must be empty for meter %s, which is measured on a volume", r.Meter)
+		}
+	} else {
+		ident("container_id", r.ContainerID)
+		ident("run_id", r.RunID)
+		if r.Volume != "" {
+			add("volume", "must be empty for meter %s, which is measured on a container", r.Meter)
+		}
+	}
+	if r.Quantity < 0 {
+		add("quantity", "%d is negative", r.Quantity)
+	}
+
+	windowOK := true
+	switch {
+	case r.WindowStart.IsZero():
+		add("window_start", "is required")
+		windowOK = false
+	case r.WindowStart.Before(now.Add(-lim.Horizon)):
+		add("window_start", "%s is older than the horizon of %s", r.WindowStart.UTC().Format(time.RFC3339), lim.Horizon)
+		windowOK = false
+	}
+	switch {
+	case r.WindowEnd.IsZero():
+		add("window_end", "is required")
+		windowOK = false
+	case r.WindowEnd.After(now.Add(lim.FutureSkew)):
+		add("window_end", "%s is more than %s in the future", r.WindowEnd.UTC().Format(time.RFC3339), lim.FutureSkew)
+		windowOK = false
+	}
+	if windowOK {
+		d := r.WindowEnd.Sub(r.WindowStart)
+		switch {
+		case d <= 0:
+			add("window_end", "must be after window_start")
+		case d > lim.MaxWindow:
+			add("window_end", "window of %s is longer than the maximum of %s", d, lim.MaxWindow)
+		case r.Meter == MeterContainerSeconds && r.Quantity > int64((d+time.Second-1)/time.Second):
+			add("quantity", "%d container seconds do not fit in a window of %s", r.Quantity, d)
+		}
+	}
+	if !r.ReceivedAt.IsZero() {
+		add("received_at", "is set by the collector and must be empty")
+	}
+
+	switch {
+	case r.ID == "":
+		add("id", "is required")
+	case !idRE.MatchString(r.ID):
+		add("id", "%q must be 32 lower-case hex digits", truncate(r.ID))
+	case len(ps) == 0:
+		// Only a record that is otherwise valid can have its id checked meaningfully.
+		if want := DeriveID(r); r.ID != want {
+			add("id", "does not match the record's source, meter and window (expected %s)", want)
+		}
+	}
+	return ps
+}
+
+func truncate(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
+}
