@@ -128,6 +128,9 @@ func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
 
 // EncodeBatch writes recs as a batch.
 func EncodeBatch(w io.Writer, recs []Record) error {
+	if recs == nil {
+		recs = []Record{} // "records": [] — null is not a batch
+	}
 	return json.NewEncoder(w).Encode(Batch{Records: recs})
 }
 
@@ -162,7 +165,11 @@ func fieldProblem(index int, err error) (Problem, bool) {
 		return Problem{Index: index, Field: field, Reason: fmt.Sprintf("%s is not a valid %s", te.Value, jsonKind(te.Type.String()))}, true
 	}
 	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		return Problem{Index: index, Field: strings.Trim(f, `"`), Reason: "is not a field of a usage record"}, true
+		name := truncate(strings.Trim(f, `"`))
+		if name == "" {
+			name = `""`
+		}
+		return Problem{Index: index, Field: name, Reason: "is not a field of a usage record"}, true
 	}
 	return Problem{}, false
 }

@@ -1,0 +1,234 @@
+package collector_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// The tokens of the test collector.
+const (
+	agentNode1 = "agent-node-1-token"
+	agentNode2 = "agent-node-2-token"
+	caamiToken = "caami-token"
+	onaToken   = "ona-token"
+	adminToken = "admin-token"
+)
+
+var now = time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+
+type env struct {
+	srv      *collector.Server
+	api      *httptest.Server
+	admin    *httptest.Server
+	store    metering.Store
+	clock    *clock.Manual
+	registry *prometheus.Registry
+}
+
+// newEnv starts a collector over a fresh embedded store. wrap, if given, wraps
+// the store (to inject failures or delays).
+func newEnv(t *testing.T, cfg *collector.Config, wrap func(metering.Store) metering.Store) *env {
+	t.Helper()
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var store metering.Store = st
+	if wrap != nil {
+		store = wrap(st)
+	}
+	tokens := []auth.TokenConfig{
+		{Name: "agent-1", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(agentNode1)},
+		{Name: "agent-2", Role: auth.RoleAgent, Node: "node-2", SHA256: auth.Hash(agentNode2)},
+		{Name: "caami", Role: auth.RoleInstitution, Tenant: "caami", SHA256: auth.Hash(caamiToken)},
+		{Name: "ona", Role: auth.RoleInstitution, Tenant: "ona", SHA256: auth.Hash(onaToken)},
+		{Name: "ops", Role: auth.RoleAdmin, SHA256: auth.Hash(adminToken)},
+	}
+	authn, err := auth.NewAuthenticator(tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := collector.DefaultConfig()
+	if cfg != nil {
+		c = *cfg
+	}
+	brussels, err := time.LoadLocation("Europe/Brussels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry()}
+	e.srv, err = collector.New(collector.Options{
+		Config: c, Store: store, Auth: authn, Tenants: map[string]bool{"caami": true, "ona": true},
+		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api = httptest.NewServer(e.srv.Handler())
+	e.admin = httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(e.api.Close)
+	t.Cleanup(e.admin.Close)
+	return e
+}
+
+type answer struct {
+	code   int
+	header http.Header
+	body   []byte
+	err    error // transport error, for requests made off the test goroutine
+}
+
+// postAsync posts a batch from another goroutine; transport errors come back
+// in the answer instead of failing the test off its goroutine.
+func postAsync(url, token string, body []byte) <-chan answer {
+	out := make(chan answer, 1)
+	go func() {
+		req, err := http.NewRequest("POST", url+"/api/v1/usage", bytes.NewReader(body))
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			out <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		out <- answer{code: resp.StatusCode, header: resp.Header, body: b, err: err}
+	}()
+	return out
+}
+
+func (a answer) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(a.body, v); err != nil {
+		t.Fatalf("answer %d %s is not JSON: %v", a.code, a.body, err)
+	}
+}
+
+// apiError is the error body every endpoint answers with.
+type apiError struct {
+	Error  string          `json:"error"`
+	Detail json.RawMessage `json:"detail"`
+}
+
+type problemsDetail struct {
+	Problems      []usage.Problem `json:"problems"`
+	ProblemsTotal int             `json:"problems_total"`
+}
+
+func do(t *testing.T, method, url, token string, body io.Reader, header ...string) answer {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("%s %s: error answer %d has Content-Type %q, want application/json", method, url, resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func (e *env) post(t *testing.T, token string, recs []usage.Record) answer {
+	t.Helper()
+	return do(t, "POST", e.api.URL+"/api/v1/usage", token, bytes.NewReader(encode(t, recs)))
+}
+
+func encode(t *testing.T, recs []usage.Record) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := usage.EncodeBatch(&b, recs); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.Bytes()
+}
+
+// stored returns every record of tenant in the store.
+func (e *env) stored(t *testing.T, tenant string) []usage.Record {
+	t.Helper()
+	var out []usage.Record
+	err := e.store.ScanUsage(context.Background(), metering.UsageFilter{Tenant: tenant, From: now.AddDate(-2, 0, 0), To: now.AddDate(1, 0, 0)},
+		func(r usage.Record) error { out = append(out, r); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (e *env) metric(t *testing.T, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := e.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				got[lp.GetName()] = lp.GetValue()
+			}
+			for k, v := range labels {
+				if got[k] != v {
+					continue next
+				}
+			}
+			if m.Counter != nil {
+				return m.Counter.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}

@@ -1,0 +1,68 @@
+package usage_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/paasmeter/paasmeter/usage"
+	"github.com/paasmeter/paasmeter/usage/usagetest"
+)
+
+// FuzzDecodeBatch feeds arbitrary bodies to the batch decoder. Whatever the
+// input, it must not panic, and its answer must be one of: every record valid,
+// or an error that says why, with problems that point into the batch.
+func FuzzDecodeBatch(f *testing.F) {
+	good := usagetest.Record("caami", "abc", usage.MeterCPU, start, 100)
+	vol := usagetest.Volume("ona", "pgdata", start, 1<<40)
+	f.Add(batchJSON(good, vol))
+	f.Add(batchJSON())
+	f.Add(strings.Replace(batchJSON(good), `"quantity":100`, `"quantity":-1`, 1))
+	f.Add(strings.Replace(batchJSON(good), `"node"`, `"x":{"y":[1,2]},"node"`, 1))
+	f.Add(`{"records":[{"window_start":"2026-13-45T00:00:00Z"}]}`)
+	f.Add(`{"records":[null, 1, "x", []]}`)
+	f.Add(`{"records":{}}`)
+	f.Add(`[]`)
+	lim := usage.DefaultLimits()
+	lim.MaxRecords = 50
+	f.Fuzz(func(t *testing.T, body string) {
+		recs, err := usage.DecodeBatch(strings.NewReader(body), now, lim)
+		var inv *usage.InvalidError
+		var tm *usage.TooManyRecordsError
+		switch {
+		case err == nil:
+			for i := range recs {
+				if ps := usage.Validate(&recs[i], i, now, lim); len(ps) > 0 {
+					t.Fatalf("accepted an invalid record: %v", ps)
+				}
+			}
+			// An accepted batch survives a round trip unchanged.
+			var buf bytes.Buffer
+			if err := usage.EncodeBatch(&buf, recs); err != nil {
+				t.Fatal(err)
+			}
+			again, err := usage.DecodeBatch(&buf, now, lim)
+			if err != nil || len(again) != len(recs) {
+				t.Fatalf("re-decoding an accepted batch: %d records, %v", len(again), err)
+			}
+			for i := range recs {
+				if again[i] != recs[i] {
+					t.Fatalf("record %d changed in a round trip: %+v != %+v", i, again[i], recs[i])
+				}
+			}
+		case errors.As(err, &inv):
+			if len(inv.Problems) == 0 || inv.Records > lim.MaxRecords {
+				t.Fatalf("InvalidError without problems or beyond the limit: %+v", inv)
+			}
+			for _, p := range inv.Problems {
+				if p.Index < 0 || p.Index >= inv.Records || p.Field == "" || p.Reason == "" {
+					t.Fatalf("problem %+v does not point into a batch of %d records", p, inv.Records)
+				}
+			}
+		case errors.As(err, &tm), errors.Is(err, usage.ErrMalformed):
+		default:
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+	})
+}
