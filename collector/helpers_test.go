@@ -44,7 +44,7 @@ type env struct {
 
 // newEnv starts a collector over a fresh embedded store. wrap, if given, wraps
 // the store (to inject failures or delays).
-func newEnv(t *testing.T, cfg *collector.Config, wrap func(metering.Store) metering.Store) *env {
+func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) metering.Store, opts ...func(*collector.Options)) *env {
 	t.Helper()
 	st, err := embedded.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -75,10 +75,14 @@ func newEnv(t *testing.T, cfg *collector.Config, wrap func(metering.Store) meter
 		t.Fatal(err)
 	}
 	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry()}
-	e.srv, err = collector.New(collector.Options{
+	o := collector.Options{
 		Config: c, Store: store, Auth: authn, Tenants: map[string]bool{"caami": true, "ona": true},
 		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
-	})
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e.srv, err = collector.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}

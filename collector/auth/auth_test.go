@@ -1,0 +1,89 @@
+package auth_test
+
+import (
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/paasmeter/paasmeter/collector/auth"
+)
+
+func TestAuthenticate(t *testing.T) {
+	agent, inst := auth.New(), auth.New()
+	a, err := auth.NewAuthenticator([]auth.TokenConfig{
+		{Name: "agent", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(agent)},
+		{Name: "caami", Role: auth.RoleInstitution, Tenant: "caami", SHA256: auth.Hash(inst)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		header string
+		want   string
+		err    error
+	}{
+		"an agent token identifies its node":        {"Bearer " + agent, "agent", nil},
+		"the scheme is case-insensitive":            {"bearer " + inst, "caami", nil},
+		"a missing header is no token":              {"", "", auth.ErrNoToken},
+		"basic auth is no token":                    {"Basic " + agent, "", auth.ErrNoToken},
+		"the hash itself is not a token":            {"Bearer " + auth.Hash(agent), "", auth.ErrBadToken},
+		"a token with a changed character is wrong": {"Bearer " + agent[:len(agent)-1] + "x", "", auth.ErrBadToken},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			if tc.header != "" {
+				r.Header.Set("Authorization", tc.header)
+			}
+			p, err := a.Authenticate(r)
+			if !errors.Is(err, tc.err) || p.Name != tc.want {
+				t.Errorf("Authenticate = %+v, %v; want %q, %v", p, err, tc.want, tc.err)
+			}
+		})
+	}
+}
+
+func TestPrincipalScopes(t *testing.T) {
+	agent := auth.Principal{Role: auth.RoleAgent, Node: "node-1"}
+	caami := auth.Principal{Role: auth.RoleInstitution, Tenant: "caami"}
+	admin := auth.Principal{Role: auth.RoleAdmin}
+	checks := []struct {
+		name string
+		got  bool
+		want bool
+	}{
+		{"an institution reads its own tenant", caami.CanRead("caami"), true},
+		{"an institution does not read another tenant", caami.CanRead("ona"), false},
+		{"an agent reads no tenant", agent.CanRead("caami"), false},
+		{"an admin reads any tenant", admin.CanRead("ona"), true},
+		{"an agent writes its own node", agent.CanWriteNode("node-1"), true},
+		{"an agent does not write another node", agent.CanWriteNode("node-2"), false},
+		{"an admin does not write usage", admin.CanWriteNode(""), false},
+		{"an institution does not write usage", caami.CanWriteNode(""), false},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s: got %v", c.name, c.got)
+		}
+	}
+}
+
+func TestSameTokenTwiceIsRefused(t *testing.T) {
+	h := auth.Hash("x")
+	_, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAdmin, SHA256: h}, {Name: "b", Role: auth.RoleAdmin, SHA256: h}})
+	if err == nil || !strings.Contains(err.Error(), "twice") {
+		t.Errorf("err = %v, want the duplicate named", err)
+	}
+}
+
+func TestNewTokensAreDistinctAndLong(t *testing.T) {
+	seen := map[string]bool{}
+	for range 100 {
+		tok := auth.New()
+		if len(tok) < 32 || seen[tok] {
+			t.Fatalf("token %q is short or repeated", tok)
+		}
+		seen[tok] = true
+	}
+}

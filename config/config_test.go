@@ -1,0 +1,92 @@
+package config_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/paasmeter/paasmeter/config"
+)
+
+func noEnv(string) string { return "" }
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := config.Load("../deploy/examples/paasmeter.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Tenants) != 2 || len(c.Tokens) != 4 || c.TimeZone != "Europe/Brussels" || c.Collector.Listen != "127.0.0.1:8080" {
+		t.Errorf("example config loaded as %+v", c)
+	}
+}
+
+func TestEmptyFileMeansDefaults(t *testing.T) {
+	c, err := config.Parse(nil, "empty.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Store.DataDir != config.Default().Store.DataDir || c.Collector.MaxRecords != 10000 {
+		t.Errorf("empty file did not give the defaults: %+v", c)
+	}
+}
+
+func TestEnvironmentOverridesTheFile(t *testing.T) {
+	env := map[string]string{"PAASMETER_LISTEN": "0.0.0.0:8443", "PAASMETER_DATA_DIR": "/var/lib/paasmeter", "PAASMETER_LOG_FORMAT": "json"}
+	c, err := config.Parse([]byte("collector:\n  listen: 127.0.0.1:1234\n"), "x.yaml", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Collector.Listen != "0.0.0.0:8443" || c.Store.DataDir != "/var/lib/paasmeter" || c.Log.Format != "json" {
+		t.Errorf("overrides not applied: listen %s, data %s, log %s", c.Collector.Listen, c.Store.DataDir, c.Log.Format)
+	}
+	for _, k := range config.EnvironmentVariables() {
+		if !strings.HasPrefix(k, "PAASMETER_") {
+			t.Errorf("override %s lacks the PAASMETER_ prefix", k)
+		}
+	}
+}
+
+func TestInvalidConfigNamesEveryProblem(t *testing.T) {
+	tests := map[string]struct{ yaml, want string }{
+		"an unknown key is named with its line": {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
+		"a bad time zone is named":              {"time_zone: Mars/Olympus\n", "time_zone:"},
+		"a bad duration is named with its line": {"collector:\n  queue_timeout: soon\n", "line 2"},
+		"equal listeners are refused":           {"collector:\n  listen: 127.0.0.1:9\n  admin_listen: 127.0.0.1:9\n", "collector.admin_listen: must differ"},
+		"a bad listen address is named":         {"collector:\n  listen: localhost\n", "collector.listen:"},
+		"a negative record limit is named":      {"collector:\n  max_records: -1\n", "max_records must be positive"},
+		"an otlp exporter without endpoint":     {"tracing:\n  exporter: otlp-http\n", "tracing.endpoint:"},
+		"a duplicated tenant is named":          {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
+		"an agent token without node is named": {
+			"tokens:\n  - name: a\n    role: agent\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].node:"},
+		"a token for an unknown tenant is named": {
+			"tokens:\n  - name: a\n    role: institution\n    tenant: ona\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].tenant:"},
+		"a token with a plain secret instead of a hash is named": {
+			"tokens:\n  - name: a\n    role: admin\n    sha256: hunter2\n", "tokens[0].sha256:"},
+		"an unknown role is named": {
+			"tokens:\n  - name: a\n    role: root\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].role:"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := config.Parse([]byte(tc.yaml), "bad.yaml", noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("a missing file says which", func(t *testing.T) {
+		_, err := config.Load("no-such.yaml", noEnv)
+		if err == nil || !os.IsNotExist(unwrapAll(err)) {
+			t.Errorf("err = %v", err)
+		}
+	})
+}
+
+func unwrapAll(err error) error {
+	for {
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+}
