@@ -6,13 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/loadgen"
 	"github.com/paasmeter/paasmeter/metering/embedded"
-	"github.com/paasmeter/paasmeter/usage"
-	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
 
-// BenchmarkAppendUsage measures direct inserts into the embedded store, the
-// baseline the HTTP ingest path is compared with (make bench).
+// BenchmarkAppendUsage measures one writer appending batches of realistic
+// records (1,000 containers, one window per minute) straight into the store.
 func BenchmarkAppendUsage(b *testing.B) {
 	for _, size := range []int{1000, 5000} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
@@ -21,23 +20,14 @@ func BenchmarkAppendUsage(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
-			base := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-			recs := make([]usage.Record, size)
-			n := 0
+			now := time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+			batches := loadgen.Batches(loadgen.Spec{Records: b.N * size, BatchSize: size, Concurrency: 1, Tenant: "caami", Node: "node-1", End: now})
 			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for j := range recs {
-					recs[j] = usagetest.Record("caami", fmt.Sprintf("c%09d", n), usage.MeterCPU, base, 1)
-					recs[j].ReceivedAt = base
-					n++
-				}
-				b.StartTimer()
-				if _, err := s.AppendUsage(context.Background(), recs); err != nil {
-					b.Fatal(err)
-				}
+			res, err := loadgen.Direct(context.Background(), s, batches, 1, now)
+			if err != nil || res.New != b.N*size {
+				b.Fatalf("%+v, %v", res, err)
 			}
-			b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(res.PerSecond(), "records/s")
 		})
 	}
 }
