@@ -2,7 +2,6 @@ package usage
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 )
@@ -63,16 +62,43 @@ func (p Problem) String() string {
 	return fmt.Sprintf("records[%d].%s: %s", p.Index, p.Field, p.Reason)
 }
 
-var (
-	// Names of institutions, projects and apps are DNS labels: they end up in
-	// hostnames, Docker networks and Prometheus labels.
-	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	// Node names are host names.
-	nodeRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
-	// Container, run and volume identifiers come from the runtime.
-	identRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
-	idRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
-)
+// Field shapes. Hand-written rather than regular expressions: these run for
+// every field of every record and the regexps took 15 % of the ingest CPU.
+func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
+func isAlnum(c byte) bool      { return isLowerAlnum(c) || 'A' <= c && c <= 'Z' }
+func isHex(c byte) bool        { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+// shaped reports whether s has 1..max bytes, starts (and, if edgeLast, ends)
+// with an edge byte, and has only inner bytes in between.
+func shaped(s string, max int, edge, inner func(byte) bool, edgeLast bool) bool {
+	if len(s) == 0 || len(s) > max || !edge(s[0]) || (edgeLast && !edge(s[len(s)-1])) {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		if !inner(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// isName: institutions, projects and apps are DNS labels, because they end up in
+// host names, Docker networks and Prometheus labels.
+func isName(s string) bool {
+	return shaped(s, 63, isLowerAlnum, func(c byte) bool { return isLowerAlnum(c) || c == '-' }, true)
+}
+
+// isNode: node names are host names.
+func isNode(s string) bool {
+	return shaped(s, 253, isAlnum, func(c byte) bool { return isAlnum(c) || c == '.' || c == '_' || c == '-' }, true)
+}
+
+// isIdent: container, run and volume identifiers come from the runtime.
+func isIdent(s string) bool {
+	return shaped(s, 128, isAlnum, func(c byte) bool { return isAlnum(c) || c == '_' || c == '.' || c == ':' || c == '-' }, false)
+}
+
+func isID(s string) bool { return len(s) == IDLength && shaped(s, IDLength, isHex, isHex, true) }
 
 // Validate checks r as received at now and returns every problem found, each
 // tagged with index. It returns nil for a valid record.
@@ -85,12 +111,12 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 		switch {
 		case v == "":
 			add(field, "is required")
-		case !nameRE.MatchString(v):
+		case !isName(v):
 			add(field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", truncate(v))
 		}
 	}
 	ident := func(field, v string) {
-		if !identRE.MatchString(v) {
+		if !isIdent(v) {
 			add(field, "%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", truncate(v))
 		}
 	}
@@ -107,7 +133,7 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 	switch {
 	case r.Node == "":
 		add("node", "is required")
-	case !nodeRE.MatchString(r.Node):
+	case !isNode(r.Node):
 		add("node", "%q is not a valid host name", truncate(r.Node))
 	}
 	if !r.Meter.Valid() {
@@ -166,7 +192,7 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 	switch {
 	case r.ID == "":
 		add("id", "is required")
-	case !idRE.MatchString(r.ID):
+	case !isID(r.ID):
 		add("id", "%q must be 32 lower-case hex digits", truncate(r.ID))
 	case len(ps) == 0:
 		// Only a record that is otherwise valid can have its id checked meaningfully.
