@@ -1,8 +1,10 @@
 package collector_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +116,30 @@ func TestUsageQueryRejectsBadParametersByName(t *testing.T) {
 	var ae apiError
 	if err := json.Unmarshal(a.body, &ae); err != nil || ae.Error == "" {
 		t.Errorf("404 without a JSON error: %s", a.body)
+	}
+}
+
+func TestUsageQueryOverAMonthOfAThousandContainersIsExact(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	// October 2026 in Brussels: 745 hours (the clocks go back on the 25th), from
+	// 2026-09-30T22:00Z. Loaded straight into the store: this is about the query.
+	oct := time.Date(2026, 9, 30, 22, 0, 0, 0, time.UTC)
+	const containers, hours, gib4 = 1000, 745, int64(4 << 30)
+	err := usagetest.HourlyMemory("caami", containers, hours, oct, gib4, 10000, now, func(b []usage.Record) error {
+		_, err := e.store.AppendUsage(context.Background(), b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/usage?month=2026-10&meter=memory_byte_seconds", caamiToken, nil)
+	var resp collector.UsageResponse
+	a.decode(t, &resp)
+	want := new(big.Int).Mul(big.NewInt(gib4*3600), big.NewInt(containers*hours)) // 1.152e19 > 2^63
+	if len(resp.Totals) != 1 || resp.Totals[0].Quantity.Big().Cmp(want) != 0 || resp.Totals[0].Records != containers*hours {
+		t.Fatalf("totals = %+v, want %s byte·s over %d records", resp.Totals, want, containers*hours)
+	}
+	if !strings.Contains(string(a.body), `"quantity":"`+want.String()+`"`) {
+		t.Errorf("the JSON answer does not carry %s exactly", want)
 	}
 }

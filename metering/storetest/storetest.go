@@ -215,31 +215,19 @@ func testAtomic(t *testing.T, s metering.Store) {
 func testNoOverflow(t *testing.T, s metering.Store) {
 	// 1,000 containers × 744 hourly windows (October 2026) × 4 GiB × 3600 s.
 	const containers, hours = 1000, 31 * 24
-	const perWindow = int64(4<<30) * 3600
-	recv := Base.AddDate(0, 1, 0)
-	recs := make([]usage.Record, 0, 10000)
-	flush := func() {
-		mustAppend(t, s, recs)
-		recs = recs[:0]
+	const gib4 = int64(4 << 30)
+	err := usagetest.HourlyMemory("caami", containers, hours, Base, gib4, 10000, Base.AddDate(0, 1, 0), func(b []usage.Record) error {
+		_, err := s.AppendUsage(ctx(t), b)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("AppendUsage: %v", err)
 	}
-	for c := range containers {
-		for h := range hours {
-			r := usagetest.Record("caami", fmt.Sprintf("c%04d", c), usage.MeterMemory, Base.Add(time.Duration(h)*time.Hour), perWindow)
-			r.WindowEnd = r.WindowStart.Add(time.Hour)
-			r.ID = fastID(c, h)
-			r.ReceivedAt = recv
-			recs = append(recs, r)
-			if len(recs) == cap(recs) {
-				flush()
-			}
-		}
-	}
-	flush()
 	rows, err := s.QueryUsage(ctx(t), metering.UsageQuery{UsageFilter: metering.UsageFilter{Tenant: "caami", From: Base, To: Base.AddDate(0, 1, 0)}})
 	if err != nil {
 		t.Fatalf("QueryUsage: %v", err)
 	}
-	want := new(big.Int).Mul(big.NewInt(perWindow), big.NewInt(containers*hours))
+	want := new(big.Int).Mul(big.NewInt(gib4*3600), big.NewInt(containers*hours))
 	if want.IsInt64() {
 		t.Fatal("test data does not exceed int64")
 	}
@@ -247,10 +235,6 @@ func testNoOverflow(t *testing.T, s metering.Store) {
 		t.Fatalf("rows = %+v, want one row of %s byte·s over %d records", rows, want, containers*hours)
 	}
 }
-
-// fastID gives the overflow test distinct, well-formed ids without hashing
-// 744,000 records; the store does not re-derive ids.
-func fastID(c, h int) string { return fmt.Sprintf("%016x%016x", c, h) }
 
 func testGroupByDay(t *testing.T, s metering.Store) {
 	brussels, err := time.LoadLocation("Europe/Brussels")

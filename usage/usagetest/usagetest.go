@@ -2,6 +2,7 @@
 package usagetest
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/paasmeter/paasmeter/usage"
@@ -35,4 +36,31 @@ func Volume(tenant, volume string, start time.Time, quantity int64) usage.Record
 	r.RunID, r.Volume = "", volume
 	r.SetID()
 	return r
+}
+
+// HourlyMemory produces containers × hours records of memory_byte_seconds, one
+// per container and hour from start, each of bytes held for the whole hour,
+// and passes them to fn in batches of batchSize. received is their received_at.
+func HourlyMemory(tenant string, containers, hours int, start time.Time, bytes int64, batchSize int, received time.Time,
+	fn func([]usage.Record) error) error {
+	batch := make([]usage.Record, 0, batchSize)
+	for c := range containers {
+		for h := range hours {
+			r := Record(tenant, fmt.Sprintf("c%05d", c), usage.MeterMemory, start.Add(time.Duration(h)*time.Hour), bytes*3600)
+			r.WindowEnd = r.WindowStart.Add(time.Hour)
+			r.SetID()
+			r.ReceivedAt = received
+			batch = append(batch, r)
+			if len(batch) == batchSize {
+				if err := fn(batch); err != nil {
+					return err
+				}
+				batch = batch[:0]
+			}
+		}
+	}
+	if len(batch) > 0 {
+		return fn(batch)
+	}
+	return nil
 }
