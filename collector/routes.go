@@ -35,9 +35,9 @@ type Route struct {
 	handle  func(w http.ResponseWriter, r *http.Request, p auth.Principal)
 }
 
-// routes is the single list of the tenants' listener's endpoints. Tests walk it
+// Routes is the single list of the tenants' listener's endpoints. Tests walk it
 // to try every tenant-scoped route across tenants.
-func (s *Server) routes() []Route {
+func (s *Server) Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.healthz(w, r) }},
 		{"GET", "/readyz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.readyz(w, r) }},
@@ -45,9 +45,6 @@ func (s *Server) routes() []Route {
 		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
 	}
 }
-
-// Routes lists the tenants' listener's endpoints.
-func (s *Server) Routes() []Route { return s.routes() }
 
 var propagator = propagation.TraceContext{}
 

@@ -8,10 +8,7 @@
 // keeps the first arrival only.
 package usage
 
-import (
-	"fmt"
-	"time"
-)
+import "time"
 
 // SchemaVersion is the version of the record encoding this build writes.
 // The collector accepts MinSchemaVersion..SchemaVersion, so collectors can be
@@ -66,24 +63,13 @@ const (
 	EnvProd Environment = "prod"
 )
 
-// Environments lists every valid environment.
-var Environments = []Environment{EnvDev, EnvTest, EnvAcc, EnvProd}
-
-// Valid reports whether e is one of Environments.
+// Valid reports whether e is one of the environments above.
 func (e Environment) Valid() bool {
 	switch e {
 	case EnvDev, EnvTest, EnvAcc, EnvProd:
 		return true
 	}
 	return false
-}
-
-// Class is the billing class of the environment: "prod" or "nonprod".
-func (e Environment) Class() string {
-	if e == EnvProd {
-		return "prod"
-	}
-	return "nonprod"
 }
 
 // Meter names what a record measures.
@@ -152,10 +138,4 @@ func (m Meter) SourceKind() SourceKind {
 		return SourceVolume
 	}
 	return SourceContainer
-}
-
-// String implements fmt.Stringer for log output.
-func (r *Record) String() string {
-	return fmt.Sprintf("%s %s/%s/%s/%s %s=%d [%s,%s)", r.ID, r.Tenant, r.Project, r.App, r.Environment,
-		r.Meter, r.Quantity, r.WindowStart.UTC().Format(time.RFC3339Nano), r.WindowEnd.UTC().Format(time.RFC3339Nano))
 }

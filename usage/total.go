@@ -18,9 +18,6 @@ import (
 // precision in most decoders.
 type Total struct{ hi, lo uint64 }
 
-// TotalOf returns the Total of a single non-negative quantity.
-func TotalOf(q uint64) Total { return Total{lo: q} }
-
 // Add adds q to t.
 func (t *Total) Add(q uint64) {
 	var carry uint64
@@ -42,9 +39,6 @@ func FromSplitSums(hiSum, loSum uint64) Total {
 	t.Add(loSum)
 	return t
 }
-
-// IsZero reports whether t is zero.
-func (t Total) IsZero() bool { return t.hi == 0 && t.lo == 0 }
 
 // Big returns t as a big.Int.
 func (t Total) Big() *big.Int {

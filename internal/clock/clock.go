@@ -34,13 +34,6 @@ func (m *Manual) Now() time.Time {
 	return m.now
 }
 
-// Set moves the clock to t.
-func (m *Manual) Set(t time.Time) {
-	m.mu.Lock()
-	m.now = t
-	m.mu.Unlock()
-}
-
 // Advance moves the clock forward by d.
 func (m *Manual) Advance(d time.Duration) {
 	m.mu.Lock()
