@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/clock"
@@ -137,7 +138,7 @@ type apiError struct {
 }
 
 type problemsDetail struct {
-	Problems      []usage.Problem `json:"problems"`
+	Problems      []batch.Problem `json:"problems"`
 	ProblemsTotal int             `json:"problems_total"`
 }
 

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -54,18 +55,18 @@ func (s *Server) postUsage(w http.ResponseWriter, r *http.Request, p auth.Princi
 		return
 	}
 
-	var problems []usage.Problem
+	var problems []batch.Problem
 	var foreign []int
 	for i := range recs {
 		if !s.tenants[recs[i].Tenant] {
-			problems = append(problems, usage.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", recs[i].Tenant)})
+			problems = append(problems, batch.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", recs[i].Tenant)})
 		}
 		if !p.CanWriteNode(recs[i].Node) {
 			foreign = append(foreign, i)
 		}
 	}
 	if len(problems) > 0 {
-		s.rejectBatch(w, recs, &usage.InvalidError{Problems: problems, Records: len(recs)})
+		s.rejectBatch(w, recs, &batch.InvalidError{Problems: problems, Records: len(recs)})
 		return
 	}
 	if len(foreign) > 0 {
@@ -140,8 +141,8 @@ func (l *limitedGzip) Close() error { return errors.Join(l.zr.Close(), l.raw.Clo
 // rejectBatch answers a batch that failed decoding or validation. Nothing of it
 // was stored.
 func (s *Server) rejectBatch(w http.ResponseWriter, recs []usage.Record, err error) {
-	var inv *usage.InvalidError
-	var tooMany *usage.TooManyRecordsError
+	var inv *batch.InvalidError
+	var tooMany *batch.TooManyError
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):

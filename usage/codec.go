@@ -1,178 +1,44 @@
 package usage
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
+
+	"github.com/paasmeter/paasmeter/batch"
 )
 
-// Batch is the wire form of POST /api/v1/usage:
+// The wire form of POST /api/v1/usage is a batch (package batch):
 //
 //	{"records": [ {record}, … ]}
 //
 // Records use the JSON field names of Record; times are RFC 3339 with optional
 // fractional seconds; quantity is a JSON integer.
-type Batch struct {
-	Records []Record `json:"records"`
-}
-
-// ErrMalformed marks a body that is not a well-formed batch at all (bad JSON,
-// wrong envelope). Such errors are not tied to one record.
-var ErrMalformed = errors.New("malformed batch")
-
-// TooManyRecordsError is returned when a batch holds more records than allowed.
-type TooManyRecordsError struct{ Limit int }
-
-func (e *TooManyRecordsError) Error() string {
-	return fmt.Sprintf("records: a batch may hold at most %d records", e.Limit)
-}
-
-// InvalidError lists every problem of an invalid batch.
-type InvalidError struct {
-	Problems []Problem
-	// Records is how many records the batch held.
-	Records int
-}
-
-func (e *InvalidError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d invalid field(s)", len(e.Problems))
-	for i, p := range e.Problems {
-		if i == 3 {
-			b.WriteString("; …")
-			break
-		}
-		b.WriteString("; ")
-		b.WriteString(p.String())
-	}
-	return b.String()
-}
 
 // DecodeBatch reads one batch from r and validates every record as received at
 // now. It fails as a whole: either every record is valid and all are returned, or
-// the error is an *InvalidError naming each bad record's index, field and reason,
-// a *TooManyRecordsError, or wraps ErrMalformed. Unknown fields are rejected.
+// the error is a *batch.InvalidError naming each bad record's index, field and
+// reason, a *batch.TooManyError, or wraps batch.ErrMalformed.
 //
-// With an *InvalidError, the records that could be decoded are returned too, for
-// accounting (which tenants sent bad data); they must not be stored.
+// With a *batch.InvalidError, the records that could be decoded are returned
+// too, for accounting (which tenants sent bad data); they must not be stored.
 //
 // The caller bounds the size of r.
 func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-
-	if err := expectDelim(dec, '{'); err != nil {
-		return nil, err
-	}
 	var recs []Record
-	var problems []Problem
-	seenRecords := false
-	n := 0
-	for dec.More() {
-		key, err := dec.Token()
-		if err != nil {
-			return nil, malformed(dec, err)
+	err := batch.Decode(r, lim.MaxRecords, func(i int, w *wireRecord) []batch.Problem {
+		rec, ps := w.record(i)
+		if len(ps) == 0 {
+			ps = Validate(&rec, i, now, lim)
 		}
-		if key != "records" {
-			return nil, fmt.Errorf("%w: unknown field %q (a batch is {\"records\": [...]})", ErrMalformed, key)
-		}
-		if seenRecords {
-			return nil, fmt.Errorf("%w: field \"records\" appears twice", ErrMalformed)
-		}
-		seenRecords = true
-		if err := expectDelim(dec, '['); err != nil {
-			return nil, err
-		}
-		for i := 0; dec.More(); i++ {
-			if i >= lim.MaxRecords {
-				return nil, &TooManyRecordsError{Limit: lim.MaxRecords}
-			}
-			n++
-			var w wireRecord
-			if err := dec.Decode(&w); err != nil {
-				p, ok := fieldProblem(i, err)
-				if !ok {
-					return nil, malformed(dec, fmt.Errorf("records[%d]: %w", i, err))
-				}
-				problems = append(problems, p)
-				continue
-			}
-			rec, ps := w.record(i)
-			if len(ps) == 0 {
-				ps = Validate(&rec, i, now, lim)
-			}
-			problems = append(problems, ps...)
-			recs = append(recs, rec)
-		}
-		if err := expectDelim(dec, ']'); err != nil {
-			return nil, err
-		}
-	}
-	if err := expectDelim(dec, '}'); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, fmt.Errorf("%w: unexpected data after the batch", ErrMalformed)
-	}
-	if !seenRecords {
-		return nil, fmt.Errorf("%w: field \"records\" is required", ErrMalformed)
-	}
-	if len(problems) > 0 {
-		return recs, &InvalidError{Problems: problems, Records: n}
-	}
-	return recs, nil
+		recs = append(recs, rec)
+		return ps
+	})
+	return recs, err
 }
 
 // EncodeBatch writes recs as a batch.
-func EncodeBatch(w io.Writer, recs []Record) error {
-	if recs == nil {
-		recs = []Record{} // "records": [] — null is not a batch
-	}
-	return json.NewEncoder(w).Encode(Batch{Records: recs})
-}
-
-func expectDelim(dec *json.Decoder, want json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return malformed(dec, err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != want {
-		return fmt.Errorf("%w: expected %q at offset %d, found %v", ErrMalformed, want, dec.InputOffset(), tok)
-	}
-	return nil
-}
-
-func malformed(dec *json.Decoder, err error) error {
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return fmt.Errorf("%w at offset %d: %w", ErrMalformed, dec.InputOffset(), err)
-}
-
-// fieldProblem turns a decoding error that concerns one field of one record into
-// a Problem. The json.Decoder has consumed the whole record by then, so decoding
-// can go on with the next one and report every bad record at once.
-func fieldProblem(index int, err error) (Problem, bool) {
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		field := te.Field
-		if field == "" {
-			field = "(record)"
-		}
-		return Problem{Index: index, Field: field, Reason: fmt.Sprintf("%s is not a valid %s", te.Value, jsonKind(te.Type.String()))}, true
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name := truncate(strings.Trim(f, `"`))
-		if name == "" {
-			name = `""`
-		}
-		return Problem{Index: index, Field: name, Reason: "is not a field of a usage record"}, true
-	}
-	return Problem{}, false
-}
+func EncodeBatch(w io.Writer, recs []Record) error { return batch.Encode(w, recs) }
 
 // wireRecord is Record as decoded from outside input. Times are strings so that a
 // malformed time is reported with its field name (encoding/json does not name the
@@ -195,15 +61,15 @@ type wireRecord struct {
 	ReceivedAt    string      `json:"received_at"`
 }
 
-func (w *wireRecord) record(index int) (Record, []Problem) {
-	var ps []Problem
+func (w *wireRecord) record(index int) (Record, []batch.Problem) {
+	var ps []batch.Problem
 	parse := func(field, v string) time.Time {
 		if v == "" {
 			return time.Time{} // Validate reports required fields.
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
 		if err != nil {
-			ps = append(ps, Problem{Index: index, Field: field, Reason: fmt.Sprintf("%q is not an RFC 3339 time", truncate(v))})
+			ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf("%q is not an RFC 3339 time", batch.Truncate(v))})
 		}
 		return t.UTC()
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -28,8 +29,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	lim.MaxRecords = 50
 	f.Fuzz(func(t *testing.T, body string) {
 		recs, err := usage.DecodeBatch(strings.NewReader(body), now, lim)
-		var inv *usage.InvalidError
-		var tm *usage.TooManyRecordsError
+		var inv *batch.InvalidError
+		var tm *batch.TooManyError
 		switch {
 		case err == nil:
 			for i := range recs {
@@ -60,7 +61,7 @@ func FuzzDecodeBatch(f *testing.F) {
 					t.Fatalf("problem %+v does not point into a batch of %d records", p, inv.Records)
 				}
 			}
-		case errors.As(err, &tm), errors.Is(err, usage.ErrMalformed):
+		case errors.As(err, &tm), errors.Is(err, batch.ErrMalformed):
 		default:
 			t.Fatalf("unexpected error kind: %v", err)
 		}

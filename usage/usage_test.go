@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -145,7 +146,7 @@ func TestDecodeBatch(t *testing.T) {
 	for name, tc := range problems {
 		t.Run(name, func(t *testing.T) {
 			_, err := usage.DecodeBatch(strings.NewReader(tc.body), now, lim)
-			var inv *usage.InvalidError
+			var inv *batch.InvalidError
 			if !errors.As(err, &inv) {
 				t.Fatalf("err = %v, want an InvalidError", err)
 			}
@@ -165,14 +166,14 @@ func TestDecodeBatch(t *testing.T) {
 	}
 	for name, body := range malformed {
 		t.Run(name, func(t *testing.T) {
-			if _, err := usage.DecodeBatch(strings.NewReader(body), now, lim); !errors.Is(err, usage.ErrMalformed) {
+			if _, err := usage.DecodeBatch(strings.NewReader(body), now, lim); !errors.Is(err, batch.ErrMalformed) {
 				t.Errorf("err = %v, want ErrMalformed", err)
 			}
 		})
 	}
 	t.Run("a batch over the record limit is refused", func(t *testing.T) {
 		_, err := usage.DecodeBatch(strings.NewReader(batchJSON(good, good, good, good)), now, lim)
-		var tm *usage.TooManyRecordsError
+		var tm *batch.TooManyError
 		if !errors.As(err, &tm) || tm.Limit != 3 {
 			t.Errorf("err = %v, want TooManyRecordsError{3}", err)
 		}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/paasmeter/paasmeter/batch"
 )
 
 // Limits bound what a valid record or batch may contain.
@@ -49,19 +51,6 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-// Problem is one reason a record is invalid.
-type Problem struct {
-	// Index is the record's position in its batch.
-	Index int `json:"index"`
-	// Field is the JSON name of the offending field.
-	Field  string `json:"field"`
-	Reason string `json:"reason"`
-}
-
-func (p Problem) String() string {
-	return fmt.Sprintf("records[%d].%s: %s", p.Index, p.Field, p.Reason)
-}
-
 // Field shapes. Hand-written rather than regular expressions: these run for
 // every field of every record and the regexps took 15 % of the ingest CPU.
 func isLowerAlnum(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' }
@@ -102,22 +91,22 @@ func isID(s string) bool { return len(s) == IDLength && shaped(s, IDLength, isHe
 
 // Validate checks r as received at now and returns every problem found, each
 // tagged with index. It returns nil for a valid record.
-func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
-	var ps []Problem
+func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
+	var ps []batch.Problem
 	add := func(field, format string, args ...any) {
-		ps = append(ps, Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
+		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	name := func(field, v string) {
 		switch {
 		case v == "":
 			add(field, "is required")
 		case !isName(v):
-			add(field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", truncate(v))
+			add(field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", batch.Truncate(v))
 		}
 	}
 	ident := func(field, v string) {
 		if !isIdent(v) {
-			add(field, "%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", truncate(v))
+			add(field, "%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", batch.Truncate(v))
 		}
 	}
 
@@ -128,16 +117,16 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 	name("project", r.Project)
 	name("app", r.App)
 	if !r.Environment.Valid() {
-		add("environment", "%q must be one of dev, test, acc, prod", truncate(string(r.Environment)))
+		add("environment", "%q must be one of dev, test, acc, prod", batch.Truncate(string(r.Environment)))
 	}
 	switch {
 	case r.Node == "":
 		add("node", "is required")
 	case !isNode(r.Node):
-		add("node", "%q is not a valid host name", truncate(r.Node))
+		add("node", "%q is not a valid host name", batch.Truncate(r.Node))
 	}
 	if !r.Meter.Valid() {
-		add("meter", "%q is not a known meter", truncate(string(r.Meter)))
+		add("meter", "%q is not a known meter", batch.Truncate(string(r.Meter)))
 	} else if r.Meter.SourceKind() == SourceVolume {
 		ident("volume", r.Volume)
 		if r.ContainerID != "" {
@@ -193,7 +182,7 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 	case r.ID == "":
 		add("id", "is required")
 	case !isID(r.ID):
-		add("id", "%q must be 32 lower-case hex digits", truncate(r.ID))
+		add("id", "%q must be 32 lower-case hex digits", batch.Truncate(r.ID))
 	case len(ps) == 0:
 		// Only a record that is otherwise valid can have its id checked meaningfully.
 		if want := DeriveID(r); r.ID != want {
@@ -201,12 +190,4 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []Problem {
 		}
 	}
 	return ps
-}
-
-func truncate(s string) string {
-	const max = 64
-	if len(s) <= max {
-		return s
-	}
-	return s[:max] + "…"
 }
