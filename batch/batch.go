@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
+	"unicode"
 )
 
 // ErrMalformed marks a body that is not a well-formed batch at all (bad JSON,
@@ -158,7 +160,15 @@ func malformed(dec *json.Decoder, err error) error {
 func fieldProblem(index int, err error) (Problem, bool) {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		field := te.Field
+		// Records decode through wrappers that embed the record type, and
+		// encoding/json names embedded structs by their Go type: drop those parts.
+		var parts []string
+		for _, p := range strings.Split(te.Field, ".") {
+			if p != "" && !unicode.IsUpper(rune(p[0])) {
+				parts = append(parts, p)
+			}
+		}
+		field := strings.Join(parts, ".")
 		if field == "" {
 			field = "(record)"
 		}
@@ -184,6 +194,21 @@ func jsonKind(kind string) string {
 		return "object"
 	}
 	return kind
+}
+
+// ParseTime parses an RFC 3339 time of a record's field; "" gives the zero
+// time (the record's own validation reports required fields). Records decode
+// their times as strings through it because encoding/json does not name the
+// field when time.Time's own decoder fails.
+func ParseTime(index int, field, v string, problems *[]Problem) time.Time {
+	if v == "" {
+		return time.Time{}
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		*problems = append(*problems, Problem{Index: index, Field: field, Reason: fmt.Sprintf("%q is not an RFC 3339 time", Truncate(v))})
+	}
+	return t.UTC()
 }
 
 // Truncate shortens s for an error message, so a huge bad value cannot blow up

@@ -14,6 +14,8 @@ import (
 
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -28,74 +30,109 @@ type IngestResult struct {
 // maxProblems bounds how many problems an error answer lists.
 const maxProblems = 100
 
-// postUsage is POST /api/v1/usage: a batch from one agent, stored whole or not
-// at all, acknowledged only after the store committed it.
-func (s *Server) postUsage(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if !s.acquire(r.Context()) {
-		s.metrics.throttled.Inc()
-		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
-		return
-	}
-	defer s.release()
+// kind is what differs between the record kinds agents send (usage records,
+// events); everything else about ingesting them is the same.
+type kind[T any] struct {
+	name   string // metric label and span prefix
+	decode func(r io.Reader, now time.Time, lim usage.Limits) ([]T, error)
+	// labels returns the tenant and node a record names.
+	labels func(*T) (tenant, node string)
+	stamp  func(*T, time.Time)
+	append func(context.Context, []T) (metering.AppendResult, error)
+}
 
-	body, err := s.body(w, r)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), nil)
-		return
+func (s *Server) usageKind() kind[usage.Record] {
+	return kind[usage.Record]{
+		name:   "usage",
+		decode: usage.DecodeBatch,
+		labels: func(r *usage.Record) (string, string) { return r.Tenant, r.Node },
+		stamp:  func(r *usage.Record, t time.Time) { r.ReceivedAt = t },
+		append: s.store.AppendUsage,
 	}
-	defer body.Close()
+}
 
-	now := s.clock.Now().UTC()
-	_, span := s.tracer.Start(r.Context(), "usage.decode")
-	recs, err := usage.DecodeBatch(body, now, s.cfg.Limits())
-	span.End()
-	if err != nil {
-		s.rejectBatch(w, recs, err)
-		return
+func (s *Server) eventKind() kind[events.Event] {
+	return kind[events.Event]{
+		name:   "event",
+		decode: events.DecodeBatch,
+		labels: func(e *events.Event) (string, string) { return e.Tenant, e.Node },
+		stamp:  func(e *events.Event, t time.Time) { e.ReceivedAt = t },
+		append: s.store.AppendEvents,
 	}
+}
 
-	var problems []batch.Problem
-	var foreign []int
-	for i := range recs {
-		if !s.tenants[recs[i].Tenant] {
-			problems = append(problems, batch.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", recs[i].Tenant)})
+// ingest handles a batch from one agent (POST /api/v1/usage, /api/v1/events):
+// stored whole or not at all, acknowledged only after the store committed it.
+func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request, auth.Principal) {
+	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+		if !s.acquire(r.Context()) {
+			s.metrics.throttled.WithLabelValues(k.name).Inc()
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
+			return
 		}
-		if !p.CanWriteNode(recs[i].Node) {
-			foreign = append(foreign, i)
-		}
-	}
-	if len(problems) > 0 {
-		s.rejectBatch(w, recs, &batch.InvalidError{Problems: problems, Records: len(recs)})
-		return
-	}
-	if len(foreign) > 0 {
-		s.countRejected(recs, len(recs))
-		writeError(w, http.StatusForbidden,
-			fmt.Sprintf("this token writes for node %q only; %d record(s) name another node; nothing was stored", p.Node, len(foreign)),
-			map[string]any{"indexes": firstN(foreign, maxProblems)})
-		return
-	}
+		defer s.release()
 
-	for i := range recs {
-		recs[i].ReceivedAt = now
-	}
-	s.metrics.batchRecords.Observe(float64(len(recs)))
-	res, err := s.store.AppendUsage(r.Context(), recs)
-	if err != nil {
-		s.log.Error("storing usage batch failed", "records", len(recs), "node", p.Node, "err", err)
-		code := http.StatusServiceUnavailable
-		if errors.Is(err, context.Canceled) {
-			code = 499 // client gone: it will resend, dedup makes that safe
+		body, err := s.body(w, r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error(), nil)
+			return
 		}
-		w.Header().Set("Retry-After", "5")
-		writeError(w, code, "usage store unavailable; nothing was stored, resend the batch", nil)
-		return
+		defer body.Close()
+
+		now := s.clock.Now().UTC()
+		_, span := s.tracer.Start(r.Context(), k.name+".decode")
+		recs, err := k.decode(body, now, s.cfg.Limits())
+		span.End()
+		tenants := make([]string, len(recs))
+		var problems []batch.Problem
+		var foreign []int
+		for i := range recs {
+			tenant, node := k.labels(&recs[i])
+			tenants[i] = tenant
+			if !s.tenants[tenant] {
+				problems = append(problems, batch.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", batch.Truncate(tenant))})
+			}
+			if !p.CanWriteNode(node) {
+				foreign = append(foreign, i)
+			}
+		}
+		if err == nil && len(problems) > 0 {
+			err = &batch.InvalidError{Problems: problems, Records: len(recs)}
+		}
+		if err != nil {
+			s.rejectBatch(w, k.name, tenants, err)
+			return
+		}
+		if len(foreign) > 0 {
+			s.countRejected(k.name, tenants, len(recs))
+			writeError(w, http.StatusForbidden,
+				fmt.Sprintf("this token writes for node %q only; %d record(s) name another node; nothing was stored", p.Node, len(foreign)),
+				map[string]any{"indexes": firstN(foreign, maxProblems)})
+			return
+		}
+
+		for i := range recs {
+			k.stamp(&recs[i], now)
+		}
+		s.metrics.batchRecords.WithLabelValues(k.name).Observe(float64(len(recs)))
+		res, err := k.append(r.Context(), recs)
+		if err != nil {
+			s.log.Error("storing batch failed", "kind", k.name, "records", len(recs), "node", p.Node, "err", err)
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, context.Canceled) {
+				code = 499 // client gone: it will resend, dedup makes that safe
+			}
+			w.Header().Set("Retry-After", "5")
+			writeError(w, code, "store unavailable; nothing was stored, resend the batch", nil)
+			return
+		}
+		s.countStored(k.name, tenants, res.Duplicates)
+		out := IngestResult{Records: len(recs), Duplicates: len(res.Duplicates), New: len(recs) - len(res.Duplicates)}
+		trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("paasmeter.records", out.Records),
+			attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
+		writeJSON(w, http.StatusOK, out)
 	}
-	s.countStored(recs, res.Duplicates)
-	out := IngestResult{Records: len(recs), Duplicates: len(res.Duplicates), New: len(recs) - len(res.Duplicates)}
-	trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("paasmeter.records", out.Records), attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
-	writeJSON(w, http.StatusOK, out)
 }
 
 // body returns the request body bounded by MaxBodyBytes, gzip-decoded if the
@@ -139,26 +176,26 @@ func (l *limitedGzip) Read(p []byte) (int, error) {
 func (l *limitedGzip) Close() error { return errors.Join(l.zr.Close(), l.raw.Close()) }
 
 // rejectBatch answers a batch that failed decoding or validation. Nothing of it
-// was stored.
-func (s *Server) rejectBatch(w http.ResponseWriter, recs []usage.Record, err error) {
+// was stored. tenants are those of the records that could be decoded.
+func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []string, err error) {
 	var inv *batch.InvalidError
 	var tooMany *batch.TooManyError
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.countRejected(nil, 0)
+		s.countRejected(kind, nil, 0)
 		writeError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body exceeds %d bytes; split the batch", s.cfg.MaxBodyBytes), map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
 	case errors.As(err, &tooMany):
-		s.countRejected(nil, 0)
+		s.countRejected(kind, nil, 0)
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error()+"; split the batch", map[string]int{"max_records": tooMany.Limit})
 	case errors.As(err, &inv):
-		s.countRejected(recs, inv.Records)
+		s.countRejected(kind, tenants, inv.Records)
 		writeError(w, http.StatusBadRequest,
 			fmt.Sprintf("batch rejected: %d problem(s) in %d record(s); nothing was stored", len(inv.Problems), inv.Records),
 			map[string]any{"problems": firstN(inv.Problems, maxProblems), "problems_total": len(inv.Problems)})
 	default:
-		s.countRejected(nil, 0)
+		s.countRejected(kind, nil, 0)
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 	}
 }
@@ -166,32 +203,30 @@ func (s *Server) rejectBatch(w http.ResponseWriter, recs []usage.Record, err err
 // countRejected counts the rejected records of a batch of total records per
 // tenant; records whose tenant is unknown or undecodable count as "unknown", so
 // a bad client cannot mint label values.
-func (s *Server) countRejected(recs []usage.Record, total int) {
-	counted := 0
-	for i := range recs {
-		s.metrics.records.WithLabelValues(s.tenantLabel(recs[i].Tenant), "rejected").Inc()
-		counted++
+func (s *Server) countRejected(kind string, tenants []string, total int) {
+	for _, t := range tenants {
+		s.metrics.records.WithLabelValues(kind, s.tenantLabel(t), "rejected").Inc()
 	}
-	if rest := total - counted; rest > 0 {
-		s.metrics.records.WithLabelValues("unknown", "rejected").Add(float64(rest))
+	if rest := total - len(tenants); rest > 0 {
+		s.metrics.records.WithLabelValues(kind, "unknown", "rejected").Add(float64(rest))
 	}
-	s.metrics.rejectedBatches.Inc()
+	s.metrics.rejectedBatches.WithLabelValues(kind).Inc()
 }
 
-func (s *Server) countStored(recs []usage.Record, dups []int) {
+func (s *Server) countStored(kind string, tenants []string, dups []int) {
 	type key struct{ tenant, outcome string }
 	counts := map[key]int{}
 	d := 0
-	for i := range recs {
+	for i, t := range tenants {
 		outcome := "new"
 		if d < len(dups) && dups[d] == i {
 			outcome = "duplicate"
 			d++
 		}
-		counts[key{recs[i].Tenant, outcome}]++
+		counts[key{t, outcome}]++
 	}
 	for k, n := range counts {
-		s.metrics.records.WithLabelValues(k.tenant, k.outcome).Add(float64(n))
+		s.metrics.records.WithLabelValues(kind, k.tenant, k.outcome).Add(float64(n))
 	}
 }
 

@@ -55,10 +55,10 @@ func TestSameBatchTwiceIsStoredOnceAndKeepsFirstArrival(t *testing.T) {
 			t.Fatalf("record %s has received_at %s, want the first arrival %s", r.ID, r.ReceivedAt, firstArrival)
 		}
 	}
-	if n := e.metric(t, "paasmeter_collector_usage_records_total", map[string]string{"tenant": "caami", "outcome": "duplicate"}); n != 20 {
+	if n := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "usage", "tenant": "caami", "outcome": "duplicate"}); n != 20 {
 		t.Errorf("duplicate counter = %v, want 20", n)
 	}
-	if n := e.metric(t, "paasmeter_collector_usage_records_total", map[string]string{"tenant": "caami", "outcome": "new"}); n != 20 {
+	if n := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "usage", "tenant": "caami", "outcome": "new"}); n != 20 {
 		t.Errorf("new counter = %v, want 20", n)
 	}
 }
@@ -242,7 +242,7 @@ func TestRejectedRecordsAreCountedPerTenant(t *testing.T) {
 		t.Fatalf("answered %d, want 400", a.code)
 	}
 	for tenant, want := range map[string]float64{"caami": 2, "ona": 1} {
-		if got := e.metric(t, "paasmeter_collector_usage_records_total", map[string]string{"tenant": tenant, "outcome": "rejected"}); got != want {
+		if got := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "usage", "tenant": tenant, "outcome": "rejected"}); got != want {
 			t.Errorf("rejected records of %s = %v, want %v", tenant, got, want)
 		}
 	}

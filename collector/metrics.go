@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -18,10 +19,10 @@ type metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
 	records         *prometheus.CounterVec
-	rejectedBatches prometheus.Counter
-	batchRecords    prometheus.Histogram
+	rejectedBatches *prometheus.CounterVec
+	batchRecords    *prometheus.HistogramVec
 	inflight        prometheus.Gauge
-	throttled       prometheus.Counter
+	throttled       *prometheus.CounterVec
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
 }
@@ -38,26 +39,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}, []string{"route", "method"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_usage_records_total",
-			Help: "Usage records received, by tenant and outcome: new (stored), duplicate (already stored, ignored) or rejected (invalid batch, nothing stored).",
-		}, []string{"tenant", "outcome"}),
-		rejectedBatches: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_collector_usage_batches_rejected_total",
-			Help: "Usage batches rejected as a whole (invalid, too large, another node's records).",
-		}),
-		batchRecords: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "paasmeter_collector_usage_batch_records",
-			Help:    "Records per accepted usage batch.",
+			Name: "paasmeter_collector_records_total",
+			Help: "Records received by kind (usage, event), tenant and outcome: new (stored), duplicate (already stored, ignored) or rejected (invalid batch, nothing stored).",
+		}, []string{"kind", "tenant", "outcome"}),
+		rejectedBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_batches_rejected_total",
+			Help: "Batches rejected as a whole (invalid, too large, another node's records), by kind.",
+		}, []string{"kind"}),
+		batchRecords: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "paasmeter_collector_batch_records",
+			Help:    "Records per accepted batch, by kind.",
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
-		}),
+		}, []string{"kind"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paasmeter_collector_inflight_batches",
 			Help: "Usage batches being decoded or stored right now.",
 		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_throttled_requests_total",
-			Help: "Batches answered 429 because max_inflight_batches were busy for queue_timeout.",
-		}),
+			Help: "Batches answered 429 because max_inflight_batches were busy for queue_timeout, by kind.",
+		}, []string{"kind"}),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paasmeter_store_operation_duration_seconds",
 			Help:    "Latency of metering store operations.",
@@ -114,6 +115,20 @@ func (s instrumentedStore) AppendUsage(ctx context.Context, recs []usage.Record)
 	res, err := s.Store.AppendUsage(ctx, recs)
 	done(err)
 	return res, err
+}
+
+func (s instrumentedStore) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
+	ctx, done := s.observe(ctx, "append_events", attribute.Int("paasmeter.records", len(evs)))
+	res, err := s.Store.AppendEvents(ctx, evs)
+	done(err)
+	return res, err
+}
+
+func (s instrumentedStore) ScanEvents(ctx context.Context, f metering.EventFilter, fn func(events.Event) error) error {
+	ctx, done := s.observe(ctx, "scan_events", attribute.String("paasmeter.tenant", f.Tenant))
+	err := s.Store.ScanEvents(ctx, f, fn)
+	done(err)
+	return err
 }
 
 func (s instrumentedStore) QueryUsage(ctx context.Context, q metering.UsageQuery) ([]metering.UsageRow, error) {

@@ -41,7 +41,8 @@ func (s *Server) Routes() []Route {
 	return []Route{
 		{"GET", "/healthz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.healthz(w, r) }},
 		{"GET", "/readyz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.readyz(w, r) }},
-		{"POST", "/api/v1/usage", AgentWrite, s.postUsage},
+		{"POST", "/api/v1/usage", AgentWrite, ingest(s, s.usageKind())},
+		{"POST", "/api/v1/events", AgentWrite, ingest(s, s.eventKind())},
 		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
 	}
 }
@@ -83,7 +84,7 @@ func (s *Server) wrap(rt Route) http.Handler {
 		switch rt.Access {
 		case AgentWrite:
 			if p.Role != auth.RoleAgent {
-				writeError(rec, http.StatusForbidden, "only agent tokens may write usage", map[string]string{"role": string(p.Role)})
+				writeError(rec, http.StatusForbidden, "only agent tokens may write records", map[string]string{"role": string(p.Role)})
 				return
 			}
 		case TenantRead:

@@ -74,7 +74,7 @@ func TestOperatorEndpointsOnlyOnTheAdminListener(t *testing.T) {
 	}
 	e.post(t, agentNode1, records("caami", 0, 2))
 	a := do(t, "GET", e.admin.URL+"/metrics", "", nil)
-	if a.code != 200 || !strings.Contains(string(a.body), `paasmeter_collector_usage_records_total{outcome="new",tenant="caami"} 2`) {
+	if a.code != 200 || !strings.Contains(string(a.body), `paasmeter_collector_records_total{kind="usage",outcome="new",tenant="caami"} 2`) {
 		t.Errorf("admin /metrics: %d, missing the per-tenant record counter:\n%s", a.code, a.body)
 	}
 	if a := do(t, "GET", e.admin.URL+"/debug/pprof/", "", nil); a.code != 200 {

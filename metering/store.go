@@ -1,5 +1,5 @@
-// Package metering defines the metering store: where usage records (and, later,
-// events and log lines) are kept, deduplicated by id, append-only.
+// Package metering defines the metering store: where usage records and events
+// (and, later, log lines) are kept, deduplicated by id, append-only.
 //
 // Adapters live beside it: metering/embedded (SQLite in a data directory, the
 // default). Every adapter must pass the contract suite in metering/storetest.
@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -19,6 +20,8 @@ import (
 type Store interface {
 	UsageAppender
 	UsageReader
+	EventAppender
+	EventReader
 	// Ready reports whether the store can take writes now.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls in flight finish first.
@@ -142,6 +145,29 @@ func SortRows(rows []UsageRow) {
 		}
 		return 0
 	})
+}
+
+// EventAppender stores events.
+type EventAppender interface {
+	// AppendEvents stores evs with the same guarantees as AppendUsage: all or
+	// nothing, durable on return, duplicates (same id) keep the first arrival.
+	AppendEvents(ctx context.Context, evs []events.Event) (AppendResult, error)
+}
+
+// EventReader reads stored events of one tenant.
+type EventReader interface {
+	// ScanEvents calls fn for every stored event of f.Tenant whose time is in
+	// [f.From, f.To), ordered by time then id. It stops at fn's first error.
+	ScanEvents(ctx context.Context, f EventFilter, fn func(events.Event) error) error
+}
+
+// EventFilter selects events of one tenant by time.
+type EventFilter struct {
+	Tenant   string
+	From, To time.Time
+	// Optional filters; empty means all.
+	Apps  []string
+	Types []events.Type
 }
 
 // ErrNotReady is returned by stores that cannot serve right now (closed, or the

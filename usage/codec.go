@@ -1,7 +1,6 @@
 package usage
 
 import (
-	"fmt"
 	"io"
 	"time"
 
@@ -40,56 +39,20 @@ func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
 // EncodeBatch writes recs as a batch.
 func EncodeBatch(w io.Writer, recs []Record) error { return batch.Encode(w, recs) }
 
-// wireRecord is Record as decoded from outside input. Times are strings so that a
-// malformed time is reported with its field name (encoding/json does not name the
-// field when time.Time's own decoder fails).
+// wireRecord is Record as decoded from outside input: its times are strings,
+// parsed by batch.ParseTime so a bad one is reported with its field name.
 type wireRecord struct {
-	ID            string      `json:"id"`
-	SchemaVersion int         `json:"schema_version"`
-	Tenant        string      `json:"tenant"`
-	Project       string      `json:"project"`
-	App           string      `json:"app"`
-	Environment   Environment `json:"environment"`
-	ContainerID   string      `json:"container_id"`
-	RunID         string      `json:"run_id"`
-	Volume        string      `json:"volume"`
-	Node          string      `json:"node"`
-	Meter         Meter       `json:"meter"`
-	Quantity      int64       `json:"quantity"`
-	WindowStart   string      `json:"window_start"`
-	WindowEnd     string      `json:"window_end"`
-	ReceivedAt    string      `json:"received_at"`
+	Record
+	WindowStart string `json:"window_start"`
+	WindowEnd   string `json:"window_end"`
+	ReceivedAt  string `json:"received_at"`
 }
 
 func (w *wireRecord) record(index int) (Record, []batch.Problem) {
 	var ps []batch.Problem
-	parse := func(field, v string) time.Time {
-		if v == "" {
-			return time.Time{} // Validate reports required fields.
-		}
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf("%q is not an RFC 3339 time", batch.Truncate(v))})
-		}
-		return t.UTC()
-	}
-	r := Record{
-		ID: w.ID, SchemaVersion: w.SchemaVersion, Tenant: w.Tenant, Project: w.Project, App: w.App,
-		Environment: w.Environment, ContainerID: w.ContainerID, RunID: w.RunID, Volume: w.Volume,
-		Node: w.Node, Meter: w.Meter, Quantity: w.Quantity,
-		WindowStart: parse("window_start", w.WindowStart),
-		WindowEnd:   parse("window_end", w.WindowEnd),
-		ReceivedAt:  parse("received_at", w.ReceivedAt),
-	}
+	r := w.Record
+	r.WindowStart = batch.ParseTime(index, "window_start", w.WindowStart, &ps)
+	r.WindowEnd = batch.ParseTime(index, "window_end", w.WindowEnd, &ps)
+	r.ReceivedAt = batch.ParseTime(index, "received_at", w.ReceivedAt, &ps)
 	return r, ps
-}
-
-func jsonKind(goType string) string {
-	switch goType {
-	case "int", "int64":
-		return "integer"
-	case "string", "usage.Meter", "usage.Environment":
-		return "string"
-	}
-	return goType
 }

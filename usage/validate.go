@@ -89,6 +89,41 @@ func isIdent(s string) bool {
 
 func isID(s string) bool { return len(s) == IDLength && shaped(s, IDLength, isHex, isHex, true) }
 
+// ValidateLabels checks the labels every record and event carries: who (tenant,
+// project, app, environment) and where (node).
+func ValidateLabels(index int, tenant, project, app string, env Environment, node string) []batch.Problem {
+	var ps []batch.Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	for _, f := range []struct{ field, v string }{{"tenant", tenant}, {"project", project}, {"app", app}} {
+		switch {
+		case f.v == "":
+			add(f.field, "is required")
+		case !isName(f.v):
+			add(f.field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", batch.Truncate(f.v))
+		}
+	}
+	if !env.Valid() {
+		add("environment", "%q must be one of dev, test, acc, prod", batch.Truncate(string(env)))
+	}
+	switch {
+	case node == "":
+		add("node", "is required")
+	case !isNode(node):
+		add("node", "%q is not a valid host name", batch.Truncate(node))
+	}
+	return ps
+}
+
+// ValidateIdent checks a runtime identifier (container, run, volume, replica).
+func ValidateIdent(index int, field, v string) []batch.Problem {
+	if isIdent(v) {
+		return nil
+	}
+	return []batch.Problem{{Index: index, Field: field, Reason: fmt.Sprintf("%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", batch.Truncate(v))}}
+}
+
 // Validate checks r as received at now and returns every problem found, each
 // tagged with index. It returns nil for a valid record.
 func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
@@ -96,35 +131,12 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
 	add := func(field, format string, args ...any) {
 		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
-	name := func(field, v string) {
-		switch {
-		case v == "":
-			add(field, "is required")
-		case !isName(v):
-			add(field, "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", batch.Truncate(v))
-		}
-	}
-	ident := func(field, v string) {
-		if !isIdent(v) {
-			add(field, "%q must be 1-128 letters, digits or '_.:-', starting with a letter or digit", batch.Truncate(v))
-		}
-	}
+	ident := func(field, v string) { ps = append(ps, ValidateIdent(index, field, v)...) }
 
 	if r.SchemaVersion < MinSchemaVersion || r.SchemaVersion > SchemaVersion {
 		add("schema_version", "%d is not supported (this collector accepts %d to %d)", r.SchemaVersion, MinSchemaVersion, SchemaVersion)
 	}
-	name("tenant", r.Tenant)
-	name("project", r.Project)
-	name("app", r.App)
-	if !r.Environment.Valid() {
-		add("environment", "%q must be one of dev, test, acc, prod", batch.Truncate(string(r.Environment)))
-	}
-	switch {
-	case r.Node == "":
-		add("node", "is required")
-	case !isNode(r.Node):
-		add("node", "%q is not a valid host name", batch.Truncate(r.Node))
-	}
+	ps = append(ps, ValidateLabels(index, r.Tenant, r.Project, r.App, r.Environment, r.Node)...)
 	if !r.Meter.Valid() {
 		add("meter", "%q is not a known meter", batch.Truncate(string(r.Meter)))
 	} else if r.Meter.SourceKind() == SourceVolume {

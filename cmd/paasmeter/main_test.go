@@ -159,7 +159,7 @@ func TestCollectorCommandServesTheQuickstart(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`paasmeter_collector_usage_records_total{outcome="new",tenant="caami"} ` + fmt.Sprint(n), "go_goroutines", "paasmeter_build_info"} {
+	for _, want := range []string{`paasmeter_collector_records_total{kind="usage",outcome="new",tenant="caami"} ` + fmt.Sprint(n), "go_goroutines", "paasmeter_build_info"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

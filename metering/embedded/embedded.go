@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 
@@ -100,6 +101,31 @@ var migrations = []string{
 		schema_version INTEGER NOT NULL,
 		PRIMARY KEY (tenant, window_start, id)
 	) WITHOUT ROWID;`,
+	// Events, keyed like usage: the id is derived from the tenant and the time.
+	`CREATE TABLE events (
+		tenant           TEXT    NOT NULL,
+		time             INTEGER NOT NULL,
+		id               BLOB    NOT NULL,
+		project          TEXT    NOT NULL,
+		app              TEXT    NOT NULL,
+		environment      TEXT    NOT NULL,
+		node             TEXT    NOT NULL,
+		container_id     TEXT    NOT NULL,
+		run_id           TEXT    NOT NULL,
+		replica          TEXT    NOT NULL,
+		type             TEXT    NOT NULL,
+		exit_code        INTEGER,
+		oom_killed       INTEGER NOT NULL,
+		initiator        TEXT    NOT NULL,
+		health           TEXT    NOT NULL,
+		probe_ok         INTEGER,
+		probe_kind       TEXT    NOT NULL,
+		probe_latency_ns INTEGER,
+		probe_detail     TEXT    NOT NULL,
+		received_at      INTEGER NOT NULL,
+		schema_version   INTEGER NOT NULL,
+		PRIMARY KEY (tenant, time, id)
+	) WITHOUT ROWID;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -133,40 +159,75 @@ const insertUsage = `INSERT INTO usage_records
 
 // AppendUsage implements metering.UsageAppender.
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
+	return s.appendRows(ctx, insertUsage, len(recs), func(i int) ([]any, error) {
+		r := &recs[i]
+		id, err := decodeID(r.ID)
+		return []any{id, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID,
+			r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(),
+			r.ReceivedAt.UnixNano(), r.SchemaVersion}, err
+	})
+}
+
+const insertEvent = `INSERT INTO events
+	(id, tenant, project, app, environment, node, container_id, run_id, replica, type, time, exit_code, oom_killed,
+	 initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail, received_at, schema_version)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (tenant, time, id) DO NOTHING`
+
+// AppendEvents implements metering.EventAppender.
+func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
+	return s.appendRows(ctx, insertEvent, len(evs), func(i int) ([]any, error) {
+		e := &evs[i]
+		id, err := decodeID(e.ID)
+		var probeOK, probeLatency any // NULL unless a probe event
+		var probeKind, probeDetail string
+		if p := e.Probe; p != nil {
+			probeOK, probeLatency, probeKind, probeDetail = p.OK, p.LatencyNs, p.Kind, p.Detail
+		}
+		var exit any
+		if e.ExitCode != nil {
+			exit = *e.ExitCode
+		}
+		return []any{id, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
+			string(e.Type), e.Time.UnixNano(), exit, e.OOMKilled, string(e.Initiator), e.Health, probeOK, probeKind,
+			probeLatency, probeDetail, e.ReceivedAt.UnixNano(), e.SchemaVersion}, err
+	})
+}
+
+// appendRows inserts n rows with query, an INSERT … ON CONFLICT DO NOTHING, in
+// one transaction; row(i) gives the arguments of row i. A row that affects
+// nothing was a duplicate: the first arrival stays in place.
+func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i int) ([]any, error)) (metering.AppendResult, error) {
 	var res metering.AppendResult
 	if s.closed.Load() {
 		return res, metering.ErrNotReady
 	}
-	ids := make([][]byte, len(recs))
-	for i := range recs {
-		id, err := decodeID(recs[i].ID)
+	args := make([][]any, n)
+	for i := range n {
+		a, err := row(i)
 		if err != nil {
 			return res, fmt.Errorf("embedded store: record %d: %w", i, err)
 		}
-		ids[i] = id
+		args[i] = a
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("embedded store: begin: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, insertUsage)
+	stmt, err := tx.PrepareContext(ctx, query)
 	if err != nil {
 		return res, fmt.Errorf("embedded store: prepare insert: %w", err)
 	}
 	defer stmt.Close()
-	for i := range recs {
-		r := &recs[i]
-		out, err := stmt.ExecContext(ctx, ids[i], r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID,
-			r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(),
-			r.ReceivedAt.UnixNano(), r.SchemaVersion)
+	for i, a := range args {
+		out, err := stmt.ExecContext(ctx, a...)
 		if err != nil {
-			return metering.AppendResult{}, fmt.Errorf("embedded store: insert record %d (%s): %w", i, r.ID, err)
-		}
-		// ON CONFLICT DO NOTHING leaves the first arrival in place and affects no row.
-		if n, err := out.RowsAffected(); err != nil {
 			return metering.AppendResult{}, fmt.Errorf("embedded store: insert record %d: %w", i, err)
-		} else if n == 0 {
+		}
+		if affected, err := out.RowsAffected(); err != nil {
+			return metering.AppendResult{}, fmt.Errorf("embedded store: insert record %d: %w", i, err)
+		} else if affected == 0 {
 			res.Duplicates = append(res.Duplicates, i)
 		}
 	}
@@ -192,20 +253,22 @@ func where(f *metering.UsageFilter) (string, []any) {
 	var b strings.Builder
 	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
 	b.WriteString("tenant = ? AND window_start >= ? AND window_start < ?")
-	in := func(col string, vals []string) {
-		if len(vals) == 0 {
-			return
-		}
-		b.WriteString(" AND " + col + " IN (?" + strings.Repeat(", ?", len(vals)-1) + ")")
-		for _, v := range vals {
-			args = append(args, v)
-		}
-	}
-	in("project", f.Projects)
-	in("app", f.Apps)
-	in("environment", strs(f.Environments))
-	in("meter", strs(f.Meters))
+	inList(&b, &args, "project", f.Projects)
+	inList(&b, &args, "app", f.Apps)
+	inList(&b, &args, "environment", strs(f.Environments))
+	inList(&b, &args, "meter", strs(f.Meters))
 	return b.String(), args
+}
+
+// inList adds "AND col IN (…)" for a non-empty filter.
+func inList(b *strings.Builder, args *[]any, col string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	b.WriteString(" AND " + col + " IN (?" + strings.Repeat(", ?", len(vals)-1) + ")")
+	for _, v := range vals {
+		*args = append(*args, v)
+	}
 }
 
 func strs[T ~string](vs []T) []string {
@@ -346,6 +409,51 @@ func (s *Store) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(u
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("embedded store: scan usage: %w", err)
+	}
+	return nil
+}
+
+// ScanEvents implements metering.EventReader.
+func (s *Store) ScanEvents(ctx context.Context, f metering.EventFilter, fn func(events.Event) error) error {
+	var b strings.Builder
+	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
+	b.WriteString("tenant = ? AND time >= ? AND time < ?")
+	inList(&b, &args, "app", f.Apps)
+	inList(&b, &args, "type", strs(f.Types))
+	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant, project, app, environment, node, container_id, run_id, replica,
+		type, time, exit_code, oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail,
+		received_at, schema_version FROM events WHERE `+b.String()+` ORDER BY time, id`, args...)
+	if err != nil {
+		return fmt.Errorf("embedded store: scan events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var e events.Event
+		var id []byte
+		var env, typ, initiator, probeKind, probeDetail string
+		var t, recv int64
+		var exit, probeLatency sql.NullInt64
+		var probeOK sql.NullBool
+		if err := rows.Scan(&id, &e.Tenant, &e.Project, &e.App, &env, &e.Node, &e.ContainerID, &e.RunID, &e.Replica,
+			&typ, &t, &exit, &e.OOMKilled, &initiator, &e.Health, &probeOK, &probeKind, &probeLatency, &probeDetail,
+			&recv, &e.SchemaVersion); err != nil {
+			return fmt.Errorf("embedded store: scan events: %w", err)
+		}
+		e.ID, e.Environment, e.Type, e.Initiator = hex.EncodeToString(id), usage.Environment(env), events.Type(typ), events.Initiator(initiator)
+		e.Time, e.ReceivedAt = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC()
+		if exit.Valid {
+			code := int(exit.Int64)
+			e.ExitCode = &code
+		}
+		if probeOK.Valid {
+			e.Probe = &events.ProbeResult{OK: probeOK.Bool, Kind: probeKind, LatencyNs: probeLatency.Int64, Detail: probeDetail}
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("embedded store: scan events: %w", err)
 	}
 	return nil
 }

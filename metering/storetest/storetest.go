@@ -36,6 +36,9 @@ func Run(t *testing.T, open Opener) {
 		"queries and scans see only the requested tenant and filters":                   testTenantIsolation,
 		"a closed store is not ready and refuses appends":                               testClosed,
 	}
+	for name, test := range eventTests() {
+		tests[name] = test
+	}
 	names := make([]string, 0, len(tests))
 	for name := range tests {
 		names = append(names, name)

@@ -1,0 +1,139 @@
+package events_test
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/events/eventstest"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+var now = time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+
+func TestValidate(t *testing.T) {
+	at := now.Add(-time.Minute)
+	tests := map[string]struct {
+		typ    events.Type
+		change func(e *events.Event)
+		field  string
+	}{
+		"a started event is valid":                     {events.Started, func(*events.Event) {}, ""},
+		"a died event with exit code and OOM is valid": {events.Died, func(e *events.Event) { c := 137; e.ExitCode, e.OOMKilled = &c, true }, ""},
+		"a probe event is valid":                       {events.Probe, func(*events.Event) {}, ""},
+		"a platform-initiated stop is valid":           {events.Stopped, func(e *events.Event) { e.Initiator = events.ByPlatform }, ""},
+		"an exit code on a started event is invalid":   {events.Started, func(e *events.Event) { c := 1; e.ExitCode = &c }, "exit_code"},
+		"an OOM flag on a stopped event is invalid":    {events.Stopped, func(e *events.Event) { e.OOMKilled = true }, "oom_killed"},
+		"a probe event without a result is invalid":    {events.Probe, func(e *events.Event) { e.Probe = nil }, "probe"},
+		"a probe of an unknown kind is invalid":        {events.Probe, func(e *events.Event) { e.Probe.Kind = "icmp" }, "probe"},
+		"a health event without a status is invalid":   {events.Health, func(e *events.Event) { e.Health = "" }, "health"},
+		"an unknown initiator is invalid":              {events.Stopped, func(e *events.Event) { e.Initiator = "cosmic-ray" }, "initiator"},
+		"a missing run is invalid":                     {events.Started, func(e *events.Event) { e.RunID = "" }, "run_id"},
+		"a time older than the horizon is invalid":     {events.Started, func(e *events.Event) { e.Time = now.AddDate(-2, 0, 0) }, "time"},
+		"an unsupported schema version is invalid":     {events.Started, func(e *events.Event) { e.SchemaVersion = 2 }, "schema_version"},
+		"a received_at set by the sender is invalid":   {events.Started, func(e *events.Event) { e.ReceivedAt = now }, "received_at"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			e := eventstest.Event("caami", "abc", tc.typ, at)
+			tc.change(&e)
+			e.SetID()
+			ps := events.Validate(&e, 2, now, usage.DefaultLimits())
+			if tc.field == "" {
+				if len(ps) > 0 {
+					t.Fatalf("valid event rejected: %v", ps)
+				}
+				return
+			}
+			if len(ps) == 0 || ps[0].Field != tc.field || ps[0].Index != 2 {
+				t.Fatalf("problems = %v, want records[2].%s first", ps, tc.field)
+			}
+		})
+	}
+}
+
+func TestDeriveIDIsStableAndSpecific(t *testing.T) {
+	at := now.Add(-time.Minute)
+	a, b := eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Started, at)
+	b.Node = "node-2" // the same event reported from elsewhere
+	if events.DeriveID(&a) != events.DeriveID(&b) {
+		t.Error("the node changed the id")
+	}
+	for name, change := range map[string]func(e *events.Event){
+		"time":   func(e *events.Event) { e.Time = e.Time.Add(time.Nanosecond) },
+		"type":   func(e *events.Event) { e.Type = events.Stopped },
+		"run":    func(e *events.Event) { e.RunID = "abc-run2" },
+		"tenant": func(e *events.Event) { e.Tenant = "ona" },
+	} {
+		c := a
+		change(&c)
+		if events.DeriveID(&c) == a.ID {
+			t.Errorf("another %s kept the id", name)
+		}
+	}
+}
+
+func encode(evs ...events.Event) string {
+	var b bytes.Buffer
+	if err := events.EncodeBatch(&b, evs); err != nil {
+		panic(err)
+	}
+	return b.String()
+}
+
+func TestDecodeBatchNamesBadTimes(t *testing.T) {
+	e := eventstest.Event("caami", "abc", events.Started, now.Add(-time.Minute))
+	body := strings.Replace(encode(e), `"time":"`, `"time":"noon`, 1)
+	_, err := events.DecodeBatch(strings.NewReader(body), now, usage.DefaultLimits())
+	var inv *batch.InvalidError
+	if !errors.As(err, &inv) || inv.Problems[0].Field != "time" {
+		t.Fatalf("err = %v, want an invalid time field", err)
+	}
+}
+
+// FuzzDecodeBatch: whatever the body, the event decoder does not panic, and
+// what it accepts is valid and survives a round trip.
+func FuzzDecodeBatch(f *testing.F) {
+	at := now.Add(-time.Minute)
+	f.Add(encode(eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Died, at),
+		eventstest.Event("caami", "abc", events.Probe, at), eventstest.Event("caami", "abc", events.Health, at)))
+	f.Add(`{"records":[{"probe":{"ok":"yes"}}]}`)
+	f.Add(`{"records":[{"exit_code":1.5,"time":5}]}`)
+	f.Add(`{"records":[]}`)
+	lim := usage.DefaultLimits()
+	lim.MaxRecords = 20
+	f.Fuzz(func(t *testing.T, body string) {
+		evs, err := events.DecodeBatch(strings.NewReader(body), now, lim)
+		var inv *batch.InvalidError
+		var tm *batch.TooManyError
+		switch {
+		case err == nil:
+			var buf bytes.Buffer
+			if err := events.EncodeBatch(&buf, evs); err != nil {
+				t.Fatal(err)
+			}
+			again, err := events.DecodeBatch(&buf, now, lim)
+			if err != nil || len(again) != len(evs) {
+				t.Fatalf("re-decoding an accepted batch: %d events, %v", len(again), err)
+			}
+			for i := range evs {
+				if again[i].ID != evs[i].ID || len(events.Validate(&again[i], i, now, lim)) > 0 {
+					t.Fatalf("event %d changed or turned invalid in a round trip", i)
+				}
+			}
+		case errors.As(err, &inv):
+			for _, p := range inv.Problems {
+				if p.Index < 0 || p.Index >= inv.Records || p.Field == "" {
+					t.Fatalf("problem %+v does not point into a batch of %d", p, inv.Records)
+				}
+			}
+		case errors.As(err, &tm), errors.Is(err, batch.ErrMalformed):
+		default:
+			t.Fatalf("unexpected error kind: %v", err)
+		}
+	})
+}
