@@ -31,9 +31,9 @@ run: build ## Run the collector on the embedded store with the example config (d
 	$(BIN) collector --config $(CONFIG)
 
 .PHONY: test
-test: ## Install what the tests need, then run the whole suite (race detector, fuzz seed corpora)
-	./scripts/test-deps.sh
-	$(GO) vet ./...
+test: ## Install and start what the tests need, then run the whole suite (race detector, fuzz seed corpora)
+	@eval "$$(./scripts/test-deps.sh)" && \
+	$(GO) vet ./... && \
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench

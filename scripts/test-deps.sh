@@ -1,27 +1,50 @@
 #!/usr/bin/env bash
 # Installs and starts what the test suite needs on a Debian machine.
 # Idempotent, and quick when everything is already there: `make test` runs it
-# every time. Each later service (Docker Engine, ClickHouse, PostgreSQL,
-# Prometheus) gets its install-and-start step here.
+# every time. Prints the environment the tests need (eval it, as the Makefile does).
 set -euo pipefail
 
-need_pkgs=()
+log() { echo "test-deps: $*" >&2; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@" >&2; }
 
-# The embedded store is SQLite through cgo: a C compiler and static libc.
-for p in gcc libc6-dev; do
+need_pkgs=()
+# gcc, libc6-dev: the embedded store is SQLite through cgo.
+# docker.io, busybox-static: the agent is tested against a real Docker Engine,
+# with images built FROM scratch around a static busybox (no registry here).
+for p in gcc libc6-dev docker.io busybox-static; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
-
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "test-deps: missing Debian packages: ${need_pkgs[*]} (run as root, or: sudo apt-get install -y ${need_pkgs[*]})" >&2
+    log "missing Debian packages: ${need_pkgs[*]} (run as root, or: sudo apt-get install -y ${need_pkgs[*]})"
     exit 1
   fi
-  echo "test-deps: installing ${need_pkgs[*]}"
-  apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 -y -q "$@"; }
+  log "installing ${need_pkgs[*]}"
   apt_get install --no-install-recommends "${need_pkgs[@]}" || { apt_get update && apt_get install --no-install-recommends "${need_pkgs[@]}"; }
 fi
+command -v go >/dev/null || { log "Go is not on PATH (expected at /usr/local/go/bin)"; exit 1; }
 
-command -v go >/dev/null || { echo "test-deps: Go is not on PATH (expected at /usr/local/go/bin)" >&2; exit 1; }
-echo "test-deps: ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1))"
+# A private Docker Engine for the tests: its own socket, data and exec roots,
+# so it never touches a Docker the machine may run for other purposes.
+# iptables stays off: containers reach each other on the bridge without NAT.
+DOCKER_DIR=/run/paasmeter-test-docker
+DOCKER_SOCK=unix://$DOCKER_DIR/docker.sock
+if [ "$(id -u)" -eq 0 ]; then
+  if ! DOCKER_HOST=$DOCKER_SOCK docker version >/dev/null 2>&1; then
+    mkdir -p "$DOCKER_DIR"
+    log "starting dockerd on $DOCKER_SOCK"
+    setsid nohup dockerd --host "$DOCKER_SOCK" --data-root /var/lib/paasmeter-test-docker \
+      --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/docker.pid" \
+      --iptables=false --ip-masq=false >"$DOCKER_DIR/dockerd.log" 2>&1 < /dev/null &
+    for _ in $(seq 1 100); do
+      DOCKER_HOST=$DOCKER_SOCK docker version >/dev/null 2>&1 && break
+      sleep 0.2
+    done
+    DOCKER_HOST=$DOCKER_SOCK docker version >/dev/null 2>&1 || { log "dockerd did not start:"; tail -n 20 "$DOCKER_DIR/dockerd.log" >&2; exit 1; }
+  fi
+  echo "export PAASMETER_TEST_DOCKER_HOST=$DOCKER_SOCK"
+else
+  log "not root: no Docker Engine for the tests (agent tests skip outside CI, fail under CI=true)"
+fi
+log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'))"

@@ -1,0 +1,114 @@
+// Package dockertest gives tests a real Docker Engine: the private daemon that
+// `make test` starts (scripts/test-deps.sh), and a busybox image built locally
+// FROM scratch, since there is no registry to pull from.
+package dockertest
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/client"
+)
+
+// HostEnv names the variable that points the tests at the Docker Engine.
+const HostEnv = "PAASMETER_TEST_DOCKER_HOST"
+
+// BusyboxImage is the tag of the test image: a static busybox with its applets
+// installed, FROM scratch.
+const BusyboxImage = "paasmeter-test/busybox:1"
+
+// Client connects to the test engine. Without one it fails the test under
+// CI=true and skips it elsewhere, saying how to get one.
+func Client(t testing.TB) *client.Client {
+	t.Helper()
+	host := os.Getenv(HostEnv)
+	if host == "" {
+		msg := "no Docker Engine for this test: run `make test` as root (it installs docker.io and starts a private dockerd), or set " + HostEnv
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
+	if err != nil {
+		t.Fatalf("docker client for %s: %v", host, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(ctx); err != nil {
+		t.Fatalf("Docker Engine at %s does not answer (%s=%s): %v", host, HostEnv, host, err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// Busybox builds BusyboxImage once per engine and returns its tag.
+func Busybox(t testing.TB, cli *client.Client) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := cli.ImageInspect(ctx, BusyboxImage); err == nil {
+		return BusyboxImage
+	}
+	bin, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatalf("busybox-static is needed to build the test image (apt-get install busybox-static): %v", err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, f := range []struct {
+		name string
+		mode int64
+		data []byte
+	}{
+		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n")},
+		{"busybox", 0o755, bin},
+	} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.ImageBuild(ctx, &buf, types.ImageBuildOptions{Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true})
+	if err != nil {
+		t.Fatalf("build %s: %v", BusyboxImage, err)
+	}
+	defer resp.Body.Close()
+	// The build reports failures inside its JSON stream, not as an error.
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if err := dec.Decode(&msg); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("build %s: reading progress: %v", BusyboxImage, err)
+		}
+		if msg.Error != "" {
+			t.Fatalf("build %s: %s", BusyboxImage, msg.Error)
+		}
+	}
+	if _, err := cli.ImageInspect(ctx, BusyboxImage); err != nil {
+		t.Fatalf("build %s finished but the image is missing: %v", BusyboxImage, err)
+	}
+	return BusyboxImage
+}
+
+// Name returns a container name unique to this test, so parallel and repeated
+// runs do not collide.
+func Name(t testing.TB, suffix string) string {
+	return fmt.Sprintf("pmtest-%d-%s", time.Now().UnixNano(), suffix)
+}
