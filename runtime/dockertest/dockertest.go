@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
 )
 
@@ -81,7 +81,7 @@ func Busybox(t testing.TB, cli *client.Client) string {
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.ImageBuild(ctx, &buf, types.ImageBuildOptions{Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true})
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true})
 	if err != nil {
 		t.Fatalf("build %s: %v", BusyboxImage, err)
 	}
