@@ -1,0 +1,102 @@
+// Package engine is how the agent sees the container engine of its node: the
+// labelled containers, their state, and the stream of what happens to them.
+// The Docker adapter lives in engine/docker.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// The labels that put a container under the platform's metering. A container
+// without LabelTenant is not the platform's and is ignored.
+const (
+	LabelTenant  = "paasmeter.tenant"
+	LabelProject = "paasmeter.project"
+	LabelApp     = "paasmeter.app"
+	LabelEnv     = "paasmeter.env"
+	// LabelReplica and LabelRun are set by the paasmeter runtime; for other
+	// containers the run id is derived from the container id and start time.
+	LabelReplica = "paasmeter.replica"
+	LabelRun     = "paasmeter.run"
+)
+
+// Engine is a container engine.
+type Engine interface {
+	// List returns every container (running or not) that carries LabelTenant.
+	List(ctx context.Context) ([]Container, error)
+	// Inspect returns one container's current state.
+	Inspect(ctx context.Context, id string) (Container, error)
+	// Events streams what happens to labelled containers from since on
+	// (engines replay what they still remember), until ctx ends or the stream
+	// breaks; the error channel then says why.
+	Events(ctx context.Context, since time.Time) (<-chan Event, <-chan error)
+}
+
+// Container is a labelled container as the engine reports it.
+type Container struct {
+	ID      string
+	Name    string
+	Tenant  string
+	Project string
+	App     string
+	Env     usage.Environment
+	Replica string
+	// RunLabel is LabelRun when set.
+	RunLabel string
+	Running  bool
+	// Pid is the container's init process while it runs.
+	Pid        int
+	StartedAt  time.Time
+	FinishedAt time.Time
+	ExitCode   int
+	OOMKilled  bool
+	// CgroupParent is the parent cgroup the container was started under ("" for the engine's default).
+	CgroupParent string
+	// Limits: 0 means unlimited.
+	MemoryLimitBytes   uint64
+	CPULimitMillicores uint64
+}
+
+// RunID identifies the current (or last) run of c: a restart is a new run.
+// It is the same whoever derives it, so a restarted agent names runs as before.
+func (c *Container) RunID() string {
+	if c.RunLabel != "" {
+		return c.RunLabel
+	}
+	id := c.ID
+	if len(id) > 12 {
+		id = id[:12]
+	}
+	return fmt.Sprintf("%s-%d", id, c.StartedAt.UnixNano())
+}
+
+// EventType is what happened to a container.
+type EventType string
+
+// The engine events the agent follows.
+const (
+	EventStart   EventType = "start"
+	EventDie     EventType = "die"
+	EventOOM     EventType = "oom"
+	EventDestroy EventType = "destroy"
+	EventStop    EventType = "stop"
+	EventKill    EventType = "kill"
+	EventHealth  EventType = "health_status"
+)
+
+// Event is one thing that happened to a labelled container.
+type Event struct {
+	Type        EventType
+	ContainerID string
+	Time        time.Time
+	// Labels of the container when the event happened (it may be gone since).
+	Labels map[string]string
+	// ExitCode of a die event; Health of a health_status event; Signal of a kill.
+	ExitCode int
+	Health   string
+	Signal   string
+}
