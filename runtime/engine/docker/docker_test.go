@@ -95,7 +95,11 @@ func TestListInspectAndEventsOfLabelledContainers(t *testing.T) {
 	if !ok || e.Running || e.ExitCode != 3 || e.FinishedAt.Before(e.StartedAt) {
 		t.Errorf("exited container listed as %+v", e)
 	}
-	if e.RunID() == r.RunID() || e.RunID() != e.RunID() {
-		t.Error("run ids are not distinct and stable")
+	again, err := eng.Inspect(ctx, exits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.RunID() == r.RunID() || again.RunID() != e.RunID() {
+		t.Error("run ids are not distinct per run and stable across inspections")
 	}
 }
