@@ -20,6 +20,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
+	"github.com/paasmeter/paasmeter/runtime/agent"
 )
 
 // Config is the whole configuration file.
@@ -30,6 +31,7 @@ type Config struct {
 	Log       LogConfig               `yaml:"log"`
 	Store     StoreConfig             `yaml:"store"`
 	Collector collector.Config        `yaml:"collector"`
+	Agent     agent.Config            `yaml:"agent"`
 	Tracing   telemetry.TracingConfig `yaml:"tracing"`
 	// Tenants are the institutions; records of any other tenant are rejected.
 	Tenants []TenantConfig     `yaml:"tenants"`
@@ -64,6 +66,7 @@ func Default() Config {
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Store:     StoreConfig{DataDir: "data"},
 		Collector: collector.DefaultConfig(),
+		Agent:     agent.DefaultConfig(),
 		Tracing:   telemetry.TracingConfig{Exporter: telemetry.ExporterNone},
 	}
 }
@@ -78,6 +81,10 @@ func (c *Config) overrides() map[string]*string {
 		"PAASMETER_LISTEN":           &c.Collector.Listen,
 		"PAASMETER_ADMIN_LISTEN":     &c.Collector.AdminListen,
 		"PAASMETER_TRACING_EXPORTER": (*string)(&c.Tracing.Exporter),
+		"PAASMETER_NODE":             &c.Agent.Node,
+		"PAASMETER_COLLECTOR_URL":    &c.Agent.CollectorURL,
+		"PAASMETER_SPOOL_DIR":        &c.Agent.SpoolDir,
+		"PAASMETER_DOCKER_HOST":      &c.Agent.DockerHost,
 		"PAASMETER_OTLP_ENDPOINT":    &c.Tracing.Endpoint,
 	}
 }
@@ -150,6 +157,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("store.data_dir: is required"))
 	}
 	in("collector", c.Collector.Validate())
+	in("agent", c.Agent.Validate())
 	in("tracing", c.Tracing.Validate())
 
 	known := map[string]bool{}

@@ -12,7 +12,8 @@ need_pkgs=()
 # gcc, libc6-dev: the embedded store is SQLite through cgo.
 # docker.io, busybox-static: the agent is tested against a real Docker Engine,
 # with images built FROM scratch around a static busybox (no registry here).
-for p in gcc libc6-dev docker.io busybox-static; do
+# prometheus: promtool checks the exposed metrics (the package starts nothing here).
+for p in gcc libc6-dev docker.io busybox-static prometheus; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

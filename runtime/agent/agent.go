@@ -1,0 +1,593 @@
+// Package agent is `paasmeter agent`: it follows the labelled containers of
+// its node, samples their cgroups, turns the samples into usage records and
+// lifecycle events, and puts them in a durable spool that runtime/ship drains.
+//
+// A record counts as produced once it is fsynced: first in the state file's
+// outbox together with the meter state that produced it, then in the spool. A
+// crash at any moment therefore neither loses a record nor changes one: at
+// worst the same record (same id, same content) is spooled twice, and the
+// collector keeps one.
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/failpoint"
+	"github.com/paasmeter/paasmeter/runtime/cgroups"
+	"github.com/paasmeter/paasmeter/runtime/engine"
+	"github.com/paasmeter/paasmeter/runtime/meter"
+	"github.com/paasmeter/paasmeter/runtime/ship"
+	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// Options are what an Agent is built from.
+type Options struct {
+	Config  Config
+	Engine  engine.Engine
+	Cgroups *cgroups.Reader
+	Spool   *spool.Spool
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	// Registry receives the container and agent metrics.
+	Registry *prometheus.Registry
+	// Wake is signalled after records are spooled, so the shipper need not wait.
+	Wake chan<- struct{}
+	// Failpoints kill the process at chosen moments (crash tests only).
+	Failpoints *failpoint.Set
+}
+
+// Agent meters the containers of one node.
+type Agent struct {
+	o       Options
+	log     *slog.Logger
+	metrics *containerMetrics
+
+	mu sync.Mutex
+	// runs are the runs being measured, by container id.
+	runs map[string]*tracked
+	// lastEvent is the time of the newest engine event handled, to resume the
+	// stream after it breaks.
+	lastEvent time.Time
+	// outbox holds what was produced but is not yet known to be spooled.
+	outbox outbox
+}
+
+// tracked is one run being measured.
+type tracked struct {
+	c   engine.Container
+	acc *meter.Accumulator
+	// cgroup is the container's cgroup path; parent its dedicated per-run
+	// parent ("" if none), which keeps the final counters after the exit.
+	cgroup, parent string
+	// lastOOM is when the engine last reported an OOM kill in this run.
+	lastOOM time.Time
+}
+
+// New builds an Agent.
+func New(o Options) (*Agent, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("agent config: %w", err)
+	}
+	if o.Config.Node == "" {
+		return nil, errors.New("agent config: node: is required (this node's name, as its agent token is bound to it)")
+	}
+	if o.Engine == nil || o.Cgroups == nil || o.Spool == nil {
+		return nil, errors.New("agent: an engine, a cgroup reader and a spool are required")
+	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}}
+	var err error
+	if a.metrics, err = newContainerMetrics(o.Registry, o.Config.Node, a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// statePath is where the meter states of the open runs are saved.
+func (a *Agent) statePath() string { return filepath.Join(a.o.Config.SpoolDir, "meter-state.json") }
+
+// Run meters until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	saved, err := a.loadState()
+	if err != nil {
+		return err
+	}
+	if err := a.flushOutbox(); err != nil {
+		a.log.Error("cannot spool the outbox left by the previous run; retrying later", "err", err)
+	}
+	if err := a.resync(ctx, saved); err != nil {
+		return err
+	}
+	tick := time.NewTicker(a.o.Config.SampleInterval)
+	defer tick.Stop()
+	for ctx.Err() == nil {
+		evs, errs := a.o.Engine.Events(ctx, a.lastEventTime())
+	stream:
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				a.sampleAll(ctx)
+			case ev, ok := <-evs:
+				if !ok {
+					break stream
+				}
+				a.handle(ctx, ev)
+			case err := <-errs:
+				if ctx.Err() != nil {
+					return nil
+				}
+				a.log.Warn("engine event stream broke; resyncing", "err", err)
+				break stream
+			}
+		}
+		// Events missed while the stream was down are replayed from lastEvent;
+		// a re-list catches anything the engine no longer remembers.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+		if err := a.resync(ctx, nil); err != nil {
+			a.log.Warn("resync failed", "err", err)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) lastEventTime() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.lastEvent
+}
+
+// resync lists the labelled containers: running ones not yet tracked are
+// adopted (from their saved state when there is one); tracked ones that are no
+// longer running are closed.
+func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error {
+	list, err := a.o.Engine.List(ctx)
+	if err != nil {
+		return fmt.Errorf("agent: list containers: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, c := range list {
+		seen[c.ID] = true
+		a.mu.Lock()
+		t, ok := a.runs[c.ID]
+		a.mu.Unlock()
+		switch {
+		case c.Running && !ok:
+			a.track(ctx, c, saved)
+		case ok && (!c.Running || c.RunID() != t.acc.Run().RunID):
+			a.finish(ctx, t, c)
+			if c.Running {
+				a.track(ctx, c, saved)
+			}
+		case !c.Running && !ok:
+			if st, has := saved[c.ID]; has && st.Run.RunID == c.RunID() {
+				// It ended while the agent was down: close it from its saved state.
+				acc, err := meter.Restore(st)
+				if err == nil {
+					a.finish(ctx, &tracked{c: c, acc: acc, parent: dedicatedParent(c)}, c)
+				}
+			}
+		}
+	}
+	a.mu.Lock()
+	var gone []*tracked
+	for id, t := range a.runs {
+		if !seen[id] {
+			gone = append(gone, t)
+		}
+	}
+	a.mu.Unlock()
+	for _, t := range gone {
+		a.finish(ctx, t, t.c) // removed while we were not looking: close at the last sample
+	}
+	return nil
+}
+
+// dedicatedParent returns c's cgroup parent when it is a per-run parent the
+// agent may read after the exit and then remove (the paasmeter runtime starts
+// containers under /paasmeter/<run>).
+func dedicatedParent(c engine.Container) string {
+	if strings.HasPrefix(c.CgroupParent, "/paasmeter/") {
+		return c.CgroupParent
+	}
+	return ""
+}
+
+func (a *Agent) run(c engine.Container) meter.Run {
+	return meter.Run{Tenant: c.Tenant, Project: c.Project, App: c.App, Environment: c.Env, Node: a.o.Config.Node,
+		ContainerID: c.ID, RunID: c.RunID(), Start: c.StartedAt}
+}
+
+// track starts measuring a running container, sampling it at once.
+func (a *Agent) track(ctx context.Context, c engine.Container, saved map[string]meter.State) {
+	if !a.valid(c) {
+		return
+	}
+	t := &tracked{c: c, parent: dedicatedParent(c)}
+	t.cgroup = a.cgroupPath(c)
+	s, err := a.sample(t)
+	switch st, has := saved[c.ID]; {
+	case has && st.Run.RunID == c.RunID():
+		acc, rerr := meter.Restore(st)
+		if rerr != nil {
+			a.log.Error("saved meter state unusable; adopting the run from now", "container", c.ID, "err", rerr)
+			t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
+		} else {
+			t.acc = acc
+		}
+	case a.o.Clock.Now().Sub(c.StartedAt) < a.o.Config.SampleInterval+5*time.Second:
+		// Just started (a start event, or a resync right after): from zero.
+		t.acc = meter.New(a.run(c), a.o.Config.Window)
+	default:
+		// Running since before this agent knew it: its earlier usage is unknown.
+		a.log.Info("adopting a running container; usage before now is not known to this agent", "container", c.Name, "run", c.RunID())
+		t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
+	}
+	a.mu.Lock()
+	a.runs[c.ID] = t
+	a.mu.Unlock()
+	if err == nil {
+		a.produce(ctx, t.acc.Observe(s), nil)
+	}
+}
+
+func (a *Agent) valid(c engine.Container) bool {
+	if ps := usage.ValidateLabels(0, c.Tenant, c.Project, c.App, c.Env, a.o.Config.Node); len(ps) > 0 {
+		a.log.Warn("container has invalid platform labels; not metered", "container", c.Name, "problem", ps[0].String())
+		return false
+	}
+	return true
+}
+
+// cgroupPath finds a running container's cgroup: from its init process, else
+// from the known layouts.
+func (a *Agent) cgroupPath(c engine.Container) string {
+	if c.Pid > 0 {
+		if p, err := cgroups.PathFromProc(a.o.Config.ProcRoot, c.Pid); err == nil {
+			return p
+		}
+	}
+	p, err := a.o.Cgroups.FindContainer(c.ID, c.CgroupParent)
+	if err != nil {
+		a.log.Warn("cgroup of container not found", "container", c.Name, "err", err)
+	}
+	return p
+}
+
+// sample reads a run's counters now.
+func (a *Agent) sample(t *tracked) (meter.Sample, error) {
+	now := a.o.Clock.Now()
+	st, err := a.o.Cgroups.Read(t.cgroup)
+	if err != nil {
+		return meter.Sample{}, err
+	}
+	s := meter.Sample{Time: now, CPUNs: st.CPUUsageNs, MemoryWorkingSetBytes: st.MemoryWorkingSetBytes,
+		MemoryLimitBytes: t.c.MemoryLimitBytes, CPULimitMillicores: t.c.CPULimitMillicores}
+	if t.c.Pid > 0 {
+		if rx, tx, err := cgroups.ReadNetDev(a.o.Config.ProcRoot, t.c.Pid); err == nil {
+			s.NetRxBytes, s.NetTxBytes = rx, tx
+		}
+	}
+	a.metrics.observe(t, st, s)
+	return s, nil
+}
+
+// sampleAll samples every tracked run.
+func (a *Agent) sampleAll(ctx context.Context) {
+	a.mu.Lock()
+	list := make([]*tracked, 0, len(a.runs))
+	for _, t := range a.runs {
+		list = append(list, t)
+	}
+	a.mu.Unlock()
+	var recs []usage.Record
+	for _, t := range list {
+		s, err := a.sample(t)
+		if err != nil {
+			continue // gone: its die event closes it
+		}
+		recs = append(recs, t.acc.Observe(s)...)
+	}
+	a.produce(ctx, recs, nil)
+}
+
+// handle reacts to one engine event.
+func (a *Agent) handle(ctx context.Context, ev engine.Event) {
+	a.mu.Lock()
+	if ev.Time.After(a.lastEvent) {
+		a.lastEvent = ev.Time
+	}
+	t := a.runs[ev.ContainerID]
+	a.mu.Unlock()
+	switch ev.Type {
+	case engine.EventStart:
+		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
+		if err != nil {
+			a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
+			return
+		}
+		if t != nil {
+			a.finish(ctx, t, c) // a restart we did not see die
+		}
+		if c.Running {
+			a.track(ctx, c, nil)
+		} else {
+			// Started and already gone: measure the whole run at its die event.
+			a.mu.Lock()
+			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
+			a.mu.Unlock()
+		}
+		a.produce(ctx, nil, a.event(c, events.Started, c.StartedAt))
+	case engine.EventDie:
+		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
+		if err != nil {
+			a.log.Warn("inspect after die failed", "container", ev.ContainerID, "err", err)
+			return
+		}
+		if t == nil && valid(c) && c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
+			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
+		}
+		if t != nil {
+			a.finish(ctx, t, c)
+		}
+	case engine.EventOOM:
+		// One OOM kill often reaches the engine as several notifications, one
+		// per process the kernel killed: those within a second are one kill.
+		if t != nil && (t.lastOOM.IsZero() || ev.Time.Sub(t.lastOOM) > time.Second) {
+			t.lastOOM = ev.Time
+			a.metrics.oom.WithLabelValues(t.c.Tenant, t.c.Project, t.c.App, string(t.c.Env), t.c.Name, a.o.Config.Node).Inc()
+			a.produce(ctx, nil, a.event(t.c, events.OOM, ev.Time))
+		}
+	case engine.EventDestroy:
+		if c, ok := containerFromLabels(ev); ok {
+			a.produce(ctx, nil, a.event(c, events.Removed, ev.Time))
+		}
+	case engine.EventHealth:
+		if t != nil && ev.Health != "" {
+			e := a.event(t.c, events.Health, ev.Time)
+			e[0].Health = ev.Health
+			e[0].SetID()
+			a.produce(ctx, nil, e)
+		}
+	}
+}
+
+func valid(c engine.Container) bool { return c.Tenant != "" && !c.StartedAt.IsZero() }
+
+// containerFromLabels rebuilds what an event of a removed container tells.
+func containerFromLabels(ev engine.Event) (engine.Container, bool) {
+	l := ev.Labels
+	if l[engine.LabelTenant] == "" {
+		return engine.Container{}, false
+	}
+	return engine.Container{ID: ev.ContainerID, Tenant: l[engine.LabelTenant], Project: l[engine.LabelProject], App: l[engine.LabelApp],
+		Env: usage.Environment(l[engine.LabelEnv]), Replica: l[engine.LabelReplica], RunLabel: l[engine.LabelRun]}, true
+}
+
+// finish closes a run that ended (or vanished): its final counters come from
+// the dedicated cgroup parent when there is one, which outlives the container.
+func (a *Agent) finish(ctx context.Context, t *tracked, c engine.Container) {
+	a.mu.Lock()
+	if a.runs[t.c.ID] == t {
+		delete(a.runs, t.c.ID)
+	}
+	a.mu.Unlock()
+	end := c.FinishedAt
+	if end.IsZero() || end.Before(c.StartedAt) {
+		end = a.o.Clock.Now()
+	}
+	st := t.acc.State()
+	final := st.Last // nothing newer known: counters stop at the last sample
+	final.Time = end
+	if t.parent != "" {
+		if cs, err := a.o.Cgroups.Read(t.parent); err == nil {
+			final.CPUNs = cs.CPUUsageNs
+			// A run never sampled while alive gets its peak as its memory.
+			final.MemoryWorkingSetBytes = max(cs.MemoryPeakBytes, final.MemoryWorkingSetBytes)
+			final.MemoryLimitBytes, final.CPULimitMillicores = c.MemoryLimitBytes, c.CPULimitMillicores
+		}
+	}
+	recs := t.acc.Close(final)
+	var evs []events.Event
+	if !c.FinishedAt.IsZero() {
+		evs = a.event(c, events.Died, c.FinishedAt)
+		code := c.ExitCode
+		evs[0].ExitCode, evs[0].OOMKilled = &code, c.OOMKilled
+		evs[0].SetID()
+	}
+	a.produce(ctx, recs, evs)
+	a.metrics.forget(t.c.ID)
+	if t.parent != "" {
+		removeCgroup(a.o.Config.CgroupRoot, t.parent)
+	}
+}
+
+// event builds a lifecycle event of c's current run.
+func (a *Agent) event(c engine.Container, typ events.Type, at time.Time) []events.Event {
+	e := events.Event{SchemaVersion: events.SchemaVersion, Tenant: c.Tenant, Project: c.Project, App: c.App, Environment: c.Env,
+		Node: a.o.Config.Node, ContainerID: c.ID, RunID: c.RunID(), Replica: c.Replica, Type: typ, Time: at.UTC()}
+	e.SetID()
+	return []events.Event{e}
+}
+
+// produce makes records and events durable. They first go, with the meter
+// states that produced them, into the state file's outbox; then into the spool;
+// then the outbox is cleared. A crash between the two leaves them in the outbox,
+// spooled again at the next start: the same ids with the same content, which
+// the collector's dedup absorbs. A spool that refuses them (full disk) leaves
+// them in the outbox too, retried at every produce and reported loudly.
+func (a *Agent) produce(ctx context.Context, recs []usage.Record, evs []events.Event) {
+	_ = ctx
+	a.mu.Lock()
+	a.outbox.Usage = append(a.outbox.Usage, recs...)
+	a.outbox.Events = append(a.outbox.Events, evs...)
+	empty := len(a.outbox.Usage) == 0 && len(a.outbox.Events) == 0
+	a.mu.Unlock()
+	if empty {
+		if err := a.saveState(); err != nil {
+			a.log.Error("cannot save the meter state", "err", err)
+		}
+		return
+	}
+	if err := a.saveState(); err != nil {
+		a.log.Error("cannot save the meter state and outbox; records stay in memory", "err", err)
+		a.metrics.spoolErrors.Inc()
+		return
+	}
+	if err := a.flushOutbox(); err != nil {
+		a.metrics.spoolErrors.Inc()
+		a.log.Error("cannot write the spool: records wait in the outbox and are retried", "err", err)
+		return
+	}
+	if a.o.Wake != nil {
+		select {
+		case a.o.Wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushOutbox appends the outbox to the spool and, once it is there, empties it.
+func (a *Agent) flushOutbox() error {
+	a.mu.Lock()
+	box := a.outbox
+	a.mu.Unlock()
+	if err := appendJSON(a.o.Spool, ship.KindUsage, box.Usage); err != nil {
+		return err
+	}
+	a.o.Failpoints.Hit(failpoint.AfterSpoolWrite)
+	if err := appendJSON(a.o.Spool, ship.KindEvent, box.Events); err != nil {
+		// The usage part is spooled; keeping it in the outbox would only resend it.
+		a.mu.Lock()
+		a.outbox.Usage = a.outbox.Usage[len(box.Usage):]
+		a.mu.Unlock()
+		return err
+	}
+	a.mu.Lock()
+	a.outbox.Usage = a.outbox.Usage[len(box.Usage):]
+	a.outbox.Events = a.outbox.Events[len(box.Events):]
+	a.mu.Unlock()
+	return a.saveState()
+}
+
+func appendJSON[T any](sp *spool.Spool, kind string, items []T) error {
+	if len(items) == 0 {
+		return nil
+	}
+	data := make([][]byte, len(items))
+	for i := range items {
+		b, err := json.Marshal(items[i])
+		if err != nil {
+			return fmt.Errorf("agent: encode %s: %w", kind, err)
+		}
+		data[i] = b
+	}
+	if _, err := sp.Append(kind, data...); err != nil {
+		return fmt.Errorf("agent: spool %d %s record(s): %w", len(items), kind, err)
+	}
+	return nil
+}
+
+// savedState is the state file: the meter states of the open runs and the
+// records produced but not yet known to be in the spool.
+type savedState struct {
+	Runs   map[string]meter.State `json:"runs"`
+	Outbox outbox                 `json:"outbox"`
+}
+
+type outbox struct {
+	Usage  []usage.Record `json:"usage"`
+	Events []events.Event `json:"events"`
+}
+
+// saveState writes the state file atomically.
+func (a *Agent) saveState() error {
+	a.mu.Lock()
+	st := savedState{Runs: make(map[string]meter.State, len(a.runs)), Outbox: a.outbox}
+	for id, t := range a.runs {
+		st.Runs[id] = t.acc.State()
+	}
+	b, err := json.Marshal(st)
+	a.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("agent: encode state: %w", err)
+	}
+	if err := writeFileAtomic(a.statePath(), b); err != nil {
+		return fmt.Errorf("agent: write state: %w", err)
+	}
+	return nil
+}
+
+// loadState reads the state file; its outbox becomes the agent's, to be spooled first.
+func (a *Agent) loadState() (map[string]meter.State, error) {
+	b, err := os.ReadFile(a.statePath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("agent: read state: %w", err)
+	}
+	var st savedState
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("agent: state file %s is corrupt: %w", a.statePath(), err)
+	}
+	a.mu.Lock()
+	a.outbox = st.Outbox
+	a.mu.Unlock()
+	return st.Runs, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

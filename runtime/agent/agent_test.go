@@ -1,0 +1,298 @@
+package agent_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/runtime/agent"
+	"github.com/paasmeter/paasmeter/runtime/cgroups"
+	"github.com/paasmeter/paasmeter/runtime/dockertest"
+	"github.com/paasmeter/paasmeter/runtime/engine"
+	"github.com/paasmeter/paasmeter/runtime/engine/docker"
+	"github.com/paasmeter/paasmeter/runtime/ship"
+	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+const agentToken = "test-agent-token"
+
+// rig is a collector on an embedded store and an agent on the test engine,
+// both running in this process.
+type rig struct {
+	cli   *client.Client
+	store metering.Store
+	reg   *prometheus.Registry
+	node  string
+	dead  *spool.Spool
+	out   *spool.Spool
+}
+
+func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
+	t.Helper()
+	cli := dockertest.Client(t)
+	dockertest.Busybox(t, cli)
+	node := fmt.Sprintf("node-%d", time.Now().UnixNano()%1e9)
+
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(agentToken)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
+		Tenants: map[string]bool{"caami": true}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(srv.Handler())
+	t.Cleanup(api.Close)
+
+	dir := t.TempDir()
+	out, err := spool.Open(filepath.Join(dir, "outgoing"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cg, err := cgroups.NewReader("/sys/fs/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := docker.New(cli.DaemonHost())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := agent.DefaultConfig()
+	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = node, dir, sampleInterval, window, api.URL
+	reg := prometheus.NewRegistry()
+	wake := make(chan struct{}, 1)
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ag, err := agent.New(agent.Options{Config: cfg, Engine: eng, Cgroups: cg, Spool: out, Logger: logger, Registry: reg, Wake: wake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: api.URL, Token: agentToken, Client: http.DefaultClient,
+		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{}, 2)
+	go func() { ag.Run(ctx); done <- struct{}{} }()
+	go func() { sh.Run(ctx); done <- struct{}{} }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		<-done
+		out.Close()
+		dead.Close()
+		eng.Close()
+	})
+	return &rig{cli: cli, store: st, reg: reg, node: node, dead: dead, out: out}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// runJob starts a labelled container under its own cgroup parent, waits for
+// it to exit and returns its id and output.
+func (r *rig) runJob(t *testing.T, name string, cmd []string, res container.Resources) (string, string) {
+	t.Helper()
+	ctx := context.Background()
+	res.CgroupParent = "/paasmeter/" + dockertest.Name(t, name)
+	c, err := r.cli.ContainerCreate(ctx, &container.Config{Image: dockertest.BusyboxImage, Cmd: cmd, Labels: map[string]string{
+		engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: name, engine.LabelEnv: "prod"}},
+		&container.HostConfig{Resources: res}, nil, nil, dockertest.Name(t, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}) })
+	if err := r.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitC, errC := r.cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
+	select {
+	case <-waitC:
+	case err := <-errC:
+		t.Fatal(err)
+	}
+	logs, err := r.cli.ContainerLogs(ctx, c.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	var stdout, stderr strings.Builder
+	stdcopy.StdCopy(&stdout, &stderr, logs)
+	return c.ID, stdout.String() + stderr.String()
+}
+
+// usageOf waits until the store holds the final window of app's run (the one
+// ending at the container's FinishedAt) and returns the run's totals per meter.
+func (r *rig) usageOf(t *testing.T, id, app string) map[usage.Meter]int64 {
+	t.Helper()
+	in, err := r.cli.ContainerInspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished, _ := time.Parse(time.RFC3339Nano, in.State.FinishedAt)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		sum := map[usage.Meter]int64{}
+		complete := false
+		err := r.store.ScanUsage(context.Background(), metering.UsageFilter{Tenant: "caami", From: time.Now().Add(-time.Hour),
+			To: time.Now().Add(time.Hour), Apps: []string{app}}, func(rec usage.Record) error {
+			sum[rec.Meter] += rec.Quantity
+			if rec.WindowEnd.Equal(finished.UTC()) {
+				complete = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if complete {
+			return sum
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the final window of %s (ending %s) never reached the store; have %v", app, finished, sum)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var timeRE = regexp.MustCompile(`user\s+(\d+)m\s*([\d.]+)s\s+sys\s+(\d+)m\s*([\d.]+)s`)
+
+func TestACPUBoundJobIsBilledItsCPU(t *testing.T) {
+	r := newRig(t, time.Second, 10*time.Second)
+	// busybox time reports the job's own CPU time: the reference.
+	id, out := r.runJob(t, "burn", []string{"time", "sh", "-c", "i=0; while [ $i -lt 3300000 ]; do i=$((i+1)); done"}, container.Resources{})
+	m := timeRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no time report in %q", out)
+	}
+	secs := func(min, s string) float64 {
+		a, _ := strconv.ParseFloat(min, 64)
+		b, _ := strconv.ParseFloat(s, 64)
+		return 60*a + b
+	}
+	want := secs(m[1], m[2]) + secs(m[3], m[4])
+	got := float64(r.usageOf(t, id, "burn")[usage.MeterCPU]) / 1e9
+	t.Logf("job CPU by time(1): %.3f s; billed: %.3f s", want, got)
+	if want < 1 || got < want*0.98 || got > want*1.02+0.02 {
+		t.Errorf("billed %.3f CPU-seconds, want %.3f ± 2%%", got, want)
+	}
+}
+
+func TestAShortJobBetweenSamplesIsBilledItsSecondsCPUAndMemory(t *testing.T) {
+	r := newRig(t, time.Minute, time.Minute) // no periodic sample during the job
+	id, _ := r.runJob(t, "short", []string{"sleep", "5"}, container.Resources{})
+	sum := r.usageOf(t, id, "short")
+	in, _ := r.cli.ContainerInspect(context.Background(), id)
+	started, _ := time.Parse(time.RFC3339Nano, in.State.StartedAt)
+	finished, _ := time.Parse(time.RFC3339Nano, in.State.FinishedAt)
+	t.Logf("ran %s; billed %v", finished.Sub(started), sum)
+	if got := sum[usage.MeterContainerSeconds]; got != 5 {
+		t.Errorf("billed %d container-seconds, want 5", got)
+	}
+	if sum[usage.MeterCPU] <= 0 || sum[usage.MeterMemory] <= 0 {
+		t.Errorf("billed CPU %d ns and memory %d byte·s, want both above zero", sum[usage.MeterCPU], sum[usage.MeterMemory])
+	}
+}
+
+func TestAnOOMKillIsCountedOnceAndClosesTheRun(t *testing.T) {
+	r := newRig(t, time.Second, 10*time.Second)
+	// A shell that reads 64 MiB into a variable under a 16 MiB limit.
+	id, _ := r.runJob(t, "oom", []string{"sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}"},
+		container.Resources{Memory: 16 << 20, MemorySwap: 16 << 20})
+	in, _ := r.cli.ContainerInspect(context.Background(), id)
+	if !in.State.OOMKilled {
+		t.Fatalf("the container was not OOM-killed (exit %d)", in.State.ExitCode)
+	}
+	sum := r.usageOf(t, id, "oom") // returns once the final window is stored
+	if sum[usage.MeterContainerSeconds] < 0 {
+		t.Fatal("impossible")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var ooms, died int
+		err := r.store.ScanEvents(context.Background(), metering.EventFilter{Tenant: "caami", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour),
+			Apps: []string{"oom"}}, func(e events.Event) error {
+			switch e.Type {
+			case events.OOM:
+				ooms++
+			case events.Died:
+				if e.OOMKilled {
+					died++
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ooms == 1 && died == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stored %d oom and %d OOM-killed died events, want 1 and 1", ooms, died)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(oomCounter(t, r.reg, in.Name)); n != 1 {
+		t.Errorf("container_oom_events_total = %v, want 1", n)
+	}
+}
+
+// oomCounter finds the container_oom_events_total series of a container.
+func oomCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "container_oom_events_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "container" && l.GetValue() == strings.TrimPrefix(name, "/") {
+					return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
+				}
+			}
+		}
+	}
+	t.Fatalf("no container_oom_events_total series for %s", name)
+	return nil
+}

@@ -1,0 +1,83 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"time"
+)
+
+// Config is the agent's part of the configuration file.
+type Config struct {
+	// Node is this node's name, as the collector's agent token is bound to it
+	// (default: the host name).
+	Node string `yaml:"node"`
+	// CollectorURL is the collector's base URL, e.g. http://collector:8080.
+	CollectorURL string `yaml:"collector_url"`
+	// TokenFile holds the agent's bearer token (PAASMETER_AGENT_TOKEN overrides it).
+	TokenFile string `yaml:"token_file"`
+	// DockerHost is the engine's API address; empty means the usual defaults.
+	DockerHost string `yaml:"docker_host"`
+	// CgroupRoot and ProcRoot are where cgroup files and /proc are read.
+	CgroupRoot string `yaml:"cgroup_root"`
+	ProcRoot   string `yaml:"proc_root"`
+	// SpoolDir holds the durable spool, its dead letters and the meter state.
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolMaxBytes bounds the spool on disk; beyond it new records are refused
+	// loudly (metric, log), never dropped silently.
+	SpoolMaxBytes int64 `yaml:"spool_max_bytes"`
+	// SampleInterval is how often running containers' cgroups are read.
+	SampleInterval time.Duration `yaml:"sample_interval"`
+	// Window is the length of a usage window (aligned to the clock).
+	Window time.Duration `yaml:"window"`
+	// BatchSize is the most records shipped in one request.
+	BatchSize int `yaml:"batch_size"`
+	// AdminListen serves the agent's /metrics.
+	AdminListen string `yaml:"admin_listen"`
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		CollectorURL:   "http://127.0.0.1:8080",
+		CgroupRoot:     "/sys/fs/cgroup",
+		ProcRoot:       "/proc",
+		SpoolDir:       "spool",
+		SpoolMaxBytes:  1 << 30,
+		SampleInterval: 10 * time.Second,
+		Window:         time.Minute,
+		BatchSize:      1000,
+		AdminListen:    "127.0.0.1:9100",
+	}
+}
+
+// Validate reports what is wrong with c, naming each field.
+func (c *Config) Validate() error {
+	var errs []error
+	if u, err := url.Parse(c.CollectorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("collector_url: %q must be an http(s) URL", c.CollectorURL))
+	}
+	if c.SpoolDir == "" {
+		errs = append(errs, errors.New("spool_dir: is required"))
+	}
+	if c.SpoolMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("spool_max_bytes: must be at least 1 MiB"))
+	}
+	if c.SampleInterval < time.Second {
+		errs = append(errs, fmt.Errorf("sample_interval: %s is below 1s", c.SampleInterval))
+	}
+	if c.Window < time.Second || c.Window > time.Hour || time.Hour%c.Window != 0 {
+		errs = append(errs, fmt.Errorf("window: %s must divide an hour (e.g. 60s)", c.Window))
+	}
+	if c.SampleInterval > c.Window {
+		errs = append(errs, errors.New("sample_interval: must not be longer than window"))
+	}
+	if c.BatchSize <= 0 {
+		errs = append(errs, errors.New("batch_size: must be positive"))
+	}
+	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
+		errs = append(errs, fmt.Errorf("admin_listen: %q is not host:port", c.AdminListen))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paasmeter/paasmeter/runtime/cgroups"
+	"github.com/paasmeter/paasmeter/runtime/meter"
+)
+
+// containerLabels are the only labels of container metrics: never every
+// Docker label, which is how cAdvisor's cardinality explodes.
+var containerLabels = []string{"tenant", "project", "app", "env", "container", "node"}
+
+// containerMetrics exposes the latest sample of every tracked container under
+// cAdvisor's names, plus the agent's own health.
+type containerMetrics struct {
+	agent *Agent
+	node  string
+
+	mu     sync.Mutex
+	latest map[string]latest // by container id
+
+	cpu, rx, tx, ws, limit, start *prometheus.Desc
+	oom                           *prometheus.CounterVec
+	spoolErrors                   prometheus.Counter
+	tracked                       *prometheus.Desc
+}
+
+type latest struct {
+	labels []string
+	stats  cgroups.Stats
+	sample meter.Sample
+	start  float64
+}
+
+func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*containerMetrics, error) {
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, containerLabels, nil) }
+	m := &containerMetrics{
+		agent: a, node: node, latest: map[string]latest{},
+		cpu:   d("container_cpu_usage_seconds_total", "Cumulative CPU time consumed, in seconds."),
+		rx:    d("container_network_receive_bytes_total", "Cumulative bytes received."),
+		tx:    d("container_network_transmit_bytes_total", "Cumulative bytes transmitted."),
+		ws:    d("container_memory_working_set_bytes", "Current working set (usage minus inactive file cache), in bytes."),
+		limit: d("container_spec_memory_limit_bytes", "Memory limit of the container, in bytes (0: unlimited)."),
+		start: d("container_start_time_seconds", "Start time of the container's current run, in seconds since the epoch."),
+		oom: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "container_oom_events_total",
+			Help: "OOM kills of the container, counted from the engine's oom events (the container may be gone since).",
+		}, containerLabels),
+		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_spool_write_errors_total",
+			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
+		}),
+		tracked: prometheus.NewDesc("paasmeter_agent_tracked_containers", "Runs being metered.", []string{"node"}, nil),
+	}
+	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *containerMetrics) labels(t *tracked) []string {
+	return []string{t.c.Tenant, t.c.Project, t.c.App, string(t.c.Env), t.c.Name, m.node}
+}
+
+// observe records the latest sample of a run.
+func (m *containerMetrics) observe(t *tracked, st cgroups.Stats, s meter.Sample) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.latest[t.c.ID] = latest{labels: m.labels(t), stats: st, sample: s, start: float64(t.c.StartedAt.UnixNano()) / 1e9}
+}
+
+// forget drops a finished run's series.
+func (m *containerMetrics) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.latest, id)
+}
+
+// Describe implements prometheus.Collector.
+func (m *containerMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.cpu, m.rx, m.tx, m.ws, m.limit, m.start, m.tracked} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *containerMetrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, l := range m.latest {
+		ch <- prometheus.MustNewConstMetric(m.cpu, prometheus.CounterValue, float64(l.stats.CPUUsageNs)/1e9, l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.rx, prometheus.CounterValue, float64(l.sample.NetRxBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.tx, prometheus.CounterValue, float64(l.sample.NetTxBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.ws, prometheus.GaugeValue, float64(l.stats.MemoryWorkingSetBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(l.sample.MemoryLimitBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.start, prometheus.GaugeValue, l.start, l.labels...)
+	}
+	ch <- prometheus.MustNewConstMetric(m.tracked, prometheus.GaugeValue, float64(len(m.latest)), m.node)
+}
+
+// removeCgroup removes a per-run cgroup parent once its final counters are
+// read: the directory in every v1 controller hierarchy, or the v2 one.
+func removeCgroup(root, path string) {
+	os.Remove(filepath.Join(root, path))
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		if e.IsDir() {
+			os.Remove(filepath.Join(root, e.Name(), path))
+		}
+	}
+}

@@ -1,0 +1,385 @@
+// Package ship delivers spooled records to the collector: in batches, in spool
+// order, retried with exponential backoff and jitter, and removed from the
+// spool only once the collector acknowledged them. Records the collector
+// rejects as invalid move to the dead-letter spool; the rest of their batch
+// goes on. Delivery is at least once; the collector's dedup makes it exactly
+// once in the store.
+package ship
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/internal/failpoint"
+	"github.com/paasmeter/paasmeter/runtime/spool"
+)
+
+// Entry kinds in the spool, and the collector endpoint of each.
+const (
+	KindUsage = "usage"
+	KindEvent = "event"
+)
+
+var endpoints = map[string]string{KindUsage: "/api/v1/usage", KindEvent: "/api/v1/events"}
+
+// DeadLetter is an entry of the dead-letter spool: a record the collector
+// refused, and why.
+type DeadLetter struct {
+	Kind     string          `json:"kind"`
+	Seq      uint64          `json:"seq"`
+	Rejected time.Time       `json:"rejected"`
+	Status   int             `json:"status"`
+	Problems []batch.Problem `json:"problems"`
+	Record   json.RawMessage `json:"record"`
+}
+
+// Options configure a Shipper.
+type Options struct {
+	Spool, Dead *spool.Spool
+	// BaseURL is the collector's, Token the agent's bearer token.
+	BaseURL, Token string
+	Client         *http.Client
+	// BatchSize is the most records per request.
+	BatchSize int
+	// MinBackoff and MaxBackoff bound the wait between failed attempts.
+	MinBackoff, MaxBackoff time.Duration
+	Logger                 *slog.Logger
+	Registry               prometheus.Registerer
+	Failpoints             *failpoint.Set
+	// Idle is how long to wait when the spool is empty; Wake shortens it.
+	Idle time.Duration
+	Wake <-chan struct{}
+}
+
+// Shipper moves records from the spool to the collector.
+type Shipper struct {
+	o       Options
+	m       metrics
+	backoff time.Duration
+	rng     *rand.Rand
+	// limit is the batch size in force: halved on 413, back to BatchSize after a success.
+	limit int
+}
+
+type metrics struct {
+	shipped  *prometheus.CounterVec
+	errors   *prometheus.CounterVec
+	duration prometheus.Histogram
+	dead     prometheus.Counter
+}
+
+// New builds a Shipper.
+func New(o Options) (*Shipper, error) {
+	if o.Spool == nil || o.Dead == nil || o.Client == nil || o.BaseURL == "" {
+		return nil, errors.New("ship: spool, dead-letter spool, client and collector URL are required")
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Idle <= 0 {
+		o.Idle = time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	s := &Shipper{o: o, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))}
+	s.m = metrics{
+		shipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_agent_shipped_records_total",
+			Help: "Records the collector acknowledged, by kind and outcome (new, duplicate).",
+		}, []string{"kind", "outcome"}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_agent_ship_errors_total",
+			Help: "Failed delivery attempts, by reason (network, throttled, unavailable, unauthorized, rejected, server).",
+		}, []string{"reason"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "paasmeter_agent_ship_duration_seconds",
+			Help:    "Time for the collector to acknowledge a batch.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 8),
+		}),
+		dead: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_dead_letters_total",
+			Help: "Records moved to the dead-letter spool because the collector rejected them as invalid.",
+		}),
+	}
+	if o.Registry != nil {
+		for _, c := range []prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead} {
+			if err := o.Registry.Register(c); err != nil {
+				return nil, fmt.Errorf("ship: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+// Run ships until ctx ends.
+func (s *Shipper) Run(ctx context.Context) error {
+	for ctx.Err() == nil {
+		shipped, err := s.ShipOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.o.Logger.Warn("shipping failed; will retry", "err", err, "backoff", s.backoff)
+			s.sleep(ctx, s.nextBackoff(err))
+			continue
+		}
+		s.backoff = 0
+		if shipped == 0 {
+			select {
+			case <-ctx.Done():
+			case <-s.o.Wake:
+			case <-time.After(s.o.Idle):
+			}
+		}
+	}
+	return nil
+}
+
+// ShipOnce sends the oldest batch and returns how many entries left the spool.
+func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
+	if s.limit <= 0 {
+		s.limit = s.o.BatchSize
+	}
+	entries, err := s.o.Spool.Peek(s.limit, 8<<20)
+	if err != nil {
+		return 0, fmt.Errorf("ship: read spool: %w", err)
+	}
+	if len(entries) == 0 {
+		return 0, nil
+	}
+	// A request carries one kind of record: the longest run of the first kind.
+	kind := entries[0].Kind
+	n := 1
+	for n < len(entries) && entries[n].Kind == kind {
+		n++
+	}
+	entries = entries[:n]
+	endpoint, ok := endpoints[kind]
+	if !ok {
+		// Not ours to send: keep it, visibly, rather than drop it.
+		if err := s.deadLetter(entries, 0, []batch.Problem{{Index: 0, Field: "kind", Reason: "unknown spool entry kind " + kind}}); err != nil {
+			return 0, err
+		}
+		return len(entries), s.ack(entries)
+	}
+
+	pending := entries // what still has to be delivered
+	for len(pending) > 0 {
+		status, body, retryAfter, err := s.post(ctx, endpoint, pending)
+		if err != nil {
+			s.m.errors.WithLabelValues("network").Inc()
+			return 0, err
+		}
+		switch {
+		case status == http.StatusOK:
+			var res struct{ New, Duplicates int }
+			if err := json.Unmarshal(body, &res); err == nil {
+				s.m.shipped.WithLabelValues(kind, "new").Add(float64(res.New))
+				s.m.shipped.WithLabelValues(kind, "duplicate").Add(float64(res.Duplicates))
+			}
+			pending = nil
+		case status == http.StatusRequestEntityTooLarge && len(pending) == 1:
+			// One record larger than the collector takes: it can never be delivered.
+			if err := s.deadLetter(pending, status, []batch.Problem{{Index: 0, Field: "(record)", Reason: "larger than the collector's body limit"}}); err != nil {
+				return 0, err
+			}
+			pending = nil
+		case status == http.StatusRequestEntityTooLarge:
+			s.m.errors.WithLabelValues("too_large").Inc()
+			s.limit = max(1, len(pending)/2)
+			return 0, fmt.Errorf("ship: collector refused %d records as too large; next batches hold %d", len(pending), s.limit)
+		case status == http.StatusBadRequest:
+			bad, problems := rejected(body, len(pending))
+			if len(bad) == 0 {
+				s.m.errors.WithLabelValues("rejected").Inc()
+				return 0, fmt.Errorf("ship: collector rejected a batch without naming records: %s", truncate(body))
+			}
+			s.m.errors.WithLabelValues("rejected").Inc()
+			var keep []spool.Entry
+			var dead []spool.Entry
+			for i, e := range pending {
+				if bad[i] {
+					dead = append(dead, e)
+				} else {
+					keep = append(keep, e)
+				}
+			}
+			if err := s.deadLetter(dead, status, problems); err != nil {
+				return 0, err
+			}
+			pending = keep
+		default:
+			return 0, s.failure(status, body, retryAfter)
+		}
+	}
+	s.o.Failpoints.Hit(failpoint.AfterAck)
+	s.limit = s.o.BatchSize
+	return len(entries), s.ack(entries)
+}
+
+func (s *Shipper) ack(entries []spool.Entry) error {
+	if err := s.o.Spool.AckThrough(entries[len(entries)-1].Seq); err != nil {
+		return fmt.Errorf("ship: acknowledge spool entries: %w", err)
+	}
+	return nil
+}
+
+// post sends entries as one batch.
+func (s *Shipper) post(ctx context.Context, endpoint string, entries []spool.Entry) (int, []byte, time.Duration, error) {
+	var buf bytes.Buffer
+	buf.WriteString(`{"records":[`)
+	for i, e := range entries {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.Write(e.Data)
+	}
+	buf.WriteString("]}")
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.o.BaseURL, "/")+endpoint, &buf)
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("ship: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.o.Token)
+	start := time.Now()
+	resp, err := s.o.Client.Do(req)
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("ship: POST %s: %w", endpoint, err)
+	}
+	defer resp.Body.Close()
+	s.o.Failpoints.Hit(failpoint.AfterSend)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return 0, nil, 0, fmt.Errorf("ship: POST %s: read answer: %w", endpoint, err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		s.m.duration.Observe(time.Since(start).Seconds())
+	}
+	var retryAfter time.Duration
+	if v, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && v > 0 {
+		retryAfter = time.Duration(v) * time.Second
+	}
+	return resp.StatusCode, body, retryAfter, nil
+}
+
+// rejected reads which records of a 400 answer were bad.
+func rejected(body []byte, n int) (map[int]bool, []batch.Problem) {
+	var answer struct {
+		Detail struct {
+			Problems []batch.Problem `json:"problems"`
+		} `json:"detail"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return nil, nil
+	}
+	bad := map[int]bool{}
+	for _, p := range answer.Detail.Problems {
+		if p.Index >= 0 && p.Index < n {
+			bad[p.Index] = true
+		}
+	}
+	return bad, answer.Detail.Problems
+}
+
+// deadLetter moves entries to the dead-letter spool with the problems that
+// concern each.
+func (s *Shipper) deadLetter(entries []spool.Entry, status int, problems []batch.Problem) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	data := make([][]byte, len(entries))
+	for i, e := range entries {
+		var mine []batch.Problem
+		for _, p := range problems {
+			if p.Index == i || status == 0 {
+				mine = append(mine, p)
+			}
+		}
+		b, err := json.Marshal(DeadLetter{Kind: e.Kind, Seq: e.Seq, Rejected: time.Now().UTC(), Status: status, Problems: mine, Record: e.Data})
+		if err != nil {
+			return fmt.Errorf("ship: encode dead letter: %w", err)
+		}
+		data[i] = b
+	}
+	if _, err := s.o.Dead.Append("dead-letter", data...); err != nil {
+		return fmt.Errorf("ship: write dead letters: %w", err)
+	}
+	s.m.dead.Add(float64(len(entries)))
+	s.o.Logger.Error("collector rejected records; moved to the dead-letter spool (paasmeter spool inspect --dead)",
+		"records", len(entries), "first_problem", firstProblem(problems))
+	return nil
+}
+
+func firstProblem(ps []batch.Problem) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	return ps[0].String()
+}
+
+// failure classifies a non-200, non-400 answer; every one is retried.
+func (s *Shipper) failure(status int, body []byte, retryAfter time.Duration) error {
+	reason := "server"
+	switch {
+	case status == http.StatusTooManyRequests:
+		reason = "throttled"
+	case status == http.StatusServiceUnavailable:
+		reason = "unavailable"
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		// A configuration error: say so loudly, keep every record.
+		reason = "unauthorized"
+		s.o.Logger.Error("the collector refuses this agent's token; records stay in the spool", "status", status, "answer", truncate(body))
+	}
+	s.m.errors.WithLabelValues(reason).Inc()
+	return &statusError{status: status, body: truncate(body), retryAfter: retryAfter}
+}
+
+type statusError struct {
+	status     int
+	body       string
+	retryAfter time.Duration
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("ship: collector answered %d: %s", e.status, e.body)
+}
+
+// nextBackoff doubles the wait (full jitter), or takes the collector's Retry-After.
+func (s *Shipper) nextBackoff(err error) time.Duration {
+	if s.backoff == 0 {
+		s.backoff = s.o.MinBackoff
+	} else {
+		s.backoff = min(2*s.backoff, s.o.MaxBackoff)
+	}
+	var se *statusError
+	if errors.As(err, &se) && se.retryAfter > 0 {
+		return se.retryAfter
+	}
+	return time.Duration(s.rng.Int64N(int64(s.backoff))) + s.o.MinBackoff/2
+}
+
+func (s *Shipper) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func truncate(b []byte) string { return batch.Truncate(string(bytes.TrimSpace(b))) }
