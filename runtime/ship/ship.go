@@ -121,8 +121,26 @@ func New(o Options) (*Shipper, error) {
 			Help: "Records moved to the dead-letter spool because the collector rejected them as invalid.",
 		}),
 	}
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	spoolGauges := []prometheus.Collector{
+		gauge("paasmeter_agent_spool_entries", "Records and events in the spool, not yet acknowledged by the collector.",
+			func() float64 { return float64(o.Spool.Stats().Entries) }),
+		gauge("paasmeter_agent_spool_bytes", "Bytes of spool segments holding unacknowledged entries.",
+			func() float64 { return float64(o.Spool.Stats().Bytes) }),
+		gauge("paasmeter_agent_spool_oldest_age_seconds", "Age of the oldest unacknowledged entry (0 when the spool is empty).",
+			func() float64 {
+				if t := o.Spool.Stats().OldestAppendedAt; !t.IsZero() {
+					return time.Since(t).Seconds()
+				}
+				return 0
+			}),
+		gauge("paasmeter_agent_dead_letter_entries", "Records in the dead-letter spool, waiting for an operator (paasmeter spool inspect --dead).",
+			func() float64 { return float64(o.Dead.Stats().Entries) }),
+	}
 	if o.Registry != nil {
-		for _, c := range []prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead} {
+		for _, c := range append([]prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead}, spoolGauges...) {
 			if err := o.Registry.Register(c); err != nil {
 				return nil, fmt.Errorf("ship: register metrics: %w", err)
 			}
@@ -174,7 +192,9 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 	endpoint, ok := endpoints[kind]
 	if !ok {
 		// Not ours to send: keep it, visibly, rather than drop it.
-		if err := s.deadLetter(entries, 0, []batch.Problem{{Index: 0, Field: "kind", Reason: "unknown spool entry kind " + kind}}); err != nil {
+		if err := s.deadLetter(entries, 0, func(int) []batch.Problem {
+			return []batch.Problem{{Field: "kind", Reason: "unknown spool entry kind " + kind}}
+		}); err != nil {
 			return 0, err
 		}
 		return len(entries), s.ack(entries)
@@ -197,7 +217,9 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 			pending = nil
 		case status == http.StatusRequestEntityTooLarge && len(pending) == 1:
 			// One record larger than the collector takes: it can never be delivered.
-			if err := s.deadLetter(pending, status, []batch.Problem{{Index: 0, Field: "(record)", Reason: "larger than the collector's body limit"}}); err != nil {
+			if err := s.deadLetter(pending, status, func(int) []batch.Problem {
+				return []batch.Problem{{Field: "(record)", Reason: "larger than the collector's body limit"}}
+			}); err != nil {
 				return 0, err
 			}
 			pending = nil
@@ -212,16 +234,25 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 				return 0, fmt.Errorf("ship: collector rejected a batch without naming records: %s", truncate(body))
 			}
 			s.m.errors.WithLabelValues("rejected").Inc()
-			var keep []spool.Entry
-			var dead []spool.Entry
+			var keep, dead []spool.Entry
+			var deadIdx []int
 			for i, e := range pending {
 				if bad[i] {
-					dead = append(dead, e)
+					dead, deadIdx = append(dead, e), append(deadIdx, i)
 				} else {
 					keep = append(keep, e)
 				}
 			}
-			if err := s.deadLetter(dead, status, problems); err != nil {
+			err := s.deadLetter(dead, status, func(i int) []batch.Problem {
+				var mine []batch.Problem
+				for _, p := range problems {
+					if p.Index == deadIdx[i] {
+						mine = append(mine, p)
+					}
+				}
+				return mine
+			})
+			if err != nil {
 				return 0, err
 			}
 			pending = keep
@@ -298,21 +329,19 @@ func rejected(body []byte, n int) (map[int]bool, []batch.Problem) {
 	return bad, answer.Detail.Problems
 }
 
-// deadLetter moves entries to the dead-letter spool with the problems that
-// concern each.
-func (s *Shipper) deadLetter(entries []spool.Entry, status int, problems []batch.Problem) error {
+// deadLetter moves entries to the dead-letter spool, each with its problems.
+func (s *Shipper) deadLetter(entries []spool.Entry, status int, problems func(i int) []batch.Problem) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	data := make([][]byte, len(entries))
+	var first string
 	for i, e := range entries {
-		var mine []batch.Problem
-		for _, p := range problems {
-			if p.Index == i || status == 0 {
-				mine = append(mine, p)
-			}
+		ps := problems(i)
+		if first == "" && len(ps) > 0 {
+			first = ps[0].Reason
 		}
-		b, err := json.Marshal(DeadLetter{Kind: e.Kind, Seq: e.Seq, Rejected: time.Now().UTC(), Status: status, Problems: mine, Record: e.Data})
+		b, err := json.Marshal(DeadLetter{Kind: e.Kind, Seq: e.Seq, Rejected: time.Now().UTC(), Status: status, Problems: ps, Record: e.Data})
 		if err != nil {
 			return fmt.Errorf("ship: encode dead letter: %w", err)
 		}
@@ -323,15 +352,8 @@ func (s *Shipper) deadLetter(entries []spool.Entry, status int, problems []batch
 	}
 	s.m.dead.Add(float64(len(entries)))
 	s.o.Logger.Error("collector rejected records; moved to the dead-letter spool (paasmeter spool inspect --dead)",
-		"records", len(entries), "first_problem", firstProblem(problems))
+		"records", len(entries), "first_problem", first)
 	return nil
-}
-
-func firstProblem(ps []batch.Problem) string {
-	if len(ps) == 0 {
-		return ""
-	}
-	return ps[0].String()
 }
 
 // failure classifies a non-200, non-400 answer; every one is retried.

@@ -1,0 +1,184 @@
+package ship_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/runtime/ship"
+	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/usage"
+	"github.com/paasmeter/paasmeter/usage/usagetest"
+)
+
+const token = "agent-token"
+
+type rig struct {
+	store     metering.Store
+	api       *httptest.Server
+	out, dead *spool.Spool
+	sh        *ship.Shipper
+}
+
+// newRig runs a real collector (node-1, tenant caami) behind front, which may
+// interfere with requests, and a shipper over fresh spools.
+func newRig(t *testing.T, front func(http.Handler) http.Handler) *rig {
+	t.Helper()
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(token)}})
+	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
+		Tenants: map[string]bool{"caami": true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	if front != nil {
+		h = front(h)
+	}
+	api := httptest.NewServer(h)
+	t.Cleanup(api.Close)
+	dir := t.TempDir()
+	out, _ := spool.Open(filepath.Join(dir, "out"), spool.Options{})
+	dead, _ := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
+	t.Cleanup(func() { out.Close(); dead.Close() })
+	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: api.URL, Token: token, Client: http.DefaultClient,
+		BatchSize: 50, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rig{store: st, api: api, out: out, dead: dead, sh: sh}
+}
+
+func (r *rig) spool(t *testing.T, recs []usage.Record) {
+	t.Helper()
+	data := make([][]byte, len(recs))
+	for i := range recs {
+		data[i], _ = json.Marshal(recs[i])
+	}
+	if _, err := r.out.Append(ship.KindUsage, data...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drain ships until the spool is empty.
+func (r *rig) drain(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for r.out.Stats().Entries > 0 {
+		if _, err := r.sh.ShipOnce(ctx); err != nil && ctx.Err() != nil {
+			t.Fatalf("spool not drained: %v", err)
+		}
+	}
+}
+
+func (r *rig) stored(t *testing.T) int {
+	n := 0
+	now := time.Now()
+	r.store.ScanUsage(context.Background(), metering.UsageFilter{Tenant: "caami", From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+		func(usage.Record) error { n++; return nil })
+	return n
+}
+
+func records(n int) []usage.Record {
+	out := make([]usage.Record, n)
+	at := time.Now().Add(-10 * time.Minute).Truncate(time.Minute)
+	for i := range out {
+		out[i] = usagetest.Record("caami", "c"+string(rune('a'+i%26))+string(rune('a'+i/26)), usage.MeterCPU, at, int64(i))
+	}
+	return out
+}
+
+func TestOneInvalidRecordGoesToTheDeadLetterSpoolAndTheRestIsStored(t *testing.T) {
+	r := newRig(t, nil)
+	recs := records(120)
+	recs[77].Tenant = "unknown-institution" // the collector refuses it
+	recs[77].SetID()
+	r.spool(t, recs)
+	r.drain(t)
+	if n := r.stored(t); n != 119 {
+		t.Errorf("stored %d records, want the 119 valid ones", n)
+	}
+	dl, err := r.dead.Peek(10, 1<<20)
+	if err != nil || len(dl) != 1 {
+		t.Fatalf("dead letters: %d (%v), want 1", len(dl), err)
+	}
+	var letter ship.DeadLetter
+	if err := json.Unmarshal(dl[0].Data, &letter); err != nil {
+		t.Fatal(err)
+	}
+	var back usage.Record
+	json.Unmarshal(letter.Record, &back)
+	if back.ID != recs[77].ID || letter.Status != 400 || len(letter.Problems) == 0 || letter.Problems[0].Field != "tenant" {
+		t.Errorf("dead letter %+v (record %s), want record 77 with its tenant problem", letter, back.ID)
+	}
+}
+
+func TestFailuresAreRetriedAndNothingIsLostOrDuplicated(t *testing.T) {
+	var calls atomic.Int64
+	// The collector is overloaded, then down, then drops the connection after
+	// storing a batch (the agent never sees the ack), then works.
+	r := newRig(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			switch calls.Add(1) {
+			case 1:
+				w.Header().Set("Retry-After", "0")
+				http.Error(w, `{"error":"busy"}`, http.StatusTooManyRequests)
+			case 2:
+				http.Error(w, `{"error":"down"}`, http.StatusServiceUnavailable)
+			case 3:
+				next.ServeHTTP(httptest.NewRecorder(), req) // stored, answer lost
+				hj, _ := w.(http.Hijacker)
+				conn, _, _ := hj.Hijack()
+				conn.Close()
+			default:
+				next.ServeHTTP(w, req)
+			}
+		})
+	})
+	r.spool(t, records(200))
+	r.drain(t)
+	if n := r.stored(t); n != 200 {
+		t.Errorf("stored %d records, want exactly 200", n)
+	}
+	if calls.Load() < 7 {
+		t.Errorf("only %d requests: the failures were not retried", calls.Load())
+	}
+}
+
+func TestAnUnauthorizedAgentKeepsEverything(t *testing.T) {
+	r := newRig(t, nil)
+	r.spool(t, records(10))
+	r.sh = mustShipper(t, r, "wrong-token")
+	if _, err := r.sh.ShipOnce(context.Background()); err == nil {
+		t.Fatal("shipping with a wrong token succeeded")
+	}
+	if r.out.Stats().Entries != 10 {
+		t.Fatalf("%d entries left, want all 10 kept", r.out.Stats().Entries)
+	}
+}
+
+func mustShipper(t *testing.T, r *rig, tok string) *ship.Shipper {
+	t.Helper()
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: tok, Client: http.DefaultClient,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sh
+}
