@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -18,6 +20,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paasmeter/paasmeter/collector"
@@ -295,4 +298,74 @@ func oomCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.
 	}
 	t.Fatalf("no container_oom_events_total series for %s", name)
 	return nil
+}
+
+// TestMetricsUseCAdvisorNamesWithOnlyPlatformLabelsAndPassPromtool scrapes the
+// agent's registry while a labelled container runs and has promtool check it.
+func TestMetricsUseCAdvisorNamesWithOnlyPlatformLabelsAndPassPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		msg := "promtool not found: run `make test` as root (it installs Debian's prometheus package)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	r := newRig(t, time.Second, 10*time.Second)
+	ctx := context.Background()
+	c, err := r.cli.ContainerCreate(ctx, &container.Config{Image: dockertest.BusyboxImage, Cmd: []string{"sleep", "30"},
+		Labels: map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: "web", engine.LabelEnv: "test",
+			"com.example.noise": "never a metric label"}},
+		&container.HostConfig{Resources: container.Resources{Memory: 32 << 20}}, nil, nil, dockertest.Name(t, "metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	if err := r.cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	defer srv.Close()
+	var body string
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(body, "container_cpu_usage_seconds_total{") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no container metrics after 20 s:\n%s", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+	}
+	for _, name := range []string{"container_cpu_usage_seconds_total", "container_memory_working_set_bytes", "container_spec_memory_limit_bytes",
+		"container_network_receive_bytes_total", "container_network_transmit_bytes_total", "container_start_time_seconds",
+		"paasmeter_agent_spool_entries", "paasmeter_agent_spool_oldest_age_seconds", "paasmeter_agent_dead_letter_entries"} {
+		if !strings.Contains(body, "\n"+name) {
+			t.Errorf("/metrics lacks %s", name)
+		}
+	}
+	want := `container_spec_memory_limit_bytes{app="web",container="` + strings.TrimPrefix(mustName(t, r, c.ID), "/") + `",env="test",node="` + r.node + `",project="claims",tenant="caami"} 3.3554432e+07`
+	if !strings.Contains(body, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	if strings.Contains(body, "noise") {
+		t.Error("a Docker label leaked into the metrics")
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	if out, err := cmd.CombinedOutput(); err != nil || len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+func mustName(t *testing.T, r *rig, id string) string {
+	in, err := r.cli.ContainerInspect(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in.Name
 }
