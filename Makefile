@@ -37,9 +37,11 @@ test: ## Install and start what the tests need, then run the whole suite (race d
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench
-bench: build ## Benchmarks: Go benchmarks and the ingest load driver, HTTP vs direct store inserts
-	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/...
+bench: build ## Benchmarks: ingest (HTTP vs direct store), agent cost with 50 idle containers (cgroups vs stats API)
+	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
 	$(BIN) bench ingest --records 300000 --batch 5000 --concurrency 4
+	@eval "$$(./scripts/test-deps.sh)" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
+	$(BIN) bench agent --containers 50 --duration 60s
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

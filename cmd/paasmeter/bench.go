@@ -53,7 +53,7 @@ node must be "bench"/"bench-node", or set --tenant/--node to match its token).`,
 	f.StringVar(&spec.Node, "node", spec.Node, "node of the generated records")
 	f.StringVar(&url, "url", "", "usage endpoint of a running collector (default: start one in-process)")
 	f.StringVar(&token, "token", "", "agent token for --url")
-	cmd.AddCommand(ingest)
+	cmd.AddCommand(ingest, a.benchAgentCmd())
 	return cmd
 }
 
