@@ -246,3 +246,29 @@ func FuzzOpenCorrupt(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkAppend measures durable appends of 300-byte entries, one and a
+// hundred per call (each call is one fsync).
+func BenchmarkAppend(b *testing.B) {
+	entry := []byte(strings.Repeat("x", 300))
+	for _, per := range []int{1, 100} {
+		b.Run(fmt.Sprintf("per-call=%d", per), func(b *testing.B) {
+			s, err := spool.Open(b.TempDir(), spool.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			data := make([][]byte, per)
+			for i := range data {
+				data[i] = entry
+			}
+			b.ResetTimer()
+			for range b.N {
+				if _, err := s.Append("usage", data...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*per)/b.Elapsed().Seconds(), "entries/s")
+		})
+	}
+}
