@@ -333,6 +333,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
 			return
 		}
+		restarted := t != nil
 		if t != nil {
 			a.finish(ctx, t, c) // a restart we did not see die
 		}
@@ -344,7 +345,16 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
 			a.mu.Unlock()
 		}
-		a.produce(ctx, nil, a.event(c, events.Started, c.StartedAt))
+		evs := a.event(c, events.Started, c.StartedAt)
+		if restarted {
+			evs = append(evs, a.event(c, events.Restarted, c.StartedAt)...)
+		}
+		a.produce(ctx, nil, evs)
+	case engine.EventStop:
+		if c, ok := containerFromLabels(ev); ok && t != nil {
+			c.StartedAt = t.c.StartedAt // the run it stopped
+			a.produce(ctx, nil, a.event(c, events.Stopped, ev.Time))
+		}
 	case engine.EventDie:
 		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
 		if err != nil {
@@ -400,8 +410,14 @@ func (a *Agent) finish(ctx context.Context, t *tracked, c engine.Container) {
 	}
 	a.mu.Unlock()
 	end := c.FinishedAt
-	if end.IsZero() || end.Before(c.StartedAt) {
-		end = a.o.Clock.Now()
+	switch {
+	case end.IsZero():
+		end = a.o.Clock.Now() // vanished without a recorded end
+	case !end.After(c.StartedAt):
+		// Docker records StartedAt after starting the process; one that exits
+		// at once can end "before" it started. Keep its counters in a window
+		// of a millisecond rather than drop them.
+		end = c.StartedAt.Add(time.Millisecond)
 	}
 	st := t.acc.State()
 	final := st.Last // nothing newer known: counters stop at the last sample

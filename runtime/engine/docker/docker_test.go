@@ -92,7 +92,9 @@ func TestListInspectAndEventsOfLabelledContainers(t *testing.T) {
 		t.Errorf("running container listed as %+v", r)
 	}
 	e, ok := byID[exits]
-	if !ok || e.Running || e.ExitCode != 3 || e.FinishedAt.Before(e.StartedAt) {
+	// (FinishedAt may precede StartedAt for a process that exits at once: the
+	// engine stamps the start after starting it.)
+	if !ok || e.Running || e.ExitCode != 3 || e.FinishedAt.IsZero() || e.StartedAt.IsZero() {
 		t.Errorf("exited container listed as %+v", e)
 	}
 	again, err := eng.Inspect(ctx, exits)
