@@ -64,6 +64,10 @@ type Agent struct {
 	lastEvent time.Time
 	// outbox holds what was produced but is not yet known to be spooled.
 	outbox outbox
+	// volumes are the persistent volumes being metered, by name.
+	volumes map[string]*meter.VolumeAccumulator
+	// savedVolumes are the volume states loaded at start, used once.
+	savedVolumes map[string]meter.VolumeState
 }
 
 // tracked is one run being measured.
@@ -97,7 +101,7 @@ func New(o Options) (*Agent, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}}
+	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}}
 	var err error
 	if a.metrics, err = newContainerMetrics(o.Registry, o.Config.Node, a); err != nil {
 		return nil, err
@@ -315,7 +319,60 @@ func (a *Agent) sampleAll(ctx context.Context) {
 		}
 		recs = append(recs, t.acc.Observe(s)...)
 	}
+	recs = append(recs, a.meterVolumes(ctx)...)
 	a.produce(ctx, recs, nil)
+}
+
+// meterVolumes lists the labelled volumes: new ones start being metered (from
+// their creation if the agent saw it happen, else from now), gone ones get
+// their final window, and every one its windows closed up to now.
+func (a *Agent) meterVolumes(ctx context.Context) []usage.Record {
+	list, err := a.o.Engine.Volumes(ctx)
+	if err != nil {
+		a.log.Warn("listing volumes failed", "err", err)
+		return nil
+	}
+	now := a.o.Clock.Now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var recs []usage.Record
+	seen := map[string]bool{}
+	for _, v := range list {
+		if v.SizeBytes == 0 || len(usage.ValidateLabels(0, v.Tenant, v.Project, v.App, v.Env, a.o.Config.Node)) > 0 ||
+			len(usage.ValidateIdent(0, "volume", v.Name)) > 0 {
+			continue
+		}
+		seen[v.Name] = true
+		acc, ok := a.volumes[v.Name]
+		if !ok {
+			if st, has := a.savedVolumes[v.Name]; has {
+				acc = meter.RestoreVolume(st)
+			} else {
+				from := now
+				if !v.CreatedAt.IsZero() && now.Sub(v.CreatedAt) < a.o.Config.SampleInterval+5*time.Second {
+					from = v.CreatedAt
+				}
+				acc = meter.NewVolume(meter.Volume{Tenant: v.Tenant, Project: v.Project, App: v.App, Environment: v.Env,
+					Node: a.o.Config.Node, Name: v.Name, SizeBytes: v.SizeBytes}, a.o.Config.Window, from)
+			}
+			a.volumes[v.Name] = acc
+		}
+		recs = append(recs, acc.Advance(now)...)
+	}
+	for name, acc := range a.volumes {
+		if !seen[name] {
+			recs = append(recs, acc.Close(now)...)
+			delete(a.volumes, name)
+		}
+	}
+	for name, st := range a.savedVolumes {
+		if !seen[name] {
+			a.log.Warn("volume removed while the agent was down: its usage after its last closed window is not known",
+				"volume", name, "since", st.From)
+		}
+	}
+	a.savedVolumes = nil
+	return recs
 }
 
 // handle reacts to one engine event.
@@ -534,8 +591,9 @@ func appendJSON[T any](sp *spool.Spool, kind string, items []T) error {
 // savedState is the state file: the meter states of the open runs and the
 // records produced but not yet known to be in the spool.
 type savedState struct {
-	Runs   map[string]meter.State `json:"runs"`
-	Outbox outbox                 `json:"outbox"`
+	Runs    map[string]meter.State       `json:"runs"`
+	Volumes map[string]meter.VolumeState `json:"volumes"`
+	Outbox  outbox                       `json:"outbox"`
 }
 
 type outbox struct {
@@ -546,9 +604,17 @@ type outbox struct {
 // saveState writes the state file atomically.
 func (a *Agent) saveState() error {
 	a.mu.Lock()
-	st := savedState{Runs: make(map[string]meter.State, len(a.runs)), Outbox: a.outbox}
+	st := savedState{Runs: make(map[string]meter.State, len(a.runs)), Volumes: make(map[string]meter.VolumeState, len(a.volumes)), Outbox: a.outbox}
 	for id, t := range a.runs {
 		st.Runs[id] = t.acc.State()
+	}
+	for name, v := range a.volumes {
+		st.Volumes[name] = v.State()
+	}
+	for name, v := range a.savedVolumes { // not yet listed again since the start
+		if _, ok := st.Volumes[name]; !ok {
+			st.Volumes[name] = v
+		}
 	}
 	b, err := json.Marshal(st)
 	a.mu.Unlock()
@@ -576,6 +642,7 @@ func (a *Agent) loadState() (map[string]meter.State, error) {
 	}
 	a.mu.Lock()
 	a.outbox = st.Outbox
+	a.savedVolumes = st.Volumes
 	a.mu.Unlock()
 	return st.Runs, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/prometheus/client_golang/prometheus"
@@ -368,4 +370,49 @@ func mustName(t *testing.T, r *rig, id string) string {
 		t.Fatal(err)
 	}
 	return in.Name
+}
+
+func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
+	r := newRig(t, time.Second, 2*time.Second)
+	ctx := context.Background()
+	name := dockertest.Name(t, "pgdata")
+	v, err := r.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: map[string]string{engine.LabelTenant: "caami",
+		engine.LabelProject: "claims", engine.LabelApp: "db", engine.LabelEnv: "prod", engine.LabelSize: strconv.Itoa(5 << 30)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(5 * time.Second)
+	if err := r.cli.VolumeRemove(ctx, v.Name, true); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var recs []usage.Record
+		r.store.ScanUsage(ctx, metering.UsageFilter{Tenant: "caami", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour),
+			Meters: []usage.Meter{usage.MeterStorageByteSeconds}}, func(rec usage.Record) error {
+			if rec.Volume == name {
+				recs = append(recs, rec)
+			}
+			return nil
+		})
+		var sum int64
+		for i, rec := range recs {
+			sum += rec.Quantity
+			if i > 0 && !rec.WindowStart.Equal(recs[i-1].WindowEnd) {
+				t.Fatalf("volume windows do not follow each other: %v then %v", recs[i-1].WindowEnd, rec.WindowStart)
+			}
+		}
+		if len(recs) > 0 {
+			span := recs[len(recs)-1].WindowEnd.Sub(recs[0].WindowStart)
+			want := float64(5<<30) * span.Seconds()
+			// Closed once the agent saw the volume gone: at least the 5 s it existed.
+			if span >= 5*time.Second && span < 10*time.Second && math.Abs(float64(sum)-want) <= float64(len(recs)+1) {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("volume records %+v do not bill 5 GiB over its life", recs)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 }

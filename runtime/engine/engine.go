@@ -22,6 +22,9 @@ const (
 	// containers the run id is derived from the container id and start time.
 	LabelReplica = "paasmeter.replica"
 	LabelRun     = "paasmeter.run"
+	// LabelSize is a persistent volume's provisioned size in bytes: what it is
+	// billed for, whatever it holds.
+	LabelSize = "paasmeter.size_bytes"
 )
 
 // Engine is a container engine.
@@ -30,6 +33,8 @@ type Engine interface {
 	List(ctx context.Context) ([]Container, error)
 	// Inspect returns one container's current state.
 	Inspect(ctx context.Context, id string) (Container, error)
+	// Volumes returns every volume that carries LabelTenant.
+	Volumes(ctx context.Context) ([]Volume, error)
 	// Events streams what happens to labelled containers from since on
 	// (engines replay what they still remember), until ctx ends or the stream
 	// breaks; the error channel then says why.
@@ -59,6 +64,16 @@ type Container struct {
 	// Limits: 0 means unlimited.
 	MemoryLimitBytes   uint64
 	CPULimitMillicores uint64
+}
+
+// Volume is a labelled persistent volume.
+type Volume struct {
+	Name                 string
+	Tenant, Project, App string
+	Env                  usage.Environment
+	// SizeBytes is LabelSize (0 when missing or not a number).
+	SizeBytes uint64
+	CreatedAt time.Time
 }
 
 // RunID identifies the current (or last) run of c: a restart is a new run.

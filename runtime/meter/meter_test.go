@@ -206,3 +206,18 @@ func TestAnAdoptedRunStartsAtItsFirstSample(t *testing.T) {
 		t.Errorf("first window %s, totals %v; want from :30, 6 s CPU, 60 s", recs[0].WindowStart, sum)
 	}
 }
+
+func TestAVolumeIsBilledItsSizeForAsLongAsItExists(t *testing.T) {
+	v := meter.Volume{Tenant: "caami", Project: "claims", App: "db", Environment: usage.EnvProd, Node: "node-1", Name: "claims-pgdata", SizeBytes: 10 << 30}
+	created := t0.Add(45 * time.Second)
+	a := meter.NewVolume(v, time.Minute, created)
+	recs := a.Advance(t0.Add(100 * time.Second)) // closes [:45, 1:00)
+	st := a.State()                              // the agent restarts here
+	b := meter.RestoreVolume(st)
+	recs = append(recs, b.Advance(t0.Add(150*time.Second))...)
+	recs = append(recs, b.Close(t0.Add(170*time.Second))...)
+	sum := totals(t, recs, t0.Add(time.Hour))
+	if len(recs) != 3 || sum[usage.MeterStorageByteSeconds] != 125*(10<<30) || recs[0].Volume != "claims-pgdata" {
+		t.Errorf("%d records, %d byte·s; want 3 windows and 125 s × 10 GiB", len(recs), sum[usage.MeterStorageByteSeconds])
+	}
+}

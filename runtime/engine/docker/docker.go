@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/paasmeter/paasmeter/runtime/engine"
@@ -104,6 +105,22 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Container, erro
 		}
 	}
 	return c, nil
+}
+
+// Volumes implements engine.Engine.
+func (e *Engine) Volumes(ctx context.Context) ([]engine.Volume, error) {
+	list, err := e.cli.VolumeList(ctx, volume.ListOptions{Filters: labelled()})
+	if err != nil {
+		return nil, fmt.Errorf("docker: list volumes: %w", err)
+	}
+	out := make([]engine.Volume, 0, len(list.Volumes))
+	for _, v := range list.Volumes {
+		l := v.Labels
+		size, _ := strconv.ParseUint(l[engine.LabelSize], 10, 64)
+		out = append(out, engine.Volume{Name: v.Name, Tenant: l[engine.LabelTenant], Project: l[engine.LabelProject], App: l[engine.LabelApp],
+			Env: usage.Environment(l[engine.LabelEnv]), SizeBytes: size, CreatedAt: parseTime(v.CreatedAt)})
+	}
+	return out, nil
 }
 
 // parseTime reads the engine's RFC 3339 times; "0001-01-01T00:00:00Z" (never) is zero.
