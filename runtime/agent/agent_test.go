@@ -54,6 +54,12 @@ type rig struct {
 }
 
 func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
+	return newRigWith(t, sampleInterval, window, 0, nil)
+}
+
+// newRigWith also bounds the spool to spoolMax bytes (0: default) and, when
+// holdShipping is not nil, starts the shipper only once it is closed.
+func newRigWith(t *testing.T, sampleInterval, window time.Duration, spoolMax int64, holdShipping <-chan struct{}) *rig {
 	t.Helper()
 	cli := dockertest.Client(t)
 	dockertest.Busybox(t, cli)
@@ -78,7 +84,7 @@ func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
 	t.Cleanup(api.Close)
 
 	dir := t.TempDir()
-	out, err := spool.Open(filepath.Join(dir, "outgoing"), spool.Options{})
+	out, err := spool.Open(filepath.Join(dir, "outgoing"), spool.Options{MaxBytes: spoolMax})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +117,16 @@ func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)
 	go func() { ag.Run(ctx); done <- struct{}{} }()
-	go func() { sh.Run(ctx); done <- struct{}{} }()
+	go func() {
+		if holdShipping != nil {
+			select {
+			case <-holdShipping:
+			case <-ctx.Done():
+			}
+		}
+		sh.Run(ctx)
+		done <- struct{}{}
+	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
@@ -415,4 +430,53 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
+}
+
+func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
+	hold := make(chan struct{})
+	r := newRigWith(t, time.Second, 2*time.Second, 8<<10, hold) // 8 KiB: full after a few windows
+	ctx := context.Background()
+	done := make(chan string, 1)
+	go func() {
+		id, _ := r.runJob(t, "full", []string{"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 6"}, container.Resources{})
+		done <- id
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for testutil.ToFloat64(counter(t, r.reg, "paasmeter_agent_spool_write_errors_total")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the spool never filled up")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	id := <-done
+	// The container ran to its end although the agent could not spool.
+	in, _ := r.cli.ContainerInspect(ctx, id)
+	if in.State.ExitCode != 0 {
+		t.Fatalf("the job exited %d", in.State.ExitCode)
+	}
+	close(hold) // the collector is reachable again: the spool drains, the outbox follows
+	sum := r.usageOf(t, id, "full")
+	started, _ := time.Parse(time.RFC3339Nano, in.State.StartedAt)
+	finished, _ := time.Parse(time.RFC3339Nano, in.State.FinishedAt)
+	if want := int64((finished.Sub(started) + time.Second/2) / time.Second); sum[usage.MeterContainerSeconds] != want {
+		t.Errorf("billed %d container-seconds after the spool was full, want the run's %d", sum[usage.MeterContainerSeconds], want)
+	}
+}
+
+// counter finds a registered collector by metric name.
+func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v float64
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
 }

@@ -25,13 +25,13 @@ var captured = cgroups.Stats{
 
 func TestACapturedV1TreeAndItsV2RenderingsGiveTheSameFigures(t *testing.T) {
 	trees := map[string]string{
-		"the v1 tree captured from a real container":  "docker/" + capturedID,
+		"the v1 tree captured from a real container":   "docker/" + capturedID,
 		"its v2 rendering under the cgroupfs driver":   "docker/" + capturedID,
 		"its v2 rendering in a systemd scope":          "system.slice/docker-" + capturedID + ".scope",
 		"its v2 rendering in a kubepods burstable pod": "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1316edb4_de60_44aa_8ad3_4030c0c6e43a.slice/cri-containerd-" + capturedID + ".scope",
 	}
 	roots := map[string]string{
-		"the v1 tree captured from a real container":  "testdata/captured/v1",
+		"the v1 tree captured from a real container":   "testdata/captured/v1",
 		"its v2 rendering under the cgroupfs driver":   "testdata/captured/v2-cgroupfs",
 		"its v2 rendering in a systemd scope":          "testdata/captured/v2-systemd",
 		"its v2 rendering in a kubepods burstable pod": "testdata/captured/v2-kubepods",

@@ -119,6 +119,9 @@ func Open(dir string, o Options) (*Spool, error) {
 	if o.MaxEntryBytes <= 0 {
 		o.MaxEntryBytes = 1 << 20
 	}
+	// Space comes back a whole segment at a time: keep segments small next to
+	// the limit, or a half-delivered segment could hold the spool full.
+	o.SegmentBytes = min(o.SegmentBytes, max(o.MaxBytes/8, 1))
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -483,9 +486,17 @@ func writeSync(path string, b []byte) error {
 	return f.Close()
 }
 
-// dropAcked deletes fully acknowledged segments, never the newest (it carries
-// on the numbering).
+// dropAcked deletes fully acknowledged segments. When even the newest one is
+// fully acknowledged, a fresh segment takes over first, so its space comes back
+// too (state.json carries the numbering on).
 func (s *Spool) dropAcked() error {
+	if n := len(s.segs); n > 0 && s.f != nil {
+		if last := s.segs[n-1]; last.last >= last.first && last.last <= s.acked {
+			if err := s.newSegment(); err != nil {
+				return err
+			}
+		}
+	}
 	for len(s.segs) > 1 && s.segs[0].last <= s.acked {
 		if err := os.Remove(s.segs[0].path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("spool: delete %s: %w", s.segs[0].path, err)
