@@ -36,8 +36,9 @@ import (
 
 // Options are what an Agent is built from.
 type Options struct {
-	Config  Config
-	Engine  engine.Engine
+	Config Config
+	Engine engine.Engine
+	// Cgroups reads counters; nil means the engine's stats API for everything.
 	Cgroups *cgroups.Reader
 	Spool   *spool.Spool
 	Clock   clock.Clock
@@ -89,8 +90,8 @@ func New(o Options) (*Agent, error) {
 	if o.Config.Node == "" {
 		return nil, errors.New("agent config: node: is required (this node's name, as its agent token is bound to it)")
 	}
-	if o.Engine == nil || o.Cgroups == nil || o.Spool == nil {
-		return nil, errors.New("agent: an engine, a cgroup reader and a spool are required")
+	if o.Engine == nil || o.Spool == nil {
+		return nil, errors.New("agent: an engine and a spool are required")
 	}
 	if o.Clock == nil {
 		o.Clock = clock.System{}
@@ -278,6 +279,9 @@ func (a *Agent) cgroupPath(c engine.Container) string {
 			return p
 		}
 	}
+	if a.o.Cgroups == nil {
+		return ""
+	}
 	p, err := a.o.Cgroups.FindContainer(c.ID, c.CgroupParent)
 	if err != nil {
 		a.log.Warn("cgroup of container not found", "container", c.Name, "err", err)
@@ -285,23 +289,39 @@ func (a *Agent) cgroupPath(c engine.Container) string {
 	return p
 }
 
-// sample reads a run's counters now.
+// sample reads a run's counters now: from its cgroup files, or through the
+// engine's stats API when those cannot be read (no cgroup access, an unknown
+// layout).
 func (a *Agent) sample(t *tracked) (meter.Sample, error) {
 	now := a.o.Clock.Now()
-	st, err := a.o.Cgroups.Read(t.cgroup)
-	if err != nil {
-		return meter.Sample{}, err
+	s := meter.Sample{Time: now, MemoryLimitBytes: t.c.MemoryLimitBytes, CPULimitMillicores: t.c.CPULimitMillicores}
+	st, err := cgroups.Stats{}, errNoCgroups
+	if a.o.Cgroups != nil && t.cgroup != "" {
+		st, err = a.o.Cgroups.Read(t.cgroup)
 	}
-	s := meter.Sample{Time: now, CPUNs: st.CPUUsageNs, MemoryWorkingSetBytes: st.MemoryWorkingSetBytes,
-		MemoryLimitBytes: t.c.MemoryLimitBytes, CPULimitMillicores: t.c.CPULimitMillicores}
-	if t.c.Pid > 0 {
-		if rx, tx, err := cgroups.ReadNetDev(a.o.Config.ProcRoot, t.c.Pid); err == nil {
-			s.NetRxBytes, s.NetTxBytes = rx, tx
+	if err == nil {
+		s.CPUNs, s.MemoryWorkingSetBytes = st.CPUUsageNs, st.MemoryWorkingSetBytes
+		if t.c.Pid > 0 {
+			if rx, tx, err := cgroups.ReadNetDev(a.o.Config.ProcRoot, t.c.Pid); err == nil {
+				s.NetRxBytes, s.NetTxBytes = rx, tx
+			}
 		}
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		es, serr := a.o.Engine.Stats(ctx, t.c.ID)
+		cancel()
+		if serr != nil || es.CPUUsageNs == 0 {
+			return meter.Sample{}, errors.Join(err, serr)
+		}
+		a.metrics.statsFallbacks.Inc()
+		s.CPUNs, s.MemoryWorkingSetBytes, s.NetRxBytes, s.NetTxBytes = es.CPUUsageNs, es.MemoryWorkingSetBytes, es.NetRxBytes, es.NetTxBytes
+		st = cgroups.Stats{CPUUsageNs: es.CPUUsageNs, MemoryUsageBytes: es.MemoryUsageBytes, MemoryWorkingSetBytes: es.MemoryWorkingSetBytes, Pids: es.Pids}
 	}
 	a.metrics.observe(t, st, s)
 	return s, nil
 }
+
+var errNoCgroups = errors.New("no cgroup to read")
 
 // sampleAll samples every tracked run.
 func (a *Agent) sampleAll(ctx context.Context) {
@@ -479,7 +499,7 @@ func (a *Agent) finish(ctx context.Context, t *tracked, c engine.Container) {
 	st := t.acc.State()
 	final := st.Last // nothing newer known: counters stop at the last sample
 	final.Time = end
-	if t.parent != "" {
+	if t.parent != "" && a.o.Cgroups != nil {
 		if cs, err := a.o.Cgroups.Read(t.parent); err == nil {
 			final.CPUNs = cs.CPUUsageNs
 			// A run never sampled while alive gets its peak as its memory.
@@ -547,45 +567,54 @@ func (a *Agent) produce(ctx context.Context, recs []usage.Record, evs []events.E
 	}
 }
 
-// flushOutbox appends the outbox to the spool and, once it is there, empties it.
+// flushOutbox moves the outbox to the spool, as much of it as fits, in order.
 func (a *Agent) flushOutbox() error {
 	a.mu.Lock()
 	box := a.outbox
 	a.mu.Unlock()
-	if err := appendJSON(a.o.Spool, ship.KindUsage, box.Usage); err != nil {
-		return err
+	nu, err := appendJSON(a.o.Spool, ship.KindUsage, box.Usage)
+	if nu > 0 {
+		a.o.Failpoints.Hit(failpoint.AfterSpoolWrite)
 	}
-	a.o.Failpoints.Hit(failpoint.AfterSpoolWrite)
-	if err := appendJSON(a.o.Spool, ship.KindEvent, box.Events); err != nil {
-		// The usage part is spooled; keeping it in the outbox would only resend it.
-		a.mu.Lock()
-		a.outbox.Usage = a.outbox.Usage[len(box.Usage):]
-		a.mu.Unlock()
-		return err
+	ne := 0
+	if err == nil {
+		ne, err = appendJSON(a.o.Spool, ship.KindEvent, box.Events)
 	}
 	a.mu.Lock()
-	a.outbox.Usage = a.outbox.Usage[len(box.Usage):]
-	a.outbox.Events = a.outbox.Events[len(box.Events):]
+	a.outbox.Usage = a.outbox.Usage[nu:]
+	a.outbox.Events = a.outbox.Events[ne:]
 	a.mu.Unlock()
-	return a.saveState()
+	if serr := a.saveState(); err == nil {
+		err = serr
+	}
+	return err
 }
 
-func appendJSON[T any](sp *spool.Spool, kind string, items []T) error {
-	if len(items) == 0 {
-		return nil
-	}
+// appendJSON spools items in order and returns how many are in. A spool too
+// full for all of them takes smaller chunks, so the outbox drains as space
+// comes back even when it grew larger than the whole spool.
+func appendJSON[T any](sp *spool.Spool, kind string, items []T) (int, error) {
 	data := make([][]byte, len(items))
 	for i := range items {
 		b, err := json.Marshal(items[i])
 		if err != nil {
-			return fmt.Errorf("agent: encode %s: %w", kind, err)
+			return 0, fmt.Errorf("agent: encode %s: %w", kind, err)
 		}
 		data[i] = b
 	}
-	if _, err := sp.Append(kind, data...); err != nil {
-		return fmt.Errorf("agent: spool %d %s record(s): %w", len(items), kind, err)
+	done, chunk := 0, len(data)
+	for done < len(data) {
+		n := min(chunk, len(data)-done)
+		if _, err := sp.Append(kind, data[done:done+n]...); err != nil {
+			if errors.Is(err, spool.ErrFull) && n > 1 {
+				chunk = n / 2
+				continue
+			}
+			return done, fmt.Errorf("agent: spool %d %s record(s): %w", len(items)-done, kind, err)
+		}
+		done += n
 	}
-	return nil
+	return done, nil
 }
 
 // savedState is the state file: the meter states of the open runs and the

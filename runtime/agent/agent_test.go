@@ -54,12 +54,21 @@ type rig struct {
 }
 
 func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
-	return newRigWith(t, sampleInterval, window, 0, nil)
+	return newRigWith(t, rigOptions{sample: sampleInterval, window: window})
 }
 
-// newRigWith also bounds the spool to spoolMax bytes (0: default) and, when
-// holdShipping is not nil, starts the shipper only once it is closed.
-func newRigWith(t *testing.T, sampleInterval, window time.Duration, spoolMax int64, holdShipping <-chan struct{}) *rig {
+type rigOptions struct {
+	sample, window time.Duration
+	// spoolMax bounds the spool (0: default).
+	spoolMax int64
+	// holdShipping, when not nil, starts the shipper only once it is closed.
+	holdShipping <-chan struct{}
+	// noCgroups leaves the agent without cgroup access: the stats API only.
+	noCgroups bool
+}
+
+func newRigWith(t *testing.T, o rigOptions) *rig {
+	sampleInterval, window, spoolMax, holdShipping := o.sample, o.window, o.spoolMax, o.holdShipping
 	t.Helper()
 	cli := dockertest.Client(t)
 	dockertest.Busybox(t, cli)
@@ -92,9 +101,11 @@ func newRigWith(t *testing.T, sampleInterval, window time.Duration, spoolMax int
 	if err != nil {
 		t.Fatal(err)
 	}
-	cg, err := cgroups.NewReader("/sys/fs/cgroup")
-	if err != nil {
-		t.Fatal(err)
+	var cg *cgroups.Reader
+	if !o.noCgroups {
+		if cg, err = cgroups.NewReader("/sys/fs/cgroup"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eng, err := docker.New(cli.DaemonHost())
 	if err != nil {
@@ -434,7 +445,7 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 
 func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 	hold := make(chan struct{})
-	r := newRigWith(t, time.Second, 2*time.Second, 8<<10, hold) // 8 KiB: full after a few windows
+	r := newRigWith(t, rigOptions{sample: time.Second, window: 2 * time.Second, spoolMax: 8 << 10, holdShipping: hold}) // 8 KiB: full after a few windows
 	ctx := context.Background()
 	done := make(chan string, 1)
 	go func() {
@@ -479,4 +490,16 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 		}
 	}
 	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
+}
+
+func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
+	r := newRigWith(t, rigOptions{sample: time.Second, window: 10 * time.Second, noCgroups: true})
+	id, _ := r.runJob(t, "nocg", []string{"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 4"}, container.Resources{})
+	sum := r.usageOf(t, id, "nocg")
+	if sum[usage.MeterContainerSeconds] < 4 || sum[usage.MeterCPU] <= 0 || sum[usage.MeterMemory] <= 0 {
+		t.Errorf("billed %v through the stats API, want the run's seconds, CPU and memory", sum)
+	}
+	if n := testutil.ToFloat64(counter(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total")); n == 0 {
+		t.Error("no sample went through the stats API")
+	}
 }

@@ -27,6 +27,10 @@ type containerMetrics struct {
 	cpu, rx, tx, ws, limit, start *prometheus.Desc
 	oom                           *prometheus.CounterVec
 	spoolErrors                   prometheus.Counter
+	statsFallbacks                prometheus.Counter
+	cfsPeriods, cfsThrottled      *prometheus.Desc
+	cfsThrottledSecs, memUsage    *prometheus.Desc
+	fsReads, fsWrites, processes  *prometheus.Desc
 	tracked                       *prometheus.Desc
 }
 
@@ -51,13 +55,24 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 			Name: "container_oom_events_total",
 			Help: "OOM kills of the container, counted from the engine's oom events (the container may be gone since).",
 		}, containerLabels),
+		cfsPeriods:       d("container_cpu_cfs_periods_total", "Elapsed CFS enforcement periods."),
+		cfsThrottled:     d("container_cpu_cfs_throttled_periods_total", "CFS periods in which the container was throttled."),
+		cfsThrottledSecs: d("container_cpu_cfs_throttled_seconds_total", "Time the container was throttled, in seconds."),
+		memUsage:         d("container_memory_usage_bytes", "Current memory usage including file cache, in bytes."),
+		fsReads:          d("container_fs_reads_bytes_total", "Cumulative bytes read from block devices."),
+		fsWrites:         d("container_fs_writes_bytes_total", "Cumulative bytes written to block devices."),
+		processes:        d("container_processes", "Current number of processes (pids) in the container."),
+		statsFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_stats_api_fallbacks_total",
+			Help: "Samples taken through the engine's slow stats API because the cgroup files could not be read.",
+		}),
 		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paasmeter_agent_spool_write_errors_total",
 			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
 		}),
 		tracked: prometheus.NewDesc("paasmeter_agent_tracked_containers", "Runs being metered.", []string{"node"}, nil),
 	}
-	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors} {
+	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.statsFallbacks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -85,7 +100,8 @@ func (m *containerMetrics) forget(id string) {
 
 // Describe implements prometheus.Collector.
 func (m *containerMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.cpu, m.rx, m.tx, m.ws, m.limit, m.start, m.tracked} {
+	for _, d := range []*prometheus.Desc{m.cpu, m.rx, m.tx, m.ws, m.limit, m.start, m.tracked, m.cfsPeriods, m.cfsThrottled,
+		m.cfsThrottledSecs, m.memUsage, m.fsReads, m.fsWrites, m.processes} {
 		ch <- d
 	}
 }
@@ -101,6 +117,13 @@ func (m *containerMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.ws, prometheus.GaugeValue, float64(l.stats.MemoryWorkingSetBytes), l.labels...)
 		ch <- prometheus.MustNewConstMetric(m.limit, prometheus.GaugeValue, float64(l.sample.MemoryLimitBytes), l.labels...)
 		ch <- prometheus.MustNewConstMetric(m.start, prometheus.GaugeValue, l.start, l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.cfsPeriods, prometheus.CounterValue, float64(l.stats.CPUPeriods), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.cfsThrottled, prometheus.CounterValue, float64(l.stats.CPUThrottledPeriods), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.cfsThrottledSecs, prometheus.CounterValue, float64(l.stats.CPUThrottledNs)/1e9, l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.memUsage, prometheus.GaugeValue, float64(l.stats.MemoryUsageBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.fsReads, prometheus.CounterValue, float64(l.stats.BlkioReadBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.fsWrites, prometheus.CounterValue, float64(l.stats.BlkioWriteBytes), l.labels...)
+		ch <- prometheus.MustNewConstMetric(m.processes, prometheus.GaugeValue, float64(l.stats.Pids), l.labels...)
 	}
 	ch <- prometheus.MustNewConstMetric(m.tracked, prometheus.GaugeValue, float64(len(m.latest)), m.node)
 }

@@ -33,6 +33,10 @@ type Engine interface {
 	List(ctx context.Context) ([]Container, error)
 	// Inspect returns one container's current state.
 	Inspect(ctx context.Context, id string) (Container, error)
+	// Stats reads a running container's counters through the engine: slow
+	// (about a second per call), the agent's fallback when cgroup files cannot
+	// be read.
+	Stats(ctx context.Context, id string) (Stats, error)
 	// Volumes returns every volume that carries LabelTenant.
 	Volumes(ctx context.Context) ([]Volume, error)
 	// Events streams what happens to labelled containers from since on
@@ -64,6 +68,16 @@ type Container struct {
 	// Limits: 0 means unlimited.
 	MemoryLimitBytes   uint64
 	CPULimitMillicores uint64
+}
+
+// Stats are a container's counters as the engine reports them.
+type Stats struct {
+	CPUUsageNs            uint64
+	MemoryUsageBytes      uint64
+	MemoryWorkingSetBytes uint64
+	Pids                  uint64
+	NetRxBytes            uint64
+	NetTxBytes            uint64
 }
 
 // Volume is a labelled persistent volume.

@@ -5,6 +5,7 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -105,6 +106,34 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Container, erro
 		}
 	}
 	return c, nil
+}
+
+// Stats implements engine.Engine.
+func (e *Engine) Stats(ctx context.Context, id string) (engine.Stats, error) {
+	resp, err := e.cli.ContainerStatsOneShot(ctx, id)
+	if err != nil {
+		return engine.Stats{}, fmt.Errorf("docker: stats of %s: %w", id, err)
+	}
+	defer resp.Body.Close()
+	var s container.StatsResponse
+	if err := json.NewDecoder(resp.Body).Decode(&s); err != nil {
+		return engine.Stats{}, fmt.Errorf("docker: stats of %s: %w", id, err)
+	}
+	out := engine.Stats{CPUUsageNs: s.CPUStats.CPUUsage.TotalUsage, MemoryUsageBytes: s.MemoryStats.Usage, Pids: s.PidsStats.Current}
+	// The working set as the docker CLI and kubelet compute it: usage less
+	// inactive file cache (v1 and v2 name it differently).
+	inactive := s.MemoryStats.Stats["total_inactive_file"]
+	if inactive == 0 {
+		inactive = s.MemoryStats.Stats["inactive_file"]
+	}
+	if inactive < out.MemoryUsageBytes {
+		out.MemoryWorkingSetBytes = out.MemoryUsageBytes - inactive
+	}
+	for _, n := range s.Networks {
+		out.NetRxBytes += n.RxBytes
+		out.NetTxBytes += n.TxBytes
+	}
+	return out, nil
 }
 
 // Volumes implements engine.Engine.
