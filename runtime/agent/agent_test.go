@@ -2,6 +2,7 @@ package agent_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,6 +67,8 @@ type rigOptions struct {
 	holdShipping <-chan struct{}
 	// noCgroups leaves the agent without cgroup access: the stats API only.
 	noCgroups bool
+	// wrapEngine, if set, stands between the agent and the engine.
+	wrapEngine func(engine.Engine) engine.Engine
 }
 
 func newRigWith(t *testing.T, o rigOptions) *rig {
@@ -116,7 +120,11 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	reg := prometheus.NewRegistry()
 	wake := make(chan struct{}, 1)
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	ag, err := agent.New(agent.Options{Config: cfg, Engine: eng, Cgroups: cg, Spool: out, Logger: logger, Registry: reg, Wake: wake})
+	var agentEngine engine.Engine = eng
+	if o.wrapEngine != nil {
+		agentEngine = o.wrapEngine(eng)
+	}
+	ag, err := agent.New(agent.Options{Config: cfg, Engine: agentEngine, Cgroups: cg, Spool: out, Logger: logger, Registry: reg, Wake: wake})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,5 +509,54 @@ func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(counter(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total")); n == 0 {
 		t.Error("no sample went through the stats API")
+	}
+}
+
+// breakingEngine breaks the first event stream right after its first event of
+// a container whose app is app, as a restarted engine or a proxy timeout would.
+type breakingEngine struct {
+	engine.Engine
+	app    string
+	broken atomic.Bool
+}
+
+func (b *breakingEngine) Events(ctx context.Context, since time.Time) (<-chan engine.Event, <-chan error) {
+	evs, errs := b.Engine.Events(ctx, since)
+	if b.broken.Load() {
+		return evs, errs
+	}
+	out, outErr := make(chan engine.Event), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case ev := <-evs:
+				out <- ev
+				if ev.Labels[engine.LabelApp] == b.app && b.broken.CompareAndSwap(false, true) {
+					outErr <- errors.New("event stream broken on purpose")
+					return
+				}
+			case err := <-errs:
+				outErr <- err
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, outErr
+}
+
+func TestEventsMissedWhileTheStreamWasBrokenAreReplayed(t *testing.T) {
+	be := &breakingEngine{app: "resync"}
+	r := newRigWith(t, rigOptions{sample: time.Minute, window: time.Minute, wrapEngine: func(e engine.Engine) engine.Engine {
+		be.Engine = e
+		return be
+	}})
+	// The stream breaks at the job's start event; its die event happens while
+	// the agent is reconnecting and must come from the replay.
+	id, _ := r.runJob(t, "resync", []string{"sleep", "1"}, container.Resources{})
+	sum := r.usageOf(t, id, "resync")
+	if !be.broken.Load() || sum[usage.MeterContainerSeconds] != 1 {
+		t.Errorf("stream broken: %v; billed %v, want the 1-second run", be.broken.Load(), sum)
 	}
 }
