@@ -122,6 +122,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.flushOutbox(); err != nil {
 		a.log.Error("cannot spool the outbox left by the previous run; retrying later", "err", err)
 	}
+	// Events from just before the first listing on are replayed, so a container
+	// that starts between the listing and the subscription is not missed.
+	a.mu.Lock()
+	a.lastEvent = a.o.Clock.Now().Add(-time.Second)
+	a.mu.Unlock()
 	if err := a.resync(ctx, saved); err != nil {
 		return err
 	}
@@ -259,7 +264,7 @@ func (a *Agent) track(ctx context.Context, c engine.Container, saved map[string]
 	a.runs[c.ID] = t
 	a.mu.Unlock()
 	if err == nil {
-		a.produce(ctx, t.acc.Observe(s), nil)
+		a.produce(t.acc.Observe(s), nil)
 	}
 }
 
@@ -340,7 +345,7 @@ func (a *Agent) sampleAll(ctx context.Context) {
 		recs = append(recs, t.acc.Observe(s)...)
 	}
 	recs = append(recs, a.meterVolumes(ctx)...)
-	a.produce(ctx, recs, nil)
+	a.produce(recs, nil)
 }
 
 // meterVolumes lists the labelled volumes: new ones start being metered (from
@@ -410,6 +415,11 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
 			return
 		}
+		if t != nil && t.acc.Run().RunID == c.RunID() {
+			// A replayed start of the run already being measured.
+			a.produce(nil, a.event(c, events.Started, c.StartedAt))
+			return
+		}
 		restarted := t != nil
 		if t != nil {
 			a.finish(ctx, t, c) // a restart we did not see die
@@ -426,11 +436,11 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		if restarted {
 			evs = append(evs, a.event(c, events.Restarted, c.StartedAt)...)
 		}
-		a.produce(ctx, nil, evs)
+		a.produce(nil, evs)
 	case engine.EventStop:
 		if c, ok := containerFromLabels(ev); ok && t != nil {
 			c.StartedAt = t.c.StartedAt // the run it stopped
-			a.produce(ctx, nil, a.event(c, events.Stopped, ev.Time))
+			a.produce(nil, a.event(c, events.Stopped, ev.Time))
 		}
 	case engine.EventDie:
 		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
@@ -450,18 +460,18 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		if t != nil && (t.lastOOM.IsZero() || ev.Time.Sub(t.lastOOM) > time.Second) {
 			t.lastOOM = ev.Time
 			a.metrics.oom.WithLabelValues(t.c.Tenant, t.c.Project, t.c.App, string(t.c.Env), t.c.Name, a.o.Config.Node).Inc()
-			a.produce(ctx, nil, a.event(t.c, events.OOM, ev.Time))
+			a.produce(nil, a.event(t.c, events.OOM, ev.Time))
 		}
 	case engine.EventDestroy:
 		if c, ok := containerFromLabels(ev); ok {
-			a.produce(ctx, nil, a.event(c, events.Removed, ev.Time))
+			a.produce(nil, a.event(c, events.Removed, ev.Time))
 		}
 	case engine.EventHealth:
 		if t != nil && ev.Health != "" {
 			e := a.event(t.c, events.Health, ev.Time)
 			e[0].Health = ev.Health
 			e[0].SetID()
-			a.produce(ctx, nil, e)
+			a.produce(nil, e)
 		}
 	}
 }
@@ -515,7 +525,7 @@ func (a *Agent) finish(ctx context.Context, t *tracked, c engine.Container) {
 		evs[0].ExitCode, evs[0].OOMKilled = &code, c.OOMKilled
 		evs[0].SetID()
 	}
-	a.produce(ctx, recs, evs)
+	a.produce(recs, evs)
 	a.metrics.forget(t.c.ID)
 	if t.parent != "" {
 		removeCgroup(a.o.Config.CgroupRoot, t.parent)
@@ -536,8 +546,7 @@ func (a *Agent) event(c engine.Container, typ events.Type, at time.Time) []event
 // spooled again at the next start: the same ids with the same content, which
 // the collector's dedup absorbs. A spool that refuses them (full disk) leaves
 // them in the outbox too, retried at every produce and reported loudly.
-func (a *Agent) produce(ctx context.Context, recs []usage.Record, evs []events.Event) {
-	_ = ctx
+func (a *Agent) produce(recs []usage.Record, evs []events.Event) {
 	a.mu.Lock()
 	a.outbox.Usage = append(a.outbox.Usage, recs...)
 	a.outbox.Events = append(a.outbox.Events, evs...)
