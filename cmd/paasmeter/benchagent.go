@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,9 +17,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/spf13/cobra"
 
-	"github.com/paasmeter/paasmeter/collector"
-	"github.com/paasmeter/paasmeter/collector/auth"
-	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 )
@@ -91,21 +87,13 @@ func (a *app) benchAgent(ctx context.Context, host, image string, n int, dur, in
 		return err
 	}
 	defer os.RemoveAll(dir)
-	st, err := embedded.Open(ctx, filepath.Join(dir, "data"))
+	col, err := collectortest.Start(filepath.Join(dir, "data"), "bench-node", "bench-token", "caami")
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: "bench-node", SHA256: auth.Hash("bench-token")}})
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Tenants: map[string]bool{"caami": true},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return err
-	}
-	api := httptest.NewServer(srv.Handler())
-	defer api.Close()
+	defer col.Close()
 	cfg := fmt.Sprintf("log:\n  level: warn\nagent:\n  node: bench-node\n  collector_url: %s\n  docker_host: %s\n  spool_dir: %s\n  sample_interval: %s\n  admin_listen: 127.0.0.1:0\n",
-		api.URL, host, filepath.Join(dir, "spool"), interval)
+		col.URL, host, filepath.Join(dir, "spool"), interval)
 	cfgPath := filepath.Join(dir, "paasmeter.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err

@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,12 +12,10 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/paasmeter/paasmeter/collector"
-	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
 	"github.com/paasmeter/paasmeter/metering"
-	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/usage"
@@ -41,24 +36,17 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 	for _, fp := range failpoint.Names {
 		t.Run(fp, func(t *testing.T) {
 			node := fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9)
-			st, err := embedded.Open(context.Background(), t.TempDir())
+			col, err := collectortest.Start(t.TempDir(), node, "crash-token", "caami")
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer st.Close()
-			authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: node, SHA256: auth.Hash("crash-token")}})
-			srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
-				Tenants: map[string]bool{"caami": true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-			if err != nil {
-				t.Fatal(err)
-			}
-			api := httptest.NewServer(srv.Handler())
-			defer api.Close()
+			defer col.Close()
+			st := col.Store
 
 			dir := t.TempDir()
 			cfg := fmt.Sprintf("log:\n  level: warn\nagent:\n  node: %s\n  collector_url: %s\n  docker_host: %s\n  spool_dir: %s\n"+
 				"  sample_interval: 1s\n  window: 2s\n  admin_listen: 127.0.0.1:0\n",
-				node, api.URL, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
+				node, col.URL, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
 			cfgPath := filepath.Join(dir, "paasmeter.yaml")
 			os.WriteFile(cfgPath, []byte(cfg), 0o600)
 			agentProc := func(args ...string) *exec.Cmd {

@@ -27,11 +27,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/paasmeter/paasmeter/collector"
-	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/metering"
-	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/agent"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
@@ -78,23 +76,12 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	dockertest.Busybox(t, cli)
 	node := fmt.Sprintf("node-%d", time.Now().UnixNano()%1e9)
 
-	st, err := embedded.Open(context.Background(), t.TempDir())
+	col, err := collectortest.Start(t.TempDir(), node, agentToken, "caami")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(agentToken)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
-		Tenants: map[string]bool{"caami": true}, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api := httptest.NewServer(srv.Handler())
-	t.Cleanup(api.Close)
+	t.Cleanup(col.Close)
+	st, apiURL := col.Store, col.URL
 
 	dir := t.TempDir()
 	out, err := spool.Open(filepath.Join(dir, "outgoing"), spool.Options{MaxBytes: spoolMax})
@@ -116,7 +103,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	cfg := agent.DefaultConfig()
-	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = node, dir, sampleInterval, window, api.URL
+	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = node, dir, sampleInterval, window, apiURL
 	reg := prometheus.NewRegistry()
 	wake := make(chan struct{}, 1)
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -128,7 +115,7 @@ func newRigWith(t *testing.T, o rigOptions) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: api.URL, Token: agentToken, Client: http.DefaultClient,
+	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: apiURL, Token: agentToken, Client: http.DefaultClient,
 		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
