@@ -32,7 +32,7 @@ run: build ## Run the collector on the embedded store with the example config (d
 
 .PHONY: test
 test: ## Install and start what the tests need, then run the whole suite (race detector, fuzz seed corpora)
-	@eval "$$(./scripts/test-deps.sh)" && \
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
 	$(GO) vet ./... && \
 	$(GO) test -race -count=1 ./...
 
@@ -40,7 +40,7 @@ test: ## Install and start what the tests need, then run the whole suite (race d
 bench: build ## Benchmarks: ingest (HTTP vs direct store), agent cost with 50 idle containers (cgroups vs stats API)
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
 	$(BIN) bench ingest --records 300000 --batch 5000 --concurrency 4
-	@eval "$$(./scripts/test-deps.sh)" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BIN) bench agent --containers 50 --duration 60s
 
 .PHONY: lint

@@ -69,6 +69,8 @@ type Agent struct {
 	volumes map[string]*meter.VolumeAccumulator
 	// savedVolumes are the volume states loaded at start, used once.
 	savedVolumes map[string]meter.VolumeState
+	// lastOOM is when the engine last reported an OOM kill, by run.
+	lastOOM map[string]time.Time
 }
 
 // tracked is one run being measured.
@@ -78,8 +80,6 @@ type tracked struct {
 	// cgroup is the container's cgroup path; parent its dedicated per-run
 	// parent ("" if none), which keeps the final counters after the exit.
 	cgroup, parent string
-	// lastOOM is when the engine last reported an OOM kill in this run.
-	lastOOM time.Time
 }
 
 // New builds an Agent.
@@ -102,7 +102,7 @@ func New(o Options) (*Agent, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}}
+	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}}
 	var err error
 	if a.metrics, err = newContainerMetrics(o.Registry, o.Config.Node, a); err != nil {
 		return nil, err
@@ -455,12 +455,33 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.finish(ctx, t, c)
 		}
 	case engine.EventOOM:
+		// The engine may report the OOM kill after the container's die event;
+		// the run is then found by inspecting the container.
+		c, ok := engine.Container{}, false
+		if t != nil {
+			c, ok = t.c, true
+		} else if ic, err := a.o.Engine.Inspect(ctx, ev.ContainerID); err == nil && a.valid(ic) {
+			c, ok = ic, true
+		}
+		if !ok {
+			return
+		}
 		// One OOM kill often reaches the engine as several notifications, one
-		// per process the kernel killed: those within a second are one kill.
-		if t != nil && (t.lastOOM.IsZero() || ev.Time.Sub(t.lastOOM) > time.Second) {
-			t.lastOOM = ev.Time
-			a.metrics.oom.WithLabelValues(t.c.Tenant, t.c.Project, t.c.App, string(t.c.Env), t.c.Name, a.o.Config.Node).Inc()
-			a.produce(nil, a.event(t.c, events.OOM, ev.Time))
+		// per process the kernel killed: those within a second of the run's
+		// previous one are the same kill.
+		a.mu.Lock()
+		last, seen := a.lastOOM[c.RunID()]
+		fresh := !seen || ev.Time.Sub(last) > time.Second
+		a.lastOOM[c.RunID()] = ev.Time
+		for run, at := range a.lastOOM {
+			if ev.Time.Sub(at) > time.Hour {
+				delete(a.lastOOM, run)
+			}
+		}
+		a.mu.Unlock()
+		if fresh {
+			a.metrics.oom.WithLabelValues(c.Tenant, c.Project, c.App, string(c.Env), c.Name, a.o.Config.Node).Inc()
+			a.produce(nil, a.event(c, events.OOM, ev.Time))
 		}
 	case engine.EventDestroy:
 		if c, ok := containerFromLabels(ev); ok {
