@@ -66,7 +66,7 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 			time.Sleep(500 * time.Millisecond) // let it subscribe to events
 			app := "job-" + strings.ReplaceAll(fp, "-", "")
 			ctx := context.Background()
-			c, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"sh", "-c", "i=0; while [ $i -lt 1400000 ]; do i=$((i+1)); done; sleep 10"},
+			c, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"sh", "-c", "i=0; while [ $i -lt 1400000 ]; do i=$((i+1)); done; sleep 16"},
 				Labels: map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: app, engine.LabelEnv: "prod"}},
 				&container.HostConfig{Resources: container.Resources{CgroupParent: "/paasmeter/" + dockertest.Name(t, "crash")}}, nil, nil, dockertest.Name(t, app))
 			if err != nil {
