@@ -95,7 +95,7 @@ wrong); the collector deduplicates, so replaying twice cannot double-bill.`,
 					if _, ok := byKind[dl.Kind]; !ok {
 						order = append(order, dl.Kind)
 					}
-					byKind[dl.Kind] = append(byKind[dl.Kind], dl.Record)
+					byKind[dl.Kind] = append(byKind[dl.Kind], dl.Body())
 				}
 				for _, k := range order {
 					if _, err := out.Append(k, byKind[k]...); err != nil {

@@ -43,7 +43,18 @@ type DeadLetter struct {
 	Rejected time.Time       `json:"rejected"`
 	Status   int             `json:"status"`
 	Problems []batch.Problem `json:"problems"`
-	Record   json.RawMessage `json:"record"`
+	// Record is the record as spooled; Raw holds it instead when it is not
+	// even JSON, so nothing is lost on the way to the operator.
+	Record json.RawMessage `json:"record,omitempty"`
+	Raw    []byte          `json:"raw,omitempty"`
+}
+
+// Body returns the spooled bytes of the record.
+func (d *DeadLetter) Body() []byte {
+	if d.Record != nil {
+		return d.Record
+	}
+	return d.Raw
 }
 
 // Options configure a Shipper.
@@ -229,11 +240,17 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("ship: collector refused %d records as too large; next batches hold %d", len(pending), s.limit)
 		case status == http.StatusBadRequest:
 			bad, problems := rejected(body, len(pending))
-			if len(bad) == 0 {
-				s.m.errors.WithLabelValues("rejected").Inc()
-				return 0, fmt.Errorf("ship: collector rejected a batch without naming records: %s", truncate(body))
-			}
 			s.m.errors.WithLabelValues("rejected").Inc()
+			if len(bad) == 0 {
+				// Refused without naming records (malformed as a whole): narrow
+				// it down until the one record at fault can be set aside.
+				if len(pending) > 1 {
+					s.limit = max(1, len(pending)/2)
+					return 0, fmt.Errorf("ship: collector rejected a batch without naming records; next batches hold %d: %s", s.limit, truncate(body))
+				}
+				bad = map[int]bool{0: true}
+				problems = []batch.Problem{{Field: "(record)", Reason: "rejected: " + truncate(body)}}
+			}
 			var keep, dead []spool.Entry
 			var deadIdx []int
 			for i, e := range pending {
@@ -341,7 +358,13 @@ func (s *Shipper) deadLetter(entries []spool.Entry, status int, problems func(i 
 		if first == "" && len(ps) > 0 {
 			first = ps[0].Reason
 		}
-		b, err := json.Marshal(DeadLetter{Kind: e.Kind, Seq: e.Seq, Rejected: time.Now().UTC(), Status: status, Problems: ps, Record: e.Data})
+		dl := DeadLetter{Kind: e.Kind, Seq: e.Seq, Rejected: time.Now().UTC(), Status: status, Problems: ps}
+		if json.Valid(e.Data) {
+			dl.Record = e.Data
+		} else {
+			dl.Raw = e.Data
+		}
+		b, err := json.Marshal(dl)
 		if err != nil {
 			return fmt.Errorf("ship: encode dead letter: %w", err)
 		}

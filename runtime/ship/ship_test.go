@@ -182,3 +182,20 @@ func mustShipper(t *testing.T, r *rig, tok string) *ship.Shipper {
 	}
 	return sh
 }
+
+func TestAMalformedRecordIsIsolatedAndSetAsideWithoutBlockingTheSpool(t *testing.T) {
+	r := newRig(t, nil)
+	recs := records(10)
+	r.spool(t, recs[:4])
+	if _, err := r.out.Append(ship.KindUsage, []byte(`{"id": oops`)); err != nil { // not even JSON
+		t.Fatal(err)
+	}
+	r.spool(t, recs[4:])
+	r.drain(t)
+	if n := r.stored(t); n != 10 {
+		t.Errorf("stored %d records, want the 10 good ones", n)
+	}
+	if n := r.dead.Stats().Entries; n != 1 {
+		t.Errorf("%d dead letters, want the malformed one", n)
+	}
+}
