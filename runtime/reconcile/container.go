@@ -1,0 +1,92 @@
+// Package reconcile turns the platform spec into containers on the Docker
+// Engine. This file builds one replica's container: labels the metering agent
+// follows, the limits the spec sets, and the hardening every container gets
+// whatever the spec says.
+package reconcile
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+
+	"github.com/paasmeter/paasmeter/runtime/engine"
+	"github.com/paasmeter/paasmeter/runtime/spec"
+)
+
+// Replica is one container the spec asks for, in one run: a restart is a new
+// run and a new container.
+type Replica struct {
+	Institution, Project string
+	App                  spec.App
+	Index                int
+	// Run identifies this run; it names the container's cgroup parent, where
+	// the metering agent finds the run's final counters after it exits.
+	Run string
+}
+
+// Name is the container name: unique per replica and run.
+func (r *Replica) Name() string {
+	return fmt.Sprintf("pm-%s-%s-%s-%s-%d-%s", r.Institution, r.Project, r.App.ID, r.App.Env, r.Index, r.Run)
+}
+
+// Network is the institution's own Docker network: containers of different
+// institutions share none.
+func Network(institution string) string { return "pm-net-" + institution }
+
+// VolumeName is the Docker volume of an app's persistent volume, shared by its replicas.
+func (r *Replica) VolumeName(v spec.Volume) string {
+	return fmt.Sprintf("pm-%s-%s-%s-%s-%s", r.Institution, r.Project, r.App.ID, r.App.Env, v.Name)
+}
+
+// Labels are what the metering agent and the reconciler recognise the container by.
+func (r *Replica) Labels() map[string]string {
+	return map[string]string{
+		engine.LabelTenant: r.Institution, engine.LabelProject: r.Project, engine.LabelApp: r.App.ID,
+		engine.LabelEnv: string(r.App.Env), engine.LabelReplica: fmt.Sprintf("%s-%d", r.App.ID, r.Index), engine.LabelRun: r.Run,
+	}
+}
+
+// Config returns the container's configuration. Hardening is not optional:
+// never privileged, every capability dropped but those the spec keeps,
+// no-new-privileges, CPU, memory (without swap) and pids limits always set,
+// restarts left to the reconciler so each run is a new container.
+func (r *Replica) Config() (*container.Config, *container.HostConfig) {
+	a := r.App
+	env := make([]string, 0, len(a.EnvVars))
+	for k, v := range a.EnvVars {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env) // a deterministic config, so a change is a real change
+	cfg := &container.Config{Image: a.Image, Cmd: a.Command, Env: env, Labels: r.Labels()}
+	pids := a.Resources.Pids
+	hc := &container.HostConfig{
+		Privileged:     false,
+		CapDrop:        []string{"ALL"},
+		CapAdd:         a.Capabilities,
+		SecurityOpt:    []string{"no-new-privileges:true"},
+		ReadonlyRootfs: a.ReadOnlyRoot,
+		NetworkMode:    container.NetworkMode(Network(r.Institution)),
+		RestartPolicy:  container.RestartPolicy{Name: container.RestartPolicyDisabled},
+		Resources: container.Resources{
+			NanoCPUs:     int64(a.Resources.CPU) * 1_000_000,
+			Memory:       int64(a.Resources.Memory),
+			MemorySwap:   int64(a.Resources.Memory),
+			PidsLimit:    &pids,
+			CgroupParent: "/paasmeter/" + r.Run,
+		},
+	}
+	for _, v := range a.Volumes {
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: r.VolumeName(v), Target: v.Path})
+	}
+	return cfg, hc
+}
+
+// VolumeLabels label an app's volume so the agent bills its provisioned size.
+func (r *Replica) VolumeLabels(v spec.Volume) map[string]string {
+	return map[string]string{
+		engine.LabelTenant: r.Institution, engine.LabelProject: r.Project, engine.LabelApp: r.App.ID,
+		engine.LabelEnv: string(r.App.Env), engine.LabelSize: fmt.Sprint(uint64(v.Size)),
+	}
+}
