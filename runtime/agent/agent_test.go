@@ -184,7 +184,8 @@ func (r *rig) runJob(t *testing.T, name string, cmd []string, res container.Reso
 }
 
 // usageOf waits until the store holds the final window of app's run (the one
-// ending at the container's FinishedAt) and returns the run's totals per meter.
+// ending at the container's FinishedAt) for every container meter, and returns
+// the run's totals per meter.
 func (r *rig) usageOf(t *testing.T, id, app string) map[usage.Meter]int64 {
 	t.Helper()
 	in, err := r.cli.ContainerInspect(context.Background(), id)
@@ -195,19 +196,21 @@ func (r *rig) usageOf(t *testing.T, id, app string) map[usage.Meter]int64 {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		sum := map[usage.Meter]int64{}
-		complete := false
+		final := 0
 		err := r.store.ScanUsage(context.Background(), metering.UsageFilter{Tenant: "caami", From: time.Now().Add(-time.Hour),
 			To: time.Now().Add(time.Hour), Apps: []string{app}}, func(rec usage.Record) error {
 			sum[rec.Meter] += rec.Quantity
 			if rec.WindowEnd.Equal(finished.UTC()) {
-				complete = true
+				final++
 			}
 			return nil
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if complete {
+		// A window's records may reach the spool in several appends when it
+		// is nearly full: wait for all seven container meters.
+		if final == len(usage.Meters)-1 {
 			return sum
 		}
 		if time.Now().After(deadline) {
