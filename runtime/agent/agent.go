@@ -10,6 +10,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -304,6 +306,11 @@ func (a *Agent) sample(t *tracked) (meter.Sample, error) {
 	if a.o.Cgroups != nil && t.cgroup != "" {
 		st, err = a.o.Cgroups.Read(t.cgroup)
 	}
+	if err == nil && t.c.Pid > 0 && !a.alive(t.c.Pid) {
+		// The cgroup outlives the process by a moment: a sample read after the
+		// exit would stretch the run past its end. The die event closes it.
+		return meter.Sample{}, errGone
+	}
 	if err == nil {
 		s.CPUNs, s.MemoryWorkingSetBytes = st.CPUUsageNs, st.MemoryWorkingSetBytes
 		if t.c.Pid > 0 {
@@ -326,7 +333,22 @@ func (a *Agent) sample(t *tracked) (meter.Sample, error) {
 	return s, nil
 }
 
-var errNoCgroups = errors.New("no cgroup to read")
+var (
+	errNoCgroups = errors.New("no cgroup to read")
+	errGone      = errors.New("the container's process is gone")
+)
+
+// alive reports whether pid still runs (and is not a zombie waiting to be
+// reaped). It is checked after the counters are read, so a sample it lets
+// through was taken while the container lived.
+func (a *Agent) alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join(a.o.Config.ProcRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+}
 
 // sampleAll samples every tracked run.
 func (a *Agent) sampleAll(ctx context.Context) {
