@@ -17,7 +17,7 @@ func (a *app) spoolCmd() *cobra.Command {
 		Short: "Inspect the agent's spool and replay its dead letters",
 		Long: `The agent keeps what it produced in agent.spool_dir: outgoing/ (not yet acknowledged by the
 collector) and dead/ (records the collector rejected as invalid, with the reasons).
-Stop the agent before replaying.`,
+The running agent holds a lock on both: stop it first.`,
 	}
 	var dead bool
 	var limit int
