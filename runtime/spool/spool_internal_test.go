@@ -12,6 +12,10 @@ func TestNoSpaceLeft(t *testing.T) {
 	t.Run("a disk out of space makes Append fail with ErrFull, and what it left is cut before the next Append", func(t *testing.T) {
 		devFull, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
 		if err != nil {
+			// Every Linux has /dev/full; only an odd sandbox lacks it.
+			if os.Getenv("CI") == "true" {
+				t.Fatal("no /dev/full:", err)
+			}
 			t.Skip("no /dev/full:", err)
 		}
 		defer devFull.Close()
