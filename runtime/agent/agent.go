@@ -192,18 +192,18 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 		a.mu.Unlock()
 		switch {
 		case c.Running && !ok:
-			a.track(ctx, c, saved)
+			a.track(c, saved)
 		case ok && (!c.Running || c.RunID() != t.acc.Run().RunID):
-			a.finish(ctx, t, c)
+			a.finish(t, c)
 			if c.Running {
-				a.track(ctx, c, saved)
+				a.track(c, saved)
 			}
 		case !c.Running && !ok:
 			if st, has := saved[c.ID]; has && st.Run.RunID == c.RunID() {
 				// It ended while the agent was down: close it from its saved state.
 				acc, err := meter.Restore(st)
 				if err == nil {
-					a.finish(ctx, &tracked{c: c, acc: acc, parent: dedicatedParent(c)}, c)
+					a.finish(&tracked{c: c, acc: acc, parent: dedicatedParent(c)}, c)
 				}
 			}
 		}
@@ -217,7 +217,7 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 	}
 	a.mu.Unlock()
 	for _, t := range gone {
-		a.finish(ctx, t, t.c) // removed while we were not looking: close at the last sample
+		a.finish(t, t.c) // removed while we were not looking: close at the last sample
 	}
 	return nil
 }
@@ -238,7 +238,7 @@ func (a *Agent) run(c engine.Container) meter.Run {
 }
 
 // track starts measuring a running container, sampling it at once.
-func (a *Agent) track(ctx context.Context, c engine.Container, saved map[string]meter.State) {
+func (a *Agent) track(c engine.Container, saved map[string]meter.State) {
 	if !a.valid(c) {
 		return
 	}
@@ -444,10 +444,10 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		}
 		restarted := t != nil
 		if t != nil {
-			a.finish(ctx, t, c) // a restart we did not see die
+			a.finish(t, c) // a restart we did not see die
 		}
 		if c.Running {
-			a.track(ctx, c, nil)
+			a.track(c, nil)
 		} else {
 			// Started and already gone: measure the whole run at its die event.
 			a.mu.Lock()
@@ -474,7 +474,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
 		}
 		if t != nil {
-			a.finish(ctx, t, c)
+			a.finish(t, c)
 		}
 	case engine.EventOOM:
 		// The engine may report the OOM kill after the container's die event;
@@ -533,7 +533,7 @@ func containerFromLabels(ev engine.Event) (engine.Container, bool) {
 
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
-func (a *Agent) finish(ctx context.Context, t *tracked, c engine.Container) {
+func (a *Agent) finish(t *tracked, c engine.Container) {
 	a.mu.Lock()
 	if a.runs[t.c.ID] == t {
 		delete(a.runs, t.c.ID)

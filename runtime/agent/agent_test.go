@@ -25,7 +25,6 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/events"
@@ -301,32 +300,9 @@ func TestAnOOMKillIsCountedOnceAndClosesTheRun(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := testutil.ToFloat64(oomCounter(t, r.reg, in.Name)); n != 1 {
+	if n := metricValue(t, r.reg, "container_oom_events_total", map[string]string{"container": strings.TrimPrefix(in.Name, "/")}); n != 1 {
 		t.Errorf("container_oom_events_total = %v, want 1", n)
 	}
-}
-
-// oomCounter finds the container_oom_events_total series of a container.
-func oomCounter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "container_oom_events_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "container" && l.GetValue() == strings.TrimPrefix(name, "/") {
-					return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return m.GetCounter().GetValue() })
-				}
-			}
-		}
-	}
-	t.Fatalf("no container_oom_events_total series for %s", name)
-	return nil
 }
 
 // TestMetricsUseCAdvisorNamesWithOnlyPlatformLabelsAndPassPromtool scrapes the
@@ -454,7 +430,7 @@ func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 		done <- id
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for testutil.ToFloat64(counter(t, r.reg, "paasmeter_agent_spool_write_errors_total")) == 0 {
+	for metricValue(t, r.reg, "paasmeter_agent_spool_write_errors_total", nil) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the spool never filled up")
 		}
@@ -475,8 +451,8 @@ func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 	}
 }
 
-// counter finds a registered collector by metric name.
-func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Collector {
+// metricValue sums the series of name whose labels include labels.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -484,13 +460,24 @@ func counter(t *testing.T, reg *prometheus.Registry, name string) prometheus.Col
 	}
 	var v float64
 	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				v += m.GetCounter().GetValue()
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
 			}
+			for k, want := range labels {
+				if got[k] != want {
+					continue series
+				}
+			}
+			v += m.GetCounter().GetValue()
 		}
 	}
-	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "x"}, func() float64 { return v })
+	return v
 }
 
 func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
@@ -500,7 +487,7 @@ func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
 	if sum[usage.MeterContainerSeconds] < 4 || sum[usage.MeterCPU] <= 0 || sum[usage.MeterMemory] <= 0 {
 		t.Errorf("billed %v through the stats API, want the run's seconds, CPU and memory", sum)
 	}
-	if n := testutil.ToFloat64(counter(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total")); n == 0 {
+	if n := metricValue(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total", nil); n == 0 {
 		t.Error("no sample went through the stats API")
 	}
 }

@@ -2,8 +2,6 @@ package cgroups_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/docker/docker/api/types/container"
@@ -27,12 +25,7 @@ func TestARealContainerAndItsRunParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-	defer func() { // the run parent outlives the container: remove it from every hierarchy
-		entries, _ := os.ReadDir("/sys/fs/cgroup")
-		for _, e := range entries {
-			os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), parent))
-		}
-	}()
+	defer dockertest.RemoveCgroupParent(parent)
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -111,4 +112,14 @@ func Busybox(t testing.TB, cli *client.Client) string {
 // runs do not collide.
 func Name(t testing.TB, suffix string) string {
 	return fmt.Sprintf("pmtest-%d-%s", time.Now().UnixNano(), suffix)
+}
+
+// RemoveCgroupParent removes a container's cgroup parent (e.g. /paasmeter/x)
+// from every hierarchy: it outlives the container, and tests leave none behind.
+func RemoveCgroupParent(parent string) {
+	os.Remove(filepath.Join("/sys/fs/cgroup", parent))
+	entries, _ := os.ReadDir("/sys/fs/cgroup")
+	for _, e := range entries {
+		os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), parent))
+	}
 }

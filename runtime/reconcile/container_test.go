@@ -2,8 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -48,10 +46,7 @@ func TestAReplicaRunsWithItsLimitsAndHardeningVisibleInInspect(t *testing.T) {
 	}
 	defer func() {
 		cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
-		entries, _ := os.ReadDir("/sys/fs/cgroup") // the run parent outlives the container
-		for _, e := range entries {
-			os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), "paasmeter", r.Run))
-		}
+		dockertest.RemoveCgroupParent("/paasmeter/" + r.Run)
 	}()
 	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 		t.Fatal(err)
