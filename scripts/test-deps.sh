@@ -12,8 +12,9 @@ need_pkgs=()
 # gcc, libc6-dev: the embedded store is SQLite through cgo.
 # docker.io, busybox-static: the agent is tested against a real Docker Engine,
 # with images built FROM scratch around a static busybox (no registry here).
+# iptables: dockerd's rules are what keep one institution's network from another's.
 # prometheus: promtool checks the exposed metrics (the package starts nothing here).
-for p in gcc libc6-dev docker.io busybox-static prometheus; do
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -28,7 +29,8 @@ command -v go >/dev/null || { log "Go is not on PATH (expected at /usr/local/go/
 
 # A private Docker Engine for the tests: its own socket, data and exec roots,
 # so it never touches a Docker the machine may run for other purposes.
-# iptables stays off: containers reach each other on the bridge without NAT.
+# Its iptables rules stay on, as in production: they isolate the institutions'
+# networks from each other (the runtime tests check that they do).
 DOCKER_DIR=/run/paasmeter-test-docker
 DOCKER_SOCK=unix://$DOCKER_DIR/docker.sock
 if [ "$(id -u)" -eq 0 ]; then
@@ -37,7 +39,7 @@ if [ "$(id -u)" -eq 0 ]; then
     log "starting dockerd on $DOCKER_SOCK"
     setsid nohup dockerd --host "$DOCKER_SOCK" --data-root /var/lib/paasmeter-test-docker \
       --exec-root "$DOCKER_DIR/exec" --pidfile "$DOCKER_DIR/docker.pid" \
-      --iptables=false --ip-masq=false >"$DOCKER_DIR/dockerd.log" 2>&1 < /dev/null &
+      >"$DOCKER_DIR/dockerd.log" 2>&1 < /dev/null &
     for _ in $(seq 1 100); do
       DOCKER_HOST=$DOCKER_SOCK docker version >/dev/null 2>&1 && break
       sleep 0.2

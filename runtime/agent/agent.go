@@ -73,6 +73,12 @@ type Agent struct {
 	savedVolumes map[string]meter.VolumeState
 	// lastOOM is when the engine last reported an OOM kill, by run.
 	lastOOM map[string]time.Time
+	// initiators say who is stopping a container, by container id (see Stopping).
+	initiators map[string]events.Initiator
+	// flushMu serialises produce and flushOutbox: the agent's loop and the
+	// runtime's probes produce concurrently, and each outbox entry must be
+	// spooled once.
+	flushMu sync.Mutex
 }
 
 // tracked is one run being measured.
@@ -104,7 +110,7 @@ func New(o Options) (*Agent, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}}
+	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}, initiators: map[string]events.Initiator{}}
 	var err error
 	if a.metrics, err = newContainerMetrics(o.Registry, o.Config.Node, a); err != nil {
 		return nil, err
@@ -121,7 +127,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.flushOutbox(); err != nil {
+	a.flushMu.Lock()
+	err = a.flushOutbox()
+	a.flushMu.Unlock()
+	if err != nil {
 		a.log.Error("cannot spool the outbox left by the previous run; retrying later", "err", err)
 	}
 	// Events from just before the first listing on are replayed, so a container
@@ -506,6 +515,9 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.produce(nil, a.event(c, events.OOM, ev.Time))
 		}
 	case engine.EventDestroy:
+		a.mu.Lock()
+		delete(a.initiators, ev.ContainerID)
+		a.mu.Unlock()
 		if c, ok := containerFromLabels(ev); ok {
 			a.produce(nil, a.event(c, events.Removed, ev.Time))
 		}
@@ -575,13 +587,32 @@ func (a *Agent) finish(t *tracked, c engine.Container) {
 	}
 }
 
-// event builds a lifecycle event of c's current run.
+// event builds a lifecycle event of c's current run. Stopped and died events
+// carry who stopped the container, when the runtime said so beforehand.
 func (a *Agent) event(c engine.Container, typ events.Type, at time.Time) []events.Event {
 	e := events.Event{SchemaVersion: events.SchemaVersion, Tenant: c.Tenant, Project: c.Project, App: c.App, Environment: c.Env,
 		Node: a.o.Config.Node, ContainerID: c.ID, RunID: c.RunID(), Replica: c.Replica, Type: typ, Time: at.UTC()}
+	if typ == events.Stopped || typ == events.Died {
+		a.mu.Lock()
+		e.Initiator = a.initiators[c.ID]
+		a.mu.Unlock()
+	}
 	e.SetID()
 	return []events.Event{e}
 }
+
+// Stopping tells the agent who is about to stop a container (the runtime's
+// reconciler calls it), so the run's stopped and died events name the
+// initiator: the SLA tells an owner's stop from a platform kill by it.
+func (a *Agent) Stopping(containerID string, by events.Initiator) {
+	a.mu.Lock()
+	a.initiators[containerID] = by
+	a.mu.Unlock()
+}
+
+// Emit makes events from the node's other parts (the runtime's probes)
+// durable and ships them with the agent's own.
+func (a *Agent) Emit(evs []events.Event) { a.produce(nil, evs) }
 
 // produce makes records and events durable. They first go, with the meter
 // states that produced them, into the state file's outbox; then into the spool;
@@ -590,6 +621,8 @@ func (a *Agent) event(c engine.Container, typ events.Type, at time.Time) []event
 // the collector's dedup absorbs. A spool that refuses them (full disk) leaves
 // them in the outbox too, retried at every produce and reported loudly.
 func (a *Agent) produce(recs []usage.Record, evs []events.Event) {
+	a.flushMu.Lock()
+	defer a.flushMu.Unlock()
 	a.mu.Lock()
 	a.outbox.Usage = append(a.outbox.Usage, recs...)
 	a.outbox.Events = append(a.outbox.Events, evs...)
@@ -620,6 +653,7 @@ func (a *Agent) produce(recs []usage.Record, evs []events.Event) {
 }
 
 // flushOutbox moves the outbox to the spool, as much of it as fits, in order.
+// The caller holds flushMu.
 func (a *Agent) flushOutbox() error {
 	a.mu.Lock()
 	box := a.outbox

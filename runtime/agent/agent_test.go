@@ -3,15 +3,12 @@ package agent_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -26,23 +23,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/metering"
-	"github.com/paasmeter/paasmeter/runtime/agent"
-	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
-	"github.com/paasmeter/paasmeter/runtime/engine/docker"
-	"github.com/paasmeter/paasmeter/runtime/ship"
+	"github.com/paasmeter/paasmeter/runtime/nodetest"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-const agentToken = "test-agent-token"
-
 // rig is a collector on an embedded store and an agent on the test engine,
-// both running in this process.
+// both running in this process (package nodetest).
 type rig struct {
 	cli   *client.Client
 	store metering.Store
@@ -53,101 +44,13 @@ type rig struct {
 }
 
 func newRig(t *testing.T, sampleInterval, window time.Duration) *rig {
-	return newRigWith(t, rigOptions{sample: sampleInterval, window: window})
+	return newRigWith(t, nodetest.Options{Sample: sampleInterval, Window: window})
 }
 
-type rigOptions struct {
-	sample, window time.Duration
-	// spoolMax bounds the spool (0: default).
-	spoolMax int64
-	// holdShipping, when not nil, starts the shipper only once it is closed.
-	holdShipping <-chan struct{}
-	// noCgroups leaves the agent without cgroup access: the stats API only.
-	noCgroups bool
-	// wrapEngine, if set, stands between the agent and the engine.
-	wrapEngine func(engine.Engine) engine.Engine
-}
-
-func newRigWith(t *testing.T, o rigOptions) *rig {
-	sampleInterval, window, spoolMax, holdShipping := o.sample, o.window, o.spoolMax, o.holdShipping
+func newRigWith(t *testing.T, o nodetest.Options) *rig {
 	t.Helper()
-	cli := dockertest.Client(t)
-	dockertest.Busybox(t, cli)
-	node := fmt.Sprintf("node-%d", time.Now().UnixNano()%1e9)
-
-	col, err := collectortest.Start(t.TempDir(), node, agentToken, "caami")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(col.Close)
-	st, apiURL := col.Store, col.URL
-
-	dir := t.TempDir()
-	out, err := spool.Open(filepath.Join(dir, "outgoing"), spool.Options{MaxBytes: spoolMax})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cg *cgroups.Reader
-	if !o.noCgroups {
-		if cg, err = cgroups.NewReader("/sys/fs/cgroup"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	eng, err := docker.New(cli.DaemonHost())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := agent.DefaultConfig()
-	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = node, dir, sampleInterval, window, apiURL
-	reg := prometheus.NewRegistry()
-	wake := make(chan struct{}, 1)
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var agentEngine engine.Engine = eng
-	if o.wrapEngine != nil {
-		agentEngine = o.wrapEngine(eng)
-	}
-	ag, err := agent.New(agent.Options{Config: cfg, Engine: agentEngine, Cgroups: cg, Spool: out, Logger: logger, Registry: reg, Wake: wake})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: apiURL, Token: agentToken, Client: http.DefaultClient,
-		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { ag.Run(ctx); done <- struct{}{} }()
-	go func() {
-		if holdShipping != nil {
-			select {
-			case <-holdShipping:
-			case <-ctx.Done():
-			}
-		}
-		sh.Run(ctx)
-		done <- struct{}{}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-		<-done
-		out.Close()
-		dead.Close()
-		eng.Close()
-	})
-	return &rig{cli: cli, store: st, reg: reg, node: node, dead: dead, out: out}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
+	n := nodetest.Start(t, o)
+	return &rig{cli: n.Cli, store: n.Store, reg: n.Reg, node: n.Name, dead: n.Dead, out: n.Out}
 }
 
 // runJob starts a labelled container under its own cgroup parent, waits for
@@ -300,7 +203,7 @@ func TestAnOOMKillIsCountedOnceAndClosesTheRun(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := metricValue(t, r.reg, "container_oom_events_total", map[string]string{"container": strings.TrimPrefix(in.Name, "/")}); n != 1 {
+	if n := nodetest.Metric(t, r.reg, "container_oom_events_total", map[string]string{"container": strings.TrimPrefix(in.Name, "/")}); n != 1 {
 		t.Errorf("container_oom_events_total = %v, want 1", n)
 	}
 }
@@ -422,7 +325,7 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 
 func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 	hold := make(chan struct{})
-	r := newRigWith(t, rigOptions{sample: time.Second, window: 2 * time.Second, spoolMax: 8 << 10, holdShipping: hold}) // 8 KiB: full after a few windows
+	r := newRigWith(t, nodetest.Options{Sample: time.Second, Window: 2 * time.Second, SpoolMax: 8 << 10, HoldShipping: hold}) // 8 KiB: full after a few windows
 	ctx := context.Background()
 	done := make(chan string, 1)
 	go func() {
@@ -430,7 +333,7 @@ func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 		done <- id
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for metricValue(t, r.reg, "paasmeter_agent_spool_write_errors_total", nil) == 0 {
+	for nodetest.Metric(t, r.reg, "paasmeter_agent_spool_write_errors_total", nil) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the spool never filled up")
 		}
@@ -452,42 +355,14 @@ func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 }
 
 // metricValue sums the series of name whose labels include labels.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			got := map[string]string{}
-			for _, l := range m.GetLabel() {
-				got[l.GetName()] = l.GetValue()
-			}
-			for k, want := range labels {
-				if got[k] != want {
-					continue series
-				}
-			}
-			v += m.GetCounter().GetValue()
-		}
-	}
-	return v
-}
-
 func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
-	r := newRigWith(t, rigOptions{sample: time.Second, window: 10 * time.Second, noCgroups: true})
+	r := newRigWith(t, nodetest.Options{Sample: time.Second, Window: 10 * time.Second, NoCgroups: true})
 	id, _ := r.runJob(t, "nocg", []string{"sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 4"}, container.Resources{})
 	sum := r.usageOf(t, id, "nocg")
 	if sum[usage.MeterContainerSeconds] < 4 || sum[usage.MeterCPU] <= 0 || sum[usage.MeterMemory] <= 0 {
 		t.Errorf("billed %v through the stats API, want the run's seconds, CPU and memory", sum)
 	}
-	if n := metricValue(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total", nil); n == 0 {
+	if n := nodetest.Metric(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total", nil); n == 0 {
 		t.Error("no sample went through the stats API")
 	}
 }
@@ -528,7 +403,7 @@ func (b *breakingEngine) Events(ctx context.Context, since time.Time) (<-chan en
 
 func TestEventsMissedWhileTheStreamWasBrokenAreReplayed(t *testing.T) {
 	be := &breakingEngine{app: "resync"}
-	r := newRigWith(t, rigOptions{sample: time.Minute, window: time.Minute, wrapEngine: func(e engine.Engine) engine.Engine {
+	r := newRigWith(t, nodetest.Options{Sample: time.Minute, Window: time.Minute, WrapEngine: func(e engine.Engine) engine.Engine {
 		be.Engine = e
 		return be
 	}})

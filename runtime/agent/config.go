@@ -35,6 +35,13 @@ type Config struct {
 	BatchSize int `yaml:"batch_size"`
 	// AdminListen serves the agent's /metrics.
 	AdminListen string `yaml:"admin_listen"`
+	// PlatformSpec is the platform spec file (runtime/spec) whose containers
+	// this node runs; empty means the agent only meters what others start.
+	PlatformSpec string `yaml:"platform_spec"`
+	// ReconcileInterval is the time between two reconcile passes.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// StopTimeout is how long a replica has to exit after SIGTERM before it is killed.
+	StopTimeout time.Duration `yaml:"stop_timeout"`
 }
 
 // DefaultConfig returns the defaults.
@@ -49,6 +56,9 @@ func DefaultConfig() Config {
 		Window:         time.Minute,
 		BatchSize:      1000,
 		AdminListen:    "127.0.0.1:9100",
+
+		ReconcileInterval: 2 * time.Second,
+		StopTimeout:       10 * time.Second,
 	}
 }
 
@@ -75,6 +85,12 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize <= 0 {
 		errs = append(errs, errors.New("batch_size: must be positive"))
+	}
+	if c.ReconcileInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("reconcile_interval: %s is below 100ms", c.ReconcileInterval))
+	}
+	if c.StopTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("stop_timeout: %s is below 1s", c.StopTimeout))
 	}
 	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 		errs = append(errs, fmt.Errorf("admin_listen: %q is not host:port", c.AdminListen))

@@ -5,8 +5,12 @@
 package reconcile
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strconv"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
@@ -24,6 +28,30 @@ type Replica struct {
 	// Run identifies this run; it names the container's cgroup parent, where
 	// the metering agent finds the run's final counters after it exits.
 	Run string
+	// Node is the node whose reconciler owns the container.
+	Node string
+	// Attempt counts the restarts in a row that led to this run (0: a fresh start).
+	Attempt int
+}
+
+// The labels the reconciler adds to those the metering agent follows.
+const (
+	// LabelNode marks a container as managed by the reconciler of that node:
+	// it never touches a container without it.
+	LabelNode = "paasmeter.node"
+	// LabelSpec is the hash of the app's spec the container was made from; a
+	// different hash means the spec changed and the replica is rolled.
+	LabelSpec = "paasmeter.spec"
+	// LabelAttempt is Replica.Attempt, so a restarted agent continues the
+	// backoff where it was.
+	LabelAttempt = "paasmeter.attempt"
+)
+
+// AppHash identifies an app's spec: any change to it gives another hash.
+func AppHash(a spec.App) string {
+	b, _ := json.Marshal(a) // plain data: cannot fail; maps are sorted
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:6])
 }
 
 // Name is the container name: unique per replica and run.
@@ -45,6 +73,7 @@ func (r *Replica) Labels() map[string]string {
 	return map[string]string{
 		engine.LabelTenant: r.Institution, engine.LabelProject: r.Project, engine.LabelApp: r.App.ID,
 		engine.LabelEnv: string(r.App.Env), engine.LabelReplica: fmt.Sprintf("%s-%d", r.App.ID, r.Index), engine.LabelRun: r.Run,
+		LabelNode: r.Node, LabelSpec: AppHash(r.App), LabelAttempt: strconv.Itoa(r.Attempt),
 	}
 }
 

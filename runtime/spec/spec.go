@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -139,6 +140,15 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
+// Load reads and parses the spec file at path (see Parse).
+func Load(path string) (*Spec, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
 // Parse reads a spec file (name is used in messages), applies the defaults and
 // validates it, quotas included. Unknown keys are errors.
 func Parse(data []byte, name string) (*Spec, error) {
@@ -261,9 +271,6 @@ func (s *Spec) validate(v *validator) {
 			v.add(ip+".id", "%q is listed twice", inst.ID)
 		}
 		seen[inst.ID] = true
-		var cpu Millicores
-		var mem, vol Bytes
-		containers := 0
 		projects := map[string]bool{}
 		for j, p := range inst.Projects {
 			pp := fmt.Sprintf("%s.projects[%d]", ip, j)
@@ -282,15 +289,9 @@ func (s *Spec) validate(v *validator) {
 				}
 				apps[key] = true
 				a.validate(v, ap)
-				cpu += Millicores(a.Replicas) * a.Resources.CPU
-				mem += Bytes(a.Replicas) * a.Resources.Memory
-				containers += a.Replicas
-				for _, vl := range a.Volumes {
-					vol += vl.Size
-				}
 			}
 		}
-		q := inst.Quota
+		q, want := inst.Quota, inst.Requested()
 		qp := ip + ".quota"
 		if q.CPU == 0 || q.Memory == 0 || q.Containers == 0 {
 			v.add(qp, "cpu, memory and containers are required: every institution has a quota")
@@ -301,11 +302,28 @@ func (s *Spec) validate(v *validator) {
 				v.add(qp+"."+field, "over the %s quota: %s asks for %s, %s more than its quota of %s", what, inst.ID, show(want), show(want-limit), show(limit))
 			}
 		}
-		over("cpu", "CPU", uint64(cpu), uint64(q.CPU), func(x uint64) string { return Millicores(x).String() + " CPU" })
-		over("memory", "memory", uint64(mem), uint64(q.Memory), func(x uint64) string { return Bytes(x).String() })
-		over("containers", "containers", uint64(containers), uint64(q.Containers), func(x uint64) string { return strconv.FormatUint(x, 10) })
-		over("volume_size", "volume space", uint64(vol), uint64(q.VolumeSize), func(x uint64) string { return Bytes(x).String() })
+		over("cpu", "CPU", uint64(want.CPU), uint64(q.CPU), func(x uint64) string { return Millicores(x).String() + " CPU" })
+		over("memory", "memory", uint64(want.Memory), uint64(q.Memory), func(x uint64) string { return Bytes(x).String() })
+		over("containers", "containers", uint64(want.Containers), uint64(q.Containers), func(x uint64) string { return strconv.FormatUint(x, 10) })
+		over("volume_size", "volume space", uint64(want.VolumeSize), uint64(q.VolumeSize), func(x uint64) string { return Bytes(x).String() })
 	}
+}
+
+// Requested sums what the institution's apps ask for, every replica and
+// volume counted, in the terms of its quota.
+func (inst *Institution) Requested() Quota {
+	var q Quota
+	for _, p := range inst.Projects {
+		for _, a := range p.Apps {
+			q.CPU += Millicores(a.Replicas) * a.Resources.CPU
+			q.Memory += Bytes(a.Replicas) * a.Resources.Memory
+			q.Containers += a.Replicas
+			for _, vl := range a.Volumes {
+				q.VolumeSize += vl.Size
+			}
+		}
+	}
+	return q
 }
 
 func name(v *validator, field, s string) {

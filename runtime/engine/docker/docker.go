@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -24,7 +25,8 @@ import (
 
 // Engine talks to one Docker Engine.
 type Engine struct {
-	cli *client.Client
+	cli       *client.Client
+	negotiate sync.Once
 }
 
 var _ engine.Engine = (*Engine)(nil)
@@ -45,8 +47,18 @@ func New(host string) (*Engine, error) {
 	return &Engine{cli: cli}, nil
 }
 
-// Client returns the underlying API client.
-func (e *Engine) Client() *client.Client { return e.cli }
+// Client returns the underlying API client, for other parts of the node (the
+// runtime's reconciler) to share. It settles the API version first: the
+// client otherwise negotiates it lazily on first use, which races when
+// several goroutines make that first use together.
+func (e *Engine) Client() *client.Client {
+	e.negotiate.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.cli.NegotiateAPIVersion(ctx)
+	})
+	return e.cli
+}
 
 // Close releases the client.
 func (e *Engine) Close() error { return e.cli.Close() }
