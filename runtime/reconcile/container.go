@@ -47,8 +47,12 @@ const (
 	LabelAttempt = "paasmeter.attempt"
 )
 
-// AppHash identifies an app's spec: any change to it gives another hash.
+// AppHash identifies what an app's containers are made from: a change to it
+// gives another hash, and the replicas are rolled. The replica count, the
+// health check and the restart policy are the reconciler's business, not the
+// container's: scaling or retuning a probe restarts nothing.
 func AppHash(a spec.App) string {
+	a.Replicas, a.Health, a.Restart = 0, nil, spec.Restart{}
 	b, _ := json.Marshal(a) // plain data: cannot fail; maps are sorted
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:6])

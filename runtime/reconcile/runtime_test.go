@@ -417,6 +417,15 @@ func TestASpecChangeRollsReplicasOneAtATimeAndASpecOverQuotaIsRefused(t *testing
 	if len(stops) != 3 {
 		t.Fatalf("%d old replicas stopped, want 3", len(stops))
 	}
+	eventually(t, 20*time.Second, "the old replicas' died events, initiated by the owner's spec change, were not stored", func() bool {
+		owner := 0
+		for _, e := range storedEvents(t, n, "caami", "rolling", events.Died) {
+			if e.Initiator == events.ByOwner {
+				owner++
+			}
+		}
+		return owner == 3
+	})
 	// The next old replica is stopped only once the new one before it passed a
 	// probe, which happens at the earliest one probe interval after its start.
 	for i := 0; i+1 < len(stops); i++ {
