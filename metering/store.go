@@ -1,5 +1,5 @@
-// Package metering defines the metering store: where usage records and events
-// (and, later, log lines) are kept, deduplicated by id, append-only.
+// Package metering defines the metering store: where usage records, events
+// and log lines are kept, deduplicated by id, append-only (log lines also expire).
 //
 // Adapters live beside it: metering/embedded (SQLite in a data directory, the
 // default). Every adapter must pass the contract suite in metering/storetest.
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -22,6 +23,9 @@ type Store interface {
 	UsageReader
 	EventAppender
 	EventReader
+	LogAppender
+	LogReader
+	LogRetention
 	// Ready reports whether the store can take writes now.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls in flight finish first.
@@ -168,6 +172,71 @@ type EventFilter struct {
 	// Optional filters; empty means all.
 	Apps  []string
 	Types []events.Type
+}
+
+// LogAppender stores log lines.
+type LogAppender interface {
+	// AppendLogs stores lines with the guarantees of AppendUsage: durable on
+	// return, all or nothing, the first arrival of an id kept. Lines must be
+	// valid (logs.Validate) and carry their received_at.
+	AppendLogs(ctx context.Context, lines []logs.Line) (AppendResult, error)
+}
+
+// LogReader reads the stored lines of one tenant.
+type LogReader interface {
+	// QueryLogs returns the lines of q.Tenant with a time in [q.From, q.To)
+	// that q.Selector selects (stream and text), newest first (oldest first
+	// when q.Forward), at most q.Limit, and the cursor of the next page.
+	QueryLogs(ctx context.Context, q LogQuery) (LogPage, error)
+	// LogLabels returns the sorted label names of the tenant's streams that
+	// have lines in [from, to).
+	LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error)
+	// LogLabelValues returns the sorted values label name takes in those streams.
+	LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error)
+}
+
+// LogRetention forgets old lines.
+type LogRetention interface {
+	// DeleteLogs deletes the tenant's lines with a time before before and
+	// returns how many it deleted.
+	DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error)
+}
+
+// LogQuery selects lines of one tenant.
+type LogQuery struct {
+	Tenant   string
+	From, To time.Time
+	// Selector chooses streams by label and lines by text; empty selects all.
+	Selector logs.Selector
+	// Limit is the most lines returned (1..MaxLogLimit).
+	Limit int
+	// Forward returns the oldest lines first; the default is newest first.
+	Forward bool
+	// Cursor continues after the last line of a previous page ("" starts at the beginning).
+	Cursor string
+}
+
+// MaxLogLimit is the most lines one query returns.
+const MaxLogLimit = 5000
+
+// Validate names what is wrong with q.
+func (q *LogQuery) Validate() error {
+	switch {
+	case q.Tenant == "":
+		return errors.New("tenant: is required")
+	case !q.From.Before(q.To):
+		return fmt.Errorf("from: %s must be before to %s", q.From.Format(time.RFC3339Nano), q.To.Format(time.RFC3339Nano))
+	case q.Limit < 1 || q.Limit > MaxLogLimit:
+		return fmt.Errorf("limit: %d must be between 1 and %d", q.Limit, MaxLogLimit)
+	}
+	return nil
+}
+
+// LogPage is one page of a log query.
+type LogPage struct {
+	Lines []logs.Line
+	// Next continues the query after Lines ("" when there is no more).
+	Next string
 }
 
 // ErrNotReady is returned by stores that cannot serve right now (closed, or the

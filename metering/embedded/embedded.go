@@ -126,6 +126,31 @@ var migrations = []string{
 		schema_version   INTEGER NOT NULL,
 		PRIMARY KEY (tenant, time, id)
 	) WITHOUT ROWID;`,
+	// Log lines are stored once per line with a reference to their stream; a
+	// stream (one label set of one tenant) is stored once. A query first picks the
+	// tenant's streams its selector matches — few, and matched in Go with the
+	// exact LogQL semantics — then walks the lines of those streams by time.
+	`CREATE TABLE log_streams (
+		id     INTEGER PRIMARY KEY,
+		tenant TEXT NOT NULL,
+		key    TEXT NOT NULL,
+		labels TEXT NOT NULL,
+		UNIQUE (tenant, key)
+	);`,
+	// The id is derived from the tenant, stream, time, seq and text, so this
+	// key rejects exactly the duplicates the id would.
+	`CREATE TABLE log_lines (
+		tenant         TEXT    NOT NULL,
+		time           INTEGER NOT NULL,
+		seq            INTEGER NOT NULL,
+		id             BLOB    NOT NULL,
+		stream         INTEGER NOT NULL REFERENCES log_streams (id),
+		line           TEXT    NOT NULL,
+		received_at    INTEGER NOT NULL,
+		schema_version INTEGER NOT NULL,
+		PRIMARY KEY (tenant, time, seq, id)
+	) WITHOUT ROWID;`,
+	`CREATE INDEX log_lines_by_stream ON log_lines (stream, time, seq, id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {

@@ -36,8 +36,10 @@ func Run(t *testing.T, open Opener) {
 		"queries and scans see only the requested tenant and filters":                   testTenantIsolation,
 		"a closed store is not ready and refuses appends":                               testClosed,
 	}
-	for name, test := range eventTests() {
-		tests[name] = test
+	for _, more := range []map[string]func(t *testing.T, s metering.Store){eventTests(), logTests()} {
+		for name, test := range more {
+			tests[name] = test
+		}
 	}
 	names := make([]string, 0, len(tests))
 	for name := range tests {

@@ -1,0 +1,240 @@
+// Package logs is the log-line contract: one line of one stream, the stream
+// named by its labels as in Loki, owned by one institution. The agent's lines
+// carry the platform's labels (LabelProject … LabelStream); lines pushed
+// through the Loki API carry whatever labels their client sets. Lines are
+// deduplicated like usage records: a deterministic id, first arrival kept.
+package logs
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"regexp"
+	"sort"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// SchemaVersion is the version of the line encoding this build writes; the
+// collector accepts MinSchemaVersion..SchemaVersion.
+const (
+	SchemaVersion    = 1
+	MinSchemaVersion = 1
+)
+
+// The labels the agent sets on a container's lines.
+const (
+	LabelProject   = "project"
+	LabelApp       = "app"
+	LabelEnv       = "env"
+	LabelNode      = "node"
+	LabelContainer = "container"
+	// LabelStream is stdout or stderr.
+	LabelStream = "stream"
+)
+
+// Line is one log line.
+type Line struct {
+	ID            string `json:"id"`
+	SchemaVersion int    `json:"schema_version"`
+	Tenant        string `json:"tenant"`
+	// Labels name the line's stream.
+	Labels map[string]string `json:"labels"`
+	Time   time.Time         `json:"time"`
+	// Seq orders the lines of one stream that share a Time (0 for the first).
+	Seq  int    `json:"seq,omitempty"`
+	Line string `json:"line"`
+	// ReceivedAt is stamped by the collector on first arrival.
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+}
+
+// Limits bound what one line may carry (Loki's kind of limits).
+type Limits struct {
+	// MaxLineBytes is the longest line; senders truncate with Truncate.
+	MaxLineBytes int
+	// MaxLabels is the most labels of a stream; MaxLabelNameBytes and
+	// MaxLabelValueBytes bound each.
+	MaxLabels, MaxLabelNameBytes, MaxLabelValueBytes int
+	// MaxLines is the most lines in one batch.
+	MaxLines int
+	// FutureSkew and Horizon bound a line's time around the receiver's clock.
+	FutureSkew, Horizon time.Duration
+}
+
+// DefaultLimits are Loki's defaults where it has them (line size 256 KiB,
+// 15 labels, names of 1024 and values of 2048 bytes).
+func DefaultLimits() Limits {
+	return Limits{MaxLineBytes: 256 << 10, MaxLabels: 15, MaxLabelNameBytes: 1024, MaxLabelValueBytes: 2048,
+		MaxLines: 10000, FutureSkew: 5 * time.Minute, Horizon: 400 * 24 * time.Hour}
+}
+
+// TruncationMarker ends a line that was cut to the size limit; %d is the
+// number of bytes cut.
+const TruncationMarker = " …[truncated %d bytes]"
+
+// Truncate cuts s to at most max bytes, marker included, on a UTF-8 boundary,
+// and says so at its end. It returns s unchanged when it fits.
+func Truncate(s string, max int) (string, bool) {
+	if len(s) <= max {
+		return s, false
+	}
+	// The marker's length depends on the count it shows: reserve for the largest.
+	keep := max - len(fmt.Sprintf(TruncationMarker, len(s)))
+	if keep < 0 {
+		keep = 0
+	}
+	for keep > 0 && !utf8.RuneStart(s[keep]) {
+		keep--
+	}
+	return s[:keep] + fmt.Sprintf(TruncationMarker, len(s)-keep), true
+}
+
+// StreamKey is the canonical form of a label set: `{a="1", b="2"}` with the
+// names sorted, as Loki prints streams.
+func StreamKey(labels map[string]string) string {
+	names := make([]string, 0, len(labels))
+	for n := range labels {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	b := []byte{'{'}
+	for i, n := range names {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, n...)
+		b = append(b, '=')
+		b = strconv.AppendQuote(b, labels[n])
+	}
+	return string(append(b, '}'))
+}
+
+// DeriveID returns the deterministic id of l: a hash of its tenant, stream,
+// time, sequence and text, so the same line read twice (an agent that
+// re-reads after a crash, a client that retries a push) has one id.
+func DeriveID(l *Line) string {
+	h := sha256.New()
+	for _, s := range []string{"paasmeter.log.v1", l.Tenant, StreamKey(l.Labels), strconv.FormatInt(l.Time.UnixNano(), 10),
+		strconv.Itoa(l.Seq), l.Line} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:usage.IDLength/2])
+}
+
+// SetID derives and sets l.ID.
+func (l *Line) SetID() { l.ID = DeriveID(l) }
+
+// labelName is Prometheus' (and Loki's) label name syntax.
+var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+
+// Validate checks l as received at now and returns every problem, tagged with index.
+func Validate(l *Line, index int, now time.Time, lim Limits) []batch.Problem {
+	var ps []batch.Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if l.SchemaVersion < MinSchemaVersion || l.SchemaVersion > SchemaVersion {
+		add("schema_version", "%d is not supported (this collector accepts %d to %d)", l.SchemaVersion, MinSchemaVersion, SchemaVersion)
+	}
+	if len(usage.ValidateLabels(0, l.Tenant, "p", "a", usage.EnvDev, "n")) > 0 {
+		add("tenant", "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", batch.Truncate(l.Tenant))
+	}
+	ps = append(ps, ValidateLabels(index, l.Labels, lim)...)
+	switch {
+	case l.Time.IsZero():
+		add("time", "is required")
+	case l.Time.After(now.Add(lim.FutureSkew)):
+		add("time", "%s is more than %s in the future", l.Time.Format(time.RFC3339Nano), lim.FutureSkew)
+	case l.Time.Before(now.Add(-lim.Horizon)):
+		add("time", "%s is older than the horizon of %s", l.Time.Format(time.RFC3339Nano), lim.Horizon)
+	}
+	if l.Seq < 0 {
+		add("seq", "%d is negative", l.Seq)
+	}
+	if len(l.Line) > lim.MaxLineBytes {
+		add("line", "is %d bytes, over the limit of %d", len(l.Line), lim.MaxLineBytes)
+	}
+	if !utf8.ValidString(l.Line) {
+		add("line", "is not valid UTF-8")
+	}
+	if !l.ReceivedAt.IsZero() {
+		add("received_at", "is set by the collector and must be empty")
+	}
+	switch {
+	case l.ID == "":
+		add("id", "is required")
+	case l.ID != DeriveID(l):
+		add("id", "%q is not the id of this line (want %s)", batch.Truncate(l.ID), DeriveID(l))
+	}
+	return ps
+}
+
+// ValidateLabels checks a stream's labels against lim.
+func ValidateLabels(index int, labels map[string]string, lim Limits) []batch.Problem {
+	var ps []batch.Problem
+	add := func(field, format string, args ...any) {
+		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	if len(labels) == 0 {
+		add("labels", "a stream needs at least one label")
+	}
+	if len(labels) > lim.MaxLabels {
+		add("labels", "%d labels, over the limit of %d", len(labels), lim.MaxLabels)
+	}
+	names := make([]string, 0, len(labels))
+	for n := range labels {
+		names = append(names, n)
+	}
+	sort.Strings(names) // problems in a stable order
+	for _, n := range names {
+		v := labels[n]
+		switch {
+		case len(n) > lim.MaxLabelNameBytes:
+			add("labels", "label name %q is longer than %d bytes", batch.Truncate(n), lim.MaxLabelNameBytes)
+		case !labelName.MatchString(n):
+			add("labels", "label name %q must match [a-zA-Z_][a-zA-Z0-9_]*", batch.Truncate(n))
+		case len(v) > lim.MaxLabelValueBytes:
+			add("labels", "the value of %s is longer than %d bytes", n, lim.MaxLabelValueBytes)
+		case v == "":
+			add("labels", "the value of %s is empty", n)
+		case !utf8.ValidString(v):
+			add("labels", "the value of %s is not valid UTF-8", n)
+		}
+	}
+	return ps
+}
+
+// DecodeBatch reads one batch of lines (package batch) and validates each as
+// received at now, as usage.DecodeBatch does for records.
+func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Line, error) {
+	var lines []Line
+	err := batch.Decode(r, lim.MaxLines, func(i int, w *wireLine) []batch.Problem {
+		var ps []batch.Problem
+		l := w.Line
+		l.Time = batch.ParseTime(i, "time", w.Time, &ps)
+		l.ReceivedAt = batch.ParseTime(i, "received_at", w.ReceivedAt, &ps)
+		if len(ps) == 0 {
+			ps = Validate(&l, i, now, lim)
+		}
+		lines = append(lines, l)
+		return ps
+	})
+	return lines, err
+}
+
+// wireLine is Line as decoded from outside input, with string times (see batch.ParseTime).
+type wireLine struct {
+	Line
+	Time       string `json:"time"`
+	ReceivedAt string `json:"received_at"`
+}
+
+// EncodeBatch writes lines as a batch.
+func EncodeBatch(w io.Writer, lines []Line) error { return batch.Encode(w, lines) }

@@ -1,0 +1,282 @@
+package embedded
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paasmeter/paasmeter/logs"
+	"github.com/paasmeter/paasmeter/metering"
+)
+
+// AppendLogs implements metering.LogAppender.
+func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.AppendResult, error) {
+	var res metering.AppendResult
+	if s.closed.Load() {
+		return res, metering.ErrNotReady
+	}
+	ids := make([][]byte, len(lines))
+	keys := make([]string, len(lines))
+	for i := range lines {
+		id, err := decodeID(lines[i].ID)
+		if err != nil {
+			return res, fmt.Errorf("embedded store: line %d: %w", i, err)
+		}
+		ids[i], keys[i] = id, logs.StreamKey(lines[i].Labels)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return res, fmt.Errorf("embedded store: begin: %w", err)
+	}
+	defer tx.Rollback()
+	streams, err := s.streamIDs(ctx, tx, lines, keys)
+	if err != nil {
+		return res, err
+	}
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO log_lines (tenant, time, seq, id, stream, line, received_at, schema_version)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (tenant, time, seq, id) DO NOTHING`)
+	if err != nil {
+		return res, fmt.Errorf("embedded store: prepare insert: %w", err)
+	}
+	defer stmt.Close()
+	for i := range lines {
+		l := &lines[i]
+		out, err := stmt.ExecContext(ctx, l.Tenant, l.Time.UnixNano(), l.Seq, ids[i], streams[l.Tenant+"\x00"+keys[i]], l.Line,
+			l.ReceivedAt.UnixNano(), l.SchemaVersion)
+		if err != nil {
+			return metering.AppendResult{}, fmt.Errorf("embedded store: insert line %d: %w", i, err)
+		}
+		if n, err := out.RowsAffected(); err != nil {
+			return metering.AppendResult{}, fmt.Errorf("embedded store: insert line %d: %w", i, err)
+		} else if n == 0 {
+			res.Duplicates = append(res.Duplicates, i)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return metering.AppendResult{}, fmt.Errorf("embedded store: commit: %w", err)
+	}
+	return res, nil
+}
+
+// streamIDs returns the id of every stream of lines, by tenant and key,
+// creating the streams not stored yet (in tx, so they vanish with a failed batch).
+func (s *Store) streamIDs(ctx context.Context, tx *sql.Tx, lines []logs.Line, keys []string) (map[string]int64, error) {
+	ids := map[string]int64{}
+	for i := range lines {
+		k := lines[i].Tenant + "\x00" + keys[i]
+		if _, ok := ids[k]; ok {
+			continue
+		}
+		labels, err := json.Marshal(lines[i].Labels)
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: line %d labels: %w", i, err)
+		}
+		var id int64
+		// The no-op update makes RETURNING answer for an existing stream too.
+		err = tx.QueryRowContext(ctx, `INSERT INTO log_streams (tenant, key, labels) VALUES (?, ?, ?)
+			ON CONFLICT (tenant, key) DO UPDATE SET key = excluded.key RETURNING id`, lines[i].Tenant, keys[i], string(labels)).Scan(&id)
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: stream of line %d: %w", i, err)
+		}
+		ids[k] = id
+	}
+	return ids, nil
+}
+
+type stream struct {
+	id     int64
+	labels map[string]string
+}
+
+// streams returns the tenant's streams that sel matches.
+func (s *Store) streams(ctx context.Context, tenant string, match func(map[string]string) bool) ([]stream, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, labels FROM log_streams WHERE tenant = ?`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: log streams: %w", err)
+	}
+	defer rows.Close()
+	var out []stream
+	for rows.Next() {
+		var st stream
+		var labels string
+		if err := rows.Scan(&st.id, &labels); err != nil {
+			return nil, fmt.Errorf("embedded store: log streams: %w", err)
+		}
+		if err := json.Unmarshal([]byte(labels), &st.labels); err != nil {
+			return nil, fmt.Errorf("embedded store: log stream %d: %w", st.id, err)
+		}
+		if match(st.labels) {
+			out = append(out, st)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded store: log streams: %w", err)
+	}
+	return out, nil
+}
+
+// QueryLogs implements metering.LogReader.
+func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
+	var page metering.LogPage
+	if err := q.Validate(); err != nil {
+		return page, err
+	}
+	sts, err := s.streams(ctx, q.Tenant, q.Selector.MatchesStream)
+	if err != nil || len(sts) == 0 {
+		return page, err
+	}
+	byID := make(map[int64]map[string]string, len(sts))
+	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}
+	for _, st := range sts {
+		byID[st.id] = st.labels
+		args = append(args, st.id)
+	}
+	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (?" + strings.Repeat(", ?", len(sts)-1) + ")"
+	order, cmp := "DESC", "<"
+	if q.Forward {
+		order, cmp = "ASC", ">"
+	}
+	if q.Cursor != "" {
+		c, err := parseCursor(q.Cursor)
+		if err != nil {
+			return page, err
+		}
+		cond += " AND (time, seq, id) " + cmp + " (?, ?, ?)"
+		args = append(args, c.time, c.seq, c.id)
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT time, seq, id, stream, line, received_at, schema_version FROM log_lines
+		WHERE `+cond+` ORDER BY time `+order+`, seq `+order+`, id `+order, args...)
+	if err != nil {
+		return page, fmt.Errorf("embedded store: query logs: %w", err)
+	}
+	defer rows.Close()
+	var last cursor
+	for rows.Next() {
+		var l logs.Line
+		var t, recv, streamID int64
+		var id []byte
+		if err := rows.Scan(&t, &l.Seq, &id, &streamID, &l.Line, &recv, &l.SchemaVersion); err != nil {
+			return page, fmt.Errorf("embedded store: query logs: %w", err)
+		}
+		// Line filters run here, after the indexed walk: LogQL's regexps are
+		// Go's (RE2), which SQLite does not have.
+		if !q.Selector.MatchesLine(l.Line) {
+			continue
+		}
+		if len(page.Lines) == q.Limit {
+			page.Next = last.String()
+			break
+		}
+		l.ID, l.Tenant, l.Labels = hex.EncodeToString(id), q.Tenant, byID[streamID]
+		l.Time, l.ReceivedAt = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC()
+		page.Lines = append(page.Lines, l)
+		last = cursor{time: t, seq: l.Seq, id: id}
+	}
+	if err := rows.Err(); err != nil {
+		return page, fmt.Errorf("embedded store: query logs: %w", err)
+	}
+	return page, nil
+}
+
+// cursor is the position of the last line of a page.
+type cursor struct {
+	time int64
+	seq  int
+	id   []byte
+}
+
+func (c cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d:%d:%x", c.time, c.seq, c.id)))
+}
+
+func parseCursor(s string) (cursor, error) {
+	bad := fmt.Errorf("cursor: %q is not a cursor this store gave", s)
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return cursor{}, bad
+	}
+	parts := strings.Split(string(b), ":")
+	if len(parts) != 3 {
+		return cursor{}, bad
+	}
+	var c cursor
+	var err1, err2, err3 error
+	c.time, err1 = strconv.ParseInt(parts[0], 10, 64)
+	c.seq, err2 = strconv.Atoi(parts[1])
+	c.id, err3 = hex.DecodeString(parts[2])
+	if errors.Join(err1, err2, err3) != nil {
+		return cursor{}, bad
+	}
+	return c, nil
+}
+
+// LogLabels implements metering.LogReader.
+func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
+	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
+		for n := range labels {
+			add(n)
+		}
+	})
+}
+
+// LogLabelValues implements metering.LogReader.
+func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
+	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
+		if v, ok := labels[name]; ok {
+			add(v)
+		}
+	})
+}
+
+// labelSet collects, sorted and once each, what pick takes from the labels of
+// the tenant's streams that have a line in [from, to).
+func (s *Store) labelSet(ctx context.Context, tenant string, from, to time.Time, pick func(map[string]string, func(string))) ([]string, error) {
+	sts, err := s.streams(ctx, tenant, func(map[string]string) bool { return true })
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for _, st := range sts {
+		var one int
+		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM log_lines WHERE stream = ? AND time >= ? AND time < ? LIMIT 1`,
+			st.id, from.UnixNano(), to.UnixNano()).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: log labels: %w", err)
+		}
+		pick(st.labels, func(v string) { seen[v] = true })
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// DeleteLogs implements metering.LogRetention. Streams stay: they are small,
+// and a stream that comes back keeps its id.
+func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {
+	if s.closed.Load() {
+		return 0, metering.ErrNotReady
+	}
+	res, err := s.w.ExecContext(ctx, `DELETE FROM log_lines WHERE tenant = ? AND time < ?`, tenant, before.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
+	}
+	return n, nil
+}
