@@ -3,10 +3,12 @@ package embedded_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/paasmeter/paasmeter/internal/loadgen"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
@@ -30,4 +32,33 @@ func BenchmarkAppendUsage(b *testing.B) {
 			b.ReportMetric(res.PerSecond(), "records/s")
 		})
 	}
+}
+
+// BenchmarkAppendLogs measures one writer appending batches of 100-byte log
+// lines of 20 streams straight into the store: the ceiling of log ingest.
+func BenchmarkAppendLogs(b *testing.B) {
+	const size = 5000
+	s, err := embedded.Open(context.Background(), b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
+	text := strings.Repeat("x", 90)
+	batch := make([]logs.Line, size)
+	b.ResetTimer()
+	start := time.Now()
+	for n := range b.N {
+		for i := range batch {
+			l := logs.Line{SchemaVersion: logs.SchemaVersion, Tenant: "caami", Time: now.Add(time.Duration(n*size+i) * time.Microsecond),
+				Labels: map[string]string{logs.LabelApp: fmt.Sprintf("app-%d", i%20), logs.LabelStream: "stdout"},
+				Line:   fmt.Sprintf("%09d %s", n*size+i, text), ReceivedAt: now}
+			l.SetID()
+			batch[i] = l
+		}
+		if _, err := s.AppendLogs(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*size)/time.Since(start).Seconds(), "lines/s")
 }

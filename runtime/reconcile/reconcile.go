@@ -214,16 +214,21 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 	probed := map[string]probeTarget{}
 	var errs []error
 	for _, inst := range s.Institutions {
-		if err := r.ensureNetwork(ctx, inst.ID); err != nil {
-			errs = append(errs, err)
-			continue
+		netErr := r.ensureNetwork(ctx, inst.ID)
+		if netErr != nil {
+			errs = append(errs, netErr)
 		}
 		for _, p := range inst.Projects {
 			for _, a := range p.Apps {
 				tmpl := Replica{Institution: inst.ID, Project: p.ID, App: a, Node: r.o.Node}
-				if err := r.ensureVolumes(ctx, &tmpl); err != nil {
-					errs = append(errs, err)
-					continue
+				// Without its network or volumes an app is left as it is — neither
+				// started nor, above all, taken for an app the spec dropped.
+				ready := netErr == nil
+				if ready {
+					if err := r.ensureVolumes(ctx, &tmpl); err != nil {
+						errs = append(errs, err)
+						ready = false
+					}
 				}
 				hash := AppHash(a)
 				rolling := r.rolling(&tmpl, obs, hash)
@@ -232,7 +237,10 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 					rep.Index = i
 					key := rep.key()
 					desired[key] = true
-					state := r.slot(ctx, rep, obs[key], hash, &rolling, now)
+					state := "failing"
+					if ready {
+						state = r.slot(ctx, rep, obs[key], hash, &rolling, now)
+					}
 					r.metrics.replicas.WithLabelValues(inst.ID, p.ID, a.ID, string(a.Env), state).Inc()
 					if cs := obs[key]; len(cs) > 0 && a.Health != nil {
 						if c := cs[len(cs)-1]; c.running {
