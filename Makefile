@@ -4,6 +4,7 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN       := bin/paasmeter
 CONFIG    ?= deploy/examples/paasmeter.yaml
+PLATFORM  ?= examples/platform.yaml
 FUZZTIME  ?= 60s
 # A static binary: SQLite is linked in through cgo, libc statically.
 BUILD_TAGS := netgo,osusergo,sqlite_omit_load_extension
@@ -23,12 +24,11 @@ build: ## Build the static binary bin/paasmeter
 	$(GO) build -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/paasmeter
 
 .PHONY: run
-run: build ## Run the collector on the embedded store with the example config (data in ./data)
-	@echo "paasmeter collector: API on http://127.0.0.1:8080, metrics on http://127.0.0.1:9090/metrics"
-	@echo "  send a batch:  $(BIN) usage example | curl -sS -H 'Authorization: Bearer pm_example_agent_node1' --data-binary @- http://127.0.0.1:8080/api/v1/usage"
-	@echo "  read it back:  curl -sS -H 'Authorization: Bearer pm_example_caami' 'http://127.0.0.1:8080/api/v1/tenants/caami/usage?group_by=app,day'"
-	@echo "  stop with Ctrl-C (in-flight batches finish first)"
-	$(BIN) collector --config $(CONFIG)
+run: build ## Bring the example platform up: collector, agent and examples/platform.yaml's containers (Ctrl-C stops all)
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env"; \
+	if [ -z "$$PAASMETER_TEST_DOCKER_HOST" ]; then echo "make run needs a Docker Engine: run it as root (scripts/test-deps.sh starts one)" >&2; exit 1; fi; \
+	PAASMETER_DOCKER_HOST=$$PAASMETER_TEST_DOCKER_HOST PAASMETER_AGENT_TOKEN=pm_example_agent_node1 \
+	  exec $(BIN) up --config $(CONFIG) --platform $(PLATFORM)
 
 .PHONY: test
 test: ## Install and start what the tests need, then run the whole suite (race detector, fuzz seed corpora)
@@ -54,5 +54,5 @@ fuzz: ## Fuzz the batch decoder for FUZZTIME (default 60s); new crashers land in
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 
 .PHONY: clean
-clean: ## Remove the binary and the local data directory
-	rm -rf bin data
+clean: ## Remove the binary, the local data directory and the agent's spool
+	rm -rf bin data spool

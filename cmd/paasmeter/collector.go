@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"github.com/prometheus/client_golang/prometheus"
 	promversion "github.com/prometheus/client_golang/prometheus/collectors/version"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
 	"github.com/paasmeter/paasmeter/metering/embedded"
@@ -41,36 +43,52 @@ func (a *app) runCollector(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	log := a.logger(cfg)
-	loc, err := cfg.Location()
+	srv, closeCollector, err := a.openCollector(ctx, cfg, a.logger(cfg))
 	if err != nil {
 		return err
+	}
+	defer func() { err = errors.Join(err, closeCollector()) }()
+	return srv.Run(ctx, nil)
+}
+
+// openCollector builds the collector of cfg over the embedded store, ready to
+// Run; closeCollector closes the store and flushes the traces once Run returned.
+func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.Logger) (srv *collector.Server, closeCollector func() error, err error) {
+	loc, err := cfg.Location()
+	if err != nil {
+		return nil, nil, err
 	}
 	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, cfg.Tracing, "paasmeter-collector", version, a.stdout)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer func() { err = errors.Join(err, shutdownTracing(context.WithoutCancel(ctx))) }()
-
+	// The traces are flushed even when the caller's context ended: that is
+	// how a collector usually stops.
+	closeTracing := func() error { return shutdownTracing(context.WithoutCancel(ctx)) }
 	store, err := embedded.Open(ctx, cfg.Store.DataDir)
 	if err != nil {
-		return err
+		return nil, nil, errors.Join(err, closeTracing())
 	}
-	defer func() { err = errors.Join(err, store.Close()) }()
+	closeCollector = func() error { return errors.Join(store.Close(), closeTracing()) }
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, closeCollector())
+		}
+	}()
 	log.Info("metering store opened", "kind", "embedded", "path", store.Path())
 
 	authn, err := auth.NewAuthenticator(cfg.Tokens)
 	if err != nil {
-		return fmt.Errorf("config: %w", err)
+		return nil, nil, fmt.Errorf("config: %w", err)
 	}
 	reg := prometheus.NewRegistry()
 	if err := collector.RegisterProcessMetrics(reg); err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := reg.Register(promversion.NewCollector("paasmeter")); err != nil {
-		return err
+		return nil, nil, err
 	}
-	srv, err := collector.New(collector.Options{
+	srv, err = collector.New(collector.Options{
 		Config:   cfg.Collector,
 		Store:    store,
 		Auth:     authn,
@@ -82,7 +100,7 @@ func (a *app) runCollector(ctx context.Context) (err error) {
 		Tracer:   tp,
 	})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	return srv.Run(ctx, nil)
+	return srv, closeCollector, nil
 }

@@ -280,6 +280,9 @@ func (a *Agent) track(c engine.Container, saved map[string]meter.State) {
 }
 
 func (a *Agent) valid(c engine.Container) bool {
+	if !a.mine(c.Node) {
+		return false
+	}
 	if ps := usage.ValidateLabels(0, c.Tenant, c.Project, c.App, c.Env, a.o.Config.Node); len(ps) > 0 {
 		a.log.Warn("container has invalid platform labels; not metered", "container", c.Name, "problem", ps[0].String())
 		return false
@@ -479,7 +482,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.log.Warn("inspect after die failed", "container", ev.ContainerID, "err", err)
 			return
 		}
-		if t == nil && valid(c) && c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
+		if t == nil && valid(c) && a.mine(c.Node) && c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
 			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
 		}
 		if t != nil {
@@ -518,7 +521,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		a.mu.Lock()
 		delete(a.initiators, ev.ContainerID)
 		a.mu.Unlock()
-		if c, ok := containerFromLabels(ev); ok {
+		if c, ok := containerFromLabels(ev); ok && a.mine(c.Node) {
 			a.produce(nil, a.event(c, events.Removed, ev.Time))
 		}
 	case engine.EventHealth:
@@ -533,6 +536,10 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 
 func valid(c engine.Container) bool { return c.Tenant != "" && !c.StartedAt.IsZero() }
 
+// mine reports whether this agent meters a container the runtime of node
+// made ("" for containers others start: every agent meters those).
+func (a *Agent) mine(node string) bool { return node == "" || node == a.o.Config.Node }
+
 // containerFromLabels rebuilds what an event of a removed container tells.
 func containerFromLabels(ev engine.Event) (engine.Container, bool) {
 	l := ev.Labels
@@ -540,7 +547,7 @@ func containerFromLabels(ev engine.Event) (engine.Container, bool) {
 		return engine.Container{}, false
 	}
 	return engine.Container{ID: ev.ContainerID, Tenant: l[engine.LabelTenant], Project: l[engine.LabelProject], App: l[engine.LabelApp],
-		Env: usage.Environment(l[engine.LabelEnv]), Replica: l[engine.LabelReplica], RunLabel: l[engine.LabelRun]}, true
+		Env: usage.Environment(l[engine.LabelEnv]), Replica: l[engine.LabelReplica], RunLabel: l[engine.LabelRun], Node: l[engine.LabelNode]}, true
 }
 
 // finish closes a run that ended (or vanished): its final counters come from

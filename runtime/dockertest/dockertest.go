@@ -4,19 +4,16 @@
 package dockertest
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
+
+	"github.com/paasmeter/paasmeter/runtime/image"
 )
 
 // HostEnv names the variable that points the tests at the Docker Engine.
@@ -54,56 +51,10 @@ func Client(t testing.TB) *client.Client {
 // Busybox builds BusyboxImage once per engine and returns its tag.
 func Busybox(t testing.TB, cli *client.Client) string {
 	t.Helper()
-	ctx := context.Background()
-	if _, err := cli.ImageInspect(ctx, BusyboxImage); err == nil {
-		return BusyboxImage
-	}
-	bin, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatalf("busybox-static is needed to build the test image (apt-get install busybox-static): %v", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n")},
-		{"busybox", 0o755, bin},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data))}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := image.EnsureBusybox(ctx, cli, BusyboxImage); err != nil {
 		t.Fatal(err)
-	}
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{BusyboxImage}, Remove: true, ForceRemove: true})
-	if err != nil {
-		t.Fatalf("build %s: %v", BusyboxImage, err)
-	}
-	defer resp.Body.Close()
-	// The build reports failures inside its JSON stream, not as an error.
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			break
-		} else if err != nil {
-			t.Fatalf("build %s: reading progress: %v", BusyboxImage, err)
-		}
-		if msg.Error != "" {
-			t.Fatalf("build %s: %s", BusyboxImage, msg.Error)
-		}
-	}
-	if _, err := cli.ImageInspect(ctx, BusyboxImage); err != nil {
-		t.Fatalf("build %s finished but the image is missing: %v", BusyboxImage, err)
 	}
 	return BusyboxImage
 }

@@ -25,6 +25,10 @@ const (
 	// LabelSize is a persistent volume's provisioned size in bytes: what it is
 	// billed for, whatever it holds.
 	LabelSize = "paasmeter.size_bytes"
+	// LabelNode names the node whose runtime made the container. Its agent
+	// meters it; other agents sharing the engine leave it alone. Containers
+	// others start carry none, and every agent of the engine meters them.
+	LabelNode = "paasmeter.node"
 )
 
 // Engine is a container engine.
@@ -56,7 +60,9 @@ type Container struct {
 	Replica string
 	// RunLabel is LabelRun when set.
 	RunLabel string
-	Running  bool
+	// Node is LabelNode when set.
+	Node    string
+	Running bool
 	// Pid is the container's init process while it runs.
 	Pid        int
 	StartedAt  time.Time

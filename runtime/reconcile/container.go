@@ -38,7 +38,7 @@ type Replica struct {
 const (
 	// LabelNode marks a container as managed by the reconciler of that node:
 	// it never touches a container without it.
-	LabelNode = "paasmeter.node"
+	LabelNode = engine.LabelNode
 	// LabelSpec is the hash of the app's spec the container was made from; a
 	// different hash means the spec changed and the replica is rolled.
 	LabelSpec = "paasmeter.spec"

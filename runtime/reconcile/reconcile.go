@@ -604,3 +604,21 @@ func (r *Reconciler) Shutdown(ctx context.Context) error {
 	}
 	return g.Wait()
 }
+
+// RemoveExited removes every container of this node that no longer runs. Run
+// after Shutdown, once the agent metered their ends, it makes the next start
+// begin afresh rather than take the shutdown for a crash to back off from.
+func (r *Reconciler) RemoveExited(ctx context.Context) error {
+	obs, err := r.observe(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cs := range obs {
+		for _, c := range cs {
+			if !c.running {
+				r.remove(ctx, c.id, true)
+			}
+		}
+	}
+	return nil
+}

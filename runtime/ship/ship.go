@@ -8,6 +8,7 @@ package ship
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,9 +33,18 @@ import (
 const (
 	KindUsage = "usage"
 	KindEvent = "event"
+	// KindLog is a log line (logs.Line).
+	KindLog = "log"
 )
 
-var endpoints = map[string]string{KindUsage: "/api/v1/usage", KindEvent: "/api/v1/events"}
+var endpoints = map[string]string{KindUsage: "/api/v1/usage", KindEvent: "/api/v1/events", KindLog: "/api/v1/logs"}
+
+// Ack tells which entries of one kind left the spool: those the collector
+// acknowledged and those moved to the dead letters, each in spool order.
+type Ack struct {
+	Kind                string
+	Delivered, Rejected []spool.Entry
+}
 
 // DeadLetter is an entry of the dead-letter spool: a record the collector
 // refused, and why.
@@ -73,6 +84,11 @@ type Options struct {
 	// Idle is how long to wait when the spool is empty; Wake shortens it.
 	Idle time.Duration
 	Wake <-chan struct{}
+	// OnAck, if set, is told of the entries that left the spool, once the
+	// spool recorded it: the log tailer advances its checkpoints with it. A
+	// crash just before the call makes the tailer read those lines again;
+	// their ids are the same, and the collector keeps one.
+	OnAck func(Ack)
 }
 
 // Shipper moves records from the spool to the collector.
@@ -208,10 +224,11 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 		}); err != nil {
 			return 0, err
 		}
-		return len(entries), s.ack(entries)
+		return len(entries), s.ack(entries, Ack{Kind: kind, Rejected: entries})
 	}
 
 	pending := entries // what still has to be delivered
+	var dead []spool.Entry
 	for len(pending) > 0 {
 		status, body, retryAfter, err := s.post(ctx, endpoint, pending)
 		if err != nil {
@@ -233,7 +250,7 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 			}); err != nil {
 				return 0, err
 			}
-			pending = nil
+			dead, pending = append(dead, pending...), nil
 		case status == http.StatusRequestEntityTooLarge:
 			s.m.errors.WithLabelValues("too_large").Inc()
 			s.limit = max(1, len(pending)/2)
@@ -251,16 +268,16 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 				bad = map[int]bool{0: true}
 				problems = []batch.Problem{{Field: "(record)", Reason: "rejected: " + truncate(body)}}
 			}
-			var keep, dead []spool.Entry
+			var keep, bads []spool.Entry
 			var deadIdx []int
 			for i, e := range pending {
 				if bad[i] {
-					dead, deadIdx = append(dead, e), append(deadIdx, i)
+					bads, deadIdx = append(bads, e), append(deadIdx, i)
 				} else {
 					keep = append(keep, e)
 				}
 			}
-			err := s.deadLetter(dead, status, func(i int) []batch.Problem {
+			err := s.deadLetter(bads, status, func(i int) []batch.Problem {
 				var mine []batch.Problem
 				for _, p := range problems {
 					if p.Index == deadIdx[i] {
@@ -272,19 +289,39 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			pending = keep
+			dead, pending = append(dead, bads...), keep
 		default:
 			return 0, s.failure(status, body, retryAfter)
 		}
 	}
 	s.o.Failpoints.Hit(failpoint.AfterAck)
 	s.limit = s.o.BatchSize
-	return len(entries), s.ack(entries)
+	return len(entries), s.ack(entries, split(kind, entries, dead))
 }
 
-func (s *Shipper) ack(entries []spool.Entry) error {
+// split tells the delivered entries from the dead ones, both in spool order.
+func split(kind string, entries, dead []spool.Entry) Ack {
+	a := Ack{Kind: kind, Rejected: dead}
+	isDead := make(map[uint64]bool, len(dead))
+	for _, e := range dead {
+		isDead[e.Seq] = true
+	}
+	for _, e := range entries {
+		if !isDead[e.Seq] {
+			a.Delivered = append(a.Delivered, e)
+		}
+	}
+	slices.SortFunc(a.Rejected, func(x, y spool.Entry) int { return cmp.Compare(x.Seq, y.Seq) })
+	return a
+}
+
+// ack removes entries from the spool, then tells OnAck what became of them.
+func (s *Shipper) ack(entries []spool.Entry, a Ack) error {
 	if err := s.o.Spool.AckThrough(entries[len(entries)-1].Seq); err != nil {
 		return fmt.Errorf("ship: acknowledge spool entries: %w", err)
+	}
+	if s.o.OnAck != nil {
+		s.o.OnAck(a)
 	}
 	return nil
 }

@@ -99,6 +99,7 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Container, erro
 		ID: in.ID, Name: strings.TrimPrefix(in.Name, "/"),
 		Tenant: labels[engine.LabelTenant], Project: labels[engine.LabelProject], App: labels[engine.LabelApp],
 		Env: usage.Environment(labels[engine.LabelEnv]), Replica: labels[engine.LabelReplica], RunLabel: labels[engine.LabelRun],
+		Node: labels[engine.LabelNode],
 	}
 	if st := in.State; st != nil {
 		c.Running, c.Pid, c.ExitCode, c.OOMKilled = st.Running, st.Pid, st.ExitCode, st.OOMKilled
