@@ -14,6 +14,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/go-connections/nat"
 
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/spec"
@@ -93,6 +94,14 @@ func (r *Replica) Config() (*container.Config, *container.HostConfig) {
 	}
 	sort.Strings(env) // a deterministic config, so a change is a real change
 	cfg := &container.Config{Image: a.Image, Cmd: a.Command, Env: env, Labels: r.Labels()}
+	// Ports are exposed on the institution's network only, never published
+	// on the host: other institutions and the outside reach none of them.
+	for _, p := range a.Ports {
+		if cfg.ExposedPorts == nil {
+			cfg.ExposedPorts = nat.PortSet{}
+		}
+		cfg.ExposedPorts[nat.Port(fmt.Sprintf("%d/%s", p.Container, p.Protocol))] = struct{}{}
+	}
 	pids := a.Resources.Pids
 	hc := &container.HostConfig{
 		Privileged:     false,

@@ -27,7 +27,7 @@ func TestAReplicaRunsWithItsLimitsAndHardeningVisibleInInspect(t *testing.T) {
 		App: spec.App{ID: "pricing", Env: usage.EnvProd, Image: img, Command: []string{"sleep", "30"},
 			Resources:    spec.Resources{CPU: 500, Memory: 64 << 20, Pids: 32},
 			EnvVars:      map[string]string{"B": "2", "A": "1"},
-			Capabilities: []string{"NET_BIND_SERVICE"}, ReadOnlyRoot: true,
+			Capabilities: []string{"NET_BIND_SERVICE"}, ReadOnlyRoot: true, Ports: []spec.Port{{Container: 8080, Protocol: "tcp"}},
 			Volumes: []spec.Volume{{Name: "data", Size: 1 << 30, Path: "/data"}}}}
 	if _, err := cli.NetworkCreate(ctx, reconcile.Network("caami"), network.CreateOptions{Labels: map[string]string{engine.LabelTenant: "caami"}}); err != nil {
 		if _, ierr := cli.NetworkInspect(ctx, reconcile.Network("caami"), network.InspectOptions{}); ierr != nil {
@@ -73,6 +73,7 @@ func TestAReplicaRunsWithItsLimitsAndHardeningVisibleInInspect(t *testing.T) {
 		{"no engine restarts", h.RestartPolicy.Name == container.RestartPolicyDisabled},
 		{"the metering labels", in.Config.Labels[engine.LabelTenant] == "caami" && in.Config.Labels[engine.LabelRun] == r.Run},
 		{"sorted env", slices.Contains(in.Config.Env, "A=1") && slices.Index(in.Config.Env, "A=1") < slices.Index(in.Config.Env, "B=2")},
+		{"port 8080 exposed but published nowhere", len(in.Config.ExposedPorts) == 1 && len(h.PortBindings) == 0 && !h.PublishAllPorts},
 		{"the volume at /data", len(in.Mounts) == 1 && in.Mounts[0].Name == r.VolumeName(vol) && in.Mounts[0].Destination == "/data"},
 	}
 	for _, c := range checks {
