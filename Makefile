@@ -50,8 +50,11 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder for FUZZTIME (default 60s); new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder, the Loki push decoders and the LogQL parser, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 .PHONY: clean
 clean: ## Remove the binary, the local data directory and the agent's spool

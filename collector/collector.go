@@ -1,7 +1,9 @@
 // Package collector is the hub's ingest and query service: it authenticates
-// agents and institutions, validates and dedupes usage batches into the metering
-// store, and serves tenant-scoped reads. Operators' /metrics and pprof live on a
-// separate admin listener.
+// agents and institutions, validates and dedupes batches of usage records,
+// events and log lines into the metering store (log lines also through Loki's
+// push API), serves tenant-scoped reads (and Loki's read API for Grafana),
+// audits operators' reads and enforces log retention. Operators' /metrics and
+// pprof live on a separate admin listener.
 package collector
 
 import (
@@ -20,6 +22,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
@@ -32,6 +35,12 @@ type Options struct {
 	Auth   *auth.Authenticator
 	// Tenants is the set of configured institutions; records of any other tenant are rejected.
 	Tenants map[string]bool
+	// LogRetention is how long each tenant's log lines are kept; a tenant
+	// missing from it keeps them DefaultLogRetention.
+	LogRetention map[string]time.Duration
+	// Audit records operators' reads of tenant data. Without it those reads
+	// are refused: the audit fails closed.
+	Audit audit.Recorder
 	// Location is the platform's time zone, for calendar days and months (default UTC).
 	Location *time.Location
 	Clock    clock.Clock
@@ -47,6 +56,9 @@ type Server struct {
 	store    metering.Store
 	auth     *auth.Authenticator
 	tenants  map[string]bool
+	keep     map[string]time.Duration // log retention per tenant
+	audit    audit.Recorder
+	limiters *tenantLimiters
 	loc      *time.Location
 	clock    clock.Clock
 	log      *slog.Logger
@@ -84,11 +96,24 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
+	keep := make(map[string]time.Duration, len(o.Tenants))
+	for t := range o.Tenants {
+		keep[t] = DefaultLogRetention
+		if d, ok := o.LogRetention[t]; ok {
+			if d <= 0 {
+				return nil, fmt.Errorf("collector: log retention of %s: %s must be positive", t, d)
+			}
+			keep[t] = d
+		}
+	}
 	return &Server{
 		cfg:      o.Config,
 		store:    instrumentedStore{Store: o.Store, m: m, tracer: o.Tracer.Tracer(tracerName)},
 		auth:     o.Auth,
 		tenants:  o.Tenants,
+		keep:     keep,
+		audit:    o.Audit,
+		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
 		loc:      o.Location,
 		clock:    o.Clock,
 		log:      o.Logger,
@@ -145,9 +170,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Run serves both listeners until ctx is done, then shuts down gracefully:
-// /readyz turns 503, listeners close, and in-flight batches finish (bounded by
-// ShutdownTimeout) before Run returns. The caller closes the store afterwards.
+// Run serves both listeners and enforces log retention (RunRetention) until
+// ctx is done, then shuts down gracefully: /readyz turns 503, listeners close,
+// and in-flight batches finish (bounded by ShutdownTimeout) before Run
+// returns. The caller closes the store afterwards.
 // ready, if not nil, receives the bound addresses once both listeners listen.
 func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error {
 	apiLn, err := net.Listen("tcp", s.cfg.Listen)
@@ -172,6 +198,17 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 	errc := make(chan error, 2)
 	go func() { errc <- api.Serve(apiLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
+	rctx, stopRetention := context.WithCancel(ctx)
+	retentionDone := make(chan struct{})
+	go func() {
+		defer close(retentionDone)
+		s.RunRetention(rctx)
+	}()
+	// The retention pass is stopped before Run returns, so the caller may close the store.
+	defer func() {
+		stopRetention()
+		<-retentionDone
+	}()
 	s.log.Info("collector listening", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String())
 	if ready != nil {
 		ready(apiLn.Addr(), adminLn.Addr())

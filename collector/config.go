@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -32,11 +33,37 @@ type Config struct {
 	QueueTimeout       time.Duration `yaml:"queue_timeout"`
 	// ShutdownTimeout bounds how long a shutdown waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// AuditLog is the file operators' reads of tenant data are recorded in;
+	// empty means audit.jsonl in the store's data directory.
+	AuditLog string     `yaml:"audit_log"`
+	Logs     LogsConfig `yaml:"logs"`
+}
+
+// LogsConfig bounds log lines as Loki does, and paces their retention.
+type LogsConfig struct {
+	// MaxLineBytes, MaxLabels, MaxLabelNameBytes and MaxLabelValueBytes bound
+	// every line and stream, from agents and Loki clients alike.
+	MaxLineBytes       int `yaml:"max_line_bytes"`
+	MaxLabels          int `yaml:"max_labels"`
+	MaxLabelNameBytes  int `yaml:"max_label_name_bytes"`
+	MaxLabelValueBytes int `yaml:"max_label_value_bytes"`
+	// MaxLines bounds an agent's batch. Loki pushes are bounded by
+	// max_body_bytes only, because Loki clients batch by bytes and would
+	// drop a push refused for its line count.
+	MaxLines int `yaml:"max_lines"`
+	// IngestionRateBytes and IngestionBurstBytes are each tenant's token
+	// bucket for Loki pushes (line bytes per second), as Loki's
+	// ingestion_rate_mb and ingestion_burst_size_mb.
+	IngestionRateBytes  int `yaml:"ingestion_rate_bytes"`
+	IngestionBurstBytes int `yaml:"ingestion_burst_bytes"`
+	// RetentionInterval is how often lines older than their tenant's
+	// log_retention are deleted.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
 }
 
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
-	lim := usage.DefaultLimits()
+	lim, ll := usage.DefaultLimits(), logs.DefaultLimits()
 	return Config{
 		Listen:             "127.0.0.1:8080",
 		AdminListen:        "127.0.0.1:9090",
@@ -48,12 +75,29 @@ func DefaultConfig() Config {
 		MaxInflightBatches: 4,
 		QueueTimeout:       5 * time.Second,
 		ShutdownTimeout:    30 * time.Second,
+		Logs: LogsConfig{
+			MaxLineBytes:        ll.MaxLineBytes,
+			MaxLabels:           ll.MaxLabels,
+			MaxLabelNameBytes:   ll.MaxLabelNameBytes,
+			MaxLabelValueBytes:  ll.MaxLabelValueBytes,
+			MaxLines:            ll.MaxLines,
+			IngestionRateBytes:  4 << 20, // Loki's defaults: 4 MB/s, bursts of 6 MB
+			IngestionBurstBytes: 6 << 20,
+			RetentionInterval:   time.Hour,
+		},
 	}
 }
 
 // Limits returns the record limits c configures.
 func (c *Config) Limits() usage.Limits {
 	return usage.Limits{MaxRecords: c.MaxRecords, FutureSkew: c.FutureSkew, Horizon: c.Horizon, MaxWindow: c.MaxWindow}
+}
+
+// LogLimits returns the log-line limits c configures; lines share the
+// records' future skew and horizon.
+func (c *Config) LogLimits() logs.Limits {
+	return logs.Limits{MaxLineBytes: c.Logs.MaxLineBytes, MaxLabels: c.Logs.MaxLabels, MaxLabelNameBytes: c.Logs.MaxLabelNameBytes,
+		MaxLabelValueBytes: c.Logs.MaxLabelValueBytes, MaxLines: c.Logs.MaxLines, FutureSkew: c.FutureSkew, Horizon: c.Horizon}
 }
 
 // Validate reports what is wrong with c, naming each field.
@@ -81,6 +125,41 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
+	}
+	if err := c.Logs.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("logs.%s", line))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports what is wrong with c, naming each field.
+func (c *LogsConfig) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name       string
+		value, min int
+	}{
+		{"max_line_bytes", c.MaxLineBytes, 256},
+		{"max_labels", c.MaxLabels, 1},
+		{"max_label_name_bytes", c.MaxLabelNameBytes, 1},
+		{"max_label_value_bytes", c.MaxLabelValueBytes, 1},
+		{"max_lines", c.MaxLines, 1},
+		{"ingestion_rate_bytes", c.IngestionRateBytes, 1},
+		{"ingestion_burst_bytes", c.IngestionBurstBytes, 1},
+	} {
+		if f.value < f.min {
+			errs = append(errs, fmt.Errorf("%s: %d is below the minimum of %d", f.name, f.value, f.min))
+		}
+	}
+	// A push is admitted whole or not at all: a burst below the longest line
+	// would refuse that line forever.
+	if c.IngestionBurstBytes < c.MaxLineBytes {
+		errs = append(errs, fmt.Errorf("ingestion_burst_bytes: %d must be at least max_line_bytes (%d)", c.IngestionBurstBytes, c.MaxLineBytes))
+	}
+	if c.RetentionInterval < time.Second {
+		errs = append(errs, fmt.Errorf("retention_interval: %s is below the minimum of 1s", c.RetentionInterval))
 	}
 	return errors.Join(errs...)
 }

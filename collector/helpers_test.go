@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
@@ -35,12 +37,14 @@ const (
 var now = time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
 
 type env struct {
-	srv      *collector.Server
-	api      *httptest.Server
-	admin    *httptest.Server
-	store    metering.Store
-	clock    *clock.Manual
-	registry *prometheus.Registry
+	// auditPath is the audit log of operators' reads.
+	auditPath string
+	srv       *collector.Server
+	api       *httptest.Server
+	admin     *httptest.Server
+	store     metering.Store
+	clock     *clock.Manual
+	registry  *prometheus.Registry
 }
 
 // newEnv starts a collector over a fresh embedded store. wrap, if given, wraps
@@ -75,10 +79,16 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry()}
+	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry(), auditPath: filepath.Join(t.TempDir(), "audit.jsonl")}
+	auditLog, err := audit.OpenFile(e.auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { auditLog.Close() })
 	o := collector.Options{
 		Config: c, Store: store, Auth: authn, Tenants: map[string]bool{"caami": true, "ona": true},
 		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
+		Audit: auditLog,
 	}
 	for _, opt := range opts {
 		opt(&o)

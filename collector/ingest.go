@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -31,10 +32,11 @@ type IngestResult struct {
 const maxProblems = 100
 
 // kind is what differs between the record kinds agents send (usage records,
-// events); everything else about ingesting them is the same.
+// events, log lines); everything else about ingesting them is the same.
 type kind[T any] struct {
-	name   string // metric label and span prefix
-	decode func(r io.Reader, now time.Time, lim usage.Limits) ([]T, error)
+	name string // metric label and span prefix
+	// decode reads and validates a batch received at now, under the kind's limits.
+	decode func(r io.Reader, now time.Time) ([]T, error)
 	// labels returns the tenant and node a record names.
 	labels func(*T) (tenant, node string)
 	stamp  func(*T, time.Time)
@@ -43,8 +45,10 @@ type kind[T any] struct {
 
 func (s *Server) usageKind() kind[usage.Record] {
 	return kind[usage.Record]{
-		name:   "usage",
-		decode: usage.DecodeBatch,
+		name: "usage",
+		decode: func(r io.Reader, now time.Time) ([]usage.Record, error) {
+			return usage.DecodeBatch(r, now, s.cfg.Limits())
+		},
 		labels: func(r *usage.Record) (string, string) { return r.Tenant, r.Node },
 		stamp:  func(r *usage.Record, t time.Time) { r.ReceivedAt = t },
 		append: s.store.AppendUsage,
@@ -53,22 +57,38 @@ func (s *Server) usageKind() kind[usage.Record] {
 
 func (s *Server) eventKind() kind[events.Event] {
 	return kind[events.Event]{
-		name:   "event",
-		decode: events.DecodeBatch,
+		name: "event",
+		decode: func(r io.Reader, now time.Time) ([]events.Event, error) {
+			return events.DecodeBatch(r, now, s.cfg.Limits())
+		},
 		labels: func(e *events.Event) (string, string) { return e.Tenant, e.Node },
 		stamp:  func(e *events.Event, t time.Time) { e.ReceivedAt = t },
 		append: s.store.AppendEvents,
 	}
 }
 
-// ingest handles a batch from one agent (POST /api/v1/usage, /api/v1/events):
-// stored whole or not at all, acknowledged only after the store committed it.
+// logKind is log lines from agents; their node is their stream's node label.
+func (s *Server) logKind() kind[logs.Line] {
+	return kind[logs.Line]{
+		name: kindLogs,
+		decode: func(r io.Reader, now time.Time) ([]logs.Line, error) {
+			return logs.DecodeBatch(r, now, s.cfg.LogLimits())
+		},
+		labels: func(l *logs.Line) (string, string) { return l.Tenant, l.Labels[logs.LabelNode] },
+		stamp:  func(l *logs.Line, t time.Time) { l.ReceivedAt = t },
+		append: s.store.AppendLogs,
+	}
+}
+
+// kindLogs is the kind label of log lines, whichever API they came through.
+const kindLogs = "logs"
+
+// ingest handles a batch from one agent (POST /api/v1/usage, /api/v1/events,
+// /api/v1/logs): stored whole or not at all, acknowledged only after the store
+// committed it.
 func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request, auth.Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-		if !s.acquire(r.Context()) {
-			s.metrics.throttled.WithLabelValues(k.name).Inc()
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
+		if !s.admit(w, r, k.name) {
 			return
 		}
 		defer s.release()
@@ -82,7 +102,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 
 		now := s.clock.Now().UTC()
 		_, span := s.tracer.Start(r.Context(), k.name+".decode")
-		recs, err := k.decode(body, now, s.cfg.Limits())
+		recs, err := k.decode(body, now)
 		span.End()
 		tenants := make([]string, len(recs))
 		var problems []batch.Problem
@@ -118,13 +138,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		s.metrics.batchRecords.WithLabelValues(k.name).Observe(float64(len(recs)))
 		res, err := k.append(r.Context(), recs)
 		if err != nil {
-			s.log.Error("storing batch failed", "kind", k.name, "records", len(recs), "node", p.Node, "err", err)
-			code := http.StatusServiceUnavailable
-			if errors.Is(err, context.Canceled) {
-				code = 499 // client gone: it will resend, dedup makes that safe
-			}
-			w.Header().Set("Retry-After", "5")
-			writeError(w, code, "store unavailable; nothing was stored, resend the batch", nil)
+			s.storeFailed(w, k.name, len(recs), p, err)
 			return
 		}
 		s.countStored(k.name, tenants, res.Duplicates)
@@ -133,6 +147,30 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
 		writeJSON(w, http.StatusOK, out)
 	}
+}
+
+// admit takes an ingest slot for a request of kind, or answers 429 and
+// returns false. The caller releases the slot.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, kind string) bool {
+	if s.acquire(r.Context()) {
+		return true
+	}
+	s.metrics.throttled.WithLabelValues(kind).Inc()
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
+	return false
+}
+
+// storeFailed answers a batch the store did not take: nothing of it was
+// stored, and the client should resend it.
+func (s *Server) storeFailed(w http.ResponseWriter, kind string, records int, p auth.Principal, err error) {
+	s.log.Error("storing batch failed", "kind", kind, "records", records, "principal", p.Name, "err", err)
+	code := http.StatusServiceUnavailable
+	if errors.Is(err, context.Canceled) {
+		code = 499 // client gone: it will resend, dedup makes that safe
+	}
+	w.Header().Set("Retry-After", "5")
+	writeError(w, code, "store unavailable; nothing was stored, resend the batch", nil)
 }
 
 // body returns the request body bounded by MaxBodyBytes, gzip-decoded if the

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -25,6 +26,8 @@ type metrics struct {
 	throttled       *prometheus.CounterVec
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
+	lokiPushes      *prometheus.CounterVec
+	logLinesDeleted *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "method"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_records_total",
-			Help: "Records received by kind (usage, event), tenant and outcome: new (stored), duplicate (already stored, ignored) or rejected (invalid batch, nothing stored).",
+			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), rejected (invalid, not stored) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
 		}, []string{"kind", "tenant", "outcome"}),
 		rejectedBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_batches_rejected_total",
@@ -68,9 +71,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "paasmeter_store_operation_errors_total",
 			Help: "Failed metering store operations.",
 		}, []string{"operation"}),
+		lokiPushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_loki_pushes_total",
+			Help: "Loki push requests by tenant and outcome: accepted (204), rate_limited (429) or rejected (4xx; a 400 may have stored the push's valid lines).",
+		}, []string{"tenant", "outcome"}),
+		logLinesDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_log_lines_deleted_total",
+			Help: "Log lines deleted because they outlived their tenant's log retention.",
+		}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.rejectedBatches, m.batchRecords,
-		m.inflight, m.throttled, m.storeDuration, m.storeErrors} {
+		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.logLinesDeleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -143,4 +154,39 @@ func (s instrumentedStore) ScanUsage(ctx context.Context, f metering.UsageFilter
 	err := s.Store.ScanUsage(ctx, f, fn)
 	done(err)
 	return err
+}
+
+func (s instrumentedStore) AppendLogs(ctx context.Context, lines []logs.Line) (metering.AppendResult, error) {
+	ctx, done := s.observe(ctx, "append_logs", attribute.Int("paasmeter.records", len(lines)))
+	res, err := s.Store.AppendLogs(ctx, lines)
+	done(err)
+	return res, err
+}
+
+func (s instrumentedStore) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
+	ctx, done := s.observe(ctx, "query_logs", attribute.String("paasmeter.tenant", q.Tenant))
+	page, err := s.Store.QueryLogs(ctx, q)
+	done(err)
+	return page, err
+}
+
+func (s instrumentedStore) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
+	ctx, done := s.observe(ctx, "log_labels", attribute.String("paasmeter.tenant", tenant))
+	names, err := s.Store.LogLabels(ctx, tenant, from, to)
+	done(err)
+	return names, err
+}
+
+func (s instrumentedStore) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
+	ctx, done := s.observe(ctx, "log_label_values", attribute.String("paasmeter.tenant", tenant))
+	values, err := s.Store.LogLabelValues(ctx, tenant, name, from, to)
+	done(err)
+	return values, err
+}
+
+func (s instrumentedStore) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {
+	ctx, done := s.observe(ctx, "delete_logs", attribute.String("paasmeter.tenant", tenant))
+	n, err := s.Store.DeleteLogs(ctx, tenant, before)
+	done(err)
+	return n, err
 }

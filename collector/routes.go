@@ -1,7 +1,9 @@
 package collector
 
 import (
+	"errors"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector/auth"
 )
 
@@ -23,9 +26,23 @@ const (
 	// AgentWrite routes need an agent token; handlers check the node binding.
 	AgentWrite
 	// TenantRead routes have a {tenant} path segment and need a token that may
-	// read that tenant. The check lives in wrap, so no route can forget it.
+	// read that tenant. The check lives in wrap, so no route can forget it;
+	// so does the audit of operators' (admin tokens') reads, which fails
+	// closed.
 	TenantRead
+	// OrgRead routes are Loki's reads: the tenant is named by the
+	// X-Scope-OrgID header instead of the path, and checked as for
+	// TenantRead. wrap sets it as the request's "tenant" path value.
+	OrgRead
+	// OrgWrite routes are Loki's push: the tenant named by X-Scope-OrgID is
+	// written by that tenant's institution token (its own applications
+	// shipping logs) or by an agent token, whose node binding the handler
+	// checks as for AgentWrite.
+	OrgWrite
 )
+
+// orgHeader is Loki's tenant header.
+const orgHeader = "X-Scope-OrgID"
 
 // Route is one endpoint of the tenants' listener.
 type Route struct {
@@ -43,7 +60,15 @@ func (s *Server) Routes() []Route {
 		{"GET", "/readyz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.readyz(w, r) }},
 		{"POST", "/api/v1/usage", AgentWrite, ingest(s, s.usageKind())},
 		{"POST", "/api/v1/events", AgentWrite, ingest(s, s.eventKind())},
+		{"POST", "/api/v1/logs", AgentWrite, ingest(s, s.logKind())},
 		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
+		{"GET", "/api/v1/tenants/{tenant}/logs", TenantRead, s.getLogs},
+		{"POST", "/loki/api/v1/push", OrgWrite, s.lokiPush},
+		{"GET", "/loki/api/v1/query_range", OrgRead, s.lokiQueryRange},
+		{"GET", "/loki/api/v1/labels", OrgRead, s.lokiLabels},
+		// Loki serves the label list under both names; older Grafanas ask for the singular.
+		{"GET", "/loki/api/v1/label", OrgRead, s.lokiLabels},
+		{"GET", "/loki/api/v1/label/{name}/values", OrgRead, s.lokiLabelValues},
 	}
 }
 
@@ -81,28 +106,70 @@ func (s *Server) wrap(rt Route) http.Handler {
 			}
 			span.SetAttributes(attribute.String("paasmeter.principal", p.Name))
 		}
+		if rt.Access == OrgRead || rt.Access == OrgWrite {
+			tenant := r.Header.Get(orgHeader)
+			if tenant == "" && p.Role == auth.RoleInstitution {
+				tenant = p.Tenant // an institution's client need not repeat what its token says
+			}
+			if tenant == "" {
+				writeError(rec, http.StatusBadRequest, orgHeader+" must name the tenant", nil)
+				return
+			}
+			r.SetPathValue("tenant", tenant)
+		}
+		tenant := r.PathValue("tenant")
 		switch rt.Access {
 		case AgentWrite:
 			if p.Role != auth.RoleAgent {
 				writeError(rec, http.StatusForbidden, "only agent tokens may write records", map[string]string{"role": string(p.Role)})
 				return
 			}
-		case TenantRead:
-			tenant := r.PathValue("tenant")
+		case OrgWrite:
+			if !p.CanWriteTenant(tenant) {
+				writeError(rec, http.StatusForbidden, "this token may not write tenant "+strconvQuote(tenant), nil)
+				return
+			}
+		case TenantRead, OrgRead:
 			if !p.CanRead(tenant) {
 				writeError(rec, http.StatusForbidden, "this token may not read tenant "+strconvQuote(tenant), nil)
 				return
 			}
-			if !s.tenants[tenant] {
-				writeError(rec, http.StatusNotFound, "unknown tenant "+strconvQuote(tenant), nil)
-				return
-			}
-			if p.Role == auth.RoleAdmin {
-				s.log.Info("operator read of tenant data", "principal", p.Name, "tenant", tenant, "path", r.URL.Path)
-			}
+		}
+		if rt.Access != Public && rt.Access != AgentWrite && !s.tenants[tenant] {
+			writeError(rec, http.StatusNotFound, "unknown tenant "+strconvQuote(tenant), nil)
+			return
+		}
+		if (rt.Access == TenantRead || rt.Access == OrgRead) && p.Role == auth.RoleAdmin && !s.auditRead(rec, r, name, tenant, p) {
+			return
 		}
 		rt.handle(rec, r, p)
 	})
+}
+
+// auditRead records an operator's read of tenant's data before it happens,
+// or answers 503 and returns false: a read that cannot be audited is refused.
+func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, action, tenant string, p auth.Principal) bool {
+	err := errors.New("no audit log is configured")
+	if s.audit != nil {
+		// The query, unescaped, is what the operator asked for: the LogQL,
+		// the time range, the text searched.
+		detail := r.URL.Path
+		if raw := r.URL.RawQuery; raw != "" {
+			q, uerr := url.QueryUnescape(raw)
+			if uerr != nil {
+				q = raw
+			}
+			detail += "?" + q
+		}
+		err = s.audit.Record(r.Context(), audit.Entry{Time: s.clock.Now().UTC(), Actor: p.Name, Action: action, Tenant: tenant, Detail: detail})
+	}
+	if err != nil {
+		s.log.Error("operator read refused: the audit log failed", "principal", p.Name, "tenant", tenant, "path", r.URL.Path, "err", err)
+		w.Header().Set("Retry-After", "30")
+		writeError(w, http.StatusServiceUnavailable, "the audit log is unavailable: operators' reads of tenant data are refused until it works", nil)
+		return false
+	}
+	return true
 }
 
 func strconvQuote(s string) string {

@@ -1,65 +1,107 @@
 package collector_test
 
 import (
+	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/logs"
 )
 
 // TestEveryTenantRouteRefusesOtherTenants walks the route table, so a route
 // added later is tried across tenants without anyone writing a case for it.
+// Routes name their tenant in the path ({tenant}) or, for Loki's API, in the
+// X-Scope-OrgID header; both are tried with every kind of wrong token.
 func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	if a := e.post(t, agentNode1, append(records("caami", 0, 3), records("ona", 10, 3)...)); a.code != 200 {
 		t.Fatalf("seeding usage: %d %s", a.code, a.body)
 	}
-	tenantRoutes := 0
+	if a := e.postLogs(t, agentNode1, []logs.Line{logLine("caami", "pricing", "c1", "prod", now.Add(-time.Minute), "caami's line"),
+		logLine("ona", "pricing", "c2", "prod", now.Add(-time.Minute), "ona's secret line")}); a.code != 200 {
+		t.Fatalf("seeding logs: %d %s", a.code, a.body)
+	}
+	// Parameters that make an allowed request succeed.
+	params := map[string]string{"/loki/api/v1/query_range": "?query=" + url.QueryEscape(`{app="pricing"}`)}
+	bodies := map[string]string{"/loki/api/v1/push": `{"streams":[]}`}
+
+	tenantRoutes, orgRoutes := 0, 0
 	for _, rt := range e.srv.Routes() {
 		scoped := strings.Contains(rt.Pattern, "{tenant}")
-		if scoped != (rt.Access == collector.TenantRead) {
-			t.Errorf("%s %s: a route is tenant-scoped exactly when its path names {tenant}", rt.Method, rt.Pattern)
+		org := strings.HasPrefix(rt.Pattern, "/loki/")
+		if scoped != (rt.Access == collector.TenantRead) || org != (rt.Access == collector.OrgRead || rt.Access == collector.OrgWrite) {
+			t.Errorf("%s %s: a route is tenant-scoped exactly when its path names {tenant}, and org-scoped exactly when it is Loki's", rt.Method, rt.Pattern)
 			continue
 		}
-		if !scoped {
+		if !scoped && !org {
 			continue
 		}
-		tenantRoutes++
-		path := func(tenant string) string { return e.api.URL + strings.Replace(rt.Pattern, "{tenant}", tenant, 1) }
-		cases := []struct {
+		// request asks for tenant with token; for Loki's routes the tenant is the header's.
+		request := func(token, tenant string) answer {
+			path := strings.Replace(strings.Replace(rt.Pattern, "{name}", "app", 1), "{tenant}", tenant, 1) + params[rt.Pattern]
+			var body io.Reader
+			if b, ok := bodies[rt.Pattern]; ok {
+				body = strings.NewReader(b)
+			}
+			if scoped {
+				return do(t, rt.Method, e.api.URL+path, token, body)
+			}
+			return do(t, rt.Method, e.api.URL+path, token, body, "X-Scope-OrgID", tenant, "Content-Type", "application/json")
+		}
+		type attempt struct {
 			name, token, tenant string
 			code                int
-		}{
-			{"caami's token reading ona", caamiToken, "ona", http.StatusForbidden},
-			{"ona's token reading caami", onaToken, "caami", http.StatusForbidden},
-			{"an agent token reading caami", agentNode1, "caami", http.StatusForbidden},
-			{"caami's token reading a tenant that does not exist", caamiToken, "nobody", http.StatusForbidden},
-			{"caami's token reading an encoded path to ona", caamiToken, "%6Fna", http.StatusForbidden},
+		}
+		cases := []attempt{
+			{"caami's token asking for ona", caamiToken, "ona", http.StatusForbidden},
+			{"ona's token asking for caami", onaToken, "caami", http.StatusForbidden},
+			{"caami's token asking for a tenant that does not exist", caamiToken, "nobody", http.StatusForbidden},
 			{"no token", "", "caami", http.StatusUnauthorized},
 		}
+		switch {
+		case scoped:
+			tenantRoutes++
+			cases = append(cases, attempt{"caami's token asking for an encoded path to ona", caamiToken, "%6Fna", http.StatusForbidden})
+		case org:
+			orgRoutes++
+			cases = append(cases, attempt{"caami's token asking for Loki's multi-tenant ona|caami", caamiToken, "ona|caami", http.StatusForbidden})
+		}
+		allowed := []string{caamiToken, adminToken}
+		if rt.Access == collector.OrgWrite {
+			// An operator reads every tenant but writes none; an agent writes (for its node).
+			cases = append(cases, attempt{"an operator pushing to caami", adminToken, "caami", http.StatusForbidden})
+			allowed = []string{caamiToken, agentNode1}
+		} else {
+			cases = append(cases, attempt{"an agent token reading caami", agentNode1, "caami", http.StatusForbidden})
+		}
 		for _, c := range cases {
-			a := do(t, rt.Method, path(c.tenant), c.token, nil)
+			a := request(c.token, c.tenant)
 			if a.code != c.code {
 				t.Errorf("%s %s, %s: answered %d %s, want %d", rt.Method, rt.Pattern, c.name, a.code, a.body, c.code)
 			}
-			if strings.Contains(string(a.body), `"records"`) {
-				t.Errorf("%s %s, %s: the refusal carries data: %s", rt.Method, rt.Pattern, c.name, a.body)
+			for _, leak := range []string{`"records"`, `"lines"`, `"result"`, `"data"`, "line"} {
+				if strings.Contains(string(a.body), leak) {
+					t.Errorf("%s %s, %s: the refusal carries data: %s", rt.Method, rt.Pattern, c.name, a.body)
+				}
 			}
 		}
 		// The owner and an operator get through, and see only the owner's data.
-		for _, token := range []string{caamiToken, adminToken} {
-			a := do(t, rt.Method, path("caami"), token, nil)
-			if a.code != http.StatusOK {
+		for _, token := range allowed {
+			a := request(token, "caami")
+			if a.code != http.StatusOK && a.code != http.StatusNoContent {
 				t.Errorf("%s %s with an allowed token: answered %d %s", rt.Method, rt.Pattern, a.code, a.body)
 			}
-			if strings.Contains(string(a.body), `"ona"`) {
+			if strings.Contains(string(a.body), `"ona"`) || strings.Contains(string(a.body), "ona's secret") {
 				t.Errorf("%s %s for caami returned ona's data: %s", rt.Method, rt.Pattern, a.body)
 			}
 		}
 	}
-	if tenantRoutes == 0 {
-		t.Fatal("no tenant-scoped route found: the walk tested nothing")
+	if tenantRoutes < 2 || orgRoutes < 4 {
+		t.Fatalf("found %d tenant-scoped and %d Loki routes: the walk missed some", tenantRoutes, orgRoutes)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -57,7 +58,13 @@ type TenantConfig struct {
 	// ID is the tenant's name in records, tokens and URLs.
 	ID   string `yaml:"id"`
 	Name string `yaml:"name"`
+	// LogRetention is how long the collector keeps the institution's log
+	// lines; 0 (left out) means collector.DefaultLogRetention, 30 days.
+	LogRetention time.Duration `yaml:"log_retention"`
 }
+
+// minLogRetention keeps a typo (log_retention: 1m) from wiping a tenant's logs.
+const minLogRetention = time.Hour
 
 // Default returns the configuration used when the file leaves a field out.
 func Default() Config {
@@ -169,6 +176,10 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("tenants[%d].id: %q is configured twice", i, t.ID))
 		}
 		known[t.ID] = true
+		if t.LogRetention != 0 && t.LogRetention < minLogRetention {
+			errs = append(errs, fmt.Errorf("tenants[%d].log_retention: %s is below the minimum of %s (leave it out for the default of %s)",
+				i, t.LogRetention, minLogRetention, collector.DefaultLogRetention))
+		}
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tokens {
@@ -191,6 +202,26 @@ func (c *Config) TenantSet() map[string]bool {
 		m[t.ID] = true
 	}
 	return m
+}
+
+// LogRetentions returns each tenant's log retention, defaults applied.
+func (c *Config) LogRetentions() map[string]time.Duration {
+	m := make(map[string]time.Duration, len(c.Tenants))
+	for _, t := range c.Tenants {
+		m[t.ID] = collector.DefaultLogRetention
+		if t.LogRetention != 0 {
+			m[t.ID] = t.LogRetention
+		}
+	}
+	return m
+}
+
+// AuditLogPath returns collector.audit_log, or audit.jsonl in the data directory.
+func (c *Config) AuditLogPath() string {
+	if c.Collector.AuditLog != "" {
+		return c.Collector.AuditLog
+	}
+	return filepath.Join(c.Store.DataDir, "audit.jsonl")
 }
 
 // SlogLevel parses the log level.

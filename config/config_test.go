@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paasmeter/paasmeter/config"
 )
@@ -30,6 +31,26 @@ func TestEmptyFileMeansDefaults(t *testing.T) {
 	}
 }
 
+func TestLogRetentionAndAuditLogHaveDefaults(t *testing.T) {
+	c, err := config.Parse([]byte("store:\n  data_dir: /var/lib/pm\ntenants:\n  - id: caami\n  - id: ona\n    log_retention: 2160h\n"), "x.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.LogRetentions(); got["caami"] != 720*time.Hour || got["ona"] != 2160*time.Hour || len(got) != 2 {
+		t.Errorf("log retentions = %v, want caami 720h (the default) and ona 2160h", got)
+	}
+	if got := c.AuditLogPath(); got != "/var/lib/pm/audit.jsonl" {
+		t.Errorf("audit log = %s, want it in the data directory", got)
+	}
+	c.Collector.AuditLog = "/var/log/pm-audit.jsonl"
+	if got := c.AuditLogPath(); got != "/var/log/pm-audit.jsonl" {
+		t.Errorf("audit log = %s, want the configured path", got)
+	}
+	if c.Collector.Logs.IngestionRateBytes != 4<<20 || c.Collector.Logs.MaxLineBytes != 256<<10 || c.Collector.Logs.RetentionInterval != time.Hour {
+		t.Errorf("log limits default to %+v", c.Collector.Logs)
+	}
+}
+
 func TestEnvironmentOverridesTheFile(t *testing.T) {
 	env := map[string]string{"PAASMETER_LISTEN": "0.0.0.0:8443", "PAASMETER_DATA_DIR": "/var/lib/paasmeter", "PAASMETER_LOG_FORMAT": "json"}
 	c, err := config.Parse([]byte("collector:\n  listen: 127.0.0.1:1234\n"), "x.yaml", func(k string) string { return env[k] })
@@ -48,14 +69,20 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 
 func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 	tests := map[string]struct{ yaml, want string }{
-		"an unknown key is named with its line": {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
-		"a bad time zone is named":              {"time_zone: Mars/Olympus\n", "time_zone:"},
-		"a bad duration is named with its line": {"collector:\n  queue_timeout: soon\n", "line 2"},
-		"equal listeners are refused":           {"collector:\n  listen: 127.0.0.1:9\n  admin_listen: 127.0.0.1:9\n", "collector.admin_listen: must differ"},
-		"a bad listen address is named":         {"collector:\n  listen: localhost\n", "collector.listen:"},
-		"a negative record limit is named":      {"collector:\n  max_records: -1\n", "max_records must be positive"},
-		"an otlp exporter without endpoint":     {"tracing:\n  exporter: otlp-http\n", "tracing.endpoint:"},
-		"a duplicated tenant is named":          {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
+		"an unknown key is named with its line":  {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
+		"a bad time zone is named":               {"time_zone: Mars/Olympus\n", "time_zone:"},
+		"a bad duration is named with its line":  {"collector:\n  queue_timeout: soon\n", "line 2"},
+		"equal listeners are refused":            {"collector:\n  listen: 127.0.0.1:9\n  admin_listen: 127.0.0.1:9\n", "collector.admin_listen: must differ"},
+		"a bad listen address is named":          {"collector:\n  listen: localhost\n", "collector.listen:"},
+		"a negative record limit is named":       {"collector:\n  max_records: -1\n", "max_records must be positive"},
+		"an otlp exporter without endpoint":      {"tracing:\n  exporter: otlp-http\n", "tracing.endpoint:"},
+		"a duplicated tenant is named":           {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
+		"a log retention under an hour is named": {"tenants:\n  - id: caami\n    log_retention: 1m\n", "tenants[0].log_retention: 1m0s is below the minimum"},
+		"a log line limit under 256 is named":    {"collector:\n  logs:\n    max_line_bytes: 10\n", "collector.logs.max_line_bytes: 10 is below"},
+		"a burst below the longest line is named": {
+			"collector:\n  logs:\n    max_line_bytes: 2048\n    ingestion_burst_bytes: 1024\n", "collector.logs.ingestion_burst_bytes: 1024 must be at least max_line_bytes"},
+		"a zero ingestion rate is named":           {"collector:\n  logs:\n    ingestion_rate_bytes: 0\n", "collector.logs.ingestion_rate_bytes: 0 is below"},
+		"a sub-second retention interval is named": {"collector:\n  logs:\n    retention_interval: 10ms\n", "collector.logs.retention_interval: 10ms is below"},
 		"an agent token without node is named": {
 			"tokens:\n  - name: a\n    role: agent\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].node:"},
 		"a token for an unknown tenant is named": {

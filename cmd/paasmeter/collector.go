@@ -10,6 +10,7 @@ import (
 	promversion "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/spf13/cobra"
 
+	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/config"
@@ -21,15 +22,20 @@ import (
 func (a *app) collectorCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "collector",
-		Short: "Run the collector: usage ingest and tenant-scoped queries",
+		Short: "Run the collector: usage, event and log ingest, tenant-scoped queries",
 		Long: `Run the collector. It serves two listeners:
 
-  collector.listen        POST /api/v1/usage (agent tokens), GET /api/v1/tenants/{tenant}/usage
-                          (institution or admin tokens), /healthz, /readyz
+  collector.listen        POST /api/v1/usage, /api/v1/events, /api/v1/logs (agent tokens),
+                          POST /loki/api/v1/push (Loki clients), GET /api/v1/tenants/{tenant}/usage
+                          and /logs, Loki's query_range, labels and label values (institution
+                          or admin tokens), /healthz, /readyz
   collector.admin_listen  /metrics and /debug/pprof/ for operators: keep it private
 
-Usage records are validated, deduplicated by id and stored in the embedded store
-under store.data_dir; a batch is acknowledged only after it is on disk.
+Records and log lines are validated, deduplicated by id and stored in the
+embedded store under store.data_dir; a batch is acknowledged only after it is
+on disk. Operators' reads of tenant data are written to the audit log first
+(collector.audit_log); log lines older than their tenant's log_retention are
+deleted every collector.logs.retention_interval.
 SIGINT or SIGTERM stops it gracefully: in-flight batches finish first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -69,13 +75,18 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, errors.Join(err, closeTracing())
 	}
-	closeCollector = func() error { return errors.Join(store.Close(), closeTracing()) }
+	// Operators' reads of tenant data are refused without an audit log, so it opens with the store.
+	auditLog, err := audit.OpenFile(cfg.AuditLogPath())
+	if err != nil {
+		return nil, nil, errors.Join(err, store.Close(), closeTracing())
+	}
+	closeCollector = func() error { return errors.Join(store.Close(), auditLog.Close(), closeTracing()) }
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, closeCollector())
 		}
 	}()
-	log.Info("metering store opened", "kind", "embedded", "path", store.Path())
+	log.Info("metering store opened", "kind", "embedded", "path", store.Path(), "audit_log", auditLog.Path())
 
 	authn, err := auth.NewAuthenticator(cfg.Tokens)
 	if err != nil {
@@ -89,15 +100,18 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		return nil, nil, err
 	}
 	srv, err = collector.New(collector.Options{
-		Config:   cfg.Collector,
-		Store:    store,
-		Auth:     authn,
-		Tenants:  cfg.TenantSet(),
-		Location: loc,
-		Clock:    clock.System{},
-		Logger:   log,
-		Registry: reg,
-		Tracer:   tp,
+		Config:  cfg.Collector,
+		Store:   store,
+		Auth:    authn,
+		Tenants: cfg.TenantSet(),
+		// Run enforces these every collector.logs.retention_interval.
+		LogRetention: cfg.LogRetentions(),
+		Audit:        auditLog,
+		Location:     loc,
+		Clock:        clock.System{},
+		Logger:       log,
+		Registry:     reg,
+		Tracer:       tp,
 	})
 	if err != nil {
 		return nil, nil, err

@@ -52,6 +52,20 @@ func (p Principal) CanRead(tenant string) bool {
 	return false
 }
 
+// CanWriteTenant reports whether p may push log lines of tenant through the
+// Loki API: the tenant's own institution token (its applications shipping
+// their logs), or an agent token, which may write any tenant's lines of its
+// node (CanWriteNode still applies to each line).
+func (p Principal) CanWriteTenant(tenant string) bool {
+	switch p.Role {
+	case RoleAgent:
+		return true
+	case RoleInstitution:
+		return p.Tenant == tenant
+	}
+	return false
+}
+
 // CanWriteNode reports whether p may write records of node.
 func (p Principal) CanWriteNode(node string) bool {
 	return p.Role == RoleAgent && p.Node == node

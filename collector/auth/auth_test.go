@@ -65,6 +65,10 @@ func TestPrincipalScopes(t *testing.T) {
 		{"an agent does not write another node", agent.CanWriteNode("node-2"), false},
 		{"an admin does not write usage", admin.CanWriteNode(""), false},
 		{"an institution does not write usage", caami.CanWriteNode(""), false},
+		{"an institution pushes its own tenant's logs", caami.CanWriteTenant("caami"), true},
+		{"an institution does not push another tenant's logs", caami.CanWriteTenant("ona"), false},
+		{"an agent pushes any tenant's logs (of its node)", agent.CanWriteTenant("ona"), true},
+		{"an admin pushes no logs", admin.CanWriteTenant("caami"), false},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
