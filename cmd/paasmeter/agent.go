@@ -27,6 +27,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/tail"
 )
 
 func (a *app) agentCmd() *cobra.Command {
@@ -130,14 +131,15 @@ func (a *app) prepareAgent(ac *agent.Config) (token string, plat *spec.Spec, err
 	return token, plat, nil
 }
 
-// node is everything an agent runs on its node: the agent, its shipper and
-// admin listener and, given a platform spec, the reconciler.
+// node is everything an agent runs on its node: the agent, its log tailer,
+// its shipper and admin listener and, given a platform spec, the reconciler.
 type node struct {
 	cfg      agent.Config
 	log      *slog.Logger
 	spool    *spool.Spool
 	dead     *spool.Spool
 	agent    *agent.Agent
+	tailer   *tail.Tailer // nil when agent.logs.enabled is off
 	shipper  *ship.Shipper
 	platform *reconcile.Reconciler // nil without a platform spec
 	admin    *http.Server
@@ -170,8 +172,17 @@ func openNode(ac agent.Config, log *slog.Logger, token string, plat *spec.Spec, 
 	if err != nil {
 		return nil, err
 	}
-	n.shipper, err = ship.New(ship.Options{Spool: n.spool, Dead: n.dead, BaseURL: ac.CollectorURL, Token: token,
-		Client: &http.Client{Timeout: time.Minute}, BatchSize: ac.BatchSize, Logger: log, Registry: reg, Failpoints: fps, Wake: wake})
+	so := ship.Options{Spool: n.spool, Dead: n.dead, BaseURL: ac.CollectorURL, Token: token,
+		Client: &http.Client{Timeout: time.Minute}, BatchSize: ac.BatchSize, Logger: log, Registry: reg, Failpoints: fps, Wake: wake}
+	if ac.Logs.Enabled {
+		n.tailer, err = tail.New(tail.Options{Config: ac.Logs, Node: ac.Node, Engine: eng, Spool: n.spool,
+			StatePath: filepath.Join(ac.SpoolDir, tail.StateFile), SpoolMaxBytes: ac.SpoolMaxBytes, Logger: log, Registry: reg, Wake: wake, Failpoints: fps})
+		if err != nil {
+			return nil, err
+		}
+		so.OnAck = n.tailer.Acked
+	}
+	n.shipper, err = ship.New(so)
 	if err != nil {
 		return nil, err
 	}
@@ -210,6 +221,9 @@ func (n *node) run(ctx context.Context, stopPlatform bool) error {
 	g, gctx := errgroup.WithContext(life)
 	g.Go(func() error { return n.agent.Run(gctx) })
 	g.Go(func() error { return n.shipper.Run(gctx) })
+	if n.tailer != nil {
+		g.Go(func() error { return n.tailer.Run(gctx) })
+	}
 	g.Go(func() error {
 		if err := n.admin.Serve(n.adminLn); !errors.Is(err, http.ErrServerClosed) {
 			return err

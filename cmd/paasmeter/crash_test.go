@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
@@ -29,40 +31,17 @@ import (
 func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.Busybox(t, cli)
-	bin := filepath.Join(t.TempDir(), "paasmeter")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build the agent: %v\n%s", err, out)
-	}
+	bin := buildAgent(t)
 	for _, fp := range failpoint.Names {
 		t.Run(fp, func(t *testing.T) {
-			node := fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9)
-			col, err := collectortest.Start(t.TempDir(), node, "crash-token", "caami")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer col.Close()
-			st := col.Store
-
-			dir := t.TempDir()
-			cfg := fmt.Sprintf("log:\n  level: warn\nagent:\n  node: %s\n  collector_url: %s\n  docker_host: %s\n  spool_dir: %s\n"+
-				"  sample_interval: 1s\n  window: 2s\n  admin_listen: 127.0.0.1:0\n",
-				node, col.URL, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
-			cfgPath := filepath.Join(dir, "paasmeter.yaml")
-			os.WriteFile(cfgPath, []byte(cfg), 0o600)
-			agentProc := func(args ...string) *exec.Cmd {
-				cmd := exec.Command(bin, append([]string{"agent", "--config", cfgPath}, args...)...)
-				cmd.Env = append(os.Environ(), "PAASMETER_AGENT_TOKEN=crash-token")
-				cmd.Stderr = &testLog{t: t, prefix: "agent: "}
-				if err := cmd.Start(); err != nil {
-					t.Fatal(err)
-				}
-				return cmd
-			}
+			// Log lines would reach the failpoints too, at times of their own.
+			r := newAgentRig(t, bin, "  logs:\n    enabled: false\n")
+			st := r.col.Store
 
 			// The first agent runs until the failpoint kills it, mid-job and long
 			// enough after the start that the second agent must resume the run
 			// from the saved meter state (a fresh start would leave a gap).
-			first := agentProc("--failpoint", fp+":5")
+			first := r.start("--failpoint", fp+":5")
 			time.Sleep(500 * time.Millisecond) // let it subscribe to events
 			app := "job-" + strings.ReplaceAll(fp, "-", "")
 			ctx := context.Background()
@@ -76,20 +55,10 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 			if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
 				t.Fatal(err)
 			}
-			waitErr := make(chan error, 1)
-			go func() { waitErr <- first.Wait() }()
-			select {
-			case err := <-waitErr:
-				if err == nil || !strings.Contains(err.Error(), "killed") {
-					t.Fatalf("the agent did not die at %s: %v", fp, err)
-				}
-			case <-time.After(60 * time.Second):
-				first.Process.Kill()
-				t.Fatalf("failpoint %s never fired", fp)
-			}
+			waitKilled(t, first, fp)
 
 			// The second agent picks up where the first died.
-			second := agentProc()
+			second := r.start()
 			defer func() { second.Process.Kill(); second.Wait() }()
 			waitC, errC := cli.ContainerWait(ctx, c.ID, container.WaitConditionNotRunning)
 			select {
@@ -132,6 +101,145 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 				t.Errorf("billed %d container-seconds and %d ns CPU; want %d s and some CPU", secs, cpu, want)
 			}
 		})
+	}
+}
+
+// TestAContainerPrinting10000LinesWhileTheAgentIsKilledTwiceLosesAndDuplicatesNoLine
+// runs the real agent binary while a container prints the numbers 0 to 9,999
+// on stdout and on stderr, SIGKILLs it once just after a spool write and once
+// just after the collector acknowledged a batch the spool still holds,
+// restarts it each time, and reads the lines back from the collector's store:
+// every number once, in order, on each stream.
+func TestAContainerPrinting10000LinesWhileTheAgentIsKilledTwiceLosesAndDuplicatesNoLine(t *testing.T) {
+	cli := dockertest.Client(t)
+	img := dockertest.Busybox(t, cli)
+	r := newAgentRig(t, buildAgent(t), "  logs:\n    container_rate: {lines_per_second: 100000, burst: 100000}\n"+
+		"    tenant_rate: {lines_per_second: 100000, burst: 100000}\n")
+	first := r.start("--failpoint", failpoint.AfterSpoolWrite+":5")
+	time.Sleep(500 * time.Millisecond) // let it subscribe to events
+	ctx := context.Background()
+	const lines = 10000
+	// About four seconds of printing, so that both kills fall within it.
+	script := fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo $i; echo $i >&2; i=$((i+1)); [ $((i %% 50)) -eq 0 ] && sleep 0.02; done; true", lines)
+	name := dockertest.Name(t, "printer")
+	c, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"sh", "-c", script},
+		Labels: map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: "printer", engine.LabelEnv: "prod",
+			engine.LabelNode: r.node}}, nil, nil, nil, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+	if err := cli.ContainerStart(ctx, c.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitKilled(t, first, failpoint.AfterSpoolWrite)
+	second := r.start("--failpoint", failpoint.AfterAck+":5")
+	waitKilled(t, second, failpoint.AfterAck)
+	if in, err := cli.ContainerInspect(ctx, c.ID); err != nil || !in.State.Running {
+		t.Fatalf("the container finished printing before the second kill (%v): print longer", err)
+	}
+	third := r.start()
+	defer func() { third.Process.Kill(); third.Wait() }()
+
+	m, _ := logs.NewMatcher(logs.LabelContainer, logs.MatchEqual, name)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		got := map[string][]string{}
+		q := metering.LogQuery{Tenant: "caami", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour),
+			Selector: logs.Selector{Matchers: []*logs.Matcher{m}}, Limit: metering.MaxLogLimit, Forward: true}
+		for {
+			page, err := r.col.Store.QueryLogs(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range page.Lines {
+				got[l.Labels[logs.LabelStream]] = append(got[l.Labels[logs.LabelStream]], l.Line)
+			}
+			if q.Cursor = page.Next; q.Cursor == "" {
+				break
+			}
+		}
+		if len(got["stdout"])+len(got["stderr"]) >= 2*lines || time.Now().After(deadline) {
+			for _, stream := range []string{"stdout", "stderr"} {
+				for i, s := range got[stream] {
+					if s != strconv.Itoa(i) {
+						t.Fatalf("%s: line %d is %q, want %d (lost, duplicated or out of order)", stream, i, s, i)
+					}
+				}
+				if len(got[stream]) != lines {
+					t.Errorf("%s: %d lines stored, want %d", stream, len(got[stream]), lines)
+				}
+			}
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// buildAgent builds the paasmeter binary for the crash tests.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "paasmeter")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build the agent: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// agentRig runs agent processes of the real binary, one after the other over
+// the same spool, against a collector of their own.
+type agentRig struct {
+	t            *testing.T
+	bin, cfgPath string
+	node         string
+	col          *collectortest.Collector
+}
+
+// newAgentRig writes the agents' configuration; extra is added to its agent
+// section.
+func newAgentRig(t *testing.T, bin, extra string) *agentRig {
+	t.Helper()
+	node := fmt.Sprintf("crash-%d", time.Now().UnixNano()%1e9)
+	col, err := collectortest.Start(t.TempDir(), node, "crash-token", "caami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(col.Close)
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("log:\n  level: warn\nagent:\n  node: %s\n  collector_url: %s\n  docker_host: %s\n  spool_dir: %s\n"+
+		"  sample_interval: 1s\n  window: 2s\n  admin_listen: 127.0.0.1:0\n",
+		node, col.URL, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
+	r := &agentRig{t: t, bin: bin, cfgPath: filepath.Join(dir, "paasmeter.yaml"), node: node, col: col}
+	if err := os.WriteFile(r.cfgPath, []byte(cfg+extra), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// start starts an agent process with args.
+func (r *agentRig) start(args ...string) *exec.Cmd {
+	cmd := exec.Command(r.bin, append([]string{"agent", "--config", r.cfgPath}, args...)...)
+	cmd.Env = append(os.Environ(), "PAASMETER_AGENT_TOKEN=crash-token")
+	cmd.Stderr = &testLog{t: r.t, prefix: "agent: "}
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	return cmd
+}
+
+// waitKilled waits for an agent to die at its failpoint fp.
+func waitKilled(t *testing.T, agent *exec.Cmd, fp string) {
+	t.Helper()
+	waitErr := make(chan error, 1)
+	go func() { waitErr <- agent.Wait() }()
+	select {
+	case err := <-waitErr:
+		if err == nil || !strings.Contains(err.Error(), "killed") {
+			t.Fatalf("the agent did not die at %s: %v", fp, err)
+		}
+	case <-time.After(60 * time.Second):
+		agent.Process.Kill()
+		t.Fatalf("failpoint %s never fired", fp)
 	}
 }
 

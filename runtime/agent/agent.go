@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/atomicfile"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
@@ -743,7 +744,7 @@ func (a *Agent) saveState() error {
 	if err != nil {
 		return fmt.Errorf("agent: encode state: %w", err)
 	}
-	if err := writeFileAtomic(a.statePath(), b); err != nil {
+	if err := atomicfile.Write(a.statePath(), b); err != nil {
 		return fmt.Errorf("agent: write state: %w", err)
 	}
 	return nil
@@ -767,32 +768,4 @@ func (a *Agent) loadState() (map[string]meter.State, error) {
 	a.savedVolumes = st.Volumes
 	a.mu.Unlock()
 	return st.Runs, nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strings"
 	"time"
+
+	"github.com/paasmeter/paasmeter/runtime/tail"
 )
 
 // Config is the agent's part of the configuration file.
@@ -42,6 +45,8 @@ type Config struct {
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// StopTimeout is how long a replica has to exit after SIGTERM before it is killed.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
+	// Logs is how the containers' output is shipped (runtime/tail).
+	Logs tail.Config `yaml:"logs"`
 }
 
 // DefaultConfig returns the defaults.
@@ -59,6 +64,7 @@ func DefaultConfig() Config {
 
 		ReconcileInterval: 2 * time.Second,
 		StopTimeout:       10 * time.Second,
+		Logs:              tail.DefaultConfig(),
 	}
 }
 
@@ -94,6 +100,11 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 		errs = append(errs, fmt.Errorf("admin_listen: %q is not host:port", c.AdminListen))
+	}
+	if err := c.Logs.Validate(); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("logs.%s", line))
+		}
 	}
 	return errors.Join(errs...)
 }

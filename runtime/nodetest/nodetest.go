@@ -30,6 +30,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/tail"
 )
 
 // AgentToken is the agent token the node's collector accepts.
@@ -54,6 +55,8 @@ type Options struct {
 	PlatformPath string
 	// ReconcileInterval and RemoveGrace tune the reconciler (defaults 200ms and 10s).
 	ReconcileInterval, RemoveGrace time.Duration
+	// Logs, when set, makes the node ship its containers' output too.
+	Logs *tail.Config
 }
 
 // Node is a running test node.
@@ -114,6 +117,9 @@ func listManaged(node string) container.ListOptions {
 	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", reconcile.LabelNode+"="+node))}
 }
 
+// SpoolDir is the agent's spool directory, with its state files.
+func (n *Node) SpoolDir() string { return n.dir }
+
 // Stop stops the agent, its shipper and its reconciler (the containers keep running).
 func (n *Node) Stop() {
 	if n.stop != nil {
@@ -162,8 +168,20 @@ func (n *Node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: n.apiURL, Token: AgentToken, Client: http.DefaultClient,
-		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond})
+	var tl *tail.Tailer
+	if o.Logs != nil {
+		tl, err = tail.New(tail.Options{Config: *o.Logs, Node: n.Name, Engine: eng, Spool: out, StatePath: filepath.Join(n.dir, tail.StateFile),
+			SpoolMaxBytes: o.SpoolMax, Logger: logger, Registry: reg, Wake: wake})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	so := ship.Options{Spool: out, Dead: dead, BaseURL: n.apiURL, Token: AgentToken, Client: http.DefaultClient,
+		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond}
+	if tl != nil {
+		so.OnAck = tl.Acked
+	}
+	sh, err := ship.New(so)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,7 +194,7 @@ func (n *Node) start() {
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 3)
+	done := make(chan struct{}, 4)
 	running := 2
 	go func() { ag.Run(ctx); done <- struct{}{} }()
 	go func() {
@@ -192,6 +210,10 @@ func (n *Node) start() {
 	if rec != nil {
 		running++
 		go func() { rec.Run(ctx); done <- struct{}{} }()
+	}
+	if tl != nil {
+		running++
+		go func() { tl.Run(ctx); done <- struct{}{} }()
 	}
 	n.Reg, n.Out, n.Dead = reg, out, dead
 	n.stop = func() {

@@ -199,3 +199,36 @@ func TestAMalformedRecordIsIsolatedAndSetAsideWithoutBlockingTheSpool(t *testing
 		t.Errorf("%d dead letters, want the malformed one", n)
 	}
 }
+
+func TestOnAckIsToldOfEveryEntryOnceDeliveredOrRejected(t *testing.T) {
+	r := newRig(t, nil)
+	var acks []ship.Ack
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient, BatchSize: 50,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnAck: func(a ship.Ack) { acks = append(acks, a) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sh = sh
+	recs := records(120)
+	recs[77].Tenant = "unknown-institution"
+	recs[77].SetID()
+	r.spool(t, recs)
+	r.drain(t)
+	seen := map[uint64]string{}
+	for _, a := range acks {
+		if a.Kind != ship.KindUsage {
+			t.Errorf("ack of kind %q", a.Kind)
+		}
+		for outcome, es := range map[string][]spool.Entry{"delivered": a.Delivered, "rejected": a.Rejected} {
+			for _, e := range es {
+				if seen[e.Seq] != "" {
+					t.Errorf("entry %d told twice", e.Seq)
+				}
+				seen[e.Seq] = outcome
+			}
+		}
+	}
+	if len(seen) != 120 || seen[78] != "rejected" {
+		t.Errorf("told of %d entries, entry 78 (the invalid record) %q; want 120, and rejected", len(seen), seen[78])
+	}
+}

@@ -48,9 +48,10 @@ func New(host string) (*Engine, error) {
 }
 
 // Client returns the underlying API client, for other parts of the node (the
-// runtime's reconciler) to share. It settles the API version first: the
-// client otherwise negotiates it lazily on first use, which races when
-// several goroutines make that first use together.
+// runtime's reconciler) to share; the Engine's own calls go through it too.
+// It settles the API version first: the client otherwise negotiates it lazily
+// on first use, which races when several goroutines (the agent's and the log
+// tailer's) make that first use together.
 func (e *Engine) Client() *client.Client {
 	e.negotiate.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -67,7 +68,7 @@ func labelled() filters.Args { return filters.NewArgs(filters.Arg("label", engin
 
 // List implements engine.Engine.
 func (e *Engine) List(ctx context.Context) ([]engine.Container, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: labelled()})
+	list, err := e.Client().ContainerList(ctx, container.ListOptions{All: true, Filters: labelled()})
 	if err != nil {
 		return nil, fmt.Errorf("docker: list containers: %w", err)
 	}
@@ -87,7 +88,7 @@ func (e *Engine) List(ctx context.Context) ([]engine.Container, error) {
 
 // Inspect implements engine.Engine.
 func (e *Engine) Inspect(ctx context.Context, id string) (engine.Container, error) {
-	in, err := e.cli.ContainerInspect(ctx, id)
+	in, err := e.Client().ContainerInspect(ctx, id)
 	if err != nil {
 		return engine.Container{}, fmt.Errorf("docker: inspect %s: %w", id, err)
 	}
@@ -123,7 +124,7 @@ func (e *Engine) Inspect(ctx context.Context, id string) (engine.Container, erro
 
 // Stats implements engine.Engine.
 func (e *Engine) Stats(ctx context.Context, id string) (engine.Stats, error) {
-	resp, err := e.cli.ContainerStatsOneShot(ctx, id)
+	resp, err := e.Client().ContainerStatsOneShot(ctx, id)
 	if err != nil {
 		return engine.Stats{}, fmt.Errorf("docker: stats of %s: %w", id, err)
 	}
@@ -151,7 +152,7 @@ func (e *Engine) Stats(ctx context.Context, id string) (engine.Stats, error) {
 
 // Volumes implements engine.Engine.
 func (e *Engine) Volumes(ctx context.Context) ([]engine.Volume, error) {
-	list, err := e.cli.VolumeList(ctx, volume.ListOptions{Filters: labelled()})
+	list, err := e.Client().VolumeList(ctx, volume.ListOptions{Filters: labelled()})
 	if err != nil {
 		return nil, fmt.Errorf("docker: list volumes: %w", err)
 	}
@@ -182,7 +183,7 @@ func (e *Engine) Events(ctx context.Context, since time.Time) (<-chan engine.Eve
 	if !since.IsZero() {
 		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
 	}
-	msgs, errs := e.cli.Events(ctx, opts)
+	msgs, errs := e.Client().Events(ctx, opts)
 	out := make(chan engine.Event)
 	outErr := make(chan error, 1)
 	go func() {

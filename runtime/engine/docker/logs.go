@@ -24,7 +24,7 @@ import (
 //
 // A message's Text is only valid during the call.
 func (e *Engine) Logs(ctx context.Context, id string, since time.Time, follow bool, fn func(engine.LogMessage) error) error {
-	in, err := e.cli.ContainerInspect(ctx, id)
+	in, err := e.Client().ContainerInspect(ctx, id)
 	if err != nil {
 		return fmt.Errorf("docker: logs of %s: %w", id, err)
 	}
@@ -32,7 +32,7 @@ func (e *Engine) Logs(ctx context.Context, id string, since time.Time, follow bo
 	if !since.IsZero() {
 		opts.Since = fmt.Sprintf("%d.%09d", since.Unix(), since.Nanosecond())
 	}
-	rc, err := e.cli.ContainerLogs(ctx, id, opts)
+	rc, err := e.Client().ContainerLogs(ctx, id, opts)
 	if err != nil {
 		return fmt.Errorf("docker: logs of %s: %w", id, err)
 	}
