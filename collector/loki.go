@@ -187,8 +187,10 @@ func (s *Server) pushLines(tenant string, streams []lokipush.Stream, now time.Ti
 			k := at{key, e.Time.UnixNano()}
 			l := logs.Line{SchemaVersion: logs.SchemaVersion, Tenant: tenant, Labels: st.Labels, Time: e.Time, Seq: seq[k], Line: e.Line}
 			seq[k]++
-			l.SetID()
-			if ps := logs.Validate(&l, j, now, lim); len(ps) > 0 {
+			// The labels were checked once above and the id is set here: the
+			// entry's own fields are all that is left to check.
+			l.SetIDOfStream(key)
+			if ps := logs.CheckEntry(&l, j, now, lim); len(ps) > 0 {
 				for _, p := range ps {
 					problems = append(problems, pushProblem{Stream: shown, Entry: &p.Index, Field: p.Field, Reason: p.Reason})
 				}

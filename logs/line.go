@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strconv"
 	"time"
@@ -117,25 +116,64 @@ func StreamKey(labels map[string]string) string {
 // DeriveID returns the deterministic id of l: a hash of its tenant, stream,
 // time, sequence and text, so the same line read twice (an agent that
 // re-reads after a crash, a client that retries a push) has one id.
-func DeriveID(l *Line) string {
+func DeriveID(l *Line) string { return deriveID(l, StreamKey(l.Labels)) }
+
+func deriveID(l *Line, streamKey string) string {
 	h := sha256.New()
-	for _, s := range []string{"paasmeter.log.v1", l.Tenant, StreamKey(l.Labels), strconv.FormatInt(l.Time.UnixNano(), 10),
-		strconv.Itoa(l.Seq), l.Line} {
-		h.Write([]byte(s))
+	var num [20]byte
+	for _, b := range [][]byte{[]byte("paasmeter.log.v1"), []byte(l.Tenant), []byte(streamKey),
+		strconv.AppendInt(num[:0], l.Time.UnixNano(), 10), []byte(strconv.Itoa(l.Seq)), []byte(l.Line)} {
+		h.Write(b)
 		h.Write([]byte{0})
 	}
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:usage.IDLength/2])
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:usage.IDLength/2])
 }
 
 // SetID derives and sets l.ID.
 func (l *Line) SetID() { l.ID = DeriveID(l) }
 
-// labelName is Prometheus' (and Loki's) label name syntax.
-var labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+// SetIDOfStream derives and sets l.ID when the caller already has the
+// stream's key, StreamKey(l.Labels): lines of one stream share it, and
+// computing it per line is most of the cost of an id.
+func (l *Line) SetIDOfStream(streamKey string) { l.ID = deriveID(l, streamKey) }
 
-// Validate checks l as received at now and returns every problem, tagged with index.
+// validLabelName reports whether s is a Prometheus (and Loki) label name,
+// [a-zA-Z_][a-zA-Z0-9_]*, without a regexp: it runs for every label of every
+// line an agent sends.
+func validLabelName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (i > 0 && c >= '0' && c <= '9') {
+			continue
+		}
+		return false
+	}
+	return true
+}
+
+// Validate checks l as received at now and returns every problem, tagged
+// with index: its labels (ValidateLabels), its own fields (CheckEntry) and its id.
 func Validate(l *Line, index int, now time.Time, lim Limits) []batch.Problem {
+	ps := ValidateLabels(index, l.Labels, lim)
+	ps = append(ps, CheckEntry(l, index, now, lim)...)
+	switch want := DeriveID(l); {
+	case l.ID == "":
+		ps = append(ps, batch.Problem{Index: index, Field: "id", Reason: "is required"})
+	case l.ID != want:
+		ps = append(ps, batch.Problem{Index: index, Field: "id", Reason: fmt.Sprintf("%q is not the id of this line (want %s)", batch.Truncate(l.ID), want)})
+	}
+	return ps
+}
+
+// CheckEntry checks what belongs to the line itself rather than its stream
+// or id: schema version, tenant, time, sequence, text, received_at. A
+// receiver that validated the stream's labels once and set the ids itself
+// (the Loki push) needs only this per line.
+func CheckEntry(l *Line, index int, now time.Time, lim Limits) []batch.Problem {
 	var ps []batch.Problem
 	add := func(field, format string, args ...any) {
 		ps = append(ps, batch.Problem{Index: index, Field: field, Reason: fmt.Sprintf(format, args...)})
@@ -146,7 +184,6 @@ func Validate(l *Line, index int, now time.Time, lim Limits) []batch.Problem {
 	if len(usage.ValidateLabels(0, l.Tenant, "p", "a", usage.EnvDev, "n")) > 0 {
 		add("tenant", "%q must be 1-63 lower-case letters, digits or '-', starting and ending with a letter or digit", batch.Truncate(l.Tenant))
 	}
-	ps = append(ps, ValidateLabels(index, l.Labels, lim)...)
 	switch {
 	case l.Time.IsZero():
 		add("time", "is required")
@@ -166,12 +203,6 @@ func Validate(l *Line, index int, now time.Time, lim Limits) []batch.Problem {
 	}
 	if !l.ReceivedAt.IsZero() {
 		add("received_at", "is set by the collector and must be empty")
-	}
-	switch {
-	case l.ID == "":
-		add("id", "is required")
-	case l.ID != DeriveID(l):
-		add("id", "%q is not the id of this line (want %s)", batch.Truncate(l.ID), DeriveID(l))
 	}
 	return ps
 }
@@ -198,7 +229,7 @@ func ValidateLabels(index int, labels map[string]string, lim Limits) []batch.Pro
 		switch {
 		case len(n) > lim.MaxLabelNameBytes:
 			add("labels", "label name %q is longer than %d bytes", batch.Truncate(n), lim.MaxLabelNameBytes)
-		case !labelName.MatchString(n):
+		case !validLabelName(n):
 			add("labels", "label name %q must match [a-zA-Z_][a-zA-Z0-9_]*", batch.Truncate(n))
 		case len(v) > lim.MaxLabelValueBytes:
 			add("labels", "the value of %s is longer than %d bytes", n, lim.MaxLabelValueBytes)

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,14 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 		if err != nil {
 			return res, fmt.Errorf("embedded store: line %d: %w", i, err)
 		}
-		ids[i], keys[i] = id, logs.StreamKey(lines[i].Labels)
+		ids[i] = id
+		// Batches come stream by stream: comparing with the previous line's
+		// labels is cheaper than building each line's key.
+		if i > 0 && maps.Equal(lines[i].Labels, lines[i-1].Labels) {
+			keys[i] = keys[i-1]
+		} else {
+			keys[i] = logs.StreamKey(lines[i].Labels)
+		}
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
