@@ -76,21 +76,23 @@ func DefaultLimits() Limits {
 // number of bytes cut.
 const TruncationMarker = " …[truncated %d bytes]"
 
-// Truncate cuts s to at most max bytes, marker included, on a UTF-8 boundary,
+// Truncate cuts s to at most limit bytes, marker included, on a UTF-8 boundary,
 // and says so at its end. It returns s unchanged when it fits.
-func Truncate(s string, max int) (string, bool) {
-	if len(s) <= max {
+func Truncate(s string, limit int) (string, bool) { return TruncateOf(s, len(s), limit) }
+
+// TruncateOf is Truncate for a line of which a reader kept only the first
+// bytes, s, to bound its memory: total is the whole line's length, and the
+// marker counts every byte cut, kept or not.
+func TruncateOf(s string, total, limit int) (string, bool) {
+	if total <= limit && len(s) == total {
 		return s, false
 	}
 	// The marker's length depends on the count it shows: reserve for the largest.
-	keep := max - len(fmt.Sprintf(TruncationMarker, len(s)))
-	if keep < 0 {
-		keep = 0
-	}
-	for keep > 0 && !utf8.RuneStart(s[keep]) {
+	keep := min(len(s), max(0, limit-len(fmt.Sprintf(TruncationMarker, total))))
+	for keep > 0 && keep < len(s) && !utf8.RuneStart(s[keep]) {
 		keep--
 	}
-	return s[:keep] + fmt.Sprintf(TruncationMarker, len(s)-keep), true
+	return s[:keep] + fmt.Sprintf(TruncationMarker, total-keep), true
 }
 
 // StreamKey is the canonical form of a label set: `{a="1", b="2"}` with the

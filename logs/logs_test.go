@@ -52,6 +52,13 @@ func TestTruncateCutsToTheLimitOnARuneBoundaryAndSaysHowMuch(t *testing.T) {
 	}
 }
 
+func TestALineKeptOnlyInPartCountsEveryByteCut(t *testing.T) {
+	got, cut := logs.TruncateOf(strings.Repeat("a", 100), 5<<20, 60)
+	if want := strings.Repeat("a", 31) + " …[truncated 5242849 bytes]"; got != want || !cut {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
 func TestTheStreamKeyIsCanonicalWhateverTheLabelOrder(t *testing.T) {
 	a := logs.StreamKey(map[string]string{"b": "2", "a": `say "hi"`})
 	if a != `{a="say \"hi\"", b="2"}` {

@@ -14,8 +14,8 @@ import (
 )
 
 // holdMax bounds the memory one line takes while its pieces arrive: the rest
-// of a longer line is dropped as it comes, so the truncation marker of a line
-// over holdMax counts the bytes cut from its first holdMax only.
+// of a longer line is dropped as it comes, and only counted for its
+// truncation marker.
 const holdMax = 1 << 20
 
 // retryDelay is the wait before a broken stream is opened again; reopenDelay
@@ -106,6 +106,8 @@ type readStream struct {
 	held   bool
 	heldAt time.Time
 	text   []byte
+	// dropped counts the bytes of the held line beyond holdMax.
+	dropped int
 }
 
 func (r *reader) stream(name string) *readStream {
@@ -146,9 +148,9 @@ func (r *reader) message(m engine.LogMessage) error {
 // add appends a piece to the held line, keeping at most holdMax bytes of it.
 func (s *readStream) add(m engine.LogMessage) {
 	s.held, s.heldAt = true, m.Time
-	if room := holdMax - len(s.text); room > 0 {
-		s.text = append(s.text, m.Text[:min(room, len(m.Text))]...)
-	}
+	room := max(0, holdMax-len(s.text))
+	s.text = append(s.text, m.Text[:min(room, len(m.Text))]...)
+	s.dropped += max(0, len(m.Text)-room)
 }
 
 // finish completes the held lines once the engine has no more pieces to
@@ -182,8 +184,8 @@ func (r *reader) finish() error {
 // on: the checkpoint covers those. When it starts again at the last line, that
 // line comes twice in a row with the same time and text.
 func (r *reader) complete(name string, s *readStream) error {
-	at, text := s.heldAt, string(s.text)
-	s.held, s.text = false, s.text[:0]
+	at, text, total := s.heldAt, string(s.text), len(s.text)+s.dropped
+	s.held, s.text, s.dropped = false, s.text[:0], 0
 	seq := 0
 	switch {
 	case at.Equal(s.at) && text == s.last:
@@ -213,7 +215,7 @@ func (r *reader) complete(name string, s *readStream) error {
 		t.mu.Unlock()
 		return nil
 	}
-	b, err := json.Marshal(r.line(name, at, seq, text))
+	b, err := json.Marshal(r.line(name, at, seq, text, total))
 	if err != nil {
 		return err // plain data: cannot happen
 	}
@@ -233,9 +235,10 @@ var errStopped = errors.New("tail: stopping")
 
 // line builds the log line of a text, within the size limit and in valid
 // UTF-8 (the collector refuses anything else).
-func (r *reader) line(stream string, at time.Time, seq int, text string) logs.Line {
+func (r *reader) line(stream string, at time.Time, seq int, text string, total int) logs.Line {
 	tc := r.tc
-	s, cut := logs.Truncate(strings.ToValidUTF8(text, "\uFFFD"), r.t.o.Config.MaxLineBytes)
+	valid := strings.ToValidUTF8(text, "\uFFFD")
+	s, cut := logs.TruncateOf(valid, total+len(valid)-len(text), r.t.o.Config.MaxLineBytes)
 	if cut {
 		tc.counts.truncated.Inc()
 	}
