@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
@@ -205,7 +206,7 @@ func TestAnOOMKillIsCountedOnceAndClosesTheRun(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if n := nodetest.Metric(t, r.reg, "container_oom_events_total", map[string]string{"container": strings.TrimPrefix(in.Name, "/")}); n != 1 {
+	if n := promtest.Value(t, r.reg, "container_oom_events_total", map[string]string{"container": strings.TrimPrefix(in.Name, "/")}); n != 1 {
 		t.Errorf("container_oom_events_total = %v, want 1", n)
 	}
 }
@@ -335,7 +336,7 @@ func TestAFullSpoolStopsNothingAndDropsNothing(t *testing.T) {
 		done <- id
 	}()
 	deadline := time.Now().Add(30 * time.Second)
-	for nodetest.Metric(t, r.reg, "paasmeter_agent_spool_write_errors_total", nil) == 0 {
+	for promtest.Value(t, r.reg, "paasmeter_agent_spool_write_errors_total", nil) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the spool never filled up")
 		}
@@ -364,7 +365,7 @@ func TestWithoutCgroupAccessTheStatsAPIStillMetersTheRun(t *testing.T) {
 	if sum[usage.MeterContainerSeconds] < 4 || sum[usage.MeterCPU] <= 0 || sum[usage.MeterMemory] <= 0 {
 		t.Errorf("billed %v through the stats API, want the run's seconds, CPU and memory", sum)
 	}
-	if n := nodetest.Metric(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total", nil); n == 0 {
+	if n := promtest.Value(t, r.reg, "paasmeter_agent_stats_api_fallbacks_total", nil); n == 0 {
 		t.Error("no sample went through the stats API")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/nodetest"
@@ -168,7 +169,7 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 	if cs := containers(t, n, "crashy"); len(cs) != 3 || running(cs) != 0 {
 		t.Errorf("after giving up there are %d runs, %d running; want 3 and none", len(cs), running(cs))
 	}
-	if v := nodetest.Metric(t, n.Reg, "paasmeter_runtime_replicas", map[string]string{"app": "crashy", "state": "given_up"}); v != 1 {
+	if v := promtest.Value(t, n.Reg, "paasmeter_runtime_replicas", map[string]string{"app": "crashy", "state": "given_up"}); v != 1 {
 		t.Errorf("the given_up replica gauge is %v, want 1", v)
 	}
 	var runs map[string][]usage.Record
@@ -286,7 +287,7 @@ func TestProbeEventsShowHealthyAndFailingAppsAndAFailingOneIsRestarted(t *testin
 	if first.State.Running {
 		t.Errorf("the unhealthy replica %.12s still runs", first.ID)
 	}
-	if v := nodetest.Metric(t, n.Reg, "paasmeter_runtime_restarts_total", map[string]string{"app": "broken"}); v < 1 {
+	if v := promtest.Value(t, n.Reg, "paasmeter_runtime_restarts_total", map[string]string{"app": "broken"}); v < 1 {
 		t.Errorf("restarts of the failing app counted %v, want at least 1", v)
 	}
 }
@@ -384,7 +385,7 @@ func TestASpecChangeRollsReplicasOneAtATimeAndASpecOverQuotaIsRefused(t *testing
 
 	write(version("1", 9)) // 9 replicas: over the quota of 6 containers
 	eventually(t, 10*time.Second, "the spec over quota was not refused", func() bool {
-		return nodetest.Metric(t, n.Reg, "paasmeter_runtime_spec_reloads_total", map[string]string{"outcome": "refused"}) == 1
+		return promtest.Value(t, n.Reg, "paasmeter_runtime_spec_reloads_total", map[string]string{"outcome": "refused"}) == 1
 	})
 	time.Sleep(time.Second)
 	if cs := containers(t, n, "rolling"); len(cs) != 3 || running(cs) != 3 {

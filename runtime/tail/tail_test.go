@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
+	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
@@ -134,7 +135,7 @@ func waitCount(t *testing.T, n *nodetest.Node, name, outcome string, want float6
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got := nodetest.Metric(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome})
+		got := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome})
 		if got == want {
 			return
 		}
@@ -192,7 +193,7 @@ func TestStdoutAndStderrArriveWithTheirLabelsAndTheEnginesTimestamps(t *testing.
 	}
 	waitCount(t, n, name, "shipped", 5)
 	for outcome, want := range map[string]float64{"read": 5, "truncated": 1, "rate_limited": 0, "rejected": 0} {
-		if got := nodetest.Metric(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome}); got != want {
+		if got := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome}); got != want {
 			t.Errorf("%s = %v, want %v", outcome, got, want)
 		}
 	}
@@ -288,7 +289,7 @@ func TestANoisyContainerHitsItsRateLimitWhileEveryLineOfItsQuietNeighbourArrives
 	waitExit(t, n, quietID)
 
 	waitCount(t, n, noisy, "read", noisyLines)
-	limited := nodetest.Metric(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": noisy, "outcome": "rate_limited"})
+	limited := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": noisy, "outcome": "rate_limited"})
 	if limited == 0 {
 		t.Fatalf("the noisy container was not limited")
 	}
@@ -300,7 +301,7 @@ func TestANoisyContainerHitsItsRateLimitWhileEveryLineOfItsQuietNeighbourArrives
 	if got := len(waitStored(t, n, quiet, quietLines)); got != quietLines {
 		t.Errorf("quiet: %d lines stored, want %d", got, quietLines)
 	}
-	if got := nodetest.Metric(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": quiet, "outcome": "rate_limited"}); got != 0 {
+	if got := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": quiet, "outcome": "rate_limited"}); got != 0 {
 		t.Errorf("the quiet neighbour lost %v lines to the rate limit", got)
 	}
 	t.Logf("noisy: %d lines written, %d shipped, %v dropped", noisyLines, shipped, limited)
