@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -76,13 +77,13 @@ func TestTheExamplePlatformFitsTheExampleConfig(t *testing.T) {
 // unique node and institution, so tests sharing the engine do not meet.
 type upEnv struct {
 	dir, node, tenant, api, config, platform string
-	readToken                                string
+	readToken, agentAdmin                    string
 }
 
 func newUpEnv(t *testing.T, cli *client.Client, platform string) *upEnv {
 	t.Helper()
 	n := time.Now().UnixNano() % 1e9
-	e := &upEnv{dir: t.TempDir(), node: fmt.Sprintf("up-%d", n), tenant: fmt.Sprintf("inst-%d", n), api: freeAddr(t), readToken: "up-reader"}
+	e := &upEnv{dir: t.TempDir(), node: fmt.Sprintf("up-%d", n), tenant: fmt.Sprintf("inst-%d", n), api: freeAddr(t), readToken: "up-reader", agentAdmin: freeAddr(t)}
 	agentToken := "up-agent"
 	tokenFile := filepath.Join(e.dir, "agent-token")
 	if err := os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600); err != nil {
@@ -97,7 +98,7 @@ agent:
   spool_dir: %s
   sample_interval: 1s
   window: 10s
-  admin_listen: 127.0.0.1:0
+  admin_listen: "%s"
   reconcile_interval: 500ms
   stop_timeout: 1s
 tenants: [{id: %s, name: Test}]
@@ -105,7 +106,7 @@ tokens:
   - {name: agent, role: agent, node: %s, sha256: %s}
   - {name: reader, role: institution, tenant: %s, sha256: %s}
 `, filepath.Join(e.dir, "data"), e.api, freeAddr(t), e.node, tokenFile, os.Getenv(dockertest.HostEnv), filepath.Join(e.dir, "spool"),
-		e.tenant, e.node, auth.Hash(agentToken), e.tenant, auth.Hash(e.readToken))
+		e.agentAdmin, e.tenant, e.node, auth.Hash(agentToken), e.tenant, auth.Hash(e.readToken))
 	e.config = filepath.Join(e.dir, "paasmeter.yaml")
 	e.platform = filepath.Join(e.dir, "platform.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {
@@ -134,6 +135,24 @@ func (e *upEnv) containers(t *testing.T, cli *client.Client, all bool) []contain
 		t.Fatal(err)
 	}
 	return list
+}
+
+// agentMetrics returns the agent's probe counters, as its /metrics shows them.
+func (e *upEnv) agentMetrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get("http://" + e.agentAdmin + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "paasmeter_runtime_probes_total") {
+			b.WriteString(sc.Text() + "\n")
+		}
+	}
+	return b.String()
 }
 
 // up runs `paasmeter up` in-process until ctx ends; its output goes to the test log.
@@ -172,7 +191,7 @@ func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
             health:
               http: {path: /healthz, port: 8080}
               interval: 1s
-              timeout: 500ms
+              timeout: 900ms
 `)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -208,6 +227,15 @@ func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
 	}
 	if n := len(e.containers(t, cli, false)); n != 1 {
 		t.Fatalf("%d running containers of the node, want 1", n)
+	}
+	// A passed probe, as the agent counts it, before the platform stops: on a
+	// loaded machine the first probes may miss their timeout.
+	deadline = time.Now().Add(30 * time.Second)
+	for !strings.Contains(e.agentMetrics(t), `result="ok"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("the app never passed a probe")
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	cancel()
