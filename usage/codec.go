@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"bytes"
 	"io"
 	"time"
 
@@ -24,6 +25,27 @@ import (
 //
 // The caller bounds the size of r.
 func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
+	data, err := io.ReadAll(r)
+	if err == nil {
+		if recs, ok := decodeFast(data, now, lim); ok {
+			return recs, nil
+		}
+	}
+	// The general decoder reads the same bytes, then meets the same read
+	// error (a body past its limit), as it would have reading r itself.
+	var src io.Reader = bytes.NewReader(data)
+	if err != nil {
+		src = io.MultiReader(src, failingReader{err})
+	}
+	return decodeGeneral(src, now, lim)
+}
+
+type failingReader struct{ err error }
+
+func (f failingReader) Read([]byte) (int, error) { return 0, f.err }
+
+// decodeGeneral is DecodeBatch for any input: encoding/json, every problem named.
+func decodeGeneral(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
 	var recs []Record
 	err := batch.Decode(r, lim.MaxRecords, func(i int, w *wireRecord) []batch.Problem {
 		rec, ps := w.record(i)
