@@ -37,9 +37,11 @@ test: ## Install and start what the tests need, then run the whole suite (race d
 	$(GO) test -race -count=1 ./...
 
 .PHONY: bench
-bench: build ## Benchmarks: ingest (HTTP vs direct store), agent cost with 50 idle containers (cgroups vs stats API)
+bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
 	$(BIN) bench ingest --records 300000 --batch 5000 --concurrency 4
+	@./scripts/test-deps.sh >/dev/null
+	$(BIN) bench clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BIN) bench agent --containers 50 --duration 60s
 
@@ -50,8 +52,9 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder, the Loki push decoders and the LogQL parser, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders and the LogQL parser, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s

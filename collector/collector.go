@@ -26,6 +26,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/batching"
 )
 
 // Options are what a Server is built from. Config, Store, Auth and Tenants are required.
@@ -48,6 +49,10 @@ type Options struct {
 	// Registry receives the collector's metrics; nil means a private registry.
 	Registry *prometheus.Registry
 	Tracer   trace.TracerProvider
+	// Batch, if not nil, gathers the appends of concurrent batches into few
+	// large ones before the store (metering/batching). The collector never
+	// closes Store: its caller does, after Run returned.
+	Batch *batching.Config
 }
 
 // Server is the collector.
@@ -66,6 +71,8 @@ type Server struct {
 	tracer   trace.Tracer
 	metrics  *metrics
 	slots    chan struct{}
+	// batched says appends go through a batching writer (Options.Batch).
+	batched  bool
 	draining atomic.Bool
 }
 
@@ -96,6 +103,16 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
 	}
+	store := o.Store
+	if o.Batch != nil {
+		// Not closed by the collector: its flushes end with the requests that
+		// wait for them, which Run waits for.
+		w, err := batching.New(store, *o.Batch, batching.Options{Logger: o.Logger, Registry: o.Registry})
+		if err != nil {
+			return nil, fmt.Errorf("collector: store.batch: %w", err)
+		}
+		store = w
+	}
 	keep := make(map[string]time.Duration, len(o.Tenants))
 	for t := range o.Tenants {
 		keep[t] = DefaultLogRetention
@@ -108,7 +125,7 @@ func New(o Options) (*Server, error) {
 	}
 	return &Server{
 		cfg:      o.Config,
-		store:    instrumentedStore{Store: o.Store, m: m, tracer: o.Tracer.Tracer(tracerName)},
+		store:    instrumentedStore{Store: store, m: m, tracer: o.Tracer.Tracer(tracerName)},
 		auth:     o.Auth,
 		tenants:  o.Tenants,
 		keep:     keep,
@@ -121,6 +138,7 @@ func New(o Options) (*Server, error) {
 		tracer:   o.Tracer.Tracer(tracerName),
 		metrics:  m,
 		slots:    make(chan struct{}, o.Config.MaxInflightBatches),
+		batched:  o.Batch != nil,
 	}, nil
 }
 

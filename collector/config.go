@@ -28,7 +28,9 @@ type Config struct {
 	// MaxWindow is the longest window one record may cover.
 	MaxWindow time.Duration `yaml:"max_window"`
 	// MaxInflightBatches bounds the batches being decoded and stored at once;
-	// a batch that waits longer than QueueTimeout for a slot gets 429.
+	// a batch that waits longer than QueueTimeout for a slot gets 429. Behind
+	// a batching writer (Options.Batch) a batch leaves its slot once decoded:
+	// the writer's max_queued bounds what waits for the store.
 	MaxInflightBatches int           `yaml:"max_inflight_batches"`
 	QueueTimeout       time.Duration `yaml:"queue_timeout"`
 	// ShutdownTimeout bounds how long a shutdown waits for in-flight requests.

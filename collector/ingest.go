@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -88,10 +91,11 @@ const kindLogs = "logs"
 // committed it.
 func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request, auth.Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-		if !s.admit(w, r, k.name) {
+		release, ok := s.admit(w, r, k.name)
+		if !ok {
 			return
 		}
-		defer s.release()
+		defer release()
 
 		body, err := s.body(w, r)
 		if err != nil {
@@ -136,6 +140,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			k.stamp(&recs[i], now)
 		}
 		s.metrics.batchRecords.WithLabelValues(k.name).Observe(float64(len(recs)))
+		s.beforeAppend(release)
 		res, err := k.append(r.Context(), recs)
 		if err != nil {
 			s.storeFailed(w, k.name, len(recs), p, err)
@@ -150,27 +155,56 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 }
 
 // admit takes an ingest slot for a request of kind, or answers 429 and
-// returns false. The caller releases the slot.
-func (s *Server) admit(w http.ResponseWriter, r *http.Request, kind string) bool {
+// returns false. The caller calls release, once or more, when done.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, kind string) (release func(), ok bool) {
 	if s.acquire(r.Context()) {
-		return true
+		var once sync.Once
+		return func() { once.Do(s.release) }, true
 	}
-	s.metrics.throttled.WithLabelValues(kind).Inc()
+	s.metrics.throttled.WithLabelValues(kind, throttledByInflight).Inc()
 	w.Header().Set("Retry-After", "1")
 	writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
-	return false
+	return nil, false
+}
+
+// beforeAppend is called with a decoded batch about to be appended. Behind a
+// batching writer the append waits for a flush, possibly with many others:
+// the writer bounds what waits (max_queued), so the slot, which bounds
+// decoding, is released for the next batch. Holding it would cap a flush at
+// max_inflight_batches batches and leave the CPU idle while it is written.
+// Without the writer the slot is held until the store answers, as it is then
+// the only bound on the batches waiting for the store.
+func (s *Server) beforeAppend(release func()) {
+	if s.batched {
+		release()
+	}
 }
 
 // storeFailed answers a batch the store did not take: nothing of it was
-// stored, and the client should resend it.
+// stored, and the client should resend it — after the store's own hint when
+// it gave one (a batching writer that is full or found the store down).
 func (s *Server) storeFailed(w http.ResponseWriter, kind string, records int, p auth.Principal, err error) {
-	s.log.Error("storing batch failed", "kind", kind, "records", records, "principal", p.Name, "err", err)
-	code := http.StatusServiceUnavailable
-	if errors.Is(err, context.Canceled) {
-		code = 499 // client gone: it will resend, dedup makes that safe
+	retryAfter := 5 * time.Second
+	var later *metering.RetryLaterError
+	if errors.As(err, &later) {
+		// Expected under load or during an outage, logged once per flush by the
+		// batching writer and counted in its metrics: one line per agent batch
+		// would flood the log exactly when the operator reads it.
+		s.log.Debug("store refused batch", "kind", kind, "records", records, "principal", p.Name, "err", err)
+		retryAfter = later.After
+	} else {
+		s.log.Error("storing batch failed", "kind", kind, "records", records, "principal", p.Name, "err", err)
 	}
-	w.Header().Set("Retry-After", "5")
-	writeError(w, code, "store unavailable; nothing was stored, resend the batch", nil)
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retryAfter.Seconds())))))
+	switch {
+	case errors.Is(err, metering.ErrOverloaded):
+		s.metrics.throttled.WithLabelValues(kind, throttledByStore).Inc()
+		writeError(w, http.StatusTooManyRequests, "store busy; nothing was stored, resend the batch later", nil)
+	case errors.Is(err, context.Canceled):
+		writeError(w, 499, "request canceled; nothing was stored", nil) // client gone: it will resend, dedup makes that safe
+	default:
+		writeError(w, http.StatusServiceUnavailable, "store unavailable; nothing was stored, resend the batch", nil)
+	}
 }
 
 // body returns the request body bounded by MaxBodyBytes, gzip-decoded if the

@@ -38,10 +38,11 @@ const (
 // so a push resent after a timeout stores nothing twice.
 func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	tenant := r.PathValue("tenant")
-	if !s.admit(w, r, kindLogs) {
+	release, ok := s.admit(w, r, kindLogs)
+	if !ok {
 		return
 	}
-	defer s.release()
+	defer release()
 	reject := func(code int, msg string, detail any) {
 		s.countRejected(kindLogs, nil, 0)
 		s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
@@ -101,6 +102,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 			lines[i].ReceivedAt = now
 		}
 		s.metrics.batchRecords.WithLabelValues(kindLogs).Observe(float64(len(lines)))
+		s.beforeAppend(release)
 		res, err := s.store.AppendLogs(r.Context(), lines)
 		if err != nil {
 			s.storeFailed(w, kindLogs, len(lines), p, err)

@@ -16,6 +16,12 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
+// The reasons of paasmeter_collector_throttled_requests_total.
+const (
+	throttledByInflight = "inflight"
+	throttledByStore    = "store"
+)
+
 type metrics struct {
 	requests        *prometheus.CounterVec
 	requestDuration *prometheus.HistogramVec
@@ -60,8 +66,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_throttled_requests_total",
-			Help: "Batches answered 429 because max_inflight_batches were busy for queue_timeout, by kind.",
-		}, []string{"kind"}),
+			Help: "Batches answered 429 by kind and reason: inflight (max_inflight_batches were busy for queue_timeout) or store (the store's write queue is full).",
+		}, []string{"kind", "reason"}),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paasmeter_store_operation_duration_seconds",
 			Help:    "Latency of metering store operations.",

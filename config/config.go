@@ -21,6 +21,8 @@ import (
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
+	"github.com/paasmeter/paasmeter/metering/batching"
+	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/runtime/agent"
 )
 
@@ -49,8 +51,25 @@ type LogConfig struct {
 
 // StoreConfig says where data is kept.
 type StoreConfig struct {
-	// DataDir holds the embedded stores.
+	// DataDir holds the embedded stores (and, by default, the audit log).
 	DataDir string `yaml:"data_dir"`
+	// MeteringDSN selects the metering store: empty for the embedded store in
+	// DataDir, or clickhouse://host:9000/database[?cluster=NAME&…] for
+	// ClickHouse (metering/clickhouse.DSN lists the options).
+	MeteringDSN string `yaml:"metering_dsn"`
+	// Batch is the batching writer between the collector and the metering
+	// store: on by default for ClickHouse, off for the embedded store.
+	Batch batching.Config `yaml:"batch"`
+}
+
+// MeteringBatch returns the batching writer's configuration when the writer
+// is on for the configured metering store, nil when it is off.
+func (c *StoreConfig) MeteringBatch() *batching.Config {
+	if !c.Batch.On(c.MeteringDSN != "") {
+		return nil
+	}
+	b := c.Batch
+	return &b
 }
 
 // TenantConfig is one institution.
@@ -71,7 +90,7 @@ func Default() Config {
 	return Config{
 		TimeZone:  "Europe/Brussels",
 		Log:       LogConfig{Level: "info", Format: "text"},
-		Store:     StoreConfig{DataDir: "data"},
+		Store:     StoreConfig{DataDir: "data", Batch: batching.DefaultConfig()},
 		Collector: collector.DefaultConfig(),
 		Agent:     agent.DefaultConfig(),
 		Tracing:   telemetry.TracingConfig{Exporter: telemetry.ExporterNone},
@@ -85,6 +104,7 @@ func (c *Config) overrides() map[string]*string {
 		"PAASMETER_LOG_LEVEL":        &c.Log.Level,
 		"PAASMETER_LOG_FORMAT":       &c.Log.Format,
 		"PAASMETER_DATA_DIR":         &c.Store.DataDir,
+		"PAASMETER_METERING_DSN":     &c.Store.MeteringDSN,
 		"PAASMETER_LISTEN":           &c.Collector.Listen,
 		"PAASMETER_ADMIN_LISTEN":     &c.Collector.AdminListen,
 		"PAASMETER_TRACING_EXPORTER": (*string)(&c.Tracing.Exporter),
@@ -163,6 +183,12 @@ func (c *Config) Validate() error {
 	if c.Store.DataDir == "" {
 		errs = append(errs, errors.New("store.data_dir: is required"))
 	}
+	if c.Store.MeteringDSN != "" {
+		if _, err := clickhouse.ParseDSN(c.Store.MeteringDSN); err != nil {
+			errs = append(errs, fmt.Errorf("store.metering_dsn: %w", err))
+		}
+	}
+	in("store.batch", c.Store.Batch.Validate())
 	in("collector", c.Collector.Validate())
 	in("agent", c.Agent.Validate())
 	in("tracing", c.Tracing.Validate())

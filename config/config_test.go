@@ -67,6 +67,20 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 	}
 }
 
+func TestMeteringStoreIsEmbeddedUnlessAClickHouseDSNIsSet(t *testing.T) {
+	c, err := config.Parse(nil, "x.yaml", noEnv)
+	if err != nil || c.Store.MeteringDSN != "" {
+		t.Fatalf("default metering_dsn = %q, %v; want empty (the embedded store)", c.Store.MeteringDSN, err)
+	}
+	dsn := "clickhouse://ch1:9000/paasmeter?cluster=platform"
+	c, err = config.Parse([]byte("store:\n  metering_dsn: clickhouse://file:9000/x\n"), "x.yaml", func(k string) string {
+		return map[string]string{"PAASMETER_METERING_DSN": dsn}[k]
+	})
+	if err != nil || c.Store.MeteringDSN != dsn {
+		t.Fatalf("metering_dsn = %q, %v; want the environment's %q", c.Store.MeteringDSN, err, dsn)
+	}
+}
+
 func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 	tests := map[string]struct{ yaml, want string }{
 		"an unknown key is named with its line":  {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
@@ -83,6 +97,8 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 			"collector:\n  logs:\n    max_line_bytes: 2048\n    ingestion_burst_bytes: 1024\n", "collector.logs.ingestion_burst_bytes: 1024 must be at least max_line_bytes"},
 		"a zero ingestion rate is named":           {"collector:\n  logs:\n    ingestion_rate_bytes: 0\n", "collector.logs.ingestion_rate_bytes: 0 is below"},
 		"a sub-second retention interval is named": {"collector:\n  logs:\n    retention_interval: 10ms\n", "collector.logs.retention_interval: 10ms is below"},
+		"an HTTP ClickHouse DSN is named":          {"store:\n  metering_dsn: http://ch:8123/paasmeter\n", "store.metering_dsn: clickhouse dsn: http:// is not supported"},
+		"a DSN of another store is named":          {"store:\n  metering_dsn: postgres://db/paasmeter\n", "store.metering_dsn: clickhouse dsn: scheme \"postgres\""},
 		"an agent token without node is named": {
 			"tokens:\n  - name: a\n    role: agent\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].node:"},
 		"a token for an unknown tenant is named": {

@@ -2,7 +2,9 @@
 // and log lines are kept, deduplicated by id, append-only (log lines also expire).
 //
 // Adapters live beside it: metering/embedded (SQLite in a data directory, the
-// default). Every adapter must pass the contract suite in metering/storetest.
+// default) and metering/clickhouse (one ClickHouse server, or a cluster sharded
+// by institution). Every adapter must pass the contract suite in
+// metering/storetest, which says where an adapter may promise less.
 package metering
 
 import (
@@ -242,3 +244,22 @@ type LogPage struct {
 // ErrNotReady is returned by stores that cannot serve right now (closed, or the
 // backing server is unreachable).
 var ErrNotReady = errors.New("metering store not ready")
+
+// ErrOverloaded is returned by a store that refuses a write because it is
+// behind (its write queue is full): nothing was stored, and the same write
+// will likely succeed a little later. The collector answers 429.
+var ErrOverloaded = errors.New("metering store overloaded")
+
+// RetryLaterError is a write refused without being attempted, or failed, with
+// a hint of when to try again. Err says why: it wraps ErrOverloaded (the
+// store is behind) or ErrNotReady (the store is down), or the store's own error.
+type RetryLaterError struct {
+	Err error
+	// After is how long the caller should wait before sending the write again.
+	After time.Duration
+}
+
+func (e *RetryLaterError) Error() string { return e.Err.Error() }
+
+// Unwrap lets errors.Is see ErrOverloaded or ErrNotReady through the hint.
+func (e *RetryLaterError) Unwrap() error { return e.Err }

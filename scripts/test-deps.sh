@@ -14,7 +14,10 @@ need_pkgs=()
 # with images built FROM scratch around a static busybox (no registry here).
 # iptables: dockerd's rules are what keep one institution's network from another's.
 # prometheus: promtool checks the exposed metrics (the package starts nothing here).
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus; do
+# clickhouse-server, clickhouse-client: the ClickHouse metering store is tested
+# against Debian's 18.16; each test binary starts its own servers on free
+# loopback ports (metering/clickhouse/chtest), so none is started here.
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -23,6 +26,15 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     exit 1
   fi
   log "installing ${need_pkgs[*]}"
+  # clickhouse-server's postinst runs `invoke-rc.d clickhouse-server start`
+  # and fails the install when that fails (port 9000 taken, no init system).
+  # Without a policy-rc.d (Docker images have one), one that forbids starting
+  # services keeps the install from starting a server nobody wants.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt_get install --no-install-recommends "${need_pkgs[@]}" || { apt_get update && apt_get install --no-install-recommends "${need_pkgs[@]}"; }
 fi
 command -v go >/dev/null || { log "Go is not on PATH (expected at /usr/local/go/bin)"; exit 1; }
@@ -50,4 +62,4 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   log "not root: no Docker Engine for the tests (agent tests skip outside CI, fail under CI=true)"
 fi
-log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'))"
+log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo 'missing'))"

@@ -17,6 +17,8 @@ import (
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/loadgen"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/batching"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
@@ -27,6 +29,7 @@ func (a *app) benchCmd() *cobra.Command {
 	}
 	spec := loadgen.Spec{Tenant: "bench", Node: "bench-node"}
 	var url, token string
+	var batchDelay time.Duration
 	ingest := &cobra.Command{
 		Use:   "ingest",
 		Short: "Usage records per second over HTTP vs direct inserts into the same store",
@@ -36,13 +39,15 @@ over loopback HTTP (JSON decoding, validation, auth, dedup, metrics). Prints bot
 rates and their ratio.
 
 With --url, the HTTP phase targets a running collector instead (its tenant and
-node must be "bench"/"bench-node", or set --tenant/--node to match its token).`,
+node must be "bench"/"bench-node", or set --tenant/--node to match its token).
+With --batching DELAY, the in-process collector gathers its appends in the
+batching writer (store.batch defaults, max_delay DELAY) before the store.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := spec.Validate(); err != nil {
 				return err
 			}
-			return a.benchIngest(cmd.Context(), spec, url, token)
+			return a.benchIngest(cmd.Context(), spec, url, token, batchDelay)
 		},
 	}
 	f := ingest.Flags()
@@ -53,14 +58,19 @@ node must be "bench"/"bench-node", or set --tenant/--node to match its token).`,
 	f.StringVar(&spec.Node, "node", spec.Node, "node of the generated records")
 	f.StringVar(&url, "url", "", "usage endpoint of a running collector (default: start one in-process)")
 	f.StringVar(&token, "token", "", "agent token for --url")
-	cmd.AddCommand(ingest, a.benchAgentCmd())
+	f.DurationVar(&batchDelay, "batching", 0, "put a batching writer with this max_delay between the in-process collector and its store (0: none)")
+	cmd.AddCommand(ingest, a.benchAgentCmd(), a.benchClickHouseCmd())
 	return cmd
 }
 
-func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token string) error {
+func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token string, batchDelay time.Duration) error {
 	spec.End = time.Now()
-	fmt.Fprintf(a.stdout, "ingest benchmark: %d records per phase, batches of %d, %d concurrent clients, GOMAXPROCS=%d\n",
-		spec.Records, spec.BatchSize, spec.Concurrency, runtime.GOMAXPROCS(0))
+	writer := "none"
+	if batchDelay > 0 {
+		writer = "max_delay " + batchDelay.String()
+	}
+	fmt.Fprintf(a.stdout, "ingest benchmark: %d records per phase, batches of %d, %d concurrent clients, collector's batching writer: %s, GOMAXPROCS=%d\n",
+		spec.Records, spec.BatchSize, spec.Concurrency, writer, runtime.GOMAXPROCS(0))
 	batches := loadgen.Batches(spec)
 	bodies, err := loadgen.Encode(batches)
 	if err != nil {
@@ -86,7 +96,18 @@ func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token str
 	}
 
 	if url == "" {
-		stop, u, t, err := startBenchCollector(ctx, dir+"/http", spec)
+		store, err := embedded.Open(ctx, dir+"/http")
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		var batch *batching.Config
+		if batchDelay > 0 {
+			c := batching.DefaultConfig()
+			c.MaxDelay = batchDelay
+			batch = &c
+		}
+		stop, u, t, err := startBenchCollector(ctx, store, batch, spec)
 		if err != nil {
 			return err
 		}
@@ -113,25 +134,25 @@ func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token str
 	return nil
 }
 
-// startBenchCollector runs a collector on loopback over a fresh embedded store,
-// configured like the real one but for one bench tenant and agent token.
-func startBenchCollector(ctx context.Context, dir string, spec loadgen.Spec) (stop func(), url, token string, err error) {
-	store, err := embedded.Open(ctx, dir)
-	if err != nil {
-		return nil, "", "", err
-	}
+// startBenchCollector runs a collector on loopback over store, configured like
+// the real one but for the bench's tenants and one agent token; batch, if not
+// nil, puts a batching writer before the store. The caller closes the store
+// after stop.
+func startBenchCollector(ctx context.Context, store metering.Store, batch *batching.Config, spec loadgen.Spec) (stop func(), url, token string, err error) {
 	token = auth.New()
 	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}})
 	if err != nil {
-		store.Close()
 		return nil, "", "", err
 	}
 	cfg := collector.DefaultConfig()
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Tenants: map[string]bool{spec.Tenant: true},
+	tenants := map[string]bool{}
+	for _, t := range spec.TenantIDs() {
+		tenants[t] = true
+	}
+	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Tenants: tenants, Batch: batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		store.Close()
 		return nil, "", "", err
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -143,12 +164,10 @@ func startBenchCollector(ctx context.Context, dir string, spec loadgen.Spec) (st
 		url = "http://" + a.String() + "/api/v1/usage"
 	case err := <-done:
 		cancel()
-		store.Close()
 		return nil, "", "", errors.Join(errors.New("bench collector did not start"), err)
 	}
 	return func() {
 		cancel()
 		<-done
-		store.Close()
 	}, url, token, nil
 }

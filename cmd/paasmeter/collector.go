@@ -16,6 +16,8 @@ import (
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
@@ -32,10 +34,11 @@ func (a *app) collectorCmd() *cobra.Command {
   collector.admin_listen  /metrics and /debug/pprof/ for operators: keep it private
 
 Records and log lines are validated, deduplicated by id and stored in the
-embedded store under store.data_dir; a batch is acknowledged only after it is
-on disk. Operators' reads of tenant data are written to the audit log first
-(collector.audit_log); log lines older than their tenant's log_retention are
-deleted every collector.logs.retention_interval.
+metering store: the embedded one under store.data_dir, or ClickHouse when
+store.metering_dsn is a clickhouse:// DSN; a batch is acknowledged only after
+it is durably stored. Operators' reads of tenant data are written to the audit
+log first (collector.audit_log); log lines older than their tenant's
+log_retention are deleted every collector.logs.retention_interval.
 SIGINT or SIGTERM stops it gracefully: in-flight batches finish first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -57,7 +60,7 @@ func (a *app) runCollector(ctx context.Context) (err error) {
 	return srv.Run(ctx, nil)
 }
 
-// openCollector builds the collector of cfg over the embedded store, ready to
+// openCollector builds the collector of cfg over its metering store, ready to
 // Run; closeCollector closes the store and flushes the traces once Run returned.
 func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.Logger) (srv *collector.Server, closeCollector func() error, err error) {
 	loc, err := cfg.Location()
@@ -71,7 +74,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	// The traces are flushed even when the caller's context ended: that is
 	// how a collector usually stops.
 	closeTracing := func() error { return shutdownTracing(context.WithoutCancel(ctx)) }
-	store, err := embedded.Open(ctx, cfg.Store.DataDir)
+	store, err := openMeteringStore(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, errors.Join(err, closeTracing())
 	}
@@ -86,7 +89,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 			err = errors.Join(err, closeCollector())
 		}
 	}()
-	log.Info("metering store opened", "kind", "embedded", "path", store.Path(), "audit_log", auditLog.Path())
+	log.Info("audit log opened", "path", auditLog.Path())
 
 	authn, err := auth.NewAuthenticator(cfg.Tokens)
 	if err != nil {
@@ -112,9 +115,30 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		Logger:       log,
 		Registry:     reg,
 		Tracer:       tp,
+		// On by default for ClickHouse, which wants few large inserts.
+		Batch: cfg.Store.MeteringBatch(),
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	return srv, closeCollector, nil
+}
+
+// openMeteringStore opens the metering store that cfg names: ClickHouse for a
+// store.metering_dsn, else the embedded store in store.data_dir.
+func openMeteringStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (metering.Store, error) {
+	if cfg.Store.MeteringDSN != "" {
+		store, err := clickhouse.Open(ctx, cfg.Store.MeteringDSN, log)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("metering store opened", "kind", "clickhouse", "store", store.String())
+		return store, nil
+	}
+	store, err := embedded.Open(ctx, cfg.Store.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("metering store opened", "kind", "embedded", "path", store.Path())
+	return store, nil
 }

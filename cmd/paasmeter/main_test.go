@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -78,17 +79,29 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
+
 // TestCollectorCommandServesTheQuickstart runs `paasmeter collector` as the
-// README's quickstart does: the example batch goes in, is read back, and the
-// command stops cleanly on cancellation.
+// README's quickstart does, on the embedded store and on ClickHouse: the
+// example batch goes in, is read back, and the command stops cleanly on
+// cancellation.
 func TestCollectorCommandServesTheQuickstart(t *testing.T) {
+	t.Run("embedded store", func(t *testing.T) { testQuickstart(t, "") })
+	t.Run("clickhouse", func(t *testing.T) { testQuickstart(t, chtest.Single(t).DSN(t)) })
+}
+
+func testQuickstart(t *testing.T, meteringDSN string) {
 	dir := t.TempDir()
 	example, err := os.ReadFile("../../deploy/examples/paasmeter.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	api, admin := freeAddr(t), freeAddr(t)
-	cfg := strings.NewReplacer("127.0.0.1:8080", api, "127.0.0.1:9090", admin, "data_dir: data", "data_dir: "+filepath.Join(dir, "data")).Replace(string(example))
+	store := "data_dir: " + filepath.Join(dir, "data")
+	if meteringDSN != "" {
+		store += "\n  metering_dsn: " + meteringDSN
+	}
+	cfg := strings.NewReplacer("127.0.0.1:8080", api, "127.0.0.1:9090", admin, "data_dir: data", store).Replace(string(example))
 	path := filepath.Join(dir, "paasmeter.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

@@ -23,8 +23,11 @@ type Spec struct {
 	Records     int
 	BatchSize   int
 	Concurrency int
-	Tenant      string
-	Node        string
+	// Tenant names the records' institution; with Tenants > 1 the containers
+	// are spread over institutions Tenant-000, Tenant-001, …
+	Tenant  string
+	Tenants int
+	Node    string
 	// End is the end of the newest window; records go back from there.
 	End time.Time
 }
@@ -40,27 +43,50 @@ func (s Spec) Validate() error {
 // containers is how many distinct containers the generated records come from.
 const containers = 1000
 
+// TenantIDs returns the institutions the records belong to.
+func (s Spec) TenantIDs() []string {
+	if s.Tenants <= 1 {
+		return []string{s.Tenant}
+	}
+	out := make([]string, s.Tenants)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%03d", s.Tenant, i)
+	}
+	return out
+}
+
 // Batches returns s.Records distinct valid records cut into batches: containers
-// c0000..c0999 each with one 60-second cpu_ns window per minute, going back from s.End.
+// c0000..c0999 (spread over the spec's institutions) each with one 60-second
+// cpu_ns window per minute, going back from s.End.
 func Batches(s Spec) [][]usage.Record {
-	end := s.End.UTC().Truncate(time.Minute)
+	record := s.Generator()
 	var out [][]usage.Record
 	for lo := 0; lo < s.Records; lo += s.BatchSize {
-		b := make([]usage.Record, 0, min(s.BatchSize, s.Records-lo))
-		for i := lo; i < lo+cap(b); i++ {
-			start := end.Add(-time.Duration(i/containers+1) * time.Minute)
-			c := fmt.Sprintf("c%04d", i%containers)
-			r := usage.Record{
-				SchemaVersion: usage.SchemaVersion, Tenant: s.Tenant, Project: "claims", App: "pricing",
-				Environment: usage.EnvProd, ContainerID: c, RunID: c + "-1", Node: s.Node, Meter: usage.MeterCPU,
-				Quantity: int64(1_000_000 + i), WindowStart: start, WindowEnd: start.Add(time.Minute),
-			}
-			r.SetID()
-			b = append(b, r)
+		b := make([]usage.Record, min(s.BatchSize, s.Records-lo))
+		for i := range b {
+			b[i] = record(lo + i)
 		}
 		out = append(out, b)
 	}
 	return out
+}
+
+// Generator returns the function that makes record i of the records Batches
+// returns, its id set, for a caller that streams them instead.
+func (s Spec) Generator() func(i int) usage.Record {
+	tenants := s.TenantIDs()
+	end := s.End.UTC().Truncate(time.Minute)
+	return func(i int) usage.Record {
+		start := end.Add(-time.Duration(i/containers+1) * time.Minute)
+		c := fmt.Sprintf("c%04d", i%containers)
+		r := usage.Record{
+			SchemaVersion: usage.SchemaVersion, Tenant: tenants[i%containers%len(tenants)], Project: "claims", App: "pricing",
+			Environment: usage.EnvProd, ContainerID: c, RunID: c + "-1", Node: s.Node, Meter: usage.MeterCPU,
+			Quantity: int64(1_000_000 + i), WindowStart: start, WindowEnd: start.Add(time.Minute),
+		}
+		r.SetID()
+		return r
+	}
 }
 
 // Encode returns each batch as its JSON request body.

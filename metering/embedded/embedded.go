@@ -19,12 +19,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/internal/sqlkit"
 	"github.com/paasmeter/paasmeter/usage"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
@@ -186,7 +186,7 @@ const insertUsage = `INSERT INTO usage_records
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
 	return s.appendRows(ctx, insertUsage, len(recs), func(i int) ([]any, error) {
 		r := &recs[i]
-		id, err := decodeID(r.ID)
+		id, err := sqlkit.DecodeID(r.ID)
 		return []any{id, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID,
 			r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(),
 			r.ReceivedAt.UnixNano(), r.SchemaVersion}, err
@@ -203,7 +203,7 @@ const insertEvent = `INSERT INTO events
 func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
 	return s.appendRows(ctx, insertEvent, len(evs), func(i int) ([]any, error) {
 		e := &evs[i]
-		id, err := decodeID(e.ID)
+		id, err := sqlkit.DecodeID(e.ID)
 		var probeOK, probeLatency any // NULL unless a probe event
 		var probeKind, probeDetail string
 		if p := e.Probe; p != nil {
@@ -262,153 +262,30 @@ func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i 
 	return res, nil
 }
 
-func decodeID(id string) ([]byte, error) {
-	if len(id) != usage.IDLength {
-		return nil, fmt.Errorf("id %q is not %d hex digits", id, usage.IDLength)
-	}
-	b, err := hex.DecodeString(id)
-	if err != nil {
-		return nil, fmt.Errorf("id %q: %w", id, err)
-	}
-	return b, nil
+// sqlite spells the shared usage aggregation for SQLite: integer division
+// truncates, which is a floor for the non-negative times stored here.
+var sqlite = sqlkit.Dialect{
+	From: "usage_records",
+	Day: func(offsetNs int64) string {
+		return fmt.Sprintf("(window_start + %d) / %d", offsetNs, (24 * time.Hour).Nanoseconds())
+	},
+	Sums: "SUM(quantity >> 32), SUM(quantity & 4294967295), COUNT(*)",
 }
 
-// where builds the WHERE clause of f.
-func where(f *metering.UsageFilter) (string, []any) {
-	var b strings.Builder
-	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
-	b.WriteString("tenant = ? AND window_start >= ? AND window_start < ?")
-	inList(&b, &args, "project", f.Projects)
-	inList(&b, &args, "app", f.Apps)
-	inList(&b, &args, "environment", strs(f.Environments))
-	inList(&b, &args, "meter", strs(f.Meters))
-	return b.String(), args
-}
-
-// inList adds "AND col IN (…)" for a non-empty filter.
-func inList(b *strings.Builder, args *[]any, col string, vals []string) {
-	if len(vals) == 0 {
-		return
-	}
-	b.WriteString(" AND " + col + " IN (?" + strings.Repeat(", ?", len(vals)-1) + ")")
-	for _, v := range vals {
-		*args = append(*args, v)
-	}
-}
-
-func strs[T ~string](vs []T) []string {
-	out := make([]string, len(vs))
-	for i, v := range vs {
-		out[i] = string(v)
-	}
-	return out
-}
-
-// QueryUsage implements metering.UsageReader.
-//
-// SQLite knows no time zones, so a day grouping splits the range into spans of
-// constant UTC offset (a month has at most two) and buckets each span with
-// integer arithmetic; quantities are summed as 32-bit halves (usage.FromSplitSums)
-// so the sum is exact beyond int64.
+// QueryUsage implements metering.UsageReader (see sqlkit.QueryUsage).
 func (s *Store) QueryUsage(ctx context.Context, q metering.UsageQuery) ([]metering.UsageRow, error) {
-	if err := q.Validate(); err != nil {
-		return nil, err
+	rows, err := sqlkit.QueryUsage(ctx, q, sqlite, func(ctx context.Context, query string, args ...any) (sqlkit.Rows, error) {
+		return s.r.QueryContext(ctx, query, args...)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: query usage: %w", err)
 	}
-	loc := q.Location
-	if loc == nil {
-		loc = time.UTC
-	}
-	type key struct{ project, app, env, day, meter string }
-	merged := map[key]*metering.UsageRow{}
-	for _, sp := range offsetSpans(q.From, q.To, loc) {
-		f := q.UsageFilter
-		f.From, f.To = sp.from, sp.to
-		cond, args := where(&f)
-		var cols []string
-		for _, d := range []metering.Dimension{metering.ByProject, metering.ByApp, metering.ByEnvironment} {
-			if q.Groups(d) {
-				cols = append(cols, string(d))
-			} else {
-				cols = append(cols, "''")
-			}
-		}
-		if q.Groups(metering.ByDay) {
-			cols = append(cols, fmt.Sprintf("(window_start + %d) / %d", sp.offset.Nanoseconds(), (24*time.Hour).Nanoseconds()))
-		} else {
-			cols = append(cols, "0")
-		}
-		cols = append(cols, "meter")
-		var group []string
-		for _, c := range cols {
-			if c != "''" && c != "0" {
-				group = append(group, c)
-			}
-		}
-		query := "SELECT " + strings.Join(cols, ", ") +
-			", SUM(quantity >> 32), SUM(quantity & 4294967295), COUNT(*) FROM usage_records WHERE " + cond +
-			" GROUP BY " + strings.Join(group, ", ")
-		rows, err := s.r.QueryContext(ctx, query, args...)
-		if err != nil {
-			return nil, fmt.Errorf("embedded store: query usage: %w", err)
-		}
-		for rows.Next() {
-			var k key
-			var day, hi, lo, n int64
-			if err := rows.Scan(&k.project, &k.app, &k.env, &day, &k.meter, &hi, &lo, &n); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("embedded store: read usage row: %w", err)
-			}
-			if q.Groups(metering.ByDay) {
-				k.day = time.Unix(day*86400, 0).UTC().Format(time.DateOnly)
-			}
-			t := usage.FromSplitSums(uint64(hi), uint64(lo))
-			if row, ok := merged[k]; ok {
-				row.Quantity = row.Quantity.Plus(t)
-				row.Records += n
-				continue
-			}
-			merged[k] = &metering.UsageRow{Project: k.project, App: k.app, Environment: usage.Environment(k.env),
-				Day: k.day, Meter: usage.Meter(k.meter), Quantity: t, Records: n}
-		}
-		if err := rows.Close(); err != nil {
-			return nil, fmt.Errorf("embedded store: query usage: %w", err)
-		}
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("embedded store: query usage: %w", err)
-		}
-	}
-	out := make([]metering.UsageRow, 0, len(merged))
-	for _, r := range merged {
-		out = append(out, *r)
-	}
-	metering.SortRows(out)
-	return out, nil
-}
-
-type span struct {
-	from, to time.Time
-	offset   time.Duration
-}
-
-// offsetSpans splits [from, to) into spans over which loc's UTC offset is constant.
-func offsetSpans(from, to time.Time, loc *time.Location) []span {
-	var out []span
-	for t := from; t.Before(to); {
-		lt := t.In(loc)
-		_, off := lt.Zone()
-		_, end := lt.ZoneBounds()
-		if end.IsZero() || end.After(to) {
-			end = to
-		}
-		out = append(out, span{from: t, to: end, offset: time.Duration(off) * time.Second})
-		t = end
-	}
-	return out
+	return rows, nil
 }
 
 // ScanUsage implements metering.UsageReader.
 func (s *Store) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(usage.Record) error) error {
-	cond, args := where(&f)
+	cond, args := sqlkit.UsageWhere(&f)
 	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant, project, app, environment, container_id, run_id, volume, node,
 		meter, quantity, window_start, window_end, received_at, schema_version
 		FROM usage_records WHERE `+cond+` ORDER BY window_start, id`, args...)
@@ -440,14 +317,10 @@ func (s *Store) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(u
 
 // ScanEvents implements metering.EventReader.
 func (s *Store) ScanEvents(ctx context.Context, f metering.EventFilter, fn func(events.Event) error) error {
-	var b strings.Builder
-	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
-	b.WriteString("tenant = ? AND time >= ? AND time < ?")
-	inList(&b, &args, "app", f.Apps)
-	inList(&b, &args, "type", strs(f.Types))
+	cond, args := sqlkit.EventWhere(&f)
 	rows, err := s.r.QueryContext(ctx, `SELECT id, tenant, project, app, environment, node, container_id, run_id, replica,
 		type, time, exit_code, oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail,
-		received_at, schema_version FROM events WHERE `+b.String()+` ORDER BY time, id`, args...)
+		received_at, schema_version FROM events WHERE `+cond+` ORDER BY time, id`, args...)
 	if err != nil {
 		return fmt.Errorf("embedded store: scan events: %w", err)
 	}

@@ -16,5 +16,5 @@ func TestContract(t *testing.T) {
 			t.Fatal(err)
 		}
 		return s
-	})
+	}, storetest.Capabilities{})
 }

@@ -3,19 +3,18 @@ package embedded
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/internal/sqlkit"
 )
 
 // AppendLogs implements metering.LogAppender.
@@ -27,7 +26,7 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 	ids := make([][]byte, len(lines))
 	keys := make([]string, len(lines))
 	for i := range lines {
-		id, err := decodeID(lines[i].ID)
+		id, err := sqlkit.DecodeID(lines[i].ID)
 		if err != nil {
 			return res, fmt.Errorf("embedded store: line %d: %w", i, err)
 		}
@@ -153,12 +152,12 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 		order, cmp = "ASC", ">"
 	}
 	if q.Cursor != "" {
-		c, err := parseCursor(q.Cursor)
+		c, err := sqlkit.ParseCursor(q.Cursor)
 		if err != nil {
 			return page, err
 		}
 		cond += " AND (time, seq, id) " + cmp + " (?, ?, ?)"
-		args = append(args, c.time, c.seq, c.id)
+		args = append(args, c.Time, c.Seq, c.ID)
 	}
 	rows, err := s.r.QueryContext(ctx, `SELECT time, seq, id, stream, line, received_at, schema_version FROM log_lines
 		WHERE `+cond+` ORDER BY time `+order+`, seq `+order+`, id `+order, args...)
@@ -166,7 +165,7 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 		return page, fmt.Errorf("embedded store: query logs: %w", err)
 	}
 	defer rows.Close()
-	var last cursor
+	var last sqlkit.Cursor
 	for rows.Next() {
 		var l logs.Line
 		var t, recv, streamID int64
@@ -186,44 +185,12 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 		l.ID, l.Tenant, l.Labels = hex.EncodeToString(id), q.Tenant, byID[streamID]
 		l.Time, l.ReceivedAt = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC()
 		page.Lines = append(page.Lines, l)
-		last = cursor{time: t, seq: l.Seq, id: id}
+		last = sqlkit.Cursor{Time: t, Seq: l.Seq, ID: id}
 	}
 	if err := rows.Err(); err != nil {
 		return page, fmt.Errorf("embedded store: query logs: %w", err)
 	}
 	return page, nil
-}
-
-// cursor is the position of the last line of a page.
-type cursor struct {
-	time int64
-	seq  int
-	id   []byte
-}
-
-func (c cursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprintf("%d:%d:%x", c.time, c.seq, c.id)))
-}
-
-func parseCursor(s string) (cursor, error) {
-	bad := fmt.Errorf("cursor: %q is not a cursor this store gave", s)
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil {
-		return cursor{}, bad
-	}
-	parts := strings.Split(string(b), ":")
-	if len(parts) != 3 {
-		return cursor{}, bad
-	}
-	var c cursor
-	var err1, err2, err3 error
-	c.time, err1 = strconv.ParseInt(parts[0], 10, 64)
-	c.seq, err2 = strconv.Atoi(parts[1])
-	c.id, err3 = hex.DecodeString(parts[2])
-	if errors.Join(err1, err2, err3) != nil {
-		return cursor{}, bad
-	}
-	return c, nil
 }
 
 // LogLabels implements metering.LogReader.

@@ -1,0 +1,305 @@
+// Package clickhouse is the metering store on ClickHouse, for a platform that
+// outgrows one machine: usage records, events and log lines in MergeTree
+// tables partitioned by month, on one server or sharded by institution over a
+// cluster. docs/clickhouse.md gives the schema and why, the measurements
+// behind it, and the production layout.
+//
+// It speaks the native protocol through github.com/ClickHouse/clickhouse-go/v2
+// and keeps to what ClickHouse 18.16 (Debian's, which the tests run) and
+// current releases both have: no DateTime64, Map, TTL or LowCardinality;
+// inserts through PrepareBatch naming their columns.
+//
+// What it promises beyond the embedded store's contract, and what not:
+//
+//   - Reads are exact before merges happen: tables are ReplacingMergeTree with a
+//     version that makes the first arrival of an id win, read with FINAL.
+//   - An append reports as duplicates the records whose id is stored already
+//     (it looks before it inserts). Two appends of the same record at the same
+//     moment may both report it new (storetest.Capabilities.RacyDuplicateCounts);
+//     it is still read once.
+//   - An append that fails may have stored part of its batch (ClickHouse has no
+//     transactions: an insert makes one part per month partition, and a server
+//     that dies in between keeps the parts it finished). Sending the batch again
+//     completes it, and reports the records stored the first time as duplicates.
+package clickhouse
+
+import (
+	"context"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
+	chdriver "github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
+	"github.com/paasmeter/paasmeter/metering"
+)
+
+// Scheme is the DSN scheme that selects this store.
+const Scheme = "clickhouse"
+
+// DSN is a parsed data source name:
+//
+//	clickhouse://[user[:password]@]host:port[,host:port…]/database[?option=value&…]
+//
+// The port is ClickHouse's native port (9000 by default); HTTP is not
+// supported. Options:
+//
+//	cluster=NAME     Distributed mode: NAME is a cluster of the server's
+//	                 remote_servers; tables are created on every shard and
+//	                 written and read through Distributed tables sharded by
+//	                 institution. Without it, one server holds everything.
+//	dial_timeout=5s, read_timeout=5m, compress=lz4, secure=true,
+//	skip_verify=true, max_open_conns=N, username=…, password=…
+//	                 connection options of clickhouse-go (see its documentation).
+//	any other name=value
+//	                 a ClickHouse setting sent with every query (the server
+//	                 rejects settings it does not know).
+//
+// The database is created when missing.
+type DSN struct {
+	// Database holds the store's tables.
+	Database string
+	// Cluster names the remote_servers cluster of Distributed mode ("" for one server).
+	Cluster string
+	// Options connect to the entry server, without a database (it may not exist yet).
+	Options *ch.Options
+}
+
+var identRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ParseDSN parses and checks a clickhouse:// DSN. Errors name the part at fault.
+func ParseDSN(dsn string) (*DSN, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		// url.Error repeats the DSN, and with it the password.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("clickhouse dsn: %w", err)
+	}
+	switch {
+	case u.Scheme == "http" || u.Scheme == "https":
+		return nil, fmt.Errorf("clickhouse dsn: %s:// is not supported, use clickhouse://host:9000/database (the native protocol)", u.Scheme)
+	case u.Scheme != Scheme:
+		return nil, fmt.Errorf("clickhouse dsn: scheme %q must be %s://", u.Scheme, Scheme)
+	case u.Host == "":
+		return nil, errors.New("clickhouse dsn: a host:port is required, e.g. clickhouse://127.0.0.1:9000/paasmeter")
+	}
+	d := &DSN{Database: u.Path}
+	if len(d.Database) > 0 && d.Database[0] == '/' {
+		d.Database = d.Database[1:]
+	}
+	if !identRE.MatchString(d.Database) {
+		return nil, fmt.Errorf("clickhouse dsn: database %q must be letters, digits and _ (e.g. clickhouse://127.0.0.1:9000/paasmeter)", d.Database)
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse dsn: options: %w", err)
+	}
+	d.Cluster = q.Get("cluster")
+	if q.Has("cluster") && !identRE.MatchString(d.Cluster) {
+		return nil, fmt.Errorf("clickhouse dsn: cluster %q must be letters, digits and _", d.Cluster)
+	}
+	q.Del("cluster")
+	u.RawQuery, u.Path = q.Encode(), ""
+	if d.Options, err = ch.ParseDSN(u.String()); err != nil {
+		return nil, fmt.Errorf("clickhouse dsn: %w", err)
+	}
+	d.Options.Protocol = ch.Native
+	if d.Cluster != "" {
+		// An insert into a Distributed table is otherwise queued on the entry
+		// server and sent to its shard later: an acknowledgement must mean
+		// the rows are on their shard.
+		d.Options.Settings["insert_distributed_sync"] = 1
+	}
+	return d, nil
+}
+
+// Store is the ClickHouse metering store.
+type Store struct {
+	dsn *DSN
+	// conn reads and writes the store's tables (the Distributed ones in cluster mode).
+	conn chdriver.Conn
+	// nodes reach every server of the store one by one, without a default
+	// database: for migrations, mutations and partitions, which 18.16 cannot
+	// send through a Distributed table or ON CLUSTER without ZooKeeper.
+	nodes  []node
+	log    *slog.Logger
+	closed atomic.Bool
+}
+
+type node struct {
+	addr string
+	conn chdriver.Conn
+}
+
+var _ metering.Store = (*Store)(nil)
+
+// Open connects to the store that dsn names (see DSN), creates its database
+// and tables on every server if needed and migrates them. It fails when a
+// server's schema is newer than this binary knows.
+func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
+	d, err := ParseDSN(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Store{dsn: d, log: log}
+	if err := s.open(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context) error {
+	entry, err := ch.Open(s.dsn.Options)
+	if err != nil {
+		return s.fail("connect", err)
+	}
+	s.nodes = []node{{addr: s.dsn.Options.Addr[0], conn: entry}}
+	if s.dsn.Cluster != "" {
+		if err := s.openShards(ctx, entry); err != nil {
+			return err
+		}
+	}
+	if err := s.migrate(ctx); err != nil {
+		return err
+	}
+	opts := *s.dsn.Options
+	opts.Auth.Database = s.dsn.Database
+	if s.conn, err = ch.Open(&opts); err != nil {
+		return s.fail("connect", err)
+	}
+	return nil
+}
+
+// openShards connects to every server of the cluster, as the entry server's
+// remote_servers lists them.
+func (s *Store) openShards(ctx context.Context, entry chdriver.Conn) error {
+	rows, err := entry.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.dsn.Cluster)
+	if err != nil {
+		return s.fail("list the cluster's servers", err)
+	}
+	var addrs []string
+	for rows.Next() {
+		var host string
+		var port uint16
+		if err := rows.Scan(&host, &port); err != nil {
+			rows.Close()
+			return s.fail("list the cluster's servers", err)
+		}
+		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(int(port))))
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return s.fail("list the cluster's servers", err)
+	}
+	if len(addrs) == 0 {
+		return fmt.Errorf("clickhouse store: cluster %q is not in the remote_servers of %s", s.dsn.Cluster, s.nodes[0].addr)
+	}
+	// The entry server is one of the cluster's or a proxy in front of it:
+	// every listed server gets a connection of its own.
+	entry.Close()
+	s.nodes = nil
+	for _, addr := range addrs {
+		opts := *s.dsn.Options
+		opts.Addr = []string{addr}
+		opts.MaxOpenConns, opts.MaxIdleConns = 2, 1
+		conn, err := ch.Open(&opts)
+		if err != nil {
+			return s.fail("connect to "+addr, err)
+		}
+		s.nodes = append(s.nodes, node{addr: addr, conn: conn})
+	}
+	return nil
+}
+
+// local returns the name, on each node, of the table that holds the rows of
+// table name: name_local in cluster mode.
+func (s *Store) local(name string) string {
+	if s.dsn.Cluster != "" {
+		return name + "_local"
+	}
+	return name
+}
+
+// fail wraps err of op and tells the callers what kind of failure it is: the
+// server is unreachable (metering.ErrNotReady) or behind
+// (metering.ErrOverloaded), so that the collector answers 503 or 429 and the
+// agents retry, or anything else.
+func (s *Store) fail(op string, err error) error {
+	var ex *ch.Exception
+	var netErr net.Error
+	switch {
+	case errors.As(err, &ex):
+		switch ex.Code {
+		case codeTooManyParts, codeTooManySimultaneousQueries, codeMemoryLimitExceeded:
+			err = errors.Join(metering.ErrOverloaded, err)
+		}
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, ch.ErrAcquireConnTimeout), errors.Is(err, ch.ErrConnectionClosed):
+		err = errors.Join(metering.ErrNotReady, err)
+	}
+	return fmt.Errorf("clickhouse store: %s: %w", op, err)
+}
+
+// ClickHouse error codes (src/Common/ErrorCodes.cpp) that mean "try later".
+const (
+	codeMemoryLimitExceeded        = 241
+	codeTooManyParts               = 252
+	codeTooManySimultaneousQueries = 202
+)
+
+// String describes the store for logs: its servers, database and cluster,
+// without credentials.
+func (s *Store) String() string {
+	addrs := make([]string, len(s.nodes))
+	for i, n := range s.nodes {
+		addrs[i] = n.addr
+	}
+	out := Scheme + "://" + strings.Join(addrs, ",") + "/" + s.dsn.Database
+	if s.dsn.Cluster != "" {
+		out += "?cluster=" + s.dsn.Cluster
+	}
+	return out
+}
+
+// Ready implements metering.Store: every server answers.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.closed.Load() {
+		return metering.ErrNotReady
+	}
+	for _, n := range s.nodes {
+		if err := n.conn.Ping(ctx); err != nil {
+			return errors.Join(metering.ErrNotReady, fmt.Errorf("clickhouse store: %s: %w", n.addr, err))
+		}
+	}
+	return nil
+}
+
+// Close implements metering.Store. Calls in flight finish on their connections first.
+func (s *Store) Close() error {
+	s.closed.Store(true)
+	var errs []error
+	if s.conn != nil {
+		errs = append(errs, s.conn.Close())
+	}
+	for _, n := range s.nodes {
+		errs = append(errs, n.conn.Close())
+	}
+	return errors.Join(errs...)
+}

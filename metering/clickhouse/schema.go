@@ -1,0 +1,174 @@
+package clickhouse
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Every table keeps the first arrival of an id the same way. ReplacingMergeTree
+// collapses the rows of one sorting key (which begins with what the id is
+// derived from and ends with the id) to the one with the largest version when
+// parts merge, and FINAL does the same at read time for parts not merged yet.
+// The version counts down with received_at, so the largest is the earliest
+// arrival. It is a DEFAULT column, not MATERIALIZED: 18.16 refuses to forward a
+// MATERIALIZED column through a Distributed table.
+const firstArrival = "ver UInt64 DEFAULT 18446744073709551615 - toUInt64(received_at)"
+
+// monthOf partitions by calendar month (UTC) of a Unix-nanosecond column, so
+// that the platform-wide horizon is enforced by dropping whole partitions.
+func monthOf(col string) string {
+	return fmt.Sprintf("toYYYYMM(toDateTime(intDiv(%s, 1000000000), 'UTC'))", col)
+}
+
+// migrations are applied in order; each server's schema_migrations records
+// which ran. Never edit one that has shipped: append a new one. Statements
+// must be idempotent (IF NOT EXISTS, …): without transactions, a migration
+// interrupted before its version was recorded runs again.
+var migrations = []migration{
+	{"usage records", func(l layout) []string {
+		// Times are Unix nanoseconds in Int64: 18.16 has no DateTime64, and a
+		// record's window_end and received_at carry sub-second precision.
+		return l.createTable("usage_records", `
+			id             FixedString(16),
+			tenant         String,
+			project        String,
+			app            String,
+			environment    String,
+			container_id   String,
+			run_id         String,
+			volume         String,
+			node           String,
+			meter          String,
+			quantity       Int64,
+			window_start   Int64,
+			window_end     Int64,
+			received_at    Int64,
+			schema_version UInt16,
+			`+firstArrival,
+			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("window_start")+" ORDER BY (tenant, window_start, id)")
+	}},
+	{"events", func(l layout) []string {
+		return l.createTable("events", `
+			id               FixedString(16),
+			tenant           String,
+			project          String,
+			app              String,
+			environment      String,
+			node             String,
+			container_id     String,
+			run_id           String,
+			replica          String,
+			type             String,
+			time             Int64,
+			exit_code        Nullable(Int32),
+			oom_killed       UInt8,
+			initiator        String,
+			health           String,
+			probe_ok         Nullable(UInt8),
+			probe_kind       String,
+			probe_latency_ns Nullable(Int64),
+			probe_detail     String,
+			received_at      Int64,
+			schema_version   UInt16,
+			`+firstArrival,
+			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("time")+" ORDER BY (tenant, time, id)")
+	}},
+	{"log lines", func(l layout) []string {
+		// A stream (one label set of one tenant) is stored once, as JSON (18.16
+		// has no Map), under a 64-bit id derived from its key; lines refer to it.
+		// A query picks the tenant's streams its selector matches, in Go with
+		// the exact LogQL semantics, then reads those streams' lines by time.
+		streams := l.createTable("log_streams", `
+			tenant String,
+			stream UInt64,
+			labels String`,
+			"ReplacingMergeTree ORDER BY (tenant, stream)")
+		lines := l.createTable("log_lines", `
+			tenant         String,
+			time           Int64,
+			seq            UInt32,
+			id             FixedString(16),
+			stream         UInt64,
+			line           String,
+			received_at    Int64,
+			schema_version UInt16,
+			`+firstArrival,
+			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("time")+" ORDER BY (tenant, time, seq, id)")
+		return append(streams, lines...)
+	}},
+}
+
+// partitioned lists the tables partitioned by month.
+var partitioned = []string{"usage_records", "events", "log_lines"}
+
+type migration struct {
+	name string
+	// statements returns the DDL of this version for one server of layout l.
+	statements func(l layout) []string
+}
+
+// layout says how tables are laid out on one server: alone, or as a shard.
+type layout struct{ database, cluster string }
+
+// createTable returns the statements that create table name: on a single
+// server, the table itself; on a shard, name_local, which holds the shard's
+// rows, and name, a Distributed table over every shard's name_local, sharded
+// by institution so that all of a tenant's rows live on one shard (where
+// FINAL and the duplicate check see every copy of an id).
+func (l layout) createTable(name, columns, engine string) []string {
+	if l.cluster == "" {
+		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (%s) ENGINE = %s", l.database, name, columns, engine)}
+	}
+	return []string{
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local (%s) ENGINE = %s", l.database, name, columns, engine),
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s AS %[1]s.%[2]s_local ENGINE = Distributed('%s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
+			l.database, name, l.cluster),
+	}
+}
+
+// migrate brings every server's schema to the last version of migrations. It first reads every
+// server's version, and refuses to touch anything when one is newer.
+func (s *Store) migrate(ctx context.Context) error {
+	db := s.dsn.Database
+	versions := make([]int, len(s.nodes))
+	for i, n := range s.nodes {
+		for _, stmt := range []string{
+			"CREATE DATABASE IF NOT EXISTS " + db,
+			"CREATE TABLE IF NOT EXISTS " + db + ".schema_migrations (version UInt32, name String, applied_at DateTime) ENGINE = MergeTree ORDER BY version",
+		} {
+			if err := n.conn.Exec(ctx, stmt); err != nil {
+				return s.fail("migrate "+n.addr, err)
+			}
+		}
+		var v uint32
+		if err := n.conn.QueryRow(ctx, "SELECT max(version) FROM "+db+".schema_migrations").Scan(&v); err != nil {
+			return s.fail("migrate "+n.addr+": read the schema version", err)
+		}
+		if int(v) > len(migrations) {
+			return fmt.Errorf("clickhouse store: database %s on %s has schema version %d, newer than this binary knows (%d): upgrade paasmeter",
+				db, n.addr, v, len(migrations))
+		}
+		versions[i] = int(v)
+	}
+	l := layout{database: db, cluster: s.dsn.Cluster}
+	for i, n := range s.nodes {
+		for v := versions[i]; v < len(migrations); v++ {
+			m := migrations[v]
+			for _, stmt := range m.statements(l) {
+				if err := n.conn.Exec(ctx, stmt); err != nil {
+					return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt), " ")), err)
+				}
+			}
+			err := insert(ctx, n.conn, "INSERT INTO "+db+".schema_migrations (version, name, applied_at)", 1, func(int) []any {
+				return []any{uint32(v + 1), m.name, time.Now()}
+			})
+			if err != nil {
+				return s.fail(fmt.Sprintf("migrate %s: record version %d", n.addr, v+1), err)
+			}
+			s.log.Info("clickhouse schema migrated", "server", n.addr, "database", db, "version", v+1, "migration", m.name)
+		}
+	}
+	return nil
+}

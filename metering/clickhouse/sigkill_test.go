@@ -1,0 +1,283 @@
+package clickhouse_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/promtest"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/batching"
+	"github.com/paasmeter/paasmeter/metering/clickhouse"
+	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
+	"github.com/paasmeter/paasmeter/runtime/ship"
+	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/usage"
+	"github.com/paasmeter/paasmeter/usage/usagetest"
+)
+
+// killProxy forwards the store's connections to a ClickHouse server and
+// SIGKILLs the server once killAfter bytes went to it, before forwarding the
+// rest: the server dies with a batch half received.
+type killProxy struct {
+	ln        net.Listener
+	target    string
+	killAfter int64
+	kill      func() error
+	sent      atomic.Int64
+	once      sync.Once
+	killed    chan struct{} // closed once the server is gone
+	killErr   error
+}
+
+func startKillProxy(t *testing.T, target string, killAfter int64, kill func() error) *killProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &killProxy{ln: ln, target: target, killAfter: killAfter, kill: kill, killed: make(chan struct{})}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go p.pipe(c)
+		}
+	}()
+	return p
+}
+
+func (p *killProxy) pipe(client net.Conn) {
+	defer client.Close()
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		return // the server is down: so is this connection
+	}
+	defer server.Close()
+	go func() {
+		io.Copy(client, server)
+		client.Close()
+	}()
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 && p.sent.Add(int64(n)) >= p.killAfter {
+			p.once.Do(func() {
+				p.killErr = p.kill()
+				close(p.killed)
+			})
+		}
+		if n > 0 {
+			if _, err := server.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// agent is one node's spool and shipper.
+type agent struct {
+	node      string
+	out, dead *spool.Spool
+	shipper   *ship.Shipper
+	reg       *prometheus.Registry
+	sent      []usage.Record
+}
+
+func newAgent(t *testing.T, node, token, url string, recs []usage.Record) *agent {
+	t.Helper()
+	dir := t.TempDir()
+	a := &agent{node: node, reg: prometheus.NewRegistry(), sent: recs}
+	var err error
+	if a.out, err = spool.Open(filepath.Join(dir, "outgoing"), spool.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if a.dead, err = spool.Open(filepath.Join(dir, "dead"), spool.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.out.Close(); a.dead.Close() })
+	data := make([][]byte, len(recs))
+	for i := range recs {
+		if data[i], err = json.Marshal(recs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := a.out.Append(ship.KindUsage, data...); err != nil {
+		t.Fatal(err)
+	}
+	a.shipper, err = ship.New(ship.Options{Spool: a.out, Dead: a.dead, BaseURL: url, Token: token,
+		Client: &http.Client{Timeout: time.Minute}, BatchSize: 500, MinBackoff: 10 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		Idle: 10 * time.Millisecond, Registry: a.reg, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// sentRecords returns n records of node, over two institutions, with
+// quantities that differ from record to record.
+func sentRecords(node string, n int, start time.Time) []usage.Record {
+	out := make([]usage.Record, n)
+	for i := range out {
+		tenant := []string{"caami", "ona"}[i%2]
+		r := usagetest.Record(tenant, fmt.Sprintf("%s-c%03d", node, i%100), usage.MeterCPU, start.Add(time.Duration(i/100)*time.Minute), int64(1_000_003*i+len(node)))
+		r.Node = node
+		out[i] = r
+	}
+	return out
+}
+
+func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAgentsSent(t *testing.T) {
+	server := chtest.Start(t)
+	const perAgent = 10_000
+	// About 150 bytes go to the server per record (its id looked up, then
+	// inserted): the kill lands about a third of the way through.
+	proxy := startKillProxy(t, server.Addr(), perAgent*2*150/3, server.Kill)
+	dsn := strings.Replace(server.DSN(t), server.Addr(), proxy.ln.Addr().String(), 1)
+	store, err := clickhouse.Open(context.Background(), dsn, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	tokens := map[string]string{"node-1": auth.New(), "node-2": auth.New()}
+	var tcs []auth.TokenConfig
+	for node, tok := range tokens {
+		tcs = append(tcs, auth.TokenConfig{Name: node, Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(tok)})
+	}
+	authn, err := auth.NewAuthenticator(tcs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := batching.DefaultConfig()
+	batch.RetryAfter = time.Second
+	reg := prometheus.NewRegistry()
+	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: store, Auth: authn,
+		Tenants: map[string]bool{"caami": true, "ona": true}, Batch: &batch, Registry: reg,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httptest.NewServer(srv.Handler())
+	defer api.Close()
+
+	start := time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)
+	agents := []*agent{
+		newAgent(t, "node-1", tokens["node-1"], api.URL, sentRecords("node-1", perAgent, start)),
+		newAgent(t, "node-2", tokens["node-2"], api.URL, sentRecords("node-2", perAgent, start)),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	shipCtx, stopShipping := context.WithCancel(ctx)
+	var shipping sync.WaitGroup
+	for _, a := range agents {
+		shipping.Go(func() { a.shipper.Run(shipCtx) })
+	}
+	defer func() { stopShipping(); shipping.Wait() }()
+
+	// The outage: the server dies mid-batch and stays down for a few seconds.
+	select {
+	case <-proxy.killed:
+	case <-ctx.Done():
+		t.Fatal("the agents sent everything before the server was killed")
+	}
+	if proxy.killErr != nil {
+		t.Fatal(proxy.killErr)
+	}
+	time.Sleep(3 * time.Second)
+	if err := server.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, a := range agents {
+		for a.out.Stats().Entries > 0 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("%s: %d records still in the spool", a.node, a.out.Stats().Entries)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	stopShipping()
+	shipping.Wait()
+
+	// The outage was seen: flushes failed and the agents were answered 503.
+	if n := promtest.Value(t, reg, "paasmeter_store_batch_flushes_total", map[string]string{"kind": "usage", "outcome": "error"}); n == 0 {
+		t.Error("no flush failed: the server was not killed during one")
+	}
+	unavailable := 0.0
+	for _, a := range agents {
+		unavailable += promtest.Value(t, a.reg, "paasmeter_agent_ship_errors_total", map[string]string{"reason": "unavailable"})
+		if n := a.dead.Stats().Entries; n != 0 {
+			t.Errorf("%s: %d records in the dead-letter spool", a.node, n)
+		}
+	}
+	if unavailable == 0 {
+		t.Error("no batch was answered 503 during the outage")
+	}
+
+	// Stored usage is what was sent, record for record, and reads count each once.
+	want := map[string]usage.Record{}
+	wantSum := map[string]*big.Int{"caami": new(big.Int), "ona": new(big.Int)}
+	wantCount := map[string]int64{}
+	for _, a := range agents {
+		for _, r := range a.sent {
+			want[r.ID] = r
+			wantSum[r.Tenant].Add(wantSum[r.Tenant], big.NewInt(r.Quantity))
+			wantCount[r.Tenant]++
+		}
+	}
+	seen := map[string]bool{}
+	filter := metering.UsageFilter{From: start, To: start.Add(2 * time.Hour)}
+	for _, tenant := range []string{"caami", "ona"} {
+		filter.Tenant = tenant
+		err := store.ScanUsage(context.Background(), filter, func(r usage.Record) error {
+			w, ok := want[r.ID]
+			switch {
+			case seen[r.ID]:
+				t.Errorf("record %s read twice", r.ID)
+			case !ok:
+				t.Errorf("record %s was stored but never sent", r.ID)
+			case r.Quantity != w.Quantity || r.Tenant != w.Tenant || r.Node != w.Node || !r.WindowStart.Equal(w.WindowStart):
+				t.Errorf("record %s stored as %+v, sent as %+v", r.ID, r, w)
+			}
+			seen[r.ID] = true
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := store.QueryUsage(context.Background(), metering.UsageQuery{UsageFilter: filter})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].Quantity.Big().Cmp(wantSum[tenant]) != 0 || rows[0].Records != wantCount[tenant] {
+			t.Errorf("%s's usage = %+v, want %s over %d records", tenant, rows, wantSum[tenant], wantCount[tenant])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("read %d of the %d records sent", len(seen), len(want))
+	}
+}

@@ -1,0 +1,236 @@
+// Package sqlkit is what the SQL adapters of the metering store (embedded and
+// clickhouse) do alike, kept in one place so that they answer every query the
+// same way: the WHERE clause of a usage filter, usage totals grouped by
+// calendar day across UTC offset changes, exact sums beyond int64, the log
+// cursor, and record ids as bytes.
+//
+// Both engines bind `?` placeholders and store times as Unix nanoseconds in
+// 64-bit integers, which is what makes the SQL here portable between them.
+package sqlkit
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// DecodeID returns a record id (usage.IDLength hex digits) as its 16 bytes.
+func DecodeID(id string) ([]byte, error) {
+	if len(id) != usage.IDLength {
+		return nil, fmt.Errorf("id %q is not %d hex digits", id, usage.IDLength)
+	}
+	b, err := hex.DecodeString(id)
+	if err != nil {
+		return nil, fmt.Errorf("id %q: %w", id, err)
+	}
+	return b, nil
+}
+
+// UsageWhere builds the WHERE clause of f over the columns tenant,
+// window_start (Unix ns), project, app, environment and meter.
+func UsageWhere(f *metering.UsageFilter) (string, []any) {
+	var b strings.Builder
+	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
+	b.WriteString("tenant = ? AND window_start >= ? AND window_start < ?")
+	InList(&b, &args, "project", f.Projects)
+	InList(&b, &args, "app", f.Apps)
+	InList(&b, &args, "environment", Strings(f.Environments))
+	InList(&b, &args, "meter", Strings(f.Meters))
+	return b.String(), args
+}
+
+// EventWhere builds the WHERE clause of f over the columns tenant, time
+// (Unix ns), app and type.
+func EventWhere(f *metering.EventFilter) (string, []any) {
+	var b strings.Builder
+	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
+	b.WriteString("tenant = ? AND time >= ? AND time < ?")
+	InList(&b, &args, "app", f.Apps)
+	InList(&b, &args, "type", Strings(f.Types))
+	return b.String(), args
+}
+
+// InList adds "AND col IN (…)" for a non-empty filter.
+func InList(b *strings.Builder, args *[]any, col string, vals []string) {
+	if len(vals) == 0 {
+		return
+	}
+	b.WriteString(" AND " + col + " IN (?" + strings.Repeat(", ?", len(vals)-1) + ")")
+	for _, v := range vals {
+		*args = append(*args, v)
+	}
+}
+
+// Strings converts a slice of string-based values.
+func Strings[T ~string](vs []T) []string {
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = string(v)
+	}
+	return out
+}
+
+// Rows is a query's result: database/sql's *sql.Rows and clickhouse-go's
+// driver.Rows both are.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close() error
+}
+
+// Querier runs one query with `?` arguments.
+type Querier func(ctx context.Context, query string, args ...any) (Rows, error)
+
+// Dialect spells the parts of the usage aggregation that differ between engines.
+type Dialect struct {
+	// From is what usage records are read from (ClickHouse adds FINAL).
+	From string
+	// Day returns an Int64 expression of the day number (days since
+	// 1970-01-01) of window_start, in a zone offsetNs ahead of UTC.
+	Day func(offsetNs int64) string
+	// Sums lists three aggregates, each scanned into a uint64: the sum of the
+	// quantities' high 32 bits, the sum of their low 32 bits, and the count
+	// of records (see usage.FromSplitSums).
+	Sums string
+}
+
+// QueryUsage answers q through query in dialect d. Errors come unwrapped:
+// the adapter says what failed.
+//
+// Neither engine has time zones it can be trusted with for every IANA zone
+// and year, so a day grouping splits the range into spans of constant UTC
+// offset (a month has at most two), buckets each span with integer
+// arithmetic, and merges the spans' rows here. Quantities are summed as 32-bit
+// halves (usage.FromSplitSums), so totals are exact beyond int64.
+func QueryUsage(ctx context.Context, q metering.UsageQuery, d Dialect, query Querier) ([]metering.UsageRow, error) {
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	loc := q.Location
+	if loc == nil {
+		loc = time.UTC
+	}
+	type key struct{ project, app, env, day, meter string }
+	merged := map[key]*metering.UsageRow{}
+	for _, sp := range OffsetSpans(q.From, q.To, loc) {
+		f := q.UsageFilter
+		f.From, f.To = sp.From, sp.To
+		cond, args := UsageWhere(&f)
+		var k key
+		var day int64
+		var hi, lo, n uint64
+		var cols []string
+		var dest []any
+		for _, c := range []struct {
+			d   metering.Dimension
+			col string
+			to  *string
+		}{{metering.ByProject, "project", &k.project}, {metering.ByApp, "app", &k.app}, {metering.ByEnvironment, "environment", &k.env}} {
+			if q.Groups(c.d) {
+				cols, dest = append(cols, c.col), append(dest, c.to)
+			}
+		}
+		if q.Groups(metering.ByDay) {
+			cols, dest = append(cols, d.Day(sp.Offset.Nanoseconds())), append(dest, &day)
+		}
+		cols, dest = append(cols, "meter"), append(dest, &k.meter, &hi, &lo, &n)
+		rows, err := query(ctx, "SELECT "+strings.Join(cols, ", ")+", "+d.Sums+" FROM "+d.From+" WHERE "+cond+
+			" GROUP BY "+strings.Join(cols, ", "), args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			k = key{}
+			if err := rows.Scan(dest...); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("read usage row: %w", err)
+			}
+			if q.Groups(metering.ByDay) {
+				k.day = time.Unix(day*86400, 0).UTC().Format(time.DateOnly)
+			}
+			t := usage.FromSplitSums(hi, lo)
+			if row, ok := merged[k]; ok {
+				row.Quantity = row.Quantity.Plus(t)
+				row.Records += int64(n)
+				continue
+			}
+			merged[k] = &metering.UsageRow{Project: k.project, App: k.app, Environment: usage.Environment(k.env),
+				Day: k.day, Meter: usage.Meter(k.meter), Quantity: t, Records: int64(n)}
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]metering.UsageRow, 0, len(merged))
+	for _, r := range merged {
+		out = append(out, *r)
+	}
+	metering.SortRows(out)
+	return out, nil
+}
+
+// Span is a stretch of time over which a zone's UTC offset is constant.
+type Span struct {
+	From, To time.Time
+	Offset   time.Duration
+}
+
+// OffsetSpans splits [from, to) into spans over which loc's UTC offset is constant.
+func OffsetSpans(from, to time.Time, loc *time.Location) []Span {
+	var out []Span
+	for t := from; t.Before(to); {
+		lt := t.In(loc)
+		_, off := lt.Zone()
+		_, end := lt.ZoneBounds()
+		if end.IsZero() || end.After(to) {
+			end = to
+		}
+		out = append(out, Span{From: t, To: end, Offset: time.Duration(off) * time.Second})
+		t = end
+	}
+	return out
+}
+
+// Cursor is the position of the last log line of a page: lines are ordered
+// by time, then seq, then id.
+type Cursor struct {
+	Time int64
+	Seq  int
+	ID   []byte
+}
+
+// String encodes c for metering.LogPage.Next.
+func (c Cursor) String() string {
+	return base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%d:%x", c.Time, c.Seq, c.ID))
+}
+
+// ParseCursor decodes what Cursor.String encoded.
+func ParseCursor(s string) (Cursor, error) {
+	bad := fmt.Errorf("cursor: %q is not a cursor this store gave", s)
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return Cursor{}, bad
+	}
+	parts := strings.Split(string(b), ":")
+	if len(parts) != 3 {
+		return Cursor{}, bad
+	}
+	var c Cursor
+	var err1, err2, err3 error
+	c.Time, err1 = strconv.ParseInt(parts[0], 10, 64)
+	c.Seq, err2 = strconv.Atoi(parts[1])
+	c.ID, err3 = hex.DecodeString(parts[2])
+	if errors.Join(err1, err2, err3) != nil || len(c.ID) != usage.IDLength/2 {
+		return Cursor{}, bad
+	}
+	return c, nil
+}
