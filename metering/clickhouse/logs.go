@@ -231,30 +231,23 @@ var errPageFull = errors.New("page full")
 
 // LogLabels implements metering.LogReader.
 func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
-	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
-		for n := range labels {
-			add(n)
-		}
-	})
+	sts, err := s.activeStreams(ctx, tenant, from, to)
+	return sqlkit.LabelNames(sts), err
 }
 
 // LogLabelValues implements metering.LogReader.
 func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
-	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
-		if v, ok := labels[name]; ok {
-			add(v)
-		}
-	})
+	sts, err := s.activeStreams(ctx, tenant, from, to)
+	return sqlkit.LabelValues(sts, name), err
 }
 
-// labelSet collects, sorted and once each, what pick takes from the labels of
-// the tenant's streams that have a line in [from, to).
-func (s *Store) labelSet(ctx context.Context, tenant string, from, to time.Time, pick func(map[string]string, func(string))) ([]string, error) {
+// activeStreams returns the labels of the tenant's streams that have a line in [from, to).
+func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error) {
 	sts, err := s.streams(ctx, tenant, func(map[string]string) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	var out []map[string]string
 	// Which streams have lines needs no FINAL: every copy of a line is in its stream.
 	err = scan(ctx, s, s.conn, "log labels", "SELECT DISTINCT stream FROM log_lines WHERE tenant = ? AND time >= ? AND time < ?",
 		[]any{tenant, from.UnixNano(), to.UnixNano()},
@@ -264,18 +257,13 @@ func (s *Store) labelSet(ctx context.Context, tenant string, from, to time.Time,
 		},
 		func(id uint64) error {
 			if labels, ok := sts[id]; ok {
-				pick(labels, func(v string) { seen[v] = true })
+				out = append(out, labels)
 			}
 			return nil
 		})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
-	}
-	slices.Sort(out)
 	return out, nil
 }
 

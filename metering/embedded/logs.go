@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -195,30 +194,23 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 
 // LogLabels implements metering.LogReader.
 func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
-	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
-		for n := range labels {
-			add(n)
-		}
-	})
+	sts, err := s.activeStreams(ctx, tenant, from, to)
+	return sqlkit.LabelNames(sts), err
 }
 
 // LogLabelValues implements metering.LogReader.
 func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
-	return s.labelSet(ctx, tenant, from, to, func(labels map[string]string, add func(string)) {
-		if v, ok := labels[name]; ok {
-			add(v)
-		}
-	})
+	sts, err := s.activeStreams(ctx, tenant, from, to)
+	return sqlkit.LabelValues(sts, name), err
 }
 
-// labelSet collects, sorted and once each, what pick takes from the labels of
-// the tenant's streams that have a line in [from, to).
-func (s *Store) labelSet(ctx context.Context, tenant string, from, to time.Time, pick func(map[string]string, func(string))) ([]string, error) {
+// activeStreams returns the labels of the tenant's streams that have a line in [from, to).
+func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error) {
 	sts, err := s.streams(ctx, tenant, func(map[string]string) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	seen := map[string]bool{}
+	var out []map[string]string
 	for _, st := range sts {
 		var one int
 		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM log_lines WHERE stream = ? AND time >= ? AND time < ? LIMIT 1`,
@@ -229,13 +221,8 @@ func (s *Store) labelSet(ctx context.Context, tenant string, from, to time.Time,
 		if err != nil {
 			return nil, fmt.Errorf("embedded store: log labels: %w", err)
 		}
-		pick(st.labels, func(v string) { seen[v] = true })
+		out = append(out, st.labels)
 	}
-	out := make([]string, 0, len(seen))
-	for v := range seen {
-		out = append(out, v)
-	}
-	slices.Sort(out)
 	return out, nil
 }
 

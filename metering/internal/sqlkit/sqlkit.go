@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -233,4 +234,35 @@ func ParseCursor(s string) (Cursor, error) {
 		return Cursor{}, bad
 	}
 	return c, nil
+}
+
+// LabelNames returns, sorted and once each, the label names of streams.
+func LabelNames(streams []map[string]string) []string {
+	return collect(streams, func(labels map[string]string, add func(string)) {
+		for n := range labels {
+			add(n)
+		}
+	})
+}
+
+// LabelValues returns, sorted and once each, the values label name takes in streams.
+func LabelValues(streams []map[string]string, name string) []string {
+	return collect(streams, func(labels map[string]string, add func(string)) {
+		if v, ok := labels[name]; ok {
+			add(v)
+		}
+	})
+}
+
+func collect(streams []map[string]string, pick func(map[string]string, func(string))) []string {
+	seen := map[string]bool{}
+	for _, labels := range streams {
+		pick(labels, func(v string) { seen[v] = true })
+	}
+	out := make([]string, 0, len(seen))
+	for v := range seen {
+		out = append(out, v)
+	}
+	slices.Sort(out)
+	return out
 }
