@@ -23,6 +23,7 @@ import (
 type Store interface {
 	UsageAppender
 	UsageReader
+	AcceptedReader
 	EventAppender
 	EventReader
 	LogAppender
@@ -42,6 +43,9 @@ type UsageAppender interface {
 	// received_at) is kept. Records must be valid (usage.Validate) and carry
 	// their received_at.
 	//
+	// The new records are counted in the accepted ledger (AcceptedReader), per
+	// tenant and hour of window start, beside the records themselves.
+	//
 	// On error nothing of recs is stored, so the caller may retry the same batch.
 	AppendUsage(ctx context.Context, recs []usage.Record) (AppendResult, error)
 }
@@ -60,6 +64,23 @@ type UsageReader interface {
 	// ScanUsage calls fn for every stored record of f.Tenant whose window starts
 	// in [f.From, f.To), ordered by window start then id. It stops at fn's first error.
 	ScanUsage(ctx context.Context, f UsageFilter, fn func(usage.Record) error) error
+}
+
+// AcceptedReader reads the ledger of accepted records: how many records each append reported as new, per tenant and
+// UTC hour of their window start. It is written by AppendUsage beside the records, not derived from them, so
+// reconciliation can compare the two.
+type AcceptedReader interface {
+	// AcceptedUsage returns the tenant's accepted counts of the hours in [from, to), ascending; hours without
+	// accepted records are left out.
+	AcceptedUsage(ctx context.Context, tenant string, from, to time.Time) ([]AcceptedRow, error)
+}
+
+// AcceptedRow is the number of records of one tenant accepted as new for one hour.
+type AcceptedRow struct {
+	// Hour is the UTC hour the records' window starts in.
+	Hour time.Time
+	// Records counts the records appends reported new for that hour.
+	Records int64
 }
 
 // UsageFilter selects records of one tenant by window start.

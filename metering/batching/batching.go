@@ -13,6 +13,9 @@
 // it was acknowledged. Appends are written in arrival order, one flush of a
 // kind at a time, so a record repeated by two callers is new for the first
 // and a duplicate for the second, as if they had appended one after the other.
+// The store counts a flush's new records in its accepted ledger, and each of
+// them is new for exactly one caller of the flush, so the ledger (read through
+// the Writer, straight from the store) counts what the callers were told.
 //
 // Memory is bounded: at most MaxQueued records of a kind wait or are being
 // written; past that an append is refused at once with metering.ErrOverloaded.
@@ -54,7 +57,8 @@ const (
 )
 
 // Writer is a metering.Store that batches the appends of the store it wraps;
-// reads, readiness and log retention go straight to that store.
+// reads (the accepted ledger's too), readiness and log retention go straight
+// to that store.
 type Writer struct {
 	metering.Store
 	usage  *queue[usage.Record]

@@ -242,6 +242,15 @@ func TestConcurrentAppendsAreWrittenAsOneInsertAndEachCallerGetsItsOwnDuplicates
 			t.Errorf("record %d reported new to %d callers, want exactly 1", rec, newBy[rec])
 		}
 	}
+	// The store counted each flush's new records in its ledger, read through
+	// the writer: as many as the callers were told were new, and as stored.
+	acc, err := e.w.AcceptedUsage(context.Background(), "caami", base, base.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []metering.AcceptedRow{{Hour: base, Records: int64(distinct)}}; !slices.Equal(acc, want) {
+		t.Errorf("the ledger through the writer = %+v, want %+v", acc, want)
+	}
 	if got := e.rec.appends(); !slices.Equal(got, []int{10, total - 10}) {
 		t.Errorf("the store got appends of %v records, want the first one then all %d gathered records in one", got, total-10)
 	}

@@ -21,6 +21,14 @@
 //     transactions: an insert makes one part per month partition, and a server
 //     that dies in between keeps the parts it finished). Sending the batch again
 //     completes it, and reports the records stored the first time as duplicates.
+//   - The accepted ledger (usage_accepted, read by AcceptedUsage) is a second
+//     insert once the records' succeeded, with no transaction across the two.
+//     An append that fails after some of its records were inserted (a crash
+//     before the ledger's insert or between the records' parts, a lost
+//     connection, its context ending) leaves them stored and not counted, and
+//     the retry reports them as duplicates: accepted < stored for them, which
+//     reconciliation flags. A record that racing appends both reported new is
+//     counted by each, so accepted ≥ stored there.
 package clickhouse
 
 import (

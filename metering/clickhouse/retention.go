@@ -11,11 +11,13 @@ import (
 )
 
 // DropMonthsBefore drops, on every server, the month partitions of usage
-// records, events and log lines that end at or before before (months in UTC),
-// and returns them as "table YYYYMM", sorted. It is how the platform-wide
-// horizon is enforced: 18.16 has no table TTL, and dropping a partition is a
-// file operation, where deleting rows is a mutation that rewrites them.
-// Per-institution log retention is DeleteLogs.
+// records, the accepted ledger, events and log lines that end at or before
+// before (months in UTC), and returns them as "table YYYYMM", sorted. It is
+// how the platform-wide horizon is enforced: 18.16 has no table TTL, and
+// dropping a partition is a file operation, where deleting rows is a mutation
+// that rewrites them. The ledger goes with the records, so a dropped month
+// reconciles as nothing accepted and nothing stored. Per-institution log
+// retention is DeleteLogs.
 func (s *Store) DropMonthsBefore(ctx context.Context, before time.Time) ([]string, error) {
 	var dropped []string
 	for _, n := range s.nodes {

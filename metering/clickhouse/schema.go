@@ -98,10 +98,23 @@ var migrations = []migration{
 			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("time")+" ORDER BY (tenant, time, seq, id)")
 		return append(streams, lines...)
 	}},
+	{"usage accepted ledger", func(l layout) []string {
+		// How many usage records appends reported new, per tenant and hour of
+		// window start: one row per append and hour, summed by merges and at
+		// read time. It is written beside usage_records, never derived from
+		// it, so that reconciliation can compare the two. DateTime('UTC'),
+		// not the server's zone, keeps its partitions UTC months like the
+		// records' (DropMonthsBefore drops both together).
+		return l.createTable("usage_accepted", `
+			tenant  String,
+			hour    DateTime('UTC'),
+			records UInt64`,
+			"SummingMergeTree(records) PARTITION BY toYYYYMM(hour) ORDER BY (tenant, hour)")
+	}},
 }
 
 // partitioned lists the tables partitioned by month.
-var partitioned = []string{"usage_records", "events", "log_lines"}
+var partitioned = []string{"usage_records", "usage_accepted", "events", "log_lines"}
 
 type migration struct {
 	name string

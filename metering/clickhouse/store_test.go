@@ -128,7 +128,7 @@ func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
 			if len(got) != n {
 				t.Fatalf("read %d records, want %d", len(got), n)
 			}
-			raced := 0
+			raced, reported := 0, 0
 			for _, r := range got {
 				var i int
 				fmt.Sscanf(r.ContainerID, "c%04d", &i)
@@ -146,6 +146,7 @@ func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
 				if inserted > 1 {
 					raced++
 				}
+				reported += inserted
 				if want := storetest.Base.Add(time.Duration(first+1) * time.Second); first < 0 || !r.ReceivedAt.Equal(want) {
 					t.Fatalf("record %d reads as received at %s; the first copy inserted was collector %d's", i, r.ReceivedAt, first)
 				}
@@ -154,7 +155,13 @@ func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
 			if err != nil || len(rows) != 1 || rows[0].Records != n || rows[0].Quantity.String() != fmt.Sprint(n*(n+1)/2) {
 				t.Fatalf("QueryUsage = %+v, %v; want %d records totalling %d", rows, err, n, n*(n+1)/2)
 			}
-			t.Logf("%d of %d records were inserted by more than one collector, and read once", raced, n)
+			// The ledger counts every copy reported new: at least every record,
+			// more where the collectors raced (accepted ≥ stored).
+			acc, err := s.AcceptedUsage(context.Background(), "caami", storetest.Base, storetest.Base.Add(time.Hour))
+			if err != nil || len(acc) != 1 || acc[0].Records != int64(reported) {
+				t.Fatalf("AcceptedUsage = %+v, %v; want one hour of the %d records reported new", acc, err, reported)
+			}
+			t.Logf("%d of %d records were inserted by more than one collector, and read once; the ledger accepted %d", raced, n, reported)
 		})
 	}
 }
@@ -178,13 +185,18 @@ func TestDropMonthsBefore(t *testing.T) {
 				t.Fatalf("DropMonthsBefore(Sept 30) = %q, %v; want nothing dropped", dropped, err)
 			}
 			dropped, err := s.DropMonthsBefore(ctx, storetest.Base)
-			if err != nil || !slices.Equal(dropped, []string{"usage_records 202609"}) {
-				t.Fatalf("DropMonthsBefore(Oct 1) = %q, %v; want September's usage partition", dropped, err)
+			if err != nil || !slices.Equal(dropped, []string{"usage_accepted 202609", "usage_records 202609"}) {
+				t.Fatalf("DropMonthsBefore(Oct 1) = %q, %v; want September's usage and accepted-ledger partitions", dropped, err)
 			}
 			for _, tenant := range []string{"caami", "ona", "rva", "inami"} {
 				got := scanAll(t, s, tenant)
 				if len(got) != 3 || !got[0].WindowStart.Equal(storetest.Base) {
 					t.Fatalf("%s keeps %d records, want October's 3", tenant, len(got))
+				}
+				// The ledger keeps what the records keep, so the two still reconcile.
+				acc, err := s.AcceptedUsage(ctx, tenant, september, storetest.Base.AddDate(0, 1, 0))
+				if err != nil || !slices.Equal(acc, []metering.AcceptedRow{{Hour: storetest.Base, Records: 3}}) {
+					t.Fatalf("%s's ledger after the drop = %+v, %v; want October's 3 records", tenant, acc, err)
 				}
 			}
 		})

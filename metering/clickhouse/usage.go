@@ -18,9 +18,12 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// AppendUsage implements metering.UsageAppender.
+// AppendUsage implements metering.UsageAppender. Once the records are
+// inserted, it inserts the counts of the new ones into the accepted ledger; if
+// that fails, the append fails with the records stored and not counted (see
+// the package doc).
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
-	return s.appendNew(ctx, appendSpec{
+	res, err := s.appendNew(ctx, appendSpec{
 		table: "usage_records", timeCol: "window_start", n: len(recs),
 		columns: "id, tenant, project, app, environment, container_id, run_id, volume, node, meter, quantity, " +
 			"window_start, window_end, received_at, schema_version",
@@ -32,6 +35,48 @@ func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.
 				uint16(r.SchemaVersion)}
 		},
 	})
+	if err != nil {
+		return res, err
+	}
+	counts := sqlkit.CountAccepted(recs, res.Duplicates)
+	if len(counts) == 0 {
+		return res, nil
+	}
+	// One small insert per append, beside the records' parts: the
+	// SummingMergeTree folds them together as it merges.
+	err = insert(ctx, s.conn, "INSERT INTO usage_accepted (tenant, hour, records)", len(counts), func(i int) []any {
+		return []any{counts[i].Tenant, counts[i].Hour, uint64(counts[i].Records)}
+	})
+	if err != nil {
+		return metering.AppendResult{}, s.fail("count accepted records in usage_accepted", err)
+	}
+	return res, nil
+}
+
+// AcceptedUsage implements metering.AcceptedReader. The ledger's rows are
+// summed at read time: parts not merged yet hold several rows of an hour.
+func (s *Store) AcceptedUsage(ctx context.Context, tenant string, from, to time.Time) ([]metering.AcceptedRow, error) {
+	var out []metering.AcceptedRow
+	err := scan(ctx, s, s.conn, "accepted usage", "SELECT hour, sum(records) FROM usage_accepted WHERE tenant = ? AND hour >= ? AND hour < ? GROUP BY hour ORDER BY hour",
+		[]any{tenant, ceilUnix(from), ceilUnix(to)},
+		func(rows chdriver.Rows) (metering.AcceptedRow, error) {
+			var hour time.Time
+			var n uint64
+			err := rows.Scan(&hour, &n)
+			return metering.AcceptedRow{Hour: hour.UTC(), Records: int64(n)}, err
+		},
+		func(r metering.AcceptedRow) error { out = append(out, r); return nil })
+	return out, err
+}
+
+// ceilUnix is t in whole Unix seconds, rounded up: hour is a DateTime, whole
+// seconds, so hour >= t and hour < t hold exactly when they hold against the
+// next whole second from t, where truncating would admit an hour just before t.
+func ceilUnix(t time.Time) int64 {
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
 }
 
 // AppendEvents implements metering.EventAppender.

@@ -7,6 +7,8 @@
 //
 // Writes go through one connection in WAL mode with synchronous=FULL: a batch is
 // one transaction and AppendUsage returns only after its commit reached the disk.
+// The accepted ledger's counts are part of that transaction, so here records
+// accepted = stored always, unless the store is broken.
 // Reads use a separate pool and never block writes.
 package embedded
 
@@ -151,6 +153,17 @@ var migrations = []string{
 		PRIMARY KEY (tenant, time, seq, id)
 	) WITHOUT ROWID;`,
 	`CREATE INDEX log_lines_by_stream ON log_lines (stream, time, seq, id);`,
+	// The accepted ledger: how many usage records appends stored as new, per
+	// tenant and UTC hour of window start (Unix ns of the hour's start). It is
+	// written in the records' transaction but never derived from their table,
+	// so that reconciliation comparing the two can catch a store that loses or
+	// invents records.
+	`CREATE TABLE usage_accepted (
+		tenant  TEXT    NOT NULL,
+		hour    INTEGER NOT NULL,
+		records INTEGER NOT NULL CHECK (records > 0),
+		PRIMARY KEY (tenant, hour)
+	) WITHOUT ROWID;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -182,7 +195,11 @@ const insertUsage = `INSERT INTO usage_records
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (tenant, window_start, id) DO NOTHING`
 
-// AppendUsage implements metering.UsageAppender.
+const addAccepted = `INSERT INTO usage_accepted (tenant, hour, records) VALUES (?, ?, ?)
+	ON CONFLICT (tenant, hour) DO UPDATE SET records = records + excluded.records`
+
+// AppendUsage implements metering.UsageAppender. The ledger's counts are
+// added in the records' transaction: both are stored, or neither.
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
 	return s.appendRows(ctx, insertUsage, len(recs), func(i int) ([]any, error) {
 		r := &recs[i]
@@ -190,7 +207,36 @@ func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.
 		return []any{id, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID,
 			r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(),
 			r.ReceivedAt.UnixNano(), r.SchemaVersion}, err
+	}, func(tx *sql.Tx, res metering.AppendResult) error {
+		for _, a := range sqlkit.CountAccepted(recs, res.Duplicates) {
+			if _, err := tx.ExecContext(ctx, addAccepted, a.Tenant, a.Hour.UnixNano(), a.Records); err != nil {
+				return fmt.Errorf("embedded store: count accepted records of %s at %s: %w", a.Tenant, a.Hour.Format(time.RFC3339), err)
+			}
+		}
+		return nil
 	})
+}
+
+// AcceptedUsage implements metering.AcceptedReader.
+func (s *Store) AcceptedUsage(ctx context.Context, tenant string, from, to time.Time) ([]metering.AcceptedRow, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT hour, records FROM usage_accepted WHERE tenant = ? AND hour >= ? AND hour < ? ORDER BY hour`,
+		tenant, from.UnixNano(), to.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: accepted usage: %w", err)
+	}
+	defer rows.Close()
+	var out []metering.AcceptedRow
+	for rows.Next() {
+		var hour, n int64
+		if err := rows.Scan(&hour, &n); err != nil {
+			return nil, fmt.Errorf("embedded store: accepted usage: %w", err)
+		}
+		out = append(out, metering.AcceptedRow{Hour: time.Unix(0, hour).UTC(), Records: n})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded store: accepted usage: %w", err)
+	}
+	return out, nil
 }
 
 const insertEvent = `INSERT INTO events
@@ -216,13 +262,15 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.
 		return []any{id, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
 			string(e.Type), e.Time.UnixNano(), exit, e.OOMKilled, string(e.Initiator), e.Health, probeOK, probeKind,
 			probeLatency, probeDetail, e.ReceivedAt.UnixNano(), e.SchemaVersion}, err
-	})
+	}, nil)
 }
 
 // appendRows inserts n rows with query, an INSERT … ON CONFLICT DO NOTHING, in
 // one transaction; row(i) gives the arguments of row i. A row that affects
-// nothing was a duplicate: the first arrival stays in place.
-func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i int) ([]any, error)) (metering.AppendResult, error) {
+// nothing was a duplicate: the first arrival stays in place. then, unless nil,
+// runs in the same transaction once the rows are in, with the append's result.
+func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i int) ([]any, error),
+	then func(tx *sql.Tx, res metering.AppendResult) error) (metering.AppendResult, error) {
 	var res metering.AppendResult
 	if s.closed.Load() {
 		return res, metering.ErrNotReady
@@ -254,6 +302,11 @@ func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i 
 			return metering.AppendResult{}, fmt.Errorf("embedded store: insert record %d: %w", i, err)
 		} else if affected == 0 {
 			res.Duplicates = append(res.Duplicates, i)
+		}
+	}
+	if then != nil {
+		if err := then(tx, res); err != nil {
+			return metering.AppendResult{}, err
 		}
 	}
 	if err := tx.Commit(); err != nil {

@@ -1,8 +1,8 @@
 // Package sqlkit is what the SQL adapters of the metering store (embedded and
 // clickhouse) do alike, kept in one place so that they answer every query the
 // same way: the WHERE clause of a usage filter, usage totals grouped by
-// calendar day across UTC offset changes, exact sums beyond int64, the log
-// cursor, and record ids as bytes.
+// calendar day across UTC offset changes, exact sums beyond int64, the counts
+// of the accepted ledger, the log cursor, and record ids as bytes.
 //
 // Both engines bind `?` placeholders and store times as Unix nanoseconds in
 // 64-bit integers, which is what makes the SQL here portable between them.
@@ -177,6 +177,46 @@ func QueryUsage(ctx context.Context, q metering.UsageQuery, d Dialect, query Que
 	}
 	metering.SortRows(out)
 	return out, nil
+}
+
+// Accepted is how many records of one tenant, with a window start in one UTC
+// hour, an append stored as new: one row of an append's additions to the
+// accepted ledger (metering.AcceptedReader).
+type Accepted struct {
+	Tenant  string
+	Hour    time.Time
+	Records int64
+}
+
+// CountAccepted counts the records of recs that are not among dups (the
+// append's metering.AppendResult.Duplicates) per tenant and UTC hour of their
+// window start, ordered by tenant then hour. Both adapters count from the
+// append's own result, so the ledger says what the append reported, whatever
+// the engine's duplicate check saw.
+func CountAccepted(recs []usage.Record, dups []int) []Accepted {
+	type key struct {
+		tenant string
+		hour   int64
+	}
+	counts := map[key]int64{}
+	for i := range recs {
+		if len(dups) > 0 && dups[0] == i {
+			dups = dups[1:]
+			continue
+		}
+		counts[key{recs[i].Tenant, recs[i].WindowStart.UTC().Truncate(time.Hour).Unix()}]++
+	}
+	out := make([]Accepted, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, Accepted{Tenant: k.tenant, Hour: time.Unix(k.hour, 0).UTC(), Records: n})
+	}
+	slices.SortFunc(out, func(a, b Accepted) int {
+		if c := strings.Compare(a.Tenant, b.Tenant); c != 0 {
+			return c
+		}
+		return a.Hour.Compare(b.Hour)
+	})
+	return out
 }
 
 // Span is a stretch of time over which a zone's UTC offset is constant.
