@@ -17,7 +17,10 @@ need_pkgs=()
 # clickhouse-server, clickhouse-client: the ClickHouse metering store is tested
 # against Debian's 18.16; each test binary starts its own servers on free
 # loopback ports (metering/clickhouse/chtest), so none is started here.
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client; do
+# postgresql: the PostgreSQL state store is tested against Debian's 15; each
+# test binary creates a private cluster (initdb) on a free loopback port
+# (state/postgres/pgtest), so Debian's own cluster is not started here.
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client postgresql; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -62,4 +65,4 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   log "not root: no Docker Engine for the tests (agent tests skip outside CI, fail under CI=true)"
 fi
-log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo 'missing'))"
+log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo 'missing'), postgresql $(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || echo 'missing'))"

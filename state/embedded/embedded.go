@@ -1,0 +1,394 @@
+// Package embedded is the default state store: SQLite in a data directory,
+// beside the embedded metering store, for a single machine with no setup.
+//
+// Writes go through one connection per Store, in WAL mode with
+// synchronous=FULL: Issue and AppendAudit return after their commit reached
+// the disk. Every write transaction is BEGIN IMMEDIATE, which takes SQLite's
+// one write lock before it reads the series' last number, so two Stores on
+// the same directory (two processes) queue on that lock (the busy timeout)
+// instead of reading the same last number. Reads use a separate read-only
+// pool and never block writes.
+package embedded
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/state/internal/statesql"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+// FileName is the database file inside the data directory.
+const FileName = "state.db"
+
+// Store is the embedded state store.
+type Store struct {
+	w, r   *sql.DB
+	path   string
+	closed atomic.Bool
+}
+
+var _ state.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir and migrates its schema.
+func Open(ctx context.Context, dir string) (*Store, error) {
+	// The state holds invoices and the audit log: only the service's user reads it.
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("embedded state store: create data directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	dsn := func(extra string) string {
+		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1" + extra
+	}
+	w, err := sql.Open("sqlite3", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: open %s: %w", path, err)
+	}
+	// One connection: this process's writers queue in Go (honouring their
+	// contexts); another process's wait on the busy timeout.
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxLifetime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("embedded state store %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite3", dsn("&mode=ro"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("embedded state store: open %s for reading: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	return &Store{w: w, r: r, path: path}, nil
+}
+
+// Path returns the database file.
+func (s *Store) Path() string { return s.path }
+
+// migrations are applied in order; PRAGMA user_version records how many ran.
+// Never edit one that has shipped: append a new one. The tables are STRICT so
+// that SQLite refuses a value of the wrong type as PostgreSQL would.
+var migrations = []string{
+	// Times are Unix microseconds (UTC), what PostgreSQL keeps. Empty
+	// unique_key and refers are NULL: NULLs never collide in a UNIQUE index
+	// and a NULL refers references nothing.
+	`CREATE TABLE document_series (
+		series   TEXT    NOT NULL PRIMARY KEY,
+		last_seq INTEGER NOT NULL CHECK (last_seq > 0)
+	) STRICT;
+	CREATE TABLE documents (
+		series     TEXT    NOT NULL REFERENCES document_series (series),
+		seq        INTEGER NOT NULL CHECK (seq > 0),
+		number     TEXT    NOT NULL UNIQUE,
+		kind       TEXT    NOT NULL CHECK (kind IN ('invoice', 'credit_note')),
+		tenant     TEXT    NOT NULL,
+		period     TEXT    NOT NULL,
+		unique_key TEXT    UNIQUE,
+		refers     TEXT    REFERENCES documents (number),
+		issued_at  INTEGER NOT NULL,
+		hash       TEXT    NOT NULL,
+		body       BLOB    NOT NULL,
+		PRIMARY KEY (series, seq)
+	) STRICT;
+	CREATE INDEX documents_by_tenant ON documents (tenant, period);
+	CREATE INDEX documents_by_refers ON documents (refers) WHERE refers IS NOT NULL;
+	CREATE TABLE frozen (
+		hash    TEXT NOT NULL PRIMARY KEY,
+		content BLOB NOT NULL
+	) STRICT;
+	CREATE TABLE audit_log (
+		seq       INTEGER NOT NULL PRIMARY KEY,
+		logged_at INTEGER NOT NULL,
+		actor     TEXT    NOT NULL,
+		action    TEXT    NOT NULL,
+		subject   TEXT    NOT NULL,
+		detail    BLOB
+	) STRICT;
+	CREATE INDEX audit_log_by_subject ON audit_log (subject, seq);`,
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("migrate: read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade paasmeter", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("migrate: record schema version: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migrate: commit: %w", err)
+	}
+	return nil
+}
+
+var sqlite = statesql.Dialect{
+	Placeholder: func(int) string { return "?" },
+	// instr, unlike LIKE, is case-sensitive and has no wildcards to escape.
+	StartsWith: func(column, p string) string { return "instr(" + column + ", " + p + ") = 1" },
+	Time:       func(t time.Time) any { return t.UnixMicro() },
+}
+
+// Issue implements state.Documents.
+func (s *Store) Issue(ctx context.Context, series string, build func(seq int64) (state.Document, error), audit state.AuditEntry) (state.Document, error) {
+	if s.closed.Load() {
+		return state.Document{}, state.ErrNotReady
+	}
+	doc, err := s.issue(ctx, series, build, audit)
+	if err != nil {
+		return state.Document{}, fmt.Errorf("embedded state store: issue in %s: %w", series, err)
+	}
+	return doc, nil
+}
+
+func (s *Store) issue(ctx context.Context, series string, build func(seq int64) (state.Document, error), audit state.AuditEntry) (state.Document, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return state.Document{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `INSERT INTO document_series (series, last_seq) VALUES (?, 1)
+		ON CONFLICT (series) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq`, series).Scan(&seq); err != nil {
+		return state.Document{}, fmt.Errorf("take the next number: %w", err)
+	}
+	d, err := build(seq)
+	if err != nil {
+		return state.Document{}, fmt.Errorf("build number %d: %w", seq, err)
+	}
+	if d, err = statesql.Built(series, seq, d); err != nil {
+		return state.Document{}, err
+	}
+	if err := checkTaken(ctx, tx, d); err != nil {
+		return state.Document{}, err
+	}
+	if d.Kind == state.KindCreditNote {
+		var kind, tenant, period string
+		err := tx.QueryRowContext(ctx, `SELECT kind, tenant, period FROM documents WHERE number = ?`, d.Refers).Scan(&kind, &tenant, &period)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return state.Document{}, fmt.Errorf("read the credited invoice %q: %w", d.Refers, err)
+		}
+		if err := statesql.CheckRefers(d, err == nil, state.DocumentKind(kind), tenant, period); err != nil {
+			return state.Document{}, fmt.Errorf("document %q: %w", d.Number, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO documents
+		(series, seq, number, kind, tenant, period, unique_key, refers, issued_at, hash, body)
+		VALUES (?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?, ?)`,
+		d.Series, d.Seq, d.Number, string(d.Kind), d.Tenant, d.Period, d.UniqueKey, d.Refers, d.IssuedAt.UnixMicro(), d.Hash, d.Body); err != nil {
+		return state.Document{}, fmt.Errorf("insert %q: %w", d.Number, err)
+	}
+	e, err := statesql.Audit(statesql.AuditOf(audit, d))
+	if err != nil {
+		return state.Document{}, err
+	}
+	if _, err := appendAudit(ctx, tx, e); err != nil {
+		return state.Document{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return state.Document{}, fmt.Errorf("commit %q: %w", d.Number, err)
+	}
+	return d, nil
+}
+
+// checkTaken refuses a document whose Number or UniqueKey another one has.
+// The write lock is held, so nobody can take them before the insert.
+func checkTaken(ctx context.Context, tx *sql.Tx, d state.Document) error {
+	var holder string
+	err := tx.QueryRowContext(ctx, `SELECT number FROM documents WHERE number = ?1 OR unique_key = NULLIF(?2, '')
+		ORDER BY number = ?1 DESC LIMIT 1`, d.Number, d.UniqueKey).Scan(&holder)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("look for %q: %w", d.Number, err)
+	case holder == d.Number:
+		return fmt.Errorf("number: %q is taken: %w", d.Number, state.ErrExists)
+	default:
+		return fmt.Errorf("unique_key: %q is taken by %s: %w", d.UniqueKey, holder, state.ErrExists)
+	}
+}
+
+const documentColumns = `series, seq, number, kind, tenant, period, COALESCE(unique_key, ''), COALESCE(refers, ''), issued_at, hash, body`
+
+func scanDocument(scan func(dest ...any) error) (state.Document, error) {
+	var d state.Document
+	var issued int64
+	err := scan(&d.Series, &d.Seq, &d.Number, &d.Kind, &d.Tenant, &d.Period, &d.UniqueKey, &d.Refers, &issued, &d.Hash, &d.Body)
+	d.IssuedAt = time.UnixMicro(issued).UTC()
+	return d, err
+}
+
+// Document implements state.Documents.
+func (s *Store) Document(ctx context.Context, number string) (state.Document, error) {
+	d, err := scanDocument(s.r.QueryRowContext(ctx, `SELECT `+documentColumns+` FROM documents WHERE number = ?`, number).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return state.Document{}, fmt.Errorf("document %q: %w", number, state.ErrNotFound)
+	}
+	if err != nil {
+		return state.Document{}, fmt.Errorf("embedded state store: read document %q: %w", number, err)
+	}
+	return d, nil
+}
+
+// ListDocuments implements state.Documents.
+func (s *Store) ListDocuments(ctx context.Context, f state.DocumentFilter) ([]state.Document, error) {
+	cond, args := statesql.DocumentWhere(sqlite, f)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+documentColumns+` FROM documents WHERE `+cond+` ORDER BY series, seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: list documents: %w", err)
+	}
+	defer rows.Close()
+	var out []state.Document
+	for rows.Next() {
+		d, err := scanDocument(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("embedded state store: list documents: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded state store: list documents: %w", err)
+	}
+	return out, nil
+}
+
+// Freeze implements state.Frozen.
+func (s *Store) Freeze(ctx context.Context, content []byte) (string, error) {
+	if s.closed.Load() {
+		return "", state.ErrNotReady
+	}
+	sum := sha256.Sum256(content)
+	hash := hex.EncodeToString(sum[:])
+	// A BLOB NOT NULL column refuses a nil slice (bound as NULL): empty
+	// content is frozen as an empty BLOB.
+	if content == nil {
+		content = []byte{}
+	}
+	if _, err := s.w.ExecContext(ctx, `INSERT INTO frozen (hash, content) VALUES (?, ?) ON CONFLICT (hash) DO NOTHING`, hash, content); err != nil {
+		return "", fmt.Errorf("embedded state store: freeze %s: %w", hash, err)
+	}
+	return hash, nil
+}
+
+// FrozenContent implements state.Frozen.
+func (s *Store) FrozenContent(ctx context.Context, hash string) ([]byte, error) {
+	var content []byte
+	err := s.r.QueryRowContext(ctx, `SELECT content FROM frozen WHERE hash = ?`, hash).Scan(&content)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("frozen content %s: %w", hash, state.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: read frozen content %s: %w", hash, err)
+	}
+	if content == nil {
+		content = []byte{} // frozen empty: found, not missing
+	}
+	return content, nil
+}
+
+// AppendAudit implements state.Audit.
+func (s *Store) AppendAudit(ctx context.Context, e state.AuditEntry) (state.AuditEntry, error) {
+	if s.closed.Load() {
+		return state.AuditEntry{}, state.ErrNotReady
+	}
+	e, err := statesql.Audit(e)
+	if err != nil {
+		return state.AuditEntry{}, fmt.Errorf("embedded state store: %w", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return state.AuditEntry{}, fmt.Errorf("embedded state store: append audit: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if e.Seq, err = appendAudit(ctx, tx, e); err != nil {
+		return state.AuditEntry{}, fmt.Errorf("embedded state store: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return state.AuditEntry{}, fmt.Errorf("embedded state store: append audit: commit: %w", err)
+	}
+	return e, nil
+}
+
+// appendAudit inserts e in tx with the next Seq and returns it. The write
+// lock is held, so the next Seq is the last one plus one: gap-free.
+func appendAudit(ctx context.Context, tx *sql.Tx, e state.AuditEntry) (int64, error) {
+	var detail any // NULL when there is none
+	if len(e.Detail) > 0 {
+		detail = []byte(e.Detail)
+	}
+	var seq int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO audit_log (seq, logged_at, actor, action, subject, detail)
+		SELECT COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ? FROM audit_log RETURNING seq`,
+		e.Time.UnixMicro(), e.Actor, e.Action, e.Subject, detail).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("append audit %s %s: %w", e.Action, e.Subject, err)
+	}
+	return seq, nil
+}
+
+// ListAudit implements state.Audit.
+func (s *Store) ListAudit(ctx context.Context, f state.AuditFilter) ([]state.AuditEntry, error) {
+	cond, args := statesql.AuditWhere(sqlite, f)
+	rows, err := s.r.QueryContext(ctx, `SELECT seq, logged_at, actor, action, subject, detail FROM audit_log WHERE `+cond+` ORDER BY seq`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: list audit: %w", err)
+	}
+	defer rows.Close()
+	var out []state.AuditEntry
+	for rows.Next() {
+		var e state.AuditEntry
+		var at int64
+		var detail []byte
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Subject, &detail); err != nil {
+			return nil, fmt.Errorf("embedded state store: list audit: %w", err)
+		}
+		e.Time, e.Detail = time.UnixMicro(at).UTC(), detail
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded state store: list audit: %w", err)
+	}
+	return out, nil
+}
+
+// Ready implements state.Store.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.closed.Load() {
+		return state.ErrNotReady
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return errors.Join(state.ErrNotReady, err)
+	}
+	return nil
+}
+
+// Close implements state.Store.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return errors.Join(s.w.Close(), s.r.Close())
+}

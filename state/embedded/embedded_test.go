@@ -1,0 +1,81 @@
+package embedded_test
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"testing"
+
+	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/state/embedded"
+	"github.com/paasmeter/paasmeter/state/statetest"
+)
+
+// TestContract runs the contract with two Stores on one directory: what two
+// processes sharing a data directory hold.
+func TestContract(t *testing.T) {
+	statetest.Run(t, func(t *testing.T) (state.Store, state.Store) {
+		dir := t.TempDir()
+		a, err := embedded.Open(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := embedded.Open(context.Background(), dir)
+		if err != nil {
+			a.Close()
+			t.Fatal(err)
+		}
+		return a, b
+	})
+}
+
+func TestReopenKeepsDocuments(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Freeze(ctx, []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.FrozenContent(ctx, h); err != nil || string(got) != `{"v":1}` {
+		t.Errorf("after reopen FrozenContent = %q, %v", got, err)
+	}
+}
+
+func TestNewerSchemaIsRefused(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	s.Close()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	s, err = embedded.Open(ctx, dir)
+	if err == nil {
+		s.Close()
+		t.Fatal("a schema newer than the binary was opened")
+	}
+	if !strings.Contains(err.Error(), "newer than this binary") {
+		t.Errorf("error %q does not say the schema is newer", err)
+	}
+}

@@ -1,0 +1,134 @@
+// Package statesql is what the SQL adapters of the state store share: the
+// checks Issue makes on what build returned, the audit entry's defaults, and
+// the WHERE clauses of the listings, spelled for each dialect.
+package statesql
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// Built checks the document build returned for series and seq and returns it
+// as the store keeps it (IssuedAt in UTC).
+func Built(series string, seq int64, d state.Document) (state.Document, error) {
+	var errs []error
+	if d.Series != series {
+		errs = append(errs, fmt.Errorf("series: build returned %q for series %q", d.Series, series))
+	}
+	if d.Seq != seq {
+		errs = append(errs, fmt.Errorf("seq: build returned %d for number %d", d.Seq, seq))
+	}
+	if err := d.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return d, fmt.Errorf("document %q: %w", d.Number, err)
+	}
+	d.IssuedAt = d.IssuedAt.UTC()
+	return d, nil
+}
+
+// CheckRefers checks a credit note against the document its Refers names
+// (found false when there is none).
+func CheckRefers(credit state.Document, found bool, kind state.DocumentKind, tenant, period string) error {
+	switch {
+	case !found:
+		return fmt.Errorf("refers: no document %q: %w", credit.Refers, state.ErrNotFound)
+	case kind != state.KindInvoice:
+		return fmt.Errorf("refers: %q is a %s, not an invoice", credit.Refers, kind)
+	case tenant != credit.Tenant:
+		return fmt.Errorf("refers: invoice %q is tenant %q's, not %q's", credit.Refers, tenant, credit.Tenant)
+	case period != credit.Period:
+		return fmt.Errorf("period: %q differs from the credited invoice's %q", credit.Period, period)
+	}
+	return nil
+}
+
+// Audit checks e and returns it as the store keeps it: Time to the
+// microsecond, in UTC.
+func Audit(e state.AuditEntry) (state.AuditEntry, error) {
+	if err := e.Validate(); err != nil {
+		return e, fmt.Errorf("audit entry: %w", err)
+	}
+	e.Time = time.UnixMicro(e.Time.UnixMicro()).UTC()
+	return e, nil
+}
+
+// AuditOf fills the defaults of an issue's audit entry from the document it
+// records: an empty Subject becomes its Number, a zero Time its IssuedAt.
+func AuditOf(e state.AuditEntry, d state.Document) state.AuditEntry {
+	if e.Subject == "" {
+		e.Subject = d.Number
+	}
+	if e.Time.IsZero() {
+		e.Time = d.IssuedAt
+	}
+	return e
+}
+
+// Dialect spells what differs between the SQL engines.
+type Dialect struct {
+	// Placeholder returns the n-th (from 1) parameter placeholder.
+	Placeholder func(n int) string
+	// StartsWith returns a condition: column starts with the parameter p, bytewise.
+	StartsWith func(column, p string) string
+	// Time converts a time to the parameter the engine compares with its time columns.
+	Time func(time.Time) any
+}
+
+// where collects conditions and their parameters.
+type where struct {
+	d     Dialect
+	conds []string
+	args  []any
+}
+
+// param adds a parameter and returns its placeholder.
+func (w *where) param(v any) string {
+	w.args = append(w.args, v)
+	return w.d.Placeholder(len(w.args))
+}
+
+func (w *where) equal(column, value string) {
+	if value != "" {
+		w.conds = append(w.conds, column+" = "+w.param(value))
+	}
+}
+
+func (w *where) String() string {
+	if len(w.conds) == 0 {
+		return "TRUE"
+	}
+	return strings.Join(w.conds, " AND ")
+}
+
+// DocumentWhere returns the condition selecting f's documents and its parameters.
+func DocumentWhere(d Dialect, f state.DocumentFilter) (string, []any) {
+	w := where{d: d}
+	w.equal("series", f.Series)
+	w.equal("tenant", f.Tenant)
+	w.equal("period", f.Period)
+	w.equal("kind", string(f.Kind))
+	w.equal("refers", f.Refers)
+	return w.String(), w.args
+}
+
+// AuditWhere returns the condition selecting f's audit entries, whose time
+// column is logged_at, and its parameters.
+func AuditWhere(d Dialect, f state.AuditFilter) (string, []any) {
+	w := where{d: d}
+	if f.SubjectPrefix != "" {
+		w.conds = append(w.conds, d.StartsWith("subject", w.param(f.SubjectPrefix)))
+	}
+	if !f.From.IsZero() {
+		w.conds = append(w.conds, "logged_at >= "+w.param(d.Time(f.From)))
+	}
+	if !f.To.IsZero() {
+		w.conds = append(w.conds, "logged_at < "+w.param(d.Time(f.To)))
+	}
+	return w.String(), w.args
+}
