@@ -36,6 +36,7 @@ type Config struct {
 	Collector collector.Config        `yaml:"collector"`
 	Agent     agent.Config            `yaml:"agent"`
 	Tracing   telemetry.TracingConfig `yaml:"tracing"`
+	Billing   BillingConfig           `yaml:"billing"`
 	// Tenants are the institutions; records of any other tenant are rejected.
 	Tenants []TenantConfig     `yaml:"tenants"`
 	Tokens  []auth.TokenConfig `yaml:"tokens"`
@@ -57,6 +58,11 @@ type StoreConfig struct {
 	// DataDir, or clickhouse://host:9000/database[?cluster=NAME&…] for
 	// ClickHouse (metering/clickhouse.DSN lists the options).
 	MeteringDSN string `yaml:"metering_dsn"`
+	// StateDSN selects the state store (invoices, their numbers, frozen
+	// inputs, the audit log): empty for the embedded store in DataDir, or
+	// postgres://user@host:5432/database for PostgreSQL, which several
+	// collectors can share.
+	StateDSN string `yaml:"state_dsn"`
 	// Batch is the batching writer between the collector and the metering
 	// store: on by default for ClickHouse, off for the embedded store.
 	Batch batching.Config `yaml:"batch"`
@@ -80,6 +86,11 @@ type TenantConfig struct {
 	// LogRetention is how long the collector keeps the institution's log
 	// lines; 0 (left out) means collector.DefaultLogRetention, 30 days.
 	LogRetention time.Duration `yaml:"log_retention"`
+	// BuyerReference is the reference the institution's accounting matches
+	// invoices with (mandatory on Peppol e-invoices).
+	BuyerReference string `yaml:"buyer_reference"`
+	// VAT is the institution's VAT treatment; standard 21 % when left out.
+	VAT VATConfig `yaml:"vat"`
 }
 
 // minLogRetention keeps a typo (log_retention: 1m) from wiping a tenant's logs.
@@ -94,6 +105,7 @@ func Default() Config {
 		Collector: collector.DefaultConfig(),
 		Agent:     agent.DefaultConfig(),
 		Tracing:   telemetry.TracingConfig{Exporter: telemetry.ExporterNone},
+		Billing:   defaultBilling(),
 	}
 }
 
@@ -105,6 +117,8 @@ func (c *Config) overrides() map[string]*string {
 		"PAASMETER_LOG_FORMAT":       &c.Log.Format,
 		"PAASMETER_DATA_DIR":         &c.Store.DataDir,
 		"PAASMETER_METERING_DSN":     &c.Store.MeteringDSN,
+		"PAASMETER_STATE_DSN":        &c.Store.StateDSN,
+		"PAASMETER_RATE_CARD":        &c.Billing.RateCard,
 		"PAASMETER_LISTEN":           &c.Collector.Listen,
 		"PAASMETER_ADMIN_LISTEN":     &c.Collector.AdminListen,
 		"PAASMETER_TRACING_EXPORTER": (*string)(&c.Tracing.Exporter),
@@ -188,6 +202,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("store.metering_dsn: %w", err))
 		}
 	}
+	if d := c.Store.StateDSN; d != "" && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
+		errs = append(errs, errors.New("store.state_dsn: must be a postgres:// URL, or empty for the embedded store"))
+	}
 	in("store.batch", c.Store.Batch.Validate())
 	in("collector", c.Collector.Validate())
 	in("agent", c.Agent.Validate())
@@ -207,6 +224,7 @@ func (c *Config) Validate() error {
 				i, t.LogRetention, minLogRetention, collector.DefaultLogRetention))
 		}
 	}
+	errs = append(errs, c.validateBilling()...)
 	names := map[string]bool{}
 	for i, t := range c.Tokens {
 		in(fmt.Sprintf("tokens[%d]", i), t.Validate(func(id string) bool { return known[id] }))

@@ -121,6 +121,12 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
+	stopReconciler, err := startReconciler(ctx, cfg, store, reg, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reconciliation: %w", err)
+	}
+	closeStore := closeCollector
+	closeCollector = func() error { stopReconciler(); return closeStore() }
 	return srv, closeCollector, nil
 }
 

@@ -1,0 +1,157 @@
+// Package billing turns stored usage records into monthly invoices, exactly
+// as DESIGN.md §5 defines them: records priced by the rate-card version
+// effective at their window start, graduated tiers over the month's
+// cumulative quantity, lines rounded once, an SLA credit allowance, VAT per
+// category, gap-free numbers, frozen inputs that `verify` re-derives bit for
+// bit, late records as adjustment lines on the next invoice, and credit notes.
+//
+// The money engine is pure (rate.go prices a selection of records, invoice.go
+// totals a document); Service (service.go) is the invoice run around it: it
+// reads usage from the metering store, the SLA figures from an SLASource, and
+// keeps issued documents in the state store. Renderings live beside it:
+// billing/export (CSV and JSON).
+package billing
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// UsageSource is what billing reads from the metering store.
+type UsageSource interface {
+	ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(usage.Record) error) error
+}
+
+// SLASource gives an institution's availability figures for a month.
+type SLASource interface {
+	// SLA returns the tenant's production availability in period. A tenant
+	// with no production app has no figures: return ok false.
+	SLA(ctx context.Context, tenant string, period Period) (fig SLAFigures, ok bool, err error)
+}
+
+// SLAFigures are the availability figures an invoice's SLA credit is
+// computed from; they are frozen with the invoice.
+type SLAFigures struct {
+	// Availability is in percent, e.g. 99.85.
+	Availability decimal.Decimal `json:"availability"`
+	// EligibleMinutes and DownMinutes (platform-caused) when the source knows them.
+	EligibleMinutes int64 `json:"eligible_minutes,omitempty"`
+	DownMinutes     int64 `json:"down_minutes,omitempty"`
+	// Source names where the figures come from (a file, the SLA engine).
+	Source string `json:"source"`
+}
+
+// CreditTier grants Credit percent when availability is below Below percent.
+type CreditTier struct {
+	Below  decimal.Decimal `yaml:"below" json:"below"`
+	Credit decimal.Decimal `yaml:"credit" json:"credit"`
+}
+
+// DefaultCreditTiers are DESIGN.md §6's: below 99.9 % → 10 %, below 99 % →
+// 25 %, below 95 % → 100 %.
+func DefaultCreditTiers() []CreditTier {
+	return []CreditTier{
+		{Below: decimal.RequireFromString("99.9"), Credit: decimal.NewFromInt(10)},
+		{Below: decimal.NewFromInt(99), Credit: decimal.NewFromInt(25)},
+		{Below: decimal.NewFromInt(95), Credit: decimal.NewFromInt(100)},
+	}
+}
+
+// CreditPercent returns the credit an availability earns: the largest credit
+// of the tiers it is below.
+func CreditPercent(tiers []CreditTier, availability decimal.Decimal) decimal.Decimal {
+	credit := decimal.Zero
+	for _, t := range tiers {
+		if availability.LessThan(t.Below) && t.Credit.GreaterThan(credit) {
+			credit = t.Credit
+		}
+	}
+	return credit
+}
+
+// Period is a calendar month in the platform's time zone: the billing period.
+type Period struct {
+	Year  int
+	Month time.Month
+	Loc   *time.Location
+}
+
+// ParsePeriod reads "2026-11" as November 2026 in loc.
+func ParsePeriod(s string, loc *time.Location) (Period, error) {
+	t, err := time.Parse("2006-01", s)
+	if err != nil {
+		return Period{}, fmt.Errorf("period: %q is not a month like 2026-11", s)
+	}
+	return Period{Year: t.Year(), Month: t.Month(), Loc: loc}, nil
+}
+
+// PeriodOf returns the month t falls in, in loc.
+func PeriodOf(t time.Time, loc *time.Location) Period {
+	l := t.In(loc)
+	return Period{Year: l.Year(), Month: l.Month(), Loc: loc}
+}
+
+// String returns the period as "2026-11".
+func (p Period) String() string { return fmt.Sprintf("%04d-%02d", p.Year, int(p.Month)) }
+
+// Start is the first instant of the month.
+func (p Period) Start() time.Time { return time.Date(p.Year, p.Month, 1, 0, 0, 0, 0, p.Loc) }
+
+// End is the first instant of the next month.
+func (p Period) End() time.Time { return time.Date(p.Year, p.Month+1, 1, 0, 0, 0, 0, p.Loc) }
+
+// Next returns the following month.
+func (p Period) Next() Period { return PeriodOf(p.End(), p.Loc) }
+
+// Customer is what an invoice needs to know about an institution.
+type Customer struct {
+	Tenant string `json:"tenant"`
+	Name   string `json:"name"`
+	// BuyerReference is the reference the institution's accounting matches
+	// invoices with (mandatory in Peppol BIS Billing 3.0).
+	BuyerReference string `json:"buyer_reference,omitempty"`
+	VAT            VAT    `json:"vat"`
+}
+
+// VAT categories (EN 16931 / UNCL 5305 codes).
+const (
+	VATStandard = "S"
+	VATExempt   = "E"
+)
+
+// VAT is an institution's VAT treatment: one category per institution.
+type VAT struct {
+	// Category is VATStandard or VATExempt.
+	Category string `json:"category"`
+	// Rate in percent, e.g. 21; zero for exempt.
+	Rate decimal.Decimal `json:"rate"`
+	// ExemptionReason and ExemptionCode (e.g. VATEX-EU-132) explain an exemption.
+	ExemptionReason string `json:"exemption_reason,omitempty"`
+	ExemptionCode   string `json:"exemption_code,omitempty"`
+}
+
+// Validate reports what is wrong with v, naming the field.
+func (v VAT) Validate() error {
+	switch v.Category {
+	case VATStandard:
+		if !v.Rate.IsPositive() || v.Rate.GreaterThan(decimal.NewFromInt(100)) {
+			return fmt.Errorf("vat.rate: %s must be above 0 and at most 100 for the standard category", v.Rate)
+		}
+	case VATExempt:
+		if !v.Rate.IsZero() {
+			return fmt.Errorf("vat.rate: must be 0 for an exempt institution, not %s", v.Rate)
+		}
+		if v.ExemptionReason == "" && v.ExemptionCode == "" {
+			return fmt.Errorf("vat.exemption_reason: an exempt institution needs a reason or an exemption code")
+		}
+	default:
+		return fmt.Errorf("vat.category: %q is not S (standard) or E (exempt)", v.Category)
+	}
+	return nil
+}

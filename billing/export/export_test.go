@@ -1,0 +1,416 @@
+package export_test
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/export"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// load reads a worked-example document that billing's golden test issued.
+func load(t *testing.T, number string) (*billing.Invoice, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "testdata", "worked-example", number+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv billing.Invoice
+	if err := json.Unmarshal(b, &inv); err != nil {
+		t.Fatalf("decode %s: %v", number, err)
+	}
+	return &inv, b
+}
+
+// creditNote credits the whole of inv the way billing's creditNote does:
+// the same document with every amount and quantity negated.
+func creditNote(inv *billing.Invoice, number string) *billing.Invoice {
+	neg := func(m billing.Money) billing.Money { return billing.Money{Decimal: m.Neg()} }
+	cn := &billing.Invoice{Kind: billing.KindCreditNote, Number: number, IssueDate: "2026-12-10", DueDate: "2027-01-09",
+		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: inv.Currency,
+		Customer: inv.Customer, Refers: inv.Number, Reason: "wrong institution", Allowances: []billing.Allowance{}}
+	for _, l := range inv.Lines {
+		l.Quantity, l.Amount = billing.Quantity{Decimal: l.Quantity.Neg()}, neg(l.Amount)
+		cn.Lines = append(cn.Lines, l)
+	}
+	for _, a := range inv.Allowances {
+		a.Base, a.Amount = neg(a.Base), neg(a.Amount)
+		cn.Allowances = append(cn.Allowances, a)
+	}
+	for _, r := range inv.Annex {
+		r.Quantity = billing.Quantity{Decimal: r.Quantity.Neg()}
+		cn.Annex = append(cn.Annex, r)
+	}
+	for _, v := range inv.VAT {
+		v.Taxable, v.Amount = neg(v.Taxable), neg(v.Amount)
+		cn.VAT = append(cn.VAT, v)
+	}
+	t := inv.Totals
+	cn.Totals = billing.Totals{Lines: neg(t.Lines), Allowances: neg(t.Allowances), TaxExclusive: neg(t.TaxExclusive),
+		VAT: neg(t.VAT), Payable: neg(t.Payable)}
+	return cn
+}
+
+// partialCredit is a credit note of 50.00 EUR of a 21 % VAT invoice, shaped
+// as billing's creditNote makes one: a single correction line.
+func partialCredit() *billing.Invoice {
+	m := func(s string) billing.Money { return billing.Money{Decimal: decimal.RequireFromString(s)} }
+	return &billing.Invoice{Kind: billing.KindCreditNote, Number: "PMC-2026-000002", IssueDate: "2026-12-11",
+		Period: "2026-11", Currency: "EUR", Refers: "PM-2026-000001", Reason: "goodwill",
+		Customer: billing.Customer{Tenant: "caami", VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)}},
+		Lines: []billing.Line{{Meter: "correction", Quantity: billing.Quantity{Decimal: decimal.NewFromInt(1)},
+			UnitPrice: billing.Price{Decimal: decimal.RequireFromString("-50.00")}, Amount: m("-50.00")}},
+		Allowances: []billing.Allowance{},
+		VAT:        []billing.VATBreakdown{{Category: billing.VATStandard, Rate: decimal.NewFromInt(21), Taxable: m("-50.00"), Amount: m("-10.50")}},
+		Totals:     billing.Totals{Lines: m("-50.00"), Allowances: m("0"), TaxExclusive: m("-50.00"), VAT: m("-10.50"), Payable: m("-60.50")},
+	}
+}
+
+func TestGolden(t *testing.T) {
+	caami, _ := load(t, "PM-2026-000001")
+	ona, _ := load(t, "PM-2026-000002")
+	tests := []struct {
+		name   string
+		inv    *billing.Invoice
+		format string
+		golden string
+	}{
+		{"the CSV of an invoice with an SLA credit and standard VAT is its golden file", caami, "csv", "PM-2026-000001.csv"},
+		{"the JSON of an invoice with an SLA credit and standard VAT is its golden file", caami, "json", "PM-2026-000001.json"},
+		{"the CSV of a VAT-exempt invoice without allowances is its golden file", ona, "csv", "PM-2026-000002.csv"},
+		{"the JSON of a VAT-exempt invoice without allowances is its golden file", ona, "json", "PM-2026-000002.json"},
+		{"the CSV of a credit note of a whole invoice is its golden file", creditNote(caami, "PMC-2026-000001"), "csv", "PMC-2026-000001.csv"},
+		{"the CSV of a partial credit note, a correction line without band or unit, is its golden file", partialCredit(), "csv", "PMC-2026-000002.csv"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := export.Write(&buf, tt.inv, tt.format); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", tt.golden), buf.Bytes())
+		})
+	}
+}
+
+// golden compares got to the file at path, or rewrites it under -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+// csvRow is one exported CSV row by column name.
+type csvRow map[string]string
+
+// readCSV parses an export, checking that every row has the header's columns.
+func readCSV(t *testing.T, b []byte) (header []string, rows []csvRow) {
+	t.Helper()
+	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	if err != nil {
+		t.Fatalf("the export is not CSV: %v", err)
+	}
+	if len(recs) == 0 {
+		t.Fatal("the export has no header")
+	}
+	for _, rec := range recs[1:] {
+		r := csvRow{}
+		for i, c := range recs[0] {
+			r[c] = rec[i]
+		}
+		rows = append(rows, r)
+	}
+	return recs[0], rows
+}
+
+// addsUp checks the sums an accountant relies on: the lines and allowances
+// rows make the tax-exclusive total, which with the VAT rows makes the
+// payable total, and each total row is the sum of its rows.
+func addsUp(rows []csvRow) error {
+	sum := map[string]decimal.Decimal{}
+	total := map[string]decimal.Decimal{}
+	for _, r := range rows {
+		amount, err := decimal.NewFromString(r["amount"])
+		if err != nil {
+			return fmt.Errorf("%s row: amount %q: %w", r["record_type"], r["amount"], err)
+		}
+		if r["record_type"] == "total" {
+			if _, dup := total[r["description"]]; dup {
+				return fmt.Errorf("two %s total rows", r["description"])
+			}
+			total[r["description"]] = amount
+			continue
+		}
+		sum[r["record_type"]] = sum[r["record_type"]].Add(amount)
+	}
+	for _, name := range []string{"lines", "allowances", "tax_exclusive", "vat", "payable"} {
+		if _, ok := total[name]; !ok {
+			return fmt.Errorf("no %s total row", name)
+		}
+	}
+	for _, c := range []struct {
+		what      string
+		got, want decimal.Decimal
+	}{
+		{"line rows vs the lines total", sum["line"], total["lines"]},
+		{"allowance rows vs the allowances total", sum["allowance"], total["allowances"]},
+		{"line and allowance rows vs the tax_exclusive total", sum["line"].Add(sum["allowance"]), total["tax_exclusive"]},
+		{"vat rows vs the vat total", sum["vat"], total["vat"]},
+		{"tax_exclusive and vat rows vs the payable total", total["tax_exclusive"].Add(sum["vat"]), total["payable"]},
+	} {
+		if !c.got.Equal(c.want) {
+			return fmt.Errorf("%s: %s ≠ %s", c.what, c.got.StringFixed(2), c.want.StringFixed(2))
+		}
+	}
+	return nil
+}
+
+func TestCSVAddsUp(t *testing.T) {
+	caami, _ := load(t, "PM-2026-000001")
+	ona, _ := load(t, "PM-2026-000002")
+	offByACent := *caami
+	offByACent.Totals.TaxExclusive = billing.Money{Decimal: caami.Totals.TaxExclusive.Add(decimal.RequireFromString("0.01"))}
+	tests := []struct {
+		name    string
+		inv     *billing.Invoice
+		wantErr string
+	}{
+		{"an invoice with an SLA credit adds up", caami, ""},
+		{"a VAT-exempt invoice without allowances adds up", ona, ""},
+		{"a credit note of a whole invoice adds up", creditNote(caami, "PMC-2026-000001"), ""},
+		{"a partial credit note adds up", partialCredit(), ""},
+		{"an invoice whose tax-exclusive total is a cent off does not add up", &offByACent, "vs the tax_exclusive total: 87.85 ≠ 87.86"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := export.CSV(&buf, tt.inv); err != nil {
+				t.Fatal(err)
+			}
+			_, rows := readCSV(t, buf.Bytes())
+			err := addsUp(rows)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("the CSV does not add up: %v\n%s", err, buf.Bytes())
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("got %v, want an error with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestCreditNoteAmountsAreNegative(t *testing.T) {
+	caami, _ := load(t, "PM-2026-000001")
+	ona, _ := load(t, "PM-2026-000002")
+	tests := []struct {
+		name string
+		inv  *billing.Invoice
+		// allowances are the original invoice's allowance amounts, which a
+		// credit note negates into positive ones.
+		allowances []string
+	}{
+		{"a credit note of an invoice with an SLA credit is negative but for its allowance", creditNote(caami, "PMC-2026-000001"), []string{"9.09"}},
+		{"a credit note of a VAT-exempt invoice is negative", creditNote(ona, "PMC-2026-000002"), nil},
+		{"a partial credit note is negative", partialCredit(), nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := export.CSV(&buf, tt.inv); err != nil {
+				t.Fatal(err)
+			}
+			_, rows := readCSV(t, buf.Bytes())
+			var allowances []string
+			for _, r := range rows {
+				if r["document_kind"] != billing.KindCreditNote {
+					t.Errorf("%s row: document_kind %q, want credit_note", r["record_type"], r["document_kind"])
+				}
+				amount := decimal.RequireFromString(r["amount"])
+				switch {
+				case r["record_type"] == "allowance":
+					allowances = append(allowances, r["amount"])
+				case r["record_type"] == "total" && r["description"] == "allowances":
+					// the sign of the credited allowances
+				case amount.IsPositive():
+					t.Errorf("%s row %s: amount %s is positive", r["record_type"], r["line_no"]+r["description"], r["amount"])
+				}
+				// A whole credit negates quantities, a partial one the unit
+				// price: either way the line's amount is their product.
+				if r["record_type"] == "line" {
+					q, p := decimal.RequireFromString(r["quantity"]), decimal.RequireFromString(r["unit_price"])
+					if !q.Mul(p).Round(2).Equal(amount) {
+						t.Errorf("line %s: %s × %s is not its amount %s", r["line_no"], r["quantity"], r["unit_price"], r["amount"])
+					}
+				}
+				if r["record_type"] == "total" && r["description"] == "payable" && !amount.IsNegative() {
+					t.Errorf("payable %s, want a negative amount", r["amount"])
+				}
+			}
+			if !slices.Equal(allowances, tt.allowances) {
+				t.Errorf("allowance amounts %q, want %q", allowances, tt.allowances)
+			}
+		})
+	}
+}
+
+func TestJSONRoundTrips(t *testing.T) {
+	for _, number := range []string{"PM-2026-000001", "PM-2026-000002"} {
+		t.Run("the JSON export of "+number+" is the issued document, and decodes to the same document", func(t *testing.T) {
+			inv, stored := load(t, number)
+			var out bytes.Buffer
+			if err := export.JSON(&out, inv); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out.Bytes(), stored) {
+				t.Errorf("the export differs from the worked example it was decoded from:\n%s", out.Bytes())
+			}
+			var again billing.Invoice
+			if err := json.Unmarshal(out.Bytes(), &again); err != nil {
+				t.Fatalf("the export does not decode: %v", err)
+			}
+			var out2 bytes.Buffer
+			if err := export.JSON(&out2, &again); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(out2.Bytes(), out.Bytes()) {
+				t.Errorf("re-encoding the decoded export differs:\n%s\nvs\n%s", out2.Bytes(), out.Bytes())
+			}
+		})
+	}
+}
+
+type failingWriter struct{ err error }
+
+func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
+
+func TestFormats(t *testing.T) {
+	caami, _ := load(t, "PM-2026-000001")
+	draft := *caami
+	draft.Number, draft.IssueDate = "", ""
+	tests := []struct {
+		name        string
+		inv         *billing.Invoice
+		format      string
+		contentType string
+		fileName    string
+	}{
+		{"a CSV download is CSV text named after the invoice number", caami, "csv", "text/csv; charset=utf-8", "PM-2026-000001.csv"},
+		{"a JSON download is JSON named after the invoice number", caami, "json", "application/json", "PM-2026-000001.json"},
+		{"a draft's download is named after its tenant and period", &draft, "csv", "text/csv; charset=utf-8", "draft-caami-2026-11.csv"},
+		{"an unknown format has no content type nor file name", caami, "xml", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := export.ContentType(tt.format); got != tt.contentType {
+				t.Errorf("ContentType(%q) = %q, want %q", tt.format, got, tt.contentType)
+			}
+			if got := export.FileName(tt.inv, tt.format); got != tt.fileName {
+				t.Errorf("FileName(%q) = %q, want %q", tt.format, got, tt.fileName)
+			}
+		})
+	}
+
+	t.Run("writing an unknown format is an error that lists the known ones", func(t *testing.T) {
+		var buf bytes.Buffer
+		err := export.Write(&buf, caami, "xml")
+		if !errors.Is(err, export.ErrUnknownFormat) || !strings.Contains(err.Error(), "csv, json") {
+			t.Errorf("got %v, want ErrUnknownFormat listing csv, json", err)
+		}
+		if buf.Len() > 0 {
+			t.Errorf("wrote %q for an unknown format", buf.Bytes())
+		}
+	})
+
+	for _, format := range []string{"csv", "json"} {
+		t.Run("a failing writer's error is returned from a "+format+" export", func(t *testing.T) {
+			disk := errors.New("disk full")
+			if err := export.Write(failingWriter{disk}, caami, format); !errors.Is(err, disk) {
+				t.Errorf("got %v, want the writer's error", err)
+			}
+		})
+	}
+}
+
+// TestColumnsAreDocumented keeps the two descriptions of the CSV columns,
+// the package comment and docs/invoices.md, in step with what CSV writes.
+func TestColumnsAreDocumented(t *testing.T) {
+	caami, _ := load(t, "PM-2026-000001")
+	var buf bytes.Buffer
+	if err := export.CSV(&buf, caami); err != nil {
+		t.Fatal(err)
+	}
+	header, _ := readCSV(t, buf.Bytes())
+	want := []string{"document_number", "document_kind", "issue_date", "period", "tenant", "currency", "record_type",
+		"line_no", "meter", "environment_class", "band", "unit", "quantity", "unit_price", "amount", "vat_category",
+		"vat_rate", "adjusts_period", "description"}
+	if !slices.Equal(header, want) {
+		t.Fatalf("header %q, want %q", header, want)
+	}
+
+	f, err := parser.ParseFile(token.NewFileSet(), "export.go", nil, parser.ParseComments|parser.PackageClauseOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkgDoc []string
+	for _, l := range strings.Split(f.Doc.Text(), "\n") {
+		// The column list is the comment's code block: a tab, the column, its meaning.
+		if rest, ok := strings.CutPrefix(l, "\t"); ok && rest != "" && rest[0] != ' ' {
+			pkgDoc = append(pkgDoc, strings.Fields(rest)[0])
+		}
+	}
+
+	md, err := os.ReadFile(filepath.Join("..", "..", "docs", "invoices.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, table, _ := strings.Cut(string(md), "\n## CSV columns\n")
+	table, _, _ = strings.Cut(table, "\n## ")
+	var docs []string
+	for _, l := range strings.Split(table, "\n") {
+		// Table rows start with the column in backquotes: | `tenant` | …
+		if rest, ok := strings.CutPrefix(l, "| `"); ok {
+			col, _, _ := strings.Cut(rest, "`")
+			docs = append(docs, col)
+		}
+	}
+
+	for _, d := range []struct {
+		name string
+		cols []string
+	}{{"the package comment", pkgDoc}, {"the CSV columns section of the operator docs", docs}} {
+		t.Run(d.name+" lists the columns CSV writes, in order", func(t *testing.T) {
+			if !slices.Equal(d.cols, header) {
+				t.Errorf("%s lists %q, CSV writes %q", d.name, d.cols, header)
+			}
+		})
+	}
+}

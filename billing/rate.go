@@ -1,0 +1,335 @@
+package billing
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+	"time"
+
+	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// Selection says which stored records of a month an invoice bills: those
+// received in (After, UpTo]. After is zero for a month's first invoice, and
+// the previous cutoff when late records are billed as an adjustment.
+type Selection struct {
+	After time.Time `json:"after,omitzero"`
+	UpTo  time.Time `json:"up_to"`
+}
+
+func (s Selection) includes(received time.Time) bool {
+	return !received.After(s.UpTo) && (s.After.IsZero() || received.After(s.After))
+}
+
+// qkey groups rated quantities the way pricing needs them: per meter and
+// class, and per rate-card version because each is priced by its own.
+type qkey struct {
+	meter   ratecard.Meter
+	class   ratecard.Class
+	version int
+}
+
+// AnnexKey is one row of an invoice's annex.
+type annexKey struct {
+	project string
+	env     usage.Environment
+	meter   ratecard.Meter
+}
+
+// rated is what a selection of one tenant's month comes to in base units,
+// before pricing.
+type rated struct {
+	q     map[qkey]*big.Rat
+	annex map[annexKey]*big.Rat
+	// records counts the selected records; priced those that a rate applied to.
+	records, priced int64
+	// perDay counts the selected records per calendar day of their window
+	// start, when asked for (reconciliation).
+	perDay map[string]int64
+	digest hash.Hash
+}
+
+// Digest is the sha-256 of the selected records (id, quantity, received_at,
+// in the store's order), hex-encoded: what `verify` compares to catch a
+// record changed after issue.
+func (r *rated) Digest() string { return fmt.Sprintf("%x", r.digest.Sum(nil)) }
+
+func (r *rated) add(k qkey, a annexKey, v *big.Rat) {
+	addRat(r.q, k, v)
+	addRat(r.annex, a, v)
+}
+
+func addRat[K comparable](m map[K]*big.Rat, k K, v *big.Rat) {
+	if cur, ok := m[k]; ok {
+		cur.Add(cur, v)
+		return
+	}
+	m[k] = new(big.Rat).Set(v)
+}
+
+// runKey identifies a run for the minimum run duration.
+type runKey struct {
+	container, run string
+	meter          ratecard.Meter
+}
+
+// run accumulates a run's billed quantity and duration.
+type runAcc struct {
+	q        big.Rat
+	dur      time.Duration
+	first    qkey
+	annex    annexKey
+	min      time.Duration
+	earlier  bool          // the run has records before the month: its minimum is billed there
+	extraDur time.Duration // in the next month
+}
+
+// windowKey pairs a window's used and reserved records for the max basis.
+type windowKey struct {
+	container, run string
+	meter          ratecard.Meter
+	start, end     time.Time
+}
+
+type windowAcc struct {
+	used, reserved *big.Int
+	rate           *ratecard.Rate
+	k              qkey
+	a              annexKey
+}
+
+// rater prices nothing: it turns records into base quantities per qkey,
+// applying each record's basis and the minimum run duration.
+type rater struct {
+	card  *ratecard.Card
+	loc   *time.Location
+	sel   Selection
+	out   *rated
+	runs  map[runKey]*runAcc
+	pairs map[windowKey]*windowAcc
+	// pairStart is the window start the pending pairs share: the store scans
+	// in window-start order, so pairs complete when it moves on.
+	pairStart time.Time
+	// dayStart, dayEnd, day cache the current calendar day.
+	dayStart, dayEnd time.Time
+	day              string
+	scratch          big.Int
+	buf              []byte
+}
+
+// ErrNoRateCardVersion is returned for a record older than the rate card's first version.
+var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
+
+// rateMonth rates the selected records of tenant whose window starts in period.
+func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p Period, sel Selection, perDay bool) (*rated, error) {
+	rt := &rater{
+		card: card, loc: p.Loc, sel: sel,
+		out:   &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, digest: sha256.New()},
+		runs:  map[runKey]*runAcc{},
+		pairs: map[windowKey]*windowAcc{},
+	}
+	if perDay {
+		rt.out.perDay = map[string]int64{}
+	}
+	start, end := p.Start(), p.End()
+	err := src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: start, To: end}, func(r usage.Record) error {
+		if !sel.includes(r.ReceivedAt) {
+			return nil
+		}
+		return rt.record(&r)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rate %s %s: %w", tenant, p, err)
+	}
+	rt.flushPairs()
+	if err := rt.neighbours(ctx, src, tenant, start, end); err != nil {
+		return nil, fmt.Errorf("rate %s %s: %w", tenant, p, err)
+	}
+	rt.finishRuns()
+	return rt.out, nil
+}
+
+func (rt *rater) record(r *usage.Record) error {
+	o := rt.out
+	o.records++
+	rt.buf = binary.AppendUvarint(append(rt.buf[:0], r.ID...), uint64(r.Quantity))
+	rt.buf = binary.AppendVarint(rt.buf, r.ReceivedAt.UnixNano())
+	o.digest.Write(rt.buf)
+	if o.perDay != nil {
+		if r.WindowStart.Before(rt.dayStart) || !r.WindowStart.Before(rt.dayEnd) {
+			l := r.WindowStart.In(rt.loc)
+			rt.dayStart = time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, rt.loc)
+			rt.dayEnd = rt.dayStart.AddDate(0, 0, 1)
+			rt.day = rt.dayStart.Format(time.DateOnly)
+		}
+		o.perDay[rt.day]++
+	}
+	if !r.WindowStart.Equal(rt.pairStart) {
+		rt.flushPairs()
+		rt.pairStart = r.WindowStart
+	}
+	rate, k, a, ok, err := rt.rateOf(r)
+	if err != nil || !ok {
+		return err
+	}
+	o.priced++
+	base := rt.base(r, k.meter)
+	if rate.Basis == ratecard.Max {
+		wk := windowKey{container: r.ContainerID, run: r.RunID, meter: k.meter, start: r.WindowStart, end: r.WindowEnd}
+		w := rt.pairs[wk]
+		if w == nil {
+			w = &windowAcc{rate: rate, k: k, a: a}
+			rt.pairs[wk] = w
+		}
+		if used, _ := k.meter.Sources(); r.Meter == used {
+			w.used = new(big.Int).Set(base)
+		} else {
+			w.reserved = new(big.Int).Set(base)
+		}
+		return nil
+	}
+	rt.unit(rate, k, a, r.ContainerID, r.RunID, r.WindowStart, r.WindowEnd, base)
+	return nil
+}
+
+// rateOf finds the rate that prices r, if any: a record of a meter the card
+// does not price, or the source its basis does not use, is rated at nothing.
+func (rt *rater) rateOf(r *usage.Record) (*ratecard.Rate, qkey, annexKey, bool, error) {
+	m, ok := ratecard.MeterOf(r.Meter)
+	if !ok {
+		return nil, qkey{}, annexKey{}, false, nil
+	}
+	vi := rt.card.VersionIndex(r.WindowStart)
+	if vi < 0 {
+		return nil, qkey{}, annexKey{}, false, fmt.Errorf("record %s: window start %s: %w", r.ID, r.WindowStart.Format(time.RFC3339), ErrNoRateCardVersion)
+	}
+	class := ratecard.ClassOf(r.Environment)
+	rate, ok := rt.card.Versions[vi].Rate(m, class)
+	if !ok {
+		return nil, qkey{}, annexKey{}, false, nil
+	}
+	used, reserved := m.Sources()
+	switch rate.Basis {
+	case ratecard.Reserved:
+		ok = r.Meter == reserved
+	case ratecard.Max:
+		ok = r.Meter == reserved || r.Meter == used
+	default:
+		ok = r.Meter == used
+	}
+	return rate, qkey{meter: m, class: class, version: vi}, annexKey{project: r.Project, env: r.Environment, meter: m}, ok, nil
+}
+
+// base returns r's quantity in the meter's common base unit; the result is
+// valid until the next call.
+func (rt *rater) base(r *usage.Record, m ratecard.Meter) *big.Int {
+	rt.scratch.SetInt64(r.Quantity)
+	if s := m.Scale(r.Meter); s != 1 {
+		rt.scratch.Mul(&rt.scratch, big.NewInt(s))
+	}
+	return &rt.scratch
+}
+
+// flushPairs rates the completed windows of the max basis: each at the larger
+// of its used and reserved quantities.
+func (rt *rater) flushPairs() {
+	if len(rt.pairs) == 0 {
+		return
+	}
+	for k, w := range rt.pairs {
+		v := w.used
+		if v == nil || (w.reserved != nil && w.reserved.Cmp(v) > 0) {
+			v = w.reserved
+		}
+		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, v)
+	}
+	clear(rt.pairs)
+}
+
+// unit adds one window's billed base quantity, remembering runs that a
+// minimum run duration may lift.
+func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run string, ws, we time.Time, base *big.Int) {
+	v := new(big.Rat).SetInt(base)
+	rt.out.add(k, a, v)
+	if rate.MinRunDuration <= 0 || container == "" {
+		return
+	}
+	rk := runKey{container: container, run: run, meter: k.meter}
+	acc := rt.runs[rk]
+	if acc == nil {
+		acc = &runAcc{first: k, annex: a, min: rate.MinRunDuration}
+		rt.runs[rk] = acc
+	}
+	acc.q.Add(&acc.q, v)
+	acc.dur += we.Sub(ws)
+}
+
+// neighbours completes the runs that may cross the month's edges: a short
+// run's duration counts its records in the next month too (its minimum is
+// billed once, in the month it started), and a run that started in the
+// previous month had its minimum billed there.
+func (rt *rater) neighbours(ctx context.Context, src UsageSource, tenant string, start, end time.Time) error {
+	var maxMin time.Duration
+	var meters []usage.Meter
+	for _, acc := range rt.runs {
+		if acc.dur < acc.min {
+			maxMin = max(maxMin, acc.min)
+		}
+	}
+	if maxMin == 0 {
+		return nil
+	}
+	for _, mi := range usage.Meters {
+		if _, ok := ratecard.MeterOf(mi.Meter); ok {
+			meters = append(meters, mi.Meter)
+		}
+	}
+	edge := func(from, to time.Time, fn func(acc *runAcc, r *usage.Record, m ratecard.Meter)) error {
+		return src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: from, To: to, Meters: meters}, func(r usage.Record) error {
+			if !rt.sel.includes(r.ReceivedAt) {
+				return nil
+			}
+			m, ok := ratecard.MeterOf(r.Meter)
+			if !ok {
+				return nil
+			}
+			if acc := rt.runs[runKey{container: r.ContainerID, run: r.RunID, meter: m}]; acc != nil && acc.dur < acc.min {
+				fn(acc, &r, m)
+			}
+			return nil
+		})
+	}
+	if err := edge(start.Add(-maxMin), start, func(acc *runAcc, _ *usage.Record, _ ratecard.Meter) { acc.earlier = true }); err != nil {
+		return err
+	}
+	// Only the next month's durations matter: a run this short keeps one
+	// limit, so its rate is this month's quantity over this month's duration.
+	seen := map[windowKey]bool{}
+	return edge(end, end.Add(maxMin), func(acc *runAcc, r *usage.Record, m ratecard.Meter) {
+		wk := windowKey{container: r.ContainerID, run: r.RunID, meter: m, start: r.WindowStart, end: r.WindowEnd}
+		if !seen[wk] {
+			seen[wk] = true
+			acc.extraDur += r.WindowEnd.Sub(r.WindowStart)
+		}
+	})
+}
+
+// finishRuns lifts each run shorter than its minimum to the minimum, as if
+// it had gone on at its rate: quantity × (min − duration) / duration more,
+// billed with the run's first window.
+func (rt *rater) finishRuns() {
+	for _, acc := range rt.runs {
+		total := acc.dur + acc.extraDur
+		if acc.earlier || total >= acc.min || acc.dur <= 0 {
+			continue
+		}
+		extra := new(big.Rat).Mul(&acc.q, big.NewRat(int64(acc.min-total), int64(acc.dur)))
+		rt.out.add(acc.first, acc.annex, extra)
+	}
+}

@@ -1,0 +1,657 @@
+package billing
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"slices"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// Config is the invoice run's configuration.
+type Config struct {
+	// Location is the platform's time zone: periods are its calendar months.
+	Location *time.Location
+	// Customers are the institutions, in the order a run invoices them.
+	Customers []Customer
+	// CreditTiers turn availability into an SLA credit percent.
+	CreditTiers []CreditTier
+	// GracePeriod is how long after a month ends its invoices may be issued:
+	// records still arriving for it are billed on it.
+	GracePeriod time.Duration
+	// InvoicePrefix and CreditNotePrefix start document numbers:
+	// PREFIX-YEAR-000001, one gap-free series per prefix and year.
+	InvoicePrefix    string
+	CreditNotePrefix string
+	// PaymentTerms is the time from issue to due date.
+	PaymentTerms time.Duration
+	// AdjustMonths is how many earlier months an invoice looks into for late
+	// records (13 covers the collector's 400-day horizon).
+	AdjustMonths int
+}
+
+// DefaultConfig returns the defaults of DESIGN.md §5 (customers aside).
+func DefaultConfig() Config {
+	return Config{Location: time.UTC, CreditTiers: DefaultCreditTiers(), GracePeriod: 72 * time.Hour,
+		InvoicePrefix: "PM", CreditNotePrefix: "PMC", PaymentTerms: 30 * 24 * time.Hour, AdjustMonths: 13}
+}
+
+// Validate reports what is wrong with c, naming the field.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Location == nil {
+		errs = append(errs, errors.New("time_zone: is required"))
+	}
+	if c.GracePeriod < 0 {
+		errs = append(errs, errors.New("billing.grace_period: must not be negative"))
+	}
+	for _, p := range []struct{ name, v string }{{"invoice_prefix", c.InvoicePrefix}, {"credit_note_prefix", c.CreditNotePrefix}} {
+		if !prefixOK(p.v) {
+			errs = append(errs, fmt.Errorf("billing.%s: %q must be 1 to 8 letters A-Z", p.name, p.v))
+		}
+	}
+	if c.InvoicePrefix == c.CreditNotePrefix {
+		errs = append(errs, errors.New("billing.credit_note_prefix: must differ from invoice_prefix (each is its own series)"))
+	}
+	if c.AdjustMonths < 0 || c.AdjustMonths > 36 {
+		errs = append(errs, errors.New("billing.adjust_months: must be between 0 and 36"))
+	}
+	seen := map[string]bool{}
+	for i, cu := range c.Customers {
+		if seen[cu.Tenant] {
+			errs = append(errs, fmt.Errorf("tenants[%d].id: %q is listed twice", i, cu.Tenant))
+		}
+		seen[cu.Tenant] = true
+		if err := cu.VAT.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func prefixOK(s string) bool {
+	if len(s) < 1 || len(s) > 8 {
+		return false
+	}
+	for _, r := range s {
+		if r < 'A' || r > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Options are what a Service is built from; all but Logger are required.
+type Options struct {
+	Config Config
+	Card   *ratecard.Card
+	Usage  UsageSource
+	SLA    SLASource
+	State  state.Store
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Service runs invoicing: drafts, issues, verifies and credits.
+type Service struct {
+	cfg      Config
+	card     *ratecard.Card
+	cardHash string
+	usage    UsageSource
+	sla      SLASource
+	state    state.Store
+	clock    clock.Clock
+	log      *slog.Logger
+}
+
+// New builds a Service.
+func New(o Options) (*Service, error) {
+	if err := o.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Card == nil || o.Usage == nil || o.SLA == nil || o.State == nil || o.Clock == nil {
+		return nil, errors.New("billing: a rate card, usage source, SLA source, state store and clock are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return &Service{cfg: o.Config, card: o.Card, cardHash: sha256Hex(o.Card.Canonical()), usage: o.Usage, sla: o.SLA,
+		state: o.State, clock: o.Clock, log: o.Logger}, nil
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// Progress is told how far a run over several institutions is.
+type Progress func(done, total int, tenant string)
+
+// ErrNotFound is returned for an unknown institution or document.
+var ErrNotFound = errors.New("not found")
+
+func (s *Service) customers(tenants []string) ([]Customer, error) {
+	if len(tenants) == 0 {
+		return s.cfg.Customers, nil
+	}
+	var out []Customer
+	for _, t := range tenants {
+		i := slices.IndexFunc(s.cfg.Customers, func(c Customer) bool { return c.Tenant == t })
+		if i < 0 {
+			return nil, fmt.Errorf("tenant %q: %w in the configuration", t, ErrNotFound)
+		}
+		out = append(out, s.cfg.Customers[i])
+	}
+	return out, nil
+}
+
+// IssuableFrom is when period's invoices may be issued: its end plus the grace period.
+func (s *Service) IssuableFrom(p Period) time.Time { return p.End().Add(s.cfg.GracePeriod) }
+
+// Draft computes the invoices of period for tenants (all when empty) with
+// every record received so far. Nothing is stored.
+func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progress Progress) ([]*Invoice, error) {
+	cs, err := s.customers(tenants)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().Truncate(time.Microsecond)
+	out := make([]*Invoice, 0, len(cs))
+	for i, c := range cs {
+		inv, err := s.build(ctx, c, p, now)
+		if err != nil {
+			return nil, err
+		}
+		inv.Provisional = now.Before(s.IssuableFrom(p))
+		out = append(out, inv)
+		if progress != nil {
+			progress(i+1, len(cs), c.Tenant)
+		}
+	}
+	return out, nil
+}
+
+// IssueResult is what issuing did for one institution.
+type IssueResult struct {
+	Tenant string
+	// Invoice is the issued invoice; nil when skipped.
+	Invoice *Invoice
+	// Skipped says why nothing was issued: already issued, or nothing to invoice.
+	Skipped string
+}
+
+// ErrTooEarly is returned when issuing before a period's grace period ended.
+var ErrTooEarly = errors.New("too early to issue")
+
+// Issue issues the invoices of period for tenants (all when empty), in the
+// configured order. An institution already invoiced for the period, or with
+// nothing to invoice, is skipped; a concurrent run issuing the same period
+// skips what the other issued, and the numbers stay gap-free.
+func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor string, progress Progress) ([]IssueResult, error) {
+	cs, err := s.customers(tenants)
+	if err != nil {
+		return nil, err
+	}
+	now := s.clock.Now().Truncate(time.Microsecond)
+	if from := s.IssuableFrom(p); now.Before(from) {
+		return nil, fmt.Errorf("period %s: %w: its invoices can be issued from %s (billing.grace_period %s after the month)",
+			p, ErrTooEarly, from.In(s.cfg.Location).Format(time.RFC3339), s.cfg.GracePeriod)
+	}
+	if _, err := s.state.Freeze(ctx, s.card.Canonical()); err != nil {
+		return nil, fmt.Errorf("freeze the rate card: %w", err)
+	}
+	out := make([]IssueResult, 0, len(cs))
+	for i, c := range cs {
+		res, err := s.issueOne(ctx, c, p, now, actor)
+		if err != nil {
+			return out, fmt.Errorf("issue %s %s: %w", c.Tenant, p, err)
+		}
+		out = append(out, res)
+		if progress != nil {
+			progress(i+1, len(cs), c.Tenant)
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
+	key := fmt.Sprintf("invoice/%s/%s", c.Tenant, p)
+	if existing, err := s.state.ListDocuments(ctx, state.DocumentFilter{Tenant: c.Tenant, Period: p.String(), Kind: state.KindInvoice}); err != nil {
+		return IssueResult{}, err
+	} else if len(existing) > 0 {
+		return IssueResult{Tenant: c.Tenant, Skipped: "already issued as " + existing[0].Number}, nil
+	}
+	inv, err := s.build(ctx, c, p, now)
+	if err != nil {
+		return IssueResult{}, err
+	}
+	if len(inv.Lines) == 0 {
+		return IssueResult{Tenant: c.Tenant, Skipped: "nothing to invoice"}, nil
+	}
+	series := fmt.Sprintf("%s-%d", s.cfg.InvoicePrefix, now.In(s.cfg.Location).Year())
+	doc, err := s.state.Issue(ctx, series, func(seq int64) (state.Document, error) {
+		return s.document(*inv, series, seq, now, key)
+	}, state.AuditEntry{Actor: actor, Action: "invoice.issue", Detail: auditDetail(inv)})
+	if errors.Is(err, state.ErrExists) {
+		return IssueResult{Tenant: c.Tenant, Skipped: "already issued by a concurrent run"}, nil
+	}
+	if err != nil {
+		return IssueResult{}, err
+	}
+	issued, err := decode(doc.Body)
+	if err != nil {
+		return IssueResult{}, err
+	}
+	s.log.Info("invoice issued", "number", doc.Number, "tenant", c.Tenant, "period", p.String(), "payable", issued.Totals.Payable.StringFixed(2))
+	return IssueResult{Tenant: c.Tenant, Invoice: issued}, nil
+}
+
+func auditDetail(inv *Invoice) json.RawMessage {
+	b, _ := json.Marshal(map[string]string{"tenant": inv.Customer.Tenant, "period": inv.Period, "payable": inv.Totals.Payable.StringFixed(2), "inputs_hash": inv.InputsHash})
+	return b
+}
+
+// document numbers inv and encodes it as the state store keeps it.
+func (s *Service) document(inv Invoice, series string, seq int64, now time.Time, key string) (state.Document, error) {
+	inv.Number = fmt.Sprintf("%s-%06d", series, seq)
+	inv.IssueDate = now.In(s.cfg.Location).Format(time.DateOnly)
+	inv.DueDate = now.In(s.cfg.Location).Add(s.cfg.PaymentTerms).Format(time.DateOnly)
+	inv.Provisional = false
+	body, err := json.Marshal(inv)
+	if err != nil {
+		return state.Document{}, fmt.Errorf("encode %s: %w", inv.Number, err)
+	}
+	kind := state.KindInvoice
+	if inv.Kind == KindCreditNote {
+		kind = state.KindCreditNote
+	}
+	return state.Document{Series: series, Seq: seq, Number: inv.Number, Kind: kind, Tenant: inv.Customer.Tenant, Period: inv.Period,
+		UniqueKey: key, Refers: inv.Refers, IssuedAt: now, Hash: inv.InputsHash, Body: body}, nil
+}
+
+func decode(body []byte) (*Invoice, error) {
+	var inv Invoice
+	if err := json.Unmarshal(body, &inv); err != nil {
+		return nil, fmt.Errorf("decode a stored document: %w", err)
+	}
+	return &inv, nil
+}
+
+// coverage is what earlier invoices of an institution billed of each month.
+type coverage struct {
+	upTo map[string]time.Time  // the latest cutoff that billed the month
+	sla  map[string]MonthInput // the month's own invoice's SLA figures
+}
+
+func (s *Service) coverage(ctx context.Context, tenant string) (*coverage, error) {
+	docs, err := s.state.ListDocuments(ctx, state.DocumentFilter{Tenant: tenant, Kind: state.KindInvoice})
+	if err != nil {
+		return nil, fmt.Errorf("list the invoices of %s: %w", tenant, err)
+	}
+	cv := &coverage{upTo: map[string]time.Time{}, sla: map[string]MonthInput{}}
+	for _, d := range docs {
+		inv, err := decode(d.Body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Number, err)
+		}
+		for i, m := range inv.Inputs.Months {
+			if m.Selection.UpTo.After(cv.upTo[m.Period]) {
+				cv.upTo[m.Period] = m.Selection.UpTo
+			}
+			if i == 0 {
+				cv.sla[m.Period] = m
+			}
+		}
+	}
+	return cv, nil
+}
+
+// build plans and computes the invoice of c for p with the records received
+// up to cutoff.
+func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.Time) (*Invoice, error) {
+	cv, err := s.coverage(ctx, c.Tenant)
+	if err != nil {
+		return nil, err
+	}
+	main, err := s.monthInput(ctx, c.Tenant, p, cv, Selection{UpTo: cutoff})
+	if err != nil {
+		return nil, err
+	}
+	months := []MonthInput{main}
+	// Earlier months, oldest first: those with records received since the
+	// last invoice that billed them (or ever, if none did).
+	for back := s.cfg.AdjustMonths; back >= 1; back-- {
+		q := PeriodOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
+		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
+		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel, false)
+		if err != nil {
+			return nil, err
+		}
+		if late.records == 0 {
+			continue
+		}
+		mi, err := s.monthInput(ctx, c.Tenant, q, cv, sel)
+		if err != nil {
+			return nil, err
+		}
+		months = append(months, mi)
+	}
+	in := Inputs{Tenant: c.Tenant, Period: p.String(), Cutoff: cutoff, RateCard: s.cardHash, CreditTiers: s.cfg.CreditTiers, Months: months}
+	return derive(ctx, s.usage, s.card, c, p.Loc, in)
+}
+
+// monthInput returns a month's input with its SLA figures: frozen ones when
+// the month was invoiced already, else the SLA source's.
+func (s *Service) monthInput(ctx context.Context, tenant string, p Period, cv *coverage, sel Selection) (MonthInput, error) {
+	mi := MonthInput{Period: p.String(), Selection: sel}
+	if prev, ok := cv.sla[p.String()]; ok {
+		mi.SLA = prev.SLA
+		return mi, nil
+	}
+	fig, ok, err := s.sla.SLA(ctx, tenant, p)
+	if err != nil {
+		return mi, fmt.Errorf("SLA of %s in %s: %w", tenant, p, err)
+	}
+	if ok {
+		mi.SLA = &fig
+	}
+	return mi, nil
+}
+
+// derive computes an invoice from its inputs and the stored records: what
+// issuing does once, and `verify` again.
+func derive(ctx context.Context, src UsageSource, card *ratecard.Card, c Customer, loc *time.Location, in Inputs) (*Invoice, error) {
+	p, err := ParsePeriod(in.Period, loc)
+	if err != nil {
+		return nil, err
+	}
+	inv := &Invoice{Kind: KindInvoice, Period: p.String(), PeriodStart: p.Start().Format(time.DateOnly),
+		PeriodEnd: p.End().AddDate(0, 0, -1).Format(time.DateOnly), Currency: card.Currency, Customer: c, Inputs: in}
+	inv.Inputs.Months = slices.Clone(in.Months)
+	for i := range inv.Inputs.Months {
+		m := &inv.Inputs.Months[i]
+		mp, err := ParsePeriod(m.Period, loc)
+		if err != nil {
+			return nil, err
+		}
+		m.CreditPercent = decimal.Zero
+		if m.SLA != nil {
+			m.CreditPercent = CreditPercent(in.CreditTiers, m.SLA.Availability)
+		}
+		if i == 0 {
+			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection, false)
+			if err != nil {
+				return nil, err
+			}
+			m.Records, m.Digest = r.records, r.Digest()
+			inv.Lines = append(inv.Lines, price(card, r.q, nil, "")...)
+			inv.Annex = append(inv.Annex, annexRows(r.annex, "")...)
+			continue
+		}
+		// A late record is priced on top of what the month's earlier invoices
+		// billed: the difference between rating everything received by now
+		// and everything received by the last cutoff.
+		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After}, false)
+		if err != nil {
+			return nil, err
+		}
+		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo}, false)
+		if err != nil {
+			return nil, err
+		}
+		m.Records, m.Digest = now.records-before.records, now.Digest()
+		start := map[meterClass]*big.Rat{}
+		for k, v := range before.q {
+			addRat(start, meterClass{k.meter, k.class}, v)
+		}
+		inv.Lines = append(inv.Lines, price(card, subRat(now.q, before.q), start, m.Period)...)
+		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), m.Period)...)
+	}
+	inv.total()
+	inv.InputsHash = inv.Inputs.Hash()
+	return inv, nil
+}
+
+// subRat returns a − b per key, leaving out zeros.
+func subRat[K comparable](a, b map[K]*big.Rat) map[K]*big.Rat {
+	out := map[K]*big.Rat{}
+	for k, v := range a {
+		d := new(big.Rat).Set(v)
+		if w, ok := b[k]; ok {
+			d.Sub(d, w)
+		}
+		if d.Sign() != 0 {
+			out[k] = d
+		}
+	}
+	for k, w := range b {
+		if _, ok := a[k]; !ok && w.Sign() != 0 {
+			out[k] = new(big.Rat).Neg(w)
+		}
+	}
+	return out
+}
+
+// Document returns an issued invoice or credit note.
+func (s *Service) Document(ctx context.Context, number string) (*Invoice, error) {
+	d, err := s.state.Document(ctx, number)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, fmt.Errorf("document %s: %w", number, ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decode(d.Body)
+}
+
+// List returns the issued documents f selects.
+func (s *Service) List(ctx context.Context, f state.DocumentFilter) ([]*Invoice, error) {
+	docs, err := s.state.ListDocuments(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Invoice, 0, len(docs))
+	for _, d := range docs {
+		inv, err := decode(d.Body)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Number, err)
+		}
+		out = append(out, inv)
+	}
+	return out, nil
+}
+
+// ErrVerify is wrapped by every difference Verify finds.
+var ErrVerify = errors.New("verification failed")
+
+// Verify re-derives an issued document from its frozen inputs and the stored
+// records and checks that it comes out bit for bit as issued.
+func (s *Service) Verify(ctx context.Context, number string) error {
+	d, err := s.state.Document(ctx, number)
+	if errors.Is(err, state.ErrNotFound) {
+		return fmt.Errorf("document %s: %w", number, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	inv, err := decode(d.Body)
+	if err != nil {
+		return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
+	}
+	if h := inv.Inputs.Hash(); h != d.Hash || h != inv.InputsHash {
+		return fmt.Errorf("%s: %w: the inputs hash to %s, the document says %s and the store %s", number, ErrVerify, h, inv.InputsHash, d.Hash)
+	}
+	content, err := s.state.FrozenContent(ctx, inv.Inputs.RateCard)
+	if err != nil {
+		return fmt.Errorf("%s: %w: the frozen rate card %s: %w", number, ErrVerify, inv.Inputs.RateCard, err)
+	}
+	if h := sha256Hex(content); h != inv.Inputs.RateCard {
+		return fmt.Errorf("%s: %w: the frozen rate card's content hashes to %s, not %s", number, ErrVerify, h, inv.Inputs.RateCard)
+	}
+	card, err := ratecard.ParseCanonical(content)
+	if err != nil {
+		return fmt.Errorf("%s: %w: the frozen rate card: %w", number, ErrVerify, err)
+	}
+	var again *Invoice
+	if inv.Kind == KindCreditNote {
+		orig, err := s.Document(ctx, inv.Refers)
+		if err != nil {
+			return fmt.Errorf("%s: %w: the credited invoice: %w", number, ErrVerify, err)
+		}
+		again, err = creditNote(orig, inv.Inputs.Credit, inv.Inputs.Cutoff)
+		if err != nil {
+			return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
+		}
+	} else {
+		again, err = derive(ctx, s.usage, card, inv.Customer, s.cfg.Location, inv.Inputs)
+		if err != nil {
+			return fmt.Errorf("%s: %w: re-derive: %w", number, ErrVerify, err)
+		}
+	}
+	for i, m := range again.Inputs.Months {
+		if want := inv.Inputs.Months[i]; m.Digest != want.Digest || m.Records != want.Records {
+			return fmt.Errorf("%s: %w: the records of %s changed since issue: %d records with digest %.12s…, issued with %d and %.12s…",
+				number, ErrVerify, m.Period, m.Records, m.Digest, want.Records, want.Digest)
+		}
+	}
+	series := d.Series
+	doc, err := s.document(*again, series, d.Seq, d.IssuedAt, d.UniqueKey)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(doc.Body, d.Body) {
+		return fmt.Errorf("%s: %w: re-derived document differs from the issued one: %s", number, ErrVerify, firstDiff(doc.Body, d.Body))
+	}
+	return nil
+}
+
+// firstDiff shows where two encodings part.
+func firstDiff(a, b []byte) string {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	ctx := func(x []byte) string { return string(x[max(0, i-40):min(len(x), i+40)]) }
+	return fmt.Sprintf("at byte %d: re-derived …%s… vs issued …%s…", i, ctx(a), ctx(b))
+}
+
+// CreditInput is what a credit note is derived from.
+type CreditInput struct {
+	// Amount is the tax-exclusive amount credited; nil credits the whole invoice.
+	Amount *Money `json:"amount,omitempty"`
+	Reason string `json:"reason"`
+}
+
+// CreditNote issues a credit note against invoice number: the whole invoice
+// (amount nil) or a tax-exclusive amount of it, never more than what earlier
+// credit notes left.
+func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal.Decimal, reason, actor string) (*Invoice, error) {
+	if reason == "" {
+		return nil, errors.New("reason: a credit note needs a reason")
+	}
+	for range 5 { // a concurrent credit note of the same invoice takes our key: recount and retry
+		inv, err := s.Document(ctx, number)
+		if err != nil {
+			return nil, err
+		}
+		if inv.Kind != KindInvoice {
+			return nil, fmt.Errorf("%s is a %s: only invoices are credited", number, inv.Kind)
+		}
+		prior, err := s.List(ctx, state.DocumentFilter{Refers: number, Kind: state.KindCreditNote})
+		if err != nil {
+			return nil, err
+		}
+		left := inv.Totals.TaxExclusive.Decimal
+		for _, cn := range prior {
+			left = left.Add(cn.Totals.TaxExclusive.Decimal)
+		}
+		in := CreditInput{Reason: reason}
+		switch {
+		case amount == nil && len(prior) > 0:
+			return nil, fmt.Errorf("%s already has %d credit note(s): credit what is left with --amount (at most %s)", number, len(prior), left.StringFixed(2))
+		case amount != nil && (!amount.IsPositive() || amount.Exponent() < -2):
+			return nil, fmt.Errorf("amount: %s must be positive, in cents", amount)
+		case amount != nil && amount.GreaterThan(left):
+			return nil, fmt.Errorf("amount: %s is more than the %s left to credit on %s", amount.StringFixed(2), left.StringFixed(2), number)
+		case amount != nil:
+			in.Amount = &Money{*amount}
+		}
+		now := s.clock.Now().Truncate(time.Microsecond)
+		cn, err := creditNote(inv, &in, now)
+		if err != nil {
+			return nil, err
+		}
+		series := fmt.Sprintf("%s-%d", s.cfg.CreditNotePrefix, now.In(s.cfg.Location).Year())
+		key := fmt.Sprintf("credit_note/%s/%d", number, len(prior)+1)
+		doc, err := s.state.Issue(ctx, series, func(seq int64) (state.Document, error) {
+			return s.document(*cn, series, seq, now, key)
+		}, state.AuditEntry{Actor: actor, Action: "credit_note.issue", Detail: auditDetail(cn)})
+		if errors.Is(err, state.ErrExists) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return decode(doc.Body)
+	}
+	return nil, fmt.Errorf("credit %s: concurrent credit notes kept conflicting; try again", number)
+}
+
+// creditNote derives the credit note of inv that in describes.
+func creditNote(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error) {
+	if in == nil {
+		return nil, errors.New("a credit note without its credit input")
+	}
+	cn := &Invoice{Kind: KindCreditNote, Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd,
+		Currency: inv.Currency, Customer: inv.Customer, Refers: inv.Number, Reason: in.Reason,
+		Inputs: Inputs{Tenant: inv.Inputs.Tenant, Period: inv.Period, Cutoff: now, RateCard: inv.Inputs.RateCard, Invoice: inv.InputsHash, Credit: in}}
+	if in.Amount == nil {
+		for _, l := range inv.Lines {
+			l.Quantity, l.Amount = Quantity{l.Quantity.Neg()}, Money{l.Amount.Neg()}
+			cn.Lines = append(cn.Lines, l)
+		}
+		for _, a := range inv.Allowances {
+			a.Base, a.Amount = Money{a.Base.Neg()}, Money{a.Amount.Neg()}
+			cn.Allowances = append(cn.Allowances, a)
+		}
+		for _, r := range inv.Annex {
+			r.Quantity = Quantity{r.Quantity.Neg()}
+			cn.Annex = append(cn.Annex, r)
+		}
+		vat := inv.VAT
+		cn.VAT = make([]VATBreakdown, len(vat))
+		for i, v := range vat {
+			v.Taxable, v.Amount = Money{v.Taxable.Neg()}, Money{v.Amount.Neg()}
+			cn.VAT[i] = v
+		}
+		t := inv.Totals
+		cn.Totals = Totals{Lines: Money{t.Lines.Neg()}, Allowances: Money{t.Allowances.Neg()}, TaxExclusive: Money{t.TaxExclusive.Neg()},
+			VAT: Money{t.VAT.Neg()}, Payable: Money{t.Payable.Neg()}}
+	} else {
+		amt := in.Amount.Neg()
+		cn.Lines = []Line{{Meter: ratecard.Meter("correction"), Class: "", Band: 0, Unit: "", Quantity: Quantity{decimal.NewFromInt(1)},
+			UnitPrice: Price{amt}, Amount: Money{amt}}}
+		cn.Annex = []AnnexRow{}
+		v := inv.Customer.VAT
+		vat := money(amt.Mul(v.Rate).Div(decimal.NewFromInt(100)))
+		cn.VAT = []VATBreakdown{{Category: v.Category, Rate: v.Rate, Taxable: Money{amt}, Amount: vat, ExemptionReason: v.ExemptionReason, ExemptionCode: v.ExemptionCode}}
+		cn.Totals = Totals{Lines: Money{amt}, Allowances: money(decimal.Zero), TaxExclusive: Money{amt}, VAT: vat, Payable: money(amt.Add(vat.Decimal))}
+	}
+	if cn.Allowances == nil {
+		cn.Allowances = []Allowance{}
+	}
+	cn.InputsHash = cn.Inputs.Hash()
+	return cn, nil
+}

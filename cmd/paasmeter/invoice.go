@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"github.com/spf13/cobra"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/billing/slafile"
+	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/state"
+	stateopen "github.com/paasmeter/paasmeter/state/open"
+)
+
+// openStateStore opens the state store that cfg names: PostgreSQL for a
+// store.state_dsn, else the embedded store in store.data_dir.
+func openStateStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (state.Store, error) {
+	st, err := stateopen.Open(ctx, cfg.Store.StateDSN, cfg.Store.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("store.state_dsn: %w", err)
+	}
+	kind := "embedded"
+	if cfg.Store.StateDSN != "" {
+		kind = "postgres"
+	}
+	log.Info("state store opened", "kind", kind)
+	return st, nil
+}
+
+// noSLA is the SLA source without figures: no credit for anyone.
+type noSLA struct{}
+
+func (noSLA) SLA(context.Context, string, billing.Period) (billing.SLAFigures, bool, error) {
+	return billing.SLAFigures{}, false, nil
+}
+
+// billingEnv is what the invoice and reconcile commands work with.
+type billingEnv struct {
+	cfg      *config.Config
+	svc      *billing.Service
+	metering metering.Store
+	state    state.Store
+	loc      *time.Location
+	log      *slog.Logger
+}
+
+func (e *billingEnv) Close() {
+	e.metering.Close()
+	e.state.Close()
+}
+
+func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, err
+	}
+	log := a.logger(cfg)
+	loc, _ := cfg.Location() // validated by Load
+	bc, err := cfg.BillingConfig()
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Billing.RateCard == "" {
+		return nil, errors.New("billing.rate_card: no rate card configured (PAASMETER_RATE_CARD, or see deploy/examples/ratecard.yaml)")
+	}
+	card, err := ratecard.Load(cfg.Billing.RateCard, loc)
+	if err != nil {
+		return nil, err
+	}
+	var sla billing.SLASource = noSLA{}
+	if cfg.Billing.SLAFile != "" {
+		f, err := slafile.Load(cfg.Billing.SLAFile)
+		if err != nil {
+			return nil, err
+		}
+		sla = f
+	} else {
+		log.Warn("no billing.sla_file: invoices carry no SLA credit")
+	}
+	ms, err := openMeteringStore(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	ss, err := openStateStore(ctx, cfg, log)
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
+	svc, err := billing.New(billing.Options{Config: bc, Card: card, Usage: ms, SLA: sla, State: ss, Clock: clock.System{}, Logger: log})
+	if err != nil {
+		ms.Close()
+		ss.Close()
+		return nil, err
+	}
+	return &billingEnv{cfg: cfg, svc: svc, metering: ms, state: ss, loc: loc, log: log}, nil
+}
+
+// progress reports a run over many institutions on w, at most once a second
+// and at the end.
+func progress(w io.Writer, verb string) billing.Progress {
+	start, last := time.Now(), time.Time{}
+	return func(done, total int, tenant string) {
+		if now := time.Now(); done == total || now.Sub(last) >= time.Second {
+			last = now
+			fmt.Fprintf(w, "%s %d/%d institutions (%s), %s\n", verb, done, total, tenant, now.Sub(start).Round(time.Millisecond))
+		}
+	}
+}
+
+func (a *app) invoiceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "invoice",
+		Short: "Draft, issue, list, show, verify and credit the monthly invoices",
+		Long: `The invoice run (DESIGN.md §5). A month's invoices are drafted from the stored
+usage, priced by billing.rate_card; issue freezes them with gap-free numbers once
+billing.grace_period has passed after the month; verify re-derives an issued
+invoice from its frozen inputs; credit issues a credit note.`,
+	}
+	var period, format string
+	var tenants []string
+	periodFlag := func(c *cobra.Command) {
+		c.Flags().StringVar(&period, "period", "", "month to invoice, e.g. 2026-11 (in the platform time zone)")
+		c.Flags().StringSliceVar(&tenants, "tenant", nil, "only these institutions (repeatable; default all)")
+		_ = c.MarkFlagRequired("period")
+	}
+	formatFlag := func(c *cobra.Command) {
+		c.Flags().StringVar(&format, "format", "text", "output: text, json or csv")
+	}
+	draft := &cobra.Command{
+		Use:   "draft",
+		Short: "Compute the invoices of a month from the usage stored so far (stores nothing)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			p, err := billing.ParsePeriod(period, env.loc)
+			if err != nil {
+				return err
+			}
+			invs, err := env.svc.Draft(c.Context(), p, tenants, progress(a.stderr, "drafted"))
+			if err != nil {
+				return err
+			}
+			return a.writeInvoices(invs, format)
+		},
+	}
+	periodFlag(draft)
+	formatFlag(draft)
+
+	var actor string
+	issue := &cobra.Command{
+		Use:   "issue",
+		Short: "Issue the invoices of a month: number, freeze and store them",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			p, err := billing.ParsePeriod(period, env.loc)
+			if err != nil {
+				return err
+			}
+			res, err := env.svc.Issue(c.Context(), p, tenants, actor, progress(a.stderr, "issued"))
+			for _, r := range res {
+				if r.Invoice != nil {
+					fmt.Fprintf(a.stdout, "%s\t%s\tissued\tpayable %s %s\n", r.Tenant, r.Invoice.Number, r.Invoice.Totals.Payable.StringFixed(2), r.Invoice.Currency)
+				} else {
+					fmt.Fprintf(a.stdout, "%s\t-\tskipped\t%s\n", r.Tenant, r.Skipped)
+				}
+			}
+			return err
+		},
+	}
+	periodFlag(issue)
+	issue.Flags().StringVar(&actor, "actor", "cli", "who issues, for the audit log")
+
+	var listTenant, listPeriod string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List issued invoices and credit notes",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			invs, err := env.svc.List(c.Context(), state.DocumentFilter{Tenant: listTenant, Period: listPeriod})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NUMBER\tKIND\tTENANT\tPERIOD\tISSUED\tPAYABLE\tREFERS")
+			for _, inv := range invs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s %s\t%s\n", inv.Number, inv.Kind, inv.Customer.Tenant, inv.Period, inv.IssueDate,
+					inv.Totals.Payable.StringFixed(2), inv.Currency, inv.Refers)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVar(&listTenant, "tenant", "", "only this institution")
+	list.Flags().StringVar(&listPeriod, "period", "", "only this month, e.g. 2026-11")
+
+	show := &cobra.Command{
+		Use:   "show NUMBER",
+		Short: "Show an issued invoice or credit note",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			inv, err := env.svc.Document(c.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.writeInvoices([]*billing.Invoice{inv}, format)
+		},
+	}
+	formatFlag(show)
+
+	verify := &cobra.Command{
+		Use:   "verify [NUMBER...]",
+		Short: "Re-derive issued documents from their frozen inputs and check them bit for bit (all when no number is given)",
+		RunE: func(c *cobra.Command, args []string) error {
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			if len(args) == 0 {
+				invs, err := env.svc.List(c.Context(), state.DocumentFilter{})
+				if err != nil {
+					return err
+				}
+				for _, inv := range invs {
+					args = append(args, inv.Number)
+				}
+			}
+			failed := 0
+			for _, n := range args {
+				if err := env.svc.Verify(c.Context(), n); err != nil {
+					failed++
+					fmt.Fprintf(a.stdout, "%s\tFAILED\t%v\n", n, err)
+					continue
+				}
+				fmt.Fprintf(a.stdout, "%s\tok\n", n)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d documents failed verification", failed, len(args))
+			}
+			return nil
+		},
+	}
+
+	var reason, amount string
+	credit := &cobra.Command{
+		Use:   "credit NUMBER",
+		Short: "Issue a credit note against an invoice: all of it, or --amount (tax exclusive)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			var amt *decimal.Decimal
+			if amount != "" {
+				d, err := decimal.NewFromString(amount)
+				if err != nil {
+					return fmt.Errorf("--amount: %q is not a decimal amount like 12.50", amount)
+				}
+				amt = &d
+			}
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			cn, err := env.svc.CreditNote(c.Context(), args[0], amt, reason, actor)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "%s\tcredit note of %s\tpayable %s %s\n", cn.Number, cn.Refers, cn.Totals.Payable.StringFixed(2), cn.Currency)
+			return nil
+		},
+	}
+	credit.Flags().StringVar(&reason, "reason", "", "why the invoice is corrected (required; printed on the credit note)")
+	credit.Flags().StringVar(&amount, "amount", "", "tax-exclusive amount to credit; default the whole invoice")
+	credit.Flags().StringVar(&actor, "actor", "cli", "who issues, for the audit log")
+	_ = credit.MarkFlagRequired("reason")
+
+	cmd.AddCommand(draft, issue, list, show, verify, credit)
+	return cmd
+}
+
+// writeInvoices prints invoices in format.
+func (a *app) writeInvoices(invs []*billing.Invoice, format string) error {
+	switch format {
+	case "text":
+		for _, inv := range invs {
+			writeText(a.stdout, inv)
+		}
+		return nil
+	case "json", "csv":
+		for _, inv := range invs {
+			if err := export.Write(a.stdout, inv, format); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("--format: %q must be text, json or csv", format)
+}
+
+// writeText prints an invoice for a person at a terminal.
+func writeText(w io.Writer, inv *billing.Invoice) {
+	number := inv.Number
+	if number == "" {
+		number = "DRAFT"
+		if inv.Provisional {
+			number += " (provisional: the grace period has not ended)"
+		}
+	}
+	fmt.Fprintf(w, "%s %s — %s (%s), period %s\n", strings.ReplaceAll(inv.Kind, "_", " "), number, inv.Customer.Name, inv.Customer.Tenant, inv.Period)
+	if inv.Refers != "" {
+		fmt.Fprintf(w, "corrects %s: %s\n", inv.Refers, inv.Reason)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "meter\tclass\tband\tquantity\tunit\tunit price\tamount\tadjusts\t")
+	for _, l := range inv.Lines {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", l.Meter, l.Class, l.Band, l.Quantity.StringFixed(6), l.Unit, l.UnitPrice, l.Amount.StringFixed(2), l.Adjusts)
+	}
+	for _, al := range inv.Allowances {
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\n", al.Reason, al.Amount.StringFixed(2))
+	}
+	t := inv.Totals
+	for _, r := range [][2]string{{"lines", t.Lines.StringFixed(2)}, {"allowances", t.Allowances.StringFixed(2)},
+		{"taxable", t.TaxExclusive.StringFixed(2)}, {"VAT " + vatText(inv), t.VAT.StringFixed(2)}, {"payable " + inv.Currency, t.Payable.StringFixed(2)}} {
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\n", r[0], r[1])
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+func vatText(inv *billing.Invoice) string {
+	if len(inv.VAT) == 0 {
+		return ""
+	}
+	v := inv.VAT[0]
+	if v.Category == billing.VATExempt {
+		return "exempt"
+	}
+	return v.Rate.String() + " %"
+}

@@ -1,0 +1,122 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/paasmeter/paasmeter/billing"
+)
+
+// BillingConfig configures the invoice run (DESIGN.md §5).
+type BillingConfig struct {
+	// RateCard is the versioned rate-card file (billing/ratecard); relative
+	// paths are taken from the working directory.
+	RateCard string `yaml:"rate_card"`
+	// SLAFile gives each institution's monthly availability (billing/slafile)
+	// until the SLA engine provides it; without it no SLA credit is granted.
+	SLAFile string `yaml:"sla_file"`
+	// GracePeriod after a month ends before its invoices can be issued.
+	GracePeriod time.Duration `yaml:"grace_period"`
+	// InvoicePrefix and CreditNotePrefix start the numbers (PM-2026-000001).
+	InvoicePrefix    string `yaml:"invoice_prefix"`
+	CreditNotePrefix string `yaml:"credit_note_prefix"`
+	// PaymentTerms is the time from issue to due date.
+	PaymentTerms time.Duration `yaml:"payment_terms"`
+	// AdjustMonths is how many earlier months an invoice looks into for
+	// records that arrived after those months were invoiced.
+	AdjustMonths int `yaml:"adjust_months"`
+	// ReconcileInterval is how often the collector reconciles the current
+	// month and exports paasmeter_reconcile_*; 0 turns it off.
+	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// SLACreditTiers turn availability into a credit percent.
+	SLACreditTiers []billing.CreditTier `yaml:"sla_credit_tiers"`
+}
+
+// defaultBilling is BillingConfig's defaults.
+func defaultBilling() BillingConfig {
+	d := billing.DefaultConfig()
+	return BillingConfig{GracePeriod: d.GracePeriod, InvoicePrefix: d.InvoicePrefix, CreditNotePrefix: d.CreditNotePrefix,
+		PaymentTerms: d.PaymentTerms, AdjustMonths: d.AdjustMonths, SLACreditTiers: d.CreditTiers, ReconcileInterval: time.Hour}
+}
+
+// VATConfig is an institution's VAT treatment.
+type VATConfig struct {
+	// Category is standard (the default) or exempt.
+	Category string `yaml:"category"`
+	// Rate in percent for the standard category; 21 when left out.
+	Rate string `yaml:"rate"`
+	// ExemptionReason and ExemptionCode (e.g. VATEX-EU-132) explain an exemption.
+	ExemptionReason string `yaml:"exemption_reason"`
+	ExemptionCode   string `yaml:"exemption_code"`
+}
+
+// defaultVATRate is Belgium's standard rate.
+const defaultVATRate = "21"
+
+// vat converts c to billing's form.
+func (c VATConfig) vat() (billing.VAT, error) {
+	switch c.Category {
+	case "", "standard":
+		rate := c.Rate
+		if rate == "" {
+			rate = defaultVATRate
+		}
+		r, err := decimal.NewFromString(rate)
+		if err != nil {
+			return billing.VAT{}, fmt.Errorf("vat.rate: %q is not a number", c.Rate)
+		}
+		v := billing.VAT{Category: billing.VATStandard, Rate: r}
+		return v, v.Validate()
+	case "exempt":
+		if c.Rate != "" && c.Rate != "0" {
+			return billing.VAT{}, fmt.Errorf("vat.rate: an exempt institution has no VAT rate (got %s)", c.Rate)
+		}
+		v := billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: c.ExemptionReason, ExemptionCode: c.ExemptionCode}
+		return v, v.Validate()
+	}
+	return billing.VAT{}, fmt.Errorf("vat.category: %q must be standard or exempt", c.Category)
+}
+
+// validateBilling adds billing's problems to errs.
+func (c *Config) validateBilling() []error {
+	var errs []error
+	for i, t := range c.Tenants {
+		if _, err := t.VAT.vat(); err != nil {
+			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
+		}
+	}
+	if _, err := c.BillingConfig(); err != nil {
+		errs = append(errs, unjoin(err)...)
+	}
+	return errs
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// BillingConfig returns the invoice run's configuration: the billing section
+// and the institutions as customers, in the order of the file.
+func (c *Config) BillingConfig() (billing.Config, error) {
+	loc, err := c.Location()
+	if err != nil {
+		return billing.Config{}, errors.New("time_zone: is not valid")
+	}
+	b := c.Billing
+	out := billing.Config{Location: loc, CreditTiers: b.SLACreditTiers, GracePeriod: b.GracePeriod, InvoicePrefix: b.InvoicePrefix,
+		CreditNotePrefix: b.CreditNotePrefix, PaymentTerms: b.PaymentTerms, AdjustMonths: b.AdjustMonths}
+	for _, t := range c.Tenants {
+		v, err := t.VAT.vat()
+		if err != nil {
+			continue // reported by validateBilling with the tenant's index
+		}
+		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v})
+	}
+	return out, out.Validate()
+}
