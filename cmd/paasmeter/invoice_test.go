@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,5 +96,22 @@ func TestInvoiceCommandsIssueVerifyCreditAndReconcile(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestReconcileExitsNonZeroOnADifference(t *testing.T) {
+	ctx := context.Background()
+	cfg := invoiceConfig(t)
+	db, err := sql.Open("sqlite3", filepath.Join(filepath.Dir(cfg), "data", embedded.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`DELETE FROM usage_records WHERE id = (SELECT id FROM usage_records WHERE tenant = 'caami' ORDER BY window_start LIMIT 1)`); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, ctx, "", "--config", cfg, "reconcile", "--period", "2026-10")
+	if err == nil || !strings.Contains(err.Error(), "1 institution-days of 60 differ") || !strings.Contains(out, "caami  2026-10-01       176     175    175  DIFFERENCE") {
+		t.Fatalf("err = %v, want 1 of 60 institution-days differing on caami's 2026-10-01; output:\n%s", err, out)
 	}
 }
