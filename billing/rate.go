@@ -305,7 +305,9 @@ func (rt *rater) neighbours(ctx context.Context, src UsageSource, tenant string,
 			return nil
 		})
 	}
-	if err := edge(start.Add(-maxMin), start, func(acc *runAcc, _ *usage.Record, _ ratecard.Meter) { acc.earlier = true }); err != nil {
+	// A run that began before the month has a record whose window starts at
+	// most a window's length before it (windows of a run are contiguous).
+	if err := edge(start.Add(-usage.MaxWindowLimit), start, func(acc *runAcc, _ *usage.Record, _ ratecard.Meter) { acc.earlier = true }); err != nil {
 		return err
 	}
 	// Only the next month's durations matter: a run this short keeps one

@@ -16,9 +16,14 @@ type Limits struct {
 	FutureSkew time.Duration
 	// Horizon is how far in the past a window may start.
 	Horizon time.Duration
-	// MaxWindow is the longest window a record may cover.
+	// MaxWindow is the longest window a record may cover, at most MaxWindowLimit.
 	MaxWindow time.Duration
 }
+
+// MaxWindowLimit bounds any configured MaxWindow, so that whoever needs the
+// record just before an instant (billing, for a run that began earlier) knows
+// how far back to look.
+const MaxWindowLimit = 24 * time.Hour
 
 // DefaultLimits are the limits of DESIGN.md §3.
 func DefaultLimits() Limits {
@@ -42,8 +47,8 @@ func (l Limits) Validate() error {
 	if l.Horizon <= 0 {
 		errs = append(errs, "horizon must be positive")
 	}
-	if l.MaxWindow <= 0 {
-		errs = append(errs, "max_window must be positive")
+	if l.MaxWindow <= 0 || l.MaxWindow > MaxWindowLimit {
+		errs = append(errs, fmt.Sprintf("max_window must be positive and at most %s", MaxWindowLimit))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%s", strings.Join(errs, "; "))
