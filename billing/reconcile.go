@@ -37,48 +37,67 @@ func (d DayCount) OK() bool { return d.Accepted == d.Stored && d.Stored == d.Rat
 // Reconcile counts, per institution and day of period, the records accepted,
 // stored and rated (DESIGN.md §5); a day where they differ is a record lost
 // or counted twice somewhere between the collector and the invoice.
+//
+// The three counts are read one after the other while records may still
+// arrive, so a tenant with a difference is counted a second time, and only a
+// difference both passes see is reported.
 func Reconcile(ctx context.Context, src Counts, card *ratecard.Card, tenants []string, p Period) ([]DayCount, error) {
 	var out []DayCount
-	start, end := p.Start(), p.End()
 	for _, t := range tenants {
-		days := map[string]*DayCount{}
-		day := func(d string) *DayCount {
-			if days[d] == nil {
-				days[d] = &DayCount{Tenant: t, Day: d}
+		days, err := reconcileTenant(ctx, src, card, t, p)
+		if err != nil {
+			return nil, err
+		}
+		if slices.ContainsFunc(days, func(d DayCount) bool { return !d.OK() }) {
+			if days, err = reconcileTenant(ctx, src, card, t, p); err != nil {
+				return nil, err
 			}
-			return days[d]
 		}
-		acc, err := src.AcceptedUsage(ctx, t, start, end)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile %s: accepted: %w", t, err)
+		out = append(out, days...)
+	}
+	return out, nil
+}
+
+func reconcileTenant(ctx context.Context, src Counts, card *ratecard.Card, t string, p Period) ([]DayCount, error) {
+	start, end := p.Start(), p.End()
+	days := map[string]*DayCount{}
+	day := func(d string) *DayCount {
+		if days[d] == nil {
+			days[d] = &DayCount{Tenant: t, Day: d}
 		}
-		for _, a := range acc {
-			day(a.Hour.In(p.Loc).Format(time.DateOnly)).Accepted += a.Records
-		}
-		rows, err := src.QueryUsage(ctx, metering.UsageQuery{UsageFilter: metering.UsageFilter{Tenant: t, From: start, To: end},
-			GroupBy: []metering.Dimension{metering.ByDay}, Location: p.Loc})
-		if err != nil {
-			return nil, fmt.Errorf("reconcile %s: stored: %w", t, err)
-		}
-		for _, r := range rows {
-			day(r.Day).Stored += r.Records
-		}
-		// Every record received so far: the far future is a cutoff nothing passes.
-		r, err := rateMonth(ctx, src, card, t, p, Selection{UpTo: end.AddDate(100, 0, 0)}, true)
-		if err != nil {
-			return nil, fmt.Errorf("reconcile %s: rated: %w", t, err)
-		}
-		for d, n := range r.perDay {
-			day(d).Rated += n
-		}
-		keys := make([]string, 0, len(days))
-		for d := range days {
-			keys = append(keys, d)
-		}
-		slices.Sort(keys)
-		for _, d := range keys {
-			out = append(out, *days[d])
-		}
+		return days[d]
+	}
+	acc, err := src.AcceptedUsage(ctx, t, start, end)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile %s: accepted: %w", t, err)
+	}
+	for _, a := range acc {
+		day(a.Hour.In(p.Loc).Format(time.DateOnly)).Accepted += a.Records
+	}
+	rows, err := src.QueryUsage(ctx, metering.UsageQuery{UsageFilter: metering.UsageFilter{Tenant: t, From: start, To: end},
+		GroupBy: []metering.Dimension{metering.ByDay}, Location: p.Loc})
+	if err != nil {
+		return nil, fmt.Errorf("reconcile %s: stored: %w", t, err)
+	}
+	for _, r := range rows {
+		day(r.Day).Stored += r.Records
+	}
+	// Every record received so far: the far future is a cutoff nothing passes.
+	r, err := rateMonth(ctx, src, card, t, p, Selection{UpTo: end.AddDate(100, 0, 0)}, true)
+	if err != nil {
+		return nil, fmt.Errorf("reconcile %s: rated: %w", t, err)
+	}
+	for d, n := range r.perDay {
+		day(d).Rated += n
+	}
+	keys := make([]string, 0, len(days))
+	for d := range days {
+		keys = append(keys, d)
+	}
+	slices.Sort(keys)
+	out := make([]DayCount, 0, len(keys))
+	for _, d := range keys {
+		out = append(out, *days[d])
 	}
 	return out, nil
 }
