@@ -181,6 +181,7 @@ func newServiceWith(t *testing.T, p *platform, st state.Store, sla billing.SLASo
 	t.Helper()
 	cfg := billing.DefaultConfig()
 	cfg.Location = billingtest.Brussels()
+	cfg.Seller = billingtest.Seller()
 	cfg.Customers = customers
 	svc, err := billing.New(billing.Options{Config: cfg, Card: exampleCard(t), Usage: p.store, SLA: sla, State: st, Clock: p.clock,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

@@ -38,6 +38,7 @@ type Invoice struct {
 	PeriodStart string   `json:"period_start"`
 	PeriodEnd   string   `json:"period_end"`
 	Currency    string   `json:"currency"`
+	Seller      Seller   `json:"seller"`
 	Customer    Customer `json:"customer"`
 	// Refers is, on a credit note, the number of the invoice it corrects.
 	Refers string `json:"refers,omitempty"`
@@ -52,8 +53,8 @@ type Invoice struct {
 	// ended: records may still arrive.
 	Provisional bool   `json:"provisional,omitempty"`
 	Inputs      Inputs `json:"inputs"`
-	// InputsHash is the sha-256 of Inputs' canonical JSON: what issuing
-	// froze, and what `verify` checks first.
+	// InputsHash is the sha-256 of the canonical JSON of Seller, Customer and
+	// Inputs: what issuing froze, and what `verify` checks first.
 	InputsHash string `json:"inputs_hash"`
 }
 
@@ -145,9 +146,13 @@ type MonthInput struct {
 	CreditPercent decimal.Decimal `json:"credit_percent"`
 }
 
-// Hash returns the hex sha-256 of the inputs' canonical JSON.
-func (in *Inputs) Hash() string {
-	b, err := json.Marshal(in)
+// inputsHash returns the hex sha-256 of what inv was derived from.
+func (inv *Invoice) inputsHash() string {
+	b, err := json.Marshal(struct {
+		Seller   Seller   `json:"seller"`
+		Customer Customer `json:"customer"`
+		Inputs   Inputs   `json:"inputs"`
+	}{inv.Seller, inv.Customer, inv.Inputs})
 	if err != nil {
 		panic(fmt.Sprintf("billing: inputs do not encode: %v", err)) // plain data: cannot happen
 	}

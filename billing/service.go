@@ -24,6 +24,8 @@ import (
 type Config struct {
 	// Location is the platform's time zone: periods are its calendar months.
 	Location *time.Location
+	// Seller is the platform operator, as its invoices name it.
+	Seller Seller
 	// Customers are the institutions, in the order a run invoices them.
 	Customers []Customer
 	// CreditTiers turn availability into an SLA credit percent.
@@ -53,6 +55,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Location == nil {
 		errs = append(errs, errors.New("time_zone: is required"))
+	}
+	if c.Seller.Name == "" {
+		errs = append(errs, errors.New("billing.seller.name: is required: invoices name their issuer"))
 	}
 	if c.GracePeriod < 0 {
 		errs = append(errs, errors.New("billing.grace_period: must not be negative"))
@@ -349,7 +354,7 @@ func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.T
 		months = append(months, mi)
 	}
 	in := Inputs{Tenant: c.Tenant, Period: p.String(), Cutoff: cutoff, RateCard: s.cardHash, CreditTiers: s.cfg.CreditTiers, Months: months}
-	return derive(ctx, s.usage, s.card, c, p.Loc, in)
+	return derive(ctx, s.usage, s.card, s.cfg.Seller, c, p.Loc, in)
 }
 
 // monthInput returns a month's input with its SLA figures: frozen ones when
@@ -372,13 +377,13 @@ func (s *Service) monthInput(ctx context.Context, tenant string, p Period, cv *c
 
 // derive computes an invoice from its inputs and the stored records: what
 // issuing does once, and `verify` again.
-func derive(ctx context.Context, src UsageSource, card *ratecard.Card, c Customer, loc *time.Location, in Inputs) (*Invoice, error) {
+func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Seller, c Customer, loc *time.Location, in Inputs) (*Invoice, error) {
 	p, err := ParsePeriod(in.Period, loc)
 	if err != nil {
 		return nil, err
 	}
 	inv := &Invoice{Kind: KindInvoice, Period: p.String(), PeriodStart: p.Start().Format(time.DateOnly),
-		PeriodEnd: p.End().AddDate(0, 0, -1).Format(time.DateOnly), Currency: card.Currency, Customer: c, Inputs: in}
+		PeriodEnd: p.End().AddDate(0, 0, -1).Format(time.DateOnly), Currency: card.Currency, Seller: seller, Customer: c, Inputs: in}
 	inv.Inputs.Months = slices.Clone(in.Months)
 	for i := range inv.Inputs.Months {
 		m := &inv.Inputs.Months[i]
@@ -420,7 +425,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, c Custome
 		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), m.Period)...)
 	}
 	inv.total()
-	inv.InputsHash = inv.Inputs.Hash()
+	inv.InputsHash = inv.inputsHash()
 	return inv, nil
 }
 
@@ -490,7 +495,7 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
 	}
-	if h := inv.Inputs.Hash(); h != d.Hash || h != inv.InputsHash {
+	if h := inv.inputsHash(); h != d.Hash || h != inv.InputsHash {
 		return fmt.Errorf("%s: %w: the inputs hash to %s, the document says %s and the store %s", number, ErrVerify, h, inv.InputsHash, d.Hash)
 	}
 	content, err := s.state.FrozenContent(ctx, inv.Inputs.RateCard)
@@ -515,7 +520,7 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 			return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
 		}
 	} else {
-		again, err = derive(ctx, s.usage, card, inv.Customer, s.cfg.Location, inv.Inputs)
+		again, err = derive(ctx, s.usage, card, inv.Seller, inv.Customer, s.cfg.Location, inv.Inputs)
 		if err != nil {
 			return fmt.Errorf("%s: %w: re-derive: %w", number, ErrVerify, err)
 		}
@@ -615,7 +620,7 @@ func creditNote(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error) 
 		return nil, errors.New("a credit note without its credit input")
 	}
 	cn := &Invoice{Kind: KindCreditNote, Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd,
-		Currency: inv.Currency, Customer: inv.Customer, Refers: inv.Number, Reason: in.Reason,
+		Currency: inv.Currency, Seller: inv.Seller, Customer: inv.Customer, Refers: inv.Number, Reason: in.Reason,
 		Inputs: Inputs{Tenant: inv.Inputs.Tenant, Period: inv.Period, Cutoff: now, RateCard: inv.Inputs.RateCard, Invoice: inv.InputsHash, Credit: in}}
 	if in.Amount == nil {
 		for _, l := range inv.Lines {
@@ -652,6 +657,6 @@ func creditNote(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error) 
 	if cn.Allowances == nil {
 		cn.Allowances = []Allowance{}
 	}
-	cn.InputsHash = cn.Inputs.Hash()
+	cn.InputsHash = cn.inputsHash()
 	return cn, nil
 }

@@ -33,6 +33,8 @@ type BillingConfig struct {
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// SLACreditTiers turn availability into a credit percent.
 	SLACreditTiers []billing.CreditTier `yaml:"sla_credit_tiers"`
+	// Seller is the platform operator as its invoices name it.
+	Seller billing.Seller `yaml:"seller"`
 }
 
 // defaultBilling is BillingConfig's defaults.
@@ -88,6 +90,10 @@ func (c *Config) validateBilling() []error {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
 	}
+	// The billing section is checked as a whole only where invoices are made.
+	if c.Billing.RateCard == "" {
+		return errs
+	}
 	if _, err := c.BillingConfig(); err != nil {
 		errs = append(errs, unjoin(err)...)
 	}
@@ -109,14 +115,14 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 		return billing.Config{}, errors.New("time_zone: is not valid")
 	}
 	b := c.Billing
-	out := billing.Config{Location: loc, CreditTiers: b.SLACreditTiers, GracePeriod: b.GracePeriod, InvoicePrefix: b.InvoicePrefix,
+	out := billing.Config{Location: loc, Seller: b.Seller, CreditTiers: b.SLACreditTiers, GracePeriod: b.GracePeriod, InvoicePrefix: b.InvoicePrefix,
 		CreditNotePrefix: b.CreditNotePrefix, PaymentTerms: b.PaymentTerms, AdjustMonths: b.AdjustMonths}
 	for _, t := range c.Tenants {
 		v, err := t.VAT.vat()
 		if err != nil {
 			continue // reported by validateBilling with the tenant's index
 		}
-		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v})
+		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party})
 	}
 	return out, out.Validate()
 }

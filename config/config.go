@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
@@ -91,6 +92,9 @@ type TenantConfig struct {
 	BuyerReference string `yaml:"buyer_reference"`
 	// VAT is the institution's VAT treatment; standard 21 % when left out.
 	VAT VATConfig `yaml:"vat"`
+	// Party is the institution's identity on e-invoices: legal_name, vat_id,
+	// company_id, endpoint_id, endpoint_scheme, address, email.
+	Party billing.Party `yaml:",inline"`
 }
 
 // minLogRetention keeps a typo (log_retention: 1m) from wiping a tenant's logs.

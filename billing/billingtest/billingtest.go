@@ -28,13 +28,25 @@ func Period() billing.Period {
 	return billing.Period{Year: 2026, Month: time.November, Loc: Brussels()}
 }
 
+// Seller is the example's platform operator.
+func Seller() billing.Seller {
+	return billing.Seller{Name: "State Cloud Platform Services", IBAN: "BE71096123456769", BIC: "GKCCBEBB",
+		Party: billing.Party{LegalName: "State Cloud Platform Services SA", VATID: "BE0123456749", CompanyID: "0123456749",
+			EndpointID: "0123456749", EndpointScheme: "0208", Email: "billing@statecloud.example",
+			Address: billing.Address{Street: "Rue de la Loi 16", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}}
+}
+
 // Customers are the example's institutions, in the order they are invoiced.
 func Customers() []billing.Customer {
 	return []billing.Customer{
 		{Tenant: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité", BuyerReference: "CAAMI-IT-2026",
-			VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)}},
+			VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)},
+			Party: billing.Party{VATID: "BE0206733179", CompanyID: "0206733179", EndpointID: "0206733179", EndpointScheme: "0208",
+				Address: billing.Address{Street: "Rue du Trône 30", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}},
 		{Tenant: "ona", Name: "Office national des allocations familiales", BuyerReference: "ONA-PO-4471",
-			VAT: billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: "Exempt public-sector service", ExemptionCode: "VATEX-EU-132"}},
+			VAT: billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: "Exempt public-sector service", ExemptionCode: "VATEX-EU-132"},
+			Party: billing.Party{CompanyID: "0206747536", EndpointID: "0206747536", EndpointScheme: "0208",
+				Address: billing.Address{Street: "Rue de Trèves 70", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}},
 	}
 }
 
