@@ -20,7 +20,9 @@ need_pkgs=()
 # postgresql: the PostgreSQL state store is tested against Debian's 15; each
 # test binary creates a private cluster (initdb) on a free loopback port
 # (state/postgres/pgtest), so Debian's own cluster is not started here.
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client postgresql; do
+# poppler-utils: invoice PDFs are checked with pdftotext and rendered to PNG (pdftoppm).
+# libxml2-utils: UBL e-invoices are validated with xmllint against the UBL 2.1 schemas.
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
