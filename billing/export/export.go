@@ -49,7 +49,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/paasmeter/paasmeter/billing"
 )
@@ -66,14 +68,21 @@ var formats = map[string]struct {
 	"json": {"application/json", JSON},
 }
 
-// knownFormats lists the formats for error messages, in a stable order.
-const knownFormats = "csv, json"
+// Formats lists the known formats, sorted.
+func Formats() []string {
+	out := make([]string, 0, len(formats))
+	for f := range formats {
+		out = append(out, f)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Write writes inv in format ("csv" or "json").
 func Write(w io.Writer, inv *billing.Invoice, format string) error {
 	f, ok := formats[format]
 	if !ok {
-		return fmt.Errorf("%w %q: the formats are %s", ErrUnknownFormat, format, knownFormats)
+		return fmt.Errorf("%w %q: the formats are %s", ErrUnknownFormat, format, strings.Join(Formats(), ", "))
 	}
 	return f.write(w, inv)
 }
