@@ -42,6 +42,7 @@ bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs cli
 	$(BIN) bench ingest --records 300000 --batch 5000 --concurrency 4
 	@./scripts/test-deps.sh >/dev/null
 	$(BIN) bench clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
+	$(BIN) bench invoice --institutions 1000 --records 10000000
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BIN) bench agent --containers 50 --duration 60s
 
@@ -52,12 +53,14 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders and the LogQL parser, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./billing/ratecard/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./billing/slafile/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 
 .PHONY: clean
 clean: ## Remove the binary, the local data directory and the agent's spool

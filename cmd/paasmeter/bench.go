@@ -59,7 +59,7 @@ batching writer (store.batch defaults, max_delay DELAY) before the store.`,
 	f.StringVar(&url, "url", "", "usage endpoint of a running collector (default: start one in-process)")
 	f.StringVar(&token, "token", "", "agent token for --url")
 	f.DurationVar(&batchDelay, "batching", 0, "put a batching writer with this max_delay between the in-process collector and its store (0: none)")
-	cmd.AddCommand(ingest, a.benchAgentCmd(), a.benchClickHouseCmd())
+	cmd.AddCommand(ingest, a.benchAgentCmd(), a.benchClickHouseCmd(), a.benchInvoiceCmd())
 	return cmd
 }
 

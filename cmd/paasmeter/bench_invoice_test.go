@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// asMainEnv makes a re-executed test binary act as paasmeter: bench invoice
+// runs its phases in child processes of os.Executable(), which under go test
+// is this test binary.
+const asMainEnv = "PAASMETER_TEST_AS_MAIN"
+
+func init() {
+	if os.Getenv(asMainEnv) != "1" {
+		return
+	}
+	root := newRoot(os.Stdout, os.Stderr, os.Getenv)
+	root.SetArgs(os.Args[1:])
+	if err := root.ExecuteContext(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "paasmeter:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+func TestBenchInvoiceDraftsEveryInstitutionAndReusesItsStore(t *testing.T) {
+	t.Setenv(asMainEnv, "1")
+	dir := t.TempDir()
+	args := []string{"bench", "invoice", "--institutions", "5", "--records", "20000", "--batch", "3000", "--dir", dir,
+		"--ratecard", "../../deploy/examples/ratecard.yaml"}
+	out, err := run(t, context.Background(), "", args...)
+	if err != nil {
+		t.Fatalf("bench invoice: %v\n%s", err, out)
+	}
+	for _, want := range []string{"5 institutions, 20000 usage records of 2026-11", "fill: 20000 records appended",
+		"sqlite: SELECT tenant, meter, environment", "scan: ScanUsage", "draft: Service.Draft of 2026-11",
+		"with a context that cannot be cancelled", "draft: 5 invoices, 20000 records billed, sum of payable EUR "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	out, err = run(t, context.Background(), "", args...)
+	if err != nil || !strings.Contains(out, "fill: skipped") || !strings.Contains(out, "draft: 5 invoices") {
+		t.Errorf("bench invoice again on its store: %v\n%s", err, out)
+	}
+	// Other records are not mistaken for these.
+	args[5] = "20001"
+	if out, err := run(t, context.Background(), "", args...); err == nil || !strings.Contains(err.Error(), "other records") {
+		t.Errorf("bench invoice with other --records on the same --dir: %v\n%s", err, out)
+	}
+}
+
+func TestBenchInvoiceRecordsAreValidAndAddUp(t *testing.T) {
+	loc, err := time.LoadLocation(benchInvoiceZone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := benchInvoiceNow
+	for _, c := range []struct{ institutions, records int }{{3, 10_001}, {2, 30_000}, {7, 5}} {
+		perTenant := map[string]int{}
+		ids := map[string]bool{}
+		err := benchInvoiceRecords(c.institutions, c.records, 997, loc, func(b []usage.Record) error {
+			for i, r := range b {
+				if ids[r.ID] {
+					return fmt.Errorf("id %s twice", r.ID)
+				}
+				ids[r.ID] = true
+				perTenant[r.Tenant]++
+				if r.ReceivedAt.Before(r.WindowEnd) || r.ReceivedAt.After(now) || r.WindowStart.In(loc).Month() != time.November {
+					return fmt.Errorf("record %+v: window or received_at outside November", r)
+				}
+				r.ReceivedAt = time.Time{} // stamped by the collector, not the agent
+				if ps := usage.Validate(&r, i, now, usage.DefaultLimits()); ps != nil {
+					return fmt.Errorf("record %+v: %v", r, ps)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%d institutions, %d records: %v", c.institutions, c.records, err)
+		}
+		if len(ids) != c.records {
+			t.Errorf("%d institutions: %d records, want %d", c.institutions, len(ids), c.records)
+		}
+		for tenant, n := range perTenant {
+			if n < c.records/c.institutions || n > c.records/c.institutions+1 {
+				t.Errorf("%d institutions, %d records: %s has %d", c.institutions, c.records, tenant, n)
+			}
+		}
+	}
+}
