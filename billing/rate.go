@@ -45,8 +45,12 @@ type annexKey struct {
 // rated is what a selection of one tenant's month comes to in base units,
 // before pricing.
 type rated struct {
+	// q and annex are the results; qs and as gather them, exactly, while
+	// the records stream by.
 	q     map[qkey]*big.Rat
 	annex map[annexKey]*big.Rat
+	qs    map[qkey]*sum
+	as    map[annexKey]*sum
 	// records counts the selected records; priced those that a rate applied to.
 	records, priced int64
 	// perDay counts the selected records per calendar day of their window
@@ -60,9 +64,19 @@ type rated struct {
 // record changed after issue.
 func (r *rated) Digest() string { return fmt.Sprintf("%x", r.digest.Sum(nil)) }
 
-func (r *rated) add(k qkey, a annexKey, v *big.Rat) {
-	addRat(r.q, k, v)
-	addRat(r.annex, a, v)
+func (r *rated) add(k qkey, a annexKey, v amount) {
+	addSum(r.qs, k, v)
+	addSum(r.as, a, v)
+}
+
+// finish turns the sums into the results.
+func (r *rated) finish() {
+	for k, s := range r.qs {
+		r.q[k] = s.rat()
+	}
+	for k, s := range r.as {
+		r.annex[k] = s.rat()
+	}
 }
 
 func addRat[K comparable](m map[K]*big.Rat, k K, v *big.Rat) {
@@ -81,7 +95,7 @@ type runKey struct {
 
 // run accumulates a run's billed quantity and duration.
 type runAcc struct {
-	q        big.Rat
+	q        sum
 	dur      time.Duration
 	first    qkey
 	annex    annexKey
@@ -98,7 +112,7 @@ type windowKey struct {
 }
 
 type windowAcc struct {
-	used, reserved *big.Int
+	used, reserved *amount
 	rate           *ratecard.Rate
 	k              qkey
 	a              annexKey
@@ -119,7 +133,6 @@ type rater struct {
 	// dayStart, dayEnd, day cache the current calendar day.
 	dayStart, dayEnd time.Time
 	day              string
-	scratch          big.Int
 	buf              []byte
 }
 
@@ -130,7 +143,8 @@ var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
 func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p Period, sel Selection, perDay bool) (*rated, error) {
 	rt := &rater{
 		card: card, loc: p.Loc, sel: sel,
-		out:   &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, digest: sha256.New()},
+		out: &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},
+			digest: sha256.New()},
 		runs:  map[runKey]*runAcc{},
 		pairs: map[windowKey]*windowAcc{},
 	}
@@ -151,6 +165,7 @@ func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant
 	if err := rt.neighbours(ctx, src, tenant, start, end); err != nil {
 		return nil, fmt.Errorf("rate %s %s: %w", tenant, p, err)
 	}
+	rt.out.finish()
 	rt.finishRuns()
 	return rt.out, nil
 }
@@ -188,9 +203,9 @@ func (rt *rater) record(r *usage.Record) error {
 			rt.pairs[wk] = w
 		}
 		if used, _ := k.meter.Sources(); r.Meter == used {
-			w.used = new(big.Int).Set(base)
+			w.used = &base
 		} else {
-			w.reserved = new(big.Int).Set(base)
+			w.reserved = &base
 		}
 		return nil
 	}
@@ -226,14 +241,9 @@ func (rt *rater) rateOf(r *usage.Record) (*ratecard.Rate, qkey, annexKey, bool, 
 	return rate, qkey{meter: m, class: class, version: vi}, annexKey{project: r.Project, env: r.Environment, meter: m}, ok, nil
 }
 
-// base returns r's quantity in the meter's common base unit; the result is
-// valid until the next call.
-func (rt *rater) base(r *usage.Record, m ratecard.Meter) *big.Int {
-	rt.scratch.SetInt64(r.Quantity)
-	if s := m.Scale(r.Meter); s != 1 {
-		rt.scratch.Mul(&rt.scratch, big.NewInt(s))
-	}
-	return &rt.scratch
+// base returns r's quantity in the meter's common base unit.
+func (rt *rater) base(r *usage.Record, m ratecard.Meter) amount {
+	return scaled(r.Quantity, m.Scale(r.Meter))
 }
 
 // flushPairs rates the completed windows of the max basis: each at the larger
@@ -244,18 +254,17 @@ func (rt *rater) flushPairs() {
 	}
 	for k, w := range rt.pairs {
 		v := w.used
-		if v == nil || (w.reserved != nil && w.reserved.Cmp(v) > 0) {
+		if v == nil || (w.reserved != nil && w.reserved.cmp(*v) > 0) {
 			v = w.reserved
 		}
-		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, v)
+		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, *v)
 	}
 	clear(rt.pairs)
 }
 
 // unit adds one window's billed base quantity, remembering runs that a
 // minimum run duration may lift.
-func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run string, ws, we time.Time, base *big.Int) {
-	v := new(big.Rat).SetInt(base)
+func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run string, ws, we time.Time, v amount) {
 	rt.out.add(k, a, v)
 	if rate.MinRunDuration <= 0 || container == "" {
 		return
@@ -266,7 +275,7 @@ func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run st
 		acc = &runAcc{first: k, annex: a, min: rate.MinRunDuration}
 		rt.runs[rk] = acc
 	}
-	acc.q.Add(&acc.q, v)
+	acc.q.add(v)
 	acc.dur += we.Sub(ws)
 }
 
@@ -331,7 +340,8 @@ func (rt *rater) finishRuns() {
 		if acc.earlier || total >= acc.min || acc.dur <= 0 {
 			continue
 		}
-		extra := new(big.Rat).Mul(&acc.q, big.NewRat(int64(acc.min-total), int64(acc.dur)))
-		rt.out.add(acc.first, acc.annex, extra)
+		extra := new(big.Rat).Mul(acc.q.rat(), big.NewRat(int64(acc.min-total), int64(acc.dur)))
+		addRat(rt.out.q, acc.first, extra)
+		addRat(rt.out.annex, acc.annex, extra)
 	}
 }

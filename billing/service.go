@@ -10,10 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"runtime"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/internal/clock"
@@ -166,24 +169,39 @@ func (s *Service) customers(tenants []string) ([]Customer, error) {
 func (s *Service) IssuableFrom(p Period) time.Time { return p.End().Add(s.cfg.GracePeriod) }
 
 // Draft computes the invoices of period for tenants (all when empty) with
-// every record received so far. Nothing is stored.
+// every record received so far, in the configured order. Nothing is stored.
+// Institutions are drafted side by side, one per CPU: each is a scan of its
+// own records, and the stores serve concurrent reads.
 func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progress Progress) ([]*Invoice, error) {
 	cs, err := s.customers(tenants)
 	if err != nil {
 		return nil, err
 	}
 	now := s.clock.Now().Truncate(time.Microsecond)
-	out := make([]*Invoice, 0, len(cs))
+	out := make([]*Invoice, len(cs))
+	var mu sync.Mutex // serialises progress, which callers need not make safe
+	done := 0
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, c := range cs {
-		inv, err := s.build(ctx, c, p, now)
-		if err != nil {
-			return nil, err
-		}
-		inv.Provisional = now.Before(s.IssuableFrom(p))
-		out = append(out, inv)
-		if progress != nil {
-			progress(i+1, len(cs), c.Tenant)
-		}
+		g.Go(func() error {
+			inv, err := s.build(gctx, c, p, now)
+			if err != nil {
+				return err
+			}
+			inv.Provisional = now.Before(s.IssuableFrom(p))
+			out[i] = inv
+			if progress != nil {
+				mu.Lock()
+				done++
+				progress(done, len(cs), c.Tenant)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
