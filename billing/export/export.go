@@ -1,7 +1,8 @@
 // Package export writes an issued invoice or credit note (billing.Invoice)
-// for accounting, in two formats whose layout is a contract: changing it
-// breaks the imports that institutions build on it. docs/invoices.md
-// describes both for operators and accountants.
+// in each of its forms, by name (Write, ContentType, FileName): the PDF for
+// people (billing/pdf), and for accounting JSON and CSV, written here, whose
+// layout is a contract: changing it breaks the imports that institutions
+// build on it. docs/invoices.md describes both for operators and accountants.
 //
 // JSON is the document exactly as billing encodes it, indented by two
 // spaces, with a trailing newline: the field names of billing.Invoice are the
@@ -54,6 +55,7 @@ import (
 	"strings"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/pdf"
 )
 
 // ErrUnknownFormat is returned by Write for a format other than csv or json.
@@ -66,6 +68,7 @@ var formats = map[string]struct {
 }{
 	"csv":  {"text/csv; charset=utf-8", CSV},
 	"json": {"application/json", JSON},
+	"pdf":  {"application/pdf", pdf.Render},
 }
 
 // Formats lists the known formats, sorted.
