@@ -53,6 +53,9 @@ type Options struct {
 	// large ones before the store (metering/batching). The collector never
 	// closes Store: its caller does, after Run returned.
 	Batch *batching.Config
+	// Invoices, if set, serves issued invoices and credit notes to their
+	// institutions; without it those routes answer 501.
+	Invoices InvoiceReader
 }
 
 // Server is the collector.
@@ -63,6 +66,7 @@ type Server struct {
 	tenants  map[string]bool
 	keep     map[string]time.Duration // log retention per tenant
 	audit    audit.Recorder
+	invoices InvoiceReader
 	limiters *tenantLimiters
 	loc      *time.Location
 	clock    clock.Clock
@@ -130,6 +134,7 @@ func New(o Options) (*Server, error) {
 		tenants:  o.Tenants,
 		keep:     keep,
 		audit:    o.Audit,
+		invoices: o.Invoices,
 		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
 		loc:      o.Location,
 		clock:    o.Clock,

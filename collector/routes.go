@@ -63,6 +63,8 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/logs", AgentWrite, ingest(s, s.logKind())},
 		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
 		{"GET", "/api/v1/tenants/{tenant}/logs", TenantRead, s.getLogs},
+		{"GET", "/api/v1/tenants/{tenant}/invoices", TenantRead, s.getInvoices},
+		{"GET", "/api/v1/tenants/{tenant}/invoices/{file}", TenantRead, s.getInvoice},
 		{"POST", "/loki/api/v1/push", OrgWrite, s.lokiPush},
 		{"GET", "/loki/api/v1/query_range", OrgRead, s.lokiQueryRange},
 		{"GET", "/loki/api/v1/labels", OrgRead, s.lokiLabels},

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/config"
@@ -28,16 +29,18 @@ func (a *app) collectorCmd() *cobra.Command {
 		Long: `Run the collector. It serves two listeners:
 
   collector.listen        POST /api/v1/usage, /api/v1/events, /api/v1/logs (agent tokens),
-                          POST /loki/api/v1/push (Loki clients), GET /api/v1/tenants/{tenant}/usage
-                          and /logs, Loki's query_range, labels and label values (institution
-                          or admin tokens), /healthz, /readyz
+                          POST /loki/api/v1/push (Loki clients), GET /api/v1/tenants/{tenant}/usage,
+                          /logs, /invoices and /invoices/{number}.{format}, Loki's query_range,
+                          labels and label values (institution or admin tokens), /healthz, /readyz
   collector.admin_listen  /metrics and /debug/pprof/ for operators: keep it private
 
 Records and log lines are validated, deduplicated by id and stored in the
 metering store: the embedded one under store.data_dir, or ClickHouse when
 store.metering_dsn is a clickhouse:// DSN; a batch is acknowledged only after
 it is durably stored. Operators' reads of tenant data are written to the audit
-log first (collector.audit_log); log lines older than their tenant's
+log first (collector.audit_log). With billing.rate_card configured, institutions
+download their issued invoices and credit notes from the state store (store.state_dsn,
+else the embedded one in store.data_dir). Log lines older than their tenant's
 log_retention are deleted every collector.logs.retention_interval.
 SIGINT or SIGTERM stops it gracefully: in-flight batches finish first.`,
 		Args: cobra.NoArgs,
@@ -60,12 +63,23 @@ func (a *app) runCollector(ctx context.Context) (err error) {
 	return srv.Run(ctx, nil)
 }
 
-// openCollector builds the collector of cfg over its metering store, ready to
-// Run; closeCollector closes the store and flushes the traces once Run returned.
+// openCollector builds the collector of cfg over its metering store (and,
+// with billing configured, its state store), ready to Run; closeCollector
+// closes the stores and flushes the traces once Run returned.
 func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.Logger) (srv *collector.Server, closeCollector func() error, err error) {
 	loc, err := cfg.Location()
 	if err != nil {
 		return nil, nil, err
+	}
+	// Without a rate card there is no invoice to serve; with one, its
+	// errors stop the collector before anything opens.
+	var billingOpts *billing.Options
+	if cfg.Billing.RateCard != "" {
+		o, err := billingOptions(cfg, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		billingOpts = &o
 	}
 	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, cfg.Tracing, "paasmeter-collector", version, a.stdout)
 	if err != nil {
@@ -83,13 +97,27 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, errors.Join(err, store.Close(), closeTracing())
 	}
-	closeCollector = func() error { return errors.Join(store.Close(), auditLog.Close(), closeTracing()) }
+	// closeAll grows with what opens. It is not the closeCollector result:
+	// an error return sets that to nil before the deferred close runs.
+	closeAll := func() error { return errors.Join(store.Close(), auditLog.Close(), closeTracing()) }
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, closeCollector())
+			err = errors.Join(err, closeAll())
 		}
 	}()
 	log.Info("audit log opened", "path", auditLog.Path())
+	// The collector serves institutions the documents the invoice commands
+	// issued, read from the state store they share.
+	var invoices collector.InvoiceReader
+	if billingOpts != nil {
+		svc, ss, err := newBillingService(ctx, cfg, *billingOpts, store, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		invoices = svc
+		closeStores := closeAll
+		closeAll = func() error { return errors.Join(ss.Close(), closeStores()) }
+	}
 
 	authn, err := auth.NewAuthenticator(cfg.Tokens)
 	if err != nil {
@@ -116,7 +144,8 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		Registry:     reg,
 		Tracer:       tp,
 		// On by default for ClickHouse, which wants few large inserts.
-		Batch: cfg.Store.MeteringBatch(),
+		Batch:    cfg.Store.MeteringBatch(),
+		Invoices: invoices,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -125,9 +154,9 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, fmt.Errorf("reconciliation: %w", err)
 	}
-	closeStore := closeCollector
-	closeCollector = func() error { stopReconciler(); return closeStore() }
-	return srv, closeCollector, nil
+	closeRest := closeAll
+	closeAll = func() error { stopReconciler(); return closeRest() }
+	return srv, closeAll, nil
 }
 
 // openMeteringStore opens the metering store that cfg names: ClickHouse for a

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -67,44 +71,63 @@ func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
 		return nil, err
 	}
 	log := a.logger(cfg)
-	loc, _ := cfg.Location() // validated by Load
-	bc, err := cfg.BillingConfig()
+	o, err := billingOptions(cfg, log)
 	if err != nil {
 		return nil, err
-	}
-	if cfg.Billing.RateCard == "" {
-		return nil, errors.New("billing.rate_card: no rate card configured (PAASMETER_RATE_CARD, or see deploy/examples/ratecard.yaml)")
-	}
-	card, err := ratecard.Load(cfg.Billing.RateCard, loc)
-	if err != nil {
-		return nil, err
-	}
-	var sla billing.SLASource = noSLA{}
-	if cfg.Billing.SLAFile != "" {
-		f, err := slafile.Load(cfg.Billing.SLAFile)
-		if err != nil {
-			return nil, err
-		}
-		sla = f
-	} else {
-		log.Warn("no billing.sla_file: invoices carry no SLA credit")
 	}
 	ms, err := openMeteringStore(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
+	svc, ss, err := newBillingService(ctx, cfg, o, ms, log)
+	if err != nil {
+		ms.Close()
+		return nil, err
+	}
+	return &billingEnv{cfg: cfg, svc: svc, metering: ms, state: ss, loc: o.Config.Location, log: log}, nil
+}
+
+// billingOptions returns the billing service's options that cfg gives, all
+// but its stores: the invoice commands and the collector check them before
+// opening any store, so that a configuration error is reported as such.
+func billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, error) {
+	bc, err := cfg.BillingConfig()
+	if err != nil {
+		return billing.Options{}, err
+	}
+	if cfg.Billing.RateCard == "" {
+		return billing.Options{}, errors.New("billing.rate_card: no rate card configured (PAASMETER_RATE_CARD, or see deploy/examples/ratecard.yaml)")
+	}
+	card, err := ratecard.Load(cfg.Billing.RateCard, bc.Location)
+	if err != nil {
+		return billing.Options{}, err
+	}
+	var sla billing.SLASource = noSLA{}
+	if cfg.Billing.SLAFile != "" {
+		f, err := slafile.Load(cfg.Billing.SLAFile)
+		if err != nil {
+			return billing.Options{}, err
+		}
+		sla = f
+	} else {
+		log.Warn("no billing.sla_file: invoices carry no SLA credit")
+	}
+	return billing.Options{Config: bc, Card: card, SLA: sla, Clock: clock.System{}, Logger: log}, nil
+}
+
+// newBillingService builds the billing service of o over the metering store
+// ms and the state store of cfg, which it opens and the caller closes.
+func newBillingService(ctx context.Context, cfg *config.Config, o billing.Options, ms metering.Store, log *slog.Logger) (*billing.Service, state.Store, error) {
 	ss, err := openStateStore(ctx, cfg, log)
 	if err != nil {
-		ms.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	svc, err := billing.New(billing.Options{Config: bc, Card: card, Usage: ms, SLA: sla, State: ss, Clock: clock.System{}, Logger: log})
+	o.Usage, o.State = ms, ss
+	svc, err := billing.New(o)
 	if err != nil {
-		ms.Close()
-		ss.Close()
-		return nil, err
+		return nil, nil, errors.Join(err, ss.Close())
 	}
-	return &billingEnv{cfg: cfg, svc: svc, metering: ms, state: ss, loc: loc, log: log}, nil
+	return svc, ss, nil
 }
 
 // progress reports a run over many institutions on w, at most once a second
@@ -122,11 +145,12 @@ func progress(w io.Writer, verb string) billing.Progress {
 func (a *app) invoiceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "invoice",
-		Short: "Draft, issue, list, show, verify and credit the monthly invoices",
+		Short: "Draft, issue, list, show, verify, credit and render the monthly invoices",
 		Long: `The invoice run (DESIGN.md §5). A month's invoices are drafted from the stored
 usage, priced by billing.rate_card; issue freezes them with gap-free numbers once
 billing.grace_period has passed after the month; verify re-derives an issued
-invoice from its frozen inputs; credit issues a credit note.`,
+invoice from its frozen inputs; credit issues a credit note; render writes
+issued documents as files in every export format.`,
 	}
 	var period, format string
 	var tenants []string
@@ -303,8 +327,80 @@ invoice from its frozen inputs; credit issues a credit note.`,
 	credit.Flags().StringVar(&actor, "actor", "cli", "who issues, for the audit log")
 	_ = credit.MarkFlagRequired("reason")
 
-	cmd.AddCommand(draft, issue, list, show, verify, credit)
+	var out string
+	var formats []string
+	var all bool
+	render := &cobra.Command{
+		Use:   "render {NUMBER... | --all} --out DIR",
+		Short: "Write issued invoices and credit notes as files, one per format, named NUMBER.FORMAT",
+		Long: `Write issued documents into --out (created if missing), one file per format
+of --format, named as the collector's downloads are (PM-2026-000001.csv), and
+print each file's path. An existing file of the same name is replaced.`,
+		RunE: func(c *cobra.Command, args []string) error {
+			if all == (len(args) > 0) {
+				return errors.New("name the documents to render, or --all for every issued one")
+			}
+			for _, f := range formats {
+				if !slices.Contains(export.Formats(), f) {
+					return fmt.Errorf("--format: %w %q: the formats are %s", export.ErrUnknownFormat, f, strings.Join(export.Formats(), ", "))
+				}
+			}
+			env, err := a.openBilling(c.Context())
+			if err != nil {
+				return err
+			}
+			defer env.Close()
+			var invs []*billing.Invoice
+			if all {
+				if invs, err = env.svc.List(c.Context(), state.DocumentFilter{}); err != nil {
+					return err
+				}
+			}
+			for _, n := range args {
+				inv, err := env.svc.Document(c.Context(), n)
+				if err != nil {
+					return err
+				}
+				invs = append(invs, inv)
+			}
+			// Institutions' billing data: not for every user of the host.
+			if err := os.MkdirAll(out, 0o750); err != nil {
+				return fmt.Errorf("--out: %w", err)
+			}
+			for _, inv := range invs {
+				for _, f := range formats {
+					path, err := renderFile(out, inv, f)
+					if err != nil {
+						return err
+					}
+					fmt.Fprintln(a.stdout, path)
+				}
+			}
+			return nil
+		},
+	}
+	render.Flags().StringVar(&out, "out", "", "directory to write the files into (required)")
+	render.Flags().StringSliceVar(&formats, "format", export.Formats(), "formats to write, comma-separated")
+	render.Flags().BoolVar(&all, "all", false, "every issued invoice and credit note")
+	_ = render.MarkFlagRequired("out")
+
+	cmd.AddCommand(draft, issue, list, show, verify, credit, render)
 	return cmd
+}
+
+// renderFile writes inv in format into dir under its export file name and
+// returns the file's path. The document is rendered whole first, so a
+// failed rendering leaves no partial file behind.
+func renderFile(dir string, inv *billing.Invoice, format string) (string, error) {
+	var b bytes.Buffer
+	if err := export.Write(&b, inv, format); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, export.FileName(inv, format))
+	if err := os.WriteFile(path, b.Bytes(), 0o640); err != nil {
+		return "", fmt.Errorf("render %s: %w", inv.Number, err)
+	}
+	return path, nil
 }
 
 // writeInvoices prints invoices in format.

@@ -1,16 +1,25 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"errors"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 )
 
 // invoiceConfig writes a configuration over a data directory holding the
@@ -40,18 +49,7 @@ func invoiceConfig(t *testing.T) string {
 		recs = recs[n:]
 	}
 	st.Close()
-	example, err := os.ReadFile(filepath.Join("..", "..", "deploy", "examples", "paasmeter.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := strings.NewReplacer("data_dir: data", "data_dir: "+filepath.Join(dir, "data"),
-		"rate_card: deploy/examples/ratecard.yaml", "rate_card: "+filepath.Join("..", "..", "deploy", "examples", "ratecard.yaml"),
-		"sla_file: deploy/examples/sla.yaml", "sla_file: "+filepath.Join("..", "..", "deploy", "examples", "sla.yaml")).Replace(string(example))
-	path := filepath.Join(dir, "paasmeter.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return exampleConfig(t, dir)
 }
 
 func TestInvoiceCommandsIssueVerifyCreditAndReconcile(t *testing.T) {
@@ -113,5 +111,166 @@ func TestReconcileExitsNonZeroOnADifference(t *testing.T) {
 	out, err := run(t, ctx, "", "--config", cfg, "reconcile", "--period", "2026-10")
 	if err == nil || !strings.Contains(err.Error(), "1 institution-days of 60 differ") || !strings.Contains(out, "caami  2026-10-01       176     175    175  DIFFERENCE") {
 		t.Fatalf("err = %v, want 1 of 60 institution-days differing on caami's 2026-10-01; output:\n%s", err, out)
+	}
+}
+
+func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
+	ctx := context.Background()
+	cfg := invoiceConfig(t)
+	for _, args := range [][]string{{"invoice", "issue", "--period", "2026-10"},
+		{"invoice", "credit", "PM-2026-000002", "--amount", "1.00", "--reason", "goodwill"}} {
+		if out, err := run(t, ctx, "", append([]string{"--config", cfg}, args...)...); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, out)
+		}
+	}
+	// rendered checks that render wrote exactly these files into dir, and printed their paths.
+	rendered := func(t *testing.T, out, dir string, want []string) {
+		t.Helper()
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Name())
+		}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s holds %v, want %v", dir, got, want)
+		}
+		for _, name := range want {
+			path := filepath.Join(dir, name)
+			b, err := os.ReadFile(path)
+			if err != nil || len(b) == 0 {
+				t.Errorf("%s: %d bytes, %v: want the document", path, len(b), err)
+			}
+			if strings.HasSuffix(name, ".csv") && !bytes.HasPrefix(b, []byte("document_number,document_kind,")) {
+				t.Errorf("%s does not start with the CSV header:\n%.200s", path, b)
+			}
+			if !strings.Contains(out, path+"\n") {
+				t.Errorf("render did not print %s:\n%s", path, out)
+			}
+		}
+	}
+
+	t.Run("every format of the named documents, into a new directory", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "invoices", "2026-10")
+		out, err := run(t, ctx, "", "--config", cfg, "invoice", "render", "PM-2026-000001", "PMC-2026-000001", "--out", dir)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		var want []string
+		for _, f := range export.Formats() {
+			want = append(want, "PM-2026-000001."+f, "PMC-2026-000001."+f)
+		}
+		rendered(t, out, dir, want)
+	})
+	t.Run("every issued document in one format", func(t *testing.T) {
+		dir := t.TempDir()
+		out, err := run(t, ctx, "", "--config", cfg, "invoice", "render", "--all", "--format", "csv", "--out", dir)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		rendered(t, out, dir, []string{"PM-2026-000001.csv", "PM-2026-000002.csv", "PMC-2026-000001.csv"})
+	})
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"an unknown format is refused, naming the known ones", []string{"PM-2026-000001", "--format", "csv,docx"}, append([]string{`"docx"`}, export.Formats()...)},
+		{"an unknown document is refused", []string{"PM-2026-000099"}, []string{"PM-2026-000099", "not found"}},
+		{"documents or --all must be named", nil, []string{"--all"}},
+		{"not both", []string{"PM-2026-000001", "--all"}, []string{"--all"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "out")
+			out, err := run(t, ctx, "", append([]string{"--config", cfg, "invoice", "render", "--out", dir}, c.args...)...)
+			if err == nil {
+				t.Fatalf("render %v succeeded:\n%s", c.args, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("render %v: %v, want it to say %s", c.args, err, w)
+				}
+			}
+			if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a refused render created %s (%v)", dir, err)
+			}
+		})
+	}
+}
+
+// TestCollectorServesTheIssuedInvoices runs the collector as the command
+// builds it from a configuration with a rate card: it serves what `invoice
+// issue` stored, each institution its own.
+func TestCollectorServesTheIssuedInvoices(t *testing.T) {
+	ctx := context.Background()
+	cfgPath := invoiceConfig(t)
+	if out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, closeCollector, err := a.openCollector(ctx, cfg, a.logger(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := closeCollector(); err != nil {
+			t.Error(err)
+		}
+	}()
+	api := httptest.NewServer(srv.Handler())
+	defer api.Close()
+	get := func(path string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest("GET", api.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer pm_example_caami")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/api/v1/tenants/caami/invoices"); code != http.StatusOK || !strings.Contains(body, `"number":"PM-2026-000001"`) ||
+		strings.Contains(body, "PM-2026-000002") {
+		t.Errorf("caami's invoices: %d %s, want PM-2026-000001 only", code, body)
+	}
+	if code, body := get("/api/v1/tenants/caami/invoices/PM-2026-000001.csv"); code != http.StatusOK || !strings.HasPrefix(body, "document_number,") {
+		t.Errorf("caami's invoice as CSV: %d %.200s", code, body)
+	}
+	if code, body := get("/api/v1/tenants/caami/invoices/PM-2026-000002.csv"); code != http.StatusNotFound {
+		t.Errorf("ona's invoice under caami: %d %.200s, want 404", code, body)
+	}
+}
+
+// TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly: a failure after the
+// metering store opened is returned, and the stores opened so far are closed
+// (that close once ran through a nil func and panicked).
+func TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly(t *testing.T) {
+	cfgPath := invoiceConfig(t)
+	// A directory where the state store's database file goes.
+	if err := os.Mkdir(filepath.Join(filepath.Dir(cfgPath), "data", stateembedded.FileName), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.openCollector(context.Background(), cfg, a.logger(cfg)); err == nil || !strings.Contains(err.Error(), "state") {
+		t.Fatalf("openCollector = %v, want the state store's error", err)
 	}
 }

@@ -90,22 +90,34 @@ func TestCollectorCommandServesTheQuickstart(t *testing.T) {
 	t.Run("clickhouse", func(t *testing.T) { testQuickstart(t, chtest.Single(t).DSN(t)) })
 }
 
-func testQuickstart(t *testing.T, meteringDSN string) {
-	dir := t.TempDir()
+// exampleConfig writes deploy/examples/paasmeter.yaml into dir with its data
+// directory there and its file paths resolved from this package's
+// directory, applying the further old, new replacement pairs; it returns the
+// file's path.
+func exampleConfig(t *testing.T, dir string, oldnew ...string) string {
+	t.Helper()
 	example, err := os.ReadFile("../../deploy/examples/paasmeter.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The caller's pairs come first: for the same old text, the first pair wins.
+	pairs := append(oldnew, "data_dir: data", "data_dir: "+filepath.Join(dir, "data"),
+		"rate_card: deploy/", "rate_card: ../../deploy/", "sla_file: deploy/", "sla_file: ../../deploy/")
+	path := filepath.Join(dir, "paasmeter.yaml")
+	if err := os.WriteFile(path, []byte(strings.NewReplacer(pairs...).Replace(string(example))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func testQuickstart(t *testing.T, meteringDSN string) {
+	dir := t.TempDir()
 	api, admin := freeAddr(t), freeAddr(t)
 	store := "data_dir: " + filepath.Join(dir, "data")
 	if meteringDSN != "" {
 		store += "\n  metering_dsn: " + meteringDSN
 	}
-	cfg := strings.NewReplacer("127.0.0.1:8080", api, "127.0.0.1:9090", admin, "data_dir: data", store).Replace(string(example))
-	path := filepath.Join(dir, "paasmeter.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := exampleConfig(t, dir, "127.0.0.1:8080", api, "127.0.0.1:9090", admin, "data_dir: data", store)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

@@ -1,0 +1,140 @@
+package collector
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// InvoiceReader reads issued invoices and credit notes. *billing.Service is one.
+type InvoiceReader interface {
+	// List returns the issued documents f selects.
+	List(ctx context.Context, f state.DocumentFilter) ([]*billing.Invoice, error)
+	// Document returns the issued document numbered number, or an error
+	// wrapping billing.ErrNotFound.
+	Document(ctx context.Context, number string) (*billing.Invoice, error)
+}
+
+// InvoicesResponse is the answer of GET /api/v1/tenants/{tenant}/invoices.
+type InvoicesResponse struct {
+	Tenant string `json:"tenant"`
+	// Invoices are the institution's invoices and credit notes, oldest first.
+	Invoices []InvoiceSummary `json:"invoices"`
+}
+
+// InvoiceSummary is one issued document in the list.
+type InvoiceSummary struct {
+	Number    string        `json:"number"`
+	Kind      string        `json:"kind"`
+	Period    string        `json:"period"`
+	IssueDate string        `json:"issue_date"`
+	DueDate   string        `json:"due_date"`
+	Currency  string        `json:"currency"`
+	Payable   billing.Money `json:"payable"`
+	// Refers is, on a credit note, the number of the invoice it corrects.
+	Refers string `json:"refers,omitempty"`
+	// Links are the paths of the document's downloads, by format.
+	Links map[string]string `json:"links"`
+}
+
+// invoicesUnconfigured answers a collector that serves no invoices.
+func invoicesUnconfigured(w http.ResponseWriter) {
+	writeError(w, http.StatusNotImplemented, "this collector serves no invoices: billing.rate_card is not configured", nil)
+}
+
+// getInvoices is GET /api/v1/tenants/{tenant}/invoices: the institution's
+// issued documents, each with a link per export format.
+func (s *Server) getInvoices(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	if s.invoices == nil {
+		invoicesUnconfigured(w)
+		return
+	}
+	tenant := r.PathValue("tenant")
+	invs, err := s.invoices.List(r.Context(), state.DocumentFilter{Tenant: tenant})
+	if err != nil {
+		s.log.Error("invoice list failed", "tenant", tenant, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
+		return
+	}
+	// The store lists by series, which puts every invoice before every
+	// credit note; people read them by date. The sort is stable, so a day's
+	// documents keep their numbers' order.
+	slices.SortStableFunc(invs, func(a, b *billing.Invoice) int { return cmp.Compare(a.IssueDate, b.IssueDate) })
+	resp := InvoicesResponse{Tenant: tenant, Invoices: make([]InvoiceSummary, 0, len(invs))}
+	for _, inv := range invs {
+		links := make(map[string]string, len(export.Formats()))
+		for _, f := range export.Formats() {
+			links[f] = "/api/v1/tenants/" + url.PathEscape(tenant) + "/invoices/" + url.PathEscape(export.FileName(inv, f))
+		}
+		resp.Invoices = append(resp.Invoices, InvoiceSummary{Number: inv.Number, Kind: inv.Kind, Period: inv.Period,
+			IssueDate: inv.IssueDate, DueDate: inv.DueDate, Currency: inv.Currency, Payable: inv.Totals.Payable, Refers: inv.Refers, Links: links})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// documentNumber is what a document number may look like: the billing
+// service's PM-2026-000001, or any prefix of letters, digits and dashes.
+// Anything else is refused before the store is asked.
+var documentNumber = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+
+// getInvoice is GET /api/v1/tenants/{tenant}/invoices/{file}: the document
+// file names, {number}.{format}, exported in that format as a download.
+func (s *Server) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	if s.invoices == nil {
+		invoicesUnconfigured(w)
+		return
+	}
+	tenant, file := r.PathValue("tenant"), r.PathValue("file")
+	formats := map[string][]string{"formats": export.Formats()}
+	number, format, ok := strings.Cut(file, ".")
+	if !ok || !documentNumber.MatchString(number) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is not an invoice file name: want NUMBER.FORMAT, e.g. PM-2026-000001.%s",
+			strconvQuote(file), export.Formats()[0]), formats)
+		return
+	}
+	if !slices.Contains(export.Formats(), format) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown format %s: the formats are %s", strconvQuote(format),
+			strings.Join(export.Formats(), ", ")), formats)
+		return
+	}
+	inv, err := s.invoices.Document(r.Context(), number)
+	// Another institution's document is answered exactly as a number that
+	// does not exist, so that numbers cannot be probed for what exists.
+	if errors.Is(err, billing.ErrNotFound) || (err == nil && inv.Customer.Tenant != tenant) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no invoice or credit note %s for tenant %s", number, strconvQuote(tenant)), nil)
+		return
+	}
+	if err != nil {
+		s.log.Error("invoice read failed", "tenant", tenant, "number", number, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
+		return
+	}
+	// Rendered whole before the first byte is sent: a failure is still an
+	// error answer, never a truncated document with a 200.
+	var body bytes.Buffer
+	if err := export.Write(&body, inv, format); err != nil {
+		s.log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
+		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s could not be exported as %s", number, format), nil)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", export.ContentType(format))
+	// The store found the document by the number checked above, and the
+	// format is a known one: nothing in the name needs escaping.
+	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, export.FileName(inv, format)))
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(body.Bytes()) // the status is sent; a failed write means the client left
+}
