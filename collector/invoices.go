@@ -14,6 +14,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/billing/ubl"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/state"
 )
@@ -125,6 +126,11 @@ func (s *Server) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Princ
 	// error answer, never a truncated document with a 200.
 	var body bytes.Buffer
 	if err := export.Write(&body, inv, format); err != nil {
+		if errors.Is(err, ubl.ErrIncomplete) {
+			// The configuration lacks what a Peppol e-invoice needs: say what.
+			writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be an e-invoice: %v", number, err), nil)
+			return
+		}
 		s.log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
 		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s could not be exported as %s", number, format), nil)
 		return

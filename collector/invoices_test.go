@@ -3,10 +3,12 @@ package collector_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -275,5 +277,34 @@ func TestInvoiceStoreFailuresAreServiceUnavailable(t *testing.T) {
 		if a := do(t, "GET", e.api.URL+path, caamiToken, nil); a.code != http.StatusServiceUnavailable {
 			t.Errorf("GET %s with the store down: %d %s, want 503", path, a.code, a.body)
 		}
+	}
+}
+
+// peppolless serves one invoice whose institution has no Peppol endpoint.
+type peppolless struct{ inv *billing.Invoice }
+
+func (p peppolless) List(context.Context, state.DocumentFilter) ([]*billing.Invoice, error) {
+	return []*billing.Invoice{p.inv}, nil
+}
+
+func (p peppolless) Document(context.Context, string) (*billing.Invoice, error) { return p.inv, nil }
+
+func TestAnInvoiceThatCannotBeAnEInvoiceSaysWhatIsMissing(t *testing.T) {
+	data, err := os.ReadFile("../billing/testdata/worked-example/" + caamiNovember + ".json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inv billing.Invoice
+	if err := json.Unmarshal(data, &inv); err != nil {
+		t.Fatal(err)
+	}
+	inv.Customer.Party.EndpointID = ""
+	e := newEnv(t, nil, nil, func(o *collector.Options) { o.Invoices = peppolless{&inv} })
+	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/invoices/"+caamiNovember+".xml", caamiToken, nil)
+	if a.code != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "endpoint") {
+		t.Errorf("GET the e-invoice of an institution without a Peppol endpoint: %d %s, want 422 naming the endpoint", a.code, a.body)
+	}
+	if a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/invoices/"+caamiNovember+".pdf", caamiToken, nil); a.code != http.StatusOK {
+		t.Errorf("its PDF: %d %s, want 200", a.code, a.body)
 	}
 }

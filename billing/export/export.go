@@ -1,6 +1,7 @@
 // Package export writes an issued invoice or credit note (billing.Invoice)
 // in each of its forms, by name (Write, ContentType, FileName): the PDF for
-// people (billing/pdf), and for accounting JSON and CSV, written here, whose
+// people (billing/pdf), the Peppol UBL e-invoice (billing/ubl, "xml"), and
+// for accounting JSON and CSV, written here, whose
 // layout is a contract: changing it breaks the imports that institutions
 // build on it. docs/invoices.md describes both for operators and accountants.
 //
@@ -56,6 +57,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/pdf"
+	"github.com/paasmeter/paasmeter/billing/ubl"
 )
 
 // ErrUnknownFormat is returned by Write for a format other than csv or json.
@@ -69,6 +71,7 @@ var formats = map[string]struct {
 	"csv":  {"text/csv; charset=utf-8", CSV},
 	"json": {"application/json", JSON},
 	"pdf":  {"application/pdf", pdf.Render},
+	"xml":  {"application/xml", ubl.Render},
 }
 
 // Formats lists the known formats, sorted.

@@ -326,7 +326,9 @@ func TestFormats(t *testing.T) {
 		{"a CSV download is CSV text named after the invoice number", caami, "csv", "text/csv; charset=utf-8", "PM-2026-000001.csv"},
 		{"a JSON download is JSON named after the invoice number", caami, "json", "application/json", "PM-2026-000001.json"},
 		{"a draft's download is named after its tenant and period", &draft, "csv", "text/csv; charset=utf-8", "draft-caami-2026-11.csv"},
-		{"an unknown format has no content type nor file name", caami, "xml", "", ""},
+		{"a PDF download is a PDF named after the invoice number", caami, "pdf", "application/pdf", "PM-2026-000001.pdf"},
+		{"an e-invoice download is XML named after the invoice number", caami, "xml", "application/xml", "PM-2026-000001.xml"},
+		{"an unknown format has no content type nor file name", caami, "docx", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
