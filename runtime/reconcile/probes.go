@@ -91,12 +91,16 @@ func (r *Reconciler) record(c observed, res events.ProbeResult) {
 		}
 	}
 	r.mu.Unlock()
-	result := "ok"
-	if !res.OK {
-		result = "failed"
-	}
 	k := c.key
-	r.metrics.probes.WithLabelValues(k.tenant, k.project, k.app, string(k.env), result).Inc()
+	// Both results exist from the first probe on: rate() over a counter that
+	// appears at its first failure would never see that failure.
+	ok := r.metrics.probes.WithLabelValues(k.tenant, k.project, k.app, string(k.env), "ok")
+	failed := r.metrics.probes.WithLabelValues(k.tenant, k.project, k.app, string(k.env), "failed")
+	if res.OK {
+		ok.Inc()
+	} else {
+		failed.Inc()
+	}
 	if r.o.Emit == nil {
 		return
 	}
