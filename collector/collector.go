@@ -56,6 +56,11 @@ type Options struct {
 	// Invoices, if set, serves issued invoices and credit notes to their
 	// institutions; without it those routes answer 501.
 	Invoices InvoiceReader
+	// Maintenance, if set, serves the admin API of maintenance windows;
+	// without it those routes answer 501.
+	Maintenance MaintenanceWindows
+	// SLA, if set, serves institutions their SLA reports.
+	SLA SLAReports
 }
 
 // Server is the collector.
@@ -78,6 +83,10 @@ type Server struct {
 	// batched says appends go through a batching writer (Options.Batch).
 	batched  bool
 	draining atomic.Bool
+
+	// maintenance is nil when the collector keeps no maintenance windows.
+	maintenance MaintenanceWindows
+	sla         SLAReports
 }
 
 // New builds a Server.
@@ -144,6 +153,9 @@ func New(o Options) (*Server, error) {
 		metrics:  m,
 		slots:    make(chan struct{}, o.Config.MaxInflightBatches),
 		batched:  o.Batch != nil,
+
+		maintenance: o.Maintenance,
+		sla:         o.SLA,
 	}, nil
 }
 

@@ -39,6 +39,11 @@ const (
 	// shipping logs) or by an agent token, whose node binding the handler
 	// checks as for AgentWrite.
 	OrgWrite
+	// AdminOnly routes are the platform's own settings (maintenance
+	// windows), read or written by admin tokens only: no institution's
+	// token, not even for its own windows. They name no tenant in the path;
+	// a handler checks a tenant it is given.
+	AdminOnly
 )
 
 // orgHeader is Loki's tenant header.
@@ -63,6 +68,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/api/v1/logs", AgentWrite, ingest(s, s.logKind())},
 		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
 		{"GET", "/api/v1/tenants/{tenant}/logs", TenantRead, s.getLogs},
+		{"GET", "/api/v1/tenants/{tenant}/sla", TenantRead, s.getSLA},
 		{"GET", "/api/v1/tenants/{tenant}/invoices", TenantRead, s.getInvoices},
 		{"GET", "/api/v1/tenants/{tenant}/invoices/{file}", TenantRead, s.getInvoice},
 		{"POST", "/loki/api/v1/push", OrgWrite, s.lokiPush},
@@ -71,6 +77,10 @@ func (s *Server) Routes() []Route {
 		// Loki serves the label list under both names; older Grafanas ask for the singular.
 		{"GET", "/loki/api/v1/label", OrgRead, s.lokiLabels},
 		{"GET", "/loki/api/v1/label/{name}/values", OrgRead, s.lokiLabelValues},
+		{"GET", "/api/v1/maintenance", AdminOnly, s.listMaintenance},
+		{"POST", "/api/v1/maintenance", AdminOnly, s.declareMaintenance},
+		{"PUT", "/api/v1/maintenance/{id}", AdminOnly, s.changeMaintenance},
+		{"DELETE", "/api/v1/maintenance/{id}", AdminOnly, s.cancelMaintenance},
 	}
 }
 
@@ -136,8 +146,13 @@ func (s *Server) wrap(rt Route) http.Handler {
 				writeError(rec, http.StatusForbidden, "this token may not read tenant "+strconvQuote(tenant), nil)
 				return
 			}
+		case AdminOnly:
+			if p.Role != auth.RoleAdmin {
+				writeError(rec, http.StatusForbidden, "only admin tokens may use this endpoint", map[string]string{"role": string(p.Role)})
+				return
+			}
 		}
-		if rt.Access != Public && rt.Access != AgentWrite && !s.tenants[tenant] {
+		if rt.Access != Public && rt.Access != AgentWrite && rt.Access != AdminOnly && !s.tenants[tenant] {
 			writeError(rec, http.StatusNotFound, "unknown tenant "+strconvQuote(tenant), nil)
 			return
 		}

@@ -18,7 +18,7 @@ import (
 // X-Scope-OrgID header; both are tried with every kind of wrong token.
 func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 	inv := &invoicing{}
-	e := newEnv(t, nil, nil, withInvoicing(t, inv))
+	e := newEnv(t, nil, nil, withInvoicing(t, inv), withSLA(t))
 	inv.issue(t, e)
 	if a := e.post(t, agentNode1, append(records("caami", 0, 3), records("ona", 10, 3)...)); a.code != 200 {
 		t.Fatalf("seeding usage: %d %s", a.code, a.body)

@@ -38,6 +38,9 @@ type Config struct {
 	Agent     agent.Config            `yaml:"agent"`
 	Tracing   telemetry.TracingConfig `yaml:"tracing"`
 	Billing   BillingConfig           `yaml:"billing"`
+	// Maintenance is the maintenance windows' lead time and the windows
+	// the file declares (DESIGN.md §6).
+	Maintenance MaintenanceConfig `yaml:"maintenance"`
 	// Tenants are the institutions; records of any other tenant are rejected.
 	Tenants []TenantConfig     `yaml:"tenants"`
 	Tokens  []auth.TokenConfig `yaml:"tokens"`
@@ -110,6 +113,8 @@ func Default() Config {
 		Agent:     agent.DefaultConfig(),
 		Tracing:   telemetry.TracingConfig{Exporter: telemetry.ExporterNone},
 		Billing:   defaultBilling(),
+
+		Maintenance: defaultMaintenance(),
 	}
 }
 
@@ -229,6 +234,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateBilling()...)
+	errs = append(errs, c.validateMaintenance(known)...)
 	names := map[string]bool{}
 	for i, t := range c.Tokens {
 		in(fmt.Sprintf("tokens[%d]", i), t.Validate(func(id string) bool { return known[id] }))

@@ -1,6 +1,7 @@
 // Package state defines the state store: the platform state that needs
 // transactions (DESIGN.md §2) — issued invoices and credit notes with their
-// gap-free numbers, frozen inputs kept by content hash, and the audit log.
+// gap-free numbers, frozen inputs kept by content hash, declared maintenance
+// windows, and the audit log.
 //
 // Adapters live beside it: state/embedded (SQLite in the data directory, the
 // default) and state/postgres (PostgreSQL, for several collectors). Both pass
@@ -26,6 +27,7 @@ type Store interface {
 	Documents
 	Frozen
 	Audit
+	Maintenance
 	// Ready reports whether the store can serve now.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls in flight finish first.
@@ -166,6 +168,10 @@ var ErrNotFound = errors.New("state: not found")
 // Number is already stored.
 var ErrExists = errors.New("state: already exists")
 
+// ErrConflict is returned by DeclareWindow when the window changed since
+// the version the caller read: read it again and redo the change.
+var ErrConflict = errors.New("state: changed since it was read")
+
 // ErrNotReady is returned by a store that cannot serve: closed, or its
 // server unreachable.
 var ErrNotReady = errors.New("state store not ready")
@@ -240,4 +246,163 @@ func (e *AuditEntry) Validate() error {
 		errs = append(errs, errors.New("detail: is not valid JSON"))
 	}
 	return errors.Join(errs...)
+}
+
+// WindowRecord is a declared maintenance window (DESIGN.md §6) as the store
+// keeps it: one declaration, one-off or recurring. The store checks its shape
+// only; the declaration rules (lead time, no change once started) are
+// package sla/maintenance's, which also expands recurrences.
+type WindowRecord struct {
+	// ID is assigned by the store on creation when empty: a decimal number.
+	// A given one (a declaration of the configuration file) must not be all
+	// digits, so that it never collides with an assigned one, nor hold '/'.
+	ID string `json:"id"`
+	// Tenant, Project and App are the scope: all empty for the whole
+	// platform, Tenant alone for an institution, all three for one app.
+	Tenant  string `json:"tenant,omitempty"`
+	Project string `json:"project,omitempty"`
+	App     string `json:"app,omitempty"`
+	// Start is the (first) occurrence's start, in whole microseconds: the
+	// store refuses to round it.
+	Start time.Time `json:"start"`
+	// DurationSeconds is each occurrence's length, elapsed time.
+	DurationSeconds int64 `json:"duration_seconds"`
+	// Every is "" for a one-off window, or daily, weekly or monthly.
+	Every string `json:"every,omitempty"`
+	// Until, for a recurring window, ends it: no occurrence starts at or
+	// after it. Zero means no end. Whole microseconds, like Start.
+	Until      time.Time `json:"until,omitzero"`
+	Reason     string    `json:"reason"`
+	DeclaredAt time.Time `json:"declared_at"`
+	Cancelled  bool      `json:"cancelled,omitempty"`
+	// Version is 0 in a window to create; the store sets 1, and adds 1 at
+	// every change, which must give the version it changes.
+	Version int64 `json:"version"`
+	// Source is who owns the declaration: "api" (the admin API or the
+	// command line) or "config" (the configuration file).
+	Source string `json:"source"`
+}
+
+// The sources of a window.
+const (
+	WindowSourceAPI    = "api"
+	WindowSourceConfig = "config"
+)
+
+// Maintenance keeps the declared maintenance windows.
+type Maintenance interface {
+	// DeclareWindow stores w with audit, in one transaction, and returns w as
+	// stored. A w of Version 0 is created, with a store-assigned ID when
+	// its ID is empty (ErrExists when its ID is taken); any other w changes
+	// the window of its ID if that is still at w.Version (ErrConflict when
+	// not, ErrNotFound when there is no such window). The stored Version is
+	// 1 on creation and one more at every change.
+	//
+	// audit needs a Time, an Actor and an Action; an empty Subject becomes
+	// WindowSubject of the stored window, and an empty Detail the stored
+	// window as JSON, so that the audit log holds every state a window had.
+	DeclareWindow(ctx context.Context, w WindowRecord, audit AuditEntry) (WindowRecord, error)
+	// Window returns the window of id, or ErrNotFound.
+	Window(ctx context.Context, id string) (WindowRecord, error)
+	// ListWindows returns the windows f selects, cancelled ones included,
+	// ordered by Start then ID (bytewise).
+	ListWindows(ctx context.Context, f WindowFilter) ([]WindowRecord, error)
+}
+
+// WindowFilter selects windows. Every field is optional: zero selects any.
+type WindowFilter struct {
+	// Tenant selects the windows that apply to the institution: its own,
+	// its apps', and the platform-wide ones.
+	Tenant string
+	// From and To select the windows that may have an occurrence
+	// overlapping [From, To): a recurring window is selected over its whole
+	// span, from Start to Until (and on, without Until).
+	From, To time.Time
+}
+
+// WindowSubject is the audit Subject of the changes of window id of tenant:
+// "maintenance/<tenant>/<id>", or "maintenance/platform/<id>" for a
+// platform-wide window, so that a prefix lists an institution's.
+func WindowSubject(tenant, id string) string {
+	if tenant == "" {
+		tenant = "platform"
+	}
+	return "maintenance/" + tenant + "/" + id
+}
+
+var (
+	// windowIDRE is what a given window ID may be: it goes in audit subjects
+	// and URL paths.
+	windowIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	digitsRE   = regexp.MustCompile(`^[0-9]+$`)
+)
+
+// Validate reports what is wrong with w, naming each field.
+func (w *WindowRecord) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{field}, args...)...))
+	}
+	switch {
+	case w.Version < 0:
+		bad("version", "%d is negative", w.Version)
+	case w.ID == "" && w.Version > 0:
+		bad("id", "is required to change a window")
+	case w.ID != "" && w.Version == 0 && digitsRE.MatchString(w.ID):
+		bad("id", "%q is all digits, which only the store assigns", w.ID)
+	case w.ID != "" && !windowIDRE.MatchString(w.ID):
+		bad("id", "%q must be 1-128 letters, digits, '.', '_' or '-'", w.ID)
+	}
+	if w.App != "" && w.Project == "" {
+		bad("project", "is required with an app")
+	}
+	if w.Project != "" && w.Tenant == "" {
+		bad("tenant", "is required with a project")
+	}
+	micro := func(field string, t time.Time) {
+		if t.Nanosecond()%1000 != 0 {
+			bad(field, "%s has sub-microsecond digits (the store keeps microseconds)", t.Format(time.RFC3339Nano))
+		}
+	}
+	if w.Start.IsZero() {
+		bad("start", "is required")
+	}
+	micro("start", w.Start)
+	if w.DurationSeconds <= 0 {
+		bad("duration_seconds", "%d must be positive", w.DurationSeconds)
+	}
+	switch w.Every {
+	case "":
+		if !w.Until.IsZero() {
+			bad("until", "a one-off window has no until")
+		}
+	case "daily", "weekly", "monthly":
+		if !w.Until.IsZero() && !w.Until.After(w.Start) {
+			bad("until", "%s must be after start %s", w.Until.Format(time.RFC3339), w.Start.Format(time.RFC3339))
+		}
+		micro("until", w.Until)
+	default:
+		bad("every", "%q must be empty, daily, weekly or monthly", w.Every)
+	}
+	if w.DeclaredAt.IsZero() {
+		bad("declared_at", "is required")
+	}
+	if w.Source != WindowSourceAPI && w.Source != WindowSourceConfig {
+		bad("source", "%q must be %s or %s", w.Source, WindowSourceAPI, WindowSourceConfig)
+	}
+	return errors.Join(errs...)
+}
+
+// EndsBy returns when every occurrence of w has ended, and false for a
+// recurring window without end.
+func (w *WindowRecord) EndsBy() (time.Time, bool) {
+	d := time.Duration(w.DurationSeconds) * time.Second
+	switch {
+	case w.Every == "":
+		return w.Start.Add(d), true
+	case !w.Until.IsZero():
+		// The last occurrence starts before Until.
+		return w.Until.Add(d), true
+	}
+	return time.Time{}, false
 }

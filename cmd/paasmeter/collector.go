@@ -31,7 +31,8 @@ func (a *app) collectorCmd() *cobra.Command {
   collector.listen        POST /api/v1/usage, /api/v1/events, /api/v1/logs (agent tokens),
                           POST /loki/api/v1/push (Loki clients), GET /api/v1/tenants/{tenant}/usage,
                           /logs, /invoices and /invoices/{number}.{format}, Loki's query_range,
-                          labels and label values (institution or admin tokens), /healthz, /readyz
+                          labels and label values (institution or admin tokens),
+                          /api/v1/maintenance (admin tokens), /healthz, /readyz
   collector.admin_listen  /metrics and /debug/pprof/ for operators: keep it private
 
 Records and log lines are validated, deduplicated by id and stored in the
@@ -40,7 +41,10 @@ store.metering_dsn is a clickhouse:// DSN; a batch is acknowledged only after
 it is durably stored. Operators' reads of tenant data are written to the audit
 log first (collector.audit_log). With billing.rate_card configured, institutions
 download their issued invoices and credit notes from the state store (store.state_dsn,
-else the embedded one in store.data_dir). Log lines older than their tenant's
+else the embedded one in store.data_dir). Admin tokens declare maintenance windows
+(/api/v1/maintenance) in the same store; the windows of maintenance.windows are
+stored at start, and those the rules refuse (declared too late, or a change of one
+that started) are logged. Log lines older than their tenant's
 log_retention are deleted every collector.logs.retention_interval.
 SIGINT or SIGTERM stops it gracefully: in-flight batches finish first.`,
 		Args: cobra.NoArgs,
@@ -63,9 +67,10 @@ func (a *app) runCollector(ctx context.Context) (err error) {
 	return srv.Run(ctx, nil)
 }
 
-// openCollector builds the collector of cfg over its metering store (and,
-// with billing configured, its state store), ready to Run; closeCollector
-// closes the stores and flushes the traces once Run returned.
+// openCollector builds the collector of cfg over its metering store and its
+// state store (invoices with billing configured, maintenance windows always),
+// ready to Run; closeCollector closes the stores and flushes the traces once
+// Run returned.
 func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.Logger) (srv *collector.Server, closeCollector func() error, err error) {
 	loc, err := cfg.Location()
 	if err != nil {
@@ -106,17 +111,37 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		}
 	}()
 	log.Info("audit log opened", "path", auditLog.Path())
+	// The state store holds the issued invoices and the maintenance windows:
+	// every collector serves the windows' admin API and the SLA reports.
+	stateStore, err := openStateStore(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	closeStores := closeAll
+	closeAll = func() error { return errors.Join(stateStore.Close(), closeStores()) }
+	windows, err := newMaintenanceService(cfg, stateStore, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := syncMaintenanceConfig(ctx, cfg, windows, log); err != nil {
+		return nil, nil, err
+	}
+	engine, err := newSLAEngine(cfg, store, windows)
+	if err != nil {
+		return nil, nil, err
+	}
 	// The collector serves institutions the documents the invoice commands
 	// issued, read from the state store they share.
 	var invoices collector.InvoiceReader
 	if billingOpts != nil {
-		svc, ss, err := newBillingService(ctx, cfg, *billingOpts, store, log)
+		if billingOpts.SLA == nil {
+			billingOpts.SLA = engine
+		}
+		svc, err := newBillingService(cfg, *billingOpts, store, stateStore, log)
 		if err != nil {
 			return nil, nil, err
 		}
 		invoices = svc
-		closeStores := closeAll
-		closeAll = func() error { return errors.Join(ss.Close(), closeStores()) }
 	}
 
 	authn, err := auth.NewAuthenticator(cfg.Tokens)
@@ -146,6 +171,9 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		// On by default for ClickHouse, which wants few large inserts.
 		Batch:    cfg.Store.MeteringBatch(),
 		Invoices: invoices,
+		// Admin tokens declare windows; the SLA engine reads them from the store.
+		Maintenance: windows,
+		SLA:         slaReports{engine, windows},
 	})
 	if err != nil {
 		return nil, nil, err
@@ -154,8 +182,13 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, fmt.Errorf("reconciliation: %w", err)
 	}
+	stopSLAMetrics, err := startSLAMetrics(ctx, cfg, engine, reg, log)
+	if err != nil {
+		stopReconciler()
+		return nil, nil, fmt.Errorf("sla metrics: %w", err)
+	}
 	closeRest := closeAll
-	closeAll = func() error { stopReconciler(); return closeRest() }
+	closeAll = func() error { stopReconciler(); stopSLAMetrics(); return closeRest() }
 	return srv, closeAll, nil
 }
 

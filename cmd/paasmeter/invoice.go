@@ -43,13 +43,6 @@ func openStateStore(ctx context.Context, cfg *config.Config, log *slog.Logger) (
 	return st, nil
 }
 
-// noSLA is the SLA source without figures: no credit for anyone.
-type noSLA struct{}
-
-func (noSLA) SLA(context.Context, string, billing.Period) (billing.SLAFigures, bool, error) {
-	return billing.SLAFigures{}, false, nil
-}
-
 // billingEnv is what the invoice and reconcile commands work with.
 type billingEnv struct {
 	cfg      *config.Config
@@ -79,9 +72,15 @@ func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	svc, ss, err := newBillingService(ctx, cfg, o, ms, log)
+	ss, err := openStateStore(ctx, cfg, log)
 	if err != nil {
 		ms.Close()
+		return nil, err
+	}
+	svc, err := newBillingService(cfg, o, ms, ss, log)
+	if err != nil {
+		ms.Close()
+		ss.Close()
 		return nil, err
 	}
 	return &billingEnv{cfg: cfg, svc: svc, metering: ms, state: ss, loc: o.Config.Location, log: log}, nil
@@ -102,32 +101,36 @@ func billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, erro
 	if err != nil {
 		return billing.Options{}, err
 	}
-	var sla billing.SLASource = noSLA{}
+	o := billing.Options{Config: bc, Card: card, Clock: clock.System{}, Logger: log}
+	// A file of figures overrides the SLA engine, which newBillingService
+	// builds over the stores.
 	if cfg.Billing.SLAFile != "" {
 		f, err := slafile.Load(cfg.Billing.SLAFile)
 		if err != nil {
 			return billing.Options{}, err
 		}
-		sla = f
-	} else {
-		log.Warn("no billing.sla_file: invoices carry no SLA credit")
+		o.SLA = f
 	}
-	return billing.Options{Config: bc, Card: card, SLA: sla, Clock: clock.System{}, Logger: log}, nil
+	return o, nil
 }
 
 // newBillingService builds the billing service of o over the metering store
-// ms and the state store of cfg, which it opens and the caller closes.
-func newBillingService(ctx context.Context, cfg *config.Config, o billing.Options, ms metering.Store, log *slog.Logger) (*billing.Service, state.Store, error) {
-	ss, err := openStateStore(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, err
+// ms and the state store ss; without an SLA file, the SLA engine over the
+// stored events and the declared maintenance windows gives the credits.
+func newBillingService(cfg *config.Config, o billing.Options, ms metering.Store, ss state.Store, log *slog.Logger) (*billing.Service, error) {
+	if o.SLA == nil {
+		windows, err := newMaintenanceService(cfg, ss, log)
+		if err != nil {
+			return nil, err
+		}
+		eng, err := newSLAEngine(cfg, ms, windows)
+		if err != nil {
+			return nil, err
+		}
+		o.SLA = eng
 	}
 	o.Usage, o.State = ms, ss
-	svc, err := billing.New(o)
-	if err != nil {
-		return nil, nil, errors.Join(err, ss.Close())
-	}
-	return svc, ss, nil
+	return billing.New(o)
 }
 
 // progress reports a run over many institutions on w, at most once a second

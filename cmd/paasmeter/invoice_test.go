@@ -274,3 +274,20 @@ func TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly(t *testing.T) {
 		t.Fatalf("openCollector = %v, want the state store's error", err)
 	}
 }
+
+func TestSLAReportCommandReportsEveryInstitution(t *testing.T) {
+	cfg := invoiceConfig(t)
+	out, err := run(t, context.Background(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--format", "json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{`"tenant": "caami"`, `"tenant": "ona"`, `"period": "2026-10"`, `"availability": "100"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %s:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, context.Background(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--tenant", "nobody"); err == nil ||
+		!strings.Contains(err.Error(), "--tenant") {
+		t.Errorf("an unknown institution: %v, want an error naming --tenant", err)
+	}
+}

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -115,6 +116,27 @@ var migrations = []string{
 		detail    BLOB
 	) STRICT;
 	CREATE INDEX audit_log_by_subject ON audit_log (subject, seq);`,
+	// Maintenance windows. seq numbers the rows and gives the assigned ids;
+	// until is NULL without end, and ends_by (when every occurrence has
+	// ended, NULL: never) is what listings by time compare with.
+	`CREATE TABLE maintenance_windows (
+		seq              INTEGER NOT NULL PRIMARY KEY,
+		id               TEXT    NOT NULL UNIQUE,
+		tenant           TEXT    NOT NULL,
+		project          TEXT    NOT NULL,
+		app              TEXT    NOT NULL,
+		start_at         INTEGER NOT NULL,
+		duration_seconds INTEGER NOT NULL CHECK (duration_seconds > 0),
+		every            TEXT    NOT NULL CHECK (every IN ('', 'daily', 'weekly', 'monthly')),
+		until            INTEGER,
+		ends_by          INTEGER,
+		reason           TEXT    NOT NULL,
+		declared_at      INTEGER NOT NULL,
+		cancelled        INTEGER NOT NULL CHECK (cancelled IN (0, 1)),
+		version          INTEGER NOT NULL CHECK (version > 0),
+		source           TEXT    NOT NULL CHECK (source IN ('api', 'config'))
+	) STRICT;
+	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -370,6 +392,164 @@ func (s *Store) ListAudit(ctx context.Context, f state.AuditFilter) ([]state.Aud
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("embedded state store: list audit: %w", err)
+	}
+	return out, nil
+}
+
+// DeclareWindow implements state.Maintenance.
+func (s *Store) DeclareWindow(ctx context.Context, w state.WindowRecord, audit state.AuditEntry) (state.WindowRecord, error) {
+	if s.closed.Load() {
+		return state.WindowRecord{}, state.ErrNotReady
+	}
+	w, err := s.declareWindow(ctx, w, audit)
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("embedded state store: declare window: %w", err)
+	}
+	return w, nil
+}
+
+func (s *Store) declareWindow(ctx context.Context, w state.WindowRecord, audit state.AuditEntry) (state.WindowRecord, error) {
+	w, err := statesql.Window(w)
+	if err != nil {
+		return state.WindowRecord{}, err
+	}
+	// BEGIN IMMEDIATE: the write lock is held from here, so the version read
+	// below (or the next seq) stays as read until commit.
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	if w.Version == 0 {
+		err = insertWindow(ctx, tx, &w)
+	} else {
+		err = updateWindow(ctx, tx, &w)
+	}
+	if err != nil {
+		return state.WindowRecord{}, err
+	}
+	e, err := statesql.WindowAudit(audit, w)
+	if err != nil {
+		return state.WindowRecord{}, err
+	}
+	if _, err := appendAudit(ctx, tx, e); err != nil {
+		return state.WindowRecord{}, err
+	}
+	if err := tx.Commit(); err != nil {
+		return state.WindowRecord{}, fmt.Errorf("commit window %q: %w", w.ID, err)
+	}
+	return w, nil
+}
+
+// insertWindow creates w at version 1, assigning its ID when it has none.
+func insertWindow(ctx context.Context, tx *sql.Tx, w *state.WindowRecord) error {
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) + 1 FROM maintenance_windows`).Scan(&seq); err != nil {
+		return fmt.Errorf("take the next window number: %w", err)
+	}
+	if w.ID == "" {
+		w.ID = strconv.FormatInt(seq, 10)
+	} else {
+		var taken int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM maintenance_windows WHERE id = ?`, w.ID).Scan(&taken)
+		switch {
+		case err == nil:
+			return fmt.Errorf("id: window %q exists: %w", w.ID, state.ErrExists)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("look for window %q: %w", w.ID, err)
+		}
+	}
+	w.Version = 1
+	if _, err := tx.ExecContext(ctx, `INSERT INTO maintenance_windows
+		(seq, id, tenant, project, app, start_at, duration_seconds, every, until, ends_by, reason, declared_at, cancelled, version, source)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		seq, w.ID, w.Tenant, w.Project, w.App, w.Start.UnixMicro(), w.DurationSeconds, w.Every, untilMicros(*w),
+		statesql.WindowEndsBy(sqlite, *w), w.Reason, w.DeclaredAt.UnixMicro(), w.Cancelled, w.Version, w.Source); err != nil {
+		return fmt.Errorf("insert window %q: %w", w.ID, err)
+	}
+	return nil
+}
+
+// updateWindow changes the window of w.ID if it is still at w.Version.
+func updateWindow(ctx context.Context, tx *sql.Tx, w *state.WindowRecord) error {
+	res, err := tx.ExecContext(ctx, `UPDATE maintenance_windows SET tenant = ?, project = ?, app = ?, start_at = ?,
+		duration_seconds = ?, every = ?, until = ?, ends_by = ?, reason = ?, declared_at = ?, cancelled = ?, version = version + 1, source = ?
+		WHERE id = ? AND version = ?`,
+		w.Tenant, w.Project, w.App, w.Start.UnixMicro(), w.DurationSeconds, w.Every, untilMicros(*w), statesql.WindowEndsBy(sqlite, *w),
+		w.Reason, w.DeclaredAt.UnixMicro(), w.Cancelled, w.Source, w.ID, w.Version)
+	if err != nil {
+		return fmt.Errorf("update window %q: %w", w.ID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("update window %q: %w", w.ID, err)
+	} else if n == 1 {
+		w.Version++
+		return nil
+	}
+	var version int64
+	err = tx.QueryRowContext(ctx, `SELECT version FROM maintenance_windows WHERE id = ?`, w.ID).Scan(&version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("id: no window %q: %w", w.ID, state.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("read window %q: %w", w.ID, err)
+	}
+	return fmt.Errorf("version: window %q is at version %d, not %d: %w", w.ID, version, w.Version, state.ErrConflict)
+}
+
+// untilMicros is the until column of w: NULL without end.
+func untilMicros(w state.WindowRecord) any {
+	if w.Until.IsZero() {
+		return nil
+	}
+	return w.Until.UnixMicro()
+}
+
+const windowColumns = `id, tenant, project, app, start_at, duration_seconds, every, until, reason, declared_at, cancelled, version, source`
+
+func scanWindow(scan func(dest ...any) error) (state.WindowRecord, error) {
+	var w state.WindowRecord
+	var start, declared int64
+	var until sql.NullInt64
+	err := scan(&w.ID, &w.Tenant, &w.Project, &w.App, &start, &w.DurationSeconds, &w.Every, &until, &w.Reason, &declared,
+		&w.Cancelled, &w.Version, &w.Source)
+	w.Start, w.DeclaredAt = time.UnixMicro(start).UTC(), time.UnixMicro(declared).UTC()
+	if until.Valid {
+		w.Until = time.UnixMicro(until.Int64).UTC()
+	}
+	return w, err
+}
+
+// Window implements state.Maintenance.
+func (s *Store) Window(ctx context.Context, id string) (state.WindowRecord, error) {
+	w, err := scanWindow(s.r.QueryRowContext(ctx, `SELECT `+windowColumns+` FROM maintenance_windows WHERE id = ?`, id).Scan)
+	if errors.Is(err, sql.ErrNoRows) {
+		return state.WindowRecord{}, fmt.Errorf("window %q: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("embedded state store: read window %q: %w", id, err)
+	}
+	return w, nil
+}
+
+// ListWindows implements state.Maintenance.
+func (s *Store) ListWindows(ctx context.Context, f state.WindowFilter) ([]state.WindowRecord, error) {
+	cond, args := statesql.WindowWhere(sqlite, f)
+	rows, err := s.r.QueryContext(ctx, `SELECT `+windowColumns+` FROM maintenance_windows WHERE `+cond+` ORDER BY start_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: list windows: %w", err)
+	}
+	defer rows.Close()
+	var out []state.WindowRecord
+	for rows.Next() {
+		w, err := scanWindow(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("embedded state store: list windows: %w", err)
+		}
+		out = append(out, w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded state store: list windows: %w", err)
 	}
 	return out, nil
 }

@@ -79,3 +79,43 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 		t.Errorf("error %q does not say the schema is newer", err)
 	}
 }
+
+// TestAStoreOfTheFirstSchemaGainsMaintenanceWindows opens a database as the
+// first schema left it, with an issued document, as an upgrade finds it.
+func TestAStoreOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := s.Freeze(ctx, []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := s.Path()
+	s.Close()
+	db, err := sql.Open("sqlite3", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DROP TABLE maintenance_windows", "PRAGMA user_version = 1"} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	s, err = embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("opening a first-schema store: %v", err)
+	}
+	defer s.Close()
+	if got, err := s.FrozenContent(ctx, h); err != nil || string(got) != `{"v":1}` {
+		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
+	}
+	w, err := s.DeclareWindow(ctx, state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r", DeclaredAt: statetest.Base,
+		Source: state.WindowSourceAPI}, state.AuditEntry{Time: statetest.Base, Actor: "ops", Action: "maintenance.declare"})
+	if err != nil || w.ID != "1" {
+		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
+	}
+}

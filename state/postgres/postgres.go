@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -117,6 +118,30 @@ var migrations = []string{
 		detail    bytea
 	);
 	CREATE INDEX audit_log_by_subject ON audit_log (subject, seq);`,
+	// Maintenance windows. The sequence gives the assigned ids (a rolled
+	// back creation may skip one: ids need not be gap-free). id is compared
+	// bytewise, as on the embedded store. until is NULL without end, and
+	// ends_by (when every occurrence has ended, NULL: never) is what
+	// listings by time compare with.
+	`CREATE SEQUENCE maintenance_window_seq;
+	CREATE TABLE maintenance_windows (
+		seq              bigint PRIMARY KEY,
+		id               text COLLATE "C" NOT NULL CONSTRAINT maintenance_windows_id_unique UNIQUE,
+		tenant           text NOT NULL,
+		project          text NOT NULL,
+		app              text NOT NULL,
+		start_at         timestamptz NOT NULL,
+		duration_seconds bigint NOT NULL CHECK (duration_seconds > 0),
+		every            text NOT NULL CHECK (every IN ('', 'daily', 'weekly', 'monthly')),
+		until            timestamptz,
+		ends_by          timestamptz,
+		reason           text NOT NULL,
+		declared_at      timestamptz NOT NULL,
+		cancelled        boolean NOT NULL,
+		version          bigint NOT NULL CHECK (version > 0),
+		source           text NOT NULL CHECK (source IN ('api', 'config'))
+	);
+	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
@@ -376,8 +401,9 @@ func (s *Store) AppendAudit(ctx context.Context, e state.AuditEntry) (state.Audi
 // appendAudit inserts e in tx with the next Seq and returns it. The table
 // lock (which readers do not wait for) is held until tx ends, so the next
 // Seq is the last committed one plus one: gap-free, and in commit order.
-// Issue takes it after its series row, and nothing takes them the other way
-// round, so the two locks cannot deadlock.
+// Issue takes it after its series row, DeclareWindow after its window's
+// row, and nothing takes them the other way round, so the locks cannot
+// deadlock.
 func appendAudit(ctx context.Context, tx pgx.Tx, e state.AuditEntry) (int64, error) {
 	if _, err := tx.Exec(ctx, `LOCK TABLE audit_log IN EXCLUSIVE MODE`); err != nil {
 		return 0, fmt.Errorf("lock the audit log: %w", err)
@@ -414,6 +440,141 @@ func (s *Store) ListAudit(ctx context.Context, f state.AuditFilter) ([]state.Aud
 		return nil, fmt.Errorf("postgres state store: list audit: %w", err)
 	}
 	return es, nil
+}
+
+// DeclareWindow implements state.Maintenance.
+func (s *Store) DeclareWindow(ctx context.Context, w state.WindowRecord, audit state.AuditEntry) (state.WindowRecord, error) {
+	w, err := statesql.Window(w)
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("postgres state store: declare window: %w", err)
+	}
+	var stored state.WindowRecord
+	err = s.inTx(ctx, func(tx pgx.Tx) error {
+		// A retried attempt starts again from what the caller gave.
+		stored = w
+		var err error
+		if w.Version == 0 {
+			err = insertWindow(ctx, tx, &stored)
+		} else {
+			err = updateWindow(ctx, tx, &stored)
+		}
+		if err != nil {
+			return err
+		}
+		e, err := statesql.WindowAudit(audit, stored)
+		if err != nil {
+			return err
+		}
+		_, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("postgres state store: declare window: %w", err)
+	}
+	return stored, nil
+}
+
+// insertWindow creates w at version 1, assigning its ID when it has none.
+// A concurrent creation of the same ID makes the insert fail on the unique
+// constraint, which is turned into ErrExists.
+func insertWindow(ctx context.Context, tx pgx.Tx, w *state.WindowRecord) error {
+	var seq int64
+	if err := tx.QueryRow(ctx, `SELECT nextval('maintenance_window_seq')`).Scan(&seq); err != nil {
+		return fmt.Errorf("take the next window number: %w", err)
+	}
+	if w.ID == "" {
+		w.ID = strconv.FormatInt(seq, 10)
+	}
+	w.Version = 1
+	_, err := tx.Exec(ctx, `INSERT INTO maintenance_windows
+		(seq, id, tenant, project, app, start_at, duration_seconds, every, until, ends_by, reason, declared_at, cancelled, version, source)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		seq, w.ID, w.Tenant, w.Project, w.App, w.Start, w.DurationSeconds, w.Every, untilTime(*w),
+		statesql.WindowEndsBy(postgres, *w), w.Reason, w.DeclaredAt, w.Cancelled, w.Version, w.Source)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "maintenance_windows_id_unique" {
+		return fmt.Errorf("id: window %q exists: %w", w.ID, state.ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("insert window %q: %w", w.ID, err)
+	}
+	return nil
+}
+
+// updateWindow changes the window of w.ID if it is still at w.Version. A
+// concurrent change of the same window holds its row: this UPDATE waits,
+// then (READ COMMITTED) finds the new version and changes nothing.
+func updateWindow(ctx context.Context, tx pgx.Tx, w *state.WindowRecord) error {
+	tag, err := tx.Exec(ctx, `UPDATE maintenance_windows SET tenant = $1, project = $2, app = $3, start_at = $4,
+		duration_seconds = $5, every = $6, until = $7, ends_by = $8, reason = $9, declared_at = $10, cancelled = $11,
+		version = version + 1, source = $12
+		WHERE id = $13 AND version = $14`,
+		w.Tenant, w.Project, w.App, w.Start, w.DurationSeconds, w.Every, untilTime(*w), statesql.WindowEndsBy(postgres, *w),
+		w.Reason, w.DeclaredAt, w.Cancelled, w.Source, w.ID, w.Version)
+	if err != nil {
+		return fmt.Errorf("update window %q: %w", w.ID, err)
+	}
+	if tag.RowsAffected() == 1 {
+		w.Version++
+		return nil
+	}
+	var version int64
+	err = tx.QueryRow(ctx, `SELECT version FROM maintenance_windows WHERE id = $1`, w.ID).Scan(&version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("id: no window %q: %w", w.ID, state.ErrNotFound)
+	case err != nil:
+		return fmt.Errorf("read window %q: %w", w.ID, err)
+	}
+	return fmt.Errorf("version: window %q is at version %d, not %d: %w", w.ID, version, w.Version, state.ErrConflict)
+}
+
+// untilTime is the until column of w: NULL without end.
+func untilTime(w state.WindowRecord) any {
+	if w.Until.IsZero() {
+		return nil
+	}
+	return w.Until
+}
+
+const windowColumns = `id, tenant, project, app, start_at, duration_seconds, every, until, reason, declared_at, cancelled, version, source`
+
+func scanWindow(row pgx.Row) (state.WindowRecord, error) {
+	var w state.WindowRecord
+	var until *time.Time
+	err := row.Scan(&w.ID, &w.Tenant, &w.Project, &w.App, &w.Start, &w.DurationSeconds, &w.Every, &until, &w.Reason, &w.DeclaredAt,
+		&w.Cancelled, &w.Version, &w.Source)
+	w.Start, w.DeclaredAt = w.Start.UTC(), w.DeclaredAt.UTC()
+	if until != nil {
+		w.Until = until.UTC()
+	}
+	return w, err
+}
+
+// Window implements state.Maintenance.
+func (s *Store) Window(ctx context.Context, id string) (state.WindowRecord, error) {
+	w, err := scanWindow(s.pool.QueryRow(ctx, `SELECT `+windowColumns+` FROM maintenance_windows WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return state.WindowRecord{}, fmt.Errorf("window %q: %w", id, state.ErrNotFound)
+	}
+	if err != nil {
+		return state.WindowRecord{}, fmt.Errorf("postgres state store: read window %q: %w", id, err)
+	}
+	return w, nil
+}
+
+// ListWindows implements state.Maintenance.
+func (s *Store) ListWindows(ctx context.Context, f state.WindowFilter) ([]state.WindowRecord, error) {
+	cond, args := statesql.WindowWhere(postgres, f)
+	rows, err := s.pool.Query(ctx, `SELECT `+windowColumns+` FROM maintenance_windows WHERE `+cond+` ORDER BY start_at, id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("postgres state store: list windows: %w", err)
+	}
+	ws, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (state.WindowRecord, error) { return scanWindow(row) })
+	if err != nil {
+		return nil, fmt.Errorf("postgres state store: list windows: %w", err)
+	}
+	return ws, nil
 }
 
 // Ready implements state.Store.

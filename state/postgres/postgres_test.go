@@ -133,6 +133,33 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	}
 }
 
+// TestADatabaseOfTheFirstSchemaGainsMaintenanceWindows migrates a database
+// as the first schema left it, as an upgrade finds it.
+func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	s := open(t, dsn)
+	h, err := s.Freeze(context.Background(), []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	exec(t, dsn, "DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
+	s = open(t, dsn)
+	if got, err := s.FrozenContent(context.Background(), h); err != nil || string(got) != `{"v":1}` {
+		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
+	}
+	w, err := s.DeclareWindow(context.Background(), state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r",
+		DeclaredAt: statetest.Base, Source: state.WindowSourceAPI}, state.AuditEntry{Time: statetest.Base, Actor: "ops", Action: "maintenance.declare"})
+	if err != nil || w.ID != "1" {
+		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
+	}
+	var latest, applied int
+	query(t, dsn, "SELECT MAX(version), COUNT(*) FROM schema_migrations", &latest, &applied)
+	if latest < 2 || applied != latest {
+		t.Errorf("schema_migrations holds %d rows up to version %d, want every version from 1, each once", applied, latest)
+	}
+}
+
 func TestUnreachableServerIsNamed(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

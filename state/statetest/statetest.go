@@ -50,6 +50,14 @@ func Run(t *testing.T, open Opener) {
 		"audit listing filters by subject prefix, literally, and by time":       testAuditFilters,
 		"bad audit entries are refused naming the field and consume no number":  testBadAudit,
 		"a closed handle is not ready and the other one still works":            testClosed,
+
+		// Maintenance windows (windows.go).
+		"a window is created with the id it is given, or one the store assigns":   testWindowCreate,
+		"a window changes only at the version it was read at":                     testWindowVersion,
+		"two handles changing one window at once: exactly one change wins":        testWindowRace,
+		"window listing selects by tenant, platform-wide for every one, and time": testWindowFilters,
+		"a window and its audit entry are stored together or not at all":          testWindowAudit,
+		"bad windows are refused naming the field and store nothing":              testBadWindows,
 	}
 	names := make([]string, 0, len(tests))
 	for name := range tests {

@@ -1,9 +1,11 @@
 // Package statesql is what the SQL adapters of the state store share: the
-// checks Issue makes on what build returned, the audit entry's defaults, and
-// the WHERE clauses of the listings, spelled for each dialect.
+// checks Issue makes on what build returned, the checks of a maintenance
+// window, the audit entries' defaults, and the WHERE clauses of the listings,
+// spelled for each dialect.
 package statesql
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -129,6 +131,64 @@ func AuditWhere(d Dialect, f state.AuditFilter) (string, []any) {
 	}
 	if !f.To.IsZero() {
 		w.conds = append(w.conds, "logged_at < "+w.param(d.Time(f.To)))
+	}
+	return w.String(), w.args
+}
+
+// Window checks w and returns it as the store keeps it: times in UTC,
+// DeclaredAt to the microsecond.
+func Window(w state.WindowRecord) (state.WindowRecord, error) {
+	if err := w.Validate(); err != nil {
+		return w, fmt.Errorf("window %q: %w", w.ID, err)
+	}
+	w.Start = w.Start.UTC()
+	if !w.Until.IsZero() {
+		w.Until = w.Until.UTC()
+	}
+	w.DeclaredAt = time.UnixMicro(w.DeclaredAt.UnixMicro()).UTC()
+	return w, nil
+}
+
+// WindowAudit fills the defaults of a window's audit entry from the window
+// as stored (its ID and Version assigned): an empty Subject becomes its
+// state.WindowSubject, an empty Detail the window as JSON. It checks the
+// entry and returns it as the store keeps it.
+func WindowAudit(e state.AuditEntry, w state.WindowRecord) (state.AuditEntry, error) {
+	if e.Subject == "" {
+		e.Subject = state.WindowSubject(w.Tenant, w.ID)
+	}
+	if len(e.Detail) == 0 {
+		detail, err := json.Marshal(w)
+		if err != nil {
+			return e, fmt.Errorf("audit entry: detail: %w", err)
+		}
+		e.Detail = detail
+	}
+	return Audit(e)
+}
+
+// WindowEndsBy returns the ends_by column of w: when every occurrence has
+// ended, or nil (NULL) for a recurring window without end.
+func WindowEndsBy(d Dialect, w state.WindowRecord) any {
+	t, ok := w.EndsBy()
+	if !ok {
+		return nil
+	}
+	return d.Time(t)
+}
+
+// WindowWhere returns the condition selecting f's windows, whose columns
+// are tenant, start_at and ends_by (NULL: never ends), and its parameters.
+func WindowWhere(d Dialect, f state.WindowFilter) (string, []any) {
+	w := where{d: d}
+	if f.Tenant != "" {
+		w.conds = append(w.conds, "(tenant = "+w.param(f.Tenant)+" OR tenant = '')")
+	}
+	if !f.To.IsZero() {
+		w.conds = append(w.conds, "start_at < "+w.param(d.Time(f.To)))
+	}
+	if !f.From.IsZero() {
+		w.conds = append(w.conds, "(ends_by IS NULL OR ends_by > "+w.param(d.Time(f.From))+")")
 	}
 	return w.String(), w.args
 }

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/maintenance"
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// newMaintenanceService builds the maintenance windows' service of cfg over
+// the state store st.
+func newMaintenanceService(cfg *config.Config, st state.Store, log *slog.Logger) (*maintenance.Service, error) {
+	loc, err := cfg.Location()
+	if err != nil {
+		return nil, err
+	}
+	return maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: cfg.Maintenance.LeadTime, Tenants: cfg.TenantSet(),
+		Clock: clock.System{}, Logger: log})
+}
+
+// syncMaintenanceConfig stores the windows of cfg's maintenance section. A
+// window the rules refuse is logged (by the service) and counted, and does
+// not stop the collector: the others, and everything else, still work.
+func syncMaintenanceConfig(ctx context.Context, cfg *config.Config, svc *maintenance.Service, log *slog.Logger) error {
+	decls, err := cfg.MaintenanceDeclarations()
+	if err != nil {
+		return err
+	}
+	refusals, err := svc.SyncConfig(ctx, decls)
+	if err != nil {
+		return fmt.Errorf("maintenance.windows: %w", err)
+	}
+	if len(refusals) > 0 {
+		log.Warn("maintenance windows of the configuration were refused: they do not count (see the warnings above)",
+			"refused", len(refusals), "windows", len(decls))
+	} else if len(decls) > 0 {
+		log.Info("maintenance windows of the configuration stored", "windows", len(decls))
+	}
+	return nil
+}
+
+// openWindows opens the configured state store and returns the declared
+// maintenance windows over it, as the SLA engine reads them; closeWindows
+// closes the store.
+func openWindows(ctx context.Context, cfg *config.Config, log *slog.Logger) (ws sla.WindowSource, closeWindows func(), err error) {
+	st, err := openStateStore(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := newMaintenanceService(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return svc, func() { st.Close() }, nil
+}
+
+// openMaintenance opens the configured state store and the maintenance
+// service over it; closeStore closes the store.
+func (a *app) openMaintenance(ctx context.Context) (svc *maintenance.Service, loc *time.Location, closeStore func(), err error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log := a.logger(cfg)
+	st, err := openStateStore(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	svc, err = newMaintenanceService(cfg, st, log)
+	if err != nil {
+		st.Close()
+		return nil, nil, nil, err
+	}
+	loc, _ = cfg.Location() // checked by newMaintenanceService
+	return svc, loc, func() { st.Close() }, nil
+}
+
+func (a *app) maintenanceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "maintenance",
+		Short: "List, declare and cancel maintenance windows",
+		Long: `Maintenance windows (DESIGN.md §6), kept in the state store (store.state_dsn, else the
+embedded one in store.data_dir) that the collectors share; the collector's admin API
+(/api/v1/maintenance) does the same over HTTP.
+
+A window is platform-wide (no --tenant), an institution's (--tenant), or one app's
+(--tenant, --project and --app); one-off, or repeated --every day, week or month at
+the same wall-clock time in time_zone until --until. It counts only if declared at
+least maintenance.lead_time (default 120h) before it starts; once started it cannot
+move or grow, but may end early. Every change is written to the state store's audit
+log with --actor, and listed in the SLA report.`,
+	}
+	var tenant, from, to, format, actor string
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the maintenance windows (in progress and to come, by default)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			svc, loc, closeStore, err := a.openMaintenance(c.Context())
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			f, t := time.Now(), time.Time{}
+			if from != "" {
+				if f, err = parseFlagTime("from", from, loc); err != nil {
+					return err
+				}
+			}
+			if to != "" {
+				if t, err = parseFlagTime("to", to, loc); err != nil {
+					return err
+				}
+			}
+			ds, err := svc.List(c.Context(), tenant, f, t)
+			if err != nil {
+				return err
+			}
+			return a.writeDeclarations(ds, format)
+		},
+	}
+	list.Flags().StringVar(&tenant, "tenant", "", "only the windows that apply to this institution (its own, its apps', the platform's)")
+	list.Flags().StringVar(&from, "from", "", "from this time (RFC 3339, or YYYY-MM-DD in time_zone; default now)")
+	list.Flags().StringVar(&to, "to", "", "until this time, exclusive (default no end)")
+	list.Flags().StringVar(&format, "format", "text", "output: text or json")
+
+	var d struct {
+		id, project, app, start, every, until, reason string
+		duration                                      time.Duration
+		version                                       int64
+	}
+	declare := &cobra.Command{
+		Use:   "declare",
+		Short: "Declare a maintenance window, or change one (--id and --version, with all its fields)",
+		Args:  cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			svc, loc, closeStore, err := a.openMaintenance(c.Context())
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			decl := maintenance.Declaration{ID: d.id, Scope: sla.Scope{Tenant: tenant, Project: d.project, App: d.app},
+				Duration: d.duration, Reason: d.reason, Version: d.version}
+			if decl.Start, err = parseFlagTime("start", d.start, loc); err != nil {
+				return err
+			}
+			if d.every != "" {
+				decl.Recurrence = &maintenance.Recurrence{Every: d.every}
+				if d.until != "" {
+					if decl.Recurrence.Until, err = parseFlagTime("until", d.until, loc); err != nil {
+						return err
+					}
+				}
+			} else if d.until != "" {
+				return errors.New("--until: only a recurring window (--every) has one")
+			}
+			if d.id != "" && d.version == 0 {
+				return errors.New("--version: a change needs the version it was read at (maintenance list)")
+			}
+			stored, err := svc.Declare(c.Context(), decl, actor)
+			if err != nil {
+				return refusal(err)
+			}
+			return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+		},
+	}
+	declare.Flags().StringVar(&d.id, "id", "", "the window to change (leave out to declare a new one)")
+	declare.Flags().Int64Var(&d.version, "version", 0, "with --id: the version the window was read at")
+	declare.Flags().StringVar(&tenant, "tenant", "", "the institution (none: platform-wide)")
+	declare.Flags().StringVar(&d.project, "project", "", "with --app: the app's project")
+	declare.Flags().StringVar(&d.app, "app", "", "with --tenant and --project: one app")
+	declare.Flags().StringVar(&d.start, "start", "", "the (first) start: RFC 3339, or YYYY-MM-DDTHH:MM in time_zone")
+	declare.Flags().DurationVar(&d.duration, "duration", 0, "the length of each occurrence, whole minutes, e.g. 2h or 90m")
+	declare.Flags().StringVar(&d.every, "every", "", "daily, weekly or monthly (none: one-off)")
+	declare.Flags().StringVar(&d.until, "until", "", "with --every: no occurrence starts at or after this time")
+	declare.Flags().StringVar(&d.reason, "reason", "", "why, as the SLA report shows it")
+	declare.Flags().StringVar(&format, "format", "text", "output: text or json")
+	_ = declare.MarkFlagRequired("start")
+	_ = declare.MarkFlagRequired("duration")
+	_ = declare.MarkFlagRequired("reason")
+
+	cancel := &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Cancel a window's occurrences that have not started",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			svc, _, closeStore, err := a.openMaintenance(c.Context())
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			stored, err := svc.Cancel(c.Context(), args[0], actor)
+			if err != nil {
+				return refusal(err)
+			}
+			return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+		},
+	}
+	cancel.Flags().StringVar(&format, "format", "text", "output: text or json")
+	for _, c := range []*cobra.Command{declare, cancel} {
+		c.Flags().StringVar(&actor, "actor", "cli", "who acts, for the audit log")
+	}
+	cmd.AddCommand(list, declare, cancel)
+	return cmd
+}
+
+// refusal says which rule refused a declaration.
+func refusal(err error) error {
+	if fe, ok := maintenance.IsRefusal(err); ok {
+		return fmt.Errorf("refused: %w", fe)
+	}
+	return err
+}
+
+// parseFlagTime parses the time of flag name: RFC 3339, or a date or a date
+// and time (YYYY-MM-DD, YYYY-MM-DDTHH:MM) in the platform's time zone.
+func parseFlagTime(name, v string, loc *time.Location) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02T15:04", time.DateOnly} {
+		if t, err := time.ParseInLocation(layout, v, loc); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--%s: %q is not an RFC 3339 time, YYYY-MM-DDTHH:MM or YYYY-MM-DD", name, v)
+}
+
+// writeDeclarations prints ds as a table or as JSON (the admin API's form).
+func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) error {
+	switch format {
+	case "json":
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ds)
+	case "text":
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSCOPE\tSTART\tDURATION\tREPEATS\tSTATE\tVERSION\tSOURCE\tREASON")
+		for _, d := range ds {
+			scope := "platform"
+			switch {
+			case d.Scope.App != "":
+				scope = d.Scope.Tenant + "/" + d.Scope.Project + "/" + d.Scope.App
+			case d.Scope.Tenant != "":
+				scope = d.Scope.Tenant
+			}
+			repeats := "-"
+			if r := d.Recurrence; r != nil {
+				repeats = r.Every
+				if !r.Until.IsZero() {
+					repeats += " until " + r.Until.Format(time.RFC3339)
+				}
+			}
+			st := "declared " + d.DeclaredAt.Format(time.RFC3339)
+			if d.Cancelled {
+				st = "cancelled"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, scope, d.Start.Format(time.RFC3339), d.Duration, repeats, st,
+				d.Version, d.Source, d.Reason)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("--format: %q must be text or json", format)
+}
