@@ -53,7 +53,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, each for FUZZTIME (default 60s); new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
@@ -61,6 +61,8 @@ fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push de
 	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./billing/ratecard/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./billing/slafile/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./billing/ubl/ -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
+	$(GO) test ./sla/maintenance/ -run '^$$' -fuzz FuzzDecodeDeclaration -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 
 .PHONY: clean
 clean: ## Remove the binary, the local data directory and the agent's spool
