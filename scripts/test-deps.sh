@@ -14,6 +14,7 @@ need_pkgs=()
 # with images built FROM scratch around a static busybox (no registry here).
 # iptables: dockerd's rules are what keep one institution's network from another's.
 # prometheus: promtool checks the exposed metrics (the package starts nothing here).
+# prometheus-alertmanager: amtool checks the Alertmanager configuration (deploy/alertmanager).
 # clickhouse-server, clickhouse-client: the ClickHouse metering store is tested
 # against Debian's 18.16; each test binary starts its own servers on free
 # loopback ports (metering/clickhouse/chtest), so none is started here.
@@ -22,7 +23,7 @@ need_pkgs=()
 # (state/postgres/pgtest), so Debian's own cluster is not started here.
 # poppler-utils: invoice PDFs are checked with pdftotext and rendered to PNG (pdftoppm).
 # libxml2-utils: UBL e-invoices are validated with xmllint against the UBL 2.1 schemas.
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils; do
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -533,4 +535,110 @@ func value(t *testing.T, s apiSample) float64 {
 		t.Fatalf("sample value %q: %v", str, err)
 	}
 	return v
+}
+
+// exportedLiterals returns the non-test Go source of the repository (../..),
+// where every metric a rule reads must be named as a string literal.
+func exportedLiterals(t *testing.T) string {
+	t.Helper()
+	var src strings.Builder
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); path != root && (strings.HasPrefix(n, ".") || n == "testdata" || n == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		src.Write(b)
+		src.WriteByte('\n')
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if src.Len() == 0 {
+		t.Fatalf("no Go source under %s", root)
+	}
+	return src.String()
+}
+
+// TestEveryMetricTheRulesUseIsExportedByTheCode keeps the rules honest: an
+// alert on a metric nobody exports never fires. Every selector of every
+// alerting and recording rule must name a metric that the repository's
+// non-test Go code names as a string literal (a histogram's _bucket, _sum and
+// _count series by their base name), a recording rule's output, or `up`.
+// (A rule may read none: the objective is vector(0.999).)
+func TestEveryMetricTheRulesUseIsExportedByTheCode(t *testing.T) {
+	t.Parallel()
+	rules, _ := files(t)
+	src := exportedLiterals(t)
+	recorded := map[string]bool{"up": true}
+	type rule struct{ file, name, expr string }
+	var all []rule
+	for _, path := range rules {
+		for _, g := range parse(t, path).Groups {
+			for _, r := range g.Rules {
+				if r.Record != "" {
+					recorded[r.Record] = true
+				}
+				all = append(all, rule{filepath.Base(path), r.Record + r.Alert, r.Expr})
+			}
+		}
+	}
+	checked := 0
+	for _, r := range all {
+		t.Run(r.file+" "+r.name+" reads only metrics the code exports", func(t *testing.T) {
+			expr, err := parser.ParseExpr(r.expr)
+			if err != nil {
+				t.Fatalf("parse %q: %v", r.expr, err)
+			}
+			var names []string
+			parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok {
+					name := vs.Name
+					if name == "" {
+						for _, m := range vs.LabelMatchers {
+							if m.Name == "__name__" {
+								name = m.Value
+							}
+						}
+					}
+					if name == "" {
+						t.Errorf("selector %s names no metric", vs)
+					}
+					names = append(names, name)
+				}
+				return nil
+			})
+			for _, name := range names {
+				checked++
+				if recorded[name] {
+					continue
+				}
+				found := strings.Contains(src, `"`+name+`"`)
+				for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+					if base, ok := strings.CutSuffix(name, suffix); ok && !found {
+						found = strings.Contains(src, `"`+base+`"`)
+					}
+				}
+				if !found {
+					t.Errorf("metric %s is neither recorded by a rule nor named as a string literal in the non-test Go code", name)
+				}
+			}
+		})
+	}
+	if checked == 0 {
+		t.Fatal("no metric selector in any rule")
+	}
 }
