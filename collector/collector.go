@@ -83,6 +83,8 @@ type Server struct {
 	// batched says appends go through a batching writer (Options.Batch).
 	batched  bool
 	draining atomic.Bool
+	// ready is paasmeter_collector_ready, which /readyz keeps up to date.
+	ready *readiness
 
 	// maintenance is nil when the collector keeps no maintenance windows.
 	maintenance MaintenanceWindows
@@ -136,7 +138,7 @@ func New(o Options) (*Server, error) {
 			keep[t] = d
 		}
 	}
-	return &Server{
+	s := &Server{
 		cfg:      o.Config,
 		store:    instrumentedStore{Store: store, m: m, tracer: o.Tracer.Tracer(tracerName)},
 		auth:     o.Auth,
@@ -156,7 +158,12 @@ func New(o Options) (*Server, error) {
 
 		maintenance: o.Maintenance,
 		sla:         o.SLA,
-	}, nil
+	}
+	s.ready = &readiness{check: s.store.Ready, draining: &s.draining, now: time.Now}
+	if err := newReadinessGauge(o.Registry, s.ready); err != nil {
+		return nil, fmt.Errorf("collector: register metrics: %w", err)
+	}
+	return s, nil
 }
 
 const tracerName = "github.com/paasmeter/paasmeter/collector"
@@ -198,7 +205,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.store.Ready(ctx); err != nil {
+	err := s.store.Ready(ctx)
+	// A prober that hung up says nothing about the store: only real answers
+	// update paasmeter_collector_ready.
+	if r.Context().Err() == nil {
+		s.ready.record(time.Now(), err)
+	}
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "metering store not ready", err.Error())
 		return
 	}

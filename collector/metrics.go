@@ -2,6 +2,8 @@ package collector
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -195,4 +197,64 @@ func (s instrumentedStore) DeleteLogs(ctx context.Context, tenant string, before
 	n, err := s.Store.DeleteLogs(ctx, tenant, before)
 	done(err)
 	return n, err
+}
+
+// How paasmeter_collector_ready checks the store when it is scraped. The
+// timeout stays well under Prometheus' default scrape timeout (10s), so a
+// hung store makes the gauge 0 instead of failing the whole scrape; the TTL
+// keeps several Prometheus servers (an HA pair) and /readyz probes from
+// pinging the store more than once per readyTTL between them.
+const (
+	readyScrapeTimeout = time.Second
+	readyTTL           = 5 * time.Second
+)
+
+// readiness is paasmeter_collector_ready: 1 while the store answers Ready and
+// the collector is not draining. /readyz records each of its answers here,
+// and a scrape checks the store itself when no answer is fresher than
+// readyTTL, so the gauge follows the store even when nobody probes /readyz.
+type readiness struct {
+	check    func(context.Context) error // the store's Ready
+	draining *atomic.Bool
+	now      func() time.Time // monotonic wall time, not the collector's Clock (tests freeze it)
+
+	// mu is held across a check, so that concurrent scrapes wait for one
+	// ping of the store instead of each sending theirs.
+	mu      sync.Mutex
+	checked time.Time // zero: never
+	ready   bool
+}
+
+// record keeps the outcome of a check made at t (by /readyz or a scrape).
+func (r *readiness) record(t time.Time, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.checked, r.ready = t, err == nil
+}
+
+// value is the gauge's value, checking the store if the last answer is stale.
+func (r *readiness) value() float64 {
+	if r.draining.Load() {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now := r.now(); r.checked.IsZero() || now.Sub(r.checked) >= readyTTL {
+		ctx, cancel := context.WithTimeout(context.Background(), readyScrapeTimeout)
+		err := r.check(ctx)
+		cancel()
+		r.checked, r.ready = now, err == nil
+	}
+	if r.ready {
+		return 1
+	}
+	return 0
+}
+
+// newReadinessGauge registers paasmeter_collector_ready on reg.
+func newReadinessGauge(reg prometheus.Registerer, r *readiness) error {
+	return reg.Register(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "paasmeter_collector_ready",
+		Help: "1 when the collector is ready (its metering store answers and it is not shutting down), else 0: what /readyz answers, re-checked at most every 5s.",
+	}, r.value))
 }

@@ -155,6 +155,10 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err := reg.Register(promversion.NewCollector("paasmeter")); err != nil {
 		return nil, nil, err
 	}
+	// `paasmeter invoice issue` records its outcome in the state store's audit log.
+	if err := reg.Register(billing.NewRunMetrics(stateStore, log)); err != nil {
+		return nil, nil, err
+	}
 	srv, err = collector.New(collector.Options{
 		Config:  cfg.Collector,
 		Store:   store,

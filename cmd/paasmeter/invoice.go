@@ -212,6 +212,16 @@ issued documents as files in every export format.`,
 					fmt.Fprintf(a.stdout, "%s\t-\tskipped\t%s\n", r.Tenant, r.Skipped)
 				}
 			}
+			// The outcome goes to the audit log, success or failure, where the
+			// collector reads it for PaasmeterInvoiceRunFailed: a run started
+			// by a scheduler has nobody watching its exit status.
+			if rerr := env.svc.RecordRun(c.Context(), p, tenants, actor, res, err); rerr != nil {
+				if err == nil {
+					return fmt.Errorf("the invoices were issued, but the run could not be recorded: %w", rerr)
+				}
+				// The run's own error stays the one errors.Is finds first.
+				return errors.Join(err, rerr)
+			}
 			return err
 		},
 	}

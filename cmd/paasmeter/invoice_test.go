@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
@@ -12,13 +14,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 )
 
@@ -289,5 +294,86 @@ func TestSLAReportCommandReportsEveryInstitution(t *testing.T) {
 	if _, err := run(t, context.Background(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--tenant", "nobody"); err == nil ||
 		!strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("an unknown institution: %v, want an error naming --tenant", err)
+	}
+}
+
+// TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector: `invoice issue`
+// leaves its outcome in the state store's audit log, failure (with the
+// run's own error still returned) and success alike, and the collector
+// exports the last of each for PaasmeterInvoiceRunFailed.
+func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
+	ctx := context.Background()
+	cfgPath := invoiceConfig(t)
+	// Far enough ahead to stay too early whatever the wall clock says.
+	out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2099-12")
+	if !errors.Is(err, billing.ErrTooEarly) {
+		t.Fatalf("issuing 2099-12: %v, want billing.ErrTooEarly; output:\n%s", err, out)
+	}
+	if out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10", "--actor", "cron"); err != nil {
+		t.Fatalf("issuing 2026-10: %v; output:\n%s", err, out)
+	}
+
+	st, err := stateembedded.Open(ctx, filepath.Join(filepath.Dir(cfgPath), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, err := st.ListAudit(ctx, state.AuditFilter{SubjectPrefix: billing.RunAuditSubjectPrefix})
+	st.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 {
+		t.Fatalf("%d invoice run audit entries, want 2 (the failure, then the success): %+v", len(es), es)
+	}
+	var outcomes [2]billing.RunOutcome
+	for i, e := range es {
+		if e.Action != billing.RunAuditAction {
+			t.Errorf("entry %d: action %q, want %q", i, e.Action, billing.RunAuditAction)
+		}
+		if err := json.Unmarshal(e.Detail, &outcomes[i]); err != nil {
+			t.Fatalf("entry %d: detail %s: %v", i, e.Detail, err)
+		}
+	}
+	if es[0].Subject != "invoice-run/2099-12" || es[0].Actor != "cli" || outcomes[0].Period != "2099-12" ||
+		!strings.Contains(outcomes[0].Error, "too early to issue") || outcomes[0].Failed != 2 || outcomes[0].Issued != 0 {
+		t.Errorf("the failed run's entry: %+v %+v, want invoice-run/2099-12 by cli, too early, both institutions failed", es[0], outcomes[0])
+	}
+	if es[1].Subject != "invoice-run/2026-10" || es[1].Actor != "cron" || outcomes[1] != (billing.RunOutcome{Period: "2026-10", Issued: 2}) {
+		t.Errorf("the successful run's entry: %+v %+v, want invoice-run/2026-10 by cron, 2 issued, no error", es[1], outcomes[1])
+	}
+
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, closeCollector, err := a.openCollector(ctx, cfg, a.logger(cfg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := closeCollector(); err != nil {
+			t.Error(err)
+		}
+	}()
+	admin := httptest.NewServer(srv.AdminHandler())
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, at := range map[string]time.Time{
+		"paasmeter_invoice_run_last_failure_timestamp_seconds": es[0].Time,
+		"paasmeter_invoice_run_last_success_timestamp_seconds": es[1].Time,
+	} {
+		want := fmt.Sprintf("\n%s %s\n", name, strconv.FormatFloat(float64(at.UnixMicro())/1e6, 'g', -1, 64))
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
 	}
 }

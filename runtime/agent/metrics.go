@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,6 +33,9 @@ type containerMetrics struct {
 	cfsThrottledSecs, memUsage    *prometheus.Desc
 	fsReads, fsWrites, processes  *prometheus.Desc
 	tracked                       *prometheus.Desc
+	// The spool's room: its filesystem's free and total bytes, read at
+	// scrape time, and the configured bound (agent.spool_max_bytes).
+	spoolFSFree, spoolFSSize, spoolMax *prometheus.Desc
 }
 
 type latest struct {
@@ -71,6 +75,14 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
 		}),
 		tracked: prometheus.NewDesc("paasmeter_agent_tracked_containers", "Runs being metered.", []string{"node"}, nil),
+		// Without labels, like paasmeter_agent_spool_bytes, so that rules can
+		// divide one by the other; the scrape's node target label says where.
+		spoolFSFree: prometheus.NewDesc("paasmeter_agent_spool_filesystem_free_bytes",
+			"Bytes available to unprivileged users on the filesystem of the spool directory (agent.spool_dir), read at scrape time.", nil, nil),
+		spoolFSSize: prometheus.NewDesc("paasmeter_agent_spool_filesystem_size_bytes",
+			"Size in bytes of the filesystem of the spool directory (agent.spool_dir), read at scrape time.", nil, nil),
+		spoolMax: prometheus.NewDesc("paasmeter_agent_spool_max_bytes",
+			"The configured bound of the spool on disk (agent.spool_max_bytes): beyond it new records are refused.", nil, nil),
 	}
 	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.statsFallbacks} {
 		if err := reg.Register(c); err != nil {
@@ -101,7 +113,7 @@ func (m *containerMetrics) forget(id string) {
 // Describe implements prometheus.Collector.
 func (m *containerMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.cpu, m.rx, m.tx, m.ws, m.limit, m.start, m.tracked, m.cfsPeriods, m.cfsThrottled,
-		m.cfsThrottledSecs, m.memUsage, m.fsReads, m.fsWrites, m.processes} {
+		m.cfsThrottledSecs, m.memUsage, m.fsReads, m.fsWrites, m.processes, m.spoolFSFree, m.spoolFSSize, m.spoolMax} {
 		ch <- d
 	}
 }
@@ -126,6 +138,27 @@ func (m *containerMetrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.processes, prometheus.GaugeValue, float64(l.stats.Pids), l.labels...)
 	}
 	ch <- prometheus.MustNewConstMetric(m.tracked, prometheus.GaugeValue, float64(len(m.latest)), m.node)
+	m.collectSpoolRoom(ch)
+}
+
+// collectSpoolRoom reports the room left for the spool. The filesystem is
+// read at every scrape (a statfs is cheap) rather than cached, so that a disk
+// filled by something else than the spool shows as soon as Prometheus looks.
+func (m *containerMetrics) collectSpoolRoom(ch chan<- prometheus.Metric) {
+	cfg := m.agent.o.Config
+	ch <- prometheus.MustNewConstMetric(m.spoolMax, prometheus.GaugeValue, float64(cfg.SpoolMaxBytes))
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(cfg.SpoolDir, &st); err != nil {
+		// No series rather than a failed scrape: the rest of the agent's
+		// metrics stay readable, and the spool's own write errors still show.
+		m.agent.log.Warn("cannot read the free space of the spool's filesystem", "dir", cfg.SpoolDir, "err", err)
+		return
+	}
+	// Bavail, not Bfree: the blocks reserved for root are not the agent's
+	// to count on (node_exporter's node_filesystem_avail_bytes is the same).
+	bsize := float64(st.Bsize)
+	ch <- prometheus.MustNewConstMetric(m.spoolFSFree, prometheus.GaugeValue, float64(st.Bavail)*bsize)
+	ch <- prometheus.MustNewConstMetric(m.spoolFSSize, prometheus.GaugeValue, float64(st.Blocks)*bsize)
 }
 
 // removeCgroup removes a per-run cgroup parent once its final counters are
