@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -90,7 +92,7 @@ func (a *app) openMaintenance(ctx context.Context) (svc *maintenance.Service, lo
 func (a *app) maintenanceCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "maintenance",
-		Short: "List, declare and cancel maintenance windows",
+		Short: "List, declare and cancel maintenance windows, and silence their alerts",
 		Long: `Maintenance windows (DESIGN.md §6), kept in the state store (store.state_dsn, else the
 embedded one in store.data_dir) that the collectors share; the collector's admin API
 (/api/v1/maintenance) does the same over HTTP.
@@ -212,8 +214,96 @@ log with --actor, and listed in the SLA report.`,
 	for _, c := range []*cobra.Command{declare, cancel} {
 		c.Flags().StringVar(&actor, "actor", "cli", "who acts, for the audit log")
 	}
-	cmd.AddCommand(list, declare, cancel)
+	cmd.AddCommand(list, declare, cancel, a.maintenanceSilenceCmd())
 	return cmd
+}
+
+// maintenanceSilenceCmd is `paasmeter maintenance silence`: Alertmanager
+// silences for the declared windows (maintenance.SyncSilences).
+func (a *app) maintenanceSilenceCmd() *cobra.Command {
+	var amURL, createdBy string
+	var horizon, timeout time.Duration
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "silence",
+		Short: "Create, update and expire the Alertmanager silences of the maintenance windows",
+		Long: `Makes Alertmanager's silences follow the declared maintenance windows: one silence per
+occurrence that has not ended and starts within --horizon, over the occurrence's time.
+An app's window silences the alerts with its tenant, project and app labels, an
+institution's those with its tenant label, a platform-wide one every alert with
+severity page or ticket (all of the platform's rules). The silence's comment is
+"paasmeter maintenance <occurrence id>: <reason>": a silence with that comment is
+updated when its window moves or ends early, and expired when the window is cancelled;
+other silences are never touched. Running it again changes nothing, so run it from cron
+every few minutes, or after declaring. The SLO alerts need no silence (their rules
+leave out the apps in a window).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			if horizon <= 0 {
+				return fmt.Errorf("--horizon: %s must be positive", horizon)
+			}
+			svc, loc, closeStore, err := a.openMaintenance(c.Context())
+			if err != nil {
+				return err
+			}
+			defer closeStore()
+			now := clock.System{}.Now()
+			windows, err := svc.Windows(c.Context(), "", now, now.Add(horizon))
+			if err != nil {
+				return err
+			}
+			am := &maintenance.AlertmanagerClient{BaseURL: amURL, HTTP: &http.Client{Timeout: timeout}}
+			r, err := maintenance.PlanSilences(c.Context(), am, windows, now, createdBy)
+			if err != nil {
+				return err
+			}
+			if !dryRun {
+				r, err = maintenance.ApplySilences(c.Context(), am, r)
+			}
+			if werr := a.writeSilenceSync(r, loc, dryRun); werr != nil {
+				return errors.Join(err, werr)
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&amURL, "alertmanager", "http://127.0.0.1:9093", "Alertmanager's URL (with its route prefix, if any)")
+	cmd.Flags().DurationVar(&horizon, "horizon", 7*24*time.Hour, "silence the occurrences that start within this time from now")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would change, change nothing")
+	cmd.Flags().StringVar(&createdBy, "created-by", "paasmeter", "the silences' author, as Alertmanager shows it")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "timeout of each request to Alertmanager")
+	return cmd
+}
+
+// writeSilenceSync prints the changes of a silence sync, times in loc, then
+// their counts.
+func (a *app) writeSilenceSync(r maintenance.SyncResult, loc *time.Location, dryRun bool) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ACTION\tWINDOW\tSILENCE\tMATCHERS\tSTARTS\tENDS\tERROR")
+	for _, c := range r.Changes {
+		ms := make([]string, 0, len(c.Silence.Matchers))
+		for _, m := range c.Silence.Matchers {
+			ms = append(ms, m.String())
+		}
+		id, errText := c.Silence.ID, "-"
+		if id == "" {
+			id = "-" // to create
+		}
+		if c.Err != nil {
+			errText = c.Err.Error()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Action, c.Occurrence, id, strings.Join(ms, ","),
+			c.Silence.StartsAt.In(loc).Format(time.RFC3339), c.Silence.EndsAt.In(loc).Format(time.RFC3339), errText)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	note := ""
+	if dryRun {
+		note = " (dry run: nothing changed)"
+	}
+	_, err := fmt.Fprintf(a.stdout, "created %d, updated %d, expired %d, unchanged %d%s\n", r.Count(maintenance.SyncCreate),
+		r.Count(maintenance.SyncUpdate), r.Count(maintenance.SyncExpire), r.Count(maintenance.SyncUnchanged), note)
+	return err
 }
 
 // refusal says which rule refused a declaration.
