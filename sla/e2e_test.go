@@ -89,12 +89,15 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	n.Restart()
 	restarted := time.Now()
 	waitFor(60*time.Second, "the app passes no probe after the agent came back", func() bool { return probes(restarted) >= 3 })
-	time.Sleep(5 * time.Second) // the usage windows of the outage ship too
+	// The 65 s without fresh data end in the minute the agent came back in
+	// and put 30 s into at least one minute: report once that minute has
+	// ended (and its probes and usage windows have shipped).
+	time.Sleep(time.Until(restarted.Truncate(time.Minute).Add(time.Minute + 8*time.Second)))
 
 	loc, _ := time.LoadLocation("Europe/Brussels")
 	cfg := sla.DefaultConfig()
 	cfg.Location = loc
-	cfg.Settle = 5 * time.Second // everything up to now has been shipped (waited for above)
+	cfg.Settle = 5 * time.Second // what matters has been shipped (waited for above)
 	eng, err := sla.NewEngine(n.Store, nil, cfg, clock.System{})
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -837,6 +838,49 @@ func TestThePlatformsDashboardsRulesAndAlertsWorkWithARealPrometheusAndAlertmana
 				t.Fatalf("no firing PaasmeterE2EProbe at the webhook; received: %+v", hook.received)
 			}
 			time.Sleep(500 * time.Millisecond)
+		}
+	})
+
+	t.Run("the logs dashboard's Loki query returns an institution's lines from the collector", func(t *testing.T) {
+		b, err := os.ReadFile(filepath.Join(repoRoot, "dashboards", "logs.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`"expr": "(\{(?:[^"\\]|\\.)*\})"`).FindSubmatch(b)
+		if m == nil {
+			t.Fatal("logs.json has no Loki stream selector")
+		}
+		var raw string
+		if err := json.Unmarshal([]byte(`"`+string(m[1])+`"`), &raw); err != nil {
+			t.Fatal(err)
+		}
+		q := url.Values{"query": {substitute(raw)}, "limit": {"10"}, "direction": {"backward"},
+			"start": {strconv.FormatInt(began.Add(-time.Minute).UnixNano(), 10)}, "end": {strconv.FormatInt(time.Now().Add(time.Minute).UnixNano(), 10)}}
+		// Grafana's Loki datasource reads as an operator, one institution per
+		// datasource (deploy/grafana/provisioning): the example's admin token.
+		// ona's batch job prints a line each run; caami's web servers print nothing.
+		tenant := p.tenants[1]
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(time.Second) {
+			req, _ := http.NewRequest(http.MethodGet, "http://"+p.api+"/loki/api/v1/query_range?"+q.Encode(), nil)
+			req.Header.Set("Authorization", "Bearer pm_example_admin")
+			req.Header.Set("X-Scope-OrgID", tenant)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var out struct {
+				Data struct {
+					Result []json.RawMessage `json:"result"`
+				} `json:"data"`
+			}
+			if resp.StatusCode == http.StatusOK && json.Unmarshal(body, &out) == nil && len(out.Data.Result) > 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("query_range %s: %s %s; want streams of %s", q.Get("query"), resp.Status, body, tenant)
+			}
 		}
 	})
 
