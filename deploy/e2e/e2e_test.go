@@ -38,6 +38,7 @@ import (
 	"github.com/docker/docker/client"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/paasmeter/paasmeter/deploy/prometheus/rulestest"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/reconcile"
@@ -384,47 +385,13 @@ const probeRules = `groups:
           summary: end-to-end test probe
 `
 
-// ruleCopies writes the rule files with every group evaluated every second:
-// the monthly views' own 5m interval would leave their series unrecorded
-// for up to five minutes (deploy/prometheus/rules_test.go does the same).
-func ruleCopies(t *testing.T, rules []string, dir string) []string {
-	t.Helper()
-	var copies []string
-	for i, path := range rules {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		groups, _ := doc["groups"].([]any)
-		for _, g := range groups {
-			if g, ok := g.(map[string]any); ok {
-				g["interval"] = "1s"
-			}
-		}
-		out, err := yaml.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(path)))
-		if err := os.WriteFile(cp, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		copies = append(copies, cp)
-	}
-	return copies
-}
-
 func startPrometheus(t *testing.T, bin, dir string, p *platform, rules []string, alertmanager string) *prom {
 	t.Helper()
 	probe := filepath.Join(dir, "e2e-probe.yml")
 	if err := os.WriteFile(probe, []byte(probeRules), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	files := append(ruleCopies(t, rules, dir), probe)
+	files := append(rulestest.FastCopies(t, rules, dir), probe)
 	quoted := make([]string, len(files))
 	for i, f := range files {
 		quoted[i] = fmt.Sprintf("%q", f)

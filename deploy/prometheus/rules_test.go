@@ -28,6 +28,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/paasmeter/paasmeter/deploy/prometheus/rulestest"
 )
 
 // rulesDir is relative to this package: `go test` runs in the package's
@@ -386,40 +388,6 @@ type apiSample struct {
 	Value  [2]any            `json:"value"`
 }
 
-// fastRuleCopies writes the rule files to dir with every group evaluated
-// every second: a group's own interval (5m for the monthly views) would
-// leave its rules unevaluated, health "unknown", for minutes.
-func fastRuleCopies(t *testing.T, rules []string, dir string) []string {
-	t.Helper()
-	var copies []string
-	for i, path := range rules {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var doc map[string]any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
-			t.Fatalf("%s: %v", path, err)
-		}
-		groups, _ := doc["groups"].([]any)
-		for _, g := range groups {
-			if g, ok := g.(map[string]any); ok {
-				g["interval"] = "1s"
-			}
-		}
-		out, err := yaml.Marshal(doc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cp := filepath.Join(dir, fmt.Sprintf("%d-%s", i, filepath.Base(path)))
-		if err := os.WriteFile(cp, out, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		copies = append(copies, cp)
-	}
-	return copies
-}
-
 func TestARealPrometheusLoadsTheRulesRecordsTheSLIAndAlerts(t *testing.T) {
 	t.Parallel()
 	bin := tool(t, "prometheus")
@@ -430,7 +398,7 @@ func TestARealPrometheusLoadsTheRulesRecordsTheSLIAndAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	copies := fastRuleCopies(t, rules, t.TempDir())
+	copies := rulestest.FastCopies(t, rules, t.TempDir())
 	start := time.Now()
 	prom := startPrometheus(t, bin, copies, u.Host)
 	t.Logf("prometheus ready in %v", time.Since(start).Round(time.Millisecond))
