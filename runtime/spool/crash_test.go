@@ -28,7 +28,7 @@ const (
 func TestHelperProcess(t *testing.T) {
 	mode, dir := os.Getenv(helperModeEnv), os.Getenv(helperDirEnv)
 	if mode == "" {
-		t.Skip("the child process of the crash tests")
+		return // run as a test of its own: there is nothing to do
 	}
 	die := func(err error) {
 		fmt.Println("error", err)

@@ -34,6 +34,8 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+
+	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
 // ClusterName is the remote_servers cluster every server started here knows:
@@ -370,10 +372,7 @@ func binary() (string, error) {
 func require(t testing.TB) {
 	t.Helper()
 	if _, err := binary(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		testenv.Missing(t, err)
 	}
 }
 

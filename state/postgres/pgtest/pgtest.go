@@ -37,6 +37,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
 // debianBin is where Debian's postgresql-15 puts initdb and postgres, which
@@ -148,10 +150,7 @@ func sharedCluster(t testing.TB) *cluster {
 func require(t testing.TB) {
 	t.Helper()
 	if _, err := binDir(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		testenv.Missing(t, err)
 	}
 }
 
