@@ -533,7 +533,7 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w: the credited invoice: %w", number, ErrVerify, err)
 		}
-		again, err = creditNote(orig, inv.Inputs.Credit, inv.Inputs.Cutoff)
+		again, err = CreditNoteOf(orig, inv.Inputs.Credit, inv.Inputs.Cutoff)
 		if err != nil {
 			return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
 		}
@@ -612,7 +612,7 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 			in.Amount = &Money{*amount}
 		}
 		now := s.clock.Now().Truncate(time.Microsecond)
-		cn, err := creditNote(inv, &in, now)
+		cn, err := CreditNoteOf(inv, &in, now)
 		if err != nil {
 			return nil, err
 		}
@@ -632,8 +632,9 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 	return nil, fmt.Errorf("credit %s: concurrent credit notes kept conflicting; try again", number)
 }
 
-// creditNote derives the credit note of inv that in describes.
-func creditNote(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error) {
+// CreditNoteOf derives the credit note of inv that in describes, as issued at
+// now: what CreditNote issues and Verify re-derives (unnumbered).
+func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error) {
 	if in == nil {
 		return nil, errors.New("a credit note without its credit input")
 	}

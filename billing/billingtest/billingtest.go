@@ -5,6 +5,7 @@ package billingtest
 
 import (
 	"context"
+	"testing"
 	"fmt"
 	"time"
 
@@ -145,4 +146,25 @@ func (SLA) SLA(_ context.Context, tenant string, p billing.Period) (billing.SLAF
 		return billing.SLAFigures{}, false, nil
 	}
 	return billing.SLAFigures{Availability: a, Source: "billingtest"}, true, nil
+}
+
+// CreditNote is billing's credit note of inv as issued on issueDate (YYYY-MM-DD,
+// due 30 days later) under number: of the whole invoice when amount is "", else
+// of that tax-exclusive amount.
+func CreditNote(t testing.TB, inv *billing.Invoice, number, issueDate, amount, reason string) *billing.Invoice {
+	t.Helper()
+	in := &billing.CreditInput{Reason: reason}
+	if amount != "" {
+		in.Amount = &billing.Money{Decimal: decimal.RequireFromString(amount)}
+	}
+	day, err := time.Parse(time.DateOnly, issueDate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn, err := billing.CreditNoteOf(inv, in, day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cn.Number, cn.IssueDate, cn.DueDate = number, issueDate, day.AddDate(0, 0, 30).Format(time.DateOnly)
+	return cn
 }

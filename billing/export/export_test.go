@@ -18,6 +18,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 )
 
@@ -37,50 +38,6 @@ func load(t *testing.T, number string) (*billing.Invoice, []byte) {
 	return &inv, b
 }
 
-// creditNote credits the whole of inv the way billing's creditNote does:
-// the same document with every amount and quantity negated.
-func creditNote(inv *billing.Invoice, number string) *billing.Invoice {
-	neg := func(m billing.Money) billing.Money { return billing.Money{Decimal: m.Neg()} }
-	cn := &billing.Invoice{Kind: billing.KindCreditNote, Number: number, IssueDate: "2026-12-10", DueDate: "2027-01-09",
-		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: inv.Currency,
-		Customer: inv.Customer, Refers: inv.Number, Reason: "wrong institution", Allowances: []billing.Allowance{}}
-	for _, l := range inv.Lines {
-		l.Quantity, l.Amount = billing.Quantity{Decimal: l.Quantity.Neg()}, neg(l.Amount)
-		cn.Lines = append(cn.Lines, l)
-	}
-	for _, a := range inv.Allowances {
-		a.Base, a.Amount = neg(a.Base), neg(a.Amount)
-		cn.Allowances = append(cn.Allowances, a)
-	}
-	for _, r := range inv.Annex {
-		r.Quantity = billing.Quantity{Decimal: r.Quantity.Neg()}
-		cn.Annex = append(cn.Annex, r)
-	}
-	for _, v := range inv.VAT {
-		v.Taxable, v.Amount = neg(v.Taxable), neg(v.Amount)
-		cn.VAT = append(cn.VAT, v)
-	}
-	t := inv.Totals
-	cn.Totals = billing.Totals{Lines: neg(t.Lines), Allowances: neg(t.Allowances), TaxExclusive: neg(t.TaxExclusive),
-		VAT: neg(t.VAT), Payable: neg(t.Payable)}
-	return cn
-}
-
-// partialCredit is a credit note of 50.00 EUR of a 21 % VAT invoice, shaped
-// as billing's creditNote makes one: a single correction line.
-func partialCredit() *billing.Invoice {
-	m := func(s string) billing.Money { return billing.Money{Decimal: decimal.RequireFromString(s)} }
-	return &billing.Invoice{Kind: billing.KindCreditNote, Number: "PMC-2026-000002", IssueDate: "2026-12-11",
-		Period: "2026-11", Currency: "EUR", Refers: "PM-2026-000001", Reason: "goodwill",
-		Customer: billing.Customer{Tenant: "caami", VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)}},
-		Lines: []billing.Line{{Meter: "correction", Quantity: billing.Quantity{Decimal: decimal.NewFromInt(1)},
-			UnitPrice: billing.Price{Decimal: decimal.RequireFromString("-50.00")}, Amount: m("-50.00")}},
-		Allowances: []billing.Allowance{},
-		VAT:        []billing.VATBreakdown{{Category: billing.VATStandard, Rate: decimal.NewFromInt(21), Taxable: m("-50.00"), Amount: m("-10.50")}},
-		Totals:     billing.Totals{Lines: m("-50.00"), Allowances: m("0"), TaxExclusive: m("-50.00"), VAT: m("-10.50"), Payable: m("-60.50")},
-	}
-}
-
 func TestGolden(t *testing.T) {
 	caami, _ := load(t, "PM-2026-000001")
 	ona, _ := load(t, "PM-2026-000002")
@@ -94,8 +51,8 @@ func TestGolden(t *testing.T) {
 		{"the JSON of an invoice with an SLA credit and standard VAT is its golden file", caami, "json", "PM-2026-000001.json"},
 		{"the CSV of a VAT-exempt invoice without allowances is its golden file", ona, "csv", "PM-2026-000002.csv"},
 		{"the JSON of a VAT-exempt invoice without allowances is its golden file", ona, "json", "PM-2026-000002.json"},
-		{"the CSV of a credit note of a whole invoice is its golden file", creditNote(caami, "PMC-2026-000001"), "csv", "PMC-2026-000001.csv"},
-		{"the CSV of a partial credit note, a correction line without band or unit, is its golden file", partialCredit(), "csv", "PMC-2026-000002.csv"},
+		{"the CSV of a credit note of a whole invoice is its golden file", billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "wrong institution"), "csv", "PMC-2026-000001.csv"},
+		{"the CSV of a partial credit note, a correction line without band or unit, is its golden file", billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill"), "csv", "PMC-2026-000002.csv"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -206,8 +163,8 @@ func TestCSVAddsUp(t *testing.T) {
 	}{
 		{"an invoice with an SLA credit adds up", caami, ""},
 		{"a VAT-exempt invoice without allowances adds up", ona, ""},
-		{"a credit note of a whole invoice adds up", creditNote(caami, "PMC-2026-000001"), ""},
-		{"a partial credit note adds up", partialCredit(), ""},
+		{"a credit note of a whole invoice adds up", billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "wrong institution"), ""},
+		{"a partial credit note adds up", billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill"), ""},
 		{"an invoice whose tax-exclusive total is a cent off does not add up", &offByACent, "vs the tax_exclusive total: 87.85 ≠ 87.86"},
 	}
 	for _, tt := range tests {
@@ -238,9 +195,9 @@ func TestCreditNoteAmountsAreNegative(t *testing.T) {
 		// credit note negates into positive ones.
 		allowances []string
 	}{
-		{"a credit note of an invoice with an SLA credit is negative but for its allowance", creditNote(caami, "PMC-2026-000001"), []string{"9.09"}},
-		{"a credit note of a VAT-exempt invoice is negative", creditNote(ona, "PMC-2026-000002"), nil},
-		{"a partial credit note is negative", partialCredit(), nil},
+		{"a credit note of an invoice with an SLA credit is negative but for its allowance", billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "wrong institution"), []string{"9.09"}},
+		{"a credit note of a VAT-exempt invoice is negative", billingtest.CreditNote(t, ona, "PMC-2026-000002", "2026-12-10", "", "wrong institution"), nil},
+		{"a partial credit note is negative", billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill"), nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/pdf"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/internal/testenv"
@@ -35,53 +36,6 @@ func load(t *testing.T, number string) *billing.Invoice {
 		t.Fatalf("decode %s: %v", number, err)
 	}
 	return &inv
-}
-
-func money(s string) billing.Money { return billing.Money{Decimal: decimal.RequireFromString(s)} }
-
-func neg(m billing.Money) billing.Money { return billing.Money{Decimal: m.Neg()} }
-
-// creditNote credits the whole of inv the way billing's creditNote does:
-// the same document with every amount and quantity negated.
-func creditNote(inv *billing.Invoice, number string) *billing.Invoice {
-	cn := &billing.Invoice{Kind: billing.KindCreditNote, Number: number, IssueDate: "2026-12-10", DueDate: "2027-01-09",
-		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: inv.Currency,
-		Seller: inv.Seller, Customer: inv.Customer, Refers: inv.Number, Reason: "billed to the wrong institution",
-		Allowances: []billing.Allowance{}}
-	for _, l := range inv.Lines {
-		l.Quantity, l.Amount = billing.Quantity{Decimal: l.Quantity.Neg()}, neg(l.Amount)
-		cn.Lines = append(cn.Lines, l)
-	}
-	for _, a := range inv.Allowances {
-		a.Base, a.Amount = neg(a.Base), neg(a.Amount)
-		cn.Allowances = append(cn.Allowances, a)
-	}
-	for _, r := range inv.Annex {
-		r.Quantity = billing.Quantity{Decimal: r.Quantity.Neg()}
-		cn.Annex = append(cn.Annex, r)
-	}
-	for _, v := range inv.VAT {
-		v.Taxable, v.Amount = neg(v.Taxable), neg(v.Amount)
-		cn.VAT = append(cn.VAT, v)
-	}
-	t := inv.Totals
-	cn.Totals = billing.Totals{Lines: neg(t.Lines), Allowances: neg(t.Allowances), TaxExclusive: neg(t.TaxExclusive),
-		VAT: neg(t.VAT), Payable: neg(t.Payable)}
-	return cn
-}
-
-// partialCredit credits 50.00 EUR of inv (21 % VAT), shaped as billing's
-// creditNote makes one: a single correction line, no annex.
-func partialCredit(inv *billing.Invoice) *billing.Invoice {
-	return &billing.Invoice{Kind: billing.KindCreditNote, Number: "PMC-2026-000002", IssueDate: "2026-12-11", DueDate: "2027-01-10",
-		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: "EUR",
-		Seller: inv.Seller, Customer: inv.Customer, Refers: inv.Number, Reason: "goodwill après l'incident du 12 novembre",
-		Lines: []billing.Line{{Meter: "correction", Quantity: billing.Quantity{Decimal: decimal.NewFromInt(1)},
-			UnitPrice: billing.Price{Decimal: decimal.RequireFromString("-50.00")}, Amount: money("-50.00")}},
-		Allowances: []billing.Allowance{}, Annex: []billing.AnnexRow{},
-		VAT:    []billing.VATBreakdown{{Category: billing.VATStandard, Rate: decimal.NewFromInt(21), Taxable: money("-50.00"), Amount: money("-10.50")}},
-		Totals: billing.Totals{Lines: money("-50.00"), Allowances: money("0"), TaxExclusive: money("-50.00"), VAT: money("-10.50"), Payable: money("-60.50")},
-	}
 }
 
 // long is inv with 120 lines: its own, then groups of 20 production
@@ -172,12 +126,12 @@ func TestRender(t *testing.T) {
 			"E · exempt", "Exempt public-sector service (VATEX-EU-132)", "€ 7.40")
 	})
 	t.Run("a credit note of a whole invoice names the invoice it corrects and the reason", func(t *testing.T) {
-		got := text(t, render(t, creditNote(caami, "PMC-2026-000001")), 1, 0)
+		got := text(t, render(t, billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution")), 1, 0)
 		contains(t, got, "Credit note", "PMC-2026-000001", "Corrects invoice", "PM-2026-000001",
 			"billed to the wrong institution", "-1 000.500000", "9.09", "€ -106.30", "credits € 106.30 against invoice PM-2026-000001", "SLA credit 2026-11 reversed")
 	})
 	t.Run("a partial credit note shows its correction line and no annex", func(t *testing.T) {
-		b := render(t, partialCredit(caami))
+		b := render(t, billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill après l'incident du 12 novembre"))
 		got := text(t, b, 1, 0)
 		contains(t, got, "Credit note", "PMC-2026-000002", "PM-2026-000001", "Correction", "goodwill après l'incident", "-50.00", "-10.50", "€ -60.50")
 		if strings.Contains(got, "Annex") {
@@ -216,8 +170,8 @@ func TestRenderIsByteIdentical(t *testing.T) {
 	}{
 		{"an invoice with an SLA credit and standard VAT renders as its golden PDF", "PM-2026-000001.pdf", caami},
 		{"a VAT-exempt invoice renders as its golden PDF", "PM-2026-000002.pdf", load(t, "PM-2026-000002")},
-		{"a credit note of a whole invoice renders as its golden PDF", "PMC-2026-000001.pdf", creditNote(caami, "PMC-2026-000001")},
-		{"a partial credit note renders as its golden PDF", "PMC-2026-000002.pdf", partialCredit(caami)},
+		{"a credit note of a whole invoice renders as its golden PDF", "PMC-2026-000001.pdf", billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution")},
+		{"a partial credit note renders as its golden PDF", "PMC-2026-000002.pdf", billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill après l'incident du 12 novembre")},
 	}
 	for _, d := range docs {
 		t.Run(d.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
@@ -36,46 +37,6 @@ func load(t testing.TB, number string) *billing.Invoice {
 
 func money(s string) billing.Money { return billing.Money{Decimal: decimal.RequireFromString(s)} }
 
-// fullCredit credits the whole of inv as billing's creditNote does: the
-// same document with every amount and quantity negated.
-func fullCredit(inv *billing.Invoice, number string) *billing.Invoice {
-	neg := func(m billing.Money) billing.Money { return billing.Money{Decimal: m.Neg()} }
-	cn := &billing.Invoice{Kind: billing.KindCreditNote, Number: number, IssueDate: "2026-12-10", DueDate: "2027-01-09",
-		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: inv.Currency,
-		Seller: inv.Seller, Customer: inv.Customer, Refers: inv.Number, Reason: "wrong institution", Allowances: []billing.Allowance{}}
-	for _, l := range inv.Lines {
-		l.Quantity, l.Amount = billing.Quantity{Decimal: l.Quantity.Neg()}, neg(l.Amount)
-		cn.Lines = append(cn.Lines, l)
-	}
-	for _, a := range inv.Allowances {
-		a.Base, a.Amount = neg(a.Base), neg(a.Amount)
-		cn.Allowances = append(cn.Allowances, a)
-	}
-	for _, v := range inv.VAT {
-		v.Taxable, v.Amount = neg(v.Taxable), neg(v.Amount)
-		cn.VAT = append(cn.VAT, v)
-	}
-	t := inv.Totals
-	cn.Totals = billing.Totals{Lines: neg(t.Lines), Allowances: neg(t.Allowances), TaxExclusive: neg(t.TaxExclusive),
-		VAT: neg(t.VAT), Payable: neg(t.Payable)}
-	return cn
-}
-
-// partialCredit credits 50.00 EUR of inv (21 % VAT) as billing's creditNote
-// does: a single correction line of quantity 1 at a negative unit price.
-func partialCredit(inv *billing.Invoice) *billing.Invoice {
-	v := inv.Customer.VAT
-	return &billing.Invoice{Kind: billing.KindCreditNote, Number: "PMC-2026-000002", IssueDate: "2026-12-11", DueDate: "2027-01-10",
-		Period: inv.Period, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Currency: inv.Currency,
-		Seller: inv.Seller, Customer: inv.Customer, Refers: inv.Number, Reason: "goodwill",
-		Lines: []billing.Line{{Meter: "correction", Quantity: billing.Quantity{Decimal: decimal.NewFromInt(1)},
-			UnitPrice: billing.Price{Decimal: decimal.RequireFromString("-50.00")}, Amount: money("-50.00")}},
-		Allowances: []billing.Allowance{},
-		VAT:        []billing.VATBreakdown{{Category: v.Category, Rate: v.Rate, Taxable: money("-50.00"), Amount: money("-10.50")}},
-		Totals:     billing.Totals{Lines: money("-50.00"), Allowances: money("0.00"), TaxExclusive: money("-50.00"), VAT: money("-10.50"), Payable: money("-60.50")},
-	}
-}
-
 // examples are the documents the golden files hold.
 type example struct {
 	name   string
@@ -87,8 +48,8 @@ func examples(t testing.TB) (caami, ona, full, partial example) {
 	c, o := load(t, "PM-2026-000001"), load(t, "PM-2026-000002")
 	return example{"the invoice with an SLA credit and standard VAT", c, "PM-2026-000001.xml"},
 		example{"the VAT-exempt invoice without allowances", o, "PM-2026-000002.xml"},
-		example{"the credit note of the whole invoice with an SLA credit", fullCredit(c, "PMC-2026-000001"), "PMC-2026-000001.xml"},
-		example{"the partial credit note, a correction line", partialCredit(c), "PMC-2026-000002.xml"}
+		example{"the credit note of the whole invoice with an SLA credit", billingtest.CreditNote(t, c, "PMC-2026-000001", "2026-12-10", "", "wrong institution"), "PMC-2026-000001.xml"},
+		example{"the partial credit note, a correction line", billingtest.CreditNote(t, c, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill"), "PMC-2026-000002.xml"}
 }
 
 func render(t testing.TB, inv *billing.Invoice) []byte {
