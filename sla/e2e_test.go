@@ -30,8 +30,12 @@ versions:
       - {meter: memory, class: prod, basis: reserved, unit: GiB-hour, price: 1000.00}
 `
 
+// e2eTenant is an institution no other test runs containers for: the agents
+// of other tests on the shared engine report what they see of theirs.
+const e2eTenant = "slatest"
+
 const e2ePlatform = `institutions:
-  - id: caami
+  - id: slatest
     quota: {cpu: 2, memory: 1Gi, containers: 4}
     projects:
       - id: claims
@@ -67,10 +71,11 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := nodetest.Start(t, nodetest.Options{Sample: time.Second, Window: 10 * time.Second, Platform: plat})
+	n := nodetest.Start(t, nodetest.Options{Sample: time.Second, Window: 10 * time.Second, Platform: plat,
+		Tenants: []string{e2eTenant}})
 	probes := func(after time.Time) int {
 		count := 0
-		err := n.Store.ScanEvents(ctx, metering.EventFilter{Tenant: "caami", From: after, To: time.Now().Add(time.Hour),
+		err := n.Store.ScanEvents(ctx, metering.EventFilter{Tenant: e2eTenant, From: after, To: time.Now().Add(time.Hour),
 			Types: []events.Type{events.Probe}}, func(e events.Event) error {
 			if e.Probe.OK {
 				count++
@@ -112,7 +117,7 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 		t.Fatal(err)
 	}
 	p := billing.PeriodOf(start, loc)
-	rep, err := eng.Report(ctx, "caami", p)
+	rep, err := eng.Report(ctx, e2eTenant, p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,13 +154,13 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	bc := billing.DefaultConfig()
 	bc.Location, bc.CreditTiers = loc, cfg.CreditTiers
 	bc.Seller = billing.Seller{Name: "State Cloud Platform Services"}
-	bc.Customers = []billing.Customer{{Tenant: "caami", Name: "CAAMI", VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)}}}
+	bc.Customers = []billing.Customer{{Tenant: e2eTenant, Name: "SLA test institution", VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)}}}
 	svc, err := billing.New(billing.Options{Config: bc, Card: card, Usage: n.Store, SLA: eng, State: st, Clock: clock.System{},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	invs, err := svc.Draft(ctx, p, []string{"caami"}, nil)
+	invs, err := svc.Draft(ctx, p, []string{e2eTenant}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
