@@ -31,10 +31,20 @@ run: build ## Bring the example platform up: collector, agent and examples/platf
 	  exec $(BIN) up --config $(CONFIG) --platform $(PLATFORM)
 
 .PHONY: test
-test: ## Install and start what the tests need, then run the whole suite (race detector, fuzz seed corpora)
+test: ## Install and start what the tests need, lint, then run the whole suite (race detector, fuzz seed corpora)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
-	$(GO) vet ./... && \
+	$(MAKE) --no-print-directory lint && \
 	$(GO) test -race -count=1 ./...
+
+# The packages that run real containers, real servers and real time: the
+# ones a loaded machine makes flaky if anything races.
+STRESS_PKGS ?= ./runtime/... ./sla/... ./deploy/e2e/ ./cmd/paasmeter/
+STRESS_COUNT ?= 3
+
+.PHONY: test-stress
+test-stress: ## Run the Docker-backed packages STRESS_COUNT (3) times while busy loops keep every core busy
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
+	./scripts/stress.sh $(GO) test -race -count=$(STRESS_COUNT) $(STRESS_PKGS)
 
 .PHONY: bench
 bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers
