@@ -272,12 +272,14 @@ func (a *Agent) track(c engine.Container, saved map[string]meter.State) {
 		a.log.Info("adopting a running container; usage before now is not known to this agent", "container", c.Name, "run", c.RunID())
 		t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
 	}
+	var recs []usage.Record
+	if err == nil {
+		recs = t.acc.Observe(s) // before saveState can see t
+	}
 	a.mu.Lock()
 	a.runs[c.ID] = t
 	a.mu.Unlock()
-	if err == nil {
-		a.produce(t.acc.Observe(s), nil)
-	}
+	a.produce(recs, nil)
 }
 
 func (a *Agent) valid(c engine.Container) bool {
@@ -377,7 +379,11 @@ func (a *Agent) sampleAll(ctx context.Context) {
 		if err != nil {
 			continue // gone: its die event closes it
 		}
+		// Under mu: saveState reads every open run's meter state, and the
+		// runtime's probes call it (through Emit) from their own goroutines.
+		a.mu.Lock()
 		recs = append(recs, t.acc.Observe(s)...)
+		a.mu.Unlock()
 	}
 	recs = append(recs, a.meterVolumes(ctx)...)
 	a.produce(recs, nil)
