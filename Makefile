@@ -44,7 +44,7 @@ STRESS_COUNT ?= 3
 .PHONY: test-stress
 test-stress: ## Run the Docker-backed packages STRESS_COUNT (3) times while busy loops keep every core busy
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
-	./scripts/stress.sh $(GO) test -race -count=$(STRESS_COUNT) $(STRESS_PKGS)
+	./scripts/stress.sh $(GO) test -race -timeout 60m -count=$(STRESS_COUNT) $(STRESS_PKGS)
 
 .PHONY: bench
 bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers
