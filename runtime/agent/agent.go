@@ -204,7 +204,7 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 		case c.Running && !ok:
 			a.track(c, saved)
 		case ok && (!c.Running || c.RunID() != t.acc.Run().RunID):
-			a.finish(t, c)
+			a.finish(t, endOf(c, t))
 			if c.Running {
 				a.track(c, saved)
 			}
@@ -213,7 +213,8 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 				// It ended while the agent was down: close it from its saved state.
 				acc, err := meter.Restore(st)
 				if err == nil {
-					a.finish(&tracked{c: c, acc: acc, parent: dedicatedParent(c)}, c)
+					t := &tracked{c: c, acc: acc, parent: dedicatedParent(c)}
+					a.finish(t, endOf(c, t))
 				}
 			}
 		}
@@ -227,7 +228,7 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 	}
 	a.mu.Unlock()
 	for _, t := range gone {
-		a.finish(t, t.c) // removed while we were not looking: close at the last sample
+		a.finish(t, runEnd{}) // removed while we were not looking: its end is not known
 	}
 	return nil
 }
@@ -276,7 +277,7 @@ func (a *Agent) track(c engine.Container, saved map[string]meter.State) {
 	a.runs[c.ID] = t
 	a.mu.Unlock()
 	if err == nil {
-		a.produce(t.acc.Observe(s), nil)
+		a.produce(a.observe(t, s), nil)
 	}
 }
 
@@ -346,6 +347,14 @@ func (a *Agent) sample(t *tracked) (meter.Sample, error) {
 	return s, nil
 }
 
+// observe adds a sample to a tracked run. The lock keeps saveState, which
+// other goroutines' produce calls run, from reading the meter mid-update.
+func (a *Agent) observe(t *tracked, s meter.Sample) []usage.Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return t.acc.Observe(s)
+}
+
 var (
 	errNoCgroups = errors.New("no cgroup to read")
 	errGone      = errors.New("the container's process is gone")
@@ -377,7 +386,7 @@ func (a *Agent) sampleAll(ctx context.Context) {
 		if err != nil {
 			continue // gone: its die event closes it
 		}
-		recs = append(recs, t.acc.Observe(s)...)
+		recs = append(recs, a.observe(t, s)...)
 	}
 	recs = append(recs, a.meterVolumes(ctx)...)
 	a.produce(recs, nil)
@@ -457,7 +466,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		}
 		restarted := t != nil
 		if t != nil {
-			a.finish(t, c) // a restart we did not see die
+			a.finish(t, endOf(c, t)) // a restart we did not see die
 		}
 		if c.Running {
 			a.track(c, nil)
@@ -478,17 +487,16 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.produce(nil, a.event(c, events.Stopped, ev.Time))
 		}
 	case engine.EventDie:
-		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
-		if err != nil {
-			a.log.Warn("inspect after die failed", "container", ev.ContainerID, "err", err)
-			return
-		}
-		if t == nil && valid(c) && a.mine(c.Node) && c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
+		if t == nil {
+			c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
+			if err != nil || !valid(c) || !a.mine(c.Node) || !c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
+				// Not a run this agent measured, and gone or not the platform's:
+				// the walk of the per-run cgroup parents bills it if it was ours.
+				return
+			}
 			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
 		}
-		if t != nil {
-			a.finish(t, c)
-		}
+		a.finish(t, a.dieEnd(ctx, ev, t))
 	case engine.EventOOM:
 		// The engine may report the OOM kill after the container's die event;
 		// the run is then found by inspecting the container.
@@ -551,18 +559,62 @@ func containerFromLabels(ev engine.Event) (engine.Container, bool) {
 		Env: usage.Environment(l[engine.LabelEnv]), Replica: l[engine.LabelReplica], RunLabel: l[engine.LabelRun], Node: l[engine.LabelNode]}, true
 }
 
+// runEnd is how a run ended, as far as the agent can prove it: at is zero
+// when the end is not known, code nil when the exit code is not.
+type runEnd struct {
+	at   time.Time
+	code *int
+	oom  bool
+}
+
+// endOf reads t's end from c, the engine's view of its container: known only
+// if c shows that same run exited.
+func endOf(c engine.Container, t *tracked) runEnd {
+	if c.Running || c.FinishedAt.IsZero() || c.RunID() != t.acc.Run().RunID {
+		return runEnd{}
+	}
+	code := c.ExitCode
+	return runEnd{at: c.FinishedAt, code: &code, oom: c.OOMKilled}
+}
+
+// dieEnd reads the end of t's run from its die event: the event's time and
+// its exitCode attribute hold even when the container is already gone
+// (removed with --rm, or by the runtime). Inspecting adds detail when it can:
+// the OOM flag, and the engine's recorded finish time, the one a resync of
+// the same run would read, so both paths bill the same end.
+func (a *Agent) dieEnd(ctx context.Context, ev engine.Event, t *tracked) runEnd {
+	if c, err := a.o.Engine.Inspect(ctx, ev.ContainerID); err == nil {
+		if e := endOf(c, t); !e.at.IsZero() {
+			return e
+		}
+	} else {
+		a.log.Info("container gone before its end could be inspected; its die event tells the end", "container", ev.ContainerID, "err", err)
+	}
+	e := runEnd{at: ev.Time}
+	if ev.ExitKnown {
+		code := ev.ExitCode
+		e.code = &code
+	}
+	a.mu.Lock()
+	at, ok := a.lastOOM[t.acc.Run().RunID]
+	a.mu.Unlock()
+	// The engine's oom event comes before the die it causes.
+	e.oom = ok && !at.Before(t.c.StartedAt) && !at.After(ev.Time)
+	return e
+}
+
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
-func (a *Agent) finish(t *tracked, c engine.Container) {
-	a.mu.Lock()
-	if a.runs[t.c.ID] == t {
-		delete(a.runs, t.c.ID)
-	}
-	a.mu.Unlock()
-	end := c.FinishedAt
+// A run whose end is not known is closed now and counted, never given an
+// invented end event.
+func (a *Agent) finish(t *tracked, e runEnd) {
+	c := t.c
+	end := e.at
 	switch {
 	case end.IsZero():
-		end = a.o.Clock.Now() // vanished without a recorded end
+		a.metrics.unknownEnds.Inc()
+		a.log.Warn("run ended without a known end: closed now", "container", c.ID, "run", c.RunID())
+		end = a.o.Clock.Now()
 	case !end.After(c.StartedAt):
 		// Docker records StartedAt after starting the process; one that exits
 		// at once can end "before" it started. Keep its counters in a window
@@ -580,15 +632,23 @@ func (a *Agent) finish(t *tracked, c engine.Container) {
 			final.MemoryLimitBytes, final.CPULimitMillicores = c.MemoryLimitBytes, c.CPULimitMillicores
 		}
 	}
-	recs := t.acc.Close(final)
-	var evs []events.Event
-	if !c.FinishedAt.IsZero() {
-		evs = a.event(c, events.Died, c.FinishedAt)
-		code := c.ExitCode
-		evs[0].ExitCode, evs[0].OOMKilled = &code, c.OOMKilled
-		evs[0].SetID()
+	var died []events.Event
+	if !e.at.IsZero() && e.code != nil {
+		died = a.event(c, events.Died, e.at)
+		died[0].ExitCode, died[0].OOMKilled = e.code, e.oom
+		died[0].SetID()
+	} else if !e.at.IsZero() {
+		a.metrics.unknownEnds.Inc()
+		a.log.Warn("run ended with no exit code known: no died event", "container", c.ID, "run", c.RunID())
 	}
-	a.produce(recs, evs)
+	// The run leaves the saved state in the same write that puts its last
+	// records in the outbox: a crash in between neither loses nor repeats them.
+	a.produceWith(func() ([]usage.Record, []events.Event) {
+		if a.runs[t.c.ID] == t {
+			delete(a.runs, t.c.ID)
+		}
+		return t.acc.Close(final), died
+	})
 	a.metrics.forget(t.c.ID)
 	if t.parent != "" {
 		removeCgroup(a.o.Config.CgroupRoot, t.parent)
@@ -629,9 +689,17 @@ func (a *Agent) Emit(evs []events.Event) { a.produce(nil, evs) }
 // the collector's dedup absorbs. A spool that refuses them (full disk) leaves
 // them in the outbox too, retried at every produce and reported loudly.
 func (a *Agent) produce(recs []usage.Record, evs []events.Event) {
+	a.produceWith(func() ([]usage.Record, []events.Event) { return recs, evs })
+}
+
+// produceWith is produce of what build returns; build runs under the agent's
+// lock, so the state change that yields the records and the records
+// themselves are saved together.
+func (a *Agent) produceWith(build func() ([]usage.Record, []events.Event)) {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 	a.mu.Lock()
+	recs, evs := build()
 	a.outbox.Usage = append(a.outbox.Usage, recs...)
 	a.outbox.Events = append(a.outbox.Events, evs...)
 	empty := len(a.outbox.Usage) == 0 && len(a.outbox.Events) == 0

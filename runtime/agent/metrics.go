@@ -28,6 +28,7 @@ type containerMetrics struct {
 	cpu, rx, tx, ws, limit, start *prometheus.Desc
 	oom                           *prometheus.CounterVec
 	spoolErrors                   prometheus.Counter
+	unknownEnds                   prometheus.Counter
 	statsFallbacks                prometheus.Counter
 	cfsPeriods, cfsThrottled      *prometheus.Desc
 	cfsThrottledSecs, memUsage    *prometheus.Desc
@@ -70,6 +71,10 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 			Name: "paasmeter_agent_stats_api_fallbacks_total",
 			Help: "Samples taken through the engine's slow stats API because the cgroup files could not be read.",
 		}),
+		unknownEnds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_unknown_run_ends_total",
+			Help: "Runs closed without a provable end (time or exit code): closed when the agent found them gone, with no died event.",
+		}),
 		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paasmeter_agent_spool_write_errors_total",
 			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
@@ -84,7 +89,7 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 		spoolMax: prometheus.NewDesc("paasmeter_agent_spool_max_bytes",
 			"The configured bound of the spool on disk (agent.spool_max_bytes): beyond it new records are refused.", nil, nil),
 	}
-	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.statsFallbacks} {
+	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.unknownEnds, m.statsFallbacks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

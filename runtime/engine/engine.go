@@ -130,8 +130,11 @@ type Event struct {
 	Time        time.Time
 	// Labels of the container when the event happened (it may be gone since).
 	Labels map[string]string
-	// ExitCode of a die event; Health of a health_status event; Signal of a kill.
-	ExitCode int
-	Health   string
-	Signal   string
+	// ExitCode of a die event, when ExitKnown (the engine sends it as an
+	// attribute of the event, so it is known even once the container is gone);
+	// Health of a health_status event; Signal of a kill.
+	ExitCode  int
+	ExitKnown bool
+	Health    string
+	Signal    string
 }

@@ -224,7 +224,7 @@ func convert(m events.Message) (engine.Event, bool) {
 		return engine.Event{}, false
 	}
 	if code, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
-		ev.ExitCode = code
+		ev.ExitCode, ev.ExitKnown = code, true
 	}
 	ev.Signal = m.Actor.Attributes["signal"]
 	return ev, true
