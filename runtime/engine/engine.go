@@ -25,9 +25,10 @@ const (
 	// LabelSize is a persistent volume's provisioned size in bytes: what it is
 	// billed for, whatever it holds.
 	LabelSize = "paasmeter.size_bytes"
-	// LabelNode names the node whose runtime made the container. Its agent
-	// meters it; other agents sharing the engine leave it alone. Containers
-	// others start carry none, and every agent of the engine meters them.
+	// LabelNode names the node whose runtime made the container or volume.
+	// Its agent meters it; other agents sharing the engine leave it alone.
+	// Containers and volumes others make carry none, and every agent of the
+	// engine meters them.
 	LabelNode = "paasmeter.node"
 )
 
@@ -93,6 +94,9 @@ type Volume struct {
 	Env                  usage.Environment
 	// SizeBytes is LabelSize (0 when missing or not a number).
 	SizeBytes uint64
+	// Node is LabelNode: the node whose runtime made the volume ("" for
+	// volumes others make, metered by every agent of the engine).
+	Node      string
 	CreatedAt time.Time
 }
 

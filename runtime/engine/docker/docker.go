@@ -161,7 +161,7 @@ func (e *Engine) Volumes(ctx context.Context) ([]engine.Volume, error) {
 		l := v.Labels
 		size, _ := strconv.ParseUint(l[engine.LabelSize], 10, 64)
 		out = append(out, engine.Volume{Name: v.Name, Tenant: l[engine.LabelTenant], Project: l[engine.LabelProject], App: l[engine.LabelApp],
-			Env: usage.Environment(l[engine.LabelEnv]), SizeBytes: size, CreatedAt: parseTime(v.CreatedAt)})
+			Env: usage.Environment(l[engine.LabelEnv]), SizeBytes: size, Node: l[engine.LabelNode], CreatedAt: parseTime(v.CreatedAt)})
 	}
 	return out, nil
 }
