@@ -279,6 +279,19 @@ func TestReadNetDev(t *testing.T) {
 	}
 }
 
+// fixtureRun is the run of the per-run parent in testdata/v2-paasmeter.
+const fixtureRun = "a1b2c3d4-18eed4c6a12e91b5"
+
+func TestRunParentsListsTheParentOfTheV2FixtureTree(t *testing.T) {
+	r, err := NewReader(testdata("v2-paasmeter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.RunParents(); err != nil || len(got) != 1 || got[0] != "/paasmeter/"+fixtureRun {
+		t.Errorf("run parents %v, %v; want /paasmeter/%s", got, err, fixtureRun)
+	}
+}
+
 func TestRunParentsListsThePerRunParentsOnV1AndV2(t *testing.T) {
 	for _, v := range []Version{V1, V2} {
 		t.Run(v.String(), func(t *testing.T) {
