@@ -296,7 +296,7 @@ func (a *Agent) closeUnseen(c engine.Container) {
 }
 
 // settle closes the tracked runs whose container is gone and whose die event
-// did not come: after two sample periods the replay is long over, so the event
+// did not come: three sample periods on, the replay is long over, so the event
 // is past the engine's bounded history. Such a run is closed at its last
 // sample, the latest moment the agent can prove it ran, with the final
 // counters of its cgroup parent, and counted as an unknown end.
