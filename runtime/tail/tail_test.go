@@ -241,13 +241,17 @@ func TestAContainerStartedAgainIsReadOnWithoutTakingALineTwice(t *testing.T) {
 
 func TestLinesWrittenWhileTheEngineRotatesTheLogFileAllArrive(t *testing.T) {
 	n := startNode(t, tail.DefaultConfig())
-	rotating := func(_ *container.Config, hc *container.HostConfig) {
-		hc.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10k", "max-file": "3"}}
-	}
 	// An entry of the engine's json-file is about 100 bytes: the file rotates
 	// every fifty lines, 80 times, and the engine sends the follower some
-	// lines again at most rotations.
-	id, name := startContainer(t, n, "rotate", numbered(2000, 50, "0.05"), rotating)
+	// lines again at most rotations. The engine deletes a rotated file the
+	// follower has not reached yet, and its lines with it (the engine's
+	// limit, not one the agent can undo): with three files kept, a follower
+	// a fifth of a second behind lost lines on a loaded machine. Thirty files
+	// hold 3,000 of the 4,000 lines, about three seconds of this writer.
+	rotating := func(_ *container.Config, hc *container.HostConfig) {
+		hc.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10k", "max-file": "30"}}
+	}
+	id, name := startContainer(t, n, "rotate", numbered(2000, 50, "0.1"), rotating)
 	waitExit(t, n, id)
 	got := byStream(waitStored(t, n, name, 4000))
 	checkNumbered(t, "stdout", got["stdout"], 2000)
