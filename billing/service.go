@@ -20,7 +20,9 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/usage"
 )
 
 // Config is the invoice run's configuration.
@@ -82,6 +84,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("tenants[%d].id: %q is listed twice", i, cu.Tenant))
 		}
 		seen[cu.Tenant] = true
+		if cu.Start != "" && state.NextPeriod(cu.Start) == "" {
+			errs = append(errs, fmt.Errorf("tenants[%d].billing_start: %q is not a month like 2026-01", i, cu.Start))
+		}
 		if err := cu.VAT.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
@@ -209,19 +214,37 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 // IssueResult is what issuing did for one institution.
 type IssueResult struct {
 	Tenant string
-	// Invoice is the issued invoice; nil when skipped.
+	// Invoice is the issued invoice; nil when skipped or failed.
 	Invoice *Invoice
-	// Skipped says why nothing was issued: already issued, or nothing to invoice.
+	// Skipped says why nothing was issued: the month is closed already
+	// (issued, or nothing to invoice), or nothing to invoice.
 	Skipped string
+	// Err is why the institution failed; the run went on with the others.
+	Err error
 }
 
 // ErrTooEarly is returned when issuing before a period's grace period ended.
 var ErrTooEarly = errors.New("too early to issue")
 
+// ErrMonthOrder is returned for a month whose own invoice cannot be issued
+// yet: an earlier month of the institution is still open. The message names
+// the month to issue first.
+var ErrMonthOrder = errors.New("months close in order")
+
+// ErrInstitutionsFailed is wrapped by Issue's error when some institutions
+// failed and the others were issued.
+var ErrInstitutionsFailed = errors.New("institutions failed")
+
 // Issue issues the invoices of period for tenants (all when empty), in the
-// configured order. An institution already invoiced for the period, or with
+// configured order, and closes the month for each (DESIGN.md §5: months
+// close in order). An institution whose month is closed already, or with
 // nothing to invoice, is skipped; a concurrent run issuing the same period
 // skips what the other issued, and the numbers stay gap-free.
+//
+// An institution that fails (a record the rate card cannot price, an
+// earlier month still open) is reported in its result's Err and the others
+// are issued: the error then wraps ErrInstitutionsFailed and names each.
+// The error is the run's own, with no results, only when it cannot start.
 func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor string, progress Progress) ([]IssueResult, error) {
 	cs, err := s.customers(tenants)
 	if err != nil {
@@ -236,42 +259,124 @@ func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor s
 		return nil, fmt.Errorf("freeze the rate card: %w", err)
 	}
 	out := make([]IssueResult, 0, len(cs))
+	var failed []error
 	for i, c := range cs {
+		if err := ctx.Err(); err != nil {
+			// Interrupted: the institutions left have no outcome.
+			return out, fmt.Errorf("issue %s: %w", p, err)
+		}
 		res, err := s.issueOne(ctx, c, p, now, actor)
 		if err != nil {
-			return out, fmt.Errorf("issue %s %s: %w", c.Tenant, p, err)
+			res = IssueResult{Tenant: c.Tenant, Err: fmt.Errorf("issue %s %s: %w", c.Tenant, p, err)}
+			failed = append(failed, res.Err)
+			s.log.Error("invoice failed", "tenant", c.Tenant, "period", p.String(), "err", err)
 		}
 		out = append(out, res)
 		if progress != nil {
 			progress(i+1, len(cs), c.Tenant)
 		}
 	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("%s: %d of %d %w: %w", p, len(failed), len(cs), ErrInstitutionsFailed, errors.Join(failed...))
+	}
 	return out, nil
 }
 
+// opening is where an institution's months stand for issuing p: after is
+// its latest closed month ("" when none), and skip, when not "", says why
+// p's own invoice is not to be issued (the month is closed, or before the
+// institution's first month).
+func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, err error) {
+	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
+	if err != nil {
+		return "", "", fmt.Errorf("closed months: %w", err)
+	}
+	if len(closes) > 0 {
+		last := closes[len(closes)-1].Period
+		if p.String() <= last {
+			for _, cl := range closes {
+				switch {
+				case cl.Period != p.String():
+				case cl.Document != "":
+					return "", "already issued as " + cl.Document, nil
+				default:
+					return "", "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), nil
+				}
+			}
+			return "", fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), nil
+		}
+		if next := state.NextPeriod(last); p.String() != next {
+			return "", "", fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
+		}
+		return last, "", nil
+	}
+	first, why := c.Start, "billing_start"
+	if first == "" {
+		var ok bool
+		if first, ok, err = s.firstUsage(ctx, c.Tenant, p); err != nil {
+			return "", "", err
+		}
+		if !ok {
+			return "", "nothing to invoice: no usage yet", nil
+		}
+		why = "its first usage"
+	}
+	switch {
+	case p.String() < first:
+		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), nil
+	case p.String() > first:
+		return "", "", fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
+	}
+	return "", "", nil
+}
+
+// errFound stops a scan at the first record.
+var errFound = errors.New("found")
+
+// firstUsage returns the month of tenant's earliest record that starts
+// before p ends, looking back as far as an invoice bills late records.
+func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (string, bool, error) {
+	var first time.Time
+	err := s.usage.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: p.Start().AddDate(0, -s.cfg.AdjustMonths, 0), To: p.End()},
+		func(r usage.Record) error {
+			first = r.WindowStart
+			return errFound
+		})
+	if err != nil && !errors.Is(err, errFound) {
+		return "", false, fmt.Errorf("find the first usage: %w", err)
+	}
+	if first.IsZero() {
+		return "", false, nil
+	}
+	return PeriodOf(first, p.Loc).String(), true, nil
+}
+
 func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
-	key := fmt.Sprintf("invoice/%s/%s", c.Tenant, p)
-	if existing, err := s.state.ListDocuments(ctx, state.DocumentFilter{Tenant: c.Tenant, Period: p.String(), Kind: state.KindInvoice}); err != nil {
-		return IssueResult{}, err
-	} else if len(existing) > 0 {
-		return IssueResult{Tenant: c.Tenant, Skipped: "already issued as " + existing[0].Number}, nil
+	after, skip, err := s.opening(ctx, c, p)
+	if err != nil || skip != "" {
+		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
 	}
 	inv, err := s.build(ctx, c, p, now)
 	if err != nil {
 		return IssueResult{}, err
 	}
 	if len(inv.Lines) == 0 {
-		return IssueResult{Tenant: c.Tenant, Skipped: "nothing to invoice"}, nil
+		err := s.state.CloseMonth(ctx, state.MonthClose{Tenant: c.Tenant, Period: p.String(), After: after, ClosedAt: now},
+			state.AuditEntry{Actor: actor, Action: "month.close", Detail: auditDetail(inv)})
+		if err != nil {
+			return s.concurrent(ctx, c, p, err)
+		}
+		return IssueResult{Tenant: c.Tenant, Skipped: "nothing to invoice (the month is closed)"}, nil
 	}
 	series := fmt.Sprintf("%s-%d", s.cfg.InvoicePrefix, now.In(s.cfg.Location).Year())
+	key := fmt.Sprintf("invoice/%s/%s", c.Tenant, p)
 	doc, err := s.state.Issue(ctx, series, func(seq int64) (state.Document, error) {
-		return s.document(*inv, series, seq, now, key)
+		d, err := s.document(*inv, series, seq, now, key)
+		d.Close = &state.MonthClose{After: after}
+		return d, err
 	}, state.AuditEntry{Actor: actor, Action: "invoice.issue", Detail: auditDetail(inv)})
-	if errors.Is(err, state.ErrExists) {
-		return IssueResult{Tenant: c.Tenant, Skipped: "already issued by a concurrent run"}, nil
-	}
 	if err != nil {
-		return IssueResult{}, err
+		return s.concurrent(ctx, c, p, err)
 	}
 	issued, err := decode(doc.Body)
 	if err != nil {
@@ -279,6 +384,18 @@ func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.T
 	}
 	s.log.Info("invoice issued", "number", doc.Number, "tenant", c.Tenant, "period", p.String(), "payable", issued.Totals.Payable.StringFixed(2))
 	return IssueResult{Tenant: c.Tenant, Invoice: issued}, nil
+}
+
+// concurrent turns the refusal of an issue or close that another run beat
+// (the month is closed now) into a skip; any other error stays one.
+func (s *Service) concurrent(ctx context.Context, c Customer, p Period, err error) (IssueResult, error) {
+	if !errors.Is(err, state.ErrExists) && !errors.Is(err, state.ErrMonthOrder) {
+		return IssueResult{}, err
+	}
+	if _, skip, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
+		return IssueResult{Tenant: c.Tenant, Skipped: skip + " (by a concurrent run)"}, nil
+	}
+	return IssueResult{}, err
 }
 
 func auditDetail(inv *Invoice) json.RawMessage {

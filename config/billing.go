@@ -122,7 +122,8 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 		if err != nil {
 			continue // reported by validateBilling with the tenant's index
 		}
-		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party})
+		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party,
+			Start: t.BillingStart})
 	}
 	return out, out.Validate()
 }

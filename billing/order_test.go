@@ -1,0 +1,162 @@
+package billing_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/usage"
+)
+
+// startingIn returns the example's institutions with their first month at
+// start ("" for their first usage).
+func startingIn(start string) []billing.Customer {
+	cs := billingtest.Customers()
+	for i := range cs {
+		cs[i].Start = start
+	}
+	return cs
+}
+
+// billedPerMonth sums, over tenant's issued invoices, the records each
+// billed of each month: what must equal the records stored, once each.
+func billedPerMonth(t *testing.T, svc *billing.Service, tenant string) map[string]int64 {
+	t.Helper()
+	invs, err := svc.List(context.Background(), state.DocumentFilter{Tenant: tenant, Kind: state.KindInvoice})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, inv := range invs {
+		for _, m := range inv.Inputs.Months {
+			out[m.Period] += m.Records
+		}
+	}
+	return out
+}
+
+func resultOf(t *testing.T, res []billing.IssueResult, tenant string) billing.IssueResult {
+	t.Helper()
+	for _, r := range res {
+		if r.Tenant == tenant {
+			return r
+		}
+	}
+	t.Fatalf("no result for %s in %+v", tenant, res)
+	return billing.IssueResult{}
+}
+
+// TestMonthsCloseInOrder replays the two sequences of invoice runs that
+// billed a record twice before months closed in order (DESIGN.md §5).
+func TestMonthsCloseInOrder(t *testing.T) {
+	ctx := context.Background()
+	september := billing.Period{Year: 2026, Month: time.September, Loc: brussels}
+	october := september.Next()
+	septemberIssuable := time.Date(2026, 10, 5, 9, 0, 0, 0, time.UTC)
+	octoberIssuable := time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC)
+	for name, open := range stateStores(t) {
+		t.Run("on the "+name+" state store", func(t *testing.T) {
+			t.Run("a late record of a month closed with nothing to invoice is billed once, on the next invoice", func(t *testing.T) {
+				t.Parallel()
+				p := newPlatform(t, septemberIssuable)
+				st := open(t)
+				svc := newServiceWith(t, p, st, billingtest.SLA{}, startingIn("2026-09"))
+				for _, r := range mustIssue(t, svc, september) {
+					if r.Invoice != nil || r.Skipped != "nothing to invoice (the month is closed)" {
+						t.Fatalf("September without usage: %s got %v, skipped %q; want it closed with nothing to invoice", r.Tenant, r.Invoice, r.Skipped)
+					}
+				}
+				// A late September record and October's own, then October's run.
+				setClock(t, p, octoberIssuable)
+				p.ship(t, []usage.Record{
+					extraRecord("caami", usage.MeterCPU, time.Date(2026, 9, 20, 10, 0, 0, 0, brussels), 2*3_600_000_000_000),
+					extraRecord("caami", usage.MeterCPU, time.Date(2026, 10, 7, 10, 0, 0, 0, brussels), 3_600_000_000_000),
+				})
+				oct := resultOf(t, mustIssue(t, svc, october), "caami").Invoice
+				if oct == nil {
+					t.Fatal("caami's October was not issued")
+				}
+				want := []string{"cpu prod band 1: 1.000000 × 0.0400 = 0.04", "cpu prod band 1: 2.000000 × 0.0400 = 0.08 adjusting 2026-09"}
+				if got := lineStrings(oct); strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("caami's October lines:\n%s\nwant\n%s", join(got), join(want))
+				}
+				// September's run again, a retried cron job, from this handle
+				// and from a second one at once.
+				var wg sync.WaitGroup
+				for _, svc := range []*billing.Service{svc, newServiceWith(t, p, reopen(t, st), billingtest.SLA{}, startingIn("2026-09"))} {
+					wg.Go(func() {
+						res, err := svc.Issue(ctx, september, nil, "retry", nil)
+						if err != nil {
+							t.Errorf("September again: %v", err)
+						}
+						for _, r := range res {
+							if r.Invoice != nil || !strings.HasPrefix(r.Skipped, "closed with nothing to invoice on 2026-10-05") {
+								t.Errorf("September again: %s got %v, skipped %q; want it skipped as closed", r.Tenant, r.Invoice, r.Skipped)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				if got := billedPerMonth(t, svc, "caami"); got["2026-09"] != 1 || got["2026-10"] != 1 {
+					t.Errorf("records billed per month: %v, want September's and October's once each", got)
+				}
+				if err := svc.Verify(ctx, oct.Number); err != nil {
+					t.Errorf("verify %s: %v", oct.Number, err)
+				}
+			})
+
+			t.Run("October before September is refused naming September; September's records are billed once", func(t *testing.T) {
+				t.Parallel()
+				p := newPlatform(t, octoberIssuable)
+				st := open(t)
+				svc := newServiceWith(t, p, st, billingtest.SLA{}, startingIn(""))
+				p.ship(t, []usage.Record{
+					extraRecord("caami", usage.MeterCPU, time.Date(2026, 9, 20, 10, 0, 0, 0, brussels), 2*3_600_000_000_000),
+					extraRecord("caami", usage.MeterCPU, time.Date(2026, 10, 7, 10, 0, 0, 0, brussels), 3_600_000_000_000),
+					extraRecord("ona", usage.MeterCPU, time.Date(2026, 10, 8, 10, 0, 0, 0, brussels), 3_600_000_000_000),
+				})
+				res, err := svc.Issue(ctx, october, nil, "test", nil)
+				if !errors.Is(err, billing.ErrInstitutionsFailed) || !strings.Contains(err.Error(), "issue 2026-09 first") {
+					t.Errorf("October before September: %v; want a failed institution, naming 2026-09 as the month to issue first", err)
+				}
+				if r := resultOf(t, res, "caami"); r.Invoice != nil || !errors.Is(r.Err, billing.ErrMonthOrder) {
+					t.Fatalf("caami's October before its September: invoice %v, error %v; want refused for the order", r.Invoice, r.Err)
+				}
+				// ona's first usage is in October: its October is its first month.
+				if r := resultOf(t, res, "ona"); r.Invoice == nil {
+					t.Errorf("ona's October: skipped %q, error %v; want it issued beside caami's refusal", r.Skipped, r.Err)
+				}
+				sep := resultOf(t, mustIssue(t, svc, september, "caami"), "caami").Invoice
+				oct := resultOf(t, mustIssue(t, svc, october, "caami"), "caami").Invoice
+				if sep == nil || oct == nil {
+					t.Fatalf("September %v, October %v: want both issued in order", sep, oct)
+				}
+				if len(oct.Inputs.Months) != 1 {
+					t.Errorf("caami's October bills months %+v, want October's own only", oct.Inputs.Months)
+				}
+				if r := resultOf(t, mustIssue(t, svc, september, "caami"), "caami"); r.Skipped != "already issued as "+sep.Number {
+					t.Errorf("September again: skipped %q, want already issued as %s", r.Skipped, sep.Number)
+				}
+				if got := billedPerMonth(t, svc, "caami"); got["2026-09"] != 1 || got["2026-10"] != 1 {
+					t.Errorf("records billed per month: %v, want September's and October's once each", got)
+				}
+			})
+
+			t.Run("a configured first month must be issued first", func(t *testing.T) {
+				t.Parallel()
+				p := newPlatform(t, octoberIssuable)
+				svc := newServiceWith(t, p, open(t), billingtest.SLA{}, startingIn("2026-08"))
+				res, _ := svc.Issue(ctx, october, []string{"caami"}, "test", nil)
+				if r := resultOf(t, res, "caami"); !errors.Is(r.Err, billing.ErrMonthOrder) || !strings.Contains(r.Err.Error(), "issue 2026-08 first") {
+					t.Errorf("October of an institution starting in August: %v, want refused naming 2026-08", r.Err)
+				}
+			})
+		})
+	}
+}
