@@ -5,8 +5,8 @@ package billingtest
 
 import (
 	"context"
-	"testing"
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/shopspring/decimal"
