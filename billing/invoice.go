@@ -140,10 +140,22 @@ type MonthInput struct {
 	// Records and Digest describe the selected records (see rated.Digest).
 	Records int64  `json:"records"`
 	Digest  string `json:"digest"`
+	// Days is what the invoice billed of each calendar day (of window
+	// start), so that reconciliation can check every record is billed
+	// exactly once, and verify name the days that changed.
+	Days map[string]DayBill `json:"days,omitempty"`
 	// SLA is the month's availability, absent when the institution had no
 	// production app; CreditPercent what it earned under the credit tiers.
 	SLA           *SLAFigures     `json:"sla,omitempty"`
 	CreditPercent decimal.Decimal `json:"credit_percent"`
+}
+
+// DayBill is what an invoice billed of one day of a month: the number of
+// records, and the digest (a truncated sha-256) of the day's records it
+// selected — for an adjustment, of all those received by its cutoff.
+type DayBill struct {
+	Records int64  `json:"records"`
+	Digest  string `json:"digest"`
 }
 
 // inputsHash returns the hex sha-256 of what inv was derived from.

@@ -328,34 +328,36 @@ func TestVerifyDetectsTamperedInputs(t *testing.T) {
 	ctx := context.Background()
 	type tamper func(t *testing.T, p *platform, st state.Store, inv *billing.Invoice)
 	tampers := []struct {
-		name   string
+		name string
+		// names is what verify's error must name: the day changed, and no other.
+		names  string
 		tamper tamper
 	}{
-		{"a stored record's quantity is changed by one", func(t *testing.T, p *platform, _ state.Store, _ *billing.Invoice) {
+		{"a stored record's quantity is changed by one", "changed on 2026-11-01 (", func(t *testing.T, p *platform, _ state.Store, _ *billing.Invoice) {
 			// One nanosecond of CPU changes no amount: only the records' digest catches it.
 			db := rawDB(t, p.store.(*embedded.Store).Path())
 			mustExec(t, db, `UPDATE usage_records SET quantity = quantity + 1
 				WHERE tenant = 'caami' AND id = (SELECT id FROM usage_records WHERE tenant = 'caami' AND meter = ? ORDER BY window_start LIMIT 1)`,
 				string(usage.MeterCPU))
 		}},
-		{"a record received before the cutoff is added after issue", func(t *testing.T, p *platform, _ state.Store, inv *billing.Invoice) {
+		{"a record received before the cutoff is added after issue", "changed on 2026-11-20 (", func(t *testing.T, p *platform, _ state.Store, inv *billing.Invoice) {
 			appendReceived(t, p, inv.Inputs.Cutoff.Add(-time.Hour), extraRecord("caami", usage.MeterCPU, time.Date(2026, 11, 20, 10, 0, 0, 0, brussels), 3_600_000_000_000))
 		}},
-		{"the frozen rate card's content is altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the frozen rate card's content is altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			content, err := st.FrozenContent(ctx, inv.Inputs.RateCard)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustExecState(t, st, `UPDATE frozen SET content = ? WHERE hash = ?`, replaced(t, content, `"0.0400"`, `"0.0500"`), inv.Inputs.RateCard)
 		}},
-		{"the payable amount in the issued document is altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the payable amount in the issued document is altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			d, err := st.Document(ctx, inv.Number)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustExecState(t, st, `UPDATE documents SET body = ? WHERE number = ?`, replaced(t, d.Body, `"payable":"106.30"`, `"payable":"96.30"`), inv.Number)
 		}},
-		{"the SLA figures in the issued document are altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the SLA figures in the issued document are altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			d, err := st.Document(ctx, inv.Number)
 			if err != nil {
 				t.Fatal(err)
@@ -378,8 +380,12 @@ func TestVerifyDetectsTamperedInputs(t *testing.T) {
 							t.Fatalf("verify %s before tampering: %v", inv.Number, err)
 						}
 						tc.tamper(t, p, st, inv)
-						if err := svc.Verify(ctx, inv.Number); !errors.Is(err, billing.ErrVerify) {
-							t.Errorf("verify %s after tampering: %v, want an error wrapping %q", inv.Number, err, billing.ErrVerify)
+						err := svc.Verify(ctx, inv.Number)
+						if !errors.Is(err, billing.ErrVerify) {
+							t.Fatalf("verify %s after tampering: %v, want an error wrapping %q", inv.Number, err, billing.ErrVerify)
+						}
+						if tc.names != "" && (!strings.Contains(err.Error(), tc.names) || strings.Count(err.Error(), "issued with") != 2) {
+							t.Errorf("verify %s after tampering: %q, want it to name %q and no other day", inv.Number, err, tc.names)
 						}
 					})
 				}

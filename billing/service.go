@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -475,7 +477,7 @@ func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.T
 	for back := s.cfg.AdjustMonths; back >= 1; back-- {
 		q := PeriodOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
-		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel, false)
+		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
 			return nil, err
 		}
@@ -531,11 +533,11 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 			m.CreditPercent = CreditPercent(in.CreditTiers, m.SLA.Availability)
 		}
 		if i == 0 {
-			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection, false)
+			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection)
 			if err != nil {
 				return nil, err
 			}
-			m.Records, m.Digest = r.records, r.Digest()
+			m.Records, m.Digest, m.Days = r.records, r.Digest(), r.Days()
 			inv.Lines = append(inv.Lines, price(card, r.q, nil, "")...)
 			inv.Annex = append(inv.Annex, annexRows(r.annex, "")...)
 			continue
@@ -543,15 +545,15 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 		// A late record is priced on top of what the month's earlier invoices
 		// billed: the difference between rating everything received by now
 		// and everything received by the last cutoff.
-		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After}, false)
+		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After})
 		if err != nil {
 			return nil, err
 		}
-		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo}, false)
+		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo})
 		if err != nil {
 			return nil, err
 		}
-		m.Records, m.Digest = now.records-before.records, now.Digest()
+		m.Records, m.Digest, m.Days = now.records-before.records, now.Digest(), lateDays(now.Days(), before.Days())
 		start := map[meterClass]*big.Rat{}
 		for k, v := range before.q {
 			addRat(start, meterClass{k.meter, k.class}, v)
@@ -562,6 +564,18 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 	inv.total()
 	inv.InputsHash = inv.inputsHash()
 	return inv, nil
+}
+
+// lateDays is what an adjustment bills per day: the records of now beyond
+// before's, on the days that have some, with now's digest.
+func lateDays(now, before map[string]DayBill) map[string]DayBill {
+	out := map[string]DayBill{}
+	for d, b := range now {
+		if n := b.Records - before[d].Records; n != 0 {
+			out[d] = DayBill{Records: n, Digest: b.Digest}
+		}
+	}
+	return out
 }
 
 // subRat returns a − b per key, leaving out zeros.
@@ -662,8 +676,8 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 	}
 	for i, m := range again.Inputs.Months {
 		if want := inv.Inputs.Months[i]; m.Digest != want.Digest || m.Records != want.Records {
-			return fmt.Errorf("%s: %w: the records of %s changed since issue: %d records with digest %.12s…, issued with %d and %.12s…",
-				number, ErrVerify, m.Period, m.Records, m.Digest, want.Records, want.Digest)
+			return fmt.Errorf("%s: %w: the records of %s changed since issue: %d records with digest %.12s…, issued with %d and %.12s…%s",
+				number, ErrVerify, m.Period, m.Records, m.Digest, want.Records, want.Digest, changedDays(want.Days, m.Days))
 		}
 	}
 	series := d.Series
@@ -675,6 +689,32 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		return fmt.Errorf("%s: %w: re-derived document differs from the issued one: %s", number, ErrVerify, firstDiff(doc.Body, d.Body))
 	}
 	return nil
+}
+
+// changedDays names the days whose records differ between what an invoice
+// billed and what its selection reads now.
+func changedDays(issued, now map[string]DayBill) string {
+	var out []string
+	for _, d := range slices.Sorted(maps.Keys(mergeKeys(issued, now))) {
+		if a, b := issued[d], now[d]; a != b {
+			out = append(out, fmt.Sprintf("%s (%d records, issued with %d)", d, b.Records, a.Records))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; changed on " + strings.Join(out, ", ")
+}
+
+func mergeKeys(a, b map[string]DayBill) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }
 
 // firstDiff shows where two encodings part.

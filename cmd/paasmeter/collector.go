@@ -182,7 +182,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	stopReconciler, err := startReconciler(ctx, cfg, store, reg, log)
+	stopReconciler, err := startReconciler(ctx, cfg, store, stateStore, reg, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reconciliation: %w", err)
 	}
