@@ -160,3 +160,24 @@ func TestMonthsCloseInOrder(t *testing.T) {
 		})
 	}
 }
+
+// TestOneBadRecordBlocksNoOne forces a record the rate card cannot price
+// (its window starts before the first version) into one institution's
+// store, behind the collector that refuses it: that institution fails, the
+// other is issued, and the run's error names the failure.
+func TestOneBadRecordBlocksNoOne(t *testing.T) {
+	p := fork(t, workedExample(t))
+	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
+	appendReceived(t, p, p.clock.Now().Add(-time.Minute),
+		extraRecord("ona", usage.MeterCPU, time.Date(2025, 12, 1, 10, 0, 0, 0, brussels), 3_600_000_000_000))
+	res, err := svc.Issue(context.Background(), billingtest.Period(), nil, "test", nil)
+	if !errors.Is(err, billing.ErrInstitutionsFailed) || !errors.Is(err, billing.ErrNoRateCardVersion) || !strings.Contains(err.Error(), "issue ona 2026-11") {
+		t.Errorf("the run's error: %v; want one naming ona's failure for no rate-card version", err)
+	}
+	if r := resultOf(t, res, "ona"); r.Invoice != nil || !errors.Is(r.Err, billing.ErrNoRateCardVersion) {
+		t.Errorf("ona: invoice %v, error %v; want it failed for no rate-card version", r.Invoice, r.Err)
+	}
+	if r := resultOf(t, res, "caami"); r.Invoice == nil || r.Err != nil {
+		t.Errorf("caami: skipped %q, error %v; want it issued beside ona's failure", r.Skipped, r.Err)
+	}
+}

@@ -206,9 +206,12 @@ issued documents as files in every export format.`,
 			}
 			res, err := env.svc.Issue(c.Context(), p, tenants, actor, progress(a.stderr, "issued"))
 			for _, r := range res {
-				if r.Invoice != nil {
+				switch {
+				case r.Invoice != nil:
 					fmt.Fprintf(a.stdout, "%s\t%s\tissued\tpayable %s %s\n", r.Tenant, r.Invoice.Number, r.Invoice.Totals.Payable.StringFixed(2), r.Invoice.Currency)
-				} else {
+				case r.Err != nil:
+					fmt.Fprintf(a.stdout, "%s\t-\tFAILED\t%v\n", r.Tenant, r.Err)
+				default:
 					fmt.Fprintf(a.stdout, "%s\t-\tskipped\t%s\n", r.Tenant, r.Skipped)
 				}
 			}
