@@ -66,6 +66,9 @@ func (c *Config) Validate() error {
 	if c.Seller.Name == "" {
 		errs = append(errs, errors.New("billing.seller.name: is required: invoices name their issuer"))
 	}
+	if err := c.Seller.Party.Validate("billing.seller.party"); err != nil {
+		errs = append(errs, err)
+	}
 	if c.GracePeriod < 0 {
 		errs = append(errs, errors.New("billing.grace_period: must not be negative"))
 	}
@@ -91,6 +94,9 @@ func (c *Config) Validate() error {
 		}
 		if err := cu.VAT.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
+		}
+		if err := cu.Party.Validate(fmt.Sprintf("tenants[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)

@@ -90,8 +90,15 @@ func (c *Config) validateBilling() []error {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
 	}
-	// The billing section is checked as a whole only where invoices are made.
+	// The billing section is checked as a whole only where invoices are
+	// made; the institutions' Peppol identifiers always are (BillingConfig
+	// checks them with the rest), so that none reaches an e-invoice.
 	if c.Billing.RateCard == "" {
+		for i, t := range c.Tenants {
+			if err := t.Party.Validate(fmt.Sprintf("tenants[%d]", i)); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		return errs
 	}
 	if _, err := c.BillingConfig(); err != nil {
