@@ -590,6 +590,31 @@ func TestCreditNotes(t *testing.T) {
 					t.Error("crediting 0.01 of a fully credited invoice was accepted")
 				}
 			})
+			t.Run("partial credit notes covering the whole invoice leave no cent of VAT", func(t *testing.T) {
+				p := workedExample(t)
+				svc := newService(t, p, open(t), billingtest.SLA{})
+				inv := invoicesOf(t, mustIssue(t, svc, billingtest.Period(), "caami"))[0] // 87.85 + 18.45 VAT = 106.30
+				// Each on its own: 0.02 × 21 % = 0.0042 → 0.00 and 87.83 × 21 % =
+				// 18.4443 → 18.44, one cent short of the invoice's 18.45.
+				first, err := svc.CreditNote(ctx, inv.Number, eur("0.02"), "part", "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				last, err := svc.CreditNote(ctx, inv.Number, eur("87.83"), "the rest", "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				vat, payable := first.Totals.VAT.Add(last.Totals.VAT.Decimal), first.Totals.Payable.Add(last.Totals.Payable.Decimal)
+				if vat.StringFixed(2) != "-18.45" || payable.StringFixed(2) != "-106.30" || last.Totals.VAT.StringFixed(2) != "-18.45" {
+					t.Errorf("credited VAT %s (the last note's %s), payable %s; want -18.45 and -106.30: the invoice's, to the cent",
+						vat.StringFixed(2), last.Totals.VAT.StringFixed(2), payable.StringFixed(2))
+				}
+				for _, cn := range []*billing.Invoice{first, last} {
+					if err := svc.Verify(ctx, cn.Number); err != nil {
+						t.Errorf("verify %s: %v", cn.Number, err)
+					}
+				}
+			})
 		})
 	}
 }

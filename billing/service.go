@@ -738,6 +738,11 @@ type CreditInput struct {
 	// Amount is the tax-exclusive amount credited; nil credits the whole invoice.
 	Amount *Money `json:"amount,omitempty"`
 	Reason string `json:"reason"`
+	// VATLeft, on the partial note that brings the credited amount to the
+	// invoice's total, is the VAT the earlier notes left uncredited: the
+	// note takes exactly that, so that a full credit through partial notes
+	// leaves 0.00 (each note's own rounding could leave a cent).
+	VATLeft *Money `json:"vat_left,omitempty"`
 }
 
 // CreditNote issues a credit note against invoice number: the whole invoice
@@ -759,9 +764,10 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 		if err != nil {
 			return nil, err
 		}
-		left := inv.Totals.TaxExclusive.Decimal
+		left, vatLeft := inv.Totals.TaxExclusive.Decimal, inv.Totals.VAT.Decimal
 		for _, cn := range prior {
 			left = left.Add(cn.Totals.TaxExclusive.Decimal)
+			vatLeft = vatLeft.Add(cn.Totals.VAT.Decimal)
 		}
 		in := CreditInput{Reason: reason}
 		switch {
@@ -773,6 +779,9 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 			return nil, fmt.Errorf("amount: %s is more than the %s left to credit on %s", amount.StringFixed(2), left.StringFixed(2), number)
 		case amount != nil:
 			in.Amount = &Money{*amount}
+			if amount.Equal(left) {
+				in.VATLeft = &Money{vatLeft}
+			}
 		}
 		now := s.clock.Now().Truncate(time.Microsecond)
 		cn, err := CreditNoteOf(inv, &in, now)
@@ -833,6 +842,9 @@ func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error
 		cn.Annex = []AnnexRow{}
 		v := inv.Customer.VAT
 		vat := money(amt.Mul(v.Rate).Div(decimal.NewFromInt(100)))
+		if in.VATLeft != nil {
+			vat = Money{in.VATLeft.Neg()}
+		}
 		cn.VAT = []VATBreakdown{{Category: v.Category, Rate: v.Rate, Taxable: Money{amt}, Amount: vat, ExemptionReason: v.ExemptionReason, ExemptionCode: v.ExemptionCode}}
 		cn.Totals = Totals{Lines: Money{amt}, Allowances: money(decimal.Zero), TaxExclusive: Money{amt}, VAT: vat, Payable: money(amt.Add(vat.Decimal))}
 	}
