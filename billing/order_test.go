@@ -3,6 +3,7 @@ package billing_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -179,5 +180,27 @@ func TestOneBadRecordBlocksNoOne(t *testing.T) {
 	}
 	if r := resultOf(t, res, "caami"); r.Invoice == nil || r.Err != nil {
 		t.Errorf("caami: skipped %q, error %v; want it issued beside ona's failure", r.Skipped, r.Err)
+	}
+}
+
+// TestDraftProgressNamesTheInstitutionsInOrder: institutions are drafted side
+// by side and finish in any order; the progress line must still say how many
+// are done and name the one it counts.
+func TestDraftProgressNamesTheInstitutionsInOrder(t *testing.T) {
+	p := workedExample(t)
+	customers := append(billingtest.Customers(), extraCustomers(6)...)
+	svc := newServiceWith(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{}, customers)
+	var got []string
+	if _, err := svc.Draft(context.Background(), billingtest.Period(), nil, func(done, total int, tenant string) {
+		got = append(got, fmt.Sprintf("%d/%d %s", done, total, tenant))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for i, c := range customers {
+		want = append(want, fmt.Sprintf("%d/%d %s", i+1, len(customers), c.Tenant))
+	}
+	if strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Errorf("progress:\n%s\nwant\n%s", strings.Join(got, ", "), strings.Join(want, ", "))
 	}
 }

@@ -192,8 +192,11 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 	}
 	now := s.clock.Now().Truncate(time.Microsecond)
 	out := make([]*Invoice, len(cs))
-	var mu sync.Mutex // serialises progress, which callers need not make safe
-	done := 0
+	// Progress is told in the configured order, so that "3/10 (ona)" means
+	// the first three are drafted and ona is the third: drafts finish in any
+	// order. mu serialises it too, which callers need not make safe.
+	var mu sync.Mutex
+	next := 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, c := range cs {
@@ -203,12 +206,13 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 				return err
 			}
 			inv.Provisional = now.Before(s.IssuableFrom(p))
+			mu.Lock()
+			defer mu.Unlock()
 			out[i] = inv
-			if progress != nil {
-				mu.Lock()
-				done++
-				progress(done, len(cs), c.Tenant)
-				mu.Unlock()
+			for ; next < len(cs) && out[next] != nil; next++ {
+				if progress != nil {
+					progress(next+1, len(cs), cs[next].Tenant)
+				}
 			}
 			return nil
 		})
