@@ -5,9 +5,10 @@
 // layout is a contract: changing it breaks the imports that institutions
 // build on it. docs/invoices.md describes both for operators and accountants.
 //
-// JSON is the document exactly as billing encodes it, indented by two
-// spaces, with a trailing newline: the field names of billing.Invoice are the
-// format.
+// JSON is the document as billing encodes it, indented by two spaces, with a
+// trailing newline: the field names of billing.Invoice are the format. Its
+// lists (lines, allowances, vat, annex) are [] when empty, never null, so
+// that invoices and credit notes have one shape.
 //
 // CSV is UTF-8 without a byte-order mark, comma-separated, LF line endings,
 // quoted as RFC 4180 requires. The first row is the header; then come one row
@@ -36,6 +37,8 @@
 //	description        allowance: its reason; vat: "taxable <amount>" and any
 //	                   exemption; total: lines, allowances, tax_exclusive, vat
 //	                   or payable
+//	refers             every row of a credit note: the number of the invoice
+//	                   it corrects (empty on an invoice)
 //
 // A cell that does not apply to a row's record_type is empty. Amounts carry
 // the document's signs: lines are positive and allowances negative on an
@@ -113,7 +116,9 @@ func FileName(inv *billing.Invoice, format string) string {
 
 // JSON writes inv as indented JSON, two spaces, with a trailing newline.
 func JSON(w io.Writer, inv *billing.Invoice) error {
-	b, err := json.MarshalIndent(inv, "", "  ")
+	doc := *inv
+	doc.Lines, doc.Allowances, doc.VAT, doc.Annex = orEmpty(doc.Lines), orEmpty(doc.Allowances), orEmpty(doc.VAT), orEmpty(doc.Annex)
+	b, err := json.MarshalIndent(&doc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("export %s as JSON: %w", name(inv), err)
 	}
@@ -123,11 +128,19 @@ func JSON(w io.Writer, inv *billing.Invoice) error {
 	return nil
 }
 
+// orEmpty returns s, or an empty slice for nil, which JSON writes as [].
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // columns is the CSV header; the package comment documents each column.
 var columns = []string{
 	"document_number", "document_kind", "issue_date", "period", "tenant", "currency",
 	"record_type", "line_no", "meter", "environment_class", "band", "unit", "quantity", "unit_price",
-	"amount", "vat_category", "vat_rate", "adjusts_period", "description",
+	"amount", "vat_category", "vat_rate", "adjusts_period", "description", "refers",
 }
 
 // row is what varies between the rows of a document; the document columns
@@ -147,7 +160,7 @@ func CSV(w io.Writer, inv *billing.Invoice) error {
 	for _, r := range rows(inv) {
 		rec := []string{inv.Number, inv.Kind, inv.IssueDate, inv.Period, inv.Customer.Tenant, inv.Currency,
 			r.recordType, r.lineNo, r.meter, r.class, r.band, r.unit, r.quantity, r.unitPrice,
-			r.amount, r.vatCategory, r.vatRate, r.adjusts, r.description}
+			r.amount, r.vatCategory, r.vatRate, r.adjusts, r.description, inv.Refers}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("export %s as CSV: %w", name(inv), err)
 		}
