@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"time"
@@ -194,6 +195,11 @@ func (q *Quantity) UnmarshalJSON(b []byte) error { return q.Decimal.UnmarshalJSO
 
 // String writes the price with the decimals the rate card gave it.
 func (p Price) String() string { return p.StringFixed(max(0, -p.Exponent())) }
+
+// Format prints the price as String does, for every verb: decimal.Decimal's
+// own Format, promoted otherwise, drops the rate card's trailing zeros
+// (0.95 for 0.9500, 0 for 0.00) in text output.
+func (p Price) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.String()) }
 
 // MarshalJSON writes the price with the rate card's decimals.
 func (p Price) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
