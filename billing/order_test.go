@@ -204,3 +204,29 @@ func TestDraftProgressNamesTheInstitutionsInOrder(t *testing.T) {
 		t.Errorf("progress:\n%s\nwant\n%s", strings.Join(got, ", "), strings.Join(want, ", "))
 	}
 }
+
+// TestADraftOfAnIssuedMonthSaysSo: a draft of a closed month recomputes it
+// from every record received since; it names the issued invoice and shows
+// what the records received since its close add to the next invoice.
+func TestADraftOfAnIssuedMonthSaysSo(t *testing.T) {
+	p := fork(t, workedExample(t))
+	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
+	nov := invoicesOf(t, mustIssue(t, svc, billingtest.Period(), "caami"))[0]
+	setClock(t, p, time.Date(2026, 12, 10, 9, 0, 0, 0, time.UTC))
+	appendReceived(t, p, p.clock.Now(), extraRecord("caami", usage.MeterCPU, time.Date(2026, 11, 10, 10, 0, 0, 0, brussels), 25*3_600_000_000_000))
+	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"caami", "ona"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caami, ona := drafts[0], drafts[1]
+	if caami.Closed != "already issued as "+nov.Number {
+		t.Errorf("caami's draft of an issued month: closed %q, want it to name %s", caami.Closed, nov.Number)
+	}
+	want := []string{"cpu prod band 1: 25.000000 × 0.0400 = 1.00 adjusting 2026-11"}
+	if got := lineStrings(&billing.Invoice{Lines: caami.Pending}); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("caami's pending adjustments:\n%s\nwant\n%s", join(got), join(want))
+	}
+	if ona.Closed != "" || len(ona.Pending) != 0 {
+		t.Errorf("ona's draft of its open month: closed %q, pending %v; want neither", ona.Closed, ona.Pending)
+	}
+}

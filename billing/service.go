@@ -206,6 +206,9 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 				return err
 			}
 			inv.Provisional = now.Before(s.IssuableFrom(p))
+			if err := s.markClosed(gctx, c, p, now, inv); err != nil {
+				return err
+			}
 			mu.Lock()
 			defer mu.Unlock()
 			out[i] = inv
@@ -221,6 +224,26 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 		return nil, err
 	}
 	return out, nil
+}
+
+// markClosed tells a draft of a closed month so (inv.Closed), with the
+// adjustment lines its records received since add to the next invoice.
+func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time.Time, inv *Invoice) error {
+	_, skip, closed, err := s.opening(ctx, c, p)
+	if err != nil || !closed {
+		return err
+	}
+	inv.Closed = skip
+	next, err := s.build(ctx, c, p.Next(), now)
+	if err != nil {
+		return fmt.Errorf("the adjustments of %s: %w", p, err)
+	}
+	for _, l := range next.Lines {
+		if l.Adjusts == p.String() {
+			inv.Pending = append(inv.Pending, l)
+		}
+	}
+	return nil
 }
 
 // IssueResult is what issuing did for one institution.
@@ -296,12 +319,12 @@ func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor s
 
 // opening is where an institution's months stand for issuing p: after is
 // its latest closed month ("" when none), and skip, when not "", says why
-// p's own invoice is not to be issued (the month is closed, or before the
-// institution's first month).
-func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, err error) {
+// p's own invoice is not to be issued: the month is closed (closed true), or
+// before the institution's first month.
+func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, closed bool, err error) {
 	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
 	if err != nil {
-		return "", "", fmt.Errorf("closed months: %w", err)
+		return "", "", false, fmt.Errorf("closed months: %w", err)
 	}
 	if len(closes) > 0 {
 		last := closes[len(closes)-1].Period
@@ -310,36 +333,36 @@ func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, ski
 				switch {
 				case cl.Period != p.String():
 				case cl.Document != "":
-					return "", "already issued as " + cl.Document, nil
+					return "", "already issued as " + cl.Document, true, nil
 				default:
-					return "", "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), nil
+					return "", "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), true, nil
 				}
 			}
-			return "", fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), nil
+			return "", fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), true, nil
 		}
 		if next := state.NextPeriod(last); p.String() != next {
-			return "", "", fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
+			return "", "", false, fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
 		}
-		return last, "", nil
+		return last, "", false, nil
 	}
 	first, why := c.Start, "billing_start"
 	if first == "" {
 		var ok bool
 		if first, ok, err = s.firstUsage(ctx, c.Tenant, p); err != nil {
-			return "", "", err
+			return "", "", false, err
 		}
 		if !ok {
-			return "", "nothing to invoice: no usage yet", nil
+			return "", "nothing to invoice: no usage yet", false, nil
 		}
 		why = "its first usage"
 	}
 	switch {
 	case p.String() < first:
-		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), nil
+		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), false, nil
 	case p.String() > first:
-		return "", "", fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
+		return "", "", false, fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
 	}
-	return "", "", nil
+	return "", "", false, nil
 }
 
 // errFound stops a scan at the first record.
@@ -364,7 +387,7 @@ func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (stri
 }
 
 func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
-	after, skip, err := s.opening(ctx, c, p)
+	after, skip, _, err := s.opening(ctx, c, p)
 	if err != nil || skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
 	}
@@ -404,7 +427,7 @@ func (s *Service) concurrent(ctx context.Context, c Customer, p Period, err erro
 	if !errors.Is(err, state.ErrExists) && !errors.Is(err, state.ErrMonthOrder) {
 		return IssueResult{}, err
 	}
-	if _, skip, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
+	if _, skip, _, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip + " (by a concurrent run)"}, nil
 	}
 	return IssueResult{}, err

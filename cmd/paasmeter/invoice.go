@@ -451,6 +451,10 @@ func writeText(w io.Writer, inv *billing.Invoice) {
 	if inv.Refers != "" {
 		fmt.Fprintf(w, "corrects %s: %s\n", inv.Refers, inv.Reason)
 	}
+	if inv.Closed != "" {
+		fmt.Fprintf(w, "%s is closed for %s, %s: this draft recomputes it from every record received by now, it is not what was issued\n",
+			inv.Period, inv.Customer.Tenant, inv.Closed)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "meter\tclass\tband\tquantity\tunit\tunit price\tamount\tadjusts\t")
 	for _, l := range inv.Lines {
@@ -463,6 +467,12 @@ func writeText(w io.Writer, inv *billing.Invoice) {
 	for _, r := range [][2]string{{"lines", t.Lines.StringFixed(2)}, {"allowances", t.Allowances.StringFixed(2)},
 		{"taxable", t.TaxExclusive.StringFixed(2)}, {"VAT " + vatText(inv), t.VAT.StringFixed(2)}, {"payable " + inv.Currency, t.Payable.StringFixed(2)}} {
 		fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\n", r[0], r[1])
+	}
+	if len(inv.Pending) > 0 {
+		fmt.Fprintf(tw, "received since %s closed, adjustments on the next invoice:\t\t\t\t\t\t\t\t\n", inv.Period)
+		for _, l := range inv.Pending {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", l.Meter, l.Class, l.Band, l.Quantity.StringFixed(6), l.Unit, l.UnitPrice, l.Amount.StringFixed(2), l.Adjusts)
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
