@@ -243,13 +243,15 @@ func TestJSONRoundTrips(t *testing.T) {
 	for _, number := range []string{"PM-2026-000001", "PM-2026-000002"} {
 		t.Run("the JSON export of "+number+" is the issued document, its empty lists [], and decodes to the same document", func(t *testing.T) {
 			inv, stored := load(t, number)
+			// ona's invoice has no SLA credit: billing keeps no list, the
+			// export writes [] as a credit note's.
+			if len(inv.Allowances) == 0 {
+				inv.Allowances = nil
+			}
 			var out bytes.Buffer
 			if err := export.JSON(&out, inv); err != nil {
 				t.Fatal(err)
 			}
-			// ona's invoice has no SLA credit: billing stores null, the
-			// export writes [] as a credit note's.
-			stored = bytes.Replace(stored, []byte(`"allowances": null`), []byte(`"allowances": []`), 1)
 			if !bytes.Equal(out.Bytes(), stored) {
 				t.Errorf("the export differs from the worked example it was decoded from:\n%s", out.Bytes())
 			}
