@@ -122,6 +122,10 @@ func TestMonthsCloseInOrder(t *testing.T) {
 					extraRecord("caami", usage.MeterCPU, time.Date(2026, 10, 7, 10, 0, 0, 0, brussels), 3_600_000_000_000),
 					extraRecord("ona", usage.MeterCPU, time.Date(2026, 10, 8, 10, 0, 0, 0, brussels), 3_600_000_000_000),
 				})
+				// A draft of October is fine while September is open.
+				if drafts, err := svc.Draft(ctx, october, nil, nil); err != nil || drafts[0].Closed != "" {
+					t.Fatalf("draft October before September: %v (closed %q)", err, drafts[0].Closed)
+				}
 				res, err := svc.Issue(ctx, october, nil, "test", nil)
 				if !errors.Is(err, billing.ErrInstitutionsFailed) || !strings.Contains(err.Error(), "issue 2026-09 first") {
 					t.Errorf("October before September: %v; want a failed institution, naming 2026-09 as the month to issue first", err)

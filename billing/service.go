@@ -230,6 +230,9 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 // adjustment lines its records received since add to the next invoice.
 func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time.Time, inv *Invoice) error {
 	_, skip, closed, err := s.opening(ctx, c, p)
+	if errors.Is(err, ErrMonthOrder) {
+		return nil // open, after an open month: a draft of it is as good as any
+	}
 	if err != nil || !closed {
 		return err
 	}
@@ -705,6 +708,14 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		again, err = derive(ctx, s.usage, card, inv.Seller, inv.Customer, s.cfg.Location, inv.Inputs)
 		if err != nil {
 			return fmt.Errorf("%s: %w: re-derive: %w", number, ErrVerify, err)
+		}
+		if !slices.ContainsFunc(inv.Inputs.Months, func(m MonthInput) bool { return m.Days != nil }) {
+			// Issued before invoices said what they billed per day: it is
+			// re-derived as it was, the records' digest still checks them.
+			for i := range again.Inputs.Months {
+				again.Inputs.Months[i].Days = nil
+			}
+			again.InputsHash = again.inputsHash()
 		}
 	}
 	for i, m := range again.Inputs.Months {
