@@ -115,4 +115,6 @@ func TestAnInvoiceIssuedBeforePerDayBillingStillVerifies(t *testing.T) {
 // noSLA has no figures for anyone.
 type noSLA struct{}
 
-func (noSLA) SLA(context.Context, string, Period) (SLAFigures, bool, error) { return SLAFigures{}, false, nil }
+func (noSLA) SLA(context.Context, string, Period) (SLAFigures, bool, error) {
+	return SLAFigures{}, false, nil
+}

@@ -52,7 +52,7 @@ type Invoice struct {
 	Annex      []AnnexRow     `json:"annex"`
 	// Provisional marks a draft computed before the period's grace period
 	// ended: records may still arrive.
-	Provisional bool   `json:"provisional,omitempty"`
+	Provisional bool `json:"provisional,omitempty"`
 	// Closed, on a draft of a month that is closed for the institution,
 	// says so: "already issued as PM-2026-000001", or "closed with nothing
 	// to invoice on …". Such a draft recomputes the month from every record
@@ -61,7 +61,7 @@ type Invoice struct {
 	// Pending, on such a draft, are the lines that the month's records
 	// received since it closed add to the next invoice, as adjustments.
 	Pending []Line `json:"pending,omitempty"`
-	Inputs      Inputs `json:"inputs"`
+	Inputs  Inputs `json:"inputs"`
 	// InputsHash is the sha-256 of the canonical JSON of Seller, Customer and
 	// Inputs: what issuing froze, and what `verify` checks first.
 	InputsHash string `json:"inputs_hash"`
