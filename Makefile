@@ -32,10 +32,26 @@ run: build ## Bring the example platform up: collector, agent and examples/platf
 	  exec $(BIN) up --config $(CONFIG) --platform $(PLATFORM)
 
 .PHONY: test
-test: ## Install and start what the tests need, then run the whole suite (race detector, fuzz seed corpora)
+test: ## Install and start what the tests need, lint, then run the whole suite (race detector, fuzz seed corpora)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
-	$(GO) vet ./... && \
+	$(MAKE) --no-print-directory lint && \
 	$(GO) test -race -count=1 ./...
+
+# The packages that run real containers, real servers and real time: the
+# ones a loaded machine makes flaky if anything races.
+STRESS_PKGS ?= ./runtime/... ./sla/... ./deploy/e2e/ ./cmd/paasmeter/
+STRESS_COUNT ?= 3
+
+.PHONY: test-stress
+test-stress: ## Run the Docker-backed packages STRESS_COUNT (3) times while busy loops keep every core busy
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
+	./scripts/stress.sh $(GO) test -race -timeout 60m -count=$(STRESS_COUNT) $(STRESS_PKGS)
+
+.PHONY: chaos
+chaos: ## The agent's chaos test on a longer random schedule, the collector binary killed too: JOBS (default 60), LONG (the long jobs, default 2m); prints its seed, SEED=n replays one
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
+	PAASMETER_CHAOS_SEED=$(SEED) PAASMETER_CHAOS_JOBS=$${JOBS:-60} PAASMETER_CHAOS_LONG=$${LONG:-2m} PAASMETER_CHAOS_KILL_COLLECTOR=1 \
+	$(GO) test -count=1 -timeout 60m -v -run '^TestChaos' ./cmd/paasmeter/
 
 .PHONY: bench
 bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers

@@ -129,7 +129,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			return
 		}
 		if len(foreign) > 0 {
-			s.countRejected(k.name, tenants, len(recs))
+			s.countRejected(k.name, tenants, len(recs), foreign)
 			writeError(w, http.StatusForbidden,
 				fmt.Sprintf("this token writes for node %q only; %d record(s) name another node; nothing was stored", p.Node, len(foreign)),
 				map[string]any{"indexes": firstN(foreign, maxProblems)})
@@ -255,29 +255,44 @@ func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []strin
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.countRejected(kind, nil, 0)
+		s.countRejected(kind, nil, 0, nil)
 		writeError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body exceeds %d bytes; split the batch", s.cfg.MaxBodyBytes), map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
 	case errors.As(err, &tooMany):
-		s.countRejected(kind, nil, 0)
+		s.countRejected(kind, nil, 0, nil)
 		writeError(w, http.StatusRequestEntityTooLarge, err.Error()+"; split the batch", map[string]int{"max_records": tooMany.Limit})
 	case errors.As(err, &inv):
-		s.countRejected(kind, tenants, inv.Records)
+		bad := make([]int, 0, len(inv.Problems))
+		for _, p := range inv.Problems {
+			bad = append(bad, p.Index)
+		}
+		s.countRejected(kind, tenants, inv.Records, bad)
 		writeError(w, http.StatusBadRequest,
 			fmt.Sprintf("batch rejected: %d problem(s) in %d record(s); nothing was stored", len(inv.Problems), inv.Records),
 			map[string]any{"problems": firstN(inv.Problems, maxProblems), "problems_total": len(inv.Problems)})
 	default:
-		s.countRejected(kind, nil, 0)
+		s.countRejected(kind, nil, 0, nil)
 		writeError(w, http.StatusBadRequest, err.Error(), nil)
 	}
 }
 
-// countRejected counts the rejected records of a batch of total records per
-// tenant; records whose tenant is unknown or undecodable count as "unknown", so
-// a bad client cannot mint label values.
-func (s *Server) countRejected(kind string, tenants []string, total int) {
-	for _, t := range tenants {
-		s.metrics.records.WithLabelValues(kind, s.tenantLabel(t), "rejected").Inc()
+// countRejected counts a refused batch of total records, per tenant: the
+// records at the indexes in bad as "rejected", the valid ones beside them as
+// "returned" (not stored; the agent sends them again in a batch of their own,
+// where they count as what they turn out to be). Records whose tenant is
+// unknown or undecodable count as "unknown", so a bad client cannot mint
+// label values.
+func (s *Server) countRejected(kind string, tenants []string, total int, bad []int) {
+	isBad := make(map[int]bool, len(bad))
+	for _, i := range bad {
+		isBad[i] = true
+	}
+	for i, t := range tenants {
+		outcome := "returned"
+		if isBad[i] {
+			outcome = "rejected"
+		}
+		s.metrics.records.WithLabelValues(kind, s.tenantLabel(t), outcome).Inc()
 	}
 	if rest := total - len(tenants); rest > 0 {
 		s.metrics.records.WithLabelValues(kind, "unknown", "rejected").Add(float64(rest))

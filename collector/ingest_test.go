@@ -240,7 +240,7 @@ func TestGzipBatchIsAccepted(t *testing.T) {
 	}
 }
 
-func TestRejectedRecordsAreCountedPerTenant(t *testing.T) {
+func TestOnlyTheInvalidRecordsOfARejectedBatchAreCountedRejectedPerTenant(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	recs := append(records("caami", 0, 2), records("ona", 10, 1)...)
 	recs[2].Quantity = -5
@@ -248,9 +248,14 @@ func TestRejectedRecordsAreCountedPerTenant(t *testing.T) {
 	if a := e.post(t, agentNode1, recs); a.code != 400 {
 		t.Fatalf("answered %d, want 400", a.code)
 	}
-	for tenant, want := range map[string]float64{"caami": 2, "ona": 1} {
-		if got := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "usage", "tenant": tenant, "outcome": "rejected"}); got != want {
-			t.Errorf("rejected records of %s = %v, want %v", tenant, got, want)
+	// Only the invalid record is rejected; the two valid ones beside it are
+	// returned to the agent, which sends them again.
+	for _, c := range []struct {
+		tenant, outcome string
+		want            float64
+	}{{"caami", "rejected", 0}, {"caami", "returned", 2}, {"ona", "rejected", 1}, {"ona", "returned", 0}} {
+		if got := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "usage", "tenant": c.tenant, "outcome": c.outcome}); got != c.want {
+			t.Errorf("%s records of %s = %v, want %v", c.outcome, c.tenant, got, c.want)
 		}
 	}
 }

@@ -54,7 +54,7 @@ func (e *env) readLogs(t *testing.T, token, tenant, query string) collector.Logs
 // storedLines returns every stored line of tenant, oldest first.
 func (e *env) storedLines(t *testing.T, tenant string) []logs.Line {
 	t.Helper()
-	q := metering.LogQuery{Tenant: tenant, From: now.AddDate(-2, 0, 0), To: now.AddDate(1, 0, 0), Limit: metering.MaxLogLimit, Forward: true}
+	q := metering.LogQuery{Tenant: tenant, From: e.clock.Now().AddDate(-2, 0, 0), To: e.clock.Now().AddDate(1, 0, 0), Limit: metering.MaxLogLimit, Forward: true}
 	page, err := e.store.QueryLogs(context.Background(), q)
 	if err != nil {
 		t.Fatal(err)

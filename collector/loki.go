@@ -44,7 +44,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 	}
 	defer release()
 	reject := func(code int, msg string, detail any) {
-		s.countRejected(kindLogs, nil, 0)
+		s.countRejected(kindLogs, nil, 0, nil)
 		s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
 		writeError(w, code, msg, detail)
 	}

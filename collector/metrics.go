@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "method"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_records_total",
-			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), rejected (invalid, not stored) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
+			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
 		}, []string{"kind", "tenant", "outcome"}),
 		rejectedBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_batches_rejected_total",

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/logs"
 )
 
@@ -73,5 +74,32 @@ func TestRetentionLoopDeletesOldLinesAndKeepsRecentOnesPerTenant(t *testing.T) {
 	}
 	if got := texts("ona"); len(got) != 0 {
 		t.Errorf("two days later ona keeps %q", got)
+	}
+}
+
+// TestRetentionCountsBackFromTheCollectorsClockAtAnyDate: at each of
+// clocktest's instants, a line a day past the default 30 days goes and one a
+// day short of it stays.
+func TestRetentionCountsBackFromTheCollectorsClockAtAnyDate(t *testing.T) {
+	for _, in := range clocktest.Instants(t) {
+		t.Run(in.Name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil, nil)
+			e.clock.Set(in.Time)
+			seed := []logs.Line{
+				logLine("caami", "pricing", "c1", "prod", in.Time.Add(-31*24*time.Hour), "31 days old"),
+				logLine("caami", "pricing", "c1", "prod", in.Time.Add(-29*24*time.Hour), "29 days old"),
+			}
+			if a := e.postLogs(t, agentNode1, seed); a.code != 200 {
+				t.Fatalf("seeding: %d %s", a.code, a.body)
+			}
+			n, err := e.srv.EnforceRetention(context.Background())
+			if err != nil || n != 1 {
+				t.Fatalf("retention deleted %d lines (%v), want 1", n, err)
+			}
+			if got := lineTexts(e.storedLines(t, "caami"), func(l logs.Line) string { return l.Line }); !slices.Equal(got, []string{"29 days old"}) {
+				t.Errorf("caami keeps %q, want the line 29 days old", got)
+			}
+		})
 	}
 }

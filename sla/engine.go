@@ -125,8 +125,10 @@ func (e *Engine) report(ctx context.Context, tenant string, p billing.Period, no
 		am := r.classify(own, from, to, until, e.cfg)
 		// An app counts in the month when it was meant to run in it, or
 		// something happened to it in it; one stopped or removed before the
-		// month and only seen in the lookback does not.
-		if am.Eligible+am.Maintenance == 0 && r.latest < fromNs {
+		// month and only seen in the lookback does not. In the month's first
+		// minute nothing is classified yet: what the app was doing as the
+		// month began decides.
+		if am.Eligible+am.Maintenance == 0 && r.latest < fromNs && !r.meantToRunAt(fromNs) {
 			continue
 		}
 		rep.Apps = append(rep.Apps, am)

@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla"
@@ -380,4 +381,54 @@ func TestExporter(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestTheRunningMonthIsReportedUpToTheClockAtAnyDate reports, at each of
+// clocktest's instants, the running month of a production app that has run
+// since before it: every minute from the month's start to a settling minute
+// before the clock is up, the rest of the month is still to come, whatever
+// the month's length, a change of daylight saving time within it, or a clock
+// in the month's first minute.
+func TestTheRunningMonthIsReportedUpToTheClockAtAnyDate(t *testing.T) {
+	ctx := context.Background()
+	for _, in := range clocktest.Instants(t) {
+		t.Run(in.Name, func(t *testing.T) {
+			t.Parallel()
+			loc := in.Time.Location()
+			start := time.Date(in.Time.Year(), in.Time.Month(), 1, 0, 0, 0, 0, loc)
+			month := int64(start.AddDate(0, 1, 0).Sub(start) / time.Minute)
+			until := in.Time.Truncate(time.Minute).Add(-time.Minute)
+			if until.Before(start) {
+				until = start
+			}
+			up := int64(until.Sub(start) / time.Minute)
+
+			st, err := embedded.Open(ctx, t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			evs := as("caami", "claims", "pricing", usage.EnvProd, []events.Event{
+				lifecycle(events.Started, "pricing-0", "pa0", start.Add(-time.Hour), "")})
+			evs[0].ReceivedAt = evs[0].Time.Add(time.Second)
+			if _, err := st.AppendEvents(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+			eng, err := sla.NewEngine(st, staticWindows{}, config(t), clock.NewManual(in.Time))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := eng.Report(ctx, "caami", billing.PeriodOf(in.Time, loc))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []appCounts{{"claims/pricing", counts{Up: up, Future: month - up}, up}}
+			if got := appsOf(r); len(got) != 1 || got[0] != want[0] {
+				t.Errorf("apps %+v, want %+v (a month of %d minutes, %d of them past)", got, want, month, up)
+			}
+			if !r.Until.Equal(until) {
+				t.Errorf("reported until %s, want %s", r.Until.In(loc), until)
+			}
+		})
+	}
 }

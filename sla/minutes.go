@@ -386,6 +386,29 @@ func (r *recorder) classify(windows []Window, from, to, now time.Time, cfg Confi
 	return am
 }
 
+// meantToRunAt reports whether, by the observations before t, a replica of
+// the app runs at t or is down without its owner having stopped it: the
+// app is part of a month that starts at t even before a minute of it has
+// passed. classify sorts the observations first.
+func (r *recorder) meantToRunAt(t int64) bool {
+	slots := make([]slot, len(r.slots))
+	for i := range slots {
+		slots[i].cur = -1
+	}
+	for i := range r.obs {
+		if r.obs[i].t >= t {
+			break
+		}
+		slots[r.obs[i].slot].apply(&r.obs[i])
+	}
+	for _, s := range slots {
+		if s.phase == phaseRunning || (s.phase == phaseEnded && s.cause != causeOwner) {
+			return true
+		}
+	}
+	return false
+}
+
 // timeline walks time forward over an app's replicas and hands the
 // accumulator one segment per stretch in which the app's category holds.
 type timeline struct {

@@ -101,7 +101,7 @@ func (a *app) runAgent(ctx context.Context, fps *failpoint.Set) (err error) {
 		return err
 	}
 	defer eng.Close()
-	n, err := openNode(cfg.Agent, log, token, plat, eng, fps)
+	n, err := openNode(cfg.Agent, a.clock, log, token, plat, eng, fps)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ type node struct {
 
 // openNode builds the node's parts and binds the admin listener; nothing runs
 // until run. plat may be nil (the agent only meters).
-func openNode(ac agent.Config, log *slog.Logger, token string, plat *spec.Spec, eng *docker.Engine, fps *failpoint.Set) (n *node, err error) {
+func openNode(ac agent.Config, clk clock.Clock, log *slog.Logger, token string, plat *spec.Spec, eng *docker.Engine, fps *failpoint.Set) (n *node, err error) {
 	n = &node{cfg: ac, log: log}
 	if n.spool, n.dead, err = openSpools(ac.SpoolDir, ac.SpoolMaxBytes); err != nil {
 		return nil, err
@@ -167,7 +167,7 @@ func openNode(ac agent.Config, log *slog.Logger, token string, plat *spec.Spec, 
 		return nil, err
 	}
 	wake := make(chan struct{}, 1)
-	n.agent, err = agent.New(agent.Options{Config: ac, Engine: eng, Cgroups: cg, Spool: n.spool, Clock: clock.System{}, Logger: log,
+	n.agent, err = agent.New(agent.Options{Config: ac, Engine: eng, Cgroups: cg, Spool: n.spool, Clock: clk, Logger: log,
 		Registry: reg, Wake: wake, Failpoints: fps})
 	if err != nil {
 		return nil, err
@@ -188,7 +188,7 @@ func openNode(ac agent.Config, log *slog.Logger, token string, plat *spec.Spec, 
 	}
 	if plat != nil {
 		n.platform, err = reconcile.New(reconcile.Options{Spec: plat, SpecPath: ac.PlatformSpec, Node: ac.Node, Docker: eng.Client(),
-			Clock: clock.System{}, Logger: log, Registry: reg, Interval: ac.ReconcileInterval, StopTimeout: ac.StopTimeout,
+			Clock: clk, Logger: log, Registry: reg, Interval: ac.ReconcileInterval, StopTimeout: ac.StopTimeout,
 			Emit: n.agent.Emit, Stopping: n.agent.Stopping})
 		if err != nil {
 			return nil, err

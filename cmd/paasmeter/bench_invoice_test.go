@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -20,7 +21,7 @@ func init() {
 	if os.Getenv(asMainEnv) != "1" {
 		return
 	}
-	root := newRoot(os.Stdout, os.Stderr, os.Getenv)
+	root := newRoot(os.Stdout, os.Stderr, os.Getenv, clock.System{})
 	root.SetArgs(os.Args[1:])
 	if err := root.ExecuteContext(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "paasmeter:", err)

@@ -80,7 +80,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	// errors stop the collector before anything opens.
 	var billingOpts *billing.Options
 	if cfg.Billing.RateCard != "" {
-		o, err := billingOptions(cfg, log)
+		o, err := a.billingOptions(cfg, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -122,14 +122,14 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	}
 	closeStores := closeAll
 	closeAll = func() error { return errors.Join(stateStore.Close(), closeStores()) }
-	windows, err := newMaintenanceService(cfg, stateStore, log)
+	windows, err := a.newMaintenanceService(cfg, stateStore, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	if err := syncMaintenanceConfig(ctx, cfg, windows, log); err != nil {
 		return nil, nil, err
 	}
-	engine, err := newSLAEngine(cfg, store, windows)
+	engine, err := a.newSLAEngine(cfg, store, windows)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +140,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		if billingOpts.SLA == nil {
 			billingOpts.SLA = engine
 		}
-		svc, err := newBillingService(cfg, *billingOpts, store, stateStore, log)
+		svc, err := a.newBillingService(cfg, *billingOpts, store, stateStore, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -185,11 +185,11 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	stopReconciler, err := startReconciler(ctx, cfg, store, stateStore, reg, log)
+	stopReconciler, err := a.startReconciler(ctx, cfg, store, stateStore, reg, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reconciliation: %w", err)
 	}
-	stopSLAMetrics, err := startSLAMetrics(ctx, cfg, engine, reg, log)
+	stopSLAMetrics, err := a.startSLAMetrics(ctx, cfg, engine, reg, log)
 	if err != nil {
 		stopReconciler()
 		return nil, nil, fmt.Errorf("sla metrics: %w", err)

@@ -46,7 +46,8 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 			app := "job-" + strings.ReplaceAll(fp, "-", "")
 			ctx := context.Background()
 			c, err := cli.ContainerCreate(ctx, &container.Config{Image: img, Cmd: []string{"sh", "-c", "i=0; while [ $i -lt 1400000 ]; do i=$((i+1)); done; sleep 16"},
-				Labels: map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: app, engine.LabelEnv: "prod"}},
+				Labels: map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: app, engine.LabelEnv: "prod",
+					engine.LabelNode: r.node}}, // other tests' agents on the engine leave it alone
 				&container.HostConfig{Resources: container.Resources{CgroupParent: "/paasmeter/" + dockertest.Name(t, "crash")}}, nil, nil, dockertest.Name(t, app))
 			if err != nil {
 				t.Fatal(err)

@@ -22,7 +22,6 @@ import (
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/billing/slafile"
 	"github.com/paasmeter/paasmeter/config"
-	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/state"
 	stateopen "github.com/paasmeter/paasmeter/state/open"
@@ -64,7 +63,7 @@ func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
 		return nil, err
 	}
 	log := a.logger(cfg)
-	o, err := billingOptions(cfg, log)
+	o, err := a.billingOptions(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +76,7 @@ func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
 		ms.Close()
 		return nil, err
 	}
-	svc, err := newBillingService(cfg, o, ms, ss, log)
+	svc, err := a.newBillingService(cfg, o, ms, ss, log)
 	if err != nil {
 		ms.Close()
 		ss.Close()
@@ -89,7 +88,7 @@ func (a *app) openBilling(ctx context.Context) (*billingEnv, error) {
 // billingOptions returns the billing service's options that cfg gives, all
 // but its stores: the invoice commands and the collector check them before
 // opening any store, so that a configuration error is reported as such.
-func billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, error) {
+func (a *app) billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, error) {
 	bc, err := cfg.BillingConfig()
 	if err != nil {
 		return billing.Options{}, err
@@ -101,7 +100,7 @@ func billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, erro
 	if err != nil {
 		return billing.Options{}, err
 	}
-	o := billing.Options{Config: bc, Card: card, Clock: clock.System{}, Logger: log}
+	o := billing.Options{Config: bc, Card: card, Clock: a.clock, Logger: log}
 	// A file of figures overrides the SLA engine, which newBillingService
 	// builds over the stores.
 	if cfg.Billing.SLAFile != "" {
@@ -117,13 +116,13 @@ func billingOptions(cfg *config.Config, log *slog.Logger) (billing.Options, erro
 // newBillingService builds the billing service of o over the metering store
 // ms and the state store ss; without an SLA file, the SLA engine over the
 // stored events and the declared maintenance windows gives the credits.
-func newBillingService(cfg *config.Config, o billing.Options, ms metering.Store, ss state.Store, log *slog.Logger) (*billing.Service, error) {
+func (a *app) newBillingService(cfg *config.Config, o billing.Options, ms metering.Store, ss state.Store, log *slog.Logger) (*billing.Service, error) {
 	if o.SLA == nil {
-		windows, err := newMaintenanceService(cfg, ss, log)
+		windows, err := a.newMaintenanceService(cfg, ss, log)
 		if err != nil {
 			return nil, err
 		}
-		eng, err := newSLAEngine(cfg, ms, windows)
+		eng, err := a.newSLAEngine(cfg, ms, windows)
 		if err != nil {
 			return nil, err
 		}

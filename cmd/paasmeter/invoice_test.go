@@ -23,14 +23,23 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 )
 
+// midNovember is the clock of the invoice commands' tests: October 2026,
+// where invoiceConfig puts its records, is past its grace period, and
+// November is the running month. TestInvoiceCommandsFollowTheClock runs the
+// commands at other dates.
+func midNovember() *clock.Manual {
+	return clock.NewManual(time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC))
+}
+
 // invoiceConfig writes a configuration over a data directory holding the
-// billing issue's worked example moved back to October 2026 (whose grace
-// period has passed by the wall clock), as if the collector had received it.
+// billing issue's worked example moved back to October 2026, as if the
+// collector had received it on 2 November.
 func invoiceConfig(t *testing.T) string {
 	t.Helper()
 	ctx := context.Background()
@@ -84,7 +93,7 @@ func TestInvoiceCommandsIssueVerifyCreditAndReconcile(t *testing.T) {
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			out, err := run(t, ctx, "", append([]string{"--config", cfg}, s.args...)...)
+			out, err := runAt(t, ctx, midNovember(), "", append([]string{"--config", cfg}, s.args...)...)
 			if s.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), s.wantErr) {
 					t.Fatalf("err = %v, want one saying %q; output:\n%s", err, s.wantErr, out)
@@ -114,7 +123,7 @@ func TestReconcileExitsNonZeroOnADifference(t *testing.T) {
 	if _, err := db.Exec(`DELETE FROM usage_records WHERE id = (SELECT id FROM usage_records WHERE tenant = 'caami' ORDER BY window_start LIMIT 1)`); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, ctx, "", "--config", cfg, "reconcile", "--period", "2026-10")
+	out, err := runAt(t, ctx, midNovember(), "", "--config", cfg, "reconcile", "--period", "2026-10")
 	if err == nil || !strings.Contains(err.Error(), "1 institution-days of 60 differ") || !strings.Contains(out, "caami  2026-10-01       176     175    175       0      175  DIFFERENCE") {
 		t.Fatalf("err = %v, want 1 of 60 institution-days differing on caami's 2026-10-01; output:\n%s", err, out)
 	}
@@ -125,7 +134,7 @@ func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
 	cfg := invoiceConfig(t)
 	for _, args := range [][]string{{"invoice", "issue", "--period", "2026-10"},
 		{"invoice", "credit", "PM-2026-000002", "--amount", "1.00", "--reason", "goodwill"}} {
-		if out, err := run(t, ctx, "", append([]string{"--config", cfg}, args...)...); err != nil {
+		if out, err := runAt(t, ctx, midNovember(), "", append([]string{"--config", cfg}, args...)...); err != nil {
 			t.Fatalf("%v: %v\n%s", args, err, out)
 		}
 	}
@@ -161,7 +170,7 @@ func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
 
 	t.Run("every format of the named documents, into a new directory", func(t *testing.T) {
 		dir := filepath.Join(t.TempDir(), "invoices", "2026-10")
-		out, err := run(t, ctx, "", "--config", cfg, "invoice", "render", "PM-2026-000001", "PMC-2026-000001", "--out", dir)
+		out, err := runAt(t, ctx, midNovember(), "", "--config", cfg, "invoice", "render", "PM-2026-000001", "PMC-2026-000001", "--out", dir)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -173,7 +182,7 @@ func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
 	})
 	t.Run("every issued document in one format", func(t *testing.T) {
 		dir := t.TempDir()
-		out, err := run(t, ctx, "", "--config", cfg, "invoice", "render", "--all", "--format", "csv", "--out", dir)
+		out, err := runAt(t, ctx, midNovember(), "", "--config", cfg, "invoice", "render", "--all", "--format", "csv", "--out", dir)
 		if err != nil {
 			t.Fatalf("%v\n%s", err, out)
 		}
@@ -191,7 +200,7 @@ func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := filepath.Join(t.TempDir(), "out")
-			out, err := run(t, ctx, "", append([]string{"--config", cfg, "invoice", "render", "--out", dir}, c.args...)...)
+			out, err := runAt(t, ctx, midNovember(), "", append([]string{"--config", cfg, "invoice", "render", "--out", dir}, c.args...)...)
 			if err == nil {
 				t.Fatalf("render %v succeeded:\n%s", c.args, out)
 			}
@@ -213,10 +222,10 @@ func TestInvoiceRenderWritesEveryFormatOfIssuedDocuments(t *testing.T) {
 func TestCollectorServesTheIssuedInvoices(t *testing.T) {
 	ctx := context.Background()
 	cfgPath := invoiceConfig(t)
-	if out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10"); err != nil {
+	if out, err := runAt(t, ctx, midNovember(), "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
 	cfg, err := a.loadConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -271,7 +280,7 @@ func TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(filepath.Dir(cfgPath), "data", stateembedded.FileName), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
 	cfg, err := a.loadConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +292,7 @@ func TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly(t *testing.T) {
 
 func TestSLAReportCommandReportsEveryInstitution(t *testing.T) {
 	cfg := invoiceConfig(t)
-	out, err := run(t, context.Background(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--format", "json")
+	out, err := runAt(t, context.Background(), midNovember(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--format", "json")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -292,7 +301,7 @@ func TestSLAReportCommandReportsEveryInstitution(t *testing.T) {
 			t.Errorf("report lacks %s:\n%s", want, out)
 		}
 	}
-	if _, err := run(t, context.Background(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--tenant", "nobody"); err == nil ||
+	if _, err := runAt(t, context.Background(), midNovember(), "", "--config", cfg, "sla", "report", "--month", "2026-10", "--tenant", "nobody"); err == nil ||
 		!strings.Contains(err.Error(), "--tenant") {
 		t.Errorf("an unknown institution: %v, want an error naming --tenant", err)
 	}
@@ -305,12 +314,11 @@ func TestSLAReportCommandReportsEveryInstitution(t *testing.T) {
 func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
 	ctx := context.Background()
 	cfgPath := invoiceConfig(t)
-	// Far enough ahead to stay too early whatever the wall clock says.
-	out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2099-12")
+	out, err := runAt(t, ctx, midNovember(), "", "--config", cfgPath, "invoice", "issue", "--period", "2099-12")
 	if !errors.Is(err, billing.ErrTooEarly) {
 		t.Fatalf("issuing 2099-12: %v, want billing.ErrTooEarly; output:\n%s", err, out)
 	}
-	if out, err := run(t, ctx, "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10", "--actor", "cron"); err != nil {
+	if out, err := runAt(t, ctx, midNovember(), "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10", "--actor", "cron"); err != nil {
 		t.Fatalf("issuing 2026-10: %v; output:\n%s", err, out)
 	}
 
@@ -343,7 +351,7 @@ func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
 		t.Errorf("the successful run's entry: %+v %+v, want invoice-run/2026-10 by cron, 2 issued, no error", es[1], outcomes[1])
 	}
 
-	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, configPath: cfgPath}
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
 	cfg, err := a.loadConfig()
 	if err != nil {
 		t.Fatal(err)

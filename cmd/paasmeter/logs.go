@@ -101,7 +101,7 @@ func (a *app) runLogs(ctx context.Context, o logsOptions) error {
 	r := &logReader{base: strings.TrimSuffix(o.collectorURL, "/"), token: token, o: o, client: &http.Client{Timeout: 30 * time.Second}}
 
 	// The newest lines first, so --limit keeps the most recent; printed oldest first.
-	page, err := r.page(ctx, time.Now().Add(-o.since), "backward", o.limit, "")
+	page, err := r.page(ctx, a.clock.Now().Add(-o.since), "backward", o.limit, "")
 	if err != nil {
 		return err
 	}
@@ -117,7 +117,7 @@ func (a *app) runLogs(ctx context.Context, o logsOptions) error {
 		return nil
 	}
 	if newest.IsZero() {
-		newest = time.Now().Add(-o.since)
+		newest = a.clock.Now().Add(-o.since)
 	}
 	tick := time.NewTicker(o.interval)
 	defer tick.Stop()

@@ -17,6 +17,7 @@ import (
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
@@ -101,7 +102,7 @@ func runLogs(ctx context.Context, out io.Writer, token string, args ...string) e
 			return token
 		}
 		return ""
-	})
+	}, clock.System{}) // the lines are stamped from the wall clock, and --since counts back from it
 	root.SetArgs(append([]string{"logs"}, args...))
 	return root.ExecuteContext(ctx)
 }

@@ -1,5 +1,5 @@
 // Command paasmeter is the platform's observability and metering hub: one binary
-// whose subcommands are its components (collector, and later agent, invoice, …).
+// whose subcommands are its components (collector, agent, invoice, …).
 package main
 
 import (
@@ -16,6 +16,7 @@ import (
 	_ "time/tzdata" // the platform time zone must resolve on hosts without tzdata
 
 	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/internal/clock"
 )
 
 // version is set at build time (-ldflags "-X main.version=…").
@@ -24,21 +25,28 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := newRoot(os.Stdout, os.Stderr, os.Getenv).ExecuteContext(ctx); err != nil {
+	if err := newRoot(os.Stdout, os.Stderr, os.Getenv, clock.System{}).ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "paasmeter:", err)
 		os.Exit(1)
 	}
 }
 
-// app is what every subcommand shares: where to write, and how to read the configuration.
+// app is what every subcommand shares: where to write, how to read the
+// configuration, and what time it is.
 type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
-	configPath     string
+	// clock is the only "now" of every subcommand: the running month, the
+	// grace period, the issue cutoff, the SLA's last minute and the
+	// maintenance lead time all come from it. main passes the wall clock;
+	// tests pass a clock of their own, which is the hook that lets them run
+	// the commands at any date (there is deliberately no flag for it).
+	clock      clock.Clock
+	configPath string
 }
 
-func newRoot(stdout, stderr io.Writer, getenv func(string) string) *cobra.Command {
-	a := &app{stdout: stdout, stderr: stderr, getenv: getenv}
+func newRoot(stdout, stderr io.Writer, getenv func(string) string, clk clock.Clock) *cobra.Command {
+	a := &app{stdout: stdout, stderr: stderr, getenv: getenv, clock: clk}
 	root := &cobra.Command{
 		Use:   "paasmeter",
 		Short: "Observability and metering hub of a multi-tenant container platform",

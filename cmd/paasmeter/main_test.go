@@ -16,14 +16,24 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
+// run runs a command line on the wall clock: for commands whose outcome does
+// not depend on the date. Those that do run with runAt.
 func run(t *testing.T, ctx context.Context, stdin string, args ...string) (string, error) {
 	t.Helper()
+	return runAt(t, ctx, clock.System{}, stdin, args...)
+}
+
+// runAt runs a command line with clk as the commands' clock (the test hook
+// for "now": the binary has no flag for it).
+func runAt(t *testing.T, ctx context.Context, clk clock.Clock, stdin string, args ...string) (string, error) {
+	t.Helper()
 	var out, errOut bytes.Buffer
-	root := newRoot(&out, &errOut, func(string) string { return "" })
+	root := newRoot(&out, &errOut, func(string) string { return "" }, clk)
 	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
@@ -46,7 +56,7 @@ func TestEveryCommandHasHelp(t *testing.T) {
 			}
 		}
 	}
-	walk(newRoot(io.Discard, io.Discard, os.Getenv))
+	walk(newRoot(io.Discard, io.Discard, os.Getenv, clock.System{}))
 }
 
 func TestConfigCheck(t *testing.T) {

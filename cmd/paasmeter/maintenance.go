@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paasmeter/paasmeter/config"
-	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
@@ -22,13 +21,13 @@ import (
 
 // newMaintenanceService builds the maintenance windows' service of cfg over
 // the state store st.
-func newMaintenanceService(cfg *config.Config, st state.Store, log *slog.Logger) (*maintenance.Service, error) {
+func (a *app) newMaintenanceService(cfg *config.Config, st state.Store, log *slog.Logger) (*maintenance.Service, error) {
 	loc, err := cfg.Location()
 	if err != nil {
 		return nil, err
 	}
 	return maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: cfg.Maintenance.LeadTime, Tenants: cfg.TenantSet(),
-		Clock: clock.System{}, Logger: log})
+		Clock: a.clock, Logger: log})
 }
 
 // syncMaintenanceConfig stores the windows of cfg's maintenance section. A
@@ -55,12 +54,12 @@ func syncMaintenanceConfig(ctx context.Context, cfg *config.Config, svc *mainten
 // openWindows opens the configured state store and returns the declared
 // maintenance windows over it, as the SLA engine reads them; closeWindows
 // closes the store.
-func openWindows(ctx context.Context, cfg *config.Config, log *slog.Logger) (ws sla.WindowSource, closeWindows func(), err error) {
+func (a *app) openWindows(ctx context.Context, cfg *config.Config, log *slog.Logger) (ws sla.WindowSource, closeWindows func(), err error) {
 	st, err := openStateStore(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := newMaintenanceService(cfg, st, log)
+	svc, err := a.newMaintenanceService(cfg, st, log)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
@@ -80,7 +79,7 @@ func (a *app) openMaintenance(ctx context.Context) (svc *maintenance.Service, lo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	svc, err = newMaintenanceService(cfg, st, log)
+	svc, err = a.newMaintenanceService(cfg, st, log)
 	if err != nil {
 		st.Close()
 		return nil, nil, nil, err
@@ -115,7 +114,7 @@ log with --actor, and listed in the SLA report.`,
 				return err
 			}
 			defer closeStore()
-			f, t := time.Now(), time.Time{}
+			f, t := a.clock.Now(), time.Time{}
 			if from != "" {
 				if f, err = parseFlagTime("from", from, loc); err != nil {
 					return err
@@ -247,7 +246,7 @@ leave out the apps in a window).`,
 				return err
 			}
 			defer closeStore()
-			now := clock.System{}.Now()
+			now := a.clock.Now()
 			windows, err := svc.Windows(c.Context(), "", now, now.Add(horizon))
 			if err != nil {
 				return err

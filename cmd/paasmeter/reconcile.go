@@ -89,7 +89,7 @@ as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 // its invoices can be issued) every billing.reconcile_interval and exports
 // the figures on reg. It does nothing without a rate card. stop waits for a
 // running pass to end, so the store can be closed after it.
-func startReconciler(ctx context.Context, cfg *config.Config, store billing.Counts, issued billing.Issued, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store billing.Counts, issued billing.Issued, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if cfg.Billing.RateCard == "" || cfg.Billing.ReconcileInterval <= 0 {
 		return func() {}, nil
 	}
@@ -115,7 +115,7 @@ func startReconciler(ctx context.Context, cfg *config.Config, store billing.Coun
 		t := time.NewTicker(cfg.Billing.ReconcileInterval)
 		defer t.Stop()
 		for {
-			now := time.Now()
+			now := a.clock.Now()
 			cur := billing.PeriodOf(now, loc)
 			periods := []billing.Period{cur}
 			if prev := billing.PeriodOf(cur.Start().Add(-time.Hour), loc); now.Before(prev.End().Add(cfg.Billing.GracePeriod)) {

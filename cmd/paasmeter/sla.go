@@ -15,7 +15,6 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/config"
-	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
@@ -24,14 +23,14 @@ import (
 
 // newSLAEngine builds the SLA engine of cfg over the stored events and the
 // declared maintenance windows (nil: none).
-func newSLAEngine(cfg *config.Config, ev metering.EventReader, ws sla.WindowSource) (*sla.Engine, error) {
+func (a *app) newSLAEngine(cfg *config.Config, ev metering.EventReader, ws sla.WindowSource) (*sla.Engine, error) {
 	c := sla.DefaultConfig()
 	loc, err := cfg.Location()
 	if err != nil {
 		return nil, err
 	}
 	c.Location, c.CreditTiers = loc, cfg.Billing.SLACreditTiers
-	return sla.NewEngine(ev, ws, c, clock.System{})
+	return sla.NewEngine(ev, ws, c, a.clock)
 }
 
 func (a *app) slaCmd() *cobra.Command {
@@ -62,12 +61,12 @@ unless billing.sla_file is set.`,
 				return err
 			}
 			defer ms.Close()
-			ws, closeWindows, err := openWindows(c.Context(), cfg, log)
+			ws, closeWindows, err := a.openWindows(c.Context(), cfg, log)
 			if err != nil {
 				return err
 			}
 			defer closeWindows()
-			eng, err := newSLAEngine(cfg, ms, ws)
+			eng, err := a.newSLAEngine(cfg, ms, ws)
 			if err != nil {
 				return err
 			}
@@ -156,7 +155,7 @@ const slaMetricsInterval = time.Minute
 // startSLAMetrics exports the running month's paasmeter_sla_* gauges on reg,
 // recomputed every slaMetricsInterval; stop waits for a computation in
 // progress, so the stores can be closed after it.
-func startSLAMetrics(ctx context.Context, cfg *config.Config, engine *sla.Engine, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+func (a *app) startSLAMetrics(ctx context.Context, cfg *config.Config, engine *sla.Engine, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	x, err := sla.NewExporter(reg, engine)
 	if err != nil {
 		return nil, err
@@ -171,7 +170,7 @@ func startSLAMetrics(ctx context.Context, cfg *config.Config, engine *sla.Engine
 		t := time.NewTicker(slaMetricsInterval)
 		defer t.Stop()
 		for {
-			if err := x.Update(ctx, tenants, time.Now()); err != nil && ctx.Err() == nil {
+			if err := x.Update(ctx, tenants, a.clock.Now()); err != nil && ctx.Err() == nil {
 				log.Error("SLA metrics not updated", "err", err)
 			}
 			select {

@@ -105,7 +105,7 @@ func (a *app) runUp(ctx context.Context, platform string) (err error) {
 	}
 
 	cfg.Agent.CollectorURL = "http://" + col.api.String()
-	n, err := openNode(cfg.Agent, log, token, plat, eng, nil)
+	n, err := openNode(cfg.Agent, a.clock, log, token, plat, eng, nil)
 	if err != nil {
 		return errors.Join(err, stopCollectorAndWait())
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
@@ -159,7 +160,7 @@ func (e *upEnv) agentMetrics(t *testing.T) string {
 func (e *upEnv) up(t *testing.T, ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		root := newRoot(&testLog{t: t, prefix: "up: "}, &testLog{t: t, prefix: "up: "}, func(string) string { return "" })
+		root := newRoot(&testLog{t: t, prefix: "up: "}, &testLog{t: t, prefix: "up: "}, func(string) string { return "" }, clock.System{})
 		root.SetArgs([]string{"up", "--config", e.config, "--platform", e.platform})
 		done <- root.ExecuteContext(ctx)
 	}()

@@ -25,7 +25,7 @@ minute, with ids derived as the contract requires. Pipe it to the collector:
       --data-binary @- http://127.0.0.1:8080/api/v1/usage`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			start := time.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
+			start := a.clock.Now().UTC().Truncate(time.Minute).Add(-time.Minute)
 			// A container at a quarter of a CPU and 256 MiB of its 512 MiB limit.
 			quantities := map[usage.Meter]int64{
 				usage.MeterCPU: 15e9, usage.MeterMemory: 256 << 20 * 60, usage.MeterMemoryLimit: 512 << 20 * 60,

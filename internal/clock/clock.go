@@ -40,3 +40,11 @@ func (m *Manual) Advance(d time.Duration) {
 	m.now = m.now.Add(d)
 	m.mu.Unlock()
 }
+
+// Set moves the clock to t, forward or back: for a test that runs the same
+// steps at several dates.
+func (m *Manual) Set(t time.Time) {
+	m.mu.Lock()
+	m.now = t
+	m.mu.Unlock()
+}

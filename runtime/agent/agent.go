@@ -17,7 +17,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,6 +78,13 @@ type Agent struct {
 	lastOOM map[string]time.Time
 	// initiators say who is stopping a container, by container id (see Stopping).
 	initiators map[string]events.Initiator
+	// closed holds the runs already closed, by run id, with their end: a
+	// replayed event or a parent left behind must not bill one twice. Saved,
+	// and forgotten past the state horizon.
+	closed map[string]time.Time
+	// orphans counts, by per-run cgroup parent, the walks that found no run,
+	// container or event for it.
+	orphans map[string]int
 	// flushMu serialises produce and flushOutbox: the agent's loop and the
 	// runtime's probes produce concurrently, and each outbox entry must be
 	// spooled once.
@@ -89,6 +98,9 @@ type tracked struct {
 	// cgroup is the container's cgroup path; parent its dedicated per-run
 	// parent ("" if none), which keeps the final counters after the exit.
 	cgroup, parent string
+	// missing counts the sample periods since a re-list no longer showed the
+	// container (0: it was there).
+	missing int
 }
 
 // New builds an Agent.
@@ -111,7 +123,8 @@ func New(o Options) (*Agent, error) {
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
 	}
-	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}, initiators: map[string]events.Initiator{}}
+	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}, initiators: map[string]events.Initiator{},
+		closed: map[string]time.Time{}, orphans: map[string]int{}}
 	var err error
 	if a.metrics, err = newContainerMetrics(o.Registry, o.Config.Node, a); err != nil {
 		return nil, err
@@ -124,22 +137,27 @@ func (a *Agent) statePath() string { return filepath.Join(a.o.Config.SpoolDir, "
 
 // Run meters until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
-	saved, err := a.loadState()
-	if err != nil {
+	if err := a.loadState(); err != nil {
 		return err
 	}
 	a.flushMu.Lock()
-	err = a.flushOutbox()
+	err := a.flushOutbox()
 	a.flushMu.Unlock()
 	if err != nil {
 		a.log.Error("cannot spool the outbox left by the previous run; retrying later", "err", err)
 	}
-	// Events from just before the first listing on are replayed, so a container
+	// Events are replayed from the last one the previous agent processed
+	// (saved with the outbox), so what happened while no agent ran is handled
+	// as if it had been seen. Without a saved one, or one beyond the state
+	// horizon, replay starts just before the first listing, so a container
 	// that starts between the listing and the subscription is not missed.
+	now := a.o.Clock.Now()
 	a.mu.Lock()
-	a.lastEvent = a.o.Clock.Now().Add(-time.Second)
+	if a.lastEvent.IsZero() || now.Sub(a.lastEvent) > a.o.Config.StateHorizon {
+		a.lastEvent = now.Add(-time.Second)
+	}
 	a.mu.Unlock()
-	if err := a.resync(ctx, saved); err != nil {
+	if err := a.resync(ctx); err != nil {
 		return err
 	}
 	tick := time.NewTicker(a.o.Config.SampleInterval)
@@ -153,11 +171,13 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil
 			case <-tick.C:
 				a.sampleAll(ctx)
+				a.settle()
 			case ev, ok := <-evs:
 				if !ok {
 					break stream
 				}
 				a.handle(ctx, ev)
+				a.processed(ev.Time)
 			case err := <-errs:
 				if ctx.Err() != nil {
 					return nil
@@ -173,7 +193,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case <-time.After(time.Second):
 		}
-		if err := a.resync(ctx, nil); err != nil {
+		if err := a.resync(ctx); err != nil {
 			a.log.Warn("resync failed", "err", err)
 		}
 	}
@@ -186,10 +206,24 @@ func (a *Agent) lastEventTime() time.Time {
 	return a.lastEvent
 }
 
+// processed records that every event up to at was handled: a restarted agent
+// replays from there. It is saved with the next state write, after the
+// event's own records, so a crash in between replays the event (its records
+// have deterministic ids) rather than skip it.
+func (a *Agent) processed(at time.Time) {
+	a.mu.Lock()
+	if at.After(a.lastEvent) {
+		a.lastEvent = at
+	}
+	a.mu.Unlock()
+}
+
 // resync lists the labelled containers: running ones not yet tracked are
-// adopted (from their saved state when there is one); tracked ones that are no
-// longer running are closed.
-func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error {
+// adopted; tracked ones that are no longer running are closed; exited ones
+// never tracked whose per-run cgroup parent is still there started and ended
+// while no agent looked, and are billed from that parent. Tracked runs whose
+// container is gone wait for their replayed die event (settle).
+func (a *Agent) resync(ctx context.Context) error {
 	list, err := a.o.Engine.List(ctx)
 	if err != nil {
 		return fmt.Errorf("agent: list containers: %w", err)
@@ -201,35 +235,160 @@ func (a *Agent) resync(ctx context.Context, saved map[string]meter.State) error 
 		t, ok := a.runs[c.ID]
 		a.mu.Unlock()
 		switch {
+		case ok && c.Running && c.RunID() == t.acc.Run().RunID:
+			a.refresh(t, c)
 		case c.Running && !ok:
-			a.track(c, saved)
-		case ok && (!c.Running || c.RunID() != t.acc.Run().RunID):
-			a.finish(t, c)
+			// Started while no agent looked: its start event may be past the
+			// engine's history, so it is told here (a replay gives the same id).
+			if a.track(c) {
+				a.produce(nil, a.event(c, events.Started, c.StartedAt))
+			}
+		case ok:
+			a.finish(t, endOf(c, t))
 			if c.Running {
-				a.track(c, saved)
+				a.track(c)
 			}
-		case !c.Running && !ok:
-			if st, has := saved[c.ID]; has && st.Run.RunID == c.RunID() {
-				// It ended while the agent was down: close it from its saved state.
-				acc, err := meter.Restore(st)
-				if err == nil {
-					a.finish(&tracked{c: c, acc: acc, parent: dedicatedParent(c)}, c)
-				}
-			}
+		default:
+			a.closeUnseen(c)
 		}
 	}
 	a.mu.Lock()
-	var gone []*tracked
 	for id, t := range a.runs {
-		if !seen[id] {
-			gone = append(gone, t)
+		if !seen[id] && t.missing == 0 {
+			t.missing = 1
+		}
+	}
+	a.mu.Unlock()
+	return nil
+}
+
+// refresh updates a run restored from the saved state with what the engine
+// says of its container now (its process, hence its cgroup).
+func (a *Agent) refresh(t *tracked, c engine.Container) {
+	cg := t.cgroup
+	if cg == "" || t.c.Pid != c.Pid {
+		cg = a.cgroupPath(c)
+	}
+	a.mu.Lock()
+	t.c, t.cgroup, t.missing = c, cg, 0
+	a.mu.Unlock()
+}
+
+// closeUnseen bills an exited container no agent saw run: its counters are
+// in its per-run cgroup parent, which the agent removes only once it closed
+// the run, so a parent still there is a run not yet billed. The run gets its
+// started and died events with the engine's times, and is billed from zero at
+// its start to its end.
+func (a *Agent) closeUnseen(c engine.Container) {
+	p := a.parentOf(c)
+	if p == "" || !a.valid(c) || c.FinishedAt.IsZero() {
+		return
+	}
+	if a.isClosed(c.RunID()) {
+		removeCgroup(a.o.Config.CgroupRoot, p) // billed; its removal failed last time
+		return
+	}
+	t := &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: p}
+	a.metrics.closedFromParent.Inc()
+	a.log.Info("run started and ended while no agent looked: billed from its cgroup parent", "container", c.Name, "run", c.RunID())
+	a.produce(nil, a.event(c, events.Started, c.StartedAt))
+	a.finish(t, endOf(c, t))
+}
+
+// settle closes the tracked runs whose container is gone and whose die event
+// did not come: three sample periods on, the replay is long over, so the event
+// is past the engine's bounded history. Such a run is closed at its last
+// sample, the latest moment the agent can prove it ran, with the final
+// counters of its cgroup parent, and counted as an unknown end.
+func (a *Agent) settle() {
+	a.mu.Lock()
+	var gone []*tracked
+	for _, t := range a.runs {
+		if t.missing > 0 {
+			if t.missing++; t.missing > 3 {
+				gone = append(gone, t)
+			}
 		}
 	}
 	a.mu.Unlock()
 	for _, t := range gone {
-		a.finish(t, t.c) // removed while we were not looking: close at the last sample
+		a.finish(t, runEnd{})
 	}
-	return nil
+	a.walkParents()
+}
+
+// walkParents looks at every per-run cgroup parent: one of a run already
+// closed (its removal failed: a process was still in it) is removed again;
+// one that no run, container or event accounts for is counted once and
+// logged, and kept: nothing tells whose it is.
+func (a *Agent) walkParents() {
+	if a.o.Cgroups == nil {
+		return
+	}
+	parents, err := a.o.Cgroups.RunParents()
+	if err != nil {
+		a.log.Warn("cannot list the per-run cgroup parents", "err", err)
+		return
+	}
+	a.mu.Lock()
+	inUse := map[string]bool{}
+	for _, t := range a.runs {
+		inUse[t.parent] = true
+	}
+	var retry []string
+	for _, p := range parents {
+		run := path.Base(p)
+		switch {
+		case inUse[p]:
+		case a.hasClosed(run):
+			retry = append(retry, p)
+		default:
+			a.orphans[p]++
+			if a.orphans[p] == 3 {
+				a.metrics.orphanParents.Inc()
+				a.log.Warn("per-run cgroup parent with no container, run or event: left for an operator", "parent", p)
+			}
+		}
+	}
+	for p := range a.orphans {
+		if !slices.Contains(parents, p) || inUse[p] {
+			delete(a.orphans, p)
+		}
+	}
+	a.mu.Unlock()
+	for _, p := range retry {
+		removeCgroup(a.o.Config.CgroupRoot, p)
+	}
+}
+
+// parentOf returns the per-run cgroup parent of c: its own when the engine
+// reports it, else, for a container known only from its labels, the
+// runtime's /paasmeter/<run> when it exists.
+func (a *Agent) parentOf(c engine.Container) string {
+	if p := dedicatedParent(c); p != "" {
+		return p
+	}
+	if c.RunLabel == "" || a.o.Cgroups == nil || strings.ContainsAny(c.RunLabel, "/.") {
+		return ""
+	}
+	p := "/" + cgroups.RunParentsDir + "/" + c.RunLabel
+	if _, err := a.o.Cgroups.Read(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// isClosed reports whether run was already closed (and billed).
+func (a *Agent) isClosed(run string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.hasClosed(run)
+}
+
+// hasClosed is isClosed with a.mu held.
+func (a *Agent) hasClosed(run string) bool {
+	_, ok := a.closed[run]
+	return ok
 }
 
 // dedicatedParent returns c's cgroup parent when it is a per-run parent the
@@ -247,37 +406,33 @@ func (a *Agent) run(c engine.Container) meter.Run {
 		ContainerID: c.ID, RunID: c.RunID(), Start: c.StartedAt}
 }
 
-// track starts measuring a running container, sampling it at once.
-func (a *Agent) track(c engine.Container, saved map[string]meter.State) {
-	if !a.valid(c) {
-		return
+// track starts measuring a running container, sampling it at once. Its
+// counters started at zero with its cgroup, so a run first seen late is
+// billed from its start; only one that started before the state horizon is
+// billed from now (counted and logged): its early usage may be in months
+// already invoiced, and the agent would have known it had it run then.
+func (a *Agent) track(c engine.Container) bool {
+	if !a.valid(c) || a.isClosed(c.RunID()) {
+		return false
 	}
-	t := &tracked{c: c, parent: dedicatedParent(c)}
+	t := &tracked{c: c, parent: a.parentOf(c)}
 	t.cgroup = a.cgroupPath(c)
 	s, err := a.sample(t)
-	switch st, has := saved[c.ID]; {
-	case has && st.Run.RunID == c.RunID():
-		acc, rerr := meter.Restore(st)
-		if rerr != nil {
-			a.log.Error("saved meter state unusable; adopting the run from now", "container", c.ID, "err", rerr)
-			t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
-		} else {
-			t.acc = acc
-		}
-	case a.o.Clock.Now().Sub(c.StartedAt) < a.o.Config.SampleInterval+5*time.Second:
-		// Just started (a start event, or a resync right after): from zero.
+	if a.o.Clock.Now().Sub(c.StartedAt) <= a.o.Config.StateHorizon {
 		t.acc = meter.New(a.run(c), a.o.Config.Window)
-	default:
-		// Running since before this agent knew it: its earlier usage is unknown.
-		a.log.Info("adopting a running container; usage before now is not known to this agent", "container", c.Name, "run", c.RunID())
+	} else {
+		a.metrics.adoptedLate.Inc()
+		a.log.Warn("adopting a container older than the state horizon: billed from now", "container", c.Name, "run", c.RunID(),
+			"started", c.StartedAt, "state_horizon", a.o.Config.StateHorizon)
 		t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
 	}
 	a.mu.Lock()
 	a.runs[c.ID] = t
 	a.mu.Unlock()
 	if err == nil {
-		a.produce(t.acc.Observe(s), nil)
+		a.produce(a.observe(t, s), nil)
 	}
+	return true
 }
 
 func (a *Agent) valid(c engine.Container) bool {
@@ -346,6 +501,14 @@ func (a *Agent) sample(t *tracked) (meter.Sample, error) {
 	return s, nil
 }
 
+// observe adds a sample to a tracked run. The lock keeps saveState, which
+// other goroutines' produce calls run, from reading the meter mid-update.
+func (a *Agent) observe(t *tracked, s meter.Sample) []usage.Record {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return t.acc.Observe(s)
+}
+
 var (
 	errNoCgroups = errors.New("no cgroup to read")
 	errGone      = errors.New("the container's process is gone")
@@ -377,7 +540,7 @@ func (a *Agent) sampleAll(ctx context.Context) {
 		if err != nil {
 			continue // gone: its die event closes it
 		}
-		recs = append(recs, t.acc.Observe(s)...)
+		recs = append(recs, a.observe(t, s)...)
 	}
 	recs = append(recs, a.meterVolumes(ctx)...)
 	a.produce(recs, nil)
@@ -398,7 +561,7 @@ func (a *Agent) meterVolumes(ctx context.Context) []usage.Record {
 	var recs []usage.Record
 	seen := map[string]bool{}
 	for _, v := range list {
-		if v.SizeBytes == 0 || len(usage.ValidateLabels(0, v.Tenant, v.Project, v.App, v.Env, a.o.Config.Node)) > 0 ||
+		if v.SizeBytes == 0 || !a.mine(v.Node) || len(usage.ValidateLabels(0, v.Tenant, v.Project, v.App, v.Env, a.o.Config.Node)) > 0 ||
 			len(usage.ValidateIdent(0, "volume", v.Name)) > 0 {
 			continue
 		}
@@ -437,18 +600,35 @@ func (a *Agent) meterVolumes(ctx context.Context) []usage.Record {
 
 // handle reacts to one engine event.
 func (a *Agent) handle(ctx context.Context, ev engine.Event) {
-	a.mu.Lock()
-	if ev.Time.After(a.lastEvent) {
-		a.lastEvent = ev.Time
+	if !a.mine(ev.Labels[engine.LabelNode]) {
+		return // another node's runtime made it; its agent follows it
 	}
+	a.mu.Lock()
 	t := a.runs[ev.ContainerID]
 	a.mu.Unlock()
 	switch ev.Type {
 	case engine.EventStart:
 		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
 		if err != nil {
-			a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
-			return
+			// Gone already (a replayed start of a container removed while no
+			// agent ran, or a --rm job shorter than the inspection): its labels
+			// and the event's time tell the run, its cgroup parent the usage.
+			// A run already tracked keeps the start the engine reported then,
+			// so a replay gives its started event the same time and id.
+			lc, ok := containerFromLabels(ev)
+			switch {
+			case t != nil && ok && lc.RunLabel == t.c.RunLabel:
+				c = t.c
+			case t == nil && ok && lc.RunLabel != "":
+				lc.StartedAt = ev.Time
+				c = lc
+			default:
+				a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
+				return
+			}
+		}
+		if a.isClosed(c.RunID()) || !a.valid(c) {
+			return // a replayed start of a run already billed
 		}
 		if t != nil && t.acc.Run().RunID == c.RunID() {
 			// A replayed start of the run already being measured.
@@ -457,14 +637,14 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		}
 		restarted := t != nil
 		if t != nil {
-			a.finish(t, c) // a restart we did not see die
+			a.finish(t, endOf(c, t)) // a restart we did not see die
 		}
 		if c.Running {
-			a.track(c, nil)
+			a.track(c)
 		} else {
 			// Started and already gone: measure the whole run at its die event.
 			a.mu.Lock()
-			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
+			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}
 			a.mu.Unlock()
 		}
 		evs := a.event(c, events.Started, c.StartedAt)
@@ -478,17 +658,15 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.produce(nil, a.event(c, events.Stopped, ev.Time))
 		}
 	case engine.EventDie:
-		c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
-		if err != nil {
-			a.log.Warn("inspect after die failed", "container", ev.ContainerID, "err", err)
-			return
+		if t == nil {
+			c, err := a.o.Engine.Inspect(ctx, ev.ContainerID)
+			if err != nil || !valid(c) || !a.mine(c.Node) || a.o.Clock.Now().Sub(c.StartedAt) > a.o.Config.StateHorizon || a.isClosed(c.RunID()) {
+				// Not a run this agent measures, or one already billed.
+				return
+			}
+			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}
 		}
-		if t == nil && valid(c) && a.mine(c.Node) && c.StartedAt.After(a.o.Clock.Now().Add(-time.Hour)) {
-			t = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: dedicatedParent(c)}
-		}
-		if t != nil {
-			a.finish(t, c)
-		}
+		a.finish(t, a.dieEnd(ctx, ev, t))
 	case engine.EventOOM:
 		// The engine may report the OOM kill after the container's die event;
 		// the run is then found by inspecting the container.
@@ -551,18 +729,66 @@ func containerFromLabels(ev engine.Event) (engine.Container, bool) {
 		Env: usage.Environment(l[engine.LabelEnv]), Replica: l[engine.LabelReplica], RunLabel: l[engine.LabelRun], Node: l[engine.LabelNode]}, true
 }
 
+// runEnd is how a run ended, as far as the agent can prove it: at is zero
+// when the end is not known, code nil when the exit code is not.
+type runEnd struct {
+	at   time.Time
+	code *int
+	oom  bool
+}
+
+// endOf reads t's end from c, the engine's view of its container: known only
+// if c shows that same run exited.
+func endOf(c engine.Container, t *tracked) runEnd {
+	if c.Running || c.FinishedAt.IsZero() || c.RunID() != t.acc.Run().RunID {
+		return runEnd{}
+	}
+	code := c.ExitCode
+	return runEnd{at: c.FinishedAt, code: &code, oom: c.OOMKilled}
+}
+
+// dieEnd reads the end of t's run from its die event: the event's time and
+// its exitCode attribute hold even when the container is already gone
+// (removed with --rm, or by the runtime). Inspecting adds detail when it can:
+// the OOM flag, and the engine's recorded finish time, the one a resync of
+// the same run would read, so both paths bill the same end.
+func (a *Agent) dieEnd(ctx context.Context, ev engine.Event, t *tracked) runEnd {
+	if c, err := a.o.Engine.Inspect(ctx, ev.ContainerID); err == nil {
+		if e := endOf(c, t); !e.at.IsZero() {
+			return e
+		}
+	} else {
+		a.log.Info("container gone before its end could be inspected; its die event tells the end", "container", ev.ContainerID, "err", err)
+	}
+	e := runEnd{at: ev.Time}
+	if ev.ExitKnown {
+		code := ev.ExitCode
+		e.code = &code
+	}
+	a.mu.Lock()
+	at, ok := a.lastOOM[t.acc.Run().RunID]
+	a.mu.Unlock()
+	// The engine's oom event comes before the die it causes.
+	e.oom = ok && !at.Before(t.c.StartedAt) && !at.After(ev.Time)
+	return e
+}
+
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
-func (a *Agent) finish(t *tracked, c engine.Container) {
-	a.mu.Lock()
-	if a.runs[t.c.ID] == t {
-		delete(a.runs, t.c.ID)
-	}
-	a.mu.Unlock()
-	end := c.FinishedAt
+// A run whose end is not known is closed now and counted, never given an
+// invented end event.
+func (a *Agent) finish(t *tracked, e runEnd) {
+	c := t.c
+	end := e.at
 	switch {
 	case end.IsZero():
-		end = a.o.Clock.Now() // vanished without a recorded end
+		// The last sample is the latest moment the run is known to have lived.
+		end = t.acc.State().Last.Time
+		a.metrics.unknownEnds.Inc()
+		a.log.Warn("run ended without a known end: closed at its last sample", "container", c.ID, "run", c.RunID(), "at", end)
+		if !end.After(c.StartedAt) {
+			end = c.StartedAt.Add(time.Millisecond)
+		}
 	case !end.After(c.StartedAt):
 		// Docker records StartedAt after starting the process; one that exits
 		// at once can end "before" it started. Keep its counters in a window
@@ -580,15 +806,24 @@ func (a *Agent) finish(t *tracked, c engine.Container) {
 			final.MemoryLimitBytes, final.CPULimitMillicores = c.MemoryLimitBytes, c.CPULimitMillicores
 		}
 	}
-	recs := t.acc.Close(final)
-	var evs []events.Event
-	if !c.FinishedAt.IsZero() {
-		evs = a.event(c, events.Died, c.FinishedAt)
-		code := c.ExitCode
-		evs[0].ExitCode, evs[0].OOMKilled = &code, c.OOMKilled
-		evs[0].SetID()
+	var died []events.Event
+	if !e.at.IsZero() && e.code != nil {
+		died = a.event(c, events.Died, e.at)
+		died[0].ExitCode, died[0].OOMKilled = e.code, e.oom
+		died[0].SetID()
+	} else if !e.at.IsZero() {
+		a.metrics.unknownEnds.Inc()
+		a.log.Warn("run ended with no exit code known: no died event", "container", c.ID, "run", c.RunID())
 	}
-	a.produce(recs, evs)
+	// The run leaves the saved state in the same write that puts its last
+	// records in the outbox: a crash in between neither loses nor repeats them.
+	a.produceWith(func() ([]usage.Record, []events.Event) {
+		if a.runs[t.c.ID] == t {
+			delete(a.runs, t.c.ID)
+		}
+		a.closed[c.RunID()] = end
+		return t.acc.Close(final), died
+	})
 	a.metrics.forget(t.c.ID)
 	if t.parent != "" {
 		removeCgroup(a.o.Config.CgroupRoot, t.parent)
@@ -629,9 +864,17 @@ func (a *Agent) Emit(evs []events.Event) { a.produce(nil, evs) }
 // the collector's dedup absorbs. A spool that refuses them (full disk) leaves
 // them in the outbox too, retried at every produce and reported loudly.
 func (a *Agent) produce(recs []usage.Record, evs []events.Event) {
+	a.produceWith(func() ([]usage.Record, []events.Event) { return recs, evs })
+}
+
+// produceWith is produce of what build returns; build runs under the agent's
+// lock, so the state change that yields the records and the records
+// themselves are saved together.
+func (a *Agent) produceWith(build func() ([]usage.Record, []events.Event)) {
 	a.flushMu.Lock()
 	defer a.flushMu.Unlock()
 	a.mu.Lock()
+	recs, evs := build()
 	a.outbox.Usage = append(a.outbox.Usage, recs...)
 	a.outbox.Events = append(a.outbox.Events, evs...)
 	empty := len(a.outbox.Usage) == 0 && len(a.outbox.Events) == 0
@@ -714,9 +957,18 @@ func appendJSON[T any](sp *spool.Spool, kind string, items []T) (int, error) {
 // savedState is the state file: the meter states of the open runs and the
 // records produced but not yet known to be in the spool.
 type savedState struct {
-	Runs    map[string]meter.State       `json:"runs"`
-	Volumes map[string]meter.VolumeState `json:"volumes"`
-	Outbox  outbox                       `json:"outbox"`
+	Runs map[string]meter.State `json:"runs"`
+	// Containers are the engine's view of the open runs' containers, so a
+	// run whose container was removed while no agent ran can still be closed
+	// with its labels, parent and limits.
+	Containers map[string]engine.Container  `json:"containers"`
+	Volumes    map[string]meter.VolumeState `json:"volumes"`
+	Outbox     outbox                       `json:"outbox"`
+	// LastEvent is the time of the newest engine event handled: the next
+	// agent replays from it.
+	LastEvent time.Time `json:"last_event"`
+	// Closed are the runs already closed, with their ends (Agent.closed).
+	Closed map[string]time.Time `json:"closed"`
 }
 
 type outbox struct {
@@ -727,9 +979,17 @@ type outbox struct {
 // saveState writes the state file atomically.
 func (a *Agent) saveState() error {
 	a.mu.Lock()
-	st := savedState{Runs: make(map[string]meter.State, len(a.runs)), Volumes: make(map[string]meter.VolumeState, len(a.volumes)), Outbox: a.outbox}
+	st := savedState{Runs: make(map[string]meter.State, len(a.runs)), Containers: make(map[string]engine.Container, len(a.runs)),
+		Volumes: make(map[string]meter.VolumeState, len(a.volumes)), Outbox: a.outbox, LastEvent: a.lastEvent, Closed: a.closed}
 	for id, t := range a.runs {
 		st.Runs[id] = t.acc.State()
+		st.Containers[id] = t.c
+	}
+	horizon := a.o.Clock.Now().Add(-a.o.Config.StateHorizon)
+	for run, end := range a.closed {
+		if end.Before(horizon) {
+			delete(a.closed, run)
+		}
 	}
 	for name, v := range a.volumes {
 		st.Volumes[name] = v.State()
@@ -750,22 +1010,41 @@ func (a *Agent) saveState() error {
 	return nil
 }
 
-// loadState reads the state file; its outbox becomes the agent's, to be spooled first.
-func (a *Agent) loadState() (map[string]meter.State, error) {
+// loadState reads the state file: its outbox becomes the agent's, to be
+// spooled first, and its runs are tracked again, to be matched with the
+// engine's containers by the first re-list and the replayed events.
+func (a *Agent) loadState() error {
 	b, err := os.ReadFile(a.statePath())
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("agent: read state: %w", err)
+		return fmt.Errorf("agent: read state: %w", err)
 	}
 	var st savedState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("agent: state file %s is corrupt: %w", a.statePath(), err)
+		return fmt.Errorf("agent: state file %s is corrupt: %w", a.statePath(), err)
 	}
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.outbox = st.Outbox
 	a.savedVolumes = st.Volumes
-	a.mu.Unlock()
-	return st.Runs, nil
+	a.lastEvent = st.LastEvent
+	if st.Closed != nil {
+		a.closed = st.Closed
+	}
+	for id, ms := range st.Runs {
+		acc, err := meter.Restore(ms)
+		if err != nil {
+			a.log.Error("saved meter state unusable; the run is adopted again when listed", "container", id, "err", err)
+			continue
+		}
+		c, ok := st.Containers[id]
+		if !ok { // a state file of an older agent: the meter's run says enough
+			r := ms.Run
+			c = engine.Container{ID: id, Tenant: r.Tenant, Project: r.Project, App: r.App, Env: r.Environment, StartedAt: r.Start, RunLabel: r.RunID}
+		}
+		a.runs[id] = &tracked{c: c, acc: acc, parent: dedicatedParent(c)}
+	}
+	return nil
 }

@@ -60,8 +60,11 @@ func (r *rig) runJob(t *testing.T, name string, cmd []string, res container.Reso
 	t.Helper()
 	ctx := context.Background()
 	res.CgroupParent = "/paasmeter/" + dockertest.Name(t, name)
+	// The node label keeps the agents of tests running beside this one on the
+	// shared engine off the job: each would meter it and remove its cgroup
+	// parent, and the run's final counters with it.
 	c, err := r.cli.ContainerCreate(ctx, &container.Config{Image: dockertest.BusyboxImage, Cmd: cmd, Labels: map[string]string{
-		engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: name, engine.LabelEnv: "prod"}},
+		engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: name, engine.LabelEnv: "prod", engine.LabelNode: r.node}},
 		&container.HostConfig{Resources: res}, nil, nil, dockertest.Name(t, name))
 	if err != nil {
 		t.Fatal(err)
@@ -282,11 +285,20 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 	r := newRig(t, time.Second, 2*time.Second)
 	ctx := context.Background()
 	name := dockertest.Name(t, "pgdata")
-	v, err := r.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: map[string]string{engine.LabelTenant: "caami",
-		engine.LabelProject: "claims", engine.LabelApp: "db", engine.LabelEnv: "prod", engine.LabelSize: strconv.Itoa(5 << 30)}})
+	labels := func(node string) map[string]string {
+		return map[string]string{engine.LabelTenant: "caami", engine.LabelProject: "claims", engine.LabelApp: "db", engine.LabelEnv: "prod",
+			engine.LabelSize: strconv.Itoa(5 << 30), engine.LabelNode: node}
+	}
+	v, err := r.cli.VolumeCreate(ctx, volume.CreateOptions{Name: name, Labels: labels(r.node)})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Another node's runtime made this one: its own agent bills it, not this one.
+	foreign := dockertest.Name(t, "elsewhere")
+	if _, err := r.cli.VolumeCreate(ctx, volume.CreateOptions{Name: foreign, Labels: labels("another-node")}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.cli.VolumeRemove(context.Background(), foreign, true) })
 	time.Sleep(5 * time.Second)
 	if err := r.cli.VolumeRemove(ctx, v.Name, true); err != nil {
 		t.Fatal(err)
@@ -298,6 +310,9 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 			Meters: []usage.Meter{usage.MeterStorageByteSeconds}}, func(rec usage.Record) error {
 			if rec.Volume == name {
 				recs = append(recs, rec)
+			}
+			if rec.Volume == foreign {
+				t.Errorf("the agent of %s billed %s, another node's volume", r.node, foreign)
 			}
 			return nil
 		})

@@ -34,6 +34,12 @@ type Config struct {
 	SampleInterval time.Duration `yaml:"sample_interval"`
 	// Window is the length of a usage window (aligned to the clock).
 	Window time.Duration `yaml:"window"`
+	// StateHorizon is how far back the agent's memory reaches: a container
+	// first seen running is billed from its start if that is within it (its
+	// counters began at zero with it), else from first sight; engine events
+	// are replayed from the last one handled if that is within it; closed
+	// runs are remembered that long, so none is billed twice.
+	StateHorizon time.Duration `yaml:"state_horizon"`
 	// BatchSize is the most records shipped in one request.
 	BatchSize int `yaml:"batch_size"`
 	// AdminListen serves the agent's /metrics.
@@ -59,6 +65,7 @@ func DefaultConfig() Config {
 		SpoolMaxBytes:  1 << 30,
 		SampleInterval: 10 * time.Second,
 		Window:         time.Minute,
+		StateHorizon:   24 * time.Hour,
 		BatchSize:      1000,
 		AdminListen:    "127.0.0.1:9100",
 
@@ -85,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Window < time.Second || c.Window > time.Hour || time.Hour%c.Window != 0 {
 		errs = append(errs, fmt.Errorf("window: %s must divide an hour (e.g. 60s)", c.Window))
+	}
+	if c.StateHorizon < c.Window {
+		errs = append(errs, fmt.Errorf("state_horizon: %s is shorter than the window", c.StateHorizon))
 	}
 	if c.SampleInterval > c.Window {
 		errs = append(errs, errors.New("sample_interval: must not be longer than window"))

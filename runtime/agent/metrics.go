@@ -28,6 +28,9 @@ type containerMetrics struct {
 	cpu, rx, tx, ws, limit, start *prometheus.Desc
 	oom                           *prometheus.CounterVec
 	spoolErrors                   prometheus.Counter
+	unknownEnds                   prometheus.Counter
+	closedFromParent, adoptedLate prometheus.Counter
+	orphanParents                 prometheus.Counter
 	statsFallbacks                prometheus.Counter
 	cfsPeriods, cfsThrottled      *prometheus.Desc
 	cfsThrottledSecs, memUsage    *prometheus.Desc
@@ -70,6 +73,22 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 			Name: "paasmeter_agent_stats_api_fallbacks_total",
 			Help: "Samples taken through the engine's slow stats API because the cgroup files could not be read.",
 		}),
+		unknownEnds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_unknown_run_ends_total",
+			Help: "Runs closed without a provable end (time or exit code): closed when the agent found them gone, with no died event.",
+		}),
+		closedFromParent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_runs_closed_from_parent_total",
+			Help: "Runs that started and ended while no agent ran, billed at the next start from their per-run cgroup parent.",
+		}),
+		adoptedLate: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_adopted_past_horizon_total",
+			Help: "Running containers first seen after the state horizon (agent.state_horizon) past their start: billed from first sight.",
+		}),
+		orphanParents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "paasmeter_agent_orphan_run_parents_total",
+			Help: "Per-run cgroup parents that no run, container or engine event accounts for: left in place, unbilled.",
+		}),
 		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "paasmeter_agent_spool_write_errors_total",
 			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
@@ -84,7 +103,7 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 		spoolMax: prometheus.NewDesc("paasmeter_agent_spool_max_bytes",
 			"The configured bound of the spool on disk (agent.spool_max_bytes): beyond it new records are refused.", nil, nil),
 	}
-	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.statsFallbacks} {
+	for _, c := range []prometheus.Collector{m, m.oom, m.spoolErrors, m.unknownEnds, m.closedFromParent, m.adoptedLate, m.orphanParents, m.statsFallbacks} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -41,6 +41,10 @@ var (
 		"v2-cgroupfs": "docker/" + fixtureID,
 		"v2-systemd":  "system.slice/docker-" + fixtureID + ".scope",
 		"v2-kubepods": podSlice + "/cri-containerd-" + fixtureID + ".scope",
+		// The per-run parent the runtime starts the container under, as the
+		// agent finds it after the exit: the container's own cgroup is gone,
+		// the parent holds its final counters.
+		"v2-paasmeter": "/paasmeter/" + fixtureRun,
 	}
 )
 
@@ -164,6 +168,8 @@ func TestEveryLayoutGivesTheSameFigures(t *testing.T) {
 			func(t *testing.T) string { return combinedV1(t, false) }, v1Path, V1},
 		"a v1 container on cpu,cpuacct with cpu and cpuacct symlinks gives the same figures": {
 			func(t *testing.T) string { return combinedV1(t, true) }, v1Path, V1},
+		"a v2 per-run parent left after the exit gives the run's figures": {
+			func(*testing.T) string { return testdata("v2-paasmeter") }, layout["v2-paasmeter"], V2},
 		"a path with a leading slash, as /proc writes it, reads the same container": {
 			func(*testing.T) string { return testdata("v2-systemd") }, "/" + layout["v2-systemd"], V2},
 	}

@@ -196,3 +196,32 @@ func ReadNetDev(procRoot string, pid int) (rx, tx uint64, err error) {
 	}
 	return parseNetDev(file, data)
 }
+
+// RunParentsDir is where the paasmeter runtime puts the per-run cgroup parent
+// of each container it starts: RunParentsDir/<run>.
+const RunParentsDir = "paasmeter"
+
+// RunParents lists the per-run cgroup parents that exist, as the paths
+// containers name as their cgroup parent ("/paasmeter/<run>"). On v1 the
+// cpuacct hierarchy is read: the CPU counter that outlives the container is
+// there. No such directory means no parent, not an error.
+func (r *Reader) RunParents() ([]string, error) {
+	base := r.root
+	if r.version == V1 {
+		base = r.cpuacct
+	}
+	entries, err := os.ReadDir(filepath.Join(base, RunParentsDir))
+	if gone(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list run cgroup parents: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, "/"+RunParentsDir+"/"+e.Name())
+		}
+	}
+	return out, nil
+}

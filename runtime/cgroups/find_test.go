@@ -278,3 +278,43 @@ func TestReadNetDev(t *testing.T) {
 		})
 	}
 }
+
+// fixtureRun is the run of the per-run parent in testdata/v2-paasmeter.
+const fixtureRun = "a1b2c3d4-18eed4c6a12e91b5"
+
+func TestRunParentsListsTheParentOfTheV2FixtureTree(t *testing.T) {
+	r, err := NewReader(testdata("v2-paasmeter"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.RunParents(); err != nil || len(got) != 1 || got[0] != "/paasmeter/"+fixtureRun {
+		t.Errorf("run parents %v, %v; want /paasmeter/%s", got, err, fixtureRun)
+	}
+}
+
+func TestRunParentsListsThePerRunParentsOnV1AndV2(t *testing.T) {
+	for _, v := range []Version{V1, V2} {
+		t.Run(v.String(), func(t *testing.T) {
+			root := cgroupTree(t, v, "paasmeter/a1b2c3d4-000000000000002a", "paasmeter/a1b2c3d4-000000000000002a/"+fixtureID,
+				"paasmeter/ffee0011-000000000000002b", "docker/"+fixtureID)
+			r, err := NewReader(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.RunParents()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"/paasmeter/a1b2c3d4-000000000000002a", "/paasmeter/ffee0011-000000000000002b"}
+			if strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("run parents %v, want %v", got, want)
+			}
+			if err := os.RemoveAll(filepath.Join(root, map[Version]string{V1: "cpuacct", V2: ""}[v], "paasmeter")); err != nil {
+				t.Fatal(err)
+			}
+			if got, err := r.RunParents(); err != nil || len(got) != 0 {
+				t.Errorf("without a paasmeter directory: %v, %v; want none and no error", got, err)
+			}
+		})
+	}
+}

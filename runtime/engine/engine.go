@@ -25,9 +25,10 @@ const (
 	// LabelSize is a persistent volume's provisioned size in bytes: what it is
 	// billed for, whatever it holds.
 	LabelSize = "paasmeter.size_bytes"
-	// LabelNode names the node whose runtime made the container. Its agent
-	// meters it; other agents sharing the engine leave it alone. Containers
-	// others start carry none, and every agent of the engine meters them.
+	// LabelNode names the node whose runtime made the container or volume.
+	// Its agent meters it; other agents sharing the engine leave it alone.
+	// Containers and volumes others make carry none, and every agent of the
+	// engine meters them.
 	LabelNode = "paasmeter.node"
 )
 
@@ -93,6 +94,9 @@ type Volume struct {
 	Env                  usage.Environment
 	// SizeBytes is LabelSize (0 when missing or not a number).
 	SizeBytes uint64
+	// Node is LabelNode: the node whose runtime made the volume ("" for
+	// volumes others make, metered by every agent of the engine).
+	Node      string
 	CreatedAt time.Time
 }
 
@@ -130,8 +134,11 @@ type Event struct {
 	Time        time.Time
 	// Labels of the container when the event happened (it may be gone since).
 	Labels map[string]string
-	// ExitCode of a die event; Health of a health_status event; Signal of a kill.
-	ExitCode int
-	Health   string
-	Signal   string
+	// ExitCode of a die event, when ExitKnown (the engine sends it as an
+	// attribute of the event, so it is known even once the container is gone);
+	// Health of a health_status event; Signal of a kill.
+	ExitCode  int
+	ExitKnown bool
+	Health    string
+	Signal    string
 }

@@ -86,7 +86,7 @@ type State struct {
 	Sampled bool `json:"sampled"`
 	// WindowStart starts the open window; CountersAtStart are the corrected
 	// counters attributed up to it; GaugeArea the open window's integrals
-	// (value·ns, decimal).
+	// (value·ns, decimal), with what earlier windows' rounding left.
 	WindowStart     time.Time         `json:"window_start"`
 	CountersAtStart [nCounters]uint64 `json:"counters_at_start"`
 	GaugeArea       [nGauges]string   `json:"gauge_area"`
@@ -159,6 +159,11 @@ func (a *Accumulator) Run() Run { return a.run }
 // up to it. A sample not after the previous one is ignored, except that a
 // sample taken at the very start of the run gives the run its first gauges.
 func (a *Accumulator) Observe(s Sample) []usage.Record {
+	// One time base: the wall clock, which the window edges, the engine's
+	// start and finish times and the records are in. A sample's monotonic
+	// reading would make spans between samples disagree with the same spans
+	// cut at window edges.
+	s.Time = s.Time.Round(0)
 	if !s.Time.After(a.last.Time) {
 		if !a.sampled && s.Time.Equal(a.last.Time) {
 			a.last.MemoryWorkingSetBytes, a.last.MemoryLimitBytes, a.last.CPULimitMillicores = s.MemoryWorkingSetBytes, s.MemoryLimitBytes, s.CPULimitMillicores
@@ -249,15 +254,19 @@ func (a *Accumulator) emit(end time.Time, cum [nCounters]uint64) []usage.Record 
 		add(m, clamp(cum[i]-a.atStart[i]))
 	}
 	for i, m := range gaugeMeters {
-		// value·ns → value·s, rounded half up.
+		// value·ns → value·s, rounded half up; what the rounding left (less
+		// than half a unit either way) is carried into the next window, so a
+		// run's windows add up to its whole integral rounded once: a limit
+		// held over the run sums to exactly limit × duration.
 		q := new(big.Int).Add(a.area[i], halfSecond)
 		q.Quo(q, nsPerSecond)
 		if q.IsInt64() {
 			add(m, q.Int64())
+			a.area[i].Sub(a.area[i], q.Mul(q, nsPerSecond))
 		} else {
 			add(m, maxInt64)
+			a.area[i].SetInt64(0)
 		}
-		a.area[i].SetInt64(0)
 	}
 	// Seconds since the run started, rounded at both ends of the window, so the
 	// windows of a run add up to its duration rounded to the second.

@@ -2,6 +2,7 @@ package meter_test
 
 import (
 	"encoding/json"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -104,17 +105,19 @@ func TestWindowsAddUpExactlyToTheCounters(t *testing.T) {
 	if want := int64((end.Sub(start) + time.Second/2) / time.Second); sum[usage.MeterContainerSeconds] != want {
 		t.Errorf("container seconds %d, want the run's %d", sum[usage.MeterContainerSeconds], want)
 	}
-	// The limit of the last sample holds to the end of the run.
-	if want := int64(2000) * int64(end.Sub(start)) / int64(time.Second); abs(sum[usage.MeterCPULimit]-want) > int64(len(recs)) {
-		t.Errorf("cpu limit %d millicore·s, want about %d", sum[usage.MeterCPULimit], want)
+	// The limits hold from the start to the end of the run: their windows,
+	// each rounded, add up to limit × duration rounded once.
+	round := func(limit int64) int64 {
+		v := new(big.Int).Mul(big.NewInt(limit), big.NewInt(int64(end.Sub(start))))
+		v.Add(v, big.NewInt(int64(time.Second/2)))
+		return v.Quo(v, big.NewInt(int64(time.Second))).Int64()
 	}
-}
-
-func abs(v int64) int64 {
-	if v < 0 {
-		return -v
+	if want := round(2000); sum[usage.MeterCPULimit] != want {
+		t.Errorf("cpu limit %d millicore·s, want exactly %d", sum[usage.MeterCPULimit], want)
 	}
-	return v
+	if want := round(1 << 34); sum[usage.MeterMemoryLimit] != want {
+		t.Errorf("memory limit %d byte·s, want exactly %d", sum[usage.MeterMemoryLimit], want)
+	}
 }
 
 func TestAShortJobBetweenTwoSamplesIsBilledItsSecondsCPUAndMemory(t *testing.T) {

@@ -49,6 +49,8 @@ type Options struct {
 	NoCgroups bool
 	// WrapEngine, if set, stands between the agent and the engine.
 	WrapEngine func(engine.Engine) engine.Engine
+	// WrapDocker, if set, stands between the reconciler and the engine.
+	WrapDocker func(reconcile.Docker) reconcile.Docker
 	// Platform, when set, is run by a reconciler beside the agent;
 	// PlatformPath, when set, is the file it was read from, watched for changes.
 	Platform     *spec.Spec
@@ -187,7 +189,11 @@ func (n *Node) start() {
 	}
 	var rec *reconcile.Reconciler
 	if o.Platform != nil {
-		rec, err = reconcile.New(reconcile.Options{Spec: o.Platform, SpecPath: o.PlatformPath, Node: n.Name, Docker: eng.Client(), Logger: logger, Registry: reg,
+		var d reconcile.Docker = eng.Client()
+		if o.WrapDocker != nil {
+			d = o.WrapDocker(d)
+		}
+		rec, err = reconcile.New(reconcile.Options{Spec: o.Platform, SpecPath: o.PlatformPath, Node: n.Name, Docker: d, Logger: logger, Registry: reg,
 			Interval: o.ReconcileInterval, StopTimeout: time.Second, RemoveGrace: o.RemoveGrace, Emit: ag.Emit, Stopping: ag.Stopping})
 		if err != nil {
 			t.Fatal(err)

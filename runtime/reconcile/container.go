@@ -125,10 +125,11 @@ func (r *Replica) Config() (*container.Config, *container.HostConfig) {
 	return cfg, hc
 }
 
-// VolumeLabels label an app's volume so the agent bills its provisioned size.
+// VolumeLabels label an app's volume so the agent bills its provisioned size;
+// the node label keeps the other agents of a shared engine from billing it too.
 func (r *Replica) VolumeLabels(v spec.Volume) map[string]string {
 	return map[string]string{
 		engine.LabelTenant: r.Institution, engine.LabelProject: r.Project, engine.LabelApp: r.App.ID,
-		engine.LabelEnv: string(r.App.Env), engine.LabelSize: fmt.Sprint(uint64(v.Size)),
+		engine.LabelEnv: string(r.App.Env), engine.LabelSize: fmt.Sprint(uint64(v.Size)), LabelNode: r.Node,
 	}
 }

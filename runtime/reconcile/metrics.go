@@ -9,12 +9,14 @@ import (
 // metrics are the runtime's own: what it runs, restarts and probes, and how
 // close each institution is to its quota.
 type metrics struct {
-	replicas  *prometheus.GaugeVec
-	restarts  *prometheus.CounterVec
-	probes    *prometheus.CounterVec
-	reloads   *prometheus.CounterVec
-	quota     *prometheus.GaugeVec
-	requested *prometheus.GaugeVec
+	replicas *prometheus.GaugeVec
+	restarts *prometheus.CounterVec
+	probes   *prometheus.CounterVec
+	reloads  *prometheus.CounterVec
+	// unknownEnds counts exited containers without a recorded end.
+	unknownEnds prometheus.Counter
+	quota       *prometheus.GaugeVec
+	requested   *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -29,13 +31,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Health probes of replicas, by result (ok, failed)."}, append(app, "result")),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "paasmeter_runtime_spec_reloads_total",
 			Help: "Changes of the spec file, by outcome: applied, or refused (invalid or over quota; the previous spec stays)."}, []string{"outcome"}),
+		unknownEnds: prometheus.NewCounter(prometheus.CounterOpts{Name: "paasmeter_runtime_unknown_run_ends_total",
+			Help: "Exited replicas the engine recorded no end for: their backoff runs from when the runtime first saw them exited."}),
 		quota: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_runtime_quota",
 			Help: "Each institution's quota, by resource: cpu (cores), memory_bytes, containers, volume_bytes."}, []string{"tenant", "resource"}),
 		requested: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_runtime_quota_requested",
 			Help: "What each institution's spec asks for, in the terms of its quota."}, []string{"tenant", "resource"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.replicas, m.restarts, m.probes, m.reloads, m.quota, m.requested} {
+		for _, c := range []prometheus.Collector{m.replicas, m.restarts, m.probes, m.reloads, m.unknownEnds, m.quota, m.requested} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

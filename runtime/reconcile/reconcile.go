@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/volume"
@@ -292,15 +293,12 @@ func (r *Reconciler) observe(ctx context.Context) (map[slotKey][]observed, error
 			e, ok := r.finished[c.id]
 			r.mu.Unlock()
 			if !ok {
-				in, err := r.o.Docker.ContainerInspect(ctx, c.id)
-				if err != nil {
-					continue // removed meanwhile
+				if e, ok, err = r.ended(ctx, c.id); err != nil {
+					return nil, err
 				}
-				if in.State.Running || in.State.Restarting {
-					continue // started meanwhile: the next pass sees it
+				if !ok {
+					continue // removed, or started again, meanwhile: the next pass sees it as it is
 				}
-				e = ended{started: parseTime(in.State.StartedAt), finished: parseTime(in.State.FinishedAt),
-					exitCode: in.State.ExitCode, oom: in.State.OOMKilled}
 				r.mu.Lock()
 				r.finished[c.id] = e
 				r.mu.Unlock()
@@ -322,6 +320,33 @@ func (r *Reconciler) observe(ctx context.Context) (map[slotKey][]observed, error
 	}
 	r.mu.Unlock()
 	return out, nil
+}
+
+// ended reads how an exited container's run ended; ok is false when it is
+// gone or runs again. An end the engine did not record (a zero FinishedAt) is
+// never taken as year 1, which would end every backoff at once: the run is
+// taken to have ended now, when the reconciler first saw it exited, and that
+// is counted. Any other failure to inspect fails the pass rather than let the
+// slot look empty and start a second run beside the first.
+func (r *Reconciler) ended(ctx context.Context, id string) (ended, bool, error) {
+	in, err := r.o.Docker.ContainerInspect(ctx, id)
+	if cerrdefs.IsNotFound(err) {
+		return ended{}, false, nil
+	}
+	if err != nil {
+		return ended{}, false, fmt.Errorf("inspect exited container %.12s: %w", id, err)
+	}
+	if in.State == nil || in.State.Running || in.State.Restarting {
+		return ended{}, false, nil
+	}
+	e := ended{started: parseTime(in.State.StartedAt), finished: parseTime(in.State.FinishedAt),
+		exitCode: in.State.ExitCode, oom: in.State.OOMKilled}
+	if e.finished.IsZero() {
+		e.finished = r.o.Clock.Now()
+		r.metrics.unknownEnds.Inc()
+		r.log.Warn("exited container has no recorded end: its backoff runs from now", "container", id[:min(12, len(id))])
+	}
+	return e, true, nil
 }
 
 func parseTime(s string) time.Time {

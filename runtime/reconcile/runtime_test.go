@@ -8,9 +8,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
@@ -90,6 +92,17 @@ func containers(t *testing.T, n *nodetest.Node, app string) []container.InspectR
 	return out
 }
 
+// exited counts the containers that ran and ended.
+func exited(cs []container.InspectResponse) int {
+	n := 0
+	for _, c := range cs {
+		if end, err := time.Parse(time.RFC3339Nano, c.State.FinishedAt); err == nil && c.State.Status == container.StateExited && end.Year() > 1 {
+			n++
+		}
+	}
+	return n
+}
+
 func running(cs []container.InspectResponse) int {
 	n := 0
 	for _, c := range cs {
@@ -140,15 +153,83 @@ func storedEvents(t *testing.T, n *nodetest.Node, tenant, app string, typ events
 	return out
 }
 
+// goneAfterDie is the agent's engine as it looks when a container is removed
+// the instant it dies (docker run --rm, or a clean-up racing the agent): from
+// its die event on, inspecting or listing it finds nothing.
+type goneAfterDie struct {
+	engine.Engine
+	mu   sync.Mutex
+	gone map[string]bool
+}
+
+func (g *goneAfterDie) Events(ctx context.Context, since time.Time) (<-chan engine.Event, <-chan error) {
+	evs, errs := g.Engine.Events(ctx, since)
+	out := make(chan engine.Event)
+	go func() {
+		defer close(out)
+		for ev := range evs {
+			if ev.Type == engine.EventDie {
+				g.mu.Lock()
+				g.gone[ev.ContainerID] = true
+				g.mu.Unlock()
+			}
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, errs
+}
+
+func (g *goneAfterDie) Inspect(ctx context.Context, id string) (engine.Container, error) {
+	g.mu.Lock()
+	gone := g.gone[id]
+	g.mu.Unlock()
+	if gone {
+		return engine.Container{}, fmt.Errorf("inspect %s: %w", id, cerrdefs.ErrNotFound)
+	}
+	return g.Engine.Inspect(ctx, id)
+}
+
+func (g *goneAfterDie) List(ctx context.Context) ([]engine.Container, error) {
+	list, err := g.Engine.List(ctx)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.DeleteFunc(list, func(c engine.Container) bool { return g.gone[c.ID] }), err
+}
+
+// noRecordedEnd is the reconciler's engine when it recorded no finish time for
+// an exited container.
+type noRecordedEnd struct{ reconcile.Docker }
+
+func (d noRecordedEnd) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	in, err := d.Docker.ContainerInspect(ctx, id)
+	if err == nil && in.State != nil && !in.State.Running {
+		in.State.FinishedAt = "0001-01-01T00:00:00Z"
+	}
+	return in, err
+}
+
+// The crashing replica's runs end where nothing can be inspected: the agent
+// finds each container gone after its die event, and the reconciler gets no
+// finish time from the engine. Each run is still billed and has its died
+// event with its real exit code, and each backoff still runs from a time after
+// the crash, never from year 1.
 func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApart(t *testing.T) {
 	t.Parallel()
 	pol := spec.Restart{Policy: "on-failure", Backoff: time.Second, MaxBackoff: 8 * time.Second, MaxAttempts: 2}
 	n := nodetest.Start(t, nodetest.Options{Sample: time.Second, Window: 10 * time.Second, RemoveGrace: time.Hour,
-		Platform: platform(t, "caami", app("crashy", "test", "sleep 1; exit 3", "restart: {policy: on-failure, backoff: 1s, max_backoff: 8s, max_attempts: 2}"))})
+		WrapEngine: func(e engine.Engine) engine.Engine { return &goneAfterDie{Engine: e, gone: map[string]bool{}} },
+		WrapDocker: func(d reconcile.Docker) reconcile.Docker { return noRecordedEnd{d} },
+		Platform:   platform(t, "caami", app("crashy", "test", "sleep 1; exit 3", "restart: {policy: on-failure, backoff: 1s, max_backoff: 8s, max_attempts: 2}"))})
 	var cs []container.InspectResponse
+	// All three runs must have ended: a run just created, or started but not
+	// yet exited, has no exit code or finish time to check.
 	eventually(t, 60*time.Second, "the replica did not run three times", func() bool {
 		cs = containers(t, n, "crashy")
-		return len(cs) == 3 && running(cs) == 0
+		return len(cs) == 3 && exited(cs) == 3
 	})
 	for i, c := range cs {
 		if got := c.Config.Labels[reconcile.LabelAttempt]; got != fmt.Sprint(i) {
@@ -172,11 +253,21 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 	if v := promtest.Value(t, n.Reg, "paasmeter_runtime_replicas", map[string]string{"app": "crashy", "state": "given_up"}); v != 1 {
 		t.Errorf("the given_up replica gauge is %v, want 1", v)
 	}
+	if v := promtest.Value(t, n.Reg, "paasmeter_runtime_unknown_run_ends_total", nil); v != 3 {
+		t.Errorf("the runtime counted %v runs without a recorded end, want the 3", v)
+	}
 	var runs map[string][]usage.Record
+	var died []events.Event
 	eventually(t, 30*time.Second, "the three runs' usage and died events did not all reach the store", func() bool {
 		runs = usageByRun(t, n, "caami", "crashy")
-		return len(runs) == 3 && len(storedEvents(t, n, "caami", "crashy", events.Died)) == 3
+		died = storedEvents(t, n, "caami", "crashy", events.Died)
+		return len(runs) == 3 && len(died) == 3
 	})
+	for _, e := range died {
+		if e.ExitCode == nil || *e.ExitCode != 3 {
+			t.Errorf("run %s died with exit code %v, want 3 from its die event", e.RunID, e.ExitCode)
+		}
+	}
 	for _, c := range cs {
 		run := c.Config.Labels[engine.LabelRun]
 		var secs int64

@@ -166,6 +166,18 @@ func New(o Options) (*Shipper, error) {
 		gauge("paasmeter_agent_dead_letter_entries", "Records in the dead-letter spool, waiting for an operator (paasmeter spool inspect --dead).",
 			func() float64 { return float64(o.Dead.Stats().Entries) }),
 	}
+	// A torn tail is the part of an Append a crash interrupted: never
+	// acknowledged to the agent, so nothing it held is lost (the agent's
+	// outbox spools it again). It is told, so an operator sees crashes and a
+	// disk that loses more than a torn tail would be noticed.
+	for name, sp := range map[string]*spool.Spool{"outgoing": o.Spool, "dead": o.Dead} {
+		if cut := sp.Stats().TruncatedBytes; cut > 0 {
+			o.Logger.Warn("the spool cut a torn write off its newest segment at recovery", "spool", name, "bytes", cut)
+		}
+		spoolGauges = append(spoolGauges, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "paasmeter_agent_spool_recovery_truncated_bytes",
+			Help:        "Bytes of a torn write the spool cut off its newest segment when it was opened (a crash interrupted an Append).",
+			ConstLabels: prometheus.Labels{"spool": name}}, func() float64 { return float64(sp.Stats().TruncatedBytes) }))
+	}
 	if o.Registry != nil {
 		for _, c := range append([]prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead}, spoolGauges...) {
 			if err := o.Registry.Register(c); err != nil {

@@ -3,17 +3,24 @@ package ship_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/ship"
@@ -230,5 +237,52 @@ func TestOnAckIsToldOfEveryEntryOnceDeliveredOrRejected(t *testing.T) {
 	}
 	if len(seen) != 120 || seen[78] != "rejected" {
 		t.Errorf("told of %d entries, entry 78 (the invalid record) %q; want 120, and rejected", len(seen), seen[78])
+	}
+}
+
+func TestATornTailTheSpoolCutAtRecoveryIsLoggedAndExported(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "out")
+	out, err := spool.Open(dir, spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Append(ship.KindUsage, []byte(`{"whole":"entry"}`)); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	// A crash in the middle of the next Append leaves part of its frame.
+	segs, _ := filepath.Glob(filepath.Join(dir, "*"))
+	slices.Sort(segs)
+	f, err := os.OpenFile(segs[len(segs)-1], os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	torn := []byte{0, 0, 0, 40, 1, 2, 3}
+	f.Write(torn)
+	f.Close()
+
+	if out, err = spool.Open(dir, spool.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	dead, err := spool.Open(filepath.Join(t.TempDir(), "dead"), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dead.Close()
+	var logs strings.Builder
+	reg := prometheus.NewRegistry()
+	if _, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: "http://127.0.0.1:1", Token: token, Client: http.DefaultClient,
+		Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))}); err != nil {
+		t.Fatal(err)
+	}
+	if got := promtest.Value(t, reg, "paasmeter_agent_spool_recovery_truncated_bytes", map[string]string{"spool": "outgoing"}); got != float64(len(torn)) {
+		t.Errorf("the exported cut is %v bytes, want the %d of the torn write", got, len(torn))
+	}
+	if got := promtest.Value(t, reg, "paasmeter_agent_spool_recovery_truncated_bytes", map[string]string{"spool": "dead"}); got != 0 {
+		t.Errorf("the dead-letter spool reports %v bytes cut, want 0", got)
+	}
+	if !strings.Contains(logs.String(), "torn write") || !strings.Contains(logs.String(), fmt.Sprintf("bytes=%d", len(torn))) {
+		t.Errorf("the cut was not logged with its size: %q", logs.String())
 	}
 }

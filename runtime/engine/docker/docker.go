@@ -161,7 +161,7 @@ func (e *Engine) Volumes(ctx context.Context) ([]engine.Volume, error) {
 		l := v.Labels
 		size, _ := strconv.ParseUint(l[engine.LabelSize], 10, 64)
 		out = append(out, engine.Volume{Name: v.Name, Tenant: l[engine.LabelTenant], Project: l[engine.LabelProject], App: l[engine.LabelApp],
-			Env: usage.Environment(l[engine.LabelEnv]), SizeBytes: size, CreatedAt: parseTime(v.CreatedAt)})
+			Env: usage.Environment(l[engine.LabelEnv]), SizeBytes: size, Node: l[engine.LabelNode], CreatedAt: parseTime(v.CreatedAt)})
 	}
 	return out, nil
 }
@@ -224,7 +224,7 @@ func convert(m events.Message) (engine.Event, bool) {
 		return engine.Event{}, false
 	}
 	if code, err := strconv.Atoi(m.Actor.Attributes["exitCode"]); err == nil {
-		ev.ExitCode = code
+		ev.ExitCode, ev.ExitKnown = code, true
 	}
 	ev.Signal = m.Actor.Attributes["signal"]
 	return ev, true

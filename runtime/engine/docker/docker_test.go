@@ -64,7 +64,7 @@ func TestListInspectAndEventsOfLabelledContainers(t *testing.T) {
 			}
 			if ev.ContainerID == exits && ev.Type == engine.EventDie {
 				sawDie = true
-				if ev.ExitCode != 3 || ev.Labels[engine.LabelApp] != "batch" {
+				if ev.ExitCode != 3 || !ev.ExitKnown || ev.Labels[engine.LabelApp] != "batch" {
 					t.Errorf("die event %+v, want exit code 3 and the container's labels", ev)
 				}
 			}
