@@ -80,6 +80,49 @@ type Line struct {
 	Amount    Money         `json:"amount"`
 	// Adjusts names the earlier month whose late records this line bills.
 	Adjusts string `json:"adjusts,omitempty"`
+	// Tier, on a line of a graduated price, is its band's range of the
+	// month's quantity, in billing units; absent on a flat price.
+	Tier *TierRange `json:"tier,omitempty"`
+	// Version and Effective name the rate-card version that priced the
+	// line and its effective date, when more than one version priced the
+	// month's quantity of the line's meter and class: what explains two
+	// prices for one meter.
+	Version   string `json:"version,omitempty"`
+	Effective string `json:"effective,omitempty"`
+}
+
+// TierText is the line's band as people read it: its range of the month's
+// quantity with the unit ("0–100 GB"), "" on a flat price.
+func (l Line) TierText() string {
+	if l.Tier == nil {
+		return ""
+	}
+	return l.Tier.String() + " " + string(l.Unit)
+}
+
+// VersionText names the rate-card version that priced the line and its
+// effective date ("v2 from 2026-11-16"), when two versions priced the
+// month: "" otherwise.
+func (l Line) VersionText() string {
+	if l.Version == "" {
+		return ""
+	}
+	return l.Version + " from " + l.Effective
+}
+
+// TierRange is a graduated band: the month's quantity from From up to UpTo
+// ("" for the last band, which has no bound), in billing units.
+type TierRange struct {
+	From string `json:"from"`
+	UpTo string `json:"up_to,omitempty"`
+}
+
+// String writes the range as people read it: "0–100", "100+".
+func (t TierRange) String() string {
+	if t.UpTo == "" {
+		return t.From + "+"
+	}
+	return t.From + "–" + t.UpTo
 }
 
 // Allowance is a document-level allowance: the SLA credit.
@@ -230,7 +273,9 @@ type lineAcc struct {
 	base    big.Rat
 	unit    ratecard.Unit
 	price   decimal.Decimal
-	version int // the first version that priced it, to keep lines in time order
+	version int  // the first version that priced it, to keep lines in time order
+	mixed   bool // another version priced it too, at the same price
+	tier    *TierRange
 }
 
 type meterClass struct {
@@ -241,7 +286,7 @@ type meterClass struct {
 // price turns rated quantities into lines. Graduated tiers count the month's
 // cumulative quantity per meter and class, earlier versions first, starting
 // from start (what earlier invoices billed of the month, for adjustments).
-func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.Rat, adjusts string) []Line {
+func price(card *ratecard.Card, loc *time.Location, q map[qkey]*big.Rat, start map[meterClass]*big.Rat, adjusts string) []Line {
 	keys := make([]qkey, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
@@ -251,6 +296,7 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 	})
 	acc := map[lineKey]*lineAcc{}
 	cum := map[meterClass]*big.Rat{}
+	versions := map[meterClass][]int{} // the versions that priced each, in order
 	for _, k := range keys {
 		mc := meterClass{k.meter, k.class}
 		c := cum[mc]
@@ -261,10 +307,12 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 			}
 			cum[mc] = c
 		}
+		versions[mc] = append(versions[mc], k.version)
 		rate, _ := card.Versions[k.version].Rate(k.meter, k.class)
 		div := new(big.Rat).SetInt64(k.meter.Divisor())
 		lo := new(big.Rat)
 		from, to := new(big.Rat).Set(c), new(big.Rat).Add(c, q[k])
+		bandFrom := "0"
 		for i, band := range rate.Bands() {
 			var hi *big.Rat // nil: unbounded
 			if band.UpTo.Valid {
@@ -280,14 +328,21 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 				la := acc[lk]
 				if la == nil {
 					la = &lineAcc{unit: rate.Unit, price: band.Price, version: k.version}
+					if len(rate.Tiers) > 0 {
+						la.tier = &TierRange{From: bandFrom}
+						if band.UpTo.Valid {
+							la.tier.UpTo = band.UpTo.Decimal.String()
+						}
+					}
 					acc[lk] = la
 				}
+				la.mixed = la.mixed || la.version != k.version
 				la.base.Add(&la.base, new(big.Rat).Sub(b, a))
 			}
 			if hi == nil {
 				break
 			}
-			lo = hi
+			lo, bandFrom = hi, band.UpTo.Decimal.String()
 		}
 		c.Set(to)
 	}
@@ -299,8 +354,13 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 	for lk, la := range acc {
 		div := new(big.Rat).SetInt64(lk.meter.Divisor())
 		qty := decimal.NewFromBigRat(new(big.Rat).Quo(&la.base, div), 6)
-		out = append(out, ordered{Line{Meter: lk.meter, Class: lk.class, Band: lk.band, Unit: la.unit,
-			Quantity: Quantity{qty}, UnitPrice: Price{la.price}, Amount: money(qty.Mul(la.price)), Adjusts: lk.adjusts}, la.version})
+		l := Line{Meter: lk.meter, Class: lk.class, Band: lk.band, Unit: la.unit,
+			Quantity: Quantity{qty}, UnitPrice: Price{la.price}, Amount: money(qty.Mul(la.price)), Adjusts: lk.adjusts, Tier: la.tier}
+		if len(versions[meterClass{lk.meter, lk.class}]) > 1 && !la.mixed {
+			v := card.Versions[la.version]
+			l.Version, l.Effective = v.Name, v.Effective.In(loc).Format(time.DateOnly)
+		}
+		out = append(out, ordered{l, la.version})
 	}
 	slices.SortFunc(out, func(a, b ordered) int {
 		return cmp.Or(cmp.Compare(a.Adjusts, b.Adjusts), classOrder(a.Class)-classOrder(b.Class),

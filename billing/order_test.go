@@ -234,3 +234,31 @@ func TestADraftOfAnIssuedMonthSaysSo(t *testing.T) {
 		t.Errorf("ona's draft of its open month: closed %q, pending %v; want neither", ona.Closed, ona.Pending)
 	}
 }
+
+// TestLinesExplainTheirPrice: the audit found two lines of one meter and
+// band at two prices with nothing saying why, and "Tier 1" on flat prices.
+func TestLinesExplainTheirPrice(t *testing.T) {
+	p := workedExample(t)
+	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
+	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"caami"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range drafts[0].Lines {
+		if l.Class == "prod" && (l.Meter == "cpu" || l.Meter == "net_tx_bytes" || l.Meter == "memory") {
+			got = append(got, fmt.Sprintf("%s %s: tier %q, rate %q", l.Meter, l.UnitPrice, l.TierText(), l.VersionText()))
+		}
+	}
+	want := []string{
+		`cpu 0.0400: tier "", rate "v1 from 2026-01-01"`,
+		`cpu 0.0360: tier "", rate "v2 from 2026-11-16"`,
+		// Both versions priced memory at 0.0050: one line, no version to tell.
+		`memory 0.0050: tier "", rate ""`,
+		`net_tx_bytes 0.00: tier "0–100 GB", rate ""`,
+		`net_tx_bytes 0.0100: tier "100+ GB", rate "v2 from 2026-11-16"`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("caami's production lines:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -574,7 +574,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 				return nil, err
 			}
 			m.Records, m.Digest, m.Days = r.records, r.Digest(), r.Days()
-			inv.Lines = append(inv.Lines, price(card, r.q, nil, "")...)
+			inv.Lines = append(inv.Lines, price(card, loc, r.q, nil, "")...)
 			inv.Annex = append(inv.Annex, annexRows(r.annex, "")...)
 			continue
 		}
@@ -594,7 +594,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 		for k, v := range before.q {
 			addRat(start, meterClass{k.meter, k.class}, v)
 		}
-		inv.Lines = append(inv.Lines, price(card, subRat(now.q, before.q), start, m.Period)...)
+		inv.Lines = append(inv.Lines, price(card, loc, subRat(now.q, before.q), start, m.Period)...)
 		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), m.Period)...)
 	}
 	inv.total()
@@ -714,6 +714,10 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 			// re-derived as it was, the records' digest still checks them.
 			for i := range again.Inputs.Months {
 				again.Inputs.Months[i].Days = nil
+			}
+			// Nor did their lines name tier ranges and rate-card versions.
+			for i := range again.Lines {
+				again.Lines[i].Tier, again.Lines[i].Version, again.Lines[i].Effective = nil, "", ""
 			}
 			again.InputsHash = again.inputsHash()
 		}

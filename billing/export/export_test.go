@@ -335,7 +335,7 @@ func TestColumnsAreDocumented(t *testing.T) {
 	header, _ := readCSV(t, buf.Bytes())
 	want := []string{"document_number", "document_kind", "issue_date", "period", "tenant", "currency", "record_type",
 		"line_no", "meter", "environment_class", "band", "unit", "quantity", "unit_price", "amount", "vat_category",
-		"vat_rate", "adjusts_period", "description", "refers"}
+		"vat_rate", "adjusts_period", "description", "refers", "tier_range", "rate_version"}
 	if !slices.Equal(header, want) {
 		t.Fatalf("header %q, want %q", header, want)
 	}

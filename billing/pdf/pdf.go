@@ -476,12 +476,15 @@ func (r *renderer) lines() {
 		r.beginGroup(groupTitle(inv, first))
 		for _, l := range inv.Lines[i:j] {
 			desc := meterName(l.Meter)
+			if v := l.VersionText(); v != "" {
+				desc += " · rate " + v
+			}
 			if l.Adjusts != "" {
 				desc += " · adjusts " + l.Adjusts
 			}
 			tier := ""
-			if l.Band > 0 {
-				tier = fmt.Sprint(l.Band)
+			if l.Tier != nil { // a flat price has no tier
+				tier = l.Tier.String()
 			}
 			r.row(false, desc, tier, group(l.Quantity.StringFixed(6)), cmp.Or(string(l.Unit), "—"), group(l.UnitPrice.String()), group(l.Amount.StringFixed(2)))
 		}
