@@ -164,6 +164,15 @@ type AnnexRow struct {
 	Unit        ratecard.Unit     `json:"unit"`
 	Quantity    Quantity          `json:"quantity"`
 	Adjusts     string            `json:"adjusts,omitempty"`
+	// When Quantity (what was billed) holds more than was measured, it is
+	// broken out: Measured, plus MinRunTopUp (a run shorter than the rate
+	// card's minimum run duration, billed as if it lasted that long) and
+	// ReservedUplift (the reserved quantity billed above the used one under
+	// the max basis). Absent when billed = measured, as the usage API
+	// reports it.
+	Measured       *Quantity `json:"measured,omitempty"`
+	MinRunTopUp    *Quantity `json:"min_run_top_up,omitempty"`
+	ReservedUplift *Quantity `json:"reserved_uplift,omitempty"`
 }
 
 // Inputs are what an invoice is derived from, frozen when it is issued.
@@ -240,6 +249,14 @@ func (m *Money) UnmarshalJSON(b []byte) error { return m.Decimal.UnmarshalJSON(b
 
 // MarshalJSON writes "1000.500000".
 func (q Quantity) MarshalJSON() ([]byte, error) { return json.Marshal(q.StringFixed(6)) }
+
+// neg returns -q, nil for nil.
+func (q *Quantity) neg() *Quantity {
+	if q == nil {
+		return nil
+	}
+	return &Quantity{q.Neg()}
+}
 
 // UnmarshalJSON reads a decimal string.
 func (q *Quantity) UnmarshalJSON(b []byte) error { return q.Decimal.UnmarshalJSON(b) }
@@ -393,11 +410,26 @@ func maxRat(a, b *big.Rat) *big.Rat {
 }
 
 // annexRows turns the annex quantities into rows.
-func annexRows(annex map[annexKey]*big.Rat, adjusts string) []AnnexRow {
+func annexRows(annex, topUp, uplift map[annexKey]*big.Rat, adjusts string) []AnnexRow {
 	rows := make([]AnnexRow, 0, len(annex))
 	for k, v := range annex {
-		qty := decimal.NewFromBigRat(new(big.Rat).Quo(v, new(big.Rat).SetInt64(k.meter.Divisor())), 6)
-		rows = append(rows, AnnexRow{Project: k.project, Environment: k.env, Meter: k.meter, Unit: k.meter.Unit(), Quantity: Quantity{qty}, Adjusts: adjusts})
+		div := new(big.Rat).SetInt64(k.meter.Divisor())
+		units := func(x *big.Rat) *Quantity { return &Quantity{decimal.NewFromBigRat(new(big.Rat).Quo(x, div), 6)} }
+		row := AnnexRow{Project: k.project, Environment: k.env, Meter: k.meter, Unit: k.meter.Unit(), Quantity: *units(v), Adjusts: adjusts}
+		t, u := topUp[k], uplift[k]
+		if (t != nil && t.Sign() != 0) || (u != nil && u.Sign() != 0) {
+			measured := new(big.Rat).Set(v)
+			if t != nil && t.Sign() != 0 {
+				measured.Sub(measured, t)
+				row.MinRunTopUp = units(t)
+			}
+			if u != nil && u.Sign() != 0 {
+				measured.Sub(measured, u)
+				row.ReservedUplift = units(u)
+			}
+			row.Measured = units(measured)
+		}
+		rows = append(rows, row)
 	}
 	slices.SortFunc(rows, func(a, b AnnexRow) int {
 		return cmp.Or(cmp.Compare(a.Adjusts, b.Adjusts), cmp.Compare(a.Project, b.Project), cmp.Compare(a.Environment, b.Environment),

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -260,5 +263,84 @@ func TestLinesExplainTheirPrice(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("caami's production lines:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestTheAnnexBreaksOutWhatWasNotMeasured: a run shorter than the minimum
+// run duration and a reserved quantity above the used one under the max
+// basis are billed, but nothing measured them: the annex says how much.
+func TestTheAnnexBreaksOutWhatWasNotMeasured(t *testing.T) {
+	p := workedExample(t)
+	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
+	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"ona"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var broken []string
+	for _, a := range drafts[0].Annex {
+		if a.Measured == nil {
+			if a.MinRunTopUp != nil || a.ReservedUplift != nil {
+				t.Errorf("%s %s: a top-up or an uplift without the measured quantity", a.Project, a.Meter)
+			}
+			continue
+		}
+		sum := a.Measured.Decimal
+		for _, q := range []*billing.Quantity{a.MinRunTopUp, a.ReservedUplift} {
+			if q != nil {
+				sum = sum.Add(q.Decimal)
+			}
+		}
+		if !sum.Equal(a.Quantity.Decimal) {
+			t.Errorf("%s %s: measured and the rest come to %s, billed %s", a.Project, a.Meter, sum, a.Quantity.StringFixed(6))
+		}
+		broken = append(broken, fmt.Sprintf("%s %s %s: measured %s, top-up %v", a.Project, a.Environment, a.Meter, a.Measured.StringFixed(6), a.MinRunTopUp))
+	}
+	if len(broken) == 0 {
+		t.Fatal("no annex row broken out: the worked example's short run is billed at its minimum")
+	}
+	t.Log(strings.Join(broken, "\n"))
+}
+
+// TestTheAnnexBreaksOutTheReservedUplift: under the max basis a window is
+// billed at the larger of its used and reserved quantities; what the
+// reserved one adds is the reserved uplift.
+func TestTheAnnexBreaksOutTheReservedUplift(t *testing.T) {
+	card, err := ratecard.Parse([]byte(`currency: EUR
+versions:
+  - version: v1
+    effective: 2026-01-01
+    rates:
+      - {meter: memory, class: prod, basis: max, unit: GiB-hour, price: 0.0050}
+`), "max.yaml", brussels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPlatform(t, issueTime)
+	const gibHour = 1 << 30 * 3600
+	ws := time.Date(2026, 11, 10, 10, 0, 0, 0, brussels)
+	var recs []usage.Record
+	for _, m := range []struct {
+		meter usage.Meter
+		q     int64
+	}{{usage.MeterMemory, gibHour}, {usage.MeterMemoryLimit, 3 * gibHour}} {
+		r := extraRecord("caami", m.meter, ws, m.q)
+		recs = append(recs, r)
+	}
+	appendReceived(t, p, issueTime.Add(-time.Hour), recs...)
+	cfg := billing.DefaultConfig()
+	cfg.Location, cfg.Seller, cfg.Customers = brussels, billingtest.Seller(), billingtest.Customers()[:1]
+	svc, err := billing.New(billing.Options{Config: cfg, Card: card, Usage: p.store, SLA: billingtest.SLA{}, State: openEmbeddedState(t, t.TempDir()),
+		Clock: p.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drafts, err := svc.Draft(context.Background(), billingtest.Period(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := drafts[0].Annex
+	if len(a) != 1 || a[0].Quantity.StringFixed(6) != "3.000000" || a[0].Measured == nil || a[0].Measured.StringFixed(6) != "1.000000" ||
+		a[0].ReservedUplift == nil || a[0].ReservedUplift.StringFixed(6) != "2.000000" || a[0].MinRunTopUp != nil {
+		t.Errorf("annex %+v; want 3 GiB-hours billed: 1 measured + 2 reserved uplift", a)
 	}
 }

@@ -51,6 +51,11 @@ type rated struct {
 	annex map[annexKey]*big.Rat
 	qs    map[qkey]*sum
 	as    map[annexKey]*sum
+	// topUp and uplift are the parts of annex that nothing measured: the
+	// minimum run duration's top-up, and the reserved quantity billed
+	// above the used one under the max basis (upR − upU).
+	topUp, uplift map[annexKey]*big.Rat
+	upR, upU      map[annexKey]*sum
 	// records counts the selected records; priced those that a rate applied to.
 	records, priced int64
 	// days counts and digests the selected records per calendar day of
@@ -96,6 +101,13 @@ func (r *rated) finish() {
 	}
 	for k, s := range r.as {
 		r.annex[k] = s.rat()
+	}
+	for k, s := range r.upR {
+		u := s.rat()
+		if used := r.upU[k]; used != nil {
+			u.Sub(u, used.rat())
+		}
+		r.uplift[k] = u
 	}
 }
 
@@ -164,6 +176,7 @@ func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant
 	rt := &rater{
 		card: card, loc: p.Loc, sel: sel,
 		out: &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},
+			topUp: map[annexKey]*big.Rat{}, uplift: map[annexKey]*big.Rat{}, upR: map[annexKey]*sum{}, upU: map[annexKey]*sum{},
 			days: map[string]*dayAcc{}, digest: sha256.New()},
 		runs:  map[runKey]*runAcc{},
 		pairs: map[windowKey]*windowAcc{},
@@ -276,6 +289,10 @@ func (rt *rater) flushPairs() {
 		v := w.used
 		if v == nil || (w.reserved != nil && w.reserved.cmp(*v) > 0) {
 			v = w.reserved
+			addSum(rt.out.upR, w.a, *w.reserved)
+			if w.used != nil {
+				addSum(rt.out.upU, w.a, *w.used)
+			}
 		}
 		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, *v)
 	}
@@ -363,5 +380,6 @@ func (rt *rater) finishRuns() {
 		extra := new(big.Rat).Mul(acc.q.rat(), big.NewRat(int64(acc.min-total), int64(acc.dur)))
 		addRat(rt.out.q, acc.first, extra)
 		addRat(rt.out.annex, acc.annex, extra)
+		addRat(rt.out.topUp, acc.annex, extra)
 	}
 }

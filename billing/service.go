@@ -575,7 +575,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 			}
 			m.Records, m.Digest, m.Days = r.records, r.Digest(), r.Days()
 			inv.Lines = append(inv.Lines, price(card, loc, r.q, nil, "")...)
-			inv.Annex = append(inv.Annex, annexRows(r.annex, "")...)
+			inv.Annex = append(inv.Annex, annexRows(r.annex, r.topUp, r.uplift, "")...)
 			continue
 		}
 		// A late record is priced on top of what the month's earlier invoices
@@ -595,7 +595,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 			addRat(start, meterClass{k.meter, k.class}, v)
 		}
 		inv.Lines = append(inv.Lines, price(card, loc, subRat(now.q, before.q), start, m.Period)...)
-		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), m.Period)...)
+		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), subRat(now.topUp, before.topUp), subRat(now.uplift, before.uplift), m.Period)...)
 	}
 	inv.total()
 	inv.InputsHash = inv.inputsHash()
@@ -718,6 +718,9 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 			// Nor did their lines name tier ranges and rate-card versions.
 			for i := range again.Lines {
 				again.Lines[i].Tier, again.Lines[i].Version, again.Lines[i].Effective = nil, "", ""
+			}
+			for i := range again.Annex {
+				again.Annex[i].Measured, again.Annex[i].MinRunTopUp, again.Annex[i].ReservedUplift = nil, nil, nil
 			}
 			again.InputsHash = again.inputsHash()
 		}
@@ -866,6 +869,7 @@ func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error
 		}
 		for _, r := range inv.Annex {
 			r.Quantity = Quantity{r.Quantity.Neg()}
+			r.Measured, r.MinRunTopUp, r.ReservedUplift = r.Measured.neg(), r.MinRunTopUp.neg(), r.ReservedUplift.neg()
 			cn.Annex = append(cn.Annex, r)
 		}
 		vat := inv.VAT

@@ -831,6 +831,16 @@ func (r *renderer) annex() {
 			meter += " · adjusts " + a.Adjusts
 		}
 		r.row(false, string(a.Environment), meter, group(a.Quantity.StringFixed(6)), string(a.Unit))
+		// What was billed beyond what was measured, one row each, so that
+		// the measured quantity matches the usage API.
+		for _, part := range []struct {
+			name string
+			q    *billing.Quantity
+		}{{"of which measured", a.Measured}, {"min-run top-up", a.MinRunTopUp}, {"reserved uplift", a.ReservedUplift}} {
+			if part.q != nil {
+				r.row(false, "", "   "+part.name, group(part.q.StringFixed(6)), string(a.Unit))
+			}
+		}
 	}
 	r.endTable()
 }
