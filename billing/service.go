@@ -229,12 +229,13 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 // markClosed tells a draft of a closed month so (inv.Closed), with the
 // adjustment lines its records received since add to the next invoice.
 func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time.Time, inv *Invoice) error {
-	_, skip, closed, err := s.opening(ctx, c, p)
-	if errors.Is(err, ErrMonthOrder) {
-		return nil // open, after an open month: a draft of it is as good as any
+	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
+	if err != nil {
+		return fmt.Errorf("closed months: %w", err)
 	}
-	if err != nil || !closed {
-		return err
+	skip, closed := s.closedSkip(closes, p)
+	if !closed {
+		return nil
 	}
 	inv.Closed = skip
 	next, err := s.build(ctx, c, p.Next(), now)
@@ -322,50 +323,59 @@ func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor s
 
 // opening is where an institution's months stand for issuing p: after is
 // its latest closed month ("" when none), and skip, when not "", says why
-// p's own invoice is not to be issued: the month is closed (closed true), or
-// before the institution's first month.
-func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, closed bool, err error) {
+// p's own invoice is not to be issued: the month is closed, or before the
+// institution's first month.
+func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, err error) {
 	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
 	if err != nil {
-		return "", "", false, fmt.Errorf("closed months: %w", err)
+		return "", "", fmt.Errorf("closed months: %w", err)
+	}
+	if reason, closed := s.closedSkip(closes, p); closed {
+		return "", reason, nil
 	}
 	if len(closes) > 0 {
 		last := closes[len(closes)-1].Period
-		if p.String() <= last {
-			for _, cl := range closes {
-				switch {
-				case cl.Period != p.String():
-				case cl.Document != "":
-					return "", "already issued as " + cl.Document, true, nil
-				default:
-					return "", "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), true, nil
-				}
-			}
-			return "", fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), true, nil
-		}
 		if next := state.NextPeriod(last); p.String() != next {
-			return "", "", false, fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
+			return "", "", fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
 		}
-		return last, "", false, nil
+		return last, "", nil
 	}
 	first, why := c.Start, "billing_start"
 	if first == "" {
 		var ok bool
 		if first, ok, err = s.firstUsage(ctx, c.Tenant, p); err != nil {
-			return "", "", false, err
+			return "", "", err
 		}
 		if !ok {
-			return "", "nothing to invoice: no usage yet", false, nil
+			return "", "nothing to invoice: no usage yet", nil
 		}
 		why = "its first usage"
 	}
 	switch {
 	case p.String() < first:
-		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), false, nil
+		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), nil
 	case p.String() > first:
-		return "", "", false, fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
+		return "", "", fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
 	}
-	return "", "", false, nil
+	return "", "", nil
+}
+
+// closedSkip says whether p is closed among closes (oldest first), and why
+// its own invoice is not to be issued then.
+func (s *Service) closedSkip(closes []state.MonthClose, p Period) (skip string, closed bool) {
+	if len(closes) == 0 || p.String() > closes[len(closes)-1].Period {
+		return "", false
+	}
+	for _, cl := range closes {
+		switch {
+		case cl.Period != p.String():
+		case cl.Document != "":
+			return "already issued as " + cl.Document, true
+		default:
+			return "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), true
+		}
+	}
+	return fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), true
 }
 
 // errFound stops a scan at the first record.
@@ -390,7 +400,7 @@ func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (stri
 }
 
 func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
-	after, skip, _, err := s.opening(ctx, c, p)
+	after, skip, err := s.opening(ctx, c, p)
 	if err != nil || skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
 	}
@@ -430,7 +440,7 @@ func (s *Service) concurrent(ctx context.Context, c Customer, p Period, err erro
 	if !errors.Is(err, state.ErrExists) && !errors.Is(err, state.ErrMonthOrder) {
 		return IssueResult{}, err
 	}
-	if _, skip, _, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
+	if _, skip, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip + " (by a concurrent run)"}, nil
 	}
 	return IssueResult{}, err
