@@ -119,6 +119,11 @@ type Customer struct {
 	VAT            VAT    `json:"vat"`
 	// Party is the institution's legal identity for e-invoices.
 	Party Party `json:"party"`
+	// Start is the institution's first month ("2026-01"), from which its
+	// months close one after the other; "" takes the month of its first
+	// usage. Records of earlier months are adjustments on the first invoice.
+	// Not part of the documents: it only orders the runs.
+	Start string `json:"-"`
 }
 
 // Party is a seller's or buyer's identity as e-invoices carry it.

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/big"
 	"slices"
 	"time"
@@ -51,8 +52,16 @@ type Invoice struct {
 	Annex      []AnnexRow     `json:"annex"`
 	// Provisional marks a draft computed before the period's grace period
 	// ended: records may still arrive.
-	Provisional bool   `json:"provisional,omitempty"`
-	Inputs      Inputs `json:"inputs"`
+	Provisional bool `json:"provisional,omitempty"`
+	// Closed, on a draft of a month that is closed for the institution,
+	// says so: "already issued as PM-2026-000001", or "closed with nothing
+	// to invoice on …". Such a draft recomputes the month from every record
+	// received by now: it is not what was issued.
+	Closed string `json:"closed,omitempty"`
+	// Pending, on such a draft, are the lines that the month's records
+	// received since it closed add to the next invoice, as adjustments.
+	Pending []Line `json:"pending,omitempty"`
+	Inputs  Inputs `json:"inputs"`
 	// InputsHash is the sha-256 of the canonical JSON of Seller, Customer and
 	// Inputs: what issuing froze, and what `verify` checks first.
 	InputsHash string `json:"inputs_hash"`
@@ -71,6 +80,49 @@ type Line struct {
 	Amount    Money         `json:"amount"`
 	// Adjusts names the earlier month whose late records this line bills.
 	Adjusts string `json:"adjusts,omitempty"`
+	// Tier, on a line of a graduated price, is its band's range of the
+	// month's quantity, in billing units; absent on a flat price.
+	Tier *TierRange `json:"tier,omitempty"`
+	// Version and Effective name the rate-card version that priced the
+	// line and its effective date, when more than one version priced the
+	// month's quantity of the line's meter and class: what explains two
+	// prices for one meter.
+	Version   string `json:"version,omitempty"`
+	Effective string `json:"effective,omitempty"`
+}
+
+// TierText is the line's band as people read it: its range of the month's
+// quantity with the unit ("0–100 GB"), "" on a flat price.
+func (l Line) TierText() string {
+	if l.Tier == nil {
+		return ""
+	}
+	return l.Tier.String() + " " + string(l.Unit)
+}
+
+// VersionText names the rate-card version that priced the line and its
+// effective date ("v2 from 2026-11-16"), when two versions priced the
+// month: "" otherwise.
+func (l Line) VersionText() string {
+	if l.Version == "" {
+		return ""
+	}
+	return l.Version + " from " + l.Effective
+}
+
+// TierRange is a graduated band: the month's quantity from From up to UpTo
+// ("" for the last band, which has no bound), in billing units.
+type TierRange struct {
+	From string `json:"from"`
+	UpTo string `json:"up_to,omitempty"`
+}
+
+// String writes the range as people read it: "0–100", "100+".
+func (t TierRange) String() string {
+	if t.UpTo == "" {
+		return t.From + "+"
+	}
+	return t.From + "–" + t.UpTo
 }
 
 // Allowance is a document-level allowance: the SLA credit.
@@ -112,6 +164,15 @@ type AnnexRow struct {
 	Unit        ratecard.Unit     `json:"unit"`
 	Quantity    Quantity          `json:"quantity"`
 	Adjusts     string            `json:"adjusts,omitempty"`
+	// When Quantity (what was billed) holds more than was measured, it is
+	// broken out: Measured, plus MinRunTopUp (a run shorter than the rate
+	// card's minimum run duration, billed as if it lasted that long) and
+	// ReservedUplift (the reserved quantity billed above the used one under
+	// the max basis). Absent when billed = measured, as the usage API
+	// reports it.
+	Measured       *Quantity `json:"measured,omitempty"`
+	MinRunTopUp    *Quantity `json:"min_run_top_up,omitempty"`
+	ReservedUplift *Quantity `json:"reserved_uplift,omitempty"`
 }
 
 // Inputs are what an invoice is derived from, frozen when it is issued.
@@ -140,10 +201,22 @@ type MonthInput struct {
 	// Records and Digest describe the selected records (see rated.Digest).
 	Records int64  `json:"records"`
 	Digest  string `json:"digest"`
+	// Days is what the invoice billed of each calendar day (of window
+	// start), so that reconciliation can check every record is billed
+	// exactly once, and verify name the days that changed.
+	Days map[string]DayBill `json:"days,omitempty"`
 	// SLA is the month's availability, absent when the institution had no
 	// production app; CreditPercent what it earned under the credit tiers.
 	SLA           *SLAFigures     `json:"sla,omitempty"`
 	CreditPercent decimal.Decimal `json:"credit_percent"`
+}
+
+// DayBill is what an invoice billed of one day of a month: the number of
+// records, and the digest (a truncated sha-256) of the day's records it
+// selected — for an adjustment, of all those received by its cutoff.
+type DayBill struct {
+	Records int64  `json:"records"`
+	Digest  string `json:"digest"`
 }
 
 // inputsHash returns the hex sha-256 of what inv was derived from.
@@ -177,11 +250,24 @@ func (m *Money) UnmarshalJSON(b []byte) error { return m.Decimal.UnmarshalJSON(b
 // MarshalJSON writes "1000.500000".
 func (q Quantity) MarshalJSON() ([]byte, error) { return json.Marshal(q.StringFixed(6)) }
 
+// neg returns -q, nil for nil.
+func (q *Quantity) neg() *Quantity {
+	if q == nil {
+		return nil
+	}
+	return &Quantity{q.Neg()}
+}
+
 // UnmarshalJSON reads a decimal string.
 func (q *Quantity) UnmarshalJSON(b []byte) error { return q.Decimal.UnmarshalJSON(b) }
 
 // String writes the price with the decimals the rate card gave it.
 func (p Price) String() string { return p.StringFixed(max(0, -p.Exponent())) }
+
+// Format prints the price as String does, for every verb: decimal.Decimal's
+// own Format, promoted otherwise, drops the rate card's trailing zeros
+// (0.95 for 0.9500, 0 for 0.00) in text output.
+func (p Price) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, p.String()) }
 
 // MarshalJSON writes the price with the rate card's decimals.
 func (p Price) MarshalJSON() ([]byte, error) { return json.Marshal(p.String()) }
@@ -204,7 +290,9 @@ type lineAcc struct {
 	base    big.Rat
 	unit    ratecard.Unit
 	price   decimal.Decimal
-	version int // the first version that priced it, to keep lines in time order
+	version int  // the first version that priced it, to keep lines in time order
+	mixed   bool // another version priced it too, at the same price
+	tier    *TierRange
 }
 
 type meterClass struct {
@@ -215,7 +303,7 @@ type meterClass struct {
 // price turns rated quantities into lines. Graduated tiers count the month's
 // cumulative quantity per meter and class, earlier versions first, starting
 // from start (what earlier invoices billed of the month, for adjustments).
-func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.Rat, adjusts string) []Line {
+func price(card *ratecard.Card, loc *time.Location, q map[qkey]*big.Rat, start map[meterClass]*big.Rat, adjusts string) []Line {
 	keys := make([]qkey, 0, len(q))
 	for k := range q {
 		keys = append(keys, k)
@@ -225,6 +313,7 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 	})
 	acc := map[lineKey]*lineAcc{}
 	cum := map[meterClass]*big.Rat{}
+	versions := map[meterClass][]int{} // the versions that priced each, in order
 	for _, k := range keys {
 		mc := meterClass{k.meter, k.class}
 		c := cum[mc]
@@ -235,10 +324,12 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 			}
 			cum[mc] = c
 		}
+		versions[mc] = append(versions[mc], k.version)
 		rate, _ := card.Versions[k.version].Rate(k.meter, k.class)
 		div := new(big.Rat).SetInt64(k.meter.Divisor())
 		lo := new(big.Rat)
 		from, to := new(big.Rat).Set(c), new(big.Rat).Add(c, q[k])
+		bandFrom := "0"
 		for i, band := range rate.Bands() {
 			var hi *big.Rat // nil: unbounded
 			if band.UpTo.Valid {
@@ -254,14 +345,21 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 				la := acc[lk]
 				if la == nil {
 					la = &lineAcc{unit: rate.Unit, price: band.Price, version: k.version}
+					if len(rate.Tiers) > 0 {
+						la.tier = &TierRange{From: bandFrom}
+						if band.UpTo.Valid {
+							la.tier.UpTo = band.UpTo.Decimal.String()
+						}
+					}
 					acc[lk] = la
 				}
+				la.mixed = la.mixed || la.version != k.version
 				la.base.Add(&la.base, new(big.Rat).Sub(b, a))
 			}
 			if hi == nil {
 				break
 			}
-			lo = hi
+			lo, bandFrom = hi, band.UpTo.Decimal.String()
 		}
 		c.Set(to)
 	}
@@ -273,8 +371,13 @@ func price(card *ratecard.Card, q map[qkey]*big.Rat, start map[meterClass]*big.R
 	for lk, la := range acc {
 		div := new(big.Rat).SetInt64(lk.meter.Divisor())
 		qty := decimal.NewFromBigRat(new(big.Rat).Quo(&la.base, div), 6)
-		out = append(out, ordered{Line{Meter: lk.meter, Class: lk.class, Band: lk.band, Unit: la.unit,
-			Quantity: Quantity{qty}, UnitPrice: Price{la.price}, Amount: money(qty.Mul(la.price)), Adjusts: lk.adjusts}, la.version})
+		l := Line{Meter: lk.meter, Class: lk.class, Band: lk.band, Unit: la.unit,
+			Quantity: Quantity{qty}, UnitPrice: Price{la.price}, Amount: money(qty.Mul(la.price)), Adjusts: lk.adjusts, Tier: la.tier}
+		if len(versions[meterClass{lk.meter, lk.class}]) > 1 && !la.mixed {
+			v := card.Versions[la.version]
+			l.Version, l.Effective = v.Name, v.Effective.In(loc).Format(time.DateOnly)
+		}
+		out = append(out, ordered{l, la.version})
 	}
 	slices.SortFunc(out, func(a, b ordered) int {
 		return cmp.Or(cmp.Compare(a.Adjusts, b.Adjusts), classOrder(a.Class)-classOrder(b.Class),
@@ -307,11 +410,26 @@ func maxRat(a, b *big.Rat) *big.Rat {
 }
 
 // annexRows turns the annex quantities into rows.
-func annexRows(annex map[annexKey]*big.Rat, adjusts string) []AnnexRow {
+func annexRows(annex, topUp, uplift map[annexKey]*big.Rat, adjusts string) []AnnexRow {
 	rows := make([]AnnexRow, 0, len(annex))
 	for k, v := range annex {
-		qty := decimal.NewFromBigRat(new(big.Rat).Quo(v, new(big.Rat).SetInt64(k.meter.Divisor())), 6)
-		rows = append(rows, AnnexRow{Project: k.project, Environment: k.env, Meter: k.meter, Unit: k.meter.Unit(), Quantity: Quantity{qty}, Adjusts: adjusts})
+		div := new(big.Rat).SetInt64(k.meter.Divisor())
+		units := func(x *big.Rat) *Quantity { return &Quantity{decimal.NewFromBigRat(new(big.Rat).Quo(x, div), 6)} }
+		row := AnnexRow{Project: k.project, Environment: k.env, Meter: k.meter, Unit: k.meter.Unit(), Quantity: *units(v), Adjusts: adjusts}
+		t, u := topUp[k], uplift[k]
+		if (t != nil && t.Sign() != 0) || (u != nil && u.Sign() != 0) {
+			measured := new(big.Rat).Set(v)
+			if t != nil && t.Sign() != 0 {
+				measured.Sub(measured, t)
+				row.MinRunTopUp = units(t)
+			}
+			if u != nil && u.Sign() != 0 {
+				measured.Sub(measured, u)
+				row.ReservedUplift = units(u)
+			}
+			row.Measured = units(measured)
+		}
+		rows = append(rows, row)
 	}
 	slices.SortFunc(rows, func(a, b AnnexRow) int {
 		return cmp.Or(cmp.Compare(a.Adjusts, b.Adjusts), cmp.Compare(a.Project, b.Project), cmp.Compare(a.Environment, b.Environment),

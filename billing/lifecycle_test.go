@@ -328,34 +328,36 @@ func TestVerifyDetectsTamperedInputs(t *testing.T) {
 	ctx := context.Background()
 	type tamper func(t *testing.T, p *platform, st state.Store, inv *billing.Invoice)
 	tampers := []struct {
-		name   string
+		name string
+		// names is what verify's error must name: the day changed, and no other.
+		names  string
 		tamper tamper
 	}{
-		{"a stored record's quantity is changed by one", func(t *testing.T, p *platform, _ state.Store, _ *billing.Invoice) {
+		{"a stored record's quantity is changed by one", "changed on 2026-11-01 (", func(t *testing.T, p *platform, _ state.Store, _ *billing.Invoice) {
 			// One nanosecond of CPU changes no amount: only the records' digest catches it.
 			db := rawDB(t, p.store.(*embedded.Store).Path())
 			mustExec(t, db, `UPDATE usage_records SET quantity = quantity + 1
 				WHERE tenant = 'caami' AND id = (SELECT id FROM usage_records WHERE tenant = 'caami' AND meter = ? ORDER BY window_start LIMIT 1)`,
 				string(usage.MeterCPU))
 		}},
-		{"a record received before the cutoff is added after issue", func(t *testing.T, p *platform, _ state.Store, inv *billing.Invoice) {
+		{"a record received before the cutoff is added after issue", "changed on 2026-11-20 (", func(t *testing.T, p *platform, _ state.Store, inv *billing.Invoice) {
 			appendReceived(t, p, inv.Inputs.Cutoff.Add(-time.Hour), extraRecord("caami", usage.MeterCPU, time.Date(2026, 11, 20, 10, 0, 0, 0, brussels), 3_600_000_000_000))
 		}},
-		{"the frozen rate card's content is altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the frozen rate card's content is altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			content, err := st.FrozenContent(ctx, inv.Inputs.RateCard)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustExecState(t, st, `UPDATE frozen SET content = ? WHERE hash = ?`, replaced(t, content, `"0.0400"`, `"0.0500"`), inv.Inputs.RateCard)
 		}},
-		{"the payable amount in the issued document is altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the payable amount in the issued document is altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			d, err := st.Document(ctx, inv.Number)
 			if err != nil {
 				t.Fatal(err)
 			}
 			mustExecState(t, st, `UPDATE documents SET body = ? WHERE number = ?`, replaced(t, d.Body, `"payable":"106.30"`, `"payable":"96.30"`), inv.Number)
 		}},
-		{"the SLA figures in the issued document are altered", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
+		{"the SLA figures in the issued document are altered", "", func(t *testing.T, _ *platform, st state.Store, inv *billing.Invoice) {
 			d, err := st.Document(ctx, inv.Number)
 			if err != nil {
 				t.Fatal(err)
@@ -378,8 +380,12 @@ func TestVerifyDetectsTamperedInputs(t *testing.T) {
 							t.Fatalf("verify %s before tampering: %v", inv.Number, err)
 						}
 						tc.tamper(t, p, st, inv)
-						if err := svc.Verify(ctx, inv.Number); !errors.Is(err, billing.ErrVerify) {
-							t.Errorf("verify %s after tampering: %v, want an error wrapping %q", inv.Number, err, billing.ErrVerify)
+						err := svc.Verify(ctx, inv.Number)
+						if !errors.Is(err, billing.ErrVerify) {
+							t.Fatalf("verify %s after tampering: %v, want an error wrapping %q", inv.Number, err, billing.ErrVerify)
+						}
+						if tc.names != "" && (!strings.Contains(err.Error(), tc.names) || strings.Count(err.Error(), "issued with") != 2) {
+							t.Errorf("verify %s after tampering: %q, want it to name %q and no other day", inv.Number, err, tc.names)
 						}
 					})
 				}
@@ -582,6 +588,31 @@ func TestCreditNotes(t *testing.T) {
 				}
 				if _, err := svc.CreditNote(ctx, inv.Number, eur("0.01"), "nothing is left", "test"); err == nil {
 					t.Error("crediting 0.01 of a fully credited invoice was accepted")
+				}
+			})
+			t.Run("partial credit notes covering the whole invoice leave no cent of VAT", func(t *testing.T) {
+				p := workedExample(t)
+				svc := newService(t, p, open(t), billingtest.SLA{})
+				inv := invoicesOf(t, mustIssue(t, svc, billingtest.Period(), "caami"))[0] // 87.85 + 18.45 VAT = 106.30
+				// Each on its own: 0.02 × 21 % = 0.0042 → 0.00 and 87.83 × 21 % =
+				// 18.4443 → 18.44, one cent short of the invoice's 18.45.
+				first, err := svc.CreditNote(ctx, inv.Number, eur("0.02"), "part", "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				last, err := svc.CreditNote(ctx, inv.Number, eur("87.83"), "the rest", "test")
+				if err != nil {
+					t.Fatal(err)
+				}
+				vat, payable := first.Totals.VAT.Add(last.Totals.VAT.Decimal), first.Totals.Payable.Add(last.Totals.Payable.Decimal)
+				if vat.StringFixed(2) != "-18.45" || payable.StringFixed(2) != "-106.30" || last.Totals.VAT.StringFixed(2) != "-18.45" {
+					t.Errorf("credited VAT %s (the last note's %s), payable %s; want -18.45 and -106.30: the invoice's, to the cent",
+						vat.StringFixed(2), last.Totals.VAT.StringFixed(2), payable.StringFixed(2))
+				}
+				for _, cn := range []*billing.Invoice{first, last} {
+					if err := svc.Verify(ctx, cn.Number); err != nil {
+						t.Errorf("verify %s: %v", cn.Number, err)
+					}
 				}
 			})
 		})

@@ -51,12 +51,37 @@ type rated struct {
 	annex map[annexKey]*big.Rat
 	qs    map[qkey]*sum
 	as    map[annexKey]*sum
+	// topUp and uplift are the parts of annex that nothing measured: the
+	// minimum run duration's top-up, and the reserved quantity billed
+	// above the used one under the max basis (upR − upU).
+	topUp, uplift map[annexKey]*big.Rat
+	upR, upU      map[annexKey]*sum
 	// records counts the selected records; priced those that a rate applied to.
 	records, priced int64
-	// perDay counts the selected records per calendar day of their window
-	// start, when asked for (reconciliation).
-	perDay map[string]int64
+	// days counts and digests the selected records per calendar day of
+	// their window start: what an invoice says it billed, and what
+	// reconciliation counts.
+	days   map[string]*dayAcc
 	digest hash.Hash
+}
+
+// dayAcc is one day's share of a selection.
+type dayAcc struct {
+	records int64
+	digest  hash.Hash
+}
+
+// dayDigestLen is how many bytes of a day's sha-256 an invoice keeps: enough
+// to tell a changed day, at half the size.
+const dayDigestLen = 16
+
+// Days returns what r selected per day.
+func (r *rated) Days() map[string]DayBill {
+	out := make(map[string]DayBill, len(r.days))
+	for d, a := range r.days {
+		out[d] = DayBill{Records: a.records, Digest: fmt.Sprintf("%x", a.digest.Sum(nil)[:dayDigestLen])}
+	}
+	return out
 }
 
 // Digest is the sha-256 of the selected records (id, quantity, received_at,
@@ -76,6 +101,13 @@ func (r *rated) finish() {
 	}
 	for k, s := range r.as {
 		r.annex[k] = s.rat()
+	}
+	for k, s := range r.upR {
+		u := s.rat()
+		if used := r.upU[k]; used != nil {
+			u.Sub(u, used.rat())
+		}
+		r.uplift[k] = u
 	}
 }
 
@@ -132,7 +164,7 @@ type rater struct {
 	pairStart time.Time
 	// dayStart, dayEnd, day cache the current calendar day.
 	dayStart, dayEnd time.Time
-	day              string
+	day              *dayAcc
 	buf              []byte
 }
 
@@ -140,16 +172,14 @@ type rater struct {
 var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
 
 // rateMonth rates the selected records of tenant whose window starts in period.
-func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p Period, sel Selection, perDay bool) (*rated, error) {
+func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p Period, sel Selection) (*rated, error) {
 	rt := &rater{
 		card: card, loc: p.Loc, sel: sel,
 		out: &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},
-			digest: sha256.New()},
+			topUp: map[annexKey]*big.Rat{}, uplift: map[annexKey]*big.Rat{}, upR: map[annexKey]*sum{}, upU: map[annexKey]*sum{},
+			days: map[string]*dayAcc{}, digest: sha256.New()},
 		runs:  map[runKey]*runAcc{},
 		pairs: map[windowKey]*windowAcc{},
-	}
-	if perDay {
-		rt.out.perDay = map[string]int64{}
 	}
 	start, end := p.Start(), p.End()
 	err := src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: start, To: end}, func(r usage.Record) error {
@@ -176,15 +206,18 @@ func (rt *rater) record(r *usage.Record) error {
 	rt.buf = binary.AppendUvarint(append(rt.buf[:0], r.ID...), uint64(r.Quantity))
 	rt.buf = binary.AppendVarint(rt.buf, r.ReceivedAt.UnixNano())
 	o.digest.Write(rt.buf)
-	if o.perDay != nil {
-		if r.WindowStart.Before(rt.dayStart) || !r.WindowStart.Before(rt.dayEnd) {
-			l := r.WindowStart.In(rt.loc)
-			rt.dayStart = time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, rt.loc)
-			rt.dayEnd = rt.dayStart.AddDate(0, 0, 1)
-			rt.day = rt.dayStart.Format(time.DateOnly)
+	if r.WindowStart.Before(rt.dayStart) || !r.WindowStart.Before(rt.dayEnd) {
+		l := r.WindowStart.In(rt.loc)
+		rt.dayStart = time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, rt.loc)
+		rt.dayEnd = rt.dayStart.AddDate(0, 0, 1)
+		day := rt.dayStart.Format(time.DateOnly)
+		if rt.day = o.days[day]; rt.day == nil {
+			rt.day = &dayAcc{digest: sha256.New()}
+			o.days[day] = rt.day
 		}
-		o.perDay[rt.day]++
 	}
+	rt.day.records++
+	rt.day.digest.Write(rt.buf)
 	if !r.WindowStart.Equal(rt.pairStart) {
 		rt.flushPairs()
 		rt.pairStart = r.WindowStart
@@ -256,6 +289,10 @@ func (rt *rater) flushPairs() {
 		v := w.used
 		if v == nil || (w.reserved != nil && w.reserved.cmp(*v) > 0) {
 			v = w.reserved
+			addSum(rt.out.upR, w.a, *w.reserved)
+			if w.used != nil {
+				addSum(rt.out.upU, w.a, *w.used)
+			}
 		}
 		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, *v)
 	}
@@ -343,5 +380,6 @@ func (rt *rater) finishRuns() {
 		extra := new(big.Rat).Mul(acc.q.rat(), big.NewRat(int64(acc.min-total), int64(acc.dur)))
 		addRat(rt.out.q, acc.first, extra)
 		addRat(rt.out.annex, acc.annex, extra)
+		addRat(rt.out.topUp, acc.annex, extra)
 	}
 }

@@ -33,10 +33,12 @@ type RunOutcome struct {
 	// (already issued, or nothing to invoice).
 	Issued  int `json:"issued"`
 	Skipped int `json:"skipped"`
-	// Failed counts the institutions the run left without an outcome: a run
-	// stops at the first failing institution, so it is that one and those
-	// after it (all of them when the run failed before the first).
+	// Failed counts the institutions that failed (the run goes on with the
+	// others) and those an interrupted run left without an outcome (all of
+	// them when the run failed before the first).
 	Failed int `json:"failed"`
+	// FailedTenants names the institutions that failed.
+	FailedTenants []string `json:"failed_tenants,omitempty"`
 	// Error is the run's error; empty when it succeeded.
 	Error string `json:"error"`
 }
@@ -46,9 +48,13 @@ type RunOutcome struct {
 func (s *Service) RunAuditEntry(p Period, tenants []string, actor string, res []IssueResult, runErr error, now time.Time) state.AuditEntry {
 	o := RunOutcome{Period: p.String()}
 	for _, r := range res {
-		if r.Invoice != nil {
+		switch {
+		case r.Err != nil:
+			o.Failed++
+			o.FailedTenants = append(o.FailedTenants, r.Tenant)
+		case r.Invoice != nil:
 			o.Issued++
-		} else {
+		default:
 			o.Skipped++
 		}
 	}
@@ -58,7 +64,7 @@ func (s *Service) RunAuditEntry(p Period, tenants []string, actor string, res []
 		if cs, err := s.customers(tenants); err == nil {
 			total = len(cs)
 		}
-		o.Failed = max(total-len(res), 1)
+		o.Failed = max(o.Failed+total-len(res), 1)
 	}
 	detail, _ := json.Marshal(o) // a struct of strings and ints always encodes
 	return state.AuditEntry{Time: now.Truncate(time.Microsecond), Actor: actor, Action: RunAuditAction,
@@ -99,6 +105,7 @@ type RunMetrics struct {
 	maxAge  time.Duration
 	success *prometheus.Desc
 	failure *prometheus.Desc
+	failed  *prometheus.Desc
 
 	// mu is held across a read, so that concurrent scrapes share one.
 	mu      sync.Mutex
@@ -106,6 +113,8 @@ type RunMetrics struct {
 	known   bool      // lastOK and lastFail hold a successful read
 	lastOK  time.Time
 	lastBad time.Time
+	// lastFailed is how many institutions the latest run failed.
+	lastFailed int
 }
 
 // NewRunMetrics returns the collector of the invoice runs' metrics over the
@@ -120,6 +129,8 @@ func NewRunMetrics(a RunAuditLog, log *slog.Logger) *RunMetrics {
 			"When the last invoice run (paasmeter invoice issue) that succeeded ended, in seconds since the epoch (0: none yet), from the state store's audit log.", nil, nil),
 		failure: prometheus.NewDesc("paasmeter_invoice_run_last_failure_timestamp_seconds",
 			"When the last invoice run (paasmeter invoice issue) that failed ended, in seconds since the epoch (0: none yet), from the state store's audit log.", nil, nil),
+		failed: prometheus.NewDesc("paasmeter_invoice_run_failed_institutions",
+			"Institutions the latest invoice run failed to invoice (the others were issued), from the state store's audit log.", nil, nil),
 	}
 }
 
@@ -127,6 +138,7 @@ func NewRunMetrics(a RunAuditLog, log *slog.Logger) *RunMetrics {
 func (m *RunMetrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.success
 	ch <- m.failure
+	ch <- m.failed
 }
 
 // Collect implements prometheus.Collector. When the audit log cannot be
@@ -137,11 +149,11 @@ func (m *RunMetrics) Collect(ch chan<- prometheus.Metric) {
 	defer m.mu.Unlock()
 	if now := time.Now(); m.readAt.IsZero() || now.Sub(m.readAt) >= m.maxAge {
 		m.readAt = now
-		ok, bad, err := m.read()
+		ok, bad, failed, err := m.read()
 		if err != nil {
 			m.log.Warn("cannot read the invoice runs from the audit log", "err", err)
 		} else {
-			m.known, m.lastOK, m.lastBad = true, ok, bad
+			m.known, m.lastOK, m.lastBad, m.lastFailed = true, ok, bad, failed
 		}
 	}
 	if !m.known {
@@ -149,16 +161,19 @@ func (m *RunMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(m.success, prometheus.GaugeValue, seconds(m.lastOK))
 	ch <- prometheus.MustNewConstMetric(m.failure, prometheus.GaugeValue, seconds(m.lastBad))
+	ch <- prometheus.MustNewConstMetric(m.failed, prometheus.GaugeValue, float64(m.lastFailed))
 }
 
-// read returns the times of the last successful and last failed runs.
-func (m *RunMetrics) read() (ok, bad time.Time, err error) {
+// read returns the times of the last successful and last failed runs, and
+// how many institutions the latest run failed.
+func (m *RunMetrics) read() (ok, bad time.Time, failed int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), runMetricsTimeout)
 	defer cancel()
 	es, err := m.audit.ListAudit(ctx, state.AuditFilter{SubjectPrefix: RunAuditSubjectPrefix})
 	if err != nil {
-		return ok, bad, err
+		return ok, bad, 0, err
 	}
+	var latest time.Time
 	var errs []error
 	for _, e := range es {
 		if e.Action != RunAuditAction {
@@ -174,12 +189,15 @@ func (m *RunMetrics) read() (ok, bad time.Time, err error) {
 		} else {
 			bad = later(bad, e.Time)
 		}
+		if !e.Time.Before(latest) {
+			latest, failed = e.Time, o.Failed
+		}
 	}
 	if len(errs) > 0 {
 		// One unreadable entry must not hide the others' outcome.
 		m.log.Warn("unreadable invoice run audit entries skipped", "err", errors.Join(errs...))
 	}
-	return ok, bad, nil
+	return ok, bad, failed, nil
 }
 
 func later(a, b time.Time) time.Time {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
@@ -48,6 +49,7 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 	const (
 		success = "paasmeter_invoice_run_last_success_timestamp_seconds"
 		failure = "paasmeter_invoice_run_last_failure_timestamp_seconds"
+		failed  = "paasmeter_invoice_run_failed_institutions"
 	)
 	appendRun := func(res []IssueResult, runErr error, at time.Time) {
 		t.Helper()
@@ -55,9 +57,12 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := func(step string, ok, bad time.Time) {
+	want := func(step string, ok, bad time.Time, institutions float64) {
 		t.Helper()
 		got := runGauges(t, reg)
+		if v, found := got[failed]; !found || v != institutions {
+			t.Errorf("%s: %s = %v (exported: %v), want %v", step, failed, v, found, institutions)
+		}
 		for name, at := range map[string]time.Time{success: ok, failure: bad} {
 			w := 0.0
 			if !at.IsZero() {
@@ -69,7 +74,7 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 		}
 	}
 
-	want("before any run", time.Time{}, time.Time{})
+	want("before any run", time.Time{}, time.Time{}, 0)
 	// Other audit entries do not count, even under the prefix.
 	if _, err := st.AppendAudit(ctx, state.AuditEntry{Time: time.Date(2026, 11, 3, 0, 0, 0, 0, time.UTC), Actor: "cli",
 		Action: "invoice.issue", Subject: "PM-2026-000001"}); err != nil {
@@ -79,19 +84,20 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 		Action: "something.else", Subject: RunAuditSubjectPrefix + "2026-10", Detail: json.RawMessage(`{"error":"x"}`)}); err != nil {
 		t.Fatal(err)
 	}
-	want("with other audit entries only", time.Time{}, time.Time{})
+	want("with other audit entries only", time.Time{}, time.Time{}, 0)
 
 	t1 := time.Date(2026, 11, 4, 6, 0, 0, 0, time.UTC)
-	appendRun([]IssueResult{{Tenant: "caami"}}, errors.New("issue ona 2026-10: store down"), t1)
-	want("after a failed run", time.Time{}, t1)
+	appendRun([]IssueResult{{Tenant: "caami", Invoice: &Invoice{}}, {Tenant: "ona", Err: errors.New("store down")}, {Tenant: "vub", Skipped: "nothing"}},
+		errors.New("2026-10: 1 of 3 institutions failed: store down"), t1)
+	want("after a run that failed one institution", time.Time{}, t1, 1)
 
 	t2 := t1.Add(time.Hour)
 	appendRun([]IssueResult{{Tenant: "caami", Skipped: "already issued"}, {Tenant: "ona", Invoice: &Invoice{}}, {Tenant: "vub", Skipped: "nothing to invoice"}}, nil, t2)
-	want("after the run that succeeded again", t2, t1)
+	want("after the run that succeeded again", t2, t1, 0)
 
 	t3 := t2.Add(24 * time.Hour)
 	appendRun(nil, errors.New("period 2026-10: too early to issue"), t3)
-	want("after another failure", t2, t3)
+	want("after another failure", t2, t3, 3)
 }
 
 func TestRunAuditEntryCountsTheRunsOutcome(t *testing.T) {
@@ -108,9 +114,13 @@ func TestRunAuditEntryCountsTheRunsOutcome(t *testing.T) {
 		{"a run that issued one and skipped two", nil,
 			[]IssueResult{{Tenant: "caami", Invoice: &Invoice{}}, {Tenant: "ona", Skipped: "already issued"}, {Tenant: "vub", Skipped: "nothing"}}, nil,
 			RunOutcome{Period: "2026-10", Issued: 1, Skipped: 2}},
-		{"a run that stopped at its second institution", nil,
-			[]IssueResult{{Tenant: "caami", Invoice: &Invoice{}}}, errors.New("issue ona 2026-10: boom"),
-			RunOutcome{Period: "2026-10", Issued: 1, Failed: 2, Error: "issue ona 2026-10: boom"}},
+		{"a run that failed one institution and went on", nil,
+			[]IssueResult{{Tenant: "caami", Invoice: &Invoice{}}, {Tenant: "ona", Err: errors.New("boom")}, {Tenant: "vub", Skipped: "nothing"}},
+			errors.New("2026-10: 1 of 3 institutions failed: boom"),
+			RunOutcome{Period: "2026-10", Issued: 1, Skipped: 1, Failed: 1, FailedTenants: []string{"ona"}, Error: "2026-10: 1 of 3 institutions failed: boom"}},
+		{"a run interrupted after its first institution", nil,
+			[]IssueResult{{Tenant: "caami", Invoice: &Invoice{}}}, errors.New("issue 2026-10: context canceled"),
+			RunOutcome{Period: "2026-10", Issued: 1, Failed: 2, Error: "issue 2026-10: context canceled"}},
 		{"a run of two institutions refused before the first", []string{"caami", "ona"},
 			nil, errors.New("too early"),
 			RunOutcome{Period: "2026-10", Failed: 2, Error: "too early"}},
@@ -127,7 +137,7 @@ func TestRunAuditEntryCountsTheRunsOutcome(t *testing.T) {
 			if err := json.Unmarshal(e.Detail, &got); err != nil {
 				t.Fatal(err)
 			}
-			if got != c.want {
+			if !reflect.DeepEqual(got, c.want) {
 				t.Errorf("detail %+v, want %+v", got, c.want)
 			}
 		})

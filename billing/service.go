@@ -9,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/big"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,7 +22,9 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/usage"
 )
 
 // Config is the invoice run's configuration.
@@ -62,6 +66,9 @@ func (c *Config) Validate() error {
 	if c.Seller.Name == "" {
 		errs = append(errs, errors.New("billing.seller.name: is required: invoices name their issuer"))
 	}
+	if err := c.Seller.Party.Validate("billing.seller.party"); err != nil {
+		errs = append(errs, err)
+	}
 	if c.GracePeriod < 0 {
 		errs = append(errs, errors.New("billing.grace_period: must not be negative"))
 	}
@@ -82,8 +89,14 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("tenants[%d].id: %q is listed twice", i, cu.Tenant))
 		}
 		seen[cu.Tenant] = true
+		if cu.Start != "" && state.NextPeriod(cu.Start) == "" {
+			errs = append(errs, fmt.Errorf("tenants[%d].billing_start: %q is not a month like 2026-01", i, cu.Start))
+		}
 		if err := cu.VAT.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
+		}
+		if err := cu.Party.Validate(fmt.Sprintf("tenants[%d]", i)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
@@ -179,8 +192,11 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 	}
 	now := s.clock.Now().Truncate(time.Microsecond)
 	out := make([]*Invoice, len(cs))
-	var mu sync.Mutex // serialises progress, which callers need not make safe
-	done := 0
+	// Progress is told in the configured order, so that "3/10 (ona)" means
+	// the first three are drafted and ona is the third: drafts finish in any
+	// order. mu serialises it too, which callers need not make safe.
+	var mu sync.Mutex
+	next := 0
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, c := range cs {
@@ -190,12 +206,16 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 				return err
 			}
 			inv.Provisional = now.Before(s.IssuableFrom(p))
+			if err := s.markClosed(gctx, c, p, now, inv); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
 			out[i] = inv
-			if progress != nil {
-				mu.Lock()
-				done++
-				progress(done, len(cs), c.Tenant)
-				mu.Unlock()
+			for ; next < len(cs) && out[next] != nil; next++ {
+				if progress != nil {
+					progress(next+1, len(cs), cs[next].Tenant)
+				}
 			}
 			return nil
 		})
@@ -206,22 +226,64 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 	return out, nil
 }
 
+// markClosed tells a draft of a closed month so (inv.Closed), with the
+// adjustment lines its records received since add to the next invoice.
+func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time.Time, inv *Invoice) error {
+	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
+	if err != nil {
+		return fmt.Errorf("closed months: %w", err)
+	}
+	skip, closed := s.closedSkip(closes, p)
+	if !closed {
+		return nil
+	}
+	inv.Closed = skip
+	next, err := s.build(ctx, c, p.Next(), now)
+	if err != nil {
+		return fmt.Errorf("the adjustments of %s: %w", p, err)
+	}
+	for _, l := range next.Lines {
+		if l.Adjusts == p.String() {
+			inv.Pending = append(inv.Pending, l)
+		}
+	}
+	return nil
+}
+
 // IssueResult is what issuing did for one institution.
 type IssueResult struct {
 	Tenant string
-	// Invoice is the issued invoice; nil when skipped.
+	// Invoice is the issued invoice; nil when skipped or failed.
 	Invoice *Invoice
-	// Skipped says why nothing was issued: already issued, or nothing to invoice.
+	// Skipped says why nothing was issued: the month is closed already
+	// (issued, or nothing to invoice), or nothing to invoice.
 	Skipped string
+	// Err is why the institution failed; the run went on with the others.
+	Err error
 }
 
 // ErrTooEarly is returned when issuing before a period's grace period ended.
 var ErrTooEarly = errors.New("too early to issue")
 
+// ErrMonthOrder is returned for a month whose own invoice cannot be issued
+// yet: an earlier month of the institution is still open. The message names
+// the month to issue first.
+var ErrMonthOrder = errors.New("months close in order")
+
+// ErrInstitutionsFailed is wrapped by Issue's error when some institutions
+// failed and the others were issued.
+var ErrInstitutionsFailed = errors.New("institutions failed")
+
 // Issue issues the invoices of period for tenants (all when empty), in the
-// configured order. An institution already invoiced for the period, or with
+// configured order, and closes the month for each (DESIGN.md §5: months
+// close in order). An institution whose month is closed already, or with
 // nothing to invoice, is skipped; a concurrent run issuing the same period
 // skips what the other issued, and the numbers stay gap-free.
+//
+// An institution that fails (a record the rate card cannot price, an
+// earlier month still open) is reported in its result's Err and the others
+// are issued: the error then wraps ErrInstitutionsFailed and names each.
+// The error is the run's own, with no results, only when it cannot start.
 func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor string, progress Progress) ([]IssueResult, error) {
 	cs, err := s.customers(tenants)
 	if err != nil {
@@ -236,42 +298,133 @@ func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor s
 		return nil, fmt.Errorf("freeze the rate card: %w", err)
 	}
 	out := make([]IssueResult, 0, len(cs))
+	var failed []error
 	for i, c := range cs {
+		if err := ctx.Err(); err != nil {
+			// Interrupted: the institutions left have no outcome.
+			return out, fmt.Errorf("issue %s: %w", p, err)
+		}
 		res, err := s.issueOne(ctx, c, p, now, actor)
 		if err != nil {
-			return out, fmt.Errorf("issue %s %s: %w", c.Tenant, p, err)
+			res = IssueResult{Tenant: c.Tenant, Err: fmt.Errorf("issue %s %s: %w", c.Tenant, p, err)}
+			failed = append(failed, res.Err)
+			s.log.Error("invoice failed", "tenant", c.Tenant, "period", p.String(), "err", err)
 		}
 		out = append(out, res)
 		if progress != nil {
 			progress(i+1, len(cs), c.Tenant)
 		}
 	}
+	if len(failed) > 0 {
+		return out, fmt.Errorf("%s: %d of %d %w: %w", p, len(failed), len(cs), ErrInstitutionsFailed, errors.Join(failed...))
+	}
 	return out, nil
 }
 
+// opening is where an institution's months stand for issuing p: after is
+// its latest closed month ("" when none), and skip, when not "", says why
+// p's own invoice is not to be issued: the month is closed, or before the
+// institution's first month.
+func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, err error) {
+	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
+	if err != nil {
+		return "", "", fmt.Errorf("closed months: %w", err)
+	}
+	if reason, closed := s.closedSkip(closes, p); closed {
+		return "", reason, nil
+	}
+	if len(closes) > 0 {
+		last := closes[len(closes)-1].Period
+		if next := state.NextPeriod(last); p.String() != next {
+			return "", "", fmt.Errorf("%w: issue %s first (the latest closed month is %s)", ErrMonthOrder, next, last)
+		}
+		return last, "", nil
+	}
+	first, why := c.Start, "billing_start"
+	if first == "" {
+		var ok bool
+		if first, ok, err = s.firstUsage(ctx, c.Tenant, p); err != nil {
+			return "", "", err
+		}
+		if !ok {
+			return "", "nothing to invoice: no usage yet", nil
+		}
+		why = "its first usage"
+	}
+	switch {
+	case p.String() < first:
+		return "", fmt.Sprintf("nothing to invoice: the institution's first month is %s (%s)", first, why), nil
+	case p.String() > first:
+		return "", "", fmt.Errorf("%w: issue %s first (the institution's first month: %s)", ErrMonthOrder, first, why)
+	}
+	return "", "", nil
+}
+
+// closedSkip says whether p is closed among closes (oldest first), and why
+// its own invoice is not to be issued then.
+func (s *Service) closedSkip(closes []state.MonthClose, p Period) (skip string, closed bool) {
+	if len(closes) == 0 || p.String() > closes[len(closes)-1].Period {
+		return "", false
+	}
+	for _, cl := range closes {
+		switch {
+		case cl.Period != p.String():
+		case cl.Document != "":
+			return "already issued as " + cl.Document, true
+		default:
+			return "closed with nothing to invoice on " + cl.ClosedAt.In(s.cfg.Location).Format(time.DateOnly), true
+		}
+	}
+	return fmt.Sprintf("before the first closed month %s: its records are billed as adjustments", closes[0].Period), true
+}
+
+// errFound stops a scan at the first record.
+var errFound = errors.New("found")
+
+// firstUsage returns the month of tenant's earliest record that starts
+// before p ends, looking back as far as an invoice bills late records.
+func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (string, bool, error) {
+	var first time.Time
+	err := s.usage.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: p.Start().AddDate(0, -s.cfg.AdjustMonths, 0), To: p.End()},
+		func(r usage.Record) error {
+			first = r.WindowStart
+			return errFound
+		})
+	if err != nil && !errors.Is(err, errFound) {
+		return "", false, fmt.Errorf("find the first usage: %w", err)
+	}
+	if first.IsZero() {
+		return "", false, nil
+	}
+	return PeriodOf(first, p.Loc).String(), true, nil
+}
+
 func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
-	key := fmt.Sprintf("invoice/%s/%s", c.Tenant, p)
-	if existing, err := s.state.ListDocuments(ctx, state.DocumentFilter{Tenant: c.Tenant, Period: p.String(), Kind: state.KindInvoice}); err != nil {
-		return IssueResult{}, err
-	} else if len(existing) > 0 {
-		return IssueResult{Tenant: c.Tenant, Skipped: "already issued as " + existing[0].Number}, nil
+	after, skip, err := s.opening(ctx, c, p)
+	if err != nil || skip != "" {
+		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
 	}
 	inv, err := s.build(ctx, c, p, now)
 	if err != nil {
 		return IssueResult{}, err
 	}
 	if len(inv.Lines) == 0 {
-		return IssueResult{Tenant: c.Tenant, Skipped: "nothing to invoice"}, nil
+		err := s.state.CloseMonth(ctx, state.MonthClose{Tenant: c.Tenant, Period: p.String(), After: after, ClosedAt: now},
+			state.AuditEntry{Actor: actor, Action: "month.close", Detail: auditDetail(inv)})
+		if err != nil {
+			return s.concurrent(ctx, c, p, err)
+		}
+		return IssueResult{Tenant: c.Tenant, Skipped: "nothing to invoice (the month is closed)"}, nil
 	}
 	series := fmt.Sprintf("%s-%d", s.cfg.InvoicePrefix, now.In(s.cfg.Location).Year())
+	key := fmt.Sprintf("invoice/%s/%s", c.Tenant, p)
 	doc, err := s.state.Issue(ctx, series, func(seq int64) (state.Document, error) {
-		return s.document(*inv, series, seq, now, key)
+		d, err := s.document(*inv, series, seq, now, key)
+		d.Close = &state.MonthClose{After: after}
+		return d, err
 	}, state.AuditEntry{Actor: actor, Action: "invoice.issue", Detail: auditDetail(inv)})
-	if errors.Is(err, state.ErrExists) {
-		return IssueResult{Tenant: c.Tenant, Skipped: "already issued by a concurrent run"}, nil
-	}
 	if err != nil {
-		return IssueResult{}, err
+		return s.concurrent(ctx, c, p, err)
 	}
 	issued, err := decode(doc.Body)
 	if err != nil {
@@ -279,6 +432,18 @@ func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.T
 	}
 	s.log.Info("invoice issued", "number", doc.Number, "tenant", c.Tenant, "period", p.String(), "payable", issued.Totals.Payable.StringFixed(2))
 	return IssueResult{Tenant: c.Tenant, Invoice: issued}, nil
+}
+
+// concurrent turns the refusal of an issue or close that another run beat
+// (the month is closed now) into a skip; any other error stays one.
+func (s *Service) concurrent(ctx context.Context, c Customer, p Period, err error) (IssueResult, error) {
+	if !errors.Is(err, state.ErrExists) && !errors.Is(err, state.ErrMonthOrder) {
+		return IssueResult{}, err
+	}
+	if _, skip, err2 := s.opening(ctx, c, p); err2 == nil && skip != "" {
+		return IssueResult{Tenant: c.Tenant, Skipped: skip + " (by a concurrent run)"}, nil
+	}
+	return IssueResult{}, err
 }
 
 func auditDetail(inv *Invoice) json.RawMessage {
@@ -358,7 +523,7 @@ func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.T
 	for back := s.cfg.AdjustMonths; back >= 1; back-- {
 		q := PeriodOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
-		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel, false)
+		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
 			return nil, err
 		}
@@ -414,37 +579,49 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 			m.CreditPercent = CreditPercent(in.CreditTiers, m.SLA.Availability)
 		}
 		if i == 0 {
-			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection, false)
+			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection)
 			if err != nil {
 				return nil, err
 			}
-			m.Records, m.Digest = r.records, r.Digest()
-			inv.Lines = append(inv.Lines, price(card, r.q, nil, "")...)
-			inv.Annex = append(inv.Annex, annexRows(r.annex, "")...)
+			m.Records, m.Digest, m.Days = r.records, r.Digest(), r.Days()
+			inv.Lines = append(inv.Lines, price(card, loc, r.q, nil, "")...)
+			inv.Annex = append(inv.Annex, annexRows(r.annex, r.topUp, r.uplift, "")...)
 			continue
 		}
 		// A late record is priced on top of what the month's earlier invoices
 		// billed: the difference between rating everything received by now
 		// and everything received by the last cutoff.
-		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After}, false)
+		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After})
 		if err != nil {
 			return nil, err
 		}
-		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo}, false)
+		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo})
 		if err != nil {
 			return nil, err
 		}
-		m.Records, m.Digest = now.records-before.records, now.Digest()
+		m.Records, m.Digest, m.Days = now.records-before.records, now.Digest(), lateDays(now.Days(), before.Days())
 		start := map[meterClass]*big.Rat{}
 		for k, v := range before.q {
 			addRat(start, meterClass{k.meter, k.class}, v)
 		}
-		inv.Lines = append(inv.Lines, price(card, subRat(now.q, before.q), start, m.Period)...)
-		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), m.Period)...)
+		inv.Lines = append(inv.Lines, price(card, loc, subRat(now.q, before.q), start, m.Period)...)
+		inv.Annex = append(inv.Annex, annexRows(subRat(now.annex, before.annex), subRat(now.topUp, before.topUp), subRat(now.uplift, before.uplift), m.Period)...)
 	}
 	inv.total()
 	inv.InputsHash = inv.inputsHash()
 	return inv, nil
+}
+
+// lateDays is what an adjustment bills per day: the records of now beyond
+// before's, on the days that have some, with now's digest.
+func lateDays(now, before map[string]DayBill) map[string]DayBill {
+	out := map[string]DayBill{}
+	for d, b := range now {
+		if n := b.Records - before[d].Records; n != 0 {
+			out[d] = DayBill{Records: n, Digest: b.Digest}
+		}
+	}
+	return out
 }
 
 // subRat returns a − b per key, leaving out zeros.
@@ -542,11 +719,26 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w: re-derive: %w", number, ErrVerify, err)
 		}
+		if !slices.ContainsFunc(inv.Inputs.Months, func(m MonthInput) bool { return m.Days != nil }) {
+			// Issued before invoices said what they billed per day: it is
+			// re-derived as it was, the records' digest still checks them.
+			for i := range again.Inputs.Months {
+				again.Inputs.Months[i].Days = nil
+			}
+			// Nor did their lines name tier ranges and rate-card versions.
+			for i := range again.Lines {
+				again.Lines[i].Tier, again.Lines[i].Version, again.Lines[i].Effective = nil, "", ""
+			}
+			for i := range again.Annex {
+				again.Annex[i].Measured, again.Annex[i].MinRunTopUp, again.Annex[i].ReservedUplift = nil, nil, nil
+			}
+			again.InputsHash = again.inputsHash()
+		}
 	}
 	for i, m := range again.Inputs.Months {
 		if want := inv.Inputs.Months[i]; m.Digest != want.Digest || m.Records != want.Records {
-			return fmt.Errorf("%s: %w: the records of %s changed since issue: %d records with digest %.12s…, issued with %d and %.12s…",
-				number, ErrVerify, m.Period, m.Records, m.Digest, want.Records, want.Digest)
+			return fmt.Errorf("%s: %w: the records of %s changed since issue: %d records with digest %.12s…, issued with %d and %.12s…%s",
+				number, ErrVerify, m.Period, m.Records, m.Digest, want.Records, want.Digest, changedDays(want.Days, m.Days))
 		}
 	}
 	series := d.Series
@@ -558,6 +750,32 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		return fmt.Errorf("%s: %w: re-derived document differs from the issued one: %s", number, ErrVerify, firstDiff(doc.Body, d.Body))
 	}
 	return nil
+}
+
+// changedDays names the days whose records differ between what an invoice
+// billed and what its selection reads now.
+func changedDays(issued, now map[string]DayBill) string {
+	var out []string
+	for _, d := range slices.Sorted(maps.Keys(mergeKeys(issued, now))) {
+		if a, b := issued[d], now[d]; a != b {
+			out = append(out, fmt.Sprintf("%s (%d records, issued with %d)", d, b.Records, a.Records))
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; changed on " + strings.Join(out, ", ")
+}
+
+func mergeKeys(a, b map[string]DayBill) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
 }
 
 // firstDiff shows where two encodings part.
@@ -575,6 +793,11 @@ type CreditInput struct {
 	// Amount is the tax-exclusive amount credited; nil credits the whole invoice.
 	Amount *Money `json:"amount,omitempty"`
 	Reason string `json:"reason"`
+	// VATLeft, on the partial note that brings the credited amount to the
+	// invoice's total, is the VAT the earlier notes left uncredited: the
+	// note takes exactly that, so that a full credit through partial notes
+	// leaves 0.00 (each note's own rounding could leave a cent).
+	VATLeft *Money `json:"vat_left,omitempty"`
 }
 
 // CreditNote issues a credit note against invoice number: the whole invoice
@@ -596,9 +819,10 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 		if err != nil {
 			return nil, err
 		}
-		left := inv.Totals.TaxExclusive.Decimal
+		left, vatLeft := inv.Totals.TaxExclusive.Decimal, inv.Totals.VAT.Decimal
 		for _, cn := range prior {
 			left = left.Add(cn.Totals.TaxExclusive.Decimal)
+			vatLeft = vatLeft.Add(cn.Totals.VAT.Decimal)
 		}
 		in := CreditInput{Reason: reason}
 		switch {
@@ -610,6 +834,9 @@ func (s *Service) CreditNote(ctx context.Context, number string, amount *decimal
 			return nil, fmt.Errorf("amount: %s is more than the %s left to credit on %s", amount.StringFixed(2), left.StringFixed(2), number)
 		case amount != nil:
 			in.Amount = &Money{*amount}
+			if amount.Equal(left) {
+				in.VATLeft = &Money{vatLeft}
+			}
 		}
 		now := s.clock.Now().Truncate(time.Microsecond)
 		cn, err := CreditNoteOf(inv, &in, now)
@@ -652,6 +879,7 @@ func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error
 		}
 		for _, r := range inv.Annex {
 			r.Quantity = Quantity{r.Quantity.Neg()}
+			r.Measured, r.MinRunTopUp, r.ReservedUplift = r.Measured.neg(), r.MinRunTopUp.neg(), r.ReservedUplift.neg()
 			cn.Annex = append(cn.Annex, r)
 		}
 		vat := inv.VAT
@@ -670,6 +898,9 @@ func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error
 		cn.Annex = []AnnexRow{}
 		v := inv.Customer.VAT
 		vat := money(amt.Mul(v.Rate).Div(decimal.NewFromInt(100)))
+		if in.VATLeft != nil {
+			vat = Money{in.VATLeft.Neg()}
+		}
 		cn.VAT = []VATBreakdown{{Category: v.Category, Rate: v.Rate, Taxable: Money{amt}, Amount: vat, ExemptionReason: v.ExemptionReason, ExemptionCode: v.ExemptionCode}}
 		cn.Totals = Totals{Lines: Money{amt}, Allowances: money(decimal.Zero), TaxExclusive: Money{amt}, VAT: vat, Payable: money(amt.Add(vat.Decimal))}
 	}

@@ -39,6 +39,11 @@ type Config struct {
 	// empty means audit.jsonl in the store's data directory.
 	AuditLog string     `yaml:"audit_log"`
 	Logs     LogsConfig `yaml:"logs"`
+	// EarliestWindow is the earliest window start of a record accepted:
+	// the rate card's first version when billing is configured (DESIGN.md
+	// §5: records the rate card can never price are refused at ingest),
+	// zero otherwise. Set from the rate card, not read from the file.
+	EarliestWindow time.Time `yaml:"-"`
 }
 
 // LogsConfig bounds log lines as Loki does, and paces their retention.
@@ -92,7 +97,7 @@ func DefaultConfig() Config {
 
 // Limits returns the record limits c configures.
 func (c *Config) Limits() usage.Limits {
-	return usage.Limits{MaxRecords: c.MaxRecords, FutureSkew: c.FutureSkew, Horizon: c.Horizon, MaxWindow: c.MaxWindow}
+	return usage.Limits{MaxRecords: c.MaxRecords, FutureSkew: c.FutureSkew, Horizon: c.Horizon, MaxWindow: c.MaxWindow, Earliest: c.EarliestWindow}
 }
 
 // LogLimits returns the log-line limits c configures; lines share the

@@ -132,6 +132,8 @@ func TestBadBatchesStoreNothing(t *testing.T) {
 	cfg := collector.DefaultConfig()
 	cfg.MaxRecords = 10
 	cfg.MaxBodyBytes = 64 << 10
+	// A rate card whose first version took effect a month ago.
+	cfg.EarliestWindow = now.AddDate(0, -1, 0)
 
 	tests := map[string]struct {
 		token  string
@@ -155,6 +157,11 @@ func TestBadBatchesStoreNothing(t *testing.T) {
 		"a window older than the horizon is rejected": {
 			token: agentNode1, body: withBad(func(r *usage.Record) {
 				r.WindowStart = now.AddDate(-2, 0, 0)
+				r.WindowEnd = r.WindowStart.Add(time.Minute)
+			}, true), code: 400, index: 3, field: "window_start"},
+		"a window inside the horizon but before the rate card's first version is rejected": {
+			token: agentNode1, body: withBad(func(r *usage.Record) {
+				r.WindowStart = now.AddDate(0, 0, -391)
 				r.WindowEnd = r.WindowStart.Add(time.Minute)
 			}, true), code: 400, index: 3, field: "window_start"},
 		"an id that does not match the record is rejected": {

@@ -90,8 +90,15 @@ func (c *Config) validateBilling() []error {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
 	}
-	// The billing section is checked as a whole only where invoices are made.
+	// The billing section is checked as a whole only where invoices are
+	// made; the institutions' Peppol identifiers always are (BillingConfig
+	// checks them with the rest), so that none reaches an e-invoice.
 	if c.Billing.RateCard == "" {
+		for i, t := range c.Tenants {
+			if err := t.Party.Validate(fmt.Sprintf("tenants[%d]", i)); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		return errs
 	}
 	if _, err := c.BillingConfig(); err != nil {
@@ -122,7 +129,8 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 		if err != nil {
 			continue // reported by validateBilling with the tenant's index
 		}
-		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party})
+		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party,
+			Start: t.BillingStart})
 	}
 	return out, out.Validate()
 }

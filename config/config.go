@@ -95,6 +95,9 @@ type TenantConfig struct {
 	BuyerReference string `yaml:"buyer_reference"`
 	// VAT is the institution's VAT treatment; standard 21 % when left out.
 	VAT VATConfig `yaml:"vat"`
+	// BillingStart is the institution's first billed month ("2026-01"):
+	// months close in order from it. Left out, the month of its first usage.
+	BillingStart string `yaml:"billing_start"`
 	// Party is the institution's identity on e-invoices: legal_name, vat_id,
 	// company_id, endpoint_id, endpoint_scheme, address, email.
 	Party billing.Party `yaml:",inline"`

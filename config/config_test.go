@@ -105,6 +105,15 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 			"tokens:\n  - name: a\n    role: institution\n    tenant: ona\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].tenant:"},
 		"a token with a plain secret instead of a hash is named": {
 			"tokens:\n  - name: a\n    role: admin\n    sha256: hunter2\n", "tokens[0].sha256:"},
+		"an endpoint that is no enterprise number in scheme 0208 is named": {
+			"tenants:\n  - id: caami\n    endpoint_scheme: \"0208\"\n    endpoint_id: 12AB\n", "tenants[0].endpoint_id: \"12AB\" is not a Belgian enterprise number"},
+		"an endpoint scheme outside the EAS code list is named": {
+			"tenants:\n  - id: caami\n    endpoint_scheme: XXXX\n    endpoint_id: \"0206733130\"\n", "tenants[0].endpoint_scheme: \"XXXX\" is not in the Peppol electronic address scheme"},
+		"a Belgian VAT number failing its check digits is named": {
+			"tenants:\n  - id: caami\n    vat_id: BE0206733179\n", "tenants[0].vat_id: \"BE0206733179\" is not a Belgian VAT number"},
+		"a bad endpoint is named with billing configured": {
+			"tenants:\n  - id: caami\n    endpoint_scheme: \"0208\"\n    endpoint_id: \"0206733179\"\nbilling:\n  rate_card: ratecard.yaml\n  seller:\n    name: S\n",
+			"tenants[0].endpoint_id: \"0206733179\" is not a Belgian enterprise number"},
 		"an unknown role is named": {
 			"tokens:\n  - name: a\n    role: root\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].role:"},
 	}

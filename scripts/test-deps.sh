@@ -23,7 +23,10 @@ need_pkgs=()
 # (state/postgres/pgtest), so Debian's own cluster is not started here.
 # poppler-utils: invoice PDFs are checked with pdftotext and rendered to PNG (pdftoppm).
 # libxml2-utils: UBL e-invoices are validated with xmllint against the UBL 2.1 schemas.
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils; do
+# libsaxonhe-java, default-jre-headless: the official Peppol BIS Billing 3.0 rules
+# (XSLT 2.0, in billing/ubl/testdata/peppol-bis-3) run on Saxon-HE over every
+# e-invoice the tests render; the jar does not pull in a JRE by itself.
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

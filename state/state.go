@@ -25,6 +25,7 @@ import (
 // Store is a state store.
 type Store interface {
 	Documents
+	Months
 	Frozen
 	Audit
 	Maintenance
@@ -75,6 +76,13 @@ type Document struct {
 	// Body is the document as canonical JSON. The store does not interpret
 	// it and returns it byte for byte.
 	Body []byte
+	// Close, on an invoice given to Issue, closes the invoice's Period for
+	// its Tenant in the same transaction, under CloseMonth's rules: only its
+	// After is read (Tenant, Period, Document and ClosedAt are the
+	// document's). The invoice and the close are stored together or not at
+	// all, so no run can issue a month's invoice and leave the month open.
+	// Documents read back have none: ClosedMonths lists the closes.
+	Close *MonthClose
 }
 
 // Documents keeps issued invoices and credit notes.
@@ -114,6 +122,75 @@ type DocumentFilter struct {
 	Kind   DocumentKind
 	// Refers selects the credit notes of one invoice.
 	Refers string
+}
+
+// MonthClose records that an institution's month is closed (DESIGN.md §5):
+// its own invoice was issued, or there was nothing to invoice. Records of a
+// closed month are billed as adjustments on a later invoice, never on the
+// month's own.
+type MonthClose struct {
+	Tenant string
+	// Period is the month closed, "2026-11".
+	Period string
+	// After is the tenant's latest closed month the caller saw when it
+	// decided to close Period, "" when none was. The store closes Period
+	// only if that is still the latest and, when After is not "", Period is
+	// the month right after it: months close one after the other, and two
+	// runs that decided from the same state cannot both close. It is not
+	// kept: ClosedMonths returns it "".
+	After string
+	// Document is the number of the invoice that closed the month, "" when
+	// there was nothing to invoice.
+	Document string
+	// ClosedAt is when: whole microseconds, like a document's IssuedAt.
+	ClosedAt time.Time
+}
+
+// Months keeps which months are closed, per institution.
+type Months interface {
+	// CloseMonth closes c.Period for c.Tenant with nothing invoiced, and
+	// records audit in the same transaction (an empty Subject becomes
+	// MonthSubject, a zero Time ClosedAt). When c.After is no longer the
+	// tenant's latest closed month, or Period does not follow it, nothing is
+	// stored and the error wraps ErrMonthOrder, naming the latest.
+	CloseMonth(ctx context.Context, c MonthClose, audit AuditEntry) error
+	// ClosedMonths returns tenant's closed months, oldest first.
+	ClosedMonths(ctx context.Context, tenant string) ([]MonthClose, error)
+}
+
+// MonthSubject is the audit Subject of closing period for tenant:
+// "month/<tenant>/<period>".
+func MonthSubject(tenant, period string) string { return "month/" + tenant + "/" + period }
+
+// NextPeriod returns the month after period ("2026-12" → "2027-01"), or ""
+// when period is not a month YYYY-MM.
+func NextPeriod(period string) string {
+	t, err := time.Parse("2006-01", period)
+	if err != nil || !periodRE.MatchString(period) {
+		return ""
+	}
+	return t.AddDate(0, 1, 0).Format("2006-01")
+}
+
+// Validate reports what is wrong with c, naming each field.
+func (c *MonthClose) Validate() error {
+	var errs []error
+	if c.Tenant == "" {
+		errs = append(errs, errors.New("tenant: is required"))
+	}
+	if !periodRE.MatchString(c.Period) {
+		errs = append(errs, fmt.Errorf("period: %q is not a month YYYY-MM", c.Period))
+	}
+	if c.After != "" && !periodRE.MatchString(c.After) {
+		errs = append(errs, fmt.Errorf("after: %q is not a month YYYY-MM", c.After))
+	}
+	switch {
+	case c.ClosedAt.IsZero():
+		errs = append(errs, errors.New("closed_at: is required"))
+	case c.ClosedAt.Nanosecond()%1000 != 0:
+		errs = append(errs, fmt.Errorf("closed_at: %s has sub-microsecond digits; truncate it", c.ClosedAt.Format(time.RFC3339Nano)))
+	}
+	return errors.Join(errs...)
 }
 
 // Frozen keeps content by its hash: the rate-card contents and SLA figures an
@@ -167,6 +244,11 @@ var ErrNotFound = errors.New("state: not found")
 // ErrExists is returned by Issue when a document with the same UniqueKey or
 // Number is already stored.
 var ErrExists = errors.New("state: already exists")
+
+// ErrMonthOrder is returned when closing a month would break their order:
+// the month is closed already, or the latest closed month is not the one the
+// caller saw.
+var ErrMonthOrder = errors.New("state: months close in order")
 
 // ErrConflict is returned by DeclareWindow when the window changed since
 // the version the caller read: read it again and redo the change.
@@ -225,6 +307,9 @@ func (d *Document) Validate() error {
 	}
 	if !json.Valid(d.Body) {
 		bad("body", "is not valid JSON")
+	}
+	if d.Close != nil && d.Kind != KindInvoice {
+		bad("close", "only an invoice closes a month")
 	}
 	return errors.Join(errs...)
 }

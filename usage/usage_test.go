@@ -51,6 +51,23 @@ func TestDeriveID(t *testing.T) {
 	}
 }
 
+// TestValidateRefusesWindowsBeforeTheEarliest: with a rate card, a record
+// from before its first version could never be priced.
+func TestValidateRefusesWindowsBeforeTheEarliest(t *testing.T) {
+	lim := usage.DefaultLimits()
+	lim.Earliest = now.AddDate(0, -1, 0)
+	for _, tc := range []struct {
+		start time.Time
+		ok    bool
+	}{{lim.Earliest, true}, {lim.Earliest.Add(-time.Second), false}, {now.AddDate(0, 0, -391), false}} {
+		r := usagetest.Record("caami", "abc", usage.MeterCPU, tc.start, 100)
+		ps := usage.Validate(&r, 0, now, lim)
+		if tc.ok != (len(ps) == 0) || (len(ps) > 0 && ps[0].Field != "window_start") {
+			t.Errorf("window from %s with the first version at %s: %v; want ok %v, or a problem at window_start", tc.start, lim.Earliest, ps, tc.ok)
+		}
+	}
+}
+
 func TestValidate(t *testing.T) {
 	lim := usage.DefaultLimits()
 	tests := map[string]struct {

@@ -18,6 +18,11 @@ type Limits struct {
 	Horizon time.Duration
 	// MaxWindow is the longest window a record may cover, at most MaxWindowLimit.
 	MaxWindow time.Duration
+	// Earliest, when not zero, is the earliest window start accepted: with
+	// a rate card, its first version's effective instant, since billing
+	// could never price an earlier record and it would fail its
+	// institution's invoice.
+	Earliest time.Time
 }
 
 // MaxWindowLimit bounds any configured MaxWindow, so that whoever needs the
@@ -170,6 +175,10 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
 		windowOK = false
 	case r.WindowStart.Before(now.Add(-lim.Horizon)):
 		add("window_start", "%s is older than the horizon of %s", r.WindowStart.UTC().Format(time.RFC3339), lim.Horizon)
+		windowOK = false
+	case r.WindowStart.Before(lim.Earliest):
+		add("window_start", "%s is before the rate card's first version (effective %s): no price applies to it",
+			r.WindowStart.UTC().Format(time.RFC3339), lim.Earliest.UTC().Format(time.RFC3339))
 		windowOK = false
 	}
 	switch {

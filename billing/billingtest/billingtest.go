@@ -38,16 +38,18 @@ func Seller() billing.Seller {
 }
 
 // Customers are the example's institutions, in the order they are invoiced.
+// Their first month is the example's: runs that began in October are billed
+// as adjustments on November's invoice.
 func Customers() []billing.Customer {
 	return []billing.Customer{
 		{Tenant: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité", BuyerReference: "CAAMI-IT-2026",
 			VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)},
-			Party: billing.Party{VATID: "BE0206733179", CompanyID: "0206733179", EndpointID: "0206733179", EndpointScheme: "0208",
-				Address: billing.Address{Street: "Rue du Trône 30", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}},
+			Party: billing.Party{VATID: "BE0206733130", CompanyID: "0206733130", EndpointID: "0206733130", EndpointScheme: "0208",
+				Address: billing.Address{Street: "Rue du Trône 30", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
 		{Tenant: "ona", Name: "Office national des allocations familiales", BuyerReference: "ONA-PO-4471",
 			VAT: billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: "Exempt public-sector service", ExemptionCode: "VATEX-EU-132"},
-			Party: billing.Party{CompanyID: "0206747536", EndpointID: "0206747536", EndpointScheme: "0208",
-				Address: billing.Address{Street: "Rue de Trèves 70", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}},
+			Party: billing.Party{CompanyID: "0206747580", EndpointID: "0206747580", EndpointScheme: "0208",
+				Address: billing.Address{Street: "Rue de Trèves 70", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
 	}
 }
 

@@ -5,9 +5,10 @@
 // layout is a contract: changing it breaks the imports that institutions
 // build on it. docs/invoices.md describes both for operators and accountants.
 //
-// JSON is the document exactly as billing encodes it, indented by two
-// spaces, with a trailing newline: the field names of billing.Invoice are the
-// format.
+// JSON is the document as billing encodes it, indented by two spaces, with a
+// trailing newline: the field names of billing.Invoice are the format. Its
+// lists (lines, allowances, vat, annex) are [] when empty, never null, so
+// that invoices and credit notes have one shape.
 //
 // CSV is UTF-8 without a byte-order mark, comma-separated, LF line endings,
 // quoted as RFC 4180 requires. The first row is the header; then come one row
@@ -36,6 +37,13 @@
 //	description        allowance: its reason; vat: "taxable <amount>" and any
 //	                   exemption; total: lines, allowances, tax_exclusive, vat
 //	                   or payable
+//	refers             every row of a credit note: the number of the invoice
+//	                   it corrects (empty on an invoice)
+//	tier_range         line: the graduated band's range of the month's
+//	                   quantity, e.g. "0–100" (empty on a flat price)
+//	rate_version       line: the rate-card version that priced it and its
+//	                   effective date, e.g. "v2 from 2026-11-16", when two
+//	                   versions priced the month's meter and class
 //
 // A cell that does not apply to a row's record_type is empty. Amounts carry
 // the document's signs: lines are positive and allowances negative on an
@@ -113,7 +121,9 @@ func FileName(inv *billing.Invoice, format string) string {
 
 // JSON writes inv as indented JSON, two spaces, with a trailing newline.
 func JSON(w io.Writer, inv *billing.Invoice) error {
-	b, err := json.MarshalIndent(inv, "", "  ")
+	doc := *inv
+	doc.Lines, doc.Allowances, doc.VAT, doc.Annex = orEmpty(doc.Lines), orEmpty(doc.Allowances), orEmpty(doc.VAT), orEmpty(doc.Annex)
+	b, err := json.MarshalIndent(&doc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("export %s as JSON: %w", name(inv), err)
 	}
@@ -123,18 +133,26 @@ func JSON(w io.Writer, inv *billing.Invoice) error {
 	return nil
 }
 
+// orEmpty returns s, or an empty slice for nil, which JSON writes as [].
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
 // columns is the CSV header; the package comment documents each column.
 var columns = []string{
 	"document_number", "document_kind", "issue_date", "period", "tenant", "currency",
 	"record_type", "line_no", "meter", "environment_class", "band", "unit", "quantity", "unit_price",
-	"amount", "vat_category", "vat_rate", "adjusts_period", "description",
+	"amount", "vat_category", "vat_rate", "adjusts_period", "description", "refers", "tier_range", "rate_version",
 }
 
 // row is what varies between the rows of a document; the document columns
 // that start every row come from the invoice.
 type row struct {
 	recordType, lineNo, meter, class, band, unit, quantity, unitPrice, amount,
-	vatCategory, vatRate, adjusts, description string
+	vatCategory, vatRate, adjusts, description, tier, version string
 }
 
 // CSV writes inv as CSV: a header row, then its lines, allowances, VAT
@@ -147,7 +165,7 @@ func CSV(w io.Writer, inv *billing.Invoice) error {
 	for _, r := range rows(inv) {
 		rec := []string{inv.Number, inv.Kind, inv.IssueDate, inv.Period, inv.Customer.Tenant, inv.Currency,
 			r.recordType, r.lineNo, r.meter, r.class, r.band, r.unit, r.quantity, r.unitPrice,
-			r.amount, r.vatCategory, r.vatRate, r.adjusts, r.description}
+			r.amount, r.vatCategory, r.vatRate, r.adjusts, r.description, inv.Refers, r.tier, r.version}
 		if err := cw.Write(rec); err != nil {
 			return fmt.Errorf("export %s as CSV: %w", name(inv), err)
 		}
@@ -167,9 +185,13 @@ func rows(inv *billing.Invoice) []row {
 		if l.Band > 0 { // a partial credit note's correction line has no band
 			band = strconv.Itoa(l.Band)
 		}
-		out = append(out, row{recordType: "line", lineNo: strconv.Itoa(i + 1), meter: string(l.Meter), class: string(l.Class),
+		r := row{recordType: "line", lineNo: strconv.Itoa(i + 1), meter: string(l.Meter), class: string(l.Class),
 			band: band, unit: string(l.Unit), quantity: l.Quantity.StringFixed(6), unitPrice: l.UnitPrice.String(),
-			amount: cents(l.Amount), adjusts: l.Adjusts})
+			amount: cents(l.Amount), adjusts: l.Adjusts, version: l.VersionText()}
+		if l.Tier != nil {
+			r.tier = l.Tier.String()
+		}
+		out = append(out, r)
 	}
 	for _, a := range inv.Allowances {
 		out = append(out, row{recordType: "allowance", amount: cents(a.Amount), adjusts: a.Period, description: a.Reason})

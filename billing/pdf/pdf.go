@@ -476,12 +476,15 @@ func (r *renderer) lines() {
 		r.beginGroup(groupTitle(inv, first))
 		for _, l := range inv.Lines[i:j] {
 			desc := meterName(l.Meter)
+			if v := l.VersionText(); v != "" {
+				desc += " · rate " + v
+			}
 			if l.Adjusts != "" {
 				desc += " · adjusts " + l.Adjusts
 			}
 			tier := ""
-			if l.Band > 0 {
-				tier = fmt.Sprint(l.Band)
+			if l.Tier != nil { // a flat price has no tier
+				tier = l.Tier.String()
 			}
 			r.row(false, desc, tier, group(l.Quantity.StringFixed(6)), cmp.Or(string(l.Unit), "—"), group(l.UnitPrice.String()), group(l.Amount.StringFixed(2)))
 		}
@@ -828,6 +831,16 @@ func (r *renderer) annex() {
 			meter += " · adjusts " + a.Adjusts
 		}
 		r.row(false, string(a.Environment), meter, group(a.Quantity.StringFixed(6)), string(a.Unit))
+		// What was billed beyond what was measured, one row each, so that
+		// the measured quantity matches the usage API.
+		for _, part := range []struct {
+			name string
+			q    *billing.Quantity
+		}{{"of which measured", a.Measured}, {"min-run top-up", a.MinRunTopUp}, {"reserved uplift", a.ReservedUplift}} {
+			if part.q != nil {
+				r.row(false, "", "   "+part.name, group(part.q.StringFixed(6)), string(a.Unit))
+			}
+		}
 	}
 	r.endTable()
 }

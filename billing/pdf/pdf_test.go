@@ -114,7 +114,7 @@ func TestRender(t *testing.T) {
 		got := text(t, render(t, caami), 1, 0)
 		contains(t, got, "Invoice", "PM-2026-000001", "CAAMI-IT-2026", "Your reference",
 			"State Cloud Platform Services", "Caisse auxiliaire d'assurance maladie-invalidité", "Rue du Trône 30",
-			"VAT BE0206733179", "Peppol 0208:0206733179", "1–30 November 2026", "3 January 2027",
+			"VAT BE0206733130", "Peppol 0208:0206733130", "1–30 November 2026", "3 January 2027",
 			"36 000.000000", "0.00020", "-9.09", "87.85", "18.45", "€ 106.30", "99.85 %", "below 99.9 %: 10 %",
 			"Maintenance windows: none declared", "BE71 0961 2345 6769", "please mention PM-2026-000001",
 			"Annex: usage per project and environment", "portal", "1 800.750000", "page 1 of 2", "page 2 of 2")
@@ -122,7 +122,7 @@ func TestRender(t *testing.T) {
 	t.Run("the VAT-exempt invoice shows its exemption and payable", func(t *testing.T) {
 		got := text(t, render(t, ona), 1, 0)
 		contains(t, got, "Invoice", "PM-2026-000002", "ONA-PO-4471", "State Cloud Platform Services",
-			"Office national des allocations familiales", "Rue de Trèves 70", "Enterprise no. 0206747536",
+			"Office national des allocations familiales", "Rue de Trèves 70", "Enterprise no. 0206747580",
 			"E · exempt", "Exempt public-sector service (VATEX-EU-132)", "€ 7.40")
 	})
 	t.Run("a credit note of a whole invoice names the invoice it corrects and the reason", func(t *testing.T) {

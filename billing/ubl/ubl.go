@@ -358,8 +358,11 @@ func itemName(l billing.Line) string {
 	if l.Class != "" {
 		parts = append(parts, string(l.Class))
 	}
-	if l.Band > 0 {
-		parts = append(parts, fmt.Sprintf("band %d", l.Band))
+	if t := l.TierText(); t != "" {
+		parts = append(parts, "tier "+t)
+	}
+	if v := l.VersionText(); v != "" {
+		parts = append(parts, "rate "+v)
 	}
 	if l.Adjusts != "" {
 		parts = append(parts, "late usage of "+l.Adjusts)

@@ -85,6 +85,9 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 			return nil, nil, err
 		}
 		billingOpts = &o
+		// Records the rate card can never price are refused at ingest, with
+		// a 400 naming window_start: the agent's dead letters keep them.
+		cfg.Collector.EarliestWindow = o.Card.Versions[0].Effective
 	}
 	tp, shutdownTracing, err := telemetry.NewTracerProvider(ctx, cfg.Tracing, "paasmeter-collector", version, a.stdout)
 	if err != nil {
@@ -182,7 +185,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	if err != nil {
 		return nil, nil, err
 	}
-	stopReconciler, err := a.startReconciler(ctx, cfg, store, reg, log)
+	stopReconciler, err := a.startReconciler(ctx, cfg, store, stateStore, reg, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("reconciliation: %w", err)
 	}

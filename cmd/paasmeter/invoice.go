@@ -205,9 +205,12 @@ issued documents as files in every export format.`,
 			}
 			res, err := env.svc.Issue(c.Context(), p, tenants, actor, progress(a.stderr, "issued"))
 			for _, r := range res {
-				if r.Invoice != nil {
+				switch {
+				case r.Invoice != nil:
 					fmt.Fprintf(a.stdout, "%s\t%s\tissued\tpayable %s %s\n", r.Tenant, r.Invoice.Number, r.Invoice.Totals.Payable.StringFixed(2), r.Invoice.Currency)
-				} else {
+				case r.Err != nil:
+					fmt.Fprintf(a.stdout, "%s\t-\tFAILED\t%v\n", r.Tenant, r.Err)
+				default:
 					fmt.Fprintf(a.stdout, "%s\t-\tskipped\t%s\n", r.Tenant, r.Skipped)
 				}
 			}
@@ -447,21 +450,37 @@ func writeText(w io.Writer, inv *billing.Invoice) {
 	if inv.Refers != "" {
 		fmt.Fprintf(w, "corrects %s: %s\n", inv.Refers, inv.Reason)
 	}
+	if inv.Closed != "" {
+		fmt.Fprintf(w, "%s is closed for %s, %s: this draft recomputes it from every record received by now, it is not what was issued\n",
+			inv.Period, inv.Customer.Tenant, inv.Closed)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "meter\tclass\tband\tquantity\tunit\tunit price\tamount\tadjusts\t")
+	fmt.Fprintln(tw, "meter\tclass\ttier\trate\tquantity\tunit\tunit price\tamount\tadjusts\t")
 	for _, l := range inv.Lines {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", l.Meter, l.Class, l.Band, l.Quantity.StringFixed(6), l.Unit, l.UnitPrice, l.Amount.StringFixed(2), l.Adjusts)
+		writeLine(tw, l)
 	}
 	for _, al := range inv.Allowances {
-		fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\n", al.Reason, al.Amount.StringFixed(2))
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%s\t\t\n", al.Reason, al.Amount.StringFixed(2))
 	}
 	t := inv.Totals
 	for _, r := range [][2]string{{"lines", t.Lines.StringFixed(2)}, {"allowances", t.Allowances.StringFixed(2)},
 		{"taxable", t.TaxExclusive.StringFixed(2)}, {"VAT " + vatText(inv), t.VAT.StringFixed(2)}, {"payable " + inv.Currency, t.Payable.StringFixed(2)}} {
-		fmt.Fprintf(tw, "%s\t\t\t\t\t\t%s\t\t\n", r[0], r[1])
+		fmt.Fprintf(tw, "%s\t\t\t\t\t\t\t%s\t\t\n", r[0], r[1])
+	}
+	if len(inv.Pending) > 0 {
+		fmt.Fprintf(tw, "received since %s closed, adjustments on the next invoice:\t\t\t\t\t\t\t\t\t\n", inv.Period)
+		for _, l := range inv.Pending {
+			writeLine(tw, l)
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+}
+
+// writeLine prints an invoice line as a row of writeText's table.
+func writeLine(w io.Writer, l billing.Line) {
+	fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", l.Meter, l.Class, l.TierText(), l.VersionText(),
+		l.Quantity.StringFixed(6), l.Unit, l.UnitPrice, l.Amount.StringFixed(2), l.Adjusts)
 }
 
 func vatText(inv *billing.Invoice) string {

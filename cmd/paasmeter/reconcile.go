@@ -22,13 +22,16 @@ func (a *app) reconcileCmd() *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
 		Use:   "reconcile",
-		Short: "Check, per institution and day, that records accepted = stored = rated; exit 1 on any difference",
+		Short: "Check, per institution and day, that records accepted = stored = rated = billed exactly once; exit 1 on any difference",
 		Long: `Reconcile a month (DESIGN.md §5): for each institution and calendar day of
 window start, the records the collector accepted as new (the store's accepted
 ledger), the records stored, and the records the rating engine reads must be
-equal. A difference means a record lost or counted twice between collector and
-invoice; the command then exits 1. The collector exports the same figures as
-paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
+equal, and every stored record must be billed by exactly one issued invoice,
+or be pending: received after the last cutoff of the invoices that bill the
+month (the next invoice bills it as an adjustment). A difference means a
+record lost or counted twice between collector and invoice, or billed twice
+or never; the command then exits 1. The collector exports the same figures
+as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			env, err := a.openBilling(c.Context())
@@ -49,12 +52,12 @@ paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 			if err != nil {
 				return err
 			}
-			days, err := billing.Reconcile(c.Context(), env.metering, card, tenants, p)
+			days, err := billing.Reconcile(c.Context(), env.metering, env.state, card, tenants, p)
 			if err != nil {
 				return err
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "TENANT\tDAY\tACCEPTED\tSTORED\tRATED\t\t")
+			fmt.Fprintln(tw, "TENANT\tDAY\tACCEPTED\tSTORED\tRATED\tBILLED\tPENDING\t\t")
 			bad := 0
 			for _, d := range days {
 				mark := "ok"
@@ -62,7 +65,7 @@ paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 					mark, bad = "DIFFERENCE", bad+1
 				}
 				if all || !d.OK() {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t\n", d.Tenant, d.Day, d.Accepted, d.Stored, d.Rated, mark)
+					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Tenant, d.Day, d.Accepted, d.Stored, d.Rated, d.Billed, d.Pending, mark)
 				}
 			}
 			if err := tw.Flush(); err != nil {
@@ -86,7 +89,7 @@ paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 // its invoices can be issued) every billing.reconcile_interval and exports
 // the figures on reg. It does nothing without a rate card. stop waits for a
 // running pass to end, so the store can be closed after it.
-func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store billing.Counts, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
+func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store billing.Counts, issued billing.Issued, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
 	if cfg.Billing.RateCard == "" || cfg.Billing.ReconcileInterval <= 0 {
 		return func() {}, nil
 	}
@@ -119,7 +122,7 @@ func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store bil
 				periods = append(periods, prev)
 			}
 			for _, p := range periods {
-				days, err := billing.Reconcile(ctx, store, card, tenants, p)
+				days, err := billing.Reconcile(ctx, store, issued, card, tenants, p)
 				if err != nil {
 					if ctx.Err() == nil {
 						log.Error("reconciliation failed", "period", p.String(), "err", err)

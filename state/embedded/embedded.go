@@ -137,6 +137,18 @@ var migrations = []string{
 		source           TEXT    NOT NULL CHECK (source IN ('api', 'config'))
 	) STRICT;
 	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
+	// Closed months (DESIGN.md §5); document is NULL for a month closed with
+	// nothing to invoice. The invoices issued before this migration closed
+	// their months.
+	`CREATE TABLE month_closes (
+		tenant    TEXT    NOT NULL,
+		period    TEXT    NOT NULL,
+		document  TEXT    REFERENCES documents (number),
+		closed_at INTEGER NOT NULL,
+		PRIMARY KEY (tenant, period)
+	) STRICT;
+	INSERT INTO month_closes (tenant, period, document, closed_at)
+		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -222,6 +234,11 @@ func (s *Store) issue(ctx context.Context, series string, build func(seq int64) 
 		d.Series, d.Seq, d.Number, string(d.Kind), d.Tenant, d.Period, d.UniqueKey, d.Refers, d.IssuedAt.UnixMicro(), d.Hash, d.Body); err != nil {
 		return state.Document{}, fmt.Errorf("insert %q: %w", d.Number, err)
 	}
+	if c := statesql.CloseOf(d); c != nil {
+		if err := closeMonth(ctx, tx, *c); err != nil {
+			return state.Document{}, fmt.Errorf("document %q: %w", d.Number, err)
+		}
+	}
 	e, err := statesql.Audit(statesql.AuditOf(audit, d))
 	if err != nil {
 		return state.Document{}, err
@@ -233,6 +250,73 @@ func (s *Store) issue(ctx context.Context, series string, build func(seq int64) 
 		return state.Document{}, fmt.Errorf("commit %q: %w", d.Number, err)
 	}
 	return d, nil
+}
+
+// CloseMonth implements state.Months.
+func (s *Store) CloseMonth(ctx context.Context, c state.MonthClose, audit state.AuditEntry) error {
+	if s.closed.Load() {
+		return state.ErrNotReady
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("embedded state store: close %s %s: begin: %w", c.Tenant, c.Period, err)
+	}
+	defer tx.Rollback()
+	if err := closeMonth(ctx, tx, c); err != nil {
+		return fmt.Errorf("embedded state store: %w", err)
+	}
+	e, err := statesql.MonthAudit(audit, c)
+	if err != nil {
+		return fmt.Errorf("embedded state store: close %s %s: %w", c.Tenant, c.Period, err)
+	}
+	if _, err := appendAudit(ctx, tx, e); err != nil {
+		return fmt.Errorf("embedded state store: close %s %s: %w", c.Tenant, c.Period, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("embedded state store: close %s %s: commit: %w", c.Tenant, c.Period, err)
+	}
+	return nil
+}
+
+// closeMonth stores c if it follows the tenant's latest closed month. The
+// write lock is held, so the latest cannot change before the insert.
+func closeMonth(ctx context.Context, tx *sql.Tx, c state.MonthClose) error {
+	var latest string
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(period), '') FROM month_closes WHERE tenant = ?`, c.Tenant).Scan(&latest); err != nil {
+		return fmt.Errorf("close %s %s: read the latest closed month: %w", c.Tenant, c.Period, err)
+	}
+	c, err := statesql.CheckClose(c, latest)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO month_closes (tenant, period, document, closed_at) VALUES (?, ?, NULLIF(?, ''), ?)`,
+		c.Tenant, c.Period, c.Document, c.ClosedAt.UnixMicro()); err != nil {
+		return fmt.Errorf("close %s %s: %w", c.Tenant, c.Period, err)
+	}
+	return nil
+}
+
+// ClosedMonths implements state.Months.
+func (s *Store) ClosedMonths(ctx context.Context, tenant string) ([]state.MonthClose, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT period, COALESCE(document, ''), closed_at FROM month_closes WHERE tenant = ? ORDER BY period`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("embedded state store: closed months of %s: %w", tenant, err)
+	}
+	defer rows.Close()
+	var out []state.MonthClose
+	for rows.Next() {
+		c := state.MonthClose{Tenant: tenant}
+		var at int64
+		if err := rows.Scan(&c.Period, &c.Document, &at); err != nil {
+			return nil, fmt.Errorf("embedded state store: closed months of %s: %w", tenant, err)
+		}
+		c.ClosedAt = time.UnixMicro(at).UTC()
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("embedded state store: closed months of %s: %w", tenant, err)
+	}
+	return out, nil
 }
 
 // checkTaken refuses a document whose Number or UniqueKey another one has.

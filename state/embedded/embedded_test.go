@@ -80,9 +80,10 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	}
 }
 
-// TestAStoreOfTheFirstSchemaGainsMaintenanceWindows opens a database as the
-// first schema left it, with an issued document, as an upgrade finds it.
-func TestAStoreOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
+// TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths opens a
+// database as the first schema left it, with an issued invoice, as an
+// upgrade finds it.
+func TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	s, err := embedded.Open(ctx, dir)
@@ -93,13 +94,14 @@ func TestAStoreOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	issued := statetest.IssueBeforeUpgrade(t, s)
 	path := s.Path()
 	s.Close()
 	db, err := sql.Open("sqlite3", "file:"+path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"DROP TABLE maintenance_windows", "PRAGMA user_version = 1"} {
+	for _, q := range []string{"DROP TABLE maintenance_windows", "DROP TABLE month_closes", "PRAGMA user_version = 1"} {
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
@@ -118,4 +120,5 @@ func TestAStoreOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
 	if err != nil || w.ID != "1" {
 		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
 	}
+	statetest.WantClosedAfterUpgrade(t, s, issued)
 }

@@ -142,6 +142,18 @@ var migrations = []string{
 		source           text NOT NULL CHECK (source IN ('api', 'config'))
 	);
 	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
+	// Closed months (DESIGN.md §5); document is NULL for a month closed with
+	// nothing to invoice. period compares bytewise, as on the embedded
+	// store. The invoices issued before this migration closed their months.
+	`CREATE TABLE month_closes (
+		tenant    text NOT NULL,
+		period    text COLLATE "C" NOT NULL,
+		document  text REFERENCES documents (number),
+		closed_at timestamptz NOT NULL,
+		PRIMARY KEY (tenant, period)
+	);
+	INSERT INTO month_closes (tenant, period, document, closed_at)
+		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`,
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
@@ -266,6 +278,11 @@ func issue(ctx context.Context, tx pgx.Tx, series string, build func(seq int64) 
 		d.Series, d.Seq, d.Number, string(d.Kind), d.Tenant, d.Period, d.UniqueKey, d.Refers, d.IssuedAt, d.Hash, d.Body); err != nil {
 		return state.Document{}, fmt.Errorf("insert %q: %w", d.Number, taken(err, d))
 	}
+	if c := statesql.CloseOf(d); c != nil {
+		if err := closeMonth(ctx, tx, *c); err != nil {
+			return state.Document{}, fmt.Errorf("document %q: %w", d.Number, err)
+		}
+	}
 	e, err := statesql.Audit(statesql.AuditOf(audit, d))
 	if err != nil {
 		return state.Document{}, err
@@ -274,6 +291,72 @@ func issue(ctx context.Context, tx pgx.Tx, series string, build func(seq int64) 
 		return state.Document{}, err
 	}
 	return d, nil
+}
+
+// monthLock is the class (first key) of the transaction-level advisory
+// locks that serialize one tenant's closes; the second key is a hash of the
+// tenant ("paasmeter month", hashed).
+const monthLock int32 = 0x706d6d6f
+
+// CloseMonth implements state.Months.
+func (s *Store) CloseMonth(ctx context.Context, c state.MonthClose, audit state.AuditEntry) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := closeMonth(ctx, tx, c); err != nil {
+			return err
+		}
+		e, err := statesql.MonthAudit(audit, c)
+		if err != nil {
+			return fmt.Errorf("close %s %s: %w", c.Tenant, c.Period, err)
+		}
+		_, err = appendAudit(ctx, tx, e)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("postgres state store: %w", err)
+	}
+	return nil
+}
+
+// closeMonth stores c if it follows the tenant's latest closed month. The
+// tenant's advisory lock, held until tx ends, keeps a concurrent close from
+// reading the same latest month: in READ COMMITTED, two transactions would
+// otherwise both insert. Issue takes it after its series row and before the
+// audit log, CloseMonth before the audit log: always in that order.
+func closeMonth(ctx context.Context, tx pgx.Tx, c state.MonthClose) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, monthLock, c.Tenant); err != nil {
+		return fmt.Errorf("close %s %s: take the tenant's lock: %w", c.Tenant, c.Period, err)
+	}
+	var latest string
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(period), '') FROM month_closes WHERE tenant = $1`, c.Tenant).Scan(&latest); err != nil {
+		return fmt.Errorf("close %s %s: read the latest closed month: %w", c.Tenant, c.Period, err)
+	}
+	c, err := statesql.CheckClose(c, latest)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO month_closes (tenant, period, document, closed_at) VALUES ($1, $2, NULLIF($3, ''), $4)`,
+		c.Tenant, c.Period, c.Document, c.ClosedAt); err != nil {
+		return fmt.Errorf("close %s %s: %w", c.Tenant, c.Period, err)
+	}
+	return nil
+}
+
+// ClosedMonths implements state.Months.
+func (s *Store) ClosedMonths(ctx context.Context, tenant string) ([]state.MonthClose, error) {
+	rows, err := s.pool.Query(ctx, `SELECT period, COALESCE(document, ''), closed_at FROM month_closes WHERE tenant = $1 ORDER BY period`, tenant)
+	if err != nil {
+		return nil, fmt.Errorf("postgres state store: closed months of %s: %w", tenant, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (state.MonthClose, error) {
+		c := state.MonthClose{Tenant: tenant}
+		err := row.Scan(&c.Period, &c.Document, &c.ClosedAt)
+		c.ClosedAt = c.ClosedAt.UTC()
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("postgres state store: closed months of %s: %w", tenant, err)
+	}
+	return out, nil
 }
 
 // checkTaken refuses a document whose Number or UniqueKey another one has,

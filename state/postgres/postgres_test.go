@@ -133,17 +133,19 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	}
 }
 
-// TestADatabaseOfTheFirstSchemaGainsMaintenanceWindows migrates a database
-// as the first schema left it, as an upgrade finds it.
-func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
+// TestADatabaseOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths
+// migrates a database as the first schema left it, with an issued invoice,
+// as an upgrade finds it.
+func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	s := open(t, dsn)
 	h, err := s.Freeze(context.Background(), []byte(`{"v":1}`))
 	if err != nil {
 		t.Fatal(err)
 	}
+	issued := statetest.IssueBeforeUpgrade(t, s)
 	s.Close()
-	exec(t, dsn, "DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
+	exec(t, dsn, "DROP TABLE month_closes; DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
 	s = open(t, dsn)
 	if got, err := s.FrozenContent(context.Background(), h); err != nil || string(got) != `{"v":1}` {
 		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
@@ -153,6 +155,7 @@ func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindows(t *testing.T) {
 	if err != nil || w.ID != "1" {
 		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
 	}
+	statetest.WantClosedAfterUpgrade(t, s, issued)
 	var latest, applied int
 	query(t, dsn, "SELECT MAX(version), COUNT(*) FROM schema_migrations", &latest, &applied)
 	if latest < 2 || applied != latest {

@@ -51,6 +51,11 @@ func Run(t *testing.T, open Opener) {
 		"bad audit entries are refused naming the field and consume no number":  testBadAudit,
 		"a closed handle is not ready and the other one still works":            testClosed,
 
+		// Closed months (months.go).
+		"months close one after the other, each once, per tenant":                        testMonthOrder,
+		"an invoice closes its month in its issue, or is refused and consumes no number": testIssueCloses,
+		"two handles closing one month at once: exactly one close wins":                  testConcurrentClose,
+
 		// Maintenance windows (windows.go).
 		"a window is created with the id it is given, or one the store assigns":   testWindowCreate,
 		"a window changes only at the version it was read at":                     testWindowVersion,

@@ -50,6 +50,55 @@ func CheckRefers(credit state.Document, found bool, kind state.DocumentKind, ten
 	return nil
 }
 
+// CloseOf returns the close an issued invoice asks for, filled from it, or
+// nil.
+func CloseOf(d state.Document) *state.MonthClose {
+	if d.Close == nil {
+		return nil
+	}
+	return &state.MonthClose{Tenant: d.Tenant, Period: d.Period, After: d.Close.After, Document: d.Number, ClosedAt: d.IssuedAt}
+}
+
+// CheckClose checks c and, against latest, the tenant's latest closed month
+// ("" when none), read under the lock that keeps the tenant's closes in
+// order; it returns c as the store keeps it (ClosedAt in UTC).
+func CheckClose(c state.MonthClose, latest string) (state.MonthClose, error) {
+	if err := c.Validate(); err != nil {
+		return c, fmt.Errorf("close %s %s: %w", c.Tenant, c.Period, err)
+	}
+	switch {
+	case latest != "" && c.Period <= latest:
+		return c, fmt.Errorf("close %s %s: the month is closed already (the latest closed month is %s): %w", c.Tenant, c.Period, latest, state.ErrMonthOrder)
+	case latest != c.After:
+		return c, fmt.Errorf("close %s %s: the latest closed month is %s, not %q as read: %w", c.Tenant, c.Period, orNone(latest), c.After, state.ErrMonthOrder)
+	case c.After != "" && c.Period != state.NextPeriod(c.After):
+		return c, fmt.Errorf("close %s %s: %s must close first (months close in order after %s): %w",
+			c.Tenant, c.Period, state.NextPeriod(c.After), c.After, state.ErrMonthOrder)
+	}
+	c.ClosedAt = c.ClosedAt.UTC()
+	return c, nil
+}
+
+func orNone(period string) string {
+	if period == "" {
+		return "none"
+	}
+	return period
+}
+
+// MonthAudit fills the defaults of a close's audit entry: an empty Subject
+// becomes state.MonthSubject, a zero Time ClosedAt. It checks the entry and
+// returns it as the store keeps it.
+func MonthAudit(e state.AuditEntry, c state.MonthClose) (state.AuditEntry, error) {
+	if e.Subject == "" {
+		e.Subject = state.MonthSubject(c.Tenant, c.Period)
+	}
+	if e.Time.IsZero() {
+		e.Time = c.ClosedAt
+	}
+	return Audit(e)
+}
+
 // Audit checks e and returns it as the store keeps it: Time to the
 // microsecond, in UTC.
 func Audit(e state.AuditEntry) (state.AuditEntry, error) {
