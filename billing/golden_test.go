@@ -177,12 +177,15 @@ func newService(t *testing.T, p *platform, st state.Store, sla billing.SLASource
 }
 
 // newServiceWith is newService for other institutions.
-func newServiceWith(t *testing.T, p *platform, st state.Store, sla billing.SLASource, customers []billing.Customer) *billing.Service {
+func newServiceWith(t *testing.T, p *platform, st state.Store, sla billing.SLASource, customers []billing.Customer, opts ...func(*billing.Config)) *billing.Service {
 	t.Helper()
 	cfg := billing.DefaultConfig()
 	cfg.Location = billingtest.Brussels()
 	cfg.Seller = billingtest.Seller()
 	cfg.Customers = customers
+	for _, o := range opts {
+		o(&cfg)
+	}
 	svc, err := billing.New(billing.Options{Config: cfg, Card: exampleCard(t), Usage: p.store, SLA: sla, State: st, Clock: p.clock,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -344,3 +344,39 @@ versions:
 		t.Errorf("annex %+v; want 3 GiB-hours billed: 1 measured + 2 reserved uplift", a)
 	}
 }
+
+// TestARecordReceivedWithinTheCutoffLagIsBilledOnceOnTheNextInvoice: the
+// collector stamps a record received before its write lands, so a run may
+// not see a record stamped just before it. With billing.cutoff_lag, a
+// month's invoice bills what was received up to the lag before its issue,
+// and the next invoice bills the rest as adjustments: a record stamped a
+// minute before the issue is billed once, on the next invoice, and one
+// stamped earlier than the lag on the month's own.
+func TestARecordReceivedWithinTheCutoffLagIsBilledOnceOnTheNextInvoice(t *testing.T) {
+	september := billing.Period{Year: 2026, Month: time.September, Loc: brussels}
+	issue := time.Date(2026, 10, 5, 9, 0, 0, 0, time.UTC)
+	lag := func(c *billing.Config) { c.CutoffLag = 10 * time.Minute }
+	for name, open := range stateStores(t) {
+		t.Run("on the "+name+" state store", func(t *testing.T) {
+			p := newPlatform(t, issue)
+			svc := newServiceWith(t, p, open(t), billingtest.SLA{}, startingIn("2026-09"), lag)
+			appendReceived(t, p, issue.Add(-11*time.Minute), extraRecord("caami", usage.MeterCPU, time.Date(2026, 9, 20, 10, 0, 0, 0, brussels), 3_600_000_000_000))
+			appendReceived(t, p, issue.Add(-time.Minute), extraRecord("caami", usage.MeterCPU, time.Date(2026, 9, 21, 10, 0, 0, 0, brussels), 2*3_600_000_000_000))
+			sep := resultOf(t, mustIssue(t, svc, september, "caami"), "caami").Invoice
+			if sep == nil || !sep.Inputs.Cutoff.Equal(issue.Add(-10*time.Minute)) {
+				t.Fatalf("September: %+v, want an invoice with its cutoff 10 minutes before the issue", sep)
+			}
+			if got, want := lineStrings(sep), []string{"cpu prod band 1: 1.000000 × 0.0400 = 0.04"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("September's lines:\n%s\nwant\n%s", join(got), join(want))
+			}
+			setClock(t, p, time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC))
+			oct := resultOf(t, mustIssue(t, svc, september.Next(), "caami"), "caami").Invoice
+			if got, want := lineStrings(oct), []string{"cpu prod band 1: 2.000000 × 0.0400 = 0.08 adjusting 2026-09"}; oct == nil || strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("October's lines:\n%s\nwant\n%s", join(got), join(want))
+			}
+			if got := billedPerMonth(t, svc, "caami"); got["2026-09"] != 2 {
+				t.Errorf("September's records billed %d times in all, want 2 (each once)", got["2026-09"])
+			}
+		})
+	}
+}

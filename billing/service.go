@@ -49,9 +49,26 @@ type Config struct {
 	// AdjustMonths is how many earlier months an invoice looks into for late
 	// records (13 covers the collector's 400-day horizon).
 	AdjustMonths int
+	// CutoffLag is how far an invoice's cutoff stays behind the instant it
+	// is issued or drafted. The collector stamps a record received before it
+	// writes it; a record stamped just before the cutoff but written after
+	// the run read the store would be billed by no invoice (its month closed,
+	// and the next invoice takes what was received after the cutoff). The
+	// lag must exceed the longest write of a batch; records received within
+	// it are billed on the next invoice, as adjustments.
+	CutoffLag time.Duration
 }
 
-// DefaultConfig returns the defaults of DESIGN.md §5 (customers aside).
+// DefaultCutoffLag is the configuration's billing.cutoff_lag: far longer
+// than a batch takes from the collector's stamp to the store (at most the
+// batching writer's max_delay and flush_timeout, 30 s by default, on
+// ClickHouse; one transaction on the embedded store), and short beside a
+// grace period of days.
+const DefaultCutoffLag = 10 * time.Minute
+
+// DefaultConfig returns the defaults of DESIGN.md §5 (customers aside). It
+// has no CutoffLag: a caller that writes the store itself, as the tests do,
+// knows when its writes are done.
 func DefaultConfig() Config {
 	return Config{Location: time.UTC, CreditTiers: DefaultCreditTiers(), GracePeriod: 72 * time.Hour,
 		InvoicePrefix: "PM", CreditNotePrefix: "PMC", PaymentTerms: 30 * 24 * time.Hour, AdjustMonths: 13}
@@ -71,6 +88,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GracePeriod < 0 {
 		errs = append(errs, errors.New("billing.grace_period: must not be negative"))
+	}
+	if c.CutoffLag < 0 || c.CutoffLag > c.GracePeriod {
+		errs = append(errs, fmt.Errorf("billing.cutoff_lag: %s must be between 0 and billing.grace_period (%s)", c.CutoffLag, c.GracePeriod))
 	}
 	for _, p := range []struct{ name, v string }{{"invoice_prefix", c.InvoicePrefix}, {"credit_note_prefix", c.CreditNotePrefix}} {
 		if !prefixOK(p.v) {
@@ -201,12 +221,12 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i, c := range cs {
 		g.Go(func() error {
-			inv, err := s.build(gctx, c, p, now)
+			inv, err := s.build(gctx, c, p, s.cutoff(now))
 			if err != nil {
 				return err
 			}
 			inv.Provisional = now.Before(s.IssuableFrom(p))
-			if err := s.markClosed(gctx, c, p, now, inv); err != nil {
+			if err := s.markClosed(gctx, c, p, s.cutoff(now), inv); err != nil {
 				return err
 			}
 			mu.Lock()
@@ -226,9 +246,12 @@ func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progres
 	return out, nil
 }
 
+// cutoff is the cutoff of an invoice issued or drafted at now.
+func (s *Service) cutoff(now time.Time) time.Time { return now.Add(-s.cfg.CutoffLag) }
+
 // markClosed tells a draft of a closed month so (inv.Closed), with the
-// adjustment lines its records received since add to the next invoice.
-func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time.Time, inv *Invoice) error {
+// adjustment lines its records received up to cutoff add to the next invoice.
+func (s *Service) markClosed(ctx context.Context, c Customer, p Period, cutoff time.Time, inv *Invoice) error {
 	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
 	if err != nil {
 		return fmt.Errorf("closed months: %w", err)
@@ -238,7 +261,7 @@ func (s *Service) markClosed(ctx context.Context, c Customer, p Period, now time
 		return nil
 	}
 	inv.Closed = skip
-	next, err := s.build(ctx, c, p.Next(), now)
+	next, err := s.build(ctx, c, p.Next(), cutoff)
 	if err != nil {
 		return fmt.Errorf("the adjustments of %s: %w", p, err)
 	}
@@ -404,7 +427,7 @@ func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.T
 	if err != nil || skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
 	}
-	inv, err := s.build(ctx, c, p, now)
+	inv, err := s.build(ctx, c, p, s.cutoff(now))
 	if err != nil {
 		return IssueResult{}, err
 	}

@@ -20,6 +20,9 @@ type BillingConfig struct {
 	SLAFile string `yaml:"sla_file"`
 	// GracePeriod after a month ends before its invoices can be issued.
 	GracePeriod time.Duration `yaml:"grace_period"`
+	// CutoffLag is how far an invoice's cutoff stays behind its issue
+	// (billing.Config.CutoffLag): records received within it go on the next invoice.
+	CutoffLag time.Duration `yaml:"cutoff_lag"`
 	// InvoicePrefix and CreditNotePrefix start the numbers (PM-2026-000001).
 	InvoicePrefix    string `yaml:"invoice_prefix"`
 	CreditNotePrefix string `yaml:"credit_note_prefix"`
@@ -40,7 +43,7 @@ type BillingConfig struct {
 // defaultBilling is BillingConfig's defaults.
 func defaultBilling() BillingConfig {
 	d := billing.DefaultConfig()
-	return BillingConfig{GracePeriod: d.GracePeriod, InvoicePrefix: d.InvoicePrefix, CreditNotePrefix: d.CreditNotePrefix,
+	return BillingConfig{GracePeriod: d.GracePeriod, CutoffLag: billing.DefaultCutoffLag, InvoicePrefix: d.InvoicePrefix, CreditNotePrefix: d.CreditNotePrefix,
 		PaymentTerms: d.PaymentTerms, AdjustMonths: d.AdjustMonths, SLACreditTiers: d.CreditTiers, ReconcileInterval: time.Hour}
 }
 
@@ -123,7 +126,7 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 	}
 	b := c.Billing
 	out := billing.Config{Location: loc, Seller: b.Seller, CreditTiers: b.SLACreditTiers, GracePeriod: b.GracePeriod, InvoicePrefix: b.InvoicePrefix,
-		CreditNotePrefix: b.CreditNotePrefix, PaymentTerms: b.PaymentTerms, AdjustMonths: b.AdjustMonths}
+		CreditNotePrefix: b.CreditNotePrefix, PaymentTerms: b.PaymentTerms, AdjustMonths: b.AdjustMonths, CutoffLag: b.CutoffLag}
 	for _, t := range c.Tenants {
 		v, err := t.VAT.vat()
 		if err != nil {
