@@ -240,9 +240,7 @@ func (a *Agent) resync(ctx context.Context) error {
 		case c.Running && !ok:
 			// Started while no agent looked: its start event may be past the
 			// engine's history, so it is told here (a replay gives the same id).
-			if a.track(c) {
-				a.produce(nil, a.event(c, events.Started, c.StartedAt))
-			}
+			a.track(c)
 		case ok:
 			a.finish(t, endOf(c, t))
 			if c.Running {
@@ -319,8 +317,8 @@ func (a *Agent) settle() {
 
 // walkParents looks at every per-run cgroup parent: one of a run already
 // closed (its removal failed: a process was still in it) is removed again;
-// one that no run, container or event accounts for is counted once and
-// logged, and kept: nothing tells whose it is.
+// an empty one that no run, container or event accounts for is counted once
+// and logged, and kept: nothing tells whose it is.
 func (a *Agent) walkParents() {
 	if a.o.Cgroups == nil {
 		return
@@ -342,6 +340,10 @@ func (a *Agent) walkParents() {
 		case inUse[p]:
 		case a.hasClosed(run):
 			retry = append(retry, p)
+		case a.o.Cgroups.Busy(p):
+			// A container (of this node, about to be seen, or of another
+			// node's runtime on the same host) is in it.
+			delete(a.orphans, p)
 		default:
 			a.orphans[p]++
 			if a.orphans[p] == 3 {
@@ -411,9 +413,9 @@ func (a *Agent) run(c engine.Container) meter.Run {
 // billed from its start; only one that started before the state horizon is
 // billed from now (counted and logged): its early usage may be in months
 // already invoiced, and the agent would have known it had it run then.
-func (a *Agent) track(c engine.Container) bool {
+func (a *Agent) track(c engine.Container) {
 	if !a.valid(c) || a.isClosed(c.RunID()) {
-		return false
+		return
 	}
 	t := &tracked{c: c, parent: a.parentOf(c)}
 	t.cgroup = a.cgroupPath(c)
@@ -426,13 +428,22 @@ func (a *Agent) track(c engine.Container) bool {
 			"started", c.StartedAt, "state_horizon", a.o.Config.StateHorizon)
 		t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
 	}
-	a.mu.Lock()
-	a.runs[c.ID] = t
-	a.mu.Unlock()
-	if err == nil {
-		a.produce(a.observe(t, s), nil)
-	}
-	return true
+	a.begin(t, s, err == nil)
+}
+
+// begin starts tracking t and produces its started event (and, when sampled,
+// its first sample's records) in the same state write: an agent killed at any
+// moment leaves either neither or both, and a run it closes later always has
+// its start told. The event's id is the same whoever tells it again.
+func (a *Agent) begin(t *tracked, s meter.Sample, sampled bool) {
+	started := a.event(t.c, events.Started, t.c.StartedAt)
+	a.produceWith(func() ([]usage.Record, []events.Event) {
+		a.runs[t.c.ID] = t
+		if !sampled {
+			return nil, started
+		}
+		return t.acc.Observe(s), started
+	})
 }
 
 func (a *Agent) valid(c engine.Container) bool {
@@ -620,7 +631,10 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			case t != nil && ok && lc.RunLabel == t.c.RunLabel:
 				c = t.c
 			case t == nil && ok && lc.RunLabel != "":
+				// The parent goes into the container's record, which the saved
+				// state keeps: a restarted agent closes the run from it too.
 				lc.StartedAt = ev.Time
+				lc.CgroupParent = a.parentOf(lc)
 				c = lc
 			default:
 				a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
@@ -643,15 +657,11 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.track(c)
 		} else {
 			// Started and already gone: measure the whole run at its die event.
-			a.mu.Lock()
-			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}
-			a.mu.Unlock()
+			a.begin(&tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}, meter.Sample{}, false)
 		}
-		evs := a.event(c, events.Started, c.StartedAt)
 		if restarted {
-			evs = append(evs, a.event(c, events.Restarted, c.StartedAt)...)
+			a.produce(nil, a.event(c, events.Restarted, c.StartedAt))
 		}
-		a.produce(nil, evs)
 	case engine.EventStop:
 		if c, ok := containerFromLabels(ev); ok && t != nil {
 			c.StartedAt = t.c.StartedAt // the run it stopped
@@ -1044,7 +1054,7 @@ func (a *Agent) loadState() error {
 			r := ms.Run
 			c = engine.Container{ID: id, Tenant: r.Tenant, Project: r.Project, App: r.App, Env: r.Environment, StartedAt: r.Start, RunLabel: r.RunID}
 		}
-		a.runs[id] = &tracked{c: c, acc: acc, parent: dedicatedParent(c)}
+		a.runs[id] = &tracked{c: c, acc: acc, parent: a.parentOf(c)}
 	}
 	return nil
 }
