@@ -370,12 +370,17 @@ func TestChaosAgentKilledAcrossJobsStartsEndsAndRemovalsBillsEveryRunExactly(t *
 	if coll != nil {
 		settle, deadline = 10*time.Second, time.Now().Add(5*time.Minute)
 	}
+	// Totals over every run: billed, and the kernel's and engine's truth.
+	var billedCPU, billedSecs, truthCPU int64
 	check := func(st metering.Store) {
 		problems = problems[:0]
+		billedCPU, billedSecs, truthCPU = 0, 0, 0
 		for _, j := range jobs {
-			if p := checkChaosJob(ctx, st, root, j); p != "" {
+			p, cpu, secs := checkChaosJob(ctx, st, root, j)
+			if p != "" {
 				problems = append(problems, p)
 			}
+			billedCPU, billedSecs, truthCPU = billedCPU+cpu, billedSecs+secs, truthCPU+int64(j.cpuNs)
 		}
 	}
 	for {
@@ -404,6 +409,7 @@ func TestChaosAgentKilledAcrossJobsStartsEndsAndRemovalsBillsEveryRunExactly(t *
 	}
 	t.Logf("chaos seed %d: %d jobs (50ms %d, 3s %d, long %d), %d agent kills, %d collector kills", seed, n, kinds[job50ms], kinds[job3s], kinds[jobLong],
 		ag.kills, collKills)
+	t.Logf("totals: CPU billed %d ns, counted by the kernel %d ns; container_seconds billed %d", billedCPU, truthCPU, billedSecs)
 	if len(problems) > 0 {
 		t.Fatalf("chaos seed %d (replay: make chaos SEED=%d):\n%s", seed, seed, strings.Join(problems, "\n"))
 	}
@@ -533,7 +539,7 @@ func runChaosJob(ctx context.Context, cli *client.Client, img, root string, ag *
 // checkChaosJob compares what the store holds of a job's run with the truth:
 // "" when it is billed exactly, has one started and one died event, and its
 // cgroup parent is gone.
-func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaosJob) string {
+func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaosJob) (problem string, cpu, secs int64) {
 	from, to := j.start[0].Add(-time.Minute), j.end[0].Add(time.Minute)
 	var recs []usage.Record
 	st.ScanUsage(ctx, metering.UsageFilter{Tenant: "caami", From: from, To: to, Apps: []string{j.app}},
@@ -541,7 +547,6 @@ func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaos
 	count := map[events.Type]int{}
 	st.ScanEvents(ctx, metering.EventFilter{Tenant: "caami", From: from, To: to, Apps: []string{j.app}},
 		func(e events.Event) error { count[e.Type]++; return nil })
-	var cpu, secs int64
 	var first, last time.Time
 	for _, rec := range recs {
 		switch rec.Meter {
@@ -559,13 +564,13 @@ func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaos
 	}
 	desc := fmt.Sprintf("job %d (%v, rm %v, removed while down %v, kill at %q, run %s)", j.i, j.kind, j.rm, j.removeDown, j.killAt, j.run)
 	if len(recs) == 0 {
-		return desc + ": nothing billed"
+		return desc + ": nothing billed", cpu, secs
 	}
 	if p := tiles(recs, first, last); p != "" {
-		return desc + ": " + p
+		return desc + ": " + p, cpu, secs
 	}
 	if cpu != int64(j.cpuNs) {
-		return fmt.Sprintf("%s: billed %d ns of CPU, the kernel counted %d", desc, cpu, j.cpuNs)
+		return fmt.Sprintf("%s: billed %d ns of CPU, the kernel counted %d", desc, cpu, j.cpuNs), cpu, secs
 	}
 	// The run's duration by the engine's clock: its recorded start and end,
 	// or its start and die events (the agent takes either, whichever it
@@ -583,15 +588,15 @@ func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaos
 		}
 	}
 	if !ok {
-		return fmt.Sprintf("%s: billed %d container-seconds, the engine's times give %v", desc, secs, want)
+		return fmt.Sprintf("%s: billed %d container-seconds, the engine's times give %v", desc, secs, want), cpu, secs
 	}
 	if count[events.Started] != 1 || count[events.Died] != 1 {
-		return fmt.Sprintf("%s: %d started and %d died events, want one each", desc, count[events.Started], count[events.Died])
+		return fmt.Sprintf("%s: %d started and %d died events, want one each", desc, count[events.Started], count[events.Died]), cpu, secs
 	}
 	if _, err := os.Stat(filepath.Join(root, "paasmeter", j.run)); err == nil {
-		return desc + ": its cgroup parent is still there"
+		return desc + ": its cgroup parent is still there", cpu, secs
 	}
-	return ""
+	return "", cpu, secs
 }
 
 func (k jobKind) String() string { return [...]string{"50ms", "3s", "long"}[k] }

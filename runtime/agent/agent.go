@@ -153,10 +153,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	// that starts between the listing and the subscription is not missed.
 	now := a.o.Clock.Now()
 	a.mu.Lock()
-	if a.lastEvent.IsZero() || now.Sub(a.lastEvent) > a.o.Config.StateHorizon {
+	fresh := a.lastEvent.IsZero() || now.Sub(a.lastEvent) > a.o.Config.StateHorizon
+	if fresh {
 		a.lastEvent = now.Add(-time.Second)
 	}
 	a.mu.Unlock()
+	if fresh {
+		// Saved at once: an agent killed before it wrote anything else must
+		// not leave its successor to replay from the successor's own start.
+		a.flushMu.Lock()
+		err := a.saveState()
+		a.flushMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	if err := a.resync(ctx); err != nil {
 		return err
 	}
@@ -289,8 +300,10 @@ func (a *Agent) closeUnseen(c engine.Container) {
 	t := &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: p}
 	a.metrics.closedFromParent.Inc()
 	a.log.Info("run started and ended while no agent looked: billed from its cgroup parent", "container", c.Name, "run", c.RunID())
-	a.produce(nil, a.event(c, events.Started, c.StartedAt))
-	a.finish(t, endOf(c, t))
+	// Its start is told in the write that closes it: an agent killed between
+	// the two would leave a start told and a run not closed, which a next agent
+	// that finds the container gone tells again from the start event's time.
+	a.finish(t, endOf(c, t), a.event(c, events.Started, c.StartedAt)...)
 }
 
 // settle closes the tracked runs whose container is gone and whose die event
@@ -785,9 +798,10 @@ func (a *Agent) dieEnd(ctx context.Context, ev engine.Event, t *tracked) runEnd 
 
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
+// also are events produced in the same state write as the run's last records.
 // A run whose end is not known is closed now and counted, never given an
 // invented end event.
-func (a *Agent) finish(t *tracked, e runEnd) {
+func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 	c := t.c
 	end := e.at
 	switch {
@@ -832,7 +846,7 @@ func (a *Agent) finish(t *tracked, e runEnd) {
 			delete(a.runs, t.c.ID)
 		}
 		a.closed[c.RunID()] = end
-		return t.acc.Close(final), died
+		return t.acc.Close(final), append(also, died...)
 	})
 	a.metrics.forget(t.c.ID)
 	if t.parent != "" {
