@@ -48,9 +48,10 @@ test-stress: ## Run the Docker-backed packages STRESS_COUNT (3) times while busy
 	./scripts/stress.sh $(GO) test -race -timeout 60m -count=$(STRESS_COUNT) $(STRESS_PKGS)
 
 .PHONY: chaos
-chaos: ## The agent's chaos test on a longer random schedule, the collector binary killed too: JOBS (default 60), LONG (the long jobs, default 2m); prints its seed, SEED=n replays one
+chaos: ## The agent's chaos test on a longer random schedule, the collector binary killed too: JOBS (default 120), LONG (the long jobs, default 2m), PACE (default 4: 4x the time between jobs and between agent kills); prints its seed, SEED=n replays one
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
-	PAASMETER_CHAOS_SEED=$(SEED) PAASMETER_CHAOS_JOBS=$${JOBS:-60} PAASMETER_CHAOS_LONG=$${LONG:-2m} PAASMETER_CHAOS_KILL_COLLECTOR=1 \
+	PAASMETER_CHAOS_SEED=$(SEED) PAASMETER_CHAOS_JOBS=$${JOBS:-120} PAASMETER_CHAOS_LONG=$${LONG:-2m} PAASMETER_CHAOS_PACE=$${PACE:-4} \
+	PAASMETER_CHAOS_KILL_COLLECTOR=1 \
 	$(GO) test -count=1 -timeout 60m -v -run '^TestChaos' ./cmd/paasmeter/
 
 .PHONY: bench

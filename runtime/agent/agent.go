@@ -153,10 +153,21 @@ func (a *Agent) Run(ctx context.Context) error {
 	// that starts between the listing and the subscription is not missed.
 	now := a.o.Clock.Now()
 	a.mu.Lock()
-	if a.lastEvent.IsZero() || now.Sub(a.lastEvent) > a.o.Config.StateHorizon {
+	fresh := a.lastEvent.IsZero() || now.Sub(a.lastEvent) > a.o.Config.StateHorizon
+	if fresh {
 		a.lastEvent = now.Add(-time.Second)
 	}
 	a.mu.Unlock()
+	if fresh {
+		// Saved at once: an agent killed before it wrote anything else must
+		// not leave its successor to replay from the successor's own start.
+		a.flushMu.Lock()
+		err := a.saveState()
+		a.flushMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
 	if err := a.resync(ctx); err != nil {
 		return err
 	}
@@ -240,9 +251,7 @@ func (a *Agent) resync(ctx context.Context) error {
 		case c.Running && !ok:
 			// Started while no agent looked: its start event may be past the
 			// engine's history, so it is told here (a replay gives the same id).
-			if a.track(c) {
-				a.produce(nil, a.event(c, events.Started, c.StartedAt))
-			}
+			a.track(c)
 		case ok:
 			a.finish(t, endOf(c, t))
 			if c.Running {
@@ -291,8 +300,10 @@ func (a *Agent) closeUnseen(c engine.Container) {
 	t := &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: p}
 	a.metrics.closedFromParent.Inc()
 	a.log.Info("run started and ended while no agent looked: billed from its cgroup parent", "container", c.Name, "run", c.RunID())
-	a.produce(nil, a.event(c, events.Started, c.StartedAt))
-	a.finish(t, endOf(c, t))
+	// Its start is told in the write that closes it: an agent killed between
+	// the two would leave a start told and a run not closed, which a next agent
+	// that finds the container gone tells again from the start event's time.
+	a.finish(t, endOf(c, t), a.event(c, events.Started, c.StartedAt)...)
 }
 
 // settle closes the tracked runs whose container is gone and whose die event
@@ -319,8 +330,8 @@ func (a *Agent) settle() {
 
 // walkParents looks at every per-run cgroup parent: one of a run already
 // closed (its removal failed: a process was still in it) is removed again;
-// one that no run, container or event accounts for is counted once and
-// logged, and kept: nothing tells whose it is.
+// an empty one that no run, container or event accounts for is counted once
+// and logged, and kept: nothing tells whose it is.
 func (a *Agent) walkParents() {
 	if a.o.Cgroups == nil {
 		return
@@ -342,6 +353,10 @@ func (a *Agent) walkParents() {
 		case inUse[p]:
 		case a.hasClosed(run):
 			retry = append(retry, p)
+		case a.o.Cgroups.Busy(p):
+			// A container (of this node, about to be seen, or of another
+			// node's runtime on the same host) is in it.
+			delete(a.orphans, p)
 		default:
 			a.orphans[p]++
 			if a.orphans[p] == 3 {
@@ -411,9 +426,9 @@ func (a *Agent) run(c engine.Container) meter.Run {
 // billed from its start; only one that started before the state horizon is
 // billed from now (counted and logged): its early usage may be in months
 // already invoiced, and the agent would have known it had it run then.
-func (a *Agent) track(c engine.Container) bool {
+func (a *Agent) track(c engine.Container) {
 	if !a.valid(c) || a.isClosed(c.RunID()) {
-		return false
+		return
 	}
 	t := &tracked{c: c, parent: a.parentOf(c)}
 	t.cgroup = a.cgroupPath(c)
@@ -426,13 +441,22 @@ func (a *Agent) track(c engine.Container) bool {
 			"started", c.StartedAt, "state_horizon", a.o.Config.StateHorizon)
 		t.acc = meter.Adopt(a.run(c), a.o.Config.Window, s)
 	}
-	a.mu.Lock()
-	a.runs[c.ID] = t
-	a.mu.Unlock()
-	if err == nil {
-		a.produce(a.observe(t, s), nil)
-	}
-	return true
+	a.begin(t, s, err == nil)
+}
+
+// begin starts tracking t and produces its started event (and, when sampled,
+// its first sample's records) in the same state write: an agent killed at any
+// moment leaves either neither or both, and a run it closes later always has
+// its start told. The event's id is the same whoever tells it again.
+func (a *Agent) begin(t *tracked, s meter.Sample, sampled bool) {
+	started := a.event(t.c, events.Started, t.c.StartedAt)
+	a.produceWith(func() ([]usage.Record, []events.Event) {
+		a.runs[t.c.ID] = t
+		if !sampled {
+			return nil, started
+		}
+		return t.acc.Observe(s), started
+	})
 }
 
 func (a *Agent) valid(c engine.Container) bool {
@@ -620,7 +644,10 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			case t != nil && ok && lc.RunLabel == t.c.RunLabel:
 				c = t.c
 			case t == nil && ok && lc.RunLabel != "":
+				// The parent goes into the container's record, which the saved
+				// state keeps: a restarted agent closes the run from it too.
 				lc.StartedAt = ev.Time
+				lc.CgroupParent = a.parentOf(lc)
 				c = lc
 			default:
 				a.log.Warn("inspect after start failed", "container", ev.ContainerID, "err", err)
@@ -643,15 +670,11 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 			a.track(c)
 		} else {
 			// Started and already gone: measure the whole run at its die event.
-			a.mu.Lock()
-			a.runs[c.ID] = &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}
-			a.mu.Unlock()
+			a.begin(&tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: a.parentOf(c)}, meter.Sample{}, false)
 		}
-		evs := a.event(c, events.Started, c.StartedAt)
 		if restarted {
-			evs = append(evs, a.event(c, events.Restarted, c.StartedAt)...)
+			a.produce(nil, a.event(c, events.Restarted, c.StartedAt))
 		}
-		a.produce(nil, evs)
 	case engine.EventStop:
 		if c, ok := containerFromLabels(ev); ok && t != nil {
 			c.StartedAt = t.c.StartedAt // the run it stopped
@@ -775,9 +798,10 @@ func (a *Agent) dieEnd(ctx context.Context, ev engine.Event, t *tracked) runEnd 
 
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
+// also are events produced in the same state write as the run's last records.
 // A run whose end is not known is closed now and counted, never given an
 // invented end event.
-func (a *Agent) finish(t *tracked, e runEnd) {
+func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 	c := t.c
 	end := e.at
 	switch {
@@ -822,7 +846,7 @@ func (a *Agent) finish(t *tracked, e runEnd) {
 			delete(a.runs, t.c.ID)
 		}
 		a.closed[c.RunID()] = end
-		return t.acc.Close(final), died
+		return t.acc.Close(final), append(also, died...)
 	})
 	a.metrics.forget(t.c.ID)
 	if t.parent != "" {
@@ -1044,7 +1068,7 @@ func (a *Agent) loadState() error {
 			r := ms.Run
 			c = engine.Container{ID: id, Tenant: r.Tenant, Project: r.Project, App: r.App, Env: r.Environment, StartedAt: r.Start, RunLabel: r.RunID}
 		}
-		a.runs[id] = &tracked{c: c, acc: acc, parent: dedicatedParent(c)}
+		a.runs[id] = &tracked{c: c, acc: acc, parent: a.parentOf(c)}
 	}
 	return nil
 }

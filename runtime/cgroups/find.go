@@ -225,3 +225,27 @@ func (r *Reader) RunParents() ([]string, error) {
 	}
 	return out, nil
 }
+
+// Busy reports whether the cgroup at path (as RunParents names it) holds
+// another cgroup: a per-run parent holding one has a container (or another
+// owner's cgroup) in it, and is in use.
+func (r *Reader) Busy(path string) bool {
+	base := r.root
+	if r.version == V1 {
+		base = r.cpuacct
+	}
+	rel, err := relPath(path)
+	if err != nil {
+		return false
+	}
+	entries, err := os.ReadDir(filepath.Join(base, rel))
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			return true
+		}
+	}
+	return false
+}

@@ -309,6 +309,9 @@ func TestRunParentsListsThePerRunParentsOnV1AndV2(t *testing.T) {
 			if strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("run parents %v, want %v", got, want)
 			}
+			if !r.Busy(want[0]) || r.Busy(want[1]) {
+				t.Errorf("busy: %v and %v; want the parent holding the container busy, the empty one not", r.Busy(want[0]), r.Busy(want[1]))
+			}
 			if err := os.RemoveAll(filepath.Join(root, map[Version]string{V1: "cpuacct", V2: ""}[v], "paasmeter")); err != nil {
 				t.Fatal(err)
 			}
