@@ -86,10 +86,16 @@ func stored(t *testing.T, st metering.Store, name string) []logs.Line {
 	}
 }
 
+// waitDeadline bounds waitStored and waitCount: generous, because a
+// deadline only ends a test that would fail anyway, and a loaded machine
+// with the race detector read 4,700 of 5,000 lines within the 20 s it once
+// was (make test-stress).
+const waitDeadline = 2 * time.Minute
+
 // waitStored waits until want lines of the container are stored and returns them.
 func waitStored(t *testing.T, n *nodetest.Node, name string, want int) []logs.Line {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		got := stored(t, n.Store, name)
 		if len(got) == want {
@@ -133,7 +139,7 @@ func numbered(n, every int, pause string) string {
 // waitCount waits until the container's counter of outcome reaches want.
 func waitCount(t *testing.T, n *nodetest.Node, name, outcome string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(waitDeadline)
 	for {
 		got := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome})
 		if got == want {
