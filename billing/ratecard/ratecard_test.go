@@ -507,13 +507,11 @@ func TestErrors(t *testing.T) {
 		tiers := "[&t {price: 1}" + strings.Repeat(", *t", 59) + "]"
 		rates := "[&r {meter: cpu, class: prod, basis: used, unit: vCPU-hour, tiers: " + tiers + "}" + strings.Repeat(", *r", 59) + "]"
 		doc := "currency: EUR\nversions: [&v {version: v1, effective: 2026-01-01, rates: " + rates + "}" + strings.Repeat(", *v", 59) + "]\n"
-		start := time.Now()
+		// The error proves the node limit stopped the expansion (60^4 nodes
+		// otherwise); how long refusing takes belongs to benchmarks, not here.
 		_, err := ratecard.Parse([]byte(doc), "ratecard.yaml", time.UTC)
 		if err == nil || err.Error() != "ratecard.yaml: expands to more than 100000 YAML nodes (through aliases?)" {
 			t.Errorf("error %v", err)
-		}
-		if d := time.Since(start); d > 5*time.Second {
-			t.Errorf("refusing took %s", d)
 		}
 	})
 }
