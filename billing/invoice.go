@@ -91,6 +91,15 @@ type Line struct {
 	Effective string `json:"effective,omitempty"`
 }
 
+// The correction line of a partial credit note credits an amount of the
+// whole invoice rather than a quantity of one meter: quantity 1 of unit
+// "one" (UN/ECE C62) at a flat price, for every class of environment.
+const (
+	CorrectionMeter ratecard.Meter = "correction"
+	CorrectionClass ratecard.Class = "all"
+	CorrectionUnit  ratecard.Unit  = "one"
+)
+
 // TierText is the line's band as people read it: its range of the month's
 // quantity with the unit ("0–100 GB"), "" on a flat price.
 func (l Line) TierText() string {
@@ -449,7 +458,8 @@ func (inv *Invoice) total() {
 			prod[m] = prod[m].Add(l.Amount.Decimal)
 		}
 	}
-	inv.Allowances = inv.Allowances[:0]
+	// Never nil: no allowance is [] in JSON, as on a credit note.
+	inv.Allowances = []Allowance{}
 	allowances := decimal.Zero
 	for _, m := range inv.Inputs.Months {
 		base := prod[m.Period]

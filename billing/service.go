@@ -737,6 +737,11 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w: %w", number, ErrVerify, err)
 		}
+		if len(inv.Lines) == 1 && inv.Lines[0].Meter == CorrectionMeter && inv.Lines[0].Unit == "" && len(again.Lines) == 1 {
+			// Issued before the correction line had a class, band and unit:
+			// it is re-derived as it was.
+			again.Lines[0].Class, again.Lines[0].Band, again.Lines[0].Unit = "", 0, ""
+		}
 	} else {
 		again, err = derive(ctx, s.usage, card, inv.Seller, inv.Customer, s.cfg.Location, inv.Inputs)
 		if err != nil {
@@ -757,6 +762,11 @@ func (s *Service) Verify(ctx context.Context, number string) error {
 			}
 			again.InputsHash = again.inputsHash()
 		}
+	}
+	if inv.Allowances == nil && len(again.Allowances) == 0 {
+		// Invoices issued before documents of both kinds had one shape wrote
+		// no allowances as null, not [].
+		again.Allowances = nil
 	}
 	for i, m := range again.Inputs.Months {
 		if want := inv.Inputs.Months[i]; m.Digest != want.Digest || m.Records != want.Records {
@@ -916,7 +926,7 @@ func CreditNoteOf(inv *Invoice, in *CreditInput, now time.Time) (*Invoice, error
 			VAT: Money{t.VAT.Neg()}, Payable: Money{t.Payable.Neg()}}
 	} else {
 		amt := in.Amount.Neg()
-		cn.Lines = []Line{{Meter: ratecard.Meter("correction"), Class: "", Band: 0, Unit: "", Quantity: Quantity{decimal.NewFromInt(1)},
+		cn.Lines = []Line{{Meter: CorrectionMeter, Class: CorrectionClass, Band: 1, Unit: CorrectionUnit, Quantity: Quantity{decimal.NewFromInt(1)},
 			UnitPrice: Price{amt}, Amount: Money{amt}}}
 		cn.Annex = []AnnexRow{}
 		v := inv.Customer.VAT

@@ -25,7 +25,7 @@
 //	line_no            line: 1, 2, … in the invoice's order
 //	meter              line: the rate-card meter (correction on a partial credit note)
 //	environment_class  line: prod or nonprod
-//	band               line: the 1-based graduated tier band (empty on a correction)
+//	band               line: the 1-based graduated tier band (1 on a flat price and a correction)
 //	unit               line: the billing unit, e.g. vCPU-hour
 //	quantity           line: quantity in billing units, 6 decimals
 //	unit_price         line: price per unit with the rate card's decimals
@@ -182,7 +182,7 @@ func rows(inv *billing.Invoice) []row {
 	out := make([]row, 0, len(inv.Lines)+len(inv.Allowances)+len(inv.VAT)+5)
 	for i, l := range inv.Lines {
 		band := ""
-		if l.Band > 0 { // a partial credit note's correction line has no band
+		if l.Band > 0 { // band 0: a correction line issued before it had band 1
 			band = strconv.Itoa(l.Band)
 		}
 		r := row{recordType: "line", lineNo: strconv.Itoa(i + 1), meter: string(l.Meter), class: string(l.Class),

@@ -538,7 +538,7 @@ func meterName(m ratecard.Meter) string {
 		return "Network in"
 	case ratecard.ContainerSeconds:
 		return "Container run time"
-	case "correction":
+	case billing.CorrectionMeter:
 		return "Correction"
 	}
 	return string(m)

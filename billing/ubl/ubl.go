@@ -351,6 +351,9 @@ func unitCode(u ratecard.Unit) string {
 // itemName describes a line: "cpu in vCPU-hour, prod, band 1", and for
 // late records the month they belong to.
 func itemName(l billing.Line) string {
+	if l.Meter == billing.CorrectionMeter {
+		return "correction of the credited invoice's amount"
+	}
 	parts := []string{string(l.Meter)}
 	if l.Unit != "" {
 		parts[0] += " in " + string(l.Unit)
