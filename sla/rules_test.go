@@ -66,10 +66,11 @@ type minutesCase struct {
 	from, to, now time.Time
 	parts         []eventPart
 	windows       []sla.Window
-	// want are the counts of its want line, hasWant whether it had one, and
-	// total the total it states (0 when it does not).
+	// want are the counts of its want line, wantPos that line's file:line
+	// ("" before it is read), and total the total it states (0 when it does
+	// not).
 	want    counts
-	hasWant bool
+	wantPos string
 	total   int64
 	// availability and credit are "" when the case does not state them;
 	// outages nil.
@@ -114,7 +115,7 @@ func (l *ruleLine) errorf(format string, args ...any) error {
 	return fmt.Errorf("%s: %s", l.pos, fmt.Sprintf(format, args...))
 }
 
-// word takes the next word, what it should be naming it when it is missing.
+// word takes the next word; what names it in the error when it is missing.
 func (l *ruleLine) word(what string) (string, error) {
 	if len(l.words) == 0 {
 		return "", l.errorf("missing %s", what)
@@ -318,7 +319,7 @@ func finish(c *minutesCase) error {
 		return fmt.Errorf("%s: case %q has no period", c.pos, c.name)
 	case c.now.IsZero():
 		return fmt.Errorf("%s: case %q has no now", c.pos, c.name)
-	case !c.hasWant:
+	case c.wantPos == "":
 		return fmt.Errorf("%s: case %q has no want line", c.pos, c.name)
 	}
 	return nil
@@ -418,10 +419,10 @@ func eventLine(l *ruleLine, c *minutesCase) error {
 }
 
 func wantLine(l *ruleLine, c *minutesCase) error {
-	if c.hasWant {
-		return l.errorf("a second want line: a case has one")
+	if c.wantPos != "" {
+		return l.errorf("a second want line: the case's is at %s", c.wantPos)
 	}
-	c.hasWant = true
+	c.wantPos = l.pos
 	fields := map[string]*int64{
 		"up": &c.want.Up, "down-platform": &c.want.DownPlatform, "down-tenant": &c.want.DownTenant,
 		"maintenance": &c.want.Maintenance, "not-eligible": &c.want.NotEligible, "future": &c.want.Future,
@@ -500,7 +501,7 @@ func checkMinutes(t *testing.T, c *minutesCase, cfg sla.Config) {
 	evs := c.events()
 	got := sla.Classify(evs, c.windows, c.from, c.to, c.now, cfg)
 	if g := countsOf(&got); g != c.want {
-		t.Errorf("%s: got %+v, want %+v", c.pos, g, c.want)
+		t.Errorf("%s: got %+v, want %+v", c.wantPos, g, c.want)
 	}
 	if minutes := int64(c.to.Sub(c.from) / time.Minute); got.Total != minutes || (c.total != 0 && got.Total != c.total) {
 		t.Errorf("%s: %d minutes in all, want the period's %d (and the case's total %d if it gives one)", c.pos, got.Total, minutes, c.total)
@@ -553,6 +554,7 @@ func TestRuleFileErrorsNameTheLine(t *testing.T) {
 		{"fail without a replica", head + "case a rule\n12:00 started pricing-0 c0\n  fail from 12:00 to 12:10\n", "rules.txt:7: fail must follow a replica line"},
 		{"an unknown count", head + "case a rule\nwant up 170 down 10\n", `rules.txt:6: want "down": the counts are`},
 		{"a count given twice", head + "case a rule\nwant up 170 up 10\n", "rules.txt:6: want up twice"},
+		{"two want lines", head + "case a rule\nwant up 180\nwant up 180\n", "rules.txt:7: a second want line: the case's is at rules.txt:6"},
 		{"words left over", head + "case a rule\n12:05 died pricing-0 c0 by owner loudly\n", `rules.txt:6: unexpected "loudly"`},
 		{"a case without a want line", head + "case a rule\n12:00 started pricing-0 c0\ncase another\nwant up 180\n", `rules.txt:5: case "a rule" has no want line`},
 		{"a case line without a sentence", head + "case\n", "rules.txt:5: a case needs a sentence"},
