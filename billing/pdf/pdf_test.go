@@ -179,6 +179,8 @@ func TestRenderIsByteIdentical(t *testing.T) {
 					t.Fatalf("re-rendering gives other bytes (%d vs %d)", len(got), len(again))
 				}
 			}
+			// A difference is a layout change: -update rewrites the PDFs and
+			// the page-1 PNG, which is what to look at before committing.
 			golden.Check(t, filepath.Join("testdata", d.golden), got)
 		})
 	}
