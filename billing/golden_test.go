@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,6 +23,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/state"
@@ -34,8 +34,6 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql on PostgreSQL, to tamper behind the store's back
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const agentToken = "pm_test_agent"
 
@@ -228,7 +226,7 @@ func TestWorkedExampleIsInvoicedToTheCent(t *testing.T) {
 					if err := export.Write(&b, inv, format); err != nil {
 						t.Fatal(err)
 					}
-					golden(t, filepath.Join("testdata", "worked-example", w.number+"."+format), b.Bytes())
+					golden.Check(t, filepath.Join("testdata", "worked-example", w.number+"."+format), b.Bytes())
 				}
 				if err := svc.Verify(ctx, w.number); err != nil {
 					t.Errorf("verify %s: %v", w.number, err)
@@ -268,27 +266,6 @@ func join(s []string) string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
-}
-
-// golden compares got to the file at path, or rewrites it under -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from what was produced:\n%s", path, got)
-	}
 }
 
 func mustJSON(t *testing.T, v any) []byte {

@@ -1,11 +1,8 @@
 package sla_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,13 +13,12 @@ import (
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
+	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/usage"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // staticWindows returns every window it holds, whoever asks: the engine must
 // keep only those that apply.
@@ -252,19 +248,7 @@ func TestEngineReportGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	got = append(got, '\n')
-	path := filepath.Join("testdata", "report-caami-2026-11.json")
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./sla -run Golden -update to write it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("the report differs from %s (go test ./sla -run Golden -update rewrites it):\n%s", path, got)
-	}
+	golden.Check(t, filepath.Join("testdata", "report-caami-2026-11.json"), got)
 }
 
 func TestEngineSLA(t *testing.T) {

@@ -5,7 +5,6 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"go/parser"
 	"go/token"
@@ -20,9 +19,8 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // load reads a worked-example document that billing's golden test issued.
 func load(t *testing.T, number string) (*billing.Invoice, []byte) {
@@ -60,29 +58,8 @@ func TestGolden(t *testing.T) {
 			if err := export.Write(&buf, tt.inv, tt.format); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", tt.golden), buf.Bytes())
+			golden.Check(t, filepath.Join("testdata", tt.golden), buf.Bytes())
 		})
-	}
-}
-
-// golden compares got to the file at path, or rewrites it under -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 

@@ -3,7 +3,6 @@ package pdf_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"image/png"
 	"os"
@@ -19,10 +18,9 @@ import (
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/pdf"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden PDFs and the page-1 PNG in testdata/")
 
 // load reads a worked-example invoice that billing's golden test issued.
 func load(t *testing.T, number string) *billing.Invoice {
@@ -181,7 +179,9 @@ func TestRenderIsByteIdentical(t *testing.T) {
 					t.Fatalf("re-rendering gives other bytes (%d vs %d)", len(got), len(again))
 				}
 			}
-			golden(t, filepath.Join("testdata", d.golden), got)
+			// A difference is a layout change: -update rewrites the PDFs and
+			// the page-1 PNG, which is what to look at before committing.
+			golden.Check(t, filepath.Join("testdata", d.golden), got)
 		})
 	}
 	t.Run("the page-1 PNG in testdata shows the current layout", func(t *testing.T) {
@@ -206,31 +206,10 @@ func TestRenderIsByteIdentical(t *testing.T) {
 		// The PNG is for people to look at: poppler versions rasterize
 		// differently, so it is rewritten, not compared; the golden PDF is
 		// what catches a layout change.
-		if *update {
+		if golden.Updating() {
 			if err := os.WriteFile(filepath.Join("testdata", "PM-2026-000001-page1.png"), b, 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
 	})
-}
-
-// golden compares got to the file at path, or rewrites it under -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs: the layout changed (go test -update rewrites it and the page-1 PNG; look at the PNG before committing)", path)
-	}
 }

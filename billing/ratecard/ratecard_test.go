@@ -3,9 +3,7 @@ package ratecard_test
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -16,10 +14,9 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/usage"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
 
 // examplePath is the operators' example: testing it keeps it valid.
 const examplePath = "../../deploy/examples/ratecard.yaml"
@@ -547,21 +544,8 @@ func TestValidate(t *testing.T) {
 func TestCanonical(t *testing.T) {
 	c := loadExample(t)
 	got := c.Canonical()
-	golden := filepath.Join("testdata", "example.canonical.json")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	t.Run("the example's canonical form is the golden file", func(t *testing.T) {
-		want, err := os.ReadFile(golden)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("canonical form\n%s\nwant (go test -update rewrites it)\n%s", got, want)
-		}
+		golden.Check(t, filepath.Join("testdata", "example.canonical.json"), got)
 	})
 
 	t.Run("the canonical form reads back into an equal card", func(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,10 +15,9 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // load reads a worked-example invoice that billing's golden test issued.
 func load(t testing.TB, number string) *billing.Invoice {
@@ -67,7 +65,7 @@ func TestRender(t *testing.T) {
 		t.Run(ex.name+" renders the same bytes every time, those of its golden file if it has one", func(t *testing.T) {
 			got := render(t, ex.inv)
 			if ex.golden != "" {
-				golden(t, filepath.Join("testdata", ex.golden), got)
+				golden.Check(t, filepath.Join("testdata", ex.golden), got)
 			}
 			if again := render(t, ex.inv); !bytes.Equal(again, got) {
 				t.Errorf("rendering again gives other bytes:\n%s\nvs\n%s", again, got)
@@ -101,27 +99,6 @@ func TestRender(t *testing.T) {
 				t.Errorf("re-encoded:\n%s\nrendered:\n%s", again, b)
 			}
 		})
-	}
-}
-
-// golden compares got to the file at path, or rewrites it under -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (go test -update rewrites it):\n--- got\n%s\n--- want\n%s", path, got, want)
 	}
 }
 
