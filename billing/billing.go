@@ -15,11 +15,12 @@ package billing
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/shopspring/decimal"
 
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -32,82 +33,8 @@ type UsageSource interface {
 type SLASource interface {
 	// SLA returns the tenant's production availability in period. A tenant
 	// with no production app has no figures: return ok false.
-	SLA(ctx context.Context, tenant string, period Period) (fig SLAFigures, ok bool, err error)
+	SLA(ctx context.Context, tenant string, period calendar.Month) (fig credit.Figures, ok bool, err error)
 }
-
-// SLAFigures are the availability figures an invoice's SLA credit is
-// computed from; they are frozen with the invoice.
-type SLAFigures struct {
-	// Availability is in percent, e.g. 99.85.
-	Availability decimal.Decimal `json:"availability"`
-	// EligibleMinutes and DownMinutes (platform-caused) when the source knows them.
-	EligibleMinutes int64 `json:"eligible_minutes,omitempty"`
-	DownMinutes     int64 `json:"down_minutes,omitempty"`
-	// Source names where the figures come from (a file, the SLA engine).
-	Source string `json:"source"`
-}
-
-// CreditTier grants Credit percent when availability is below Below percent.
-type CreditTier struct {
-	Below  decimal.Decimal `yaml:"below" json:"below"`
-	Credit decimal.Decimal `yaml:"credit" json:"credit"`
-}
-
-// DefaultCreditTiers are DESIGN.md §6's: below 99.9 % → 10 %, below 99 % →
-// 25 %, below 95 % → 100 %.
-func DefaultCreditTiers() []CreditTier {
-	return []CreditTier{
-		{Below: decimal.RequireFromString("99.9"), Credit: decimal.NewFromInt(10)},
-		{Below: decimal.NewFromInt(99), Credit: decimal.NewFromInt(25)},
-		{Below: decimal.NewFromInt(95), Credit: decimal.NewFromInt(100)},
-	}
-}
-
-// CreditPercent returns the credit an availability earns: the largest credit
-// of the tiers it is below.
-func CreditPercent(tiers []CreditTier, availability decimal.Decimal) decimal.Decimal {
-	credit := decimal.Zero
-	for _, t := range tiers {
-		if availability.LessThan(t.Below) && t.Credit.GreaterThan(credit) {
-			credit = t.Credit
-		}
-	}
-	return credit
-}
-
-// Period is a calendar month in the platform's time zone: the billing period.
-type Period struct {
-	Year  int
-	Month time.Month
-	Loc   *time.Location
-}
-
-// ParsePeriod reads "2026-11" as November 2026 in loc.
-func ParsePeriod(s string, loc *time.Location) (Period, error) {
-	t, err := time.Parse("2006-01", s)
-	if err != nil {
-		return Period{}, fmt.Errorf("period: %q is not a month like 2026-11", s)
-	}
-	return Period{Year: t.Year(), Month: t.Month(), Loc: loc}, nil
-}
-
-// PeriodOf returns the month t falls in, in loc.
-func PeriodOf(t time.Time, loc *time.Location) Period {
-	l := t.In(loc)
-	return Period{Year: l.Year(), Month: l.Month(), Loc: loc}
-}
-
-// String returns the period as "2026-11".
-func (p Period) String() string { return fmt.Sprintf("%04d-%02d", p.Year, int(p.Month)) }
-
-// Start is the first instant of the month.
-func (p Period) Start() time.Time { return time.Date(p.Year, p.Month, 1, 0, 0, 0, 0, p.Loc) }
-
-// End is the first instant of the next month.
-func (p Period) End() time.Time { return time.Date(p.Year, p.Month+1, 1, 0, 0, 0, 0, p.Loc) }
-
-// Next returns the following month.
-func (p Period) Next() Period { return PeriodOf(p.End(), p.Loc) }
 
 // Customer is what an invoice needs to know about an institution.
 type Customer struct {

@@ -13,8 +13,10 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	meteringembedded "github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -70,7 +72,7 @@ func newCompatFixture(t *testing.T) *compatFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.svc.Issue(ctx, Period{Year: 2026, Month: time.November, Loc: loc}, nil, "test", nil)
+	res, err := f.svc.Issue(ctx, calendar.Month{Year: 2026, Month: time.November, Loc: loc}, nil, "test", nil)
 	if err != nil || res[0].Invoice == nil {
 		t.Fatalf("issue: %+v, %v", res, err)
 	}
@@ -183,6 +185,6 @@ func TestDocumentsIssuedBeforeBothKindsHadOneShapeStillVerify(t *testing.T) {
 // noSLA has no figures for anyone.
 type noSLA struct{}
 
-func (noSLA) SLA(context.Context, string, Period) (SLAFigures, bool, error) {
-	return SLAFigures{}, false, nil
+func (noSLA) SLA(context.Context, string, calendar.Month) (credit.Figures, bool, error) {
+	return credit.Figures{}, false, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -193,7 +194,7 @@ type Inputs struct {
 	// RateCard is the hash under which the rate card's canonical content is frozen.
 	RateCard string `json:"rate_card"`
 	// CreditTiers turned each month's availability into its credit percent.
-	CreditTiers []CreditTier `json:"credit_tiers,omitempty"`
+	CreditTiers []credit.Tier `json:"credit_tiers,omitempty"`
 	// Months are the invoiced month first, then each earlier month whose late
 	// records are billed as adjustments.
 	Months []MonthInput `json:"months,omitempty"`
@@ -216,7 +217,7 @@ type MonthInput struct {
 	Days map[string]DayBill `json:"days,omitempty"`
 	// SLA is the month's availability, absent when the institution had no
 	// production app; CreditPercent what it earned under the credit tiers.
-	SLA           *SLAFigures     `json:"sla,omitempty"`
+	SLA           *credit.Figures `json:"sla,omitempty"`
 	CreditPercent decimal.Decimal `json:"credit_percent"`
 }
 

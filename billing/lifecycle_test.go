@@ -19,6 +19,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/state"
@@ -158,7 +159,7 @@ func replaced(t *testing.T, b []byte, old, repl string) []byte {
 	return bytes.ReplaceAll(b, []byte(old), []byte(repl))
 }
 
-func mustIssue(t *testing.T, svc *billing.Service, p billing.Period, tenants ...string) []billing.IssueResult {
+func mustIssue(t *testing.T, svc *billing.Service, p calendar.Month, tenants ...string) []billing.IssueResult {
 	t.Helper()
 	res, err := svc.Issue(context.Background(), p, tenants, "test", nil)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -60,7 +61,7 @@ func resultOf(t *testing.T, res []billing.IssueResult, tenant string) billing.Is
 // billed a record twice before months closed in order (DESIGN.md §5).
 func TestMonthsCloseInOrder(t *testing.T) {
 	ctx := context.Background()
-	september := billing.Period{Year: 2026, Month: time.September, Loc: brussels}
+	september := calendar.Month{Year: 2026, Month: time.September, Loc: brussels}
 	october := september.Next()
 	septemberIssuable := time.Date(2026, 10, 5, 9, 0, 0, 0, time.UTC)
 	octoberIssuable := time.Date(2026, 11, 5, 9, 0, 0, 0, time.UTC)
@@ -353,7 +354,7 @@ versions:
 // minute before the issue is billed once, on the next invoice, and one
 // stamped earlier than the lag on the month's own.
 func TestARecordReceivedWithinTheCutoffLagIsBilledOnceOnTheNextInvoice(t *testing.T) {
-	september := billing.Period{Year: 2026, Month: time.September, Loc: brussels}
+	september := calendar.Month{Year: 2026, Month: time.September, Loc: brussels}
 	issue := time.Date(2026, 10, 5, 9, 0, 0, 0, time.UTC)
 	lag := func(c *billing.Config) { c.CutoffLag = 10 * time.Minute }
 	for name, open := range stateStores(t) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -172,7 +173,7 @@ type rater struct {
 var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
 
 // rateMonth rates the selected records of tenant whose window starts in period.
-func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p Period, sel Selection) (*rated, error) {
+func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection) (*rated, error) {
 	rt := &rater{
 		card: card, loc: p.Loc, sel: sel,
 		out: &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/state"
 )
@@ -57,7 +58,7 @@ func (d DayCount) OK() bool {
 // The counts are read one after the other while records may still arrive
 // and invoices be issued, so a tenant with a difference is counted a second
 // time, and only a difference both passes see is reported.
-func Reconcile(ctx context.Context, src Counts, issued Issued, card *ratecard.Card, tenants []string, p Period) ([]DayCount, error) {
+func Reconcile(ctx context.Context, src Counts, issued Issued, card *ratecard.Card, tenants []string, p calendar.Month) ([]DayCount, error) {
 	var out []DayCount
 	for _, t := range tenants {
 		days, err := reconcileTenant(ctx, src, issued, card, t, p)
@@ -77,7 +78,7 @@ func Reconcile(ctx context.Context, src Counts, issued Issued, card *ratecard.Ca
 // billed sums what t's issued invoices billed of p per day, and returns the
 // latest cutoff of those that bill p's records: the invoices of p and of
 // later months, which bill p's late records as adjustments.
-func billed(ctx context.Context, issued Issued, t string, p Period) (map[string]int64, time.Time, error) {
+func billed(ctx context.Context, issued Issued, t string, p calendar.Month) (map[string]int64, time.Time, error) {
 	docs, err := issued.ListDocuments(ctx, state.DocumentFilter{Tenant: t, Kind: state.KindInvoice})
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("reconcile %s: issued invoices: %w", t, err)
@@ -104,7 +105,7 @@ func billed(ctx context.Context, issued Issued, t string, p Period) (map[string]
 	return out, cutoff, nil
 }
 
-func reconcileTenant(ctx context.Context, src Counts, issued Issued, card *ratecard.Card, t string, p Period) ([]DayCount, error) {
+func reconcileTenant(ctx context.Context, src Counts, issued Issued, card *ratecard.Card, t string, p calendar.Month) ([]DayCount, error) {
 	start, end := p.Start(), p.End()
 	days := map[string]*DayCount{}
 	day := func(d string) *DayCount {
@@ -194,7 +195,7 @@ func NewReconcileMetrics(reg prometheus.Registerer) (*ReconcileMetrics, error) {
 }
 
 // Set exports a reconciliation of period done at now.
-func (m *ReconcileMetrics) Set(p Period, days []DayCount, tenants []string, now time.Time) {
+func (m *ReconcileMetrics) Set(p calendar.Month, days []DayCount, tenants []string, now time.Time) {
 	type sums struct{ accepted, stored, rated, billed, pending, bad int64 }
 	per := map[string]*sums{}
 	for _, t := range tenants {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -45,7 +46,7 @@ type RunOutcome struct {
 
 // RunAuditEntry is the audit entry of an Issue run of period p for tenants
 // (all when empty) that returned res and runErr, ending at now.
-func (s *Service) RunAuditEntry(p Period, tenants []string, actor string, res []IssueResult, runErr error, now time.Time) state.AuditEntry {
+func (s *Service) RunAuditEntry(p calendar.Month, tenants []string, actor string, res []IssueResult, runErr error, now time.Time) state.AuditEntry {
 	o := RunOutcome{Period: p.String()}
 	for _, r := range res {
 		switch {
@@ -74,7 +75,7 @@ func (s *Service) RunAuditEntry(p Period, tenants []string, actor string, res []
 // RecordRun appends the outcome of an Issue run to the state store's audit
 // log (see RunAuditEntry). It is not given the run's context: a run
 // interrupted by a signal must still record its failure.
-func (s *Service) RecordRun(ctx context.Context, p Period, tenants []string, actor string, res []IssueResult, runErr error) error {
+func (s *Service) RecordRun(ctx context.Context, p calendar.Month, tenants []string, actor string, res []IssueResult, runErr error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if _, err := s.state.AppendAudit(ctx, s.RunAuditEntry(p, tenants, actor, res, runErr, s.clock.Now())); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 )
@@ -41,7 +42,7 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc := &Service{cfg: Config{Customers: []Customer{{Tenant: "caami"}, {Tenant: "ona"}, {Tenant: "vub"}}}}
-	oct := Period{Year: 2026, Month: time.October, Loc: time.UTC}
+	oct := calendar.Month{Year: 2026, Month: time.October, Loc: time.UTC}
 	reg := prometheus.NewRegistry()
 	m := NewRunMetrics(st, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	m.maxAge = 0 // every scrape reads the audit log
@@ -102,7 +103,7 @@ func TestRunMetricsExportTheLastSuccessAndFailureFromTheAuditLog(t *testing.T) {
 
 func TestRunAuditEntryCountsTheRunsOutcome(t *testing.T) {
 	svc := &Service{cfg: Config{Customers: []Customer{{Tenant: "caami"}, {Tenant: "ona"}, {Tenant: "vub"}}}}
-	oct := Period{Year: 2026, Month: time.October, Loc: time.UTC}
+	oct := calendar.Month{Year: 2026, Month: time.October, Loc: time.UTC}
 	at := time.Date(2026, 11, 4, 6, 0, 0, 123456789, time.UTC)
 	for _, c := range []struct {
 		name    string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -25,7 +26,7 @@ var propertySequences = flag.Int("property.sequences", 6, "random sequences of i
 
 // The months the sequences bill: all priced by the example card's v1, so
 // that the expected amounts are simple products (see expectedLines).
-var sequenceMonths = []billing.Period{
+var sequenceMonths = []calendar.Month{
 	{Year: 2026, Month: time.July, Loc: brussels}, {Year: 2026, Month: time.August, Loc: brussels},
 	{Year: 2026, Month: time.September, Loc: brussels}, {Year: 2026, Month: time.October, Loc: brussels},
 }
@@ -83,7 +84,7 @@ func runSequence(t *testing.T, rng *rand.Rand, open func(*testing.T) state.Store
 
 	ingest := func() {
 		now := p.clock.Now()
-		var started []billing.Period
+		var started []calendar.Month
 		for _, m := range sequenceMonths {
 			if m.Start().Add(time.Hour).Before(now) {
 				started = append(started, m)
@@ -119,8 +120,8 @@ func runSequence(t *testing.T, rng *rand.Rand, open func(*testing.T) state.Store
 		recs[key] = append(recs[key], seqRecord{rec: r, units: units})
 		log = append(log, fmt.Sprintf("%s: ingest %s %s %d units (%s)", now.Format(time.DateOnly), tenant, r.Meter, units, m))
 	}
-	issuable := func() []billing.Period {
-		var out []billing.Period
+	issuable := func() []calendar.Month {
+		var out []calendar.Month
 		for _, m := range append(sequenceMonths, sequenceMonths[len(sequenceMonths)-1].Next()) {
 			if !p.clock.Now().Before(svcs[0].IssuableFrom(m)) {
 				out = append(out, m)
@@ -130,7 +131,7 @@ func runSequence(t *testing.T, rng *rand.Rand, open func(*testing.T) state.Store
 	}
 	// issue runs m on svc; a refusal for the order of months is expected,
 	// anything else fails the test.
-	issue := func(svc *billing.Service, m billing.Period) {
+	issue := func(svc *billing.Service, m calendar.Month) {
 		res, err := svc.Issue(ctx, m, nil, "property", nil)
 		for _, r := range res {
 			if r.Err != nil && !errors.Is(r.Err, billing.ErrMonthOrder) {

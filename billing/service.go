@@ -21,8 +21,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -36,7 +38,7 @@ type Config struct {
 	// Customers are the institutions, in the order a run invoices them.
 	Customers []Customer
 	// CreditTiers turn availability into an SLA credit percent.
-	CreditTiers []CreditTier
+	CreditTiers []credit.Tier
 	// GracePeriod is how long after a month ends its invoices may be issued:
 	// records still arriving for it are billed on it.
 	GracePeriod time.Duration
@@ -70,7 +72,7 @@ const DefaultCutoffLag = 10 * time.Minute
 // has no CutoffLag: a caller that writes the store itself, as the tests do,
 // knows when its writes are done.
 func DefaultConfig() Config {
-	return Config{Location: time.UTC, CreditTiers: DefaultCreditTiers(), GracePeriod: 72 * time.Hour,
+	return Config{Location: time.UTC, CreditTiers: credit.DefaultTiers(), GracePeriod: 72 * time.Hour,
 		InvoicePrefix: "PM", CreditNotePrefix: "PMC", PaymentTerms: 30 * 24 * time.Hour, AdjustMonths: 13}
 }
 
@@ -199,13 +201,13 @@ func (s *Service) customers(tenants []string) ([]Customer, error) {
 }
 
 // IssuableFrom is when period's invoices may be issued: its end plus the grace period.
-func (s *Service) IssuableFrom(p Period) time.Time { return p.End().Add(s.cfg.GracePeriod) }
+func (s *Service) IssuableFrom(p calendar.Month) time.Time { return p.End().Add(s.cfg.GracePeriod) }
 
 // Draft computes the invoices of period for tenants (all when empty) with
 // every record received so far, in the configured order. Nothing is stored.
 // Institutions are drafted side by side, one per CPU: each is a scan of its
 // own records, and the stores serve concurrent reads.
-func (s *Service) Draft(ctx context.Context, p Period, tenants []string, progress Progress) ([]*Invoice, error) {
+func (s *Service) Draft(ctx context.Context, p calendar.Month, tenants []string, progress Progress) ([]*Invoice, error) {
 	cs, err := s.customers(tenants)
 	if err != nil {
 		return nil, err
@@ -251,7 +253,7 @@ func (s *Service) cutoff(now time.Time) time.Time { return now.Add(-s.cfg.Cutoff
 
 // markClosed tells a draft of a closed month so (inv.Closed), with the
 // adjustment lines its records received up to cutoff add to the next invoice.
-func (s *Service) markClosed(ctx context.Context, c Customer, p Period, cutoff time.Time, inv *Invoice) error {
+func (s *Service) markClosed(ctx context.Context, c Customer, p calendar.Month, cutoff time.Time, inv *Invoice) error {
 	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
 	if err != nil {
 		return fmt.Errorf("closed months: %w", err)
@@ -307,7 +309,7 @@ var ErrInstitutionsFailed = errors.New("institutions failed")
 // earlier month still open) is reported in its result's Err and the others
 // are issued: the error then wraps ErrInstitutionsFailed and names each.
 // The error is the run's own, with no results, only when it cannot start.
-func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor string, progress Progress) ([]IssueResult, error) {
+func (s *Service) Issue(ctx context.Context, p calendar.Month, tenants []string, actor string, progress Progress) ([]IssueResult, error) {
 	cs, err := s.customers(tenants)
 	if err != nil {
 		return nil, err
@@ -348,7 +350,7 @@ func (s *Service) Issue(ctx context.Context, p Period, tenants []string, actor s
 // its latest closed month ("" when none), and skip, when not "", says why
 // p's own invoice is not to be issued: the month is closed, or before the
 // institution's first month.
-func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, skip string, err error) {
+func (s *Service) opening(ctx context.Context, c Customer, p calendar.Month) (after, skip string, err error) {
 	closes, err := s.state.ClosedMonths(ctx, c.Tenant)
 	if err != nil {
 		return "", "", fmt.Errorf("closed months: %w", err)
@@ -385,7 +387,7 @@ func (s *Service) opening(ctx context.Context, c Customer, p Period) (after, ski
 
 // closedSkip says whether p is closed among closes (oldest first), and why
 // its own invoice is not to be issued then.
-func (s *Service) closedSkip(closes []state.MonthClose, p Period) (skip string, closed bool) {
+func (s *Service) closedSkip(closes []state.MonthClose, p calendar.Month) (skip string, closed bool) {
 	if len(closes) == 0 || p.String() > closes[len(closes)-1].Period {
 		return "", false
 	}
@@ -406,7 +408,7 @@ var errFound = errors.New("found")
 
 // firstUsage returns the month of tenant's earliest record that starts
 // before p ends, looking back as far as an invoice bills late records.
-func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (string, bool, error) {
+func (s *Service) firstUsage(ctx context.Context, tenant string, p calendar.Month) (string, bool, error) {
 	var first time.Time
 	err := s.usage.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: p.Start().AddDate(0, -s.cfg.AdjustMonths, 0), To: p.End()},
 		func(r usage.Record) error {
@@ -419,10 +421,10 @@ func (s *Service) firstUsage(ctx context.Context, tenant string, p Period) (stri
 	if first.IsZero() {
 		return "", false, nil
 	}
-	return PeriodOf(first, p.Loc).String(), true, nil
+	return calendar.MonthOf(first, p.Loc).String(), true, nil
 }
 
-func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.Time, actor string) (IssueResult, error) {
+func (s *Service) issueOne(ctx context.Context, c Customer, p calendar.Month, now time.Time, actor string) (IssueResult, error) {
 	after, skip, err := s.opening(ctx, c, p)
 	if err != nil || skip != "" {
 		return IssueResult{Tenant: c.Tenant, Skipped: skip}, err
@@ -459,7 +461,7 @@ func (s *Service) issueOne(ctx context.Context, c Customer, p Period, now time.T
 
 // concurrent turns the refusal of an issue or close that another run beat
 // (the month is closed now) into a skip; any other error stays one.
-func (s *Service) concurrent(ctx context.Context, c Customer, p Period, err error) (IssueResult, error) {
+func (s *Service) concurrent(ctx context.Context, c Customer, p calendar.Month, err error) (IssueResult, error) {
 	if !errors.Is(err, state.ErrExists) && !errors.Is(err, state.ErrMonthOrder) {
 		return IssueResult{}, err
 	}
@@ -531,7 +533,7 @@ func (s *Service) coverage(ctx context.Context, tenant string) (*coverage, error
 
 // build plans and computes the invoice of c for p with the records received
 // up to cutoff.
-func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.Time) (*Invoice, error) {
+func (s *Service) build(ctx context.Context, c Customer, p calendar.Month, cutoff time.Time) (*Invoice, error) {
 	cv, err := s.coverage(ctx, c.Tenant)
 	if err != nil {
 		return nil, err
@@ -544,7 +546,7 @@ func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.T
 	// Earlier months, oldest first: those with records received since the
 	// last invoice that billed them (or ever, if none did).
 	for back := s.cfg.AdjustMonths; back >= 1; back-- {
-		q := PeriodOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
+		q := calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
 		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
@@ -565,7 +567,7 @@ func (s *Service) build(ctx context.Context, c Customer, p Period, cutoff time.T
 
 // monthInput returns a month's input with its SLA figures: frozen ones when
 // the month was invoiced already, else the SLA source's.
-func (s *Service) monthInput(ctx context.Context, tenant string, p Period, cv *coverage, sel Selection) (MonthInput, error) {
+func (s *Service) monthInput(ctx context.Context, tenant string, p calendar.Month, cv *coverage, sel Selection) (MonthInput, error) {
 	mi := MonthInput{Period: p.String(), Selection: sel}
 	if prev, ok := cv.sla[p.String()]; ok {
 		mi.SLA = prev.SLA
@@ -584,7 +586,7 @@ func (s *Service) monthInput(ctx context.Context, tenant string, p Period, cv *c
 // derive computes an invoice from its inputs and the stored records: what
 // issuing does once, and `verify` again.
 func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Seller, c Customer, loc *time.Location, in Inputs) (*Invoice, error) {
-	p, err := ParsePeriod(in.Period, loc)
+	p, err := calendar.Parse(in.Period, loc)
 	if err != nil {
 		return nil, err
 	}
@@ -593,13 +595,13 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 	inv.Inputs.Months = slices.Clone(in.Months)
 	for i := range inv.Inputs.Months {
 		m := &inv.Inputs.Months[i]
-		mp, err := ParsePeriod(m.Period, loc)
+		mp, err := calendar.Parse(m.Period, loc)
 		if err != nil {
 			return nil, err
 		}
 		m.CreditPercent = decimal.Zero
 		if m.SLA != nil {
-			m.CreditPercent = CreditPercent(in.CreditTiers, m.SLA.Availability)
+			m.CreditPercent = credit.Percent(in.CreditTiers, m.SLA.Availability)
 		}
 		if i == 0 {
 			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection)

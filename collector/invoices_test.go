@@ -22,6 +22,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
@@ -92,7 +93,7 @@ func (inv *invoicing) issue(t *testing.T, e *env) {
 		t.Fatal(err)
 	}
 	var got []string
-	issue := func(p billing.Period, tenants ...string) {
+	issue := func(p calendar.Month, tenants ...string) {
 		res, err := inv.svc.Issue(ctx, p, tenants, "test", nil)
 		if err != nil {
 			t.Fatal(err)
@@ -114,7 +115,7 @@ func (inv *invoicing) issue(t *testing.T, e *env) {
 	credit(caamiNovember)
 	credit(onaNovember)
 	inv.clock.Advance(25 * 24 * time.Hour) // 2027-01-05, after December's grace period
-	issue(billing.Period{Year: 2026, Month: time.December, Loc: billingtest.Brussels()}, "caami")
+	issue(calendar.Month{Year: 2026, Month: time.December, Loc: billingtest.Brussels()}, "caami")
 	if want := []string{caamiNovember, onaNovember, caamiCredit, onaCredit, caamiDecember}; !slices.Equal(got, want) {
 		t.Fatalf("issued %v, want %v", got, want)
 	}

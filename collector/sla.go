@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/http"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/state"
@@ -15,7 +15,7 @@ type SLAReports interface {
 	// Report returns the tenant's SLA report of period, and the audited
 	// changes of the maintenance windows it counts (DESIGN.md §6: every
 	// change is listed in the report).
-	Report(ctx context.Context, tenant string, p billing.Period) (*sla.Report, []state.AuditEntry, error)
+	Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error)
 }
 
 // SLAResponse is the body of GET /api/v1/tenants/{tenant}/sla.
@@ -43,10 +43,10 @@ func (s *Server) getSLA(w http.ResponseWriter, r *http.Request, _ auth.Principal
 		return
 	}
 	tenant := r.PathValue("tenant")
-	p := billing.PeriodOf(s.clock.Now(), s.loc)
+	p := calendar.MonthOf(s.clock.Now(), s.loc)
 	if m := r.URL.Query().Get("month"); m != "" {
 		var err error
-		if p, err = billing.ParsePeriod(m, s.loc); err != nil {
+		if p, err = calendar.Parse(m, s.loc); err != nil {
 			writeError(w, http.StatusBadRequest, err.Error(), map[string]string{"field": "month"})
 			return
 		}

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
@@ -19,7 +19,7 @@ import (
 // engineReports serves the SLA engine's reports, with no maintenance window.
 type engineReports struct{ *sla.Engine }
 
-func (e engineReports) Report(ctx context.Context, tenant string, p billing.Period) (*sla.Report, []state.AuditEntry, error) {
+func (e engineReports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
 	r, err := e.Engine.Report(ctx, tenant, p)
 	return r, nil, err
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
 // BillingConfig configures the invoice run (DESIGN.md §5).
@@ -35,7 +36,7 @@ type BillingConfig struct {
 	// month and exports paasmeter_reconcile_*; 0 turns it off.
 	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// SLACreditTiers turn availability into a credit percent.
-	SLACreditTiers []billing.CreditTier `yaml:"sla_credit_tiers"`
+	SLACreditTiers []credit.Tier `yaml:"sla_credit_tiers"`
 	// Seller is the platform operator as its invoices name it.
 	Seller billing.Seller `yaml:"seller"`
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
@@ -64,7 +65,7 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	// The test's minutes must fall in one month's report: within four
 	// minutes of a month's end, wait for the next month (a few minutes a
 	// month at most).
-	if end := billing.PeriodOf(time.Now(), loc).End(); time.Until(end) < 4*time.Minute {
+	if end := calendar.MonthOf(time.Now(), loc).End(); time.Until(end) < 4*time.Minute {
 		time.Sleep(time.Until(end) + time.Second)
 	}
 	plat, err := spec.Parse([]byte(e2ePlatform), "e2e.yaml")
@@ -116,7 +117,7 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := billing.PeriodOf(start, loc)
+	p := calendar.MonthOf(start, loc)
 	rep, err := eng.Report(ctx, e2eTenant, p)
 	if err != nil {
 		t.Fatal(err)

@@ -7,10 +7,11 @@ import (
 	"slices"
 	"time"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -26,8 +27,6 @@ type Engine struct {
 	cfg     Config
 	clock   clock.Clock
 }
-
-var _ billing.SLASource = (*Engine)(nil)
 
 // NewEngine returns an engine over the events of ev and the windows of ws
 // (nil: no window was ever declared), taking the time from clk.
@@ -46,22 +45,23 @@ func (e *Engine) Config() Config { return e.cfg }
 
 // Report returns the tenant's SLA report for p. A month still running is
 // reported up to the clock's now (less Config.Settle); the rest of it is Future.
-func (e *Engine) Report(ctx context.Context, tenant string, p billing.Period) (*Report, error) {
+func (e *Engine) Report(ctx context.Context, tenant string, p calendar.Month) (*Report, error) {
 	return e.report(ctx, tenant, p, e.clock.Now())
 }
 
-// SLA implements billing.SLASource: the institution's availability over its
+// SLA is what billing takes an invoice's SLA credit from (its SLASource,
+// which the hub wires this engine into): the institution's availability over its
 // production apps in p, with the eligible and platform-caused down minutes.
 // A tenant that had no production app in p has no figures.
-func (e *Engine) SLA(ctx context.Context, tenant string, p billing.Period) (billing.SLAFigures, bool, error) {
+func (e *Engine) SLA(ctx context.Context, tenant string, p calendar.Month) (credit.Figures, bool, error) {
 	r, err := e.Report(ctx, tenant, p)
 	if err != nil {
-		return billing.SLAFigures{}, false, err
+		return credit.Figures{}, false, err
 	}
 	if len(r.Apps) == 0 {
-		return billing.SLAFigures{}, false, nil
+		return credit.Figures{}, false, nil
 	}
-	return billing.SLAFigures{Availability: r.Availability, EligibleMinutes: r.Eligible, DownMinutes: r.DownPlatform, Source: SourceName}, true, nil
+	return credit.Figures{Availability: r.Availability, EligibleMinutes: r.Eligible, DownMinutes: r.DownPlatform, Source: SourceName}, true, nil
 }
 
 type appKey struct{ project, app string }
@@ -69,7 +69,7 @@ type appKey struct{ project, app string }
 // report streams the tenant's events of the month (and the lookback before
 // it) once, through one recorder per production app, so memory follows the
 // number of state changes rather than the number of probes.
-func (e *Engine) report(ctx context.Context, tenant string, p billing.Period, now time.Time) (*Report, error) {
+func (e *Engine) report(ctx context.Context, tenant string, p calendar.Month, now time.Time) (*Report, error) {
 	if p.Loc == nil {
 		p.Loc = e.cfg.Location
 	}
@@ -138,7 +138,7 @@ func (e *Engine) report(ctx context.Context, tenant string, p billing.Period, no
 		rep.Maintenance += am.Maintenance
 	}
 	rep.Availability = Availability(rep.Eligible, rep.DownPlatform)
-	rep.CreditPercent = billing.CreditPercent(e.cfg.CreditTiers, rep.Availability)
+	rep.CreditPercent = credit.Percent(e.cfg.CreditTiers, rep.Availability)
 	type occurrence struct {
 		id    string
 		start int64

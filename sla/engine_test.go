@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
@@ -17,6 +17,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -54,7 +55,7 @@ func as(tenant, project, app string, env usage.Environment, evs []events.Event) 
 //     (25 November 01:00–01:30), one of another institution, one in December.
 type november struct {
 	loc     *time.Location
-	period  billing.Period
+	period  calendar.Month
 	windows staticWindows
 	store   *embedded.Store
 	engine  *sla.Engine
@@ -112,7 +113,7 @@ func newNovember(t *testing.T) *november {
 	n := &november{
 		loc:    loc,
 		store:  st,
-		period: billing.Period{Year: 2026, Month: time.November, Loc: loc},
+		period: calendar.Month{Year: 2026, Month: time.November, Loc: loc},
 		windows: staticWindows{
 			{ID: "mw-records", Scope: sla.Scope{Tenant: "caami", Project: "claims", App: "records"},
 				Start: at("2026-11-25 01:00"), End: at("2026-11-25 01:30"), Reason: "database migration", DeclaredAt: declared},
@@ -258,11 +259,11 @@ func TestEngineSLA(t *testing.T) {
 		name   string
 		tenant string
 		ok     bool
-		want   billing.SLAFigures
+		want   credit.Figures
 	}{
 		{
 			name: "an institution with production apps gets its figures from the engine", tenant: "caami", ok: true,
-			want: billing.SLAFigures{EligibleMinutes: 64530, DownMinutes: 500, Source: "sla engine"},
+			want: credit.Figures{EligibleMinutes: 64530, DownMinutes: 500, Source: "sla engine"},
 		},
 		{name: "an institution with only non-production apps has no figures", tenant: "ona"},
 		{name: "an unknown institution has no figures", tenant: "nobody"},
@@ -283,7 +284,7 @@ func TestEngineSLA(t *testing.T) {
 				fig.Availability.String() != "99.2252" {
 				t.Errorf("figures %+v, want %+v at 99.2252 %%", fig, tc.want)
 			}
-			if credit := billing.CreditPercent(billing.DefaultCreditTiers(), fig.Availability); credit.String() != "10" {
+			if credit := credit.Percent(credit.DefaultTiers(), fig.Availability); credit.String() != "10" {
 				t.Errorf("billing derives a credit of %s %% from the figures, the report says 10 %%", credit)
 			}
 		})
@@ -402,7 +403,7 @@ func TestTheRunningMonthIsReportedUpToTheClockAtAnyDate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := eng.Report(ctx, "caami", billing.PeriodOf(in.Time, loc))
+			r, err := eng.Report(ctx, "caami", calendar.MonthOf(in.Time, loc))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,9 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/paasmeter/paasmeter/billing"
 )
 
 // The states of paasmeter_sla_minutes.
@@ -77,7 +76,7 @@ func NewExporter(reg prometheus.Registerer, e *Engine) (*Exporter, error) {
 func (x *Exporter) Update(ctx context.Context, tenants []string, now time.Time) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	p := billing.PeriodOf(now, x.engine.cfg.Location)
+	p := calendar.MonthOf(now, x.engine.cfg.Location)
 	listed := map[string]bool{}
 	var errs []error
 	for _, t := range tenants {

@@ -8,10 +8,11 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
 	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
 func brussels(t testing.TB) *time.Location {
@@ -142,7 +143,7 @@ func TestConfigValidate(t *testing.T) {
 		{"a lookback shorter than the staleness is refused", func(c *sla.Config) { c.Lookback = time.Second }, "lookback"},
 		{"no credit tier is refused", func(c *sla.Config) { c.CreditTiers = nil }, "credit_tiers"},
 		{"a credit above 100 % is refused", func(c *sla.Config) {
-			c.CreditTiers = []billing.CreditTier{{Below: decimal.NewFromInt(99), Credit: decimal.NewFromInt(101)}}
+			c.CreditTiers = []credit.Tier{{Below: decimal.NewFromInt(99), Credit: decimal.NewFromInt(101)}}
 		}, "credit_tiers[0].credit"},
 	}
 	for _, tc := range tests {
@@ -166,7 +167,7 @@ func TestConfigValidate(t *testing.T) {
 // replica as a caller may pass them.
 func BenchmarkClassifyMonth(b *testing.B) {
 	loc := brussels(b)
-	p := billing.Period{Year: 2026, Month: time.January, Loc: loc}
+	p := calendar.Month{Year: 2026, Month: time.January, Loc: loc}
 	from, to := p.Start(), p.End()
 	start := from.Add(-time.Hour)
 	byReplica := concat(

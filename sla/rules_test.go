@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
 // The rules of Classify are data: testdata/minutes/*.txt hold cases, each
@@ -253,8 +254,8 @@ func parseMinutesCases(name string, r io.Reader, loc *time.Location) ([]*minutes
 				headerDay = w
 			}
 		case verb == "period" && len(l.words) == 1 && monthWord.MatchString(l.words[0]):
-			var p billing.Period
-			if p, err = billing.ParsePeriod(l.words[0], loc); err != nil {
+			var p calendar.Month
+			if p, err = calendar.Parse(l.words[0], loc); err != nil {
 				err = l.errorf("%v", err)
 			}
 			c.from, c.to, l.words = p.Start(), p.End(), nil
@@ -536,7 +537,7 @@ func checkMinutes(t *testing.T, c *minutesCase, cfg sla.Config) {
 	if c.availability != "" && got.Availability.String() != c.availability {
 		t.Errorf("%s: availability %s, want %s", c.pos, got.Availability, c.availability)
 	}
-	if credit := billing.CreditPercent(cfg.CreditTiers, got.Availability); c.credit != "" && credit.String() != c.credit {
+	if credit := credit.Percent(cfg.CreditTiers, got.Availability); c.credit != "" && credit.String() != c.credit {
 		t.Errorf("%s: credit %s %% at %s %% availability, want %s %%", c.pos, credit, got.Availability, c.credit)
 	}
 }

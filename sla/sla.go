@@ -18,9 +18,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/shopspring/decimal"
-
-	"github.com/paasmeter/paasmeter/billing"
 )
 
 // Cause says who a down minute is attributed to. Only platform-caused minutes
@@ -179,7 +178,7 @@ type Config struct {
 	// shows as missing probe data.
 	Settle time.Duration
 	// CreditTiers turn the institution's availability into a credit percent.
-	CreditTiers []billing.CreditTier
+	CreditTiers []credit.Tier
 }
 
 // DefaultConfig returns DESIGN.md §6's settings in Europe/Brussels. When the
@@ -193,7 +192,7 @@ func DefaultConfig() Config {
 		ProbeStaleness: 30 * time.Second,
 		Lookback:       24 * time.Hour,
 		Settle:         time.Minute,
-		CreditTiers:    billing.DefaultCreditTiers(),
+		CreditTiers:    credit.DefaultTiers(),
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -25,8 +27,8 @@ func Brussels() *time.Location {
 }
 
 // Period is November 2026 in Brussels.
-func Period() billing.Period {
-	return billing.Period{Year: 2026, Month: time.November, Loc: Brussels()}
+func Period() calendar.Month {
+	return calendar.Month{Year: 2026, Month: time.November, Loc: Brussels()}
 }
 
 // Seller is the example's platform operator.
@@ -142,12 +144,12 @@ func (b builder) add(s src, m usage.Meter, ws, we time.Time, q int64) {
 type SLA struct{}
 
 // SLA implements billing.SLASource.
-func (SLA) SLA(_ context.Context, tenant string, p billing.Period) (billing.SLAFigures, bool, error) {
+func (SLA) SLA(_ context.Context, tenant string, p calendar.Month) (credit.Figures, bool, error) {
 	a, ok := Availability()[tenant]
 	if !ok || p.String() != Period().String() {
-		return billing.SLAFigures{}, false, nil
+		return credit.Figures{}, false, nil
 	}
-	return billing.SLAFigures{Availability: a, Source: "billingtest"}, true, nil
+	return credit.Figures{Availability: a, Source: "billingtest"}, true, nil
 }
 
 // CreditNote is billing's credit note of inv as issued on issueDate (YYYY-MM-DD,

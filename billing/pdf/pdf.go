@@ -26,6 +26,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
 // Page geometry, in millimetres: A4 portrait.
@@ -715,7 +716,7 @@ func (r *renderer) allowance(period string) string {
 }
 
 // tierText names the credit tier a month's availability fell in.
-func tierText(tiers []billing.CreditTier, m billing.MonthInput) string {
+func tierText(tiers []credit.Tier, m billing.MonthInput) string {
 	if !m.CreditPercent.IsPositive() {
 		return "none"
 	}

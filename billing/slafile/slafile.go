@@ -19,10 +19,10 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/shopspring/decimal"
 	"go.yaml.in/yaml/v3"
-
-	"github.com/paasmeter/paasmeter/billing"
 )
 
 // Entry is one line of the file.
@@ -89,10 +89,10 @@ func Parse(data []byte, name string) (*File, error) {
 }
 
 // SLA implements billing.SLASource.
-func (f *File) SLA(_ context.Context, tenant string, p billing.Period) (billing.SLAFigures, bool, error) {
+func (f *File) SLA(_ context.Context, tenant string, p calendar.Month) (credit.Figures, bool, error) {
 	a, ok := f.figs[[2]string{tenant, p.String()}]
 	if !ok {
-		return billing.SLAFigures{}, false, nil
+		return credit.Figures{}, false, nil
 	}
-	return billing.SLAFigures{Availability: a, Source: "sla file " + filepath.Base(f.name)}, true, nil
+	return credit.Figures{Availability: a, Source: "sla file " + filepath.Base(f.name)}, true, nil
 }

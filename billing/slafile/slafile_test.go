@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 )
 
 func TestParse(t *testing.T) {
-	nov := billing.Period{Year: 2026, Month: time.November, Loc: time.UTC}
+	nov := calendar.Month{Year: 2026, Month: time.November, Loc: time.UTC}
 	tests := []struct {
 		name    string
 		in      string

@@ -25,9 +25,11 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/sla/credit"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -375,7 +377,7 @@ func (a *app) benchInvoicePhase(ctx context.Context, o benchInvoiceOptions) erro
 	if err != nil {
 		return err
 	}
-	period := billing.Period{Year: benchInvoiceYear, Month: benchInvoiceMonth, Loc: loc}
+	period := calendar.Month{Year: benchInvoiceYear, Month: benchInvoiceMonth, Loc: loc}
 	// The parent asks for the draft's profile only; any phase run by hand may.
 	if o.cpuProfile != "" {
 		f, err := os.Create(o.cpuProfile)
@@ -479,7 +481,7 @@ func benchSQLiteAggregate(ctx context.Context, path string) (benchPhaseResult, e
 
 // benchScan times reading every institution's month through ScanUsage, as
 // billing reads it, with nothing done per record but a count and a sum.
-func benchScan(ctx context.Context, o benchInvoiceOptions, p billing.Period) (benchPhaseResult, error) {
+func benchScan(ctx context.Context, o benchInvoiceOptions, p calendar.Month) (benchPhaseResult, error) {
 	store, err := embedded.Open(ctx, o.dir)
 	if err != nil {
 		return benchPhaseResult{}, err
@@ -505,12 +507,12 @@ func benchScan(ctx context.Context, o benchInvoiceOptions, p billing.Period) (be
 // benchNoSLA has no availability figures for anyone: the draft grants no SLA credit.
 type benchNoSLA struct{}
 
-func (benchNoSLA) SLA(context.Context, string, billing.Period) (billing.SLAFigures, bool, error) {
-	return billing.SLAFigures{}, false, nil
+func (benchNoSLA) SLA(context.Context, string, calendar.Month) (credit.Figures, bool, error) {
+	return credit.Figures{}, false, nil
 }
 
 // benchDraft times the draft run of p for every institution.
-func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p billing.Period) (benchPhaseResult, error) {
+func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.Month) (benchPhaseResult, error) {
 	card, err := ratecard.Load(o.rateCard, p.Loc)
 	if err != nil {
 		return benchPhaseResult{}, err

@@ -21,6 +21,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/billing/slafile"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/state"
@@ -174,7 +175,7 @@ issued documents as files in every export format.`,
 				return err
 			}
 			defer env.Close()
-			p, err := billing.ParsePeriod(period, env.loc)
+			p, err := calendar.Parse(period, env.loc)
 			if err != nil {
 				return err
 			}
@@ -199,7 +200,7 @@ issued documents as files in every export format.`,
 				return err
 			}
 			defer env.Close()
-			p, err := billing.ParsePeriod(period, env.loc)
+			p, err := calendar.Parse(period, env.loc)
 			if err != nil {
 				return err
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/config"
 )
 
@@ -39,7 +40,7 @@ as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 				return err
 			}
 			defer env.Close()
-			p, err := billing.ParsePeriod(period, env.loc)
+			p, err := calendar.Parse(period, env.loc)
 			if err != nil {
 				return err
 			}
@@ -116,9 +117,9 @@ func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store bil
 		defer t.Stop()
 		for {
 			now := a.clock.Now()
-			cur := billing.PeriodOf(now, loc)
-			periods := []billing.Period{cur}
-			if prev := billing.PeriodOf(cur.Start().Add(-time.Hour), loc); now.Before(prev.End().Add(cfg.Billing.GracePeriod)) {
+			cur := calendar.MonthOf(now, loc)
+			periods := []calendar.Month{cur}
+			if prev := calendar.MonthOf(cur.Start().Add(-time.Hour), loc); now.Before(prev.End().Add(cfg.Billing.GracePeriod)) {
 				periods = append(periods, prev)
 			}
 			for _, p := range periods {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
-	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla"
@@ -71,7 +71,7 @@ unless billing.sla_file is set.`,
 				return err
 			}
 			loc, _ := cfg.Location()
-			p, err := billing.ParsePeriod(month, loc)
+			p, err := calendar.Parse(month, loc)
 			if err != nil {
 				return err
 			}
@@ -136,7 +136,7 @@ type slaReports struct {
 	windows *maintenance.Service
 }
 
-func (r slaReports) Report(ctx context.Context, tenant string, p billing.Period) (*sla.Report, []state.AuditEntry, error) {
+func (r slaReports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
 	rep, err := r.engine.Report(ctx, tenant, p)
 	if err != nil {
 		return nil, nil, err
