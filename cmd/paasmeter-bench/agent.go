@@ -33,11 +33,12 @@ func (a *app) benchAgentCmd() *cobra.Command {
 		Short: "Agent CPU and memory with N idle containers; cgroup sampling vs the Docker stats API",
 		Long: `Start N labelled idle containers (busybox sleep) on the Docker Engine at --docker-host,
 run 'paasmeter agent' on them as a separate process (the binary at --paasmeter,
-by default the paasmeter beside this program: bin/paasmeter) for --duration with
-the default 10 s sampling, and report its CPU (% of one core) and resident memory. Then time one
-sampling round of the N containers through cgroup files (what the agent does) and
-through the Docker stats API (what cAdvisor-style tools fall back to). The image must
-exist (the tests build paasmeter-test/busybox:1).`,
+by default the paasmeter beside this program: bin/paasmeter) for --duration
+with the default 10 s sampling, and report its CPU (% of one core) and resident
+memory. Then time one sampling round of the N containers through cgroup files
+(what the agent does) and through the Docker stats API (what cAdvisor-style
+tools fall back to). The image must exist (the tests build
+paasmeter-test/busybox:1).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.benchAgent(cmd.Context(), program, host, image, n, dur, interval)
