@@ -3,6 +3,7 @@
 GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN       := bin/paasmeter
+BENCH_BIN := bin/paasmeter-bench
 CONFIG    ?= deploy/examples/paasmeter.yaml
 PLATFORM  ?= examples/platform.yaml
 FUZZTIME  ?= 60s
@@ -18,7 +19,7 @@ export PATH := /usr/local/go/bin:$(PATH)
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-10s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the static binary bin/paasmeter
@@ -54,15 +55,19 @@ chaos: ## The agent's chaos test on a longer random schedule, the collector bina
 	PAASMETER_CHAOS_KILL_COLLECTOR=1 \
 	$(GO) test -count=1 -timeout 60m -v -run '^TestChaos' ./cmd/paasmeter/
 
+.PHONY: build-bench
+build-bench: ## Build the load drivers bin/paasmeter-bench (not part of the production binary)
+	$(GO) build -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BENCH_BIN) ./cmd/paasmeter-bench
+
 .PHONY: bench
-bench: build ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers
+bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
-	$(BIN) bench ingest --records 300000 --batch 5000 --concurrency 4
+	$(BENCH_BIN) ingest --records 300000 --batch 5000 --concurrency 4
 	@./scripts/test-deps.sh >/dev/null
-	$(BIN) bench clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
-	$(BIN) bench invoice --institutions 1000 --records 10000000
+	$(BENCH_BIN) clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
+	$(BENCH_BIN) invoice --institutions 1000 --records 10000000
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
-	$(BIN) bench agent --containers 50 --duration 60s
+	$(BENCH_BIN) agent --paasmeter $(BIN) --containers 50 --duration 60s
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

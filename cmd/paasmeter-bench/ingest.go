@@ -22,11 +22,9 @@ import (
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
-func (a *app) benchCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "bench",
-		Short: "Load drivers that measure paasmeter against the raw speed of its store",
-	}
+// benchIngestCmd measures the collector's ingest over HTTP against direct
+// appends into the same store.
+func (a *app) benchIngestCmd() *cobra.Command {
 	spec := loadgen.Spec{Tenant: "bench", Node: "bench-node"}
 	var url, token string
 	var batchDelay time.Duration
@@ -59,8 +57,7 @@ batching writer (store.batch defaults, max_delay DELAY) before the store.`,
 	f.StringVar(&url, "url", "", "usage endpoint of a running collector (default: start one in-process)")
 	f.StringVar(&token, "token", "", "agent token for --url")
 	f.DurationVar(&batchDelay, "batching", 0, "put a batching writer with this max_delay between the in-process collector and its store (0: none)")
-	cmd.AddCommand(ingest, a.benchAgentCmd(), a.benchClickHouseCmd(), a.benchInvoiceCmd())
-	return cmd
+	return ingest
 }
 
 func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token string, batchDelay time.Duration) error {

@@ -27,19 +27,21 @@ import (
 func (a *app) benchAgentCmd() *cobra.Command {
 	var n int
 	var dur, interval time.Duration
-	var host, image string
+	var host, image, program string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Agent CPU and memory with N idle containers; cgroup sampling vs the Docker stats API",
 		Long: `Start N labelled idle containers (busybox sleep) on the Docker Engine at --docker-host,
-run 'paasmeter agent' on them as a separate process for --duration with the default
-10 s sampling, and report its CPU (% of one core) and resident memory. Then time one
-sampling round of the N containers through cgroup files (what the agent does) and
-through the Docker stats API (what cAdvisor-style tools fall back to). The image must
-exist (the tests build paasmeter-test/busybox:1).`,
+run 'paasmeter agent' on them as a separate process (the binary at --paasmeter,
+by default the paasmeter beside this program: bin/paasmeter) for --duration
+with the default 10 s sampling, and report its CPU (% of one core) and resident
+memory. Then time one sampling round of the N containers through cgroup files
+(what the agent does) and through the Docker stats API (what cAdvisor-style
+tools fall back to). The image must exist (the tests build
+paasmeter-test/busybox:1).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return a.benchAgent(cmd.Context(), host, image, n, dur, interval)
+			return a.benchAgent(cmd.Context(), program, host, image, n, dur, interval)
 		},
 	}
 	cmd.Flags().IntVar(&n, "containers", 50, "idle containers")
@@ -47,12 +49,25 @@ exist (the tests build paasmeter-test/busybox:1).`,
 	cmd.Flags().DurationVar(&interval, "sample-interval", 10*time.Second, "the agent's sampling interval")
 	cmd.Flags().StringVar(&host, "docker-host", os.Getenv("PAASMETER_TEST_DOCKER_HOST"), "Docker Engine API address")
 	cmd.Flags().StringVar(&image, "image", "paasmeter-test/busybox:1", "image with a sleep command")
+	cmd.Flags().StringVar(&program, "paasmeter", "", "the paasmeter binary whose agent is measured (default: paasmeter in this program's directory)")
 	return cmd
 }
 
-func (a *app) benchAgent(ctx context.Context, host, image string, n int, dur, interval time.Duration) error {
+func (a *app) benchAgent(ctx context.Context, program, host, image string, n int, dur, interval time.Duration) error {
 	if host == "" {
 		return errors.New("bench agent: --docker-host (or PAASMETER_TEST_DOCKER_HOST) is required")
+	}
+	if program == "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		program = filepath.Join(filepath.Dir(self), "paasmeter")
+	}
+	// Before any container starts: a missing binary is a usage error, not a
+	// failure after a minute of setup.
+	if _, err := os.Stat(program); err != nil {
+		return fmt.Errorf("bench agent: the paasmeter binary (--paasmeter): %w", err)
 	}
 	cli, err := client.NewClientWithOpts(client.WithHost(host), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -98,11 +113,7 @@ func (a *app) benchAgent(ctx context.Context, host, image string, n int, dur, in
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	agentProc := exec.CommandContext(ctx, self, "agent", "--config", cfgPath)
+	agentProc := exec.CommandContext(ctx, program, "agent", "--config", cfgPath)
 	agentProc.Env = append(os.Environ(), "PAASMETER_AGENT_TOKEN=bench-token")
 	agentProc.Stderr = os.Stderr
 	if err := agentProc.Start(); err != nil {

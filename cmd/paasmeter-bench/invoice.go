@@ -34,7 +34,7 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// benchInvoiceOptions are the flags of paasmeter bench invoice.
+// benchInvoiceOptions are the flags of paasmeter-bench invoice.
 type benchInvoiceOptions struct {
 	institutions, records, batch int
 	// dir holds the store to fill or reuse; empty fills a temporary one.
@@ -349,7 +349,7 @@ func (a *app) benchInvoiceChild(ctx context.Context, o benchInvoiceOptions, phas
 	if err != nil {
 		return benchPhaseResult{}, err
 	}
-	args := []string{"bench", "invoice", "--phase", phase, "--dir", o.dir, "--institutions", strconv.Itoa(o.institutions),
+	args := []string{"invoice", "--phase", phase, "--dir", o.dir, "--institutions", strconv.Itoa(o.institutions),
 		"--records", strconv.Itoa(o.records), "--ratecard", o.rateCard}
 	if phase == phaseDraft && o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)

@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -26,10 +25,11 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
+	"github.com/paasmeter/paasmeter/metering/clickhouse/chserver"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// benchClickHouseOptions are the flags of paasmeter bench clickhouse.
+// benchClickHouseOptions are the flags of paasmeter-bench clickhouse.
 type benchClickHouseOptions struct {
 	spec loadgen.Spec
 	// dsn names the server and the prefix of the databases the bench creates;
@@ -65,8 +65,9 @@ process (the collector and the load driver; for phase 1, clickhouse-client)
 and in the server (when the bench started it). Each phase gets a fresh
 database named after the DSN's (…_client, …_http, …_direct, …_query),
 dropped when the phase ends unless --keep. Without --dsn, a throwaway
-clickhouse-server (Debian's configuration) is started on free loopback ports
-with its data in a temporary directory, and removed at the end.`,
+clickhouse-server (--clickhouse-server) is started on a free loopback port
+with the tests' configuration and its data in a temporary directory, and
+removed at the end.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.spec.Validate(); err != nil {
@@ -93,7 +94,7 @@ with its data in a temporary directory, and removed at the end.`,
 	return cmd
 }
 
-// chBench is one run of paasmeter bench clickhouse against one server.
+// chBench is one run of paasmeter-bench clickhouse against one server.
 type chBench struct {
 	o   benchClickHouseOptions
 	dsn *clickhouse.DSN
@@ -105,12 +106,12 @@ type chBench struct {
 func (a *app) benchClickHouse(ctx context.Context, o benchClickHouseOptions) (err error) {
 	serverPid := 0
 	if o.dsn == "" {
-		srv, err := startThrowawayClickHouse(ctx, o.server, o.client)
+		srv, stop, err := startThrowawayClickHouse(ctx, o.server)
 		if err != nil {
 			return err
 		}
-		defer func() { err = errors.Join(err, srv.stop()) }()
-		o.dsn, serverPid = "clickhouse://"+srv.addr+"/paasmeter_bench", srv.cmd.Process.Pid
+		defer func() { err = errors.Join(err, stop()) }()
+		o.dsn, serverPid = srv.DSN("paasmeter_bench"), srv.Pid()
 	}
 	dsn, err := clickhouse.ParseDSN(o.dsn)
 	if err != nil {
@@ -500,90 +501,22 @@ func (c chClient) insert(ctx context.Context, db string, write func(*bufio.Write
 	return writeErr
 }
 
-// throwawayClickHouse is a clickhouse-server started for one bench run.
-type throwawayClickHouse struct {
-	addr   string
-	dir    string
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-// startThrowawayClickHouse runs Debian's clickhouse-server configuration with
-// its ports and paths moved to free loopback ports and a temporary directory,
-// and waits until it answers.
-func startThrowawayClickHouse(ctx context.Context, program, clientProgram string) (*throwawayClickHouse, error) {
-	ports, err := freePorts(3)
-	if err != nil {
-		return nil, err
-	}
+// startThrowawayClickHouse starts program, a clickhouse-server, for one bench
+// run: on a free loopback port with its data in a temporary directory, which
+// stop removes after stopping it.
+func startThrowawayClickHouse(ctx context.Context, program string) (srv *chserver.Server, stop func() error, err error) {
 	dir, err := os.MkdirTemp("", "paasmeter-bench-clickhouse-")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	out, err := os.Create(filepath.Join(dir, "stdout.log"))
+	servers, err := chserver.StartCluster(ctx, program, dir, "paasmeter_bench", 1)
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return nil, nil, errors.Join(err, os.RemoveAll(dir))
 	}
-	defer out.Close()
-	data := filepath.Join(dir, "data") + "/"
-	s := &throwawayClickHouse{addr: fmt.Sprintf("127.0.0.1:%d", ports[0]), dir: dir, exited: make(chan struct{})}
-	s.cmd = exec.Command(program, "--config-file=/etc/clickhouse-server/config.xml", "--",
-		"--listen_host=127.0.0.1", "--tcp_port="+strconv.Itoa(ports[0]), "--http_port="+strconv.Itoa(ports[1]),
-		"--interserver_http_port="+strconv.Itoa(ports[2]), "--path="+data, "--tmp_path="+data+"tmp/",
-		"--user_files_path="+data+"user_files/", "--format_schema_path="+data+"format_schemas/",
-		"--logger.log="+filepath.Join(dir, "server.log"), "--logger.errorlog="+filepath.Join(dir, "server.err.log"))
-	s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = dir, out, out
-	// The server dies with the bench, even when the bench is killed.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, fmt.Errorf("start %s: %w", program, err)
-	}
-	go func() { s.cmd.Wait(); close(s.exited) }()
-
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	client := chClient{program: clientProgram, addr: s.addr}
-	for {
-		select {
-		case <-s.exited:
-			log, _ := os.ReadFile(filepath.Join(dir, "server.err.log"))
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("clickhouse-server exited at start: %s", log)
-		case <-ctx.Done():
-			return nil, errors.Join(fmt.Errorf("clickhouse-server on %s did not answer: %w", s.addr, ctx.Err()), s.stop())
-		case <-time.After(100 * time.Millisecond):
-		}
-		if _, err := client.run(ctx, "SELECT 1"); err == nil {
-			return s, nil
-		}
-	}
-}
-
-// freePorts returns n distinct free loopback ports. Another process may take
-// one before the server binds it: the server then fails to start, and says so.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// stop shuts the server down (SIGTERM, then SIGKILL after 10 s) and removes its data.
-func (s *throwawayClickHouse) stop() error {
-	s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.exited
-	}
-	return os.RemoveAll(s.dir)
+	return servers[0], func() error {
+		// SIGTERM, then SIGKILL after 10 s.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return errors.Join(servers[0].Stop(ctx), os.RemoveAll(dir))
+	}, nil
 }

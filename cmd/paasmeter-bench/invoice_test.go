@@ -8,11 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// asMainEnv makes a re-executed test binary act as paasmeter: bench invoice
+// asMainEnv makes a re-executed test binary act as paasmeter-bench: invoice
 // runs its phases in child processes of os.Executable(), which under go test
 // is this test binary.
 const asMainEnv = "PAASMETER_TEST_AS_MAIN"
@@ -21,10 +20,10 @@ func init() {
 	if os.Getenv(asMainEnv) != "1" {
 		return
 	}
-	root := newRoot(os.Stdout, os.Stderr, os.Getenv, clock.System{})
+	root := newRoot(os.Stdout, os.Stderr)
 	root.SetArgs(os.Args[1:])
 	if err := root.ExecuteContext(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "paasmeter:", err)
+		fmt.Fprintln(os.Stderr, "paasmeter-bench:", err)
 		os.Exit(1)
 	}
 	os.Exit(0)
@@ -33,9 +32,9 @@ func init() {
 func TestBenchInvoiceDraftsEveryInstitutionAndReusesItsStore(t *testing.T) {
 	t.Setenv(asMainEnv, "1")
 	dir := t.TempDir()
-	args := []string{"bench", "invoice", "--institutions", "5", "--records", "20000", "--batch", "3000", "--dir", dir,
+	args := []string{"invoice", "--institutions", "5", "--records", "20000", "--batch", "3000", "--dir", dir,
 		"--ratecard", "../../deploy/examples/ratecard.yaml"}
-	out, err := run(t, context.Background(), "", args...)
+	out, err := run(t, context.Background(), args...)
 	if err != nil {
 		t.Fatalf("bench invoice: %v\n%s", err, out)
 	}
@@ -47,13 +46,13 @@ func TestBenchInvoiceDraftsEveryInstitutionAndReusesItsStore(t *testing.T) {
 		}
 	}
 
-	out, err = run(t, context.Background(), "", args...)
+	out, err = run(t, context.Background(), args...)
 	if err != nil || !strings.Contains(out, "fill: skipped") || !strings.Contains(out, "draft: 5 invoices") {
 		t.Errorf("bench invoice again on its store: %v\n%s", err, out)
 	}
 	// Other records are not mistaken for these.
-	args[5] = "20001"
-	if out, err := run(t, context.Background(), "", args...); err == nil || !strings.Contains(err.Error(), "other records") {
+	args[4] = "20001"
+	if out, err := run(t, context.Background(), args...); err == nil || !strings.Contains(err.Error(), "other records") {
 		t.Errorf("bench invoice with other --records on the same --dir: %v\n%s", err, out)
 	}
 }
