@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/logs"
 )
 
@@ -36,7 +36,7 @@ func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 	for _, rt := range e.srv.Routes() {
 		scoped := strings.Contains(rt.Pattern, "{tenant}")
 		org := strings.HasPrefix(rt.Pattern, "/loki/")
-		if scoped != (rt.Access == collector.TenantRead) || org != (rt.Access == collector.OrgRead || rt.Access == collector.OrgWrite) {
+		if scoped != (rt.Access == route.TenantRead) || org != (rt.Access == route.OrgRead || rt.Access == route.OrgWrite) {
 			t.Errorf("%s %s: a route is tenant-scoped exactly when its path names {tenant}, and org-scoped exactly when it is Loki's", rt.Method, rt.Pattern)
 			continue
 		}
@@ -74,7 +74,7 @@ func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 			cases = append(cases, attempt{"caami's token asking for Loki's multi-tenant ona|caami", caamiToken, "ona|caami", http.StatusForbidden})
 		}
 		allowed := []string{caamiToken, adminToken}
-		if rt.Access == collector.OrgWrite {
+		if rt.Access == route.OrgWrite {
 			// An operator reads every tenant but writes none; an agent writes (for its node).
 			cases = append(cases, attempt{"an operator pushing to caami", adminToken, "caami", http.StatusForbidden})
 			allowed = []string{caamiToken, agentNode1}
