@@ -4,6 +4,11 @@
 // push API), serves tenant-scoped reads (and Loki's read API for Grafana),
 // audits operators' reads and enforces log retention. Operators' /metrics and
 // pprof live on a separate admin listener.
+//
+// Its route table is the tenants' listener's only one: the routes other
+// domains contribute (invoices, SLA reports, maintenance windows; see
+// Options.Routes) go through the same authentication, tenant checks and
+// audit as its own.
 package collector
 
 import (
