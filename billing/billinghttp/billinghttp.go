@@ -61,7 +61,8 @@ type Options struct {
 	// Invoices, if set, serves issued invoices and credit notes to their
 	// institutions; without it the routes answer 501.
 	Invoices InvoiceReader
-	Logger   *slog.Logger
+	// Logger defaults to slog's.
+	Logger *slog.Logger
 }
 
 // handlers serve the routes.
@@ -73,10 +74,7 @@ type handlers struct {
 // Routes returns the invoice routes, for the collector's table
 // (collector.Options.Routes).
 func Routes(o Options) []route.Route {
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	h := &handlers{invoices: o.Invoices, log: o.Logger}
+	h := &handlers{invoices: o.Invoices, log: cmp.Or(o.Logger, slog.Default())}
 	return []route.Route{
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: h.getInvoices},
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: h.getInvoice},

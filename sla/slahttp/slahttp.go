@@ -6,6 +6,7 @@
 package slahttp
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -40,8 +41,9 @@ type Options struct {
 	Tenants map[string]bool
 	// Location is the platform's time zone, for calendar days and months (default UTC).
 	Location *time.Location
-	Clock    clock.Clock
-	Logger   *slog.Logger
+	// Clock and Logger default to the system's.
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // handlers serve the routes.
@@ -57,16 +59,8 @@ type handlers struct {
 // Routes returns the SLA report and maintenance window routes, for the
 // collector's table (collector.Options.Routes).
 func Routes(o Options) []route.Route {
-	if o.Location == nil {
-		o.Location = time.UTC
-	}
-	if o.Clock == nil {
-		o.Clock = clock.System{}
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	h := &handlers{reports: o.Reports, windows: o.Windows, tenants: o.Tenants, loc: o.Location, clock: o.Clock, log: o.Logger}
+	h := &handlers{reports: o.Reports, windows: o.Windows, tenants: o.Tenants, loc: cmp.Or(o.Location, time.UTC),
+		clock: cmp.Or[clock.Clock](o.Clock, clock.System{}), log: cmp.Or(o.Logger, slog.Default())}
 	return []route.Route{
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/sla", Access: route.TenantRead, Handle: h.getSLA},
 		{Method: "GET", Pattern: "/api/v1/maintenance", Access: route.AdminOnly, Handle: h.listMaintenance},
