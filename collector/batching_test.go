@@ -16,8 +16,8 @@ import (
 )
 
 // batched puts a batching writer configured by tweak before the store.
-func batched(tweak func(*batching.Config)) func(*collector.Options) {
-	return func(o *collector.Options) {
+func batched(tweak func(*batching.Config)) func(*setup) {
+	return func(o *setup) {
 		cfg := batching.DefaultConfig()
 		cfg.MaxDelay = time.Millisecond
 		tweak(&cfg)

@@ -4,6 +4,11 @@
 // push API), serves tenant-scoped reads (and Loki's read API for Grafana),
 // audits operators' reads and enforces log retention. Operators' /metrics and
 // pprof live on a separate admin listener.
+//
+// Its route table is the tenants' listener's only one: the routes other
+// domains contribute (invoices, SLA reports, maintenance windows; see
+// Options.Routes) go through the same authentication, tenant checks and
+// audit as its own.
 package collector
 
 import (
@@ -24,6 +29,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
@@ -53,14 +59,11 @@ type Options struct {
 	// large ones before the store (metering/batching). The collector never
 	// closes Store: its caller does, after Run returned.
 	Batch *batching.Config
-	// Invoices, if set, serves issued invoices and credit notes to their
-	// institutions; without it those routes answer 501.
-	Invoices InvoiceReader
-	// Maintenance, if set, serves the admin API of maintenance windows;
-	// without it those routes answer 501.
-	Maintenance MaintenanceWindows
-	// SLA, if set, serves institutions their SLA reports.
-	SLA SLAReports
+	// Routes are the endpoints other domains contribute to the tenants'
+	// listener (billing/billinghttp, sla/slahttp). They are served through
+	// the collector's one table, as its own routes are: the same
+	// authentication, tenant checks and audit of operators' reads.
+	Routes []route.Route
 }
 
 // Server is the collector.
@@ -71,7 +74,6 @@ type Server struct {
 	tenants  map[string]bool
 	keep     map[string]time.Duration // log retention per tenant
 	audit    audit.Recorder
-	invoices InvoiceReader
 	limiters *tenantLimiters
 	loc      *time.Location
 	clock    clock.Clock
@@ -85,10 +87,8 @@ type Server struct {
 	draining atomic.Bool
 	// ready is paasmeter_collector_ready, which /readyz keeps up to date.
 	ready *readiness
-
-	// maintenance is nil when the collector keeps no maintenance windows.
-	maintenance MaintenanceWindows
-	sla         SLAReports
+	// contributed are Options.Routes.
+	contributed []route.Route
 }
 
 // New builds a Server.
@@ -145,7 +145,6 @@ func New(o Options) (*Server, error) {
 		tenants:  o.Tenants,
 		keep:     keep,
 		audit:    o.Audit,
-		invoices: o.Invoices,
 		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
 		loc:      o.Location,
 		clock:    o.Clock,
@@ -156,8 +155,10 @@ func New(o Options) (*Server, error) {
 		slots:    make(chan struct{}, o.Config.MaxInflightBatches),
 		batched:  o.Batch != nil,
 
-		maintenance: o.Maintenance,
-		sla:         o.SLA,
+		contributed: o.Routes,
+	}
+	if err := checkRoutes(s.Routes()); err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
 	}
 	s.ready = &readiness{check: s.store.Ready, draining: &s.draining, now: time.Now}
 	if err := newReadinessGauge(o.Registry, s.ready); err != nil {
@@ -175,7 +176,7 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+		route.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return mux
 }
@@ -195,12 +196,12 @@ func (s *Server) AdminHandler() http.Handler {
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	route.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
-		writeError(w, http.StatusServiceUnavailable, "shutting down", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "shutting down", nil)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -212,10 +213,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		s.ready.record(time.Now(), err)
 	}
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "metering store not ready", err.Error())
+		route.WriteError(w, http.StatusServiceUnavailable, "metering store not ready", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	route.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // Run serves both listeners and enforces log retention (RunRetention) until

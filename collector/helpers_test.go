@@ -17,12 +17,14 @@ import (
 
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/sla/slahttp"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -48,9 +50,20 @@ type env struct {
 	registry  *prometheus.Registry
 }
 
+// setup is what newEnv builds its collector from: its options, and the
+// services behind the routes billing and the SLA contribute to its table.
+// Those routes are served as the collector command serves them, each
+// answering 501 without its service.
+type setup struct {
+	collector.Options
+	invoices billinghttp.InvoiceReader
+	windows  slahttp.MaintenanceWindows
+	reports  slahttp.SLAReports
+}
+
 // newEnv starts a collector over a fresh embedded store. wrap, if given, wraps
 // the store (to inject failures or delays).
-func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) metering.Store, opts ...func(*collector.Options)) *env {
+func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) metering.Store, opts ...func(*setup)) *env {
 	t.Helper()
 	st, err := embedded.Open(context.Background(), t.TempDir())
 	if err != nil {
@@ -86,15 +99,18 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { auditLog.Close() })
-	o := collector.Options{
+	o := setup{Options: collector.Options{
 		Config: c, Store: store, Auth: authn, Tenants: map[string]bool{"caami": true, "ona": true},
 		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
 		Audit: auditLog,
-	}
+	}}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e.srv, err = collector.New(o)
+	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Logger: o.Logger}),
+		slahttp.Routes(slahttp.Options{Reports: o.reports, Windows: o.windows, Tenants: o.Tenants, Location: o.Location, Clock: o.Clock,
+			Logger: o.Logger})...)
+	e.srv, err = collector.New(o.Options)
 	if err != nil {
 		t.Fatal(err)
 	}

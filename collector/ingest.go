@@ -17,6 +17,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
@@ -99,7 +100,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 
 		body, err := s.body(w, r)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, err.Error(), nil)
+			route.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
 		}
 		defer body.Close()
@@ -130,7 +131,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		}
 		if len(foreign) > 0 {
 			s.countRejected(k.name, tenants, len(recs), foreign)
-			writeError(w, http.StatusForbidden,
+			route.WriteError(w, http.StatusForbidden,
 				fmt.Sprintf("this token writes for node %q only; %d record(s) name another node; nothing was stored", p.Node, len(foreign)),
 				map[string]any{"indexes": firstN(foreign, maxProblems)})
 			return
@@ -150,7 +151,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		out := IngestResult{Records: len(recs), Duplicates: len(res.Duplicates), New: len(recs) - len(res.Duplicates)}
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("paasmeter.records", out.Records),
 			attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
-		writeJSON(w, http.StatusOK, out)
+		route.WriteJSON(w, http.StatusOK, out)
 	}
 }
 
@@ -163,7 +164,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, kind string) (rel
 	}
 	s.metrics.throttled.WithLabelValues(kind, throttledByInflight).Inc()
 	w.Header().Set("Retry-After", "1")
-	writeError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
+	route.WriteError(w, http.StatusTooManyRequests, "collector busy: retry later", map[string]int{"max_inflight_batches": s.cfg.MaxInflightBatches})
 	return nil, false
 }
 
@@ -199,11 +200,11 @@ func (s *Server) storeFailed(w http.ResponseWriter, kind string, records int, p 
 	switch {
 	case errors.Is(err, metering.ErrOverloaded):
 		s.metrics.throttled.WithLabelValues(kind, throttledByStore).Inc()
-		writeError(w, http.StatusTooManyRequests, "store busy; nothing was stored, resend the batch later", nil)
+		route.WriteError(w, http.StatusTooManyRequests, "store busy; nothing was stored, resend the batch later", nil)
 	case errors.Is(err, context.Canceled):
-		writeError(w, 499, "request canceled; nothing was stored", nil) // client gone: it will resend, dedup makes that safe
+		route.WriteError(w, 499, "request canceled; nothing was stored", nil) // client gone: it will resend, dedup makes that safe
 	default:
-		writeError(w, http.StatusServiceUnavailable, "store unavailable; nothing was stored, resend the batch", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "store unavailable; nothing was stored, resend the batch", nil)
 	}
 }
 
@@ -256,23 +257,23 @@ func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []strin
 	switch {
 	case errors.As(err, &tooLarge):
 		s.countRejected(kind, nil, 0, nil)
-		writeError(w, http.StatusRequestEntityTooLarge,
+		route.WriteError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("request body exceeds %d bytes; split the batch", s.cfg.MaxBodyBytes), map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
 	case errors.As(err, &tooMany):
 		s.countRejected(kind, nil, 0, nil)
-		writeError(w, http.StatusRequestEntityTooLarge, err.Error()+"; split the batch", map[string]int{"max_records": tooMany.Limit})
+		route.WriteError(w, http.StatusRequestEntityTooLarge, err.Error()+"; split the batch", map[string]int{"max_records": tooMany.Limit})
 	case errors.As(err, &inv):
 		bad := make([]int, 0, len(inv.Problems))
 		for _, p := range inv.Problems {
 			bad = append(bad, p.Index)
 		}
 		s.countRejected(kind, tenants, inv.Records, bad)
-		writeError(w, http.StatusBadRequest,
+		route.WriteError(w, http.StatusBadRequest,
 			fmt.Sprintf("batch rejected: %d problem(s) in %d record(s); nothing was stored", len(inv.Problems), inv.Records),
 			map[string]any{"problems": firstN(inv.Problems, maxProblems), "problems_total": len(inv.Problems)})
 	default:
 		s.countRejected(kind, nil, 0, nil)
-		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		route.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 	}
 }
 

@@ -19,11 +19,11 @@ import (
 
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/calendar"
-	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
@@ -46,8 +46,8 @@ type invoicing struct {
 }
 
 // withInvoicing makes newEnv's collector serve inv's documents.
-func withInvoicing(t *testing.T, inv *invoicing) func(*collector.Options) {
-	return func(o *collector.Options) {
+func withInvoicing(t *testing.T, inv *invoicing) func(*setup) {
+	return func(o *setup) {
 		t.Helper()
 		st, err := stateembedded.Open(context.Background(), t.TempDir())
 		if err != nil {
@@ -66,7 +66,7 @@ func withInvoicing(t *testing.T, inv *invoicing) func(*collector.Options) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Invoices = inv.svc
+		o.invoices = inv.svc
 	}
 }
 
@@ -136,7 +136,7 @@ func TestInstitutionsListAndDownloadTheirInvoicesInEveryFormat(t *testing.T) {
 	if a.code != http.StatusOK {
 		t.Fatalf("list: %d %s", a.code, a.body)
 	}
-	var list collector.InvoicesResponse
+	var list billinghttp.InvoicesResponse
 	a.decode(t, &list)
 	var numbers []string
 	for _, s := range list.Invoices {
@@ -273,7 +273,7 @@ func (failingInvoices) Document(context.Context, string) (*billing.Invoice, erro
 }
 
 func TestInvoiceStoreFailuresAreServiceUnavailable(t *testing.T) {
-	e := newEnv(t, nil, nil, func(o *collector.Options) { o.Invoices = failingInvoices{} })
+	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = failingInvoices{} })
 	for _, path := range []string{"/api/v1/tenants/caami/invoices", "/api/v1/tenants/caami/invoices/" + caamiNovember + ".csv"} {
 		if a := do(t, "GET", e.api.URL+path, caamiToken, nil); a.code != http.StatusServiceUnavailable {
 			t.Errorf("GET %s with the store down: %d %s, want 503", path, a.code, a.body)
@@ -300,7 +300,7 @@ func TestAnInvoiceThatCannotBeAnEInvoiceSaysWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	inv.Customer.Party.EndpointID = ""
-	e := newEnv(t, nil, nil, func(o *collector.Options) { o.Invoices = peppolless{&inv} })
+	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = peppolless{&inv} })
 	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/invoices/"+caamiNovember+".xml", caamiToken, nil)
 	if a.code != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "endpoint") {
 		t.Errorf("GET the e-invoice of an institution without a Peppol endpoint: %d %s, want 422 naming the endpoint", a.code, a.body)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 )
@@ -53,7 +54,7 @@ const (
 func (s *Server) getLogs(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 	q, problems := s.parseLogsQuery(r.PathValue("tenant"), r.URL.Query())
 	if len(problems) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid logs query", problems)
+		route.WriteError(w, http.StatusBadRequest, "invalid logs query", problems)
 		return
 	}
 	page, ok := s.queryLogs(w, r, q)
@@ -67,13 +68,13 @@ func (s *Server) getLogs(w http.ResponseWriter, r *http.Request, _ auth.Principa
 	if page.Next != "" {
 		resp.Next = sealCursor(q.Tenant, page.Next)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	route.WriteJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) parseLogsQuery(tenant string, v url.Values) (metering.LogQuery, []fieldError) {
-	var problems []fieldError
+func (s *Server) parseLogsQuery(tenant string, v url.Values) (metering.LogQuery, []route.FieldError) {
+	var problems []route.FieldError
 	bad := func(field, format string, args ...any) {
-		problems = append(problems, fieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+		problems = append(problems, route.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	q := metering.LogQuery{Tenant: tenant}
 	for key := range v {
@@ -148,7 +149,7 @@ func (s *Server) queryLogs(w http.ResponseWriter, r *http.Request, q metering.Lo
 	page, err := s.store.QueryLogs(r.Context(), q)
 	if err != nil {
 		s.log.Error("log query failed", "tenant", q.Tenant, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "log store unavailable", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "log store unavailable", nil)
 		return page, false
 	}
 	return page, true

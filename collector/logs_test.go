@@ -318,7 +318,7 @@ func (failingAudit) Record(context.Context, audit.Entry) error { return errors.N
 
 func TestOperatorReadsAreRefusedWhenTheAuditLogFails(t *testing.T) {
 	for name, rec := range map[string]audit.Recorder{"a failing audit log": failingAudit{}, "no audit log": nil} {
-		e := newEnv(t, nil, nil, func(o *collector.Options) { o.Audit = rec })
+		e := newEnv(t, nil, nil, func(o *setup) { o.Audit = rec })
 		if a := e.postLogs(t, agentNode1, []logs.Line{logLine("caami", "pricing", "c1", "prod", now.Add(-time.Minute), "secret")}); a.code != 200 {
 			t.Fatalf("seeding: %d %s", a.code, a.body)
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/lokipush"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/logs/logql"
 	"github.com/paasmeter/paasmeter/metering"
@@ -46,7 +47,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 	reject := func(code int, msg string, detail any) {
 		s.countRejected(kindLogs, nil, 0, nil)
 		s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
-		writeError(w, code, msg, detail)
+		route.WriteError(w, code, msg, detail)
 	}
 
 	_, span := s.tracer.Start(r.Context(), "loki.decode")
@@ -92,7 +93,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 			s.metrics.records.WithLabelValues(kindLogs, tenant, pushRateLimited).Add(float64(len(lines)))
 			s.metrics.lokiPushes.WithLabelValues(tenant, pushRateLimited).Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			writeError(w, http.StatusTooManyRequests,
+			route.WriteError(w, http.StatusTooManyRequests,
 				fmt.Sprintf("ingestion rate limit exceeded for tenant %s (limit: %d bytes/sec) while attempting to ingest %d lines totaling %d bytes; nothing was stored, retry later",
 					tenant, s.cfg.Logs.IngestionRateBytes, len(lines), bytes),
 				map[string]int{"ingestion_rate_bytes": s.cfg.Logs.IngestionRateBytes, "ingestion_burst_bytes": s.cfg.Logs.IngestionBurstBytes})
@@ -128,7 +129,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 	if len(problems) > 1 {
 		msg += fmt.Sprintf(" (and %d more problem(s))", len(problems)-1)
 	}
-	writeError(w, http.StatusBadRequest, msg, map[string]any{"problems": firstN(problems, maxProblems), "problems_total": len(problems)})
+	route.WriteError(w, http.StatusBadRequest, msg, map[string]any{"problems": firstN(problems, maxProblems), "problems_total": len(problems)})
 }
 
 // decodePush reads and decodes a push body, bounded by max_body_bytes before
@@ -274,9 +275,9 @@ type lokiStream struct {
 func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 	v := r.URL.Query()
 	q := metering.LogQuery{Tenant: r.PathValue("tenant")}
-	var problems []fieldError
+	var problems []route.FieldError
 	bad := func(field string, err error) {
-		problems = append(problems, fieldError{Field: field, Reason: err.Error()})
+		problems = append(problems, route.FieldError{Field: field, Reason: err.Error()})
 	}
 	var err error
 	if v.Get("query") == "" {
@@ -294,7 +295,7 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 		bad("direction", err)
 	}
 	if len(problems) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid query: "+problems[0].Field+": "+problems[0].Reason, problems)
+		route.WriteError(w, http.StatusBadRequest, "invalid query: "+problems[0].Field+": "+problems[0].Reason, problems)
 		return
 	}
 	page, ok := s.queryLogs(w, r, q)
@@ -313,7 +314,7 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 		}
 		result[i].Values = append(result[i].Values, [2]string{strconv.FormatInt(l.Time.UnixNano(), 10), l.Line})
 	}
-	writeJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: lokiStreams{ResultType: "streams", Result: result}})
+	route.WriteJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: lokiStreams{ResultType: "streams", Result: result}})
 }
 
 // defaultLabelRange is how far back Loki's label endpoints look by default.
@@ -337,20 +338,20 @@ func (s *Server) lokiLabelValues(w http.ResponseWriter, r *http.Request, _ auth.
 func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func(tenant string, from, to time.Time) ([]string, error)) {
 	from, to, err := s.lokiRange(r.URL.Query(), defaultLabelRange)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid query: start, end: "+err.Error(), []fieldError{{Field: "start", Reason: err.Error()}})
+		route.WriteError(w, http.StatusBadRequest, "invalid query: start, end: "+err.Error(), []route.FieldError{{Field: "start", Reason: err.Error()}})
 		return
 	}
 	tenant := r.PathValue("tenant")
 	out, err := list(tenant, from, to)
 	if err != nil {
 		s.log.Error("log label query failed", "tenant", tenant, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "log store unavailable", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "log store unavailable", nil)
 		return
 	}
 	if out == nil {
 		out = []string{}
 	}
-	writeJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: out})
+	route.WriteJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: out})
 }
 
 // lokiRange reads Loki's start, end and since parameters: end defaults to now,

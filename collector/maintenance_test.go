@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
@@ -21,8 +21,8 @@ import (
 // withMaintenance makes newEnv's collector keep maintenance windows in an
 // embedded state store of its own, at the collector's clock; *st receives
 // the store.
-func withMaintenance(t *testing.T, st **stateembedded.Store) func(*collector.Options) {
-	return func(o *collector.Options) {
+func withMaintenance(t *testing.T, st **stateembedded.Store) func(*setup) {
+	return func(o *setup) {
 		t.Helper()
 		s, err := stateembedded.Open(context.Background(), t.TempDir())
 		if err != nil {
@@ -34,7 +34,7 @@ func withMaintenance(t *testing.T, st **stateembedded.Store) func(*collector.Opt
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.Maintenance = svc
+		o.windows = svc
 		*st = s
 	}
 }
@@ -113,7 +113,7 @@ func TestMaintenanceRoutesAreForAdminTokensOnly(t *testing.T) {
 			continue
 		}
 		routes++
-		if rt.Access != collector.AdminOnly {
+		if rt.Access != route.AdminOnly {
 			t.Errorf("%s %s: access %d, want AdminOnly", rt.Method, rt.Pattern, rt.Access)
 		}
 		path := strings.Replace(rt.Pattern, "{id}", w.ID, 1)
@@ -151,7 +151,7 @@ func TestMaintenanceRoutesAreForAdminTokensOnly(t *testing.T) {
 func TestMaintenanceWithoutAStateStoreIsNotImplemented(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	for _, rt := range e.srv.Routes() {
-		if rt.Access != collector.AdminOnly {
+		if rt.Access != route.AdminOnly {
 			continue
 		}
 		path := strings.Replace(rt.Pattern, "{id}", "1", 1)

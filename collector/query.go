@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -42,13 +43,13 @@ type MeterTotal struct {
 func (s *Server) getUsage(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 	q, problems := s.parseUsageQuery(r.PathValue("tenant"), r.URL.Query())
 	if len(problems) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid usage query", problems)
+		route.WriteError(w, http.StatusBadRequest, "invalid usage query", problems)
 		return
 	}
 	rows, err := s.store.QueryUsage(r.Context(), q)
 	if err != nil {
 		s.log.Error("usage query failed", "tenant", q.Tenant, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "usage store unavailable", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "usage store unavailable", nil)
 		return
 	}
 	resp := UsageResponse{Tenant: q.Tenant, From: q.From, To: q.To, TimeZone: s.loc.String(), GroupBy: q.GroupBy, Rows: rows,
@@ -68,13 +69,13 @@ func (s *Server) getUsage(w http.ResponseWriter, r *http.Request, _ auth.Princip
 			resp.Totals = append(resp.Totals, t)
 		}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	route.WriteJSON(w, http.StatusOK, resp)
 }
 
-func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQuery, []fieldError) {
-	var problems []fieldError
+func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQuery, []route.FieldError) {
+	var problems []route.FieldError
 	bad := func(field, format string, args ...any) {
-		problems = append(problems, fieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+		problems = append(problems, route.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	q := metering.UsageQuery{UsageFilter: metering.UsageFilter{Tenant: tenant}, Location: s.loc}
 
@@ -101,10 +102,10 @@ func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQue
 		q.To = q.From.AddDate(0, 1, 0)
 	default:
 		var ok bool
-		if q.From, ok = s.parseTime(from); !ok {
+		if q.From, ok = route.ParseTime(from, s.loc); !ok {
 			bad("from", "%q is not an RFC 3339 time or a YYYY-MM-DD date", from)
 		}
-		if q.To, ok = s.parseTime(to); !ok {
+		if q.To, ok = route.ParseTime(to, s.loc); !ok {
 			bad("to", "%q is not an RFC 3339 time or a YYYY-MM-DD date", to)
 		}
 	}
@@ -138,16 +139,6 @@ func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQue
 		}
 	}
 	return q, problems
-}
-
-func (s *Server) parseTime(v string) (time.Time, bool) {
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), true
-	}
-	if t, err := time.ParseInLocation(time.DateOnly, v, s.loc); err == nil {
-		return t, true
-	}
-	return time.Time{}, false
 }
 
 // list splits repeated and comma-separated parameter values.

@@ -2,9 +2,11 @@ package collector
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -14,81 +16,65 @@ import (
 
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector/auth"
-)
-
-// Access says who may call a route.
-type Access int
-
-// Access levels.
-const (
-	// Public routes need no token (health checks).
-	Public Access = iota
-	// AgentWrite routes need an agent token; handlers check the node binding.
-	AgentWrite
-	// TenantRead routes have a {tenant} path segment and need a token that may
-	// read that tenant. The check lives in wrap, so no route can forget it;
-	// so does the audit of operators' (admin tokens') reads, which fails
-	// closed.
-	TenantRead
-	// OrgRead routes are Loki's reads: the tenant is named by the
-	// X-Scope-OrgID header instead of the path, and checked as for
-	// TenantRead. wrap sets it as the request's "tenant" path value.
-	OrgRead
-	// OrgWrite routes are Loki's push: the tenant named by X-Scope-OrgID is
-	// written by that tenant's institution token (its own applications
-	// shipping logs) or by an agent token, whose node binding the handler
-	// checks as for AgentWrite.
-	OrgWrite
-	// AdminOnly routes are the platform's own settings (maintenance
-	// windows), read or written by admin tokens only: no institution's
-	// token, not even for its own windows. They name no tenant in the path;
-	// a handler checks a tenant it is given.
-	AdminOnly
+	"github.com/paasmeter/paasmeter/collector/route"
 )
 
 // orgHeader is Loki's tenant header.
 const orgHeader = "X-Scope-OrgID"
 
-// Route is one endpoint of the tenants' listener.
-type Route struct {
-	Method  string
-	Pattern string
-	Access  Access
-	handle  func(w http.ResponseWriter, r *http.Request, p auth.Principal)
+// Routes is the single list of the tenants' listener's endpoints: the
+// collector's own, then those other domains contribute (Options.Routes).
+// Every one is served through wrap. Tests walk it to try every tenant-scoped
+// route across tenants.
+func (s *Server) Routes() []route.Route {
+	own := []route.Route{
+		{Method: "GET", Pattern: "/healthz", Access: route.Public, Handle: func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.healthz(w, r) }},
+		{Method: "GET", Pattern: "/readyz", Access: route.Public, Handle: func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.readyz(w, r) }},
+		{Method: "POST", Pattern: "/api/v1/usage", Access: route.AgentWrite, Handle: ingest(s, s.usageKind())},
+		{Method: "POST", Pattern: "/api/v1/events", Access: route.AgentWrite, Handle: ingest(s, s.eventKind())},
+		{Method: "POST", Pattern: "/api/v1/logs", Access: route.AgentWrite, Handle: ingest(s, s.logKind())},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/usage", Access: route.TenantRead, Handle: s.getUsage},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/logs", Access: route.TenantRead, Handle: s.getLogs},
+		{Method: "POST", Pattern: "/loki/api/v1/push", Access: route.OrgWrite, Handle: s.lokiPush},
+		{Method: "GET", Pattern: "/loki/api/v1/query_range", Access: route.OrgRead, Handle: s.lokiQueryRange},
+		{Method: "GET", Pattern: "/loki/api/v1/labels", Access: route.OrgRead, Handle: s.lokiLabels},
+		// Loki serves the label list under both names; older Grafanas ask for the singular.
+		{Method: "GET", Pattern: "/loki/api/v1/label", Access: route.OrgRead, Handle: s.lokiLabels},
+		{Method: "GET", Pattern: "/loki/api/v1/label/{name}/values", Access: route.OrgRead, Handle: s.lokiLabelValues},
+	}
+	return append(own, s.contributed...)
 }
 
-// Routes is the single list of the tenants' listener's endpoints. Tests walk it
-// to try every tenant-scoped route across tenants.
-func (s *Server) Routes() []Route {
-	return []Route{
-		{"GET", "/healthz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.healthz(w, r) }},
-		{"GET", "/readyz", Public, func(w http.ResponseWriter, r *http.Request, _ auth.Principal) { s.readyz(w, r) }},
-		{"POST", "/api/v1/usage", AgentWrite, ingest(s, s.usageKind())},
-		{"POST", "/api/v1/events", AgentWrite, ingest(s, s.eventKind())},
-		{"POST", "/api/v1/logs", AgentWrite, ingest(s, s.logKind())},
-		{"GET", "/api/v1/tenants/{tenant}/usage", TenantRead, s.getUsage},
-		{"GET", "/api/v1/tenants/{tenant}/logs", TenantRead, s.getLogs},
-		{"GET", "/api/v1/tenants/{tenant}/sla", TenantRead, s.getSLA},
-		{"GET", "/api/v1/tenants/{tenant}/invoices", TenantRead, s.getInvoices},
-		{"GET", "/api/v1/tenants/{tenant}/invoices/{file}", TenantRead, s.getInvoice},
-		{"POST", "/loki/api/v1/push", OrgWrite, s.lokiPush},
-		{"GET", "/loki/api/v1/query_range", OrgRead, s.lokiQueryRange},
-		{"GET", "/loki/api/v1/labels", OrgRead, s.lokiLabels},
-		// Loki serves the label list under both names; older Grafanas ask for the singular.
-		{"GET", "/loki/api/v1/label", OrgRead, s.lokiLabels},
-		{"GET", "/loki/api/v1/label/{name}/values", OrgRead, s.lokiLabelValues},
-		{"GET", "/api/v1/maintenance", AdminOnly, s.listMaintenance},
-		{"POST", "/api/v1/maintenance", AdminOnly, s.declareMaintenance},
-		{"PUT", "/api/v1/maintenance/{id}", AdminOnly, s.changeMaintenance},
-		{"DELETE", "/api/v1/maintenance/{id}", AdminOnly, s.cancelMaintenance},
+// checkRoutes refuses a table whose access does not follow its paths: wrap
+// checks the tenant of a {tenant} segment only on route.TenantRead routes, so a
+// contributed route that names a tenant under another access would escape
+// the tenant wall, and a route.TenantRead route without one would check nothing.
+// Two routes of one method and pattern would make the mux panic.
+func checkRoutes(routes []route.Route) error {
+	seen := make(map[string]bool, len(routes))
+	var errs []error
+	for _, rt := range routes {
+		name := rt.Method + " " + rt.Pattern
+		switch {
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("route %s: declared twice", name))
+		case rt.Access < route.Public || rt.Access > route.AdminOnly:
+			errs = append(errs, fmt.Errorf("route %s: unknown access %d", name, rt.Access))
+		case rt.Handle == nil:
+			errs = append(errs, fmt.Errorf("route %s: no handler", name))
+		case strings.Contains(rt.Pattern, "{tenant}") != (rt.Access == route.TenantRead):
+			errs = append(errs, fmt.Errorf("route %s: a route names {tenant} in its path exactly when its access is TenantRead", name))
+		}
+		seen[name] = true
 	}
+	return errors.Join(errs...)
 }
 
 var propagator = propagation.TraceContext{}
 
 // wrap authenticates and authorizes a request, then runs the route's handler
 // inside a span and records its metrics.
-func (s *Server) wrap(rt Route) http.Handler {
+func (s *Server) wrap(rt route.Route) http.Handler {
 	name := rt.Method + " " + rt.Pattern
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -108,58 +94,58 @@ func (s *Server) wrap(rt Route) http.Handler {
 		r = r.WithContext(ctx)
 
 		var p auth.Principal
-		if rt.Access != Public {
+		if rt.Access != route.Public {
 			var err error
 			p, err = s.auth.Authenticate(r)
 			if err != nil {
 				rec.Header().Set("WWW-Authenticate", `Bearer realm="paasmeter"`)
-				writeError(rec, http.StatusUnauthorized, err.Error(), nil)
+				route.WriteError(rec, http.StatusUnauthorized, err.Error(), nil)
 				return
 			}
 			span.SetAttributes(attribute.String("paasmeter.principal", p.Name))
 		}
-		if rt.Access == OrgRead || rt.Access == OrgWrite {
+		if rt.Access == route.OrgRead || rt.Access == route.OrgWrite {
 			tenant := r.Header.Get(orgHeader)
 			if tenant == "" && p.Role == auth.RoleInstitution {
 				tenant = p.Tenant // an institution's client need not repeat what its token says
 			}
 			if tenant == "" {
-				writeError(rec, http.StatusBadRequest, orgHeader+" must name the tenant", nil)
+				route.WriteError(rec, http.StatusBadRequest, orgHeader+" must name the tenant", nil)
 				return
 			}
 			r.SetPathValue("tenant", tenant)
 		}
 		tenant := r.PathValue("tenant")
 		switch rt.Access {
-		case AgentWrite:
+		case route.AgentWrite:
 			if p.Role != auth.RoleAgent {
-				writeError(rec, http.StatusForbidden, "only agent tokens may write records", map[string]string{"role": string(p.Role)})
+				route.WriteError(rec, http.StatusForbidden, "only agent tokens may write records", map[string]string{"role": string(p.Role)})
 				return
 			}
-		case OrgWrite:
+		case route.OrgWrite:
 			if !p.CanWriteTenant(tenant) {
-				writeError(rec, http.StatusForbidden, "this token may not write tenant "+strconvQuote(tenant), nil)
+				route.WriteError(rec, http.StatusForbidden, "this token may not write tenant "+route.Quote(tenant), nil)
 				return
 			}
-		case TenantRead, OrgRead:
+		case route.TenantRead, route.OrgRead:
 			if !p.CanRead(tenant) {
-				writeError(rec, http.StatusForbidden, "this token may not read tenant "+strconvQuote(tenant), nil)
+				route.WriteError(rec, http.StatusForbidden, "this token may not read tenant "+route.Quote(tenant), nil)
 				return
 			}
-		case AdminOnly:
+		case route.AdminOnly:
 			if p.Role != auth.RoleAdmin {
-				writeError(rec, http.StatusForbidden, "only admin tokens may use this endpoint", map[string]string{"role": string(p.Role)})
+				route.WriteError(rec, http.StatusForbidden, "only admin tokens may use this endpoint", map[string]string{"role": string(p.Role)})
 				return
 			}
 		}
-		if rt.Access != Public && rt.Access != AgentWrite && rt.Access != AdminOnly && !s.tenants[tenant] {
-			writeError(rec, http.StatusNotFound, "unknown tenant "+strconvQuote(tenant), nil)
+		if rt.Access != route.Public && rt.Access != route.AgentWrite && rt.Access != route.AdminOnly && !s.tenants[tenant] {
+			route.WriteError(rec, http.StatusNotFound, "unknown tenant "+route.Quote(tenant), nil)
 			return
 		}
-		if (rt.Access == TenantRead || rt.Access == OrgRead) && p.Role == auth.RoleAdmin && !s.auditRead(rec, r, name, tenant, p) {
+		if (rt.Access == route.TenantRead || rt.Access == route.OrgRead) && p.Role == auth.RoleAdmin && !s.auditRead(rec, r, name, tenant, p) {
 			return
 		}
-		rt.handle(rec, r, p)
+		rt.Handle(rec, r, p)
 	})
 }
 
@@ -183,17 +169,10 @@ func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, action, tenan
 	if err != nil {
 		s.log.Error("operator read refused: the audit log failed", "principal", p.Name, "tenant", tenant, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "30")
-		writeError(w, http.StatusServiceUnavailable, "the audit log is unavailable: operators' reads of tenant data are refused until it works", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "the audit log is unavailable: operators' reads of tenant data are refused until it works", nil)
 		return false
 	}
 	return true
-}
-
-func strconvQuote(s string) string {
-	if len(s) > 64 {
-		s = s[:64]
-	}
-	return strconv.Quote(s)
 }
 
 // statusRecorder remembers the status code a handler wrote.

@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/calendar"
-	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
 	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/slahttp"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -25,13 +25,13 @@ func (e engineReports) Report(ctx context.Context, tenant string, p calendar.Mon
 }
 
 // withSLA gives the collector SLA reports from the engine over its store.
-func withSLA(t *testing.T) func(*collector.Options) {
-	return func(o *collector.Options) {
+func withSLA(t *testing.T) func(*setup) {
+	return func(o *setup) {
 		eng, err := sla.NewEngine(o.Store, nil, sla.DefaultConfig(), o.Clock)
 		if err != nil {
 			t.Fatal(err)
 		}
-		o.SLA = engineReports{eng}
+		o.reports = engineReports{eng}
 	}
 }
 
@@ -59,7 +59,7 @@ func TestInstitutionsReadTheirSLAReport(t *testing.T) {
 	if a.code != http.StatusOK {
 		t.Fatalf("GET caami's SLA: %d %s", a.code, a.body)
 	}
-	var rep collector.SLAResponse
+	var rep slahttp.SLAResponse
 	if err := json.Unmarshal(a.body, &rep); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package collector_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/url"
@@ -9,7 +10,10 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/logs"
+	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
 // TestEveryTenantRouteRefusesOtherTenants walks the route table, so a route
@@ -36,7 +40,7 @@ func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 	for _, rt := range e.srv.Routes() {
 		scoped := strings.Contains(rt.Pattern, "{tenant}")
 		org := strings.HasPrefix(rt.Pattern, "/loki/")
-		if scoped != (rt.Access == collector.TenantRead) || org != (rt.Access == collector.OrgRead || rt.Access == collector.OrgWrite) {
+		if scoped != (rt.Access == route.TenantRead) || org != (rt.Access == route.OrgRead || rt.Access == route.OrgWrite) {
 			t.Errorf("%s %s: a route is tenant-scoped exactly when its path names {tenant}, and org-scoped exactly when it is Loki's", rt.Method, rt.Pattern)
 			continue
 		}
@@ -74,7 +78,7 @@ func TestEveryTenantRouteRefusesOtherTenants(t *testing.T) {
 			cases = append(cases, attempt{"caami's token asking for Loki's multi-tenant ona|caami", caamiToken, "ona|caami", http.StatusForbidden})
 		}
 		allowed := []string{caamiToken, adminToken}
-		if rt.Access == collector.OrgWrite {
+		if rt.Access == route.OrgWrite {
 			// An operator reads every tenant but writes none; an agent writes (for its node).
 			cases = append(cases, attempt{"an operator pushing to caami", adminToken, "caami", http.StatusForbidden})
 			allowed = []string{caamiToken, agentNode1}
@@ -130,6 +134,36 @@ func TestOperatorEndpointsOnlyOnTheAdminListener(t *testing.T) {
 			if a := do(t, "GET", l+p, "", nil); a.code != 200 {
 				t.Errorf("%s%s: %d %s", l, p, a.code, a.body)
 			}
+		}
+	}
+}
+
+// TestContributedRoutesCannotStepAroundTheTable: a route another domain
+// contributes declares its access, and the table refuses one whose path
+// and access disagree, since the tenant of a {tenant} segment is checked
+// only on TenantRead routes.
+func TestContributedRoutesCannotStepAroundTheTable(t *testing.T) {
+	handle := func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) { w.WriteHeader(http.StatusOK) }
+	st, err := embedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	authn, err := auth.NewAuthenticator(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rt := range map[string]route.Route{
+		"a tenant's path under admin access":   {Method: "GET", Pattern: "/api/v1/tenants/{tenant}/things", Access: route.AdminOnly, Handle: handle},
+		"a tenant's path under agent access":   {Method: "POST", Pattern: "/api/v1/tenants/{tenant}/things", Access: route.AgentWrite, Handle: handle},
+		"a tenant read that names no tenant":   {Method: "GET", Pattern: "/api/v1/things", Access: route.TenantRead, Handle: handle},
+		"a route the collector already serves": {Method: "GET", Pattern: "/api/v1/tenants/{tenant}/usage", Access: route.TenantRead, Handle: handle},
+		"an access that does not exist":        {Method: "GET", Pattern: "/api/v1/things", Access: route.AdminOnly + 1, Handle: handle},
+		"no handler":                           {Method: "GET", Pattern: "/api/v1/things", Access: route.AdminOnly},
+	} {
+		_, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Routes: []route.Route{rt}})
+		if err == nil || !strings.Contains(err.Error(), rt.Pattern) {
+			t.Errorf("%s: New answered %v, want an error naming the route", name, err)
 		}
 	}
 }

@@ -6,14 +6,12 @@ import (
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
-	"github.com/paasmeter/paasmeter/collector"
 )
 
 func TestIngestIsTracedFromRequestToStore(t *testing.T) {
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	e := newEnv(t, nil, nil, func(o *collector.Options) { o.Tracer = tp })
+	e := newEnv(t, nil, nil, func(o *setup) { o.Tracer = tp })
 
 	const parent = "4bf92f3577b34da6a3ce929d0e0e4736"
 	a := do(t, "POST", e.api.URL+"/api/v1/usage", agentNode1, bytes.NewReader(encode(t, records("caami", 0, 3))),

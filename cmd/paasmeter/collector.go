@@ -12,6 +12,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/config"
@@ -20,6 +21,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/sla/slahttp"
 )
 
 func (a *app) collectorCmd() *cobra.Command {
@@ -135,7 +137,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 	}
 	// The collector serves institutions the documents the invoice commands
 	// issued, read from the state store they share.
-	var invoices collector.InvoiceReader
+	var invoices billinghttp.InvoiceReader
 	if billingOpts != nil {
 		if billingOpts.SLA == nil {
 			billingOpts.SLA = engine
@@ -176,11 +178,12 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		Registry:     reg,
 		Tracer:       tp,
 		// On by default for ClickHouse, which wants few large inserts.
-		Batch:    cfg.Store.MeteringBatch(),
-		Invoices: invoices,
-		// Admin tokens declare windows; the SLA engine reads them from the store.
-		Maintenance: windows,
-		SLA:         slaReports{engine, windows},
+		Batch: cfg.Store.MeteringBatch(),
+		// Billing and the SLA serve their routes through the collector's
+		// table. Admin tokens declare windows; the SLA engine reads them from the store.
+		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Logger: log}),
+			slahttp.Routes(slahttp.Options{Reports: slaReports{engine, windows}, Windows: windows, Tenants: cfg.TenantSet(),
+				Location: loc, Clock: clock.System{}, Logger: log})...),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -1,4 +1,4 @@
-package collector
+package slahttp
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
 )
@@ -52,39 +53,39 @@ type refusalDetail struct {
 }
 
 func maintenanceUnconfigured(w http.ResponseWriter) {
-	writeError(w, http.StatusNotImplemented, "this collector keeps no maintenance windows: it has no state store", nil)
+	route.WriteError(w, http.StatusNotImplemented, "this collector keeps no maintenance windows: it has no state store", nil)
 }
 
 // listMaintenance is GET /api/v1/maintenance: the windows of tenant (all
 // without it) overlapping [from, to). from and to are RFC 3339 times or
 // YYYY-MM-DD dates in the platform's time zone; from defaults to now (the
 // windows in progress and to come), to to no end.
-func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if s.maintenance == nil {
+func (h *handlers) listMaintenance(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	if h.windows == nil {
 		maintenanceUnconfigured(w)
 		return
 	}
 	v := r.URL.Query()
-	var problems []fieldError
+	var problems []route.FieldError
 	bad := func(field, format string, args ...any) {
-		problems = append(problems, fieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+		problems = append(problems, route.FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
 	}
 	for key := range v {
 		if key != "tenant" && key != "from" && key != "to" {
 			bad(key, "is not a parameter of this endpoint")
 		}
 	}
-	resp := MaintenanceResponse{Tenant: v.Get("tenant"), From: s.clock.Now().UTC()}
+	resp := MaintenanceResponse{Tenant: v.Get("tenant"), From: h.clock.Now().UTC()}
 	if f := v.Get("from"); f != "" {
 		var ok bool
-		if resp.From, ok = s.parseTime(f); !ok {
+		if resp.From, ok = route.ParseTime(f, h.loc); !ok {
 			bad("from", "%q is not an RFC 3339 time or a YYYY-MM-DD date", f)
 		}
 	}
 	var to time.Time
 	if t := v.Get("to"); t != "" {
 		var ok bool
-		if to, ok = s.parseTime(t); !ok {
+		if to, ok = route.ParseTime(t, h.loc); !ok {
 			bad("to", "%q is not an RFC 3339 time or a YYYY-MM-DD date", t)
 		} else if !to.After(resp.From) {
 			bad("to", "must be after from (%s)", resp.From.Format(time.RFC3339))
@@ -92,142 +93,142 @@ func (s *Server) listMaintenance(w http.ResponseWriter, r *http.Request, _ auth.
 		resp.To = &to
 	}
 	if len(problems) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid maintenance query", problems)
+		route.WriteError(w, http.StatusBadRequest, "invalid maintenance query", problems)
 		return
 	}
-	if resp.Tenant != "" && !s.tenants[resp.Tenant] {
-		writeError(w, http.StatusNotFound, "unknown tenant "+strconvQuote(resp.Tenant), nil)
+	if resp.Tenant != "" && !h.tenants[resp.Tenant] {
+		route.WriteError(w, http.StatusNotFound, "unknown tenant "+route.Quote(resp.Tenant), nil)
 		return
 	}
-	ds, err := s.maintenance.List(r.Context(), resp.Tenant, resp.From, to)
+	ds, err := h.windows.List(r.Context(), resp.Tenant, resp.From, to)
 	if err != nil {
-		s.log.Error("maintenance list failed", "tenant", resp.Tenant, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "state store unavailable", nil)
+		h.log.Error("maintenance list failed", "tenant", resp.Tenant, "err", err)
+		route.WriteError(w, http.StatusServiceUnavailable, "state store unavailable", nil)
 		return
 	}
 	resp.Windows = ds
-	writeJSON(w, http.StatusOK, resp)
+	route.WriteJSON(w, http.StatusOK, resp)
 }
 
 // declareMaintenance is POST /api/v1/maintenance: a new window, 201 with
 // it as stored (its id and version 1).
-func (s *Server) declareMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if s.maintenance == nil {
+func (h *handlers) declareMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	if h.windows == nil {
 		maintenanceUnconfigured(w)
 		return
 	}
-	d, ok := s.readDeclaration(w, r)
+	d, ok := h.readDeclaration(w, r)
 	if !ok {
 		return
 	}
 	switch {
 	case d.ID != "":
-		writeError(w, http.StatusBadRequest, "a new window's id is assigned by the collector",
-			fieldError{Field: "id", Reason: "leave it out; PUT /api/v1/maintenance/{id} changes a window"})
+		route.WriteError(w, http.StatusBadRequest, "a new window's id is assigned by the collector",
+			route.FieldError{Field: "id", Reason: "leave it out; PUT /api/v1/maintenance/{id} changes a window"})
 		return
 	case d.Version != 0:
-		writeError(w, http.StatusBadRequest, "a new window has no version", fieldError{Field: "version", Reason: "leave it out"})
+		route.WriteError(w, http.StatusBadRequest, "a new window has no version", route.FieldError{Field: "version", Reason: "leave it out"})
 		return
 	}
-	stored, err := s.maintenance.Declare(r.Context(), d, p.Name)
+	stored, err := h.windows.Declare(r.Context(), d, p.Name)
 	if err != nil {
-		s.maintenanceError(w, "declare", "", err)
+		h.maintenanceError(w, "declare", "", err)
 		return
 	}
 	w.Header().Set("Location", "/api/v1/maintenance/"+url.PathEscape(stored.ID))
-	writeJSON(w, http.StatusCreated, stored)
+	route.WriteJSON(w, http.StatusCreated, stored)
 }
 
 // changeMaintenance is PUT /api/v1/maintenance/{id}: the window as it
 // should be, with the version it was read at; 409 when it changed since.
-func (s *Server) changeMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if s.maintenance == nil {
+func (h *handlers) changeMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	if h.windows == nil {
 		maintenanceUnconfigured(w)
 		return
 	}
 	id := r.PathValue("id")
-	d, ok := s.readDeclaration(w, r)
+	d, ok := h.readDeclaration(w, r)
 	if !ok {
 		return
 	}
 	switch {
 	case d.ID != "" && d.ID != id:
-		writeError(w, http.StatusBadRequest, "the body is another window's", fieldError{Field: "id", Reason: fmt.Sprintf("%q is not %q", d.ID, id)})
+		route.WriteError(w, http.StatusBadRequest, "the body is another window's", route.FieldError{Field: "id", Reason: fmt.Sprintf("%q is not %q", d.ID, id)})
 		return
 	case d.Version <= 0:
-		writeError(w, http.StatusBadRequest, "a change names the version it was read at",
-			fieldError{Field: "version", Reason: "is required: the window's version, as GET lists it"})
+		route.WriteError(w, http.StatusBadRequest, "a change names the version it was read at",
+			route.FieldError{Field: "version", Reason: "is required: the window's version, as GET lists it"})
 		return
 	}
 	d.ID = id
-	stored, err := s.maintenance.Declare(r.Context(), d, p.Name)
+	stored, err := h.windows.Declare(r.Context(), d, p.Name)
 	if err != nil {
-		s.maintenanceError(w, "change", id, err)
+		h.maintenanceError(w, "change", id, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, stored)
+	route.WriteJSON(w, http.StatusOK, stored)
 }
 
 // cancelMaintenance is DELETE /api/v1/maintenance/{id}: the occurrences
 // that have not started are cancelled; 200 with the window as it is then.
-func (s *Server) cancelMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if s.maintenance == nil {
+func (h *handlers) cancelMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+	if h.windows == nil {
 		maintenanceUnconfigured(w)
 		return
 	}
 	id := r.PathValue("id")
-	stored, err := s.maintenance.Cancel(r.Context(), id, p.Name)
+	stored, err := h.windows.Cancel(r.Context(), id, p.Name)
 	if err != nil {
-		s.maintenanceError(w, "cancel", id, err)
+		h.maintenanceError(w, "cancel", id, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, stored)
+	route.WriteJSON(w, http.StatusOK, stored)
 }
 
 // readDeclaration reads and decodes the body, or answers 400 (naming the
 // field) or 413 and returns false.
-func (s *Server) readDeclaration(w http.ResponseWriter, r *http.Request) (maintenance.Declaration, bool) {
+func (h *handlers) readDeclaration(w http.ResponseWriter, r *http.Request) (maintenance.Declaration, bool) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxMaintenanceBody))
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a maintenance window's body is at most %d bytes", maxMaintenanceBody), nil)
+		route.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("a maintenance window's body is at most %d bytes", maxMaintenanceBody), nil)
 		return maintenance.Declaration{}, false
 	case err != nil:
-		writeError(w, http.StatusBadRequest, "reading the body failed", fieldError{Field: "body", Reason: err.Error()})
+		route.WriteError(w, http.StatusBadRequest, "reading the body failed", route.FieldError{Field: "body", Reason: err.Error()})
 		return maintenance.Declaration{}, false
 	}
 	d, err := maintenance.DecodeDeclaration(body)
 	if fe, ok := maintenance.IsRefusal(err); ok {
-		writeError(w, http.StatusBadRequest, "malformed maintenance window: "+err.Error(), fieldError{Field: fe.Field, Reason: fe.Reason})
+		route.WriteError(w, http.StatusBadRequest, "malformed maintenance window: "+err.Error(), route.FieldError{Field: fe.Field, Reason: fe.Reason})
 		return maintenance.Declaration{}, false
 	}
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed maintenance window", fieldError{Field: "body", Reason: err.Error()})
+		route.WriteError(w, http.StatusBadRequest, "malformed maintenance window", route.FieldError{Field: "body", Reason: err.Error()})
 		return maintenance.Declaration{}, false
 	}
 	return d, true
 }
 
 // maintenanceError answers a failed declare, change or cancel.
-func (s *Server) maintenanceError(w http.ResponseWriter, verb, id string, err error) {
+func (h *handlers) maintenanceError(w http.ResponseWriter, verb, id string, err error) {
 	if fe, ok := maintenance.IsRefusal(err); ok {
 		detail := refusalDetail{Field: fe.Field, Reason: fe.Reason}
 		if !fe.Earliest.IsZero() {
-			e := fe.Earliest.In(s.loc)
+			e := fe.Earliest.In(h.loc)
 			detail.Earliest = &e
 		}
-		writeError(w, http.StatusUnprocessableEntity, "maintenance window refused: "+err.Error(), detail)
+		route.WriteError(w, http.StatusUnprocessableEntity, "maintenance window refused: "+err.Error(), detail)
 		return
 	}
 	switch {
 	case errors.Is(err, state.ErrNotFound):
-		writeError(w, http.StatusNotFound, "no maintenance window "+strconvQuote(id), nil)
+		route.WriteError(w, http.StatusNotFound, "no maintenance window "+route.Quote(id), nil)
 	case errors.Is(err, state.ErrConflict):
-		writeError(w, http.StatusConflict, "maintenance window "+strconvQuote(id)+" changed since it was read: read it again and redo the change",
-			fieldError{Field: "version", Reason: err.Error()})
+		route.WriteError(w, http.StatusConflict, "maintenance window "+route.Quote(id)+" changed since it was read: read it again and redo the change",
+			route.FieldError{Field: "version", Reason: err.Error()})
 	default:
-		s.log.Error("maintenance "+verb+" failed", "id", id, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "state store unavailable", nil)
+		h.log.Error("maintenance "+verb+" failed", "id", id, "err", err)
+		route.WriteError(w, http.StatusServiceUnavailable, "state store unavailable", nil)
 	}
 }

@@ -1,4 +1,8 @@
-package collector
+// Package billinghttp serves institutions their issued invoices and credit
+// notes: the list, and each document's download in every export format. Its
+// routes are served through the collector's route table, which checks that
+// the token may read the {tenant} of the path and audits operators' reads.
+package billinghttp
 
 import (
 	"bytes"
@@ -6,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -16,6 +21,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ubl"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -50,23 +56,48 @@ type InvoiceSummary struct {
 	Links map[string]string `json:"links"`
 }
 
+// Options are what the routes serve.
+type Options struct {
+	// Invoices, if set, serves issued invoices and credit notes to their
+	// institutions; without it the routes answer 501.
+	Invoices InvoiceReader
+	// Logger defaults to slog's.
+	Logger *slog.Logger
+}
+
+// handlers serve the routes.
+type handlers struct {
+	invoices InvoiceReader
+	log      *slog.Logger
+}
+
+// Routes returns the invoice routes, for the collector's table
+// (collector.Options.Routes).
+func Routes(o Options) []route.Route {
+	h := &handlers{invoices: o.Invoices, log: cmp.Or(o.Logger, slog.Default())}
+	return []route.Route{
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: h.getInvoices},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: h.getInvoice},
+	}
+}
+
 // invoicesUnconfigured answers a collector that serves no invoices.
 func invoicesUnconfigured(w http.ResponseWriter) {
-	writeError(w, http.StatusNotImplemented, "this collector serves no invoices: billing.rate_card is not configured", nil)
+	route.WriteError(w, http.StatusNotImplemented, "this collector serves no invoices: billing.rate_card is not configured", nil)
 }
 
 // getInvoices is GET /api/v1/tenants/{tenant}/invoices: the institution's
 // issued documents, each with a link per export format.
-func (s *Server) getInvoices(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if s.invoices == nil {
+func (h *handlers) getInvoices(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	if h.invoices == nil {
 		invoicesUnconfigured(w)
 		return
 	}
 	tenant := r.PathValue("tenant")
-	invs, err := s.invoices.List(r.Context(), state.DocumentFilter{Tenant: tenant})
+	invs, err := h.invoices.List(r.Context(), state.DocumentFilter{Tenant: tenant})
 	if err != nil {
-		s.log.Error("invoice list failed", "tenant", tenant, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
+		h.log.Error("invoice list failed", "tenant", tenant, "err", err)
+		route.WriteError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
 		return
 	}
 	// The store lists by series, which puts every invoice before every
@@ -82,7 +113,7 @@ func (s *Server) getInvoices(w http.ResponseWriter, r *http.Request, _ auth.Prin
 		resp.Invoices = append(resp.Invoices, InvoiceSummary{Number: inv.Number, Kind: inv.Kind, Period: inv.Period,
 			IssueDate: inv.IssueDate, DueDate: inv.DueDate, Currency: inv.Currency, Payable: inv.Totals.Payable, Refers: inv.Refers, Links: links})
 	}
-	writeJSON(w, http.StatusOK, resp)
+	route.WriteJSON(w, http.StatusOK, resp)
 }
 
 // documentNumber is what a document number may look like: the billing
@@ -92,8 +123,8 @@ var documentNumber = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 
 // getInvoice is GET /api/v1/tenants/{tenant}/invoices/{file}: the document
 // file names, {number}.{format}, exported in that format as a download.
-func (s *Server) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if s.invoices == nil {
+func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
+	if h.invoices == nil {
 		invoicesUnconfigured(w)
 		return
 	}
@@ -101,25 +132,25 @@ func (s *Server) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Princ
 	formats := map[string][]string{"formats": export.Formats()}
 	number, format, ok := strings.Cut(file, ".")
 	if !ok || !documentNumber.MatchString(number) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is not an invoice file name: want NUMBER.FORMAT, e.g. PM-2026-000001.%s",
-			strconvQuote(file), export.Formats()[0]), formats)
+		route.WriteError(w, http.StatusBadRequest, fmt.Sprintf("%s is not an invoice file name: want NUMBER.FORMAT, e.g. PM-2026-000001.%s",
+			route.Quote(file), export.Formats()[0]), formats)
 		return
 	}
 	if !slices.Contains(export.Formats(), format) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown format %s: the formats are %s", strconvQuote(format),
+		route.WriteError(w, http.StatusBadRequest, fmt.Sprintf("unknown format %s: the formats are %s", route.Quote(format),
 			strings.Join(export.Formats(), ", ")), formats)
 		return
 	}
-	inv, err := s.invoices.Document(r.Context(), number)
+	inv, err := h.invoices.Document(r.Context(), number)
 	// Another institution's document is answered exactly as a number that
 	// does not exist, so that numbers cannot be probed for what exists.
 	if errors.Is(err, billing.ErrNotFound) || (err == nil && inv.Customer.Tenant != tenant) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no invoice or credit note %s for tenant %s", number, strconvQuote(tenant)), nil)
+		route.WriteError(w, http.StatusNotFound, fmt.Sprintf("no invoice or credit note %s for tenant %s", number, route.Quote(tenant)), nil)
 		return
 	}
 	if err != nil {
-		s.log.Error("invoice read failed", "tenant", tenant, "number", number, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
+		h.log.Error("invoice read failed", "tenant", tenant, "number", number, "err", err)
+		route.WriteError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
 		return
 	}
 	// Rendered whole before the first byte is sent: a failure is still an
@@ -128,19 +159,19 @@ func (s *Server) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Princ
 	if err := export.Write(&body, inv, format); err != nil {
 		if errors.Is(err, ubl.ErrIncomplete) {
 			// The configuration lacks what a Peppol e-invoice needs: say what.
-			writeError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be an e-invoice: %v", number, err), nil)
+			route.WriteError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be an e-invoice: %v", number, err), nil)
 			return
 		}
-		s.log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
-		writeError(w, http.StatusInternalServerError, fmt.Sprintf("%s could not be exported as %s", number, format), nil)
+		h.log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
+		route.WriteError(w, http.StatusInternalServerError, fmt.Sprintf("%s could not be exported as %s", number, format), nil)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", export.ContentType(format))
+	hdr := w.Header()
+	hdr.Set("Content-Type", export.ContentType(format))
 	// The store found the document by the number checked above, and the
 	// format is a known one: nothing in the name needs escaping.
-	h.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, export.FileName(inv, format)))
-	h.Set("X-Content-Type-Options", "nosniff")
+	hdr.Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, export.FileName(inv, format)))
+	hdr.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(body.Bytes()) // the status is sent; a failed write means the client left
 }
