@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/paasmeter/paasmeter/runtime/node"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 )
@@ -70,7 +71,7 @@ wrong); the collector deduplicates, so replaying twice cannot double-bill.`,
 			if err != nil {
 				return err
 			}
-			out, deadSp, err := openSpools(cfg.Agent.SpoolDir, cfg.Agent.SpoolMaxBytes)
+			out, deadSp, err := node.OpenSpools(cfg.Agent.SpoolDir, cfg.Agent.SpoolMaxBytes)
 			if err != nil {
 				return err
 			}

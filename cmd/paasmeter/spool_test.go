@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paasmeter/paasmeter/runtime/node"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 )
 
@@ -16,7 +17,7 @@ func TestSpoolInspectAndReplayMoveDeadLettersBack(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "paasmeter.yaml")
 	os.WriteFile(cfg, []byte("agent:\n  spool_dir: "+filepath.Join(dir, "spool")+"\n"), 0o600)
-	out, dead, err := openSpools(filepath.Join(dir, "spool"), 1<<30)
+	out, dead, err := node.OpenSpools(filepath.Join(dir, "spool"), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +41,7 @@ func TestSpoolInspectAndReplayMoveDeadLettersBack(t *testing.T) {
 	if err != nil || !strings.Contains(got, "replayed 3 dead letter(s)") {
 		t.Fatalf("spool replay: %v\n%s", err, got)
 	}
-	out, dead, err = openSpools(filepath.Join(dir, "spool"), 1<<30)
+	out, dead, err = node.OpenSpools(filepath.Join(dir, "spool"), 1<<30)
 	if err != nil {
 		t.Fatal(err)
 	}

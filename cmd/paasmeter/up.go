@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
 	"github.com/paasmeter/paasmeter/runtime/image"
+	"github.com/paasmeter/paasmeter/runtime/node"
 	"github.com/paasmeter/paasmeter/runtime/reconcile"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 )
@@ -105,16 +106,16 @@ func (a *app) runUp(ctx context.Context, platform string) (err error) {
 	}
 
 	cfg.Agent.CollectorURL = "http://" + col.api.String()
-	n, err := openNode(cfg.Agent, a.clock, log, token, plat, eng, nil)
+	n, err := node.Open(node.Options{Config: cfg.Agent, Token: token, Platform: plat, Engine: eng, Clock: a.clock, Logger: log})
 	if err != nil {
 		return errors.Join(err, stopCollectorAndWait())
 	}
-	defer func() { err = errors.Join(err, n.close()) }()
+	defer func() { err = errors.Join(err, n.Close()) }()
 	nodeCtx, stopNode := context.WithCancel(ctx)
 	defer stopNode()
 	nodeDone := make(chan error, 1)
-	go func() { nodeDone <- n.run(nodeCtx, true) }()
-	a.printWhereToLook(cfg, plat, col.api.String(), col.admin.String(), n.adminAddr(), eng.Client().DaemonHost())
+	go func() { nodeDone <- n.Run(nodeCtx, true) }()
+	a.printWhereToLook(cfg, plat, col.api.String(), col.admin.String(), n.AdminAddr(), eng.Client().DaemonHost())
 
 	select {
 	case err = <-nodeDone:

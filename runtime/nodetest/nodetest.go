@@ -1,15 +1,15 @@
 // Package nodetest runs a whole node for the runtime's tests: a collector on
-// an embedded store, and the agent (with its reconciler when given a platform
-// spec) on the test Docker Engine, all in the test's process. A node can be
-// restarted over the same spool and state, as an agent restart does.
+// an embedded store, and the node `paasmeter agent` runs (runtime/node: the
+// agent, with its reconciler when given a platform spec) on the test Docker
+// Engine, all in the test's process. A node can be restarted over the same
+// spool and state, as an agent restart does.
 package nodetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,12 +22,11 @@ import (
 	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/agent"
-	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
+	"github.com/paasmeter/paasmeter/runtime/node"
 	"github.com/paasmeter/paasmeter/runtime/reconcile"
-	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 	"github.com/paasmeter/paasmeter/runtime/tail"
@@ -41,7 +40,8 @@ type Options struct {
 	Sample, Window time.Duration
 	// Tenants the collector knows (default: caami).
 	Tenants []string
-	// SpoolMax bounds the spool (0: default).
+	// SpoolMax bounds the spools, below what the configuration allows
+	// (0: the configuration's default).
 	SpoolMax int64
 	// HoldShipping, when not nil, starts the shipper only once it is closed.
 	HoldShipping <-chan struct{}
@@ -66,7 +66,7 @@ type Node struct {
 	Cli   *client.Client
 	Store metering.Store
 	Name  string
-	// Reg holds the metrics of the current agent (and reconciler).
+	// Reg holds the metrics of the current node (agent, shipper, tailer and reconciler).
 	Reg       *prometheus.Registry
 	Dead, Out *spool.Spool
 
@@ -139,97 +139,38 @@ func (n *Node) Restart() {
 
 func (n *Node) start() {
 	t, o := n.t, n.o
-	out, err := spool.Open(filepath.Join(n.dir, "outgoing"), spool.Options{MaxBytes: o.SpoolMax})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := spool.Open(filepath.Join(n.dir, "dead"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cg *cgroups.Reader
-	if !o.NoCgroups {
-		if cg, err = cgroups.NewReader("/sys/fs/cgroup"); err != nil {
-			t.Fatal(err)
-		}
-	}
 	eng, err := docker.New(n.Cli.DaemonHost())
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := agent.DefaultConfig()
 	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = n.Name, n.dir, o.Sample, o.Window, n.apiURL
-	reg := prometheus.NewRegistry()
-	wake := make(chan struct{}, 1)
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var agentEngine engine.Engine = eng
-	if o.WrapEngine != nil {
-		agentEngine = o.WrapEngine(eng)
-	}
-	ag, err := agent.New(agent.Options{Config: cfg, Engine: agentEngine, Cgroups: cg, Spool: out, Logger: logger, Registry: reg, Wake: wake})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var tl *tail.Tailer
+	cfg.AdminListen, cfg.PlatformSpec, cfg.ReconcileInterval, cfg.StopTimeout = "127.0.0.1:0", o.PlatformPath, o.ReconcileInterval, time.Second
+	cfg.Logs.Enabled = false // only the tests of the tailer ship logs
 	if o.Logs != nil {
-		tl, err = tail.New(tail.Options{Config: *o.Logs, Node: n.Name, Engine: eng, Spool: out, StatePath: filepath.Join(n.dir, tail.StateFile),
-			SpoolMaxBytes: o.SpoolMax, Logger: logger, Registry: reg, Wake: wake})
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg.Logs = *o.Logs
 	}
-	so := ship.Options{Spool: out, Dead: dead, BaseURL: n.apiURL, Token: AgentToken, Client: http.DefaultClient,
-		Logger: logger, Registry: reg, Wake: wake, Idle: 100 * time.Millisecond}
-	if tl != nil {
-		so.OnAck = tl.Acked
-	}
-	sh, err := ship.New(so)
+	// The shipper looks at an idle spool every 100ms and containers get 1s
+	// to stop, so tests wait for little.
+	nd, err := node.Open(node.Options{Config: cfg, Token: AgentToken, Platform: o.Platform, Engine: eng,
+		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		NoCgroups: o.NoCgroups, WrapEngine: o.WrapEngine, WrapDocker: o.WrapDocker, HoldShipping: o.HoldShipping,
+		ShipIdle: 100 * time.Millisecond, RemoveGrace: o.RemoveGrace, SpoolMaxBytes: o.SpoolMax})
 	if err != nil {
+		eng.Close()
 		t.Fatal(err)
-	}
-	var rec *reconcile.Reconciler
-	if o.Platform != nil {
-		var d reconcile.Docker = eng.Client()
-		if o.WrapDocker != nil {
-			d = o.WrapDocker(d)
-		}
-		rec, err = reconcile.New(reconcile.Options{Spec: o.Platform, SpecPath: o.PlatformPath, Node: n.Name, Docker: d, Logger: logger, Registry: reg,
-			Interval: o.ReconcileInterval, StopTimeout: time.Second, RemoveGrace: o.RemoveGrace, Emit: ag.Emit, Stopping: ag.Stopping})
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 4)
-	running := 2
-	go func() { ag.Run(ctx); done <- struct{}{} }()
-	go func() {
-		if o.HoldShipping != nil {
-			select {
-			case <-o.HoldShipping:
-			case <-ctx.Done():
-			}
-		}
-		sh.Run(ctx)
-		done <- struct{}{}
-	}()
-	if rec != nil {
-		running++
-		go func() { rec.Run(ctx); done <- struct{}{} }()
-	}
-	if tl != nil {
-		running++
-		go func() { tl.Run(ctx); done <- struct{}{} }()
-	}
-	n.Reg, n.Out, n.Dead = reg, out, dead
+	done := make(chan error, 1)
+	// The platform's containers keep running when the node stops, as when
+	// an agent process stops: the next one adopts them.
+	go func() { done <- nd.Run(ctx, false) }()
+	n.Reg, n.Out, n.Dead = nd.Registry(), nd.Spool(), nd.Dead()
 	n.stop = func() {
 		cancel()
-		for range running {
-			<-done
+		if err := errors.Join(<-done, nd.Close(), eng.Close()); err != nil {
+			t.Error(err)
 		}
-		out.Close()
-		dead.Close()
-		eng.Close()
 	}
 }
 
