@@ -114,6 +114,8 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 		"a bad endpoint is named with billing configured": {
 			"tenants:\n  - id: caami\n    endpoint_scheme: \"0208\"\n    endpoint_id: \"0206733179\"\nbilling:\n  rate_card: ratecard.yaml\n  seller:\n    name: S\n",
 			"tenants[0].endpoint_id: \"0206733179\" is not a Belgian enterprise number"},
+		"the agent's old reconcile_interval names its new key": {
+			"agent:\n  reconcile_interval: 2s\n", "agent.reconcile_interval: renamed supervise_interval"},
 		"an unknown role is named": {
 			"tokens:\n  - name: a\n    role: root\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].role:"},
 	}

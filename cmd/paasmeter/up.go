@@ -16,7 +16,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
 	"github.com/paasmeter/paasmeter/runtime/image"
 	"github.com/paasmeter/paasmeter/runtime/node"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 )
 
@@ -25,7 +25,7 @@ func (a *app) upCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a whole platform in one process: collector, agent and the containers of a platform spec",
-		Long: `Run the collector (on the embedded store) and the agent with its reconciler in one
+		Long: `Run the collector (on the embedded store) and the agent with its supervisor in one
 process: the containers of the platform spec (--platform, which overrides
 agent.platform_spec) are created on the Docker Engine (agent.docker_host, or
 PAASMETER_DOCKER_HOST), restarted, probed and metered, and their usage and events
@@ -167,7 +167,7 @@ func (a *app) printWhereToLook(cfg *config.Config, plat *spec.Spec, api, colAdmi
 		tenant, institutionToken(cfg, tenant), api, tenant)
 	fmt.Fprintf(w, "  collector metrics  http://%s/metrics\n", colAdmin)
 	fmt.Fprintf(w, "  agent metrics      http://%s/metrics  (paasmeter_runtime_*: replicas, restarts, probes, quotas)\n", agentAdmin)
-	fmt.Fprintf(w, "  containers         DOCKER_HOST=%s docker ps --filter label=%s=%s\n", dockerHost, reconcile.LabelNode, cfg.Agent.Node)
+	fmt.Fprintf(w, "  containers         DOCKER_HOST=%s docker ps --filter label=%s=%s\n", dockerHost, supervise.LabelNode, cfg.Agent.Node)
 	fmt.Fprintf(w, "Usage windows are %s long: the first records arrive when one closes (crashed and killed runs sooner).\n", cfg.Agent.Window)
 	fmt.Fprintf(w, "Ctrl-C stops the containers, ships their last usage, then stops.\n\n")
 }

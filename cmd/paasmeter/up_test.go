@@ -27,7 +27,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/image"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 )
 
@@ -100,7 +100,7 @@ agent:
   sample_interval: 1s
   window: 10s
   admin_listen: "%s"
-  reconcile_interval: 500ms
+  supervise_interval: 500ms
   stop_timeout: 1s
 tenants: [{id: %s, name: Test}]
 tokens:
@@ -122,7 +122,7 @@ tokens:
 			cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
 			dockertest.RemoveCgroupParent("/paasmeter/" + c.Labels[engine.LabelRun])
 		}
-		cli.NetworkRemove(ctx, reconcile.Network(e.tenant))
+		cli.NetworkRemove(ctx, supervise.Network(e.tenant))
 	})
 	return e
 }
@@ -131,7 +131,7 @@ tokens:
 func (e *upEnv) containers(t *testing.T, cli *client.Client, all bool) []container.Summary {
 	t.Helper()
 	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: all,
-		Filters: filters.NewArgs(filters.Arg("label", reconcile.LabelNode+"="+e.node))})
+		Filters: filters.NewArgs(filters.Arg("label", supervise.LabelNode+"="+e.node))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestUpRefusesAPlatformOverQuota(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(e.dir, "data")); !os.IsNotExist(err) {
 		t.Errorf("the collector's store was opened: %v", err)
 	}
-	if _, err := cli.NetworkInspect(context.Background(), reconcile.Network(e.tenant), network.InspectOptions{}); err == nil {
+	if _, err := cli.NetworkInspect(context.Background(), supervise.Network(e.tenant), network.InspectOptions{}); err == nil {
 		t.Errorf("the institution's network was created")
 	}
 }

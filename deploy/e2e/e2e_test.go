@@ -42,7 +42,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 )
 
 // repoRoot is the repository, relative to this package's directory (where
@@ -282,7 +282,7 @@ func removePlatform(t *testing.T, cli *client.Client, p *platform) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	list, err := cli.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", reconcile.LabelNode+"="+p.node))})
+		Filters: filters.NewArgs(filters.Arg("label", supervise.LabelNode+"="+p.node))})
 	if err != nil {
 		t.Errorf("list the platform's containers: %v", err)
 	}
@@ -292,7 +292,7 @@ func removePlatform(t *testing.T, cli *client.Client, p *platform) {
 	}
 	vols, _ := cli.VolumeList(ctx, volume.ListOptions{})
 	for _, tenant := range p.tenants {
-		_ = cli.NetworkRemove(ctx, reconcile.Network(tenant))
+		_ = cli.NetworkRemove(ctx, supervise.Network(tenant))
 		for _, v := range vols.Volumes {
 			if strings.HasPrefix(v.Name, "pm-"+tenant+"-") {
 				_ = cli.VolumeRemove(ctx, v.Name, true)

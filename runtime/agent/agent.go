@@ -869,7 +869,7 @@ func (a *Agent) event(c engine.Container, typ events.Type, at time.Time) []event
 }
 
 // Stopping tells the agent who is about to stop a container (the runtime's
-// reconciler calls it), so the run's stopped and died events name the
+// supervisor calls it), so the run's stopped and died events name the
 // initiator: the SLA tells an owner's stop from a platform kill by it.
 func (a *Agent) Stopping(containerID string, by events.Initiator) {
 	a.mu.Lock()

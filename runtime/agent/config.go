@@ -47,8 +47,12 @@ type Config struct {
 	// PlatformSpec is the platform spec file (runtime/spec) whose containers
 	// this node runs; empty means the agent only meters what others start.
 	PlatformSpec string `yaml:"platform_spec"`
-	// ReconcileInterval is the time between two reconcile passes.
-	ReconcileInterval time.Duration `yaml:"reconcile_interval"`
+	// SuperviseInterval is the time between two supervision passes.
+	SuperviseInterval time.Duration `yaml:"supervise_interval"`
+	// RenamedReconcileInterval is supervise_interval's name before 2026-12-07,
+	// read only to refuse it with a message naming the new key: in one file,
+	// "reconcile" is now billing's ledger check alone.
+	RenamedReconcileInterval time.Duration `yaml:"reconcile_interval"`
 	// StopTimeout is how long a replica has to exit after SIGTERM before it is killed.
 	StopTimeout time.Duration `yaml:"stop_timeout"`
 	// Logs is how the containers' output is shipped (runtime/tail).
@@ -69,7 +73,7 @@ func DefaultConfig() Config {
 		BatchSize:      1000,
 		AdminListen:    "127.0.0.1:9100",
 
-		ReconcileInterval: 2 * time.Second,
+		SuperviseInterval: 2 * time.Second,
 		StopTimeout:       10 * time.Second,
 		Logs:              tail.DefaultConfig(),
 	}
@@ -102,8 +106,11 @@ func (c *Config) Validate() error {
 	if c.BatchSize <= 0 {
 		errs = append(errs, errors.New("batch_size: must be positive"))
 	}
-	if c.ReconcileInterval < 100*time.Millisecond {
-		errs = append(errs, fmt.Errorf("reconcile_interval: %s is below 100ms", c.ReconcileInterval))
+	if c.RenamedReconcileInterval != 0 {
+		errs = append(errs, errors.New("reconcile_interval: renamed supervise_interval (the time between two passes of the container supervisor)"))
+	}
+	if c.SuperviseInterval < 100*time.Millisecond {
+		errs = append(errs, fmt.Errorf("supervise_interval: %s is below 100ms", c.SuperviseInterval))
 	}
 	if c.StopTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("stop_timeout: %s is below 1s", c.StopTimeout))

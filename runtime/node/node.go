@@ -1,7 +1,7 @@
 // Package node is one node of the platform as a process runs it: the metering
 // agent, its log tailer, the shipper that empties their durable spool into the
 // collector, the admin listener serving the node's /metrics and, given a
-// platform spec, the reconciler that runs the institutions' containers.
+// platform spec, the supervisor that runs the institutions' containers.
 //
 // `paasmeter agent`, `paasmeter up` and the runtime's tests (runtime/nodetest)
 // all open their node here, so the node the tests run is the node that ships.
@@ -36,7 +36,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
@@ -56,7 +56,7 @@ type Options struct {
 	// Engine is the container engine the node meters and runs containers on.
 	// The caller closes it after the node.
 	Engine *docker.Engine
-	// Clock is the agent's and the reconciler's (default: the system clock).
+	// Clock is the agent's and the supervisor's (default: the system clock).
 	Clock clock.Clock
 	// Logger is the node's parts' (default: slog.Default()).
 	Logger *slog.Logger
@@ -70,15 +70,15 @@ type Options struct {
 	NoCgroups bool
 	// WrapEngine, if set, stands between the agent and the engine.
 	WrapEngine func(engine.Engine) engine.Engine
-	// WrapDocker, if set, stands between the reconciler and the engine.
-	WrapDocker func(reconcile.Docker) reconcile.Docker
+	// WrapDocker, if set, stands between the supervisor and the engine.
+	WrapDocker func(supervise.Docker) supervise.Docker
 	// HoldShipping, if set, starts the shipper only once it is closed.
 	HoldShipping <-chan struct{}
 	// ShipIdle is how long the shipper waits on an empty spool (0: the
 	// shipper's default).
 	ShipIdle time.Duration
-	// RemoveGrace is how long the reconciler keeps an exited container (0:
-	// the reconciler's default).
+	// RemoveGrace is how long the supervisor keeps an exited container (0:
+	// the supervisor's default).
 	RemoveGrace time.Duration
 	// SpoolMaxBytes, when positive, bounds the spools instead of
 	// Config.SpoolMaxBytes, which may not go below 1 MiB: a test fills the
@@ -98,7 +98,7 @@ type Node struct {
 	agent    *agent.Agent
 	tailer   *tail.Tailer // nil when Config.Logs.Enabled is off
 	shipper  *ship.Shipper
-	platform *reconcile.Reconciler // nil without a platform spec
+	platform *supervise.Supervisor // nil without a platform spec
 	admin    *http.Server
 	adminLn  net.Listener
 }
@@ -177,12 +177,12 @@ func Open(o Options) (n *Node, err error) {
 		return nil, err
 	}
 	if o.Platform != nil {
-		var d reconcile.Docker = o.Engine.Client()
+		var d supervise.Docker = o.Engine.Client()
 		if o.WrapDocker != nil {
 			d = o.WrapDocker(d)
 		}
-		n.platform, err = reconcile.New(reconcile.Options{Spec: o.Platform, SpecPath: ac.PlatformSpec, Node: ac.Node, Docker: d,
-			Clock: o.Clock, Logger: n.log, Registry: n.reg, Interval: ac.ReconcileInterval, StopTimeout: ac.StopTimeout,
+		n.platform, err = supervise.New(supervise.Options{Spec: o.Platform, SpecPath: ac.PlatformSpec, Node: ac.Node, Docker: d,
+			Clock: o.Clock, Logger: n.log, Registry: n.reg, Interval: ac.SuperviseInterval, StopTimeout: ac.StopTimeout,
 			RemoveGrace: o.RemoveGrace, Emit: n.agent.Emit, Stopping: n.agent.Stopping})
 		if err != nil {
 			return nil, err
@@ -201,7 +201,7 @@ func Open(o Options) (n *Node, err error) {
 func (n *Node) AdminAddr() string { return n.adminLn.Addr().String() }
 
 // Registry holds the node's metrics: the agent's, the shipper's, the
-// tailer's and the reconciler's.
+// tailer's and the supervisor's.
 func (n *Node) Registry() *prometheus.Registry { return n.reg }
 
 // Spool is the outgoing spool, where records wait for the collector.
@@ -250,7 +250,7 @@ func (n *Node) Run(ctx context.Context, stopPlatform bool) error {
 	})
 	g.Go(func() error {
 		defer end()
-		// The platform is reconciled until ctx ends or another part failed.
+		// The platform is supervised until ctx ends or another part failed.
 		pctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(gctx, cancel)()

@@ -1,6 +1,6 @@
 // Package nodetest runs a whole node for the runtime's tests: a collector on
 // an embedded store, and the node `paasmeter agent` runs (runtime/node: the
-// agent, with its reconciler when given a platform spec) on the test Docker
+// agent, with its supervisor when given a platform spec) on the test Docker
 // Engine, all in the test's process. A node can be restarted over the same
 // spool and state, as an agent restart does.
 package nodetest
@@ -26,7 +26,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
 	"github.com/paasmeter/paasmeter/runtime/node"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 	"github.com/paasmeter/paasmeter/runtime/tail"
@@ -49,14 +49,14 @@ type Options struct {
 	NoCgroups bool
 	// WrapEngine, if set, stands between the agent and the engine.
 	WrapEngine func(engine.Engine) engine.Engine
-	// WrapDocker, if set, stands between the reconciler and the engine.
-	WrapDocker func(reconcile.Docker) reconcile.Docker
-	// Platform, when set, is run by a reconciler beside the agent;
+	// WrapDocker, if set, stands between the supervisor and the engine.
+	WrapDocker func(supervise.Docker) supervise.Docker
+	// Platform, when set, is run by a supervisor beside the agent;
 	// PlatformPath, when set, is the file it was read from, watched for changes.
 	Platform     *spec.Spec
 	PlatformPath string
-	// ReconcileInterval and RemoveGrace tune the reconciler (defaults 200ms and 10s).
-	ReconcileInterval, RemoveGrace time.Duration
+	// SuperviseInterval and RemoveGrace tune the supervisor (defaults 200ms and 10s).
+	SuperviseInterval, RemoveGrace time.Duration
 	// Logs, when set, makes the node ship its containers' output too.
 	Logs *tail.Config
 }
@@ -66,7 +66,7 @@ type Node struct {
 	Cli   *client.Client
 	Store metering.Store
 	Name  string
-	// Reg holds the metrics of the current node (agent, shipper, tailer and reconciler).
+	// Reg holds the metrics of the current node (agent, shipper, tailer and supervisor).
 	Reg       *prometheus.Registry
 	Dead, Out *spool.Spool
 
@@ -85,8 +85,8 @@ func Start(t testing.TB, o Options) *Node {
 	if len(o.Tenants) == 0 {
 		o.Tenants = []string{"caami"}
 	}
-	if o.ReconcileInterval == 0 {
-		o.ReconcileInterval = 200 * time.Millisecond
+	if o.SuperviseInterval == 0 {
+		o.SuperviseInterval = 200 * time.Millisecond
 	}
 	n := &Node{Cli: cli, t: t, o: o, Name: fmt.Sprintf("node-%d", time.Now().UnixNano()%1e9), dir: t.TempDir()}
 	col, err := collectortest.Start(t.TempDir(), n.Name, AgentToken, o.Tenants...)
@@ -101,7 +101,7 @@ func Start(t testing.TB, o Options) *Node {
 	return n
 }
 
-// removeManaged removes the reconciler's containers and their cgroup parents.
+// removeManaged removes the supervisor's containers and their cgroup parents.
 func (n *Node) removeManaged() {
 	ctx := context.Background()
 	list, err := n.Cli.ContainerList(ctx, listManaged(n.Name))
@@ -116,13 +116,13 @@ func (n *Node) removeManaged() {
 }
 
 func listManaged(node string) container.ListOptions {
-	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", reconcile.LabelNode+"="+node))}
+	return container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", supervise.LabelNode+"="+node))}
 }
 
 // SpoolDir is the agent's spool directory, with its state files.
 func (n *Node) SpoolDir() string { return n.dir }
 
-// Stop stops the agent, its shipper and its reconciler (the containers keep running).
+// Stop stops the agent, its shipper and its supervisor (the containers keep running).
 func (n *Node) Stop() {
 	if n.stop != nil {
 		n.stop()
@@ -145,7 +145,7 @@ func (n *Node) start() {
 	}
 	cfg := agent.DefaultConfig()
 	cfg.Node, cfg.SpoolDir, cfg.SampleInterval, cfg.Window, cfg.CollectorURL = n.Name, n.dir, o.Sample, o.Window, n.apiURL
-	cfg.AdminListen, cfg.PlatformSpec, cfg.ReconcileInterval, cfg.StopTimeout = "127.0.0.1:0", o.PlatformPath, o.ReconcileInterval, time.Second
+	cfg.AdminListen, cfg.PlatformSpec, cfg.SuperviseInterval, cfg.StopTimeout = "127.0.0.1:0", o.PlatformPath, o.SuperviseInterval, time.Second
 	cfg.Logs.Enabled = false // only the tests of the tailer ship logs
 	if o.Logs != nil {
 		cfg.Logs = *o.Logs
@@ -174,7 +174,7 @@ func (n *Node) start() {
 	}
 }
 
-// Managed returns the containers the node's reconciler made, running or not.
+// Managed returns the containers the node's supervisor made, running or not.
 func (n *Node) Managed(ctx context.Context) []container.Summary {
 	n.t.Helper()
 	list, err := n.Cli.ContainerList(ctx, listManaged(n.Name))

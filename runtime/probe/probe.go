@@ -20,7 +20,7 @@ import (
 )
 
 // Execer runs a command in a running container and returns its exit code.
-// The reconciler's Docker client provides it.
+// The supervisor's Docker client provides it.
 type Execer interface {
 	Exec(ctx context.Context, containerID string, cmd []string) (exitCode int, err error)
 }

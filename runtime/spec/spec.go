@@ -1,6 +1,6 @@
 // Package spec is the platform's desired state: which containers of which
 // institution should run where, with which limits, health checks, restart
-// policy and volumes, within each institution's quota. The runtime reconciles
+// policy and volumes, within each institution's quota. The runtime supervisor converges
 // the Docker Engine towards it.
 package spec
 

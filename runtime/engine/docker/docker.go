@@ -48,7 +48,7 @@ func New(host string) (*Engine, error) {
 }
 
 // Client returns the underlying API client, for other parts of the node (the
-// runtime's reconciler) to share; the Engine's own calls go through it too.
+// runtime's supervisor) to share; the Engine's own calls go through it too.
 // It settles the API version first: the client otherwise negotiates it lazily
 // on first use, which races when several goroutines (the agent's and the log
 // tailer's) make that first use together.

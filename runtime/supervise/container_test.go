@@ -1,4 +1,4 @@
-package reconcile_test
+package supervise_test
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -23,14 +23,14 @@ func TestAReplicaRunsWithItsLimitsAndHardeningVisibleInInspect(t *testing.T) {
 	cli := dockertest.Client(t)
 	img := dockertest.Busybox(t, cli)
 	ctx := context.Background()
-	r := reconcile.Replica{Institution: "caami", Project: "claims", Index: 1, Run: dockertest.Name(t, "run"),
+	r := supervise.Replica{Institution: "caami", Project: "claims", Index: 1, Run: dockertest.Name(t, "run"),
 		App: spec.App{ID: "pricing", Env: usage.EnvProd, Image: img, Command: []string{"sleep", "30"},
 			Resources:    spec.Resources{CPU: 500, Memory: 64 << 20, Pids: 32},
 			EnvVars:      map[string]string{"B": "2", "A": "1"},
 			Capabilities: []string{"NET_BIND_SERVICE"}, ReadOnlyRoot: true, Ports: []spec.Port{{Container: 8080, Protocol: "tcp"}},
 			Volumes: []spec.Volume{{Name: "data", Size: 1 << 30, Path: "/data"}}}}
-	if _, err := cli.NetworkCreate(ctx, reconcile.Network("caami"), network.CreateOptions{Labels: map[string]string{engine.LabelTenant: "caami"}}); err != nil {
-		if _, ierr := cli.NetworkInspect(ctx, reconcile.Network("caami"), network.InspectOptions{}); ierr != nil {
+	if _, err := cli.NetworkCreate(ctx, supervise.Network("caami"), network.CreateOptions{Labels: map[string]string{engine.LabelTenant: "caami"}}); err != nil {
+		if _, ierr := cli.NetworkInspect(ctx, supervise.Network("caami"), network.InspectOptions{}); ierr != nil {
 			t.Fatal(err)
 		}
 	}
@@ -69,7 +69,7 @@ func TestAReplicaRunsWithItsLimitsAndHardeningVisibleInInspect(t *testing.T) {
 		{"no-new-privileges", slices.Contains(h.SecurityOpt, "no-new-privileges:true")},
 		{"read-only root", h.ReadonlyRootfs},
 		{"the run's cgroup parent", h.CgroupParent == "/paasmeter/"+r.Run},
-		{"the institution's network", string(h.NetworkMode) == reconcile.Network("caami") && in.NetworkSettings.Networks[reconcile.Network("caami")] != nil},
+		{"the institution's network", string(h.NetworkMode) == supervise.Network("caami") && in.NetworkSettings.Networks[supervise.Network("caami")] != nil},
 		{"no engine restarts", h.RestartPolicy.Name == container.RestartPolicyDisabled},
 		{"the metering labels", in.Config.Labels[engine.LabelTenant] == "caami" && in.Config.Labels[engine.LabelRun] == r.Run},
 		{"sorted env", slices.Contains(in.Config.Env, "A=1") && slices.Index(in.Config.Env, "A=1") < slices.Index(in.Config.Env, "B=2")},

@@ -1,4 +1,4 @@
-package reconcile
+package supervise
 
 import (
 	"context"
@@ -17,7 +17,7 @@ type probeTarget struct {
 }
 
 // syncProbes runs one probe loop per replica in want and ends the others.
-func (r *Reconciler) syncProbes(ctx context.Context, want map[string]probeTarget) {
+func (r *Supervisor) syncProbes(ctx context.Context, want map[string]probeTarget) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for id, cancel := range r.probers {
@@ -42,7 +42,7 @@ func (r *Reconciler) syncProbes(ctx context.Context, want map[string]probeTarget
 	}
 }
 
-func (r *Reconciler) stopProbes() {
+func (r *Supervisor) stopProbes() {
 	r.mu.Lock()
 	for id, cancel := range r.probers {
 		cancel()
@@ -54,7 +54,7 @@ func (r *Reconciler) stopProbes() {
 
 // probeLoop probes one replica every interval, from the first interval after
 // it was seen running, and emits each result as a probe event.
-func (r *Reconciler) probeLoop(ctx context.Context, t probeTarget) {
+func (r *Supervisor) probeLoop(ctx context.Context, t probeTarget) {
 	tick := time.NewTicker(t.health.Interval)
 	defer tick.Stop()
 	ip := ""
@@ -81,7 +81,7 @@ func (r *Reconciler) probeLoop(ctx context.Context, t probeTarget) {
 }
 
 // record keeps the replica's health and emits the probe event.
-func (r *Reconciler) record(c observed, res events.ProbeResult) {
+func (r *Supervisor) record(c observed, res events.ProbeResult) {
 	r.mu.Lock()
 	if h := r.health[c.id]; h != nil {
 		if res.OK {
@@ -112,7 +112,7 @@ func (r *Reconciler) record(c observed, res events.ProbeResult) {
 }
 
 // passed reports whether the container has passed a probe.
-func (r *Reconciler) passed(id string) bool {
+func (r *Supervisor) passed(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	h := r.health[id]
@@ -120,7 +120,7 @@ func (r *Reconciler) passed(id string) bool {
 }
 
 // unhealthy reports whether the container failed its last Retries probes in a row.
-func (r *Reconciler) unhealthy(id string, hc *spec.Health) bool {
+func (r *Supervisor) unhealthy(id string, hc *spec.Health) bool {
 	if hc == nil {
 		return false
 	}

@@ -1,8 +1,8 @@
-// Package reconcile turns the platform spec into containers on the Docker
+// Package supervise turns the platform spec into containers on the Docker
 // Engine. This file builds one replica's container: labels the metering agent
 // follows, the limits the spec sets, and the hardening every container gets
 // whatever the spec says.
-package reconcile
+package supervise
 
 import (
 	"crypto/sha256"
@@ -29,15 +29,15 @@ type Replica struct {
 	// Run identifies this run; it names the container's cgroup parent, where
 	// the metering agent finds the run's final counters after it exits.
 	Run string
-	// Node is the node whose reconciler owns the container.
+	// Node is the node whose supervisor owns the container.
 	Node string
 	// Attempt counts the restarts in a row that led to this run (0: a fresh start).
 	Attempt int
 }
 
-// The labels the reconciler adds to those the metering agent follows.
+// The labels the supervisor adds to those the metering agent follows.
 const (
-	// LabelNode marks a container as managed by the reconciler of that node:
+	// LabelNode marks a container as managed by the supervisor of that node:
 	// it never touches a container without it.
 	LabelNode = engine.LabelNode
 	// LabelSpec is the hash of the app's spec the container was made from; a
@@ -50,7 +50,7 @@ const (
 
 // AppHash identifies what an app's containers are made from: a change to it
 // gives another hash, and the replicas are rolled. The replica count, the
-// health check and the restart policy are the reconciler's business, not the
+// health check and the restart policy are the supervisor's business, not the
 // container's: scaling or retuning a probe restarts nothing.
 func AppHash(a spec.App) string {
 	a.Replicas, a.Health, a.Restart = 0, nil, spec.Restart{}
@@ -73,7 +73,7 @@ func (r *Replica) VolumeName(v spec.Volume) string {
 	return fmt.Sprintf("pm-%s-%s-%s-%s-%s", r.Institution, r.Project, r.App.ID, r.App.Env, v.Name)
 }
 
-// Labels are what the metering agent and the reconciler recognise the container by.
+// Labels are what the metering agent and the supervisor recognise the container by.
 func (r *Replica) Labels() map[string]string {
 	return map[string]string{
 		engine.LabelTenant: r.Institution, engine.LabelProject: r.Project, engine.LabelApp: r.App.ID,
@@ -85,7 +85,7 @@ func (r *Replica) Labels() map[string]string {
 // Config returns the container's configuration. Hardening is not optional:
 // never privileged, every capability dropped but those the spec keeps,
 // no-new-privileges, CPU, memory (without swap) and pids limits always set,
-// restarts left to the reconciler so each run is a new container.
+// restarts left to the supervisor so each run is a new container.
 func (r *Replica) Config() (*container.Config, *container.HostConfig) {
 	a := r.App
 	env := make([]string, 0, len(a.EnvVars))

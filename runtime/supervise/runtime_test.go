@@ -1,4 +1,4 @@
-package reconcile_test
+package supervise_test
 
 import (
 	"context"
@@ -21,7 +21,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/nodetest"
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -200,9 +200,9 @@ func (g *goneAfterDie) List(ctx context.Context) ([]engine.Container, error) {
 	return slices.DeleteFunc(list, func(c engine.Container) bool { return g.gone[c.ID] }), err
 }
 
-// noRecordedEnd is the reconciler's engine when it recorded no finish time for
+// noRecordedEnd is the supervisor's engine when it recorded no finish time for
 // an exited container.
-type noRecordedEnd struct{ reconcile.Docker }
+type noRecordedEnd struct{ supervise.Docker }
 
 func (d noRecordedEnd) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
 	in, err := d.Docker.ContainerInspect(ctx, id)
@@ -213,7 +213,7 @@ func (d noRecordedEnd) ContainerInspect(ctx context.Context, id string) (contain
 }
 
 // The crashing replica's runs end where nothing can be inspected: the agent
-// finds each container gone after its die event, and the reconciler gets no
+// finds each container gone after its die event, and the supervisor gets no
 // finish time from the engine. Each run is still billed and has its died
 // event with its real exit code, and each backoff still runs from a time after
 // the crash, never from year 1.
@@ -222,7 +222,7 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 	pol := spec.Restart{Policy: "on-failure", Backoff: time.Second, MaxBackoff: 8 * time.Second, MaxAttempts: 2}
 	n := nodetest.Start(t, nodetest.Options{Sample: time.Second, Window: 10 * time.Second, RemoveGrace: time.Hour,
 		WrapEngine: func(e engine.Engine) engine.Engine { return &goneAfterDie{Engine: e, gone: map[string]bool{}} },
-		WrapDocker: func(d reconcile.Docker) reconcile.Docker { return noRecordedEnd{d} },
+		WrapDocker: func(d supervise.Docker) supervise.Docker { return noRecordedEnd{d} },
 		Platform:   platform(t, "caami", app("crashy", "test", "sleep 1; exit 3", "restart: {policy: on-failure, backoff: 1s, max_backoff: 8s, max_attempts: 2}"))})
 	var cs []container.InspectResponse
 	// All three runs must have ended: a run just created, or started but not
@@ -232,7 +232,7 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 		return len(cs) == 3 && exited(cs) == 3
 	})
 	for i, c := range cs {
-		if got := c.Config.Labels[reconcile.LabelAttempt]; got != fmt.Sprint(i) {
+		if got := c.Config.Labels[supervise.LabelAttempt]; got != fmt.Sprint(i) {
 			t.Errorf("run %d is labelled attempt %s", i, got)
 		}
 		if c.State.ExitCode != 3 {
@@ -240,13 +240,13 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 		}
 		if i > 0 {
 			gap := stamp(t, c.State.StartedAt).Sub(stamp(t, cs[i-1].State.FinishedAt))
-			if want := reconcile.Backoff(pol, i-1); gap < want-50*time.Millisecond {
+			if want := supervise.Backoff(pol, i-1); gap < want-50*time.Millisecond {
 				t.Errorf("restart %d came %s after the crash, before its backoff of %s", i, gap, want)
 			}
 		}
 	}
-	// The next backoff would be 4s: the reconciler has given up by then.
-	time.Sleep(reconcile.Backoff(pol, 2) + 2*time.Second)
+	// The next backoff would be 4s: the supervisor has given up by then.
+	time.Sleep(supervise.Backoff(pol, 2) + 2*time.Second)
 	if cs := containers(t, n, "crashy"); len(cs) != 3 || running(cs) != 0 {
 		t.Errorf("after giving up there are %d runs, %d running; want 3 and none", len(cs), running(cs))
 	}
@@ -405,7 +405,7 @@ func TestInstitutionsCannotReachEachOthersContainers(t *testing.T) {
 			tenant, appID := c.Labels[engine.LabelTenant], c.Labels[engine.LabelApp]
 			if appID == "client" {
 				client = c.ID
-			} else if net := c.NetworkSettings.Networks[reconcile.Network(tenant)]; net != nil && net.IPAddress != "" {
+			} else if net := c.NetworkSettings.Networks[supervise.Network(tenant)]; net != nil && net.IPAddress != "" {
 				ip[tenant] = net.IPAddress
 			}
 		}

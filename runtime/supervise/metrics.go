@@ -1,4 +1,4 @@
-package reconcile
+package supervise
 
 import (
 	"github.com/prometheus/client_golang/prometheus"

@@ -1,4 +1,4 @@
-package reconcile
+package supervise
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// Options are what a Reconciler is built from.
+// Options are what a Supervisor is built from.
 type Options struct {
 	// Spec is the desired state, parsed and validated (quotas included).
 	Spec *spec.Spec
@@ -35,8 +35,8 @@ type Options struct {
 	// changes, and a new version that does not validate is refused (logged,
 	// counted) while the current one stays in force.
 	SpecPath string
-	// Node names this node; the reconciler manages only containers labelled
-	// with it, so reconcilers of several nodes (or tests) share an engine.
+	// Node names this node; the supervisor manages only containers labelled
+	// with it, so supervisors of several nodes (or tests) share an engine.
 	Node   string
 	Docker Docker
 	Clock  clock.Clock
@@ -53,7 +53,7 @@ type Options struct {
 	// Emit receives the probe events (nil: dropped).
 	Emit func([]events.Event)
 	// Stopping is told who wants a container stopped, just before the
-	// reconciler stops it, so its lifecycle events carry the initiator.
+	// supervisor stops it, so its lifecycle events carry the initiator.
 	Stopping func(containerID string, by events.Initiator)
 }
 
@@ -61,27 +61,27 @@ type Options struct {
 func (o *Options) Validate() error {
 	var errs []error
 	if o.Spec == nil {
-		errs = append(errs, errors.New("reconcile: a spec is required"))
+		errs = append(errs, errors.New("supervise: a spec is required"))
 	}
 	if o.Docker == nil {
-		errs = append(errs, errors.New("reconcile: a Docker Engine client is required"))
+		errs = append(errs, errors.New("supervise: a Docker Engine client is required"))
 	}
 	if len(usage.ValidateLabels(0, "t", "p", "a", usage.EnvDev, o.Node)) > 0 {
-		errs = append(errs, fmt.Errorf("reconcile: node %q is not a valid node name", o.Node))
+		errs = append(errs, fmt.Errorf("supervise: node %q is not a valid node name", o.Node))
 	}
 	if o.Interval < 0 || o.StopTimeout < 0 || o.RemoveGrace < 0 {
-		errs = append(errs, errors.New("reconcile: interval, stop timeout and remove grace must not be negative"))
+		errs = append(errs, errors.New("supervise: interval, stop timeout and remove grace must not be negative"))
 	}
 	return errors.Join(errs...)
 }
 
-// Reconciler drives the containers of one node towards the spec: one pass
+// Supervisor drives the containers of one node towards the spec: one pass
 // every Interval creates what is missing, restarts what crashed (with
 // backoff, until it gives up), rolls what changed one replica at a time,
 // and stops and removes what the spec no longer lists. It keeps no state
 // that the engine does not also hold in the containers' labels, so a
 // restarted agent adopts the running containers as they are.
-type Reconciler struct {
+type Supervisor struct {
 	o       Options
 	log     *slog.Logger
 	prober  *probe.Prober
@@ -146,8 +146,8 @@ type observed struct {
 	ended
 }
 
-// New builds a Reconciler.
-func New(o Options) (*Reconciler, error) {
+// New builds a Supervisor.
+func New(o Options) (*Supervisor, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -166,7 +166,7 @@ func New(o Options) (*Reconciler, error) {
 	if o.RemoveGrace == 0 {
 		o.RemoveGrace = 10 * time.Second
 	}
-	r := &Reconciler{o: o, log: o.Logger.With("component", "reconcile"), prober: probe.New(execer{o.Docker}), spec: o.Spec,
+	r := &Supervisor{o: o, log: o.Logger.With("component", "supervise"), prober: probe.New(execer{o.Docker}), spec: o.Spec,
 		networks: map[string]bool{}, volumes: map[string]bool{}, finished: map[string]ended{}, health: map[string]*health{},
 		unhealthyKilled: map[string]bool{}, startFailures: map[slotKey]startFailure{}, gaveUp: map[string]bool{},
 		probers: map[string]context.CancelFunc{}}
@@ -180,15 +180,15 @@ func New(o Options) (*Reconciler, error) {
 	return r, nil
 }
 
-// Run reconciles until ctx ends. The containers keep running after it
+// Run supervises until ctx ends. The containers keep running after it
 // returns: the next agent adopts them.
-func (r *Reconciler) Run(ctx context.Context) error {
+func (r *Supervisor) Run(ctx context.Context) error {
 	defer r.stopProbes()
 	tick := time.NewTicker(r.o.Interval)
 	defer tick.Stop()
 	for {
 		if err := r.Pass(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("reconcile pass failed; retrying", "err", err)
+			r.log.Warn("supervision pass failed; retrying", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -198,8 +198,8 @@ func (r *Reconciler) Run(ctx context.Context) error {
 	}
 }
 
-// Pass makes one reconciliation pass.
-func (r *Reconciler) Pass(ctx context.Context) error {
+// Pass makes one supervision pass.
+func (r *Supervisor) Pass(ctx context.Context) error {
 	r.reload()
 	r.mu.Lock()
 	s := r.spec
@@ -268,7 +268,7 @@ func (rep *Replica) key() slotKey {
 }
 
 // observe lists the managed containers, grouped by slot, oldest run first.
-func (r *Reconciler) observe(ctx context.Context) (map[slotKey][]observed, error) {
+func (r *Supervisor) observe(ctx context.Context) (map[slotKey][]observed, error) {
 	list, err := r.o.Docker.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("label", LabelNode+"="+r.o.Node))})
 	if err != nil {
@@ -281,7 +281,7 @@ func (r *Reconciler) observe(ctx context.Context) (map[slotKey][]observed, error
 		replica := l[engine.LabelReplica]
 		idx, err := strconv.Atoi(replica[strings.LastIndexByte(replica, '-')+1:])
 		if err != nil {
-			continue // not made by a reconciler: leave it alone
+			continue // not made by a supervisor: leave it alone
 		}
 		c := observed{id: s.ID, labels: l, run: l[engine.LabelRun], hash: l[LabelSpec], running: s.State == container.StateRunning,
 			created: s.State == container.StateCreated,
@@ -325,10 +325,10 @@ func (r *Reconciler) observe(ctx context.Context) (map[slotKey][]observed, error
 // ended reads how an exited container's run ended; ok is false when it is
 // gone or runs again. An end the engine did not record (a zero FinishedAt) is
 // never taken as year 1, which would end every backoff at once: the run is
-// taken to have ended now, when the reconciler first saw it exited, and that
+// taken to have ended now, when the supervisor first saw it exited, and that
 // is counted. Any other failure to inspect fails the pass rather than let the
 // slot look empty and start a second run beside the first.
-func (r *Reconciler) ended(ctx context.Context, id string) (ended, bool, error) {
+func (r *Supervisor) ended(ctx context.Context, id string) (ended, bool, error) {
 	in, err := r.o.Docker.ContainerInspect(ctx, id)
 	if cerrdefs.IsNotFound(err) {
 		return ended{}, false, nil
@@ -360,7 +360,7 @@ func parseTime(s string) time.Time {
 // rolling reports whether one of the app's replicas is already on the new
 // spec but not yet ready (running, and passing its probe when it has one):
 // until it is, no other replica is replaced.
-func (r *Reconciler) rolling(tmpl *Replica, obs map[slotKey][]observed, hash string) bool {
+func (r *Supervisor) rolling(tmpl *Replica, obs map[slotKey][]observed, hash string) bool {
 	for i := range tmpl.App.Replicas {
 		rep := *tmpl
 		rep.Index = i
@@ -376,8 +376,8 @@ func (r *Reconciler) rolling(tmpl *Replica, obs map[slotKey][]observed, hash str
 	return false
 }
 
-// slot reconciles one replica and returns its state for the metrics.
-func (r *Reconciler) slot(ctx context.Context, rep Replica, cs []observed, hash string, rolling *bool, now time.Time) string {
+// slot supervises one replica and returns its state for the metrics.
+func (r *Supervisor) slot(ctx context.Context, rep Replica, cs []observed, hash string, rolling *bool, now time.Time) string {
 	if len(cs) == 0 {
 		return r.start(ctx, rep, 0, "", now)
 	}
@@ -415,7 +415,7 @@ func (r *Reconciler) slot(ctx context.Context, rep Replica, cs []observed, hash 
 }
 
 // afterExit applies the restart policy to a replica whose run ended.
-func (r *Reconciler) afterExit(ctx context.Context, rep Replica, c *observed, now time.Time) string {
+func (r *Supervisor) afterExit(ctx context.Context, rep Replica, c *observed, now time.Time) string {
 	r.mu.Lock()
 	failed := c.exitCode != 0 || c.oom || r.unhealthyKilled[c.id]
 	r.mu.Unlock()
@@ -460,7 +460,7 @@ func Backoff(pol spec.Restart, attempt int) time.Duration {
 
 // start creates and starts a new run of a replica. prev is the slot's
 // previous run, which the new one must sort after.
-func (r *Reconciler) start(ctx context.Context, rep Replica, attempt int, prev string, now time.Time) string {
+func (r *Supervisor) start(ctx context.Context, rep Replica, attempt int, prev string, now time.Time) string {
 	key := rep.key()
 	r.mu.Lock()
 	f, failing := r.startFailures[key]
@@ -509,7 +509,7 @@ func runID(k slotKey, now time.Time, prev string) string {
 
 // retire takes away a container the spec no longer wants: stopped if it
 // runs, removed once it has been gone long enough for the agent to read it.
-func (r *Reconciler) retire(ctx context.Context, c observed, by events.Initiator, now time.Time) {
+func (r *Supervisor) retire(ctx context.Context, c observed, by events.Initiator, now time.Time) {
 	switch {
 	case c.running:
 		r.stop(ctx, &c, by)
@@ -520,7 +520,7 @@ func (r *Reconciler) retire(ctx context.Context, c observed, by events.Initiator
 	}
 }
 
-func (r *Reconciler) stop(ctx context.Context, c *observed, by events.Initiator) {
+func (r *Supervisor) stop(ctx context.Context, c *observed, by events.Initiator) {
 	if r.o.Stopping != nil {
 		r.o.Stopping(c.id, by)
 	}
@@ -530,13 +530,13 @@ func (r *Reconciler) stop(ctx context.Context, c *observed, by events.Initiator)
 	}
 }
 
-func (r *Reconciler) remove(ctx context.Context, id string, force bool) {
+func (r *Supervisor) remove(ctx context.Context, id string, force bool) {
 	if err := r.o.Docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: force}); err != nil {
 		r.log.Warn("cannot remove container", "container", id[:12], "err", err)
 	}
 }
 
-func (r *Reconciler) ensureNetwork(ctx context.Context, institution string) error {
+func (r *Supervisor) ensureNetwork(ctx context.Context, institution string) error {
 	r.mu.Lock()
 	ok := r.networks[institution]
 	r.mu.Unlock()
@@ -553,9 +553,9 @@ func (r *Reconciler) ensureNetwork(ctx context.Context, institution string) erro
 }
 
 // ensureVolumes creates the app's volumes, labelled with their provisioned
-// size for the agent to bill. The reconciler never deletes a volume: data
+// size for the agent to bill. The supervisor never deletes a volume: data
 // outlives a spec change, and stays billed until an operator removes it.
-func (r *Reconciler) ensureVolumes(ctx context.Context, rep *Replica) error {
+func (r *Supervisor) ensureVolumes(ctx context.Context, rep *Replica) error {
 	for _, v := range rep.App.Volumes {
 		name := rep.VolumeName(v)
 		r.mu.Lock()
@@ -575,7 +575,7 @@ func (r *Reconciler) ensureVolumes(ctx context.Context, rep *Replica) error {
 }
 
 // reload re-reads the spec file when it changed.
-func (r *Reconciler) reload() {
+func (r *Supervisor) reload() {
 	if r.o.SpecPath == "" {
 		return
 	}
@@ -597,7 +597,7 @@ func (r *Reconciler) reload() {
 	r.spec = s
 	r.mu.Unlock()
 	r.metrics.reloads.WithLabelValues("applied").Inc()
-	r.log.Info("spec changed: reconciling towards it", "file", r.o.SpecPath)
+	r.log.Info("spec changed: converging on it", "file", r.o.SpecPath)
 }
 
 func stampOf(path string) string {
@@ -610,7 +610,7 @@ func stampOf(path string) string {
 
 // Shutdown stops every container this node manages, as the platform's
 // doing, in parallel; their exits are metered like any other.
-func (r *Reconciler) Shutdown(ctx context.Context) error {
+func (r *Supervisor) Shutdown(ctx context.Context) error {
 	r.stopProbes()
 	obs, err := r.observe(ctx)
 	if err != nil {
@@ -633,7 +633,7 @@ func (r *Reconciler) Shutdown(ctx context.Context) error {
 // RemoveExited removes every container of this node that no longer runs. Run
 // after Shutdown, once the agent metered their ends, it makes the next start
 // begin afresh rather than take the shutdown for a crash to back off from.
-func (r *Reconciler) RemoveExited(ctx context.Context) error {
+func (r *Supervisor) RemoveExited(ctx context.Context) error {
 	obs, err := r.observe(ctx)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package reconcile
+package supervise
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-// Docker is the part of the Docker Engine API the reconciler drives; the
+// Docker is the part of the Docker Engine API the supervisor drives; the
 // engine client (*client.Client) has it.
 type Docker interface {
 	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
@@ -68,7 +68,7 @@ func (e execer) Exec(ctx context.Context, id string, cmd []string) (int, error) 
 }
 
 // ensureNetwork creates the institution's network unless it exists. Another
-// reconciler may create it at the same moment: the loser finds it made.
+// supervisor may create it at the same moment: the loser finds it made.
 func ensureNetwork(ctx context.Context, d Docker, institution string, labels map[string]string) error {
 	name := Network(institution)
 	if _, err := d.NetworkInspect(ctx, name, network.InspectOptions{}); err == nil {

@@ -1,10 +1,10 @@
-package reconcile_test
+package supervise_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/runtime/reconcile"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -22,7 +22,7 @@ func TestBackoffDoublesFromItsStartUpToItsCeiling(t *testing.T) {
 		"the hundredth waits the max, not overflowed": {100, 10 * time.Second},
 	}
 	for name, tc := range tests {
-		if got := reconcile.Backoff(pol, tc.attempt); got != tc.want {
+		if got := supervise.Backoff(pol, tc.attempt); got != tc.want {
 			t.Errorf("%s: got %s, want %s", name, got, tc.want)
 		}
 	}
@@ -33,7 +33,7 @@ func TestAnyChangeToAnAppsSpecChangesItsHash(t *testing.T) {
 		Resources: spec.Resources{CPU: 500, Memory: 64 << 20, Pids: 32}, EnvVars: map[string]string{"A": "1", "B": "2"}}
 	same := base
 	same.EnvVars = map[string]string{"B": "2", "A": "1"}
-	if reconcile.AppHash(base) != reconcile.AppHash(same) {
+	if supervise.AppHash(base) != supervise.AppHash(same) {
 		t.Error("the same app with its env vars in another order hashes differently")
 	}
 	changes := map[string]func(a *spec.App){
@@ -47,7 +47,7 @@ func TestAnyChangeToAnAppsSpecChangesItsHash(t *testing.T) {
 		a := base
 		a.EnvVars = map[string]string{"A": "1", "B": "2"}
 		change(&a)
-		if reconcile.AppHash(a) == reconcile.AppHash(base) {
+		if supervise.AppHash(a) == supervise.AppHash(base) {
 			t.Errorf("%s does not change the hash", what)
 		}
 	}
@@ -59,7 +59,7 @@ func TestAnyChangeToAnAppsSpecChangesItsHash(t *testing.T) {
 	for what, change := range kept {
 		a := base
 		change(&a)
-		if reconcile.AppHash(a) != reconcile.AppHash(base) {
+		if supervise.AppHash(a) != supervise.AppHash(base) {
 			t.Errorf("%s changes the hash: it would restart every replica", what)
 		}
 	}
