@@ -16,8 +16,8 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
 	"github.com/paasmeter/paasmeter/runtime/image"
 	"github.com/paasmeter/paasmeter/runtime/node"
-	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 )
 
 func (a *app) upCmd() *cobra.Command {

@@ -27,8 +27,8 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/image"
-	"github.com/paasmeter/paasmeter/runtime/supervise"
 	"github.com/paasmeter/paasmeter/runtime/spec"
+	"github.com/paasmeter/paasmeter/runtime/supervise"
 )
 
 // TestTheExamplePlatformFitsTheExampleConfig checks the platform `make run`
