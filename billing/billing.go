@@ -19,6 +19,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
@@ -45,7 +46,7 @@ type Customer struct {
 	BuyerReference string `json:"buyer_reference,omitempty"`
 	VAT            VAT    `json:"vat"`
 	// Party is the institution's legal identity for e-invoices.
-	Party Party `json:"party"`
+	Party institution.Party `json:"party"`
 	// Start is the institution's first month ("2026-01"), from which its
 	// months close one after the other; "" takes the month of its first
 	// usage. Records of earlier months are adjustments on the first invoice.
@@ -53,34 +54,10 @@ type Customer struct {
 	Start string `json:"-"`
 }
 
-// Party is a seller's or buyer's identity as e-invoices carry it.
-type Party struct {
-	// LegalName defaults to the customer's Name or the seller's name.
-	LegalName string `json:"legal_name,omitempty" yaml:"legal_name"`
-	// VATID is the VAT number with its country prefix (BE0123456789).
-	VATID string `json:"vat_id,omitempty" yaml:"vat_id"`
-	// CompanyID is the legal registration number (the Belgian enterprise number).
-	CompanyID string `json:"company_id,omitempty" yaml:"company_id"`
-	// EndpointID and EndpointScheme address the party on the Peppol network,
-	// e.g. 0123456789 in scheme 0208 (Belgian enterprise number).
-	EndpointID     string  `json:"endpoint_id,omitempty" yaml:"endpoint_id"`
-	EndpointScheme string  `json:"endpoint_scheme,omitempty" yaml:"endpoint_scheme"`
-	Address        Address `json:"address" yaml:"address"`
-	Email          string  `json:"email,omitempty" yaml:"email"`
-}
-
-// Address is a postal address; Country is an ISO 3166-1 alpha-2 code.
-type Address struct {
-	Street     string `json:"street,omitempty" yaml:"street"`
-	City       string `json:"city,omitempty" yaml:"city"`
-	PostalCode string `json:"postal_code,omitempty" yaml:"postal_code"`
-	Country    string `json:"country,omitempty" yaml:"country"`
-}
-
 // Seller is the platform operator as it appears on its invoices.
 type Seller struct {
-	Name  string `json:"name" yaml:"name"`
-	Party Party  `json:"party" yaml:"party"`
+	Name  string            `json:"name" yaml:"name"`
+	Party institution.Party `json:"party" yaml:"party"`
 	// IBAN and BIC are where institutions pay.
 	IBAN string `json:"iban,omitempty" yaml:"iban"`
 	BIC  string `json:"bic,omitempty" yaml:"bic"`

@@ -22,6 +22,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/metering"
@@ -59,7 +60,7 @@ func newPlatform(t *testing.T, now time.Time) *platform {
 	}
 	clk := clock.NewManual(now)
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
-		Tenants: map[string]bool{"caami": true, "ona": true}, Location: billingtest.Brussels(), Clock: clk,
+		Institutions: institution.Of("caami", "ona"), Location: billingtest.Brussels(), Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

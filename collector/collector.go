@@ -30,21 +30,20 @@ import (
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
 )
 
-// Options are what a Server is built from. Config, Store, Auth and Tenants are required.
+// Options are what a Server is built from. Config, Store, Auth and Institutions are required.
 type Options struct {
 	Config Config
 	Store  metering.Store
 	Auth   *auth.Authenticator
-	// Tenants is the set of configured institutions; records of any other tenant are rejected.
-	Tenants map[string]bool
-	// LogRetention is how long each tenant's log lines are kept; a tenant
-	// missing from it keeps them DefaultLogRetention.
-	LogRetention map[string]time.Duration
+	// Institutions are the configured institutions: records of any other
+	// tenant are rejected, and each one's log lines are kept its Retention.
+	Institutions institution.Directory
 	// Audit records operators' reads of tenant data. Without it those reads
 	// are refused: the audit fails closed.
 	Audit audit.Recorder
@@ -128,21 +127,19 @@ func New(o Options) (*Server, error) {
 		}
 		store = w
 	}
-	keep := make(map[string]time.Duration, len(o.Tenants))
-	for t := range o.Tenants {
-		keep[t] = DefaultLogRetention
-		if d, ok := o.LogRetention[t]; ok {
-			if d <= 0 {
-				return nil, fmt.Errorf("collector: log retention of %s: %s must be positive", t, d)
-			}
-			keep[t] = d
+	tenants := make(map[string]bool, len(o.Institutions))
+	keep := make(map[string]time.Duration, len(o.Institutions))
+	for _, in := range o.Institutions {
+		if d := in.Retention(); d <= 0 {
+			return nil, fmt.Errorf("collector: log retention of %s: %s must be positive", in.ID, d)
 		}
+		tenants[in.ID], keep[in.ID] = true, in.Retention()
 	}
 	s := &Server{
 		cfg:      o.Config,
 		store:    instrumentedStore{Store: store, m: m, tracer: o.Tracer.Tracer(tracerName)},
 		auth:     o.Auth,
-		tenants:  o.Tenants,
+		tenants:  tenants,
 		keep:     keep,
 		audit:    o.Audit,
 		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),

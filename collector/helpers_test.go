@@ -20,6 +20,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
@@ -100,7 +101,7 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	}
 	t.Cleanup(func() { auditLog.Close() })
 	o := setup{Options: collector.Options{
-		Config: c, Store: store, Auth: authn, Tenants: map[string]bool{"caami": true, "ona": true},
+		Config: c, Store: store, Auth: authn, Institutions: institution.Of("caami", "ona"),
 		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
 		Audit: auditLog,
 	}}
@@ -108,7 +109,7 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 		opt(&o)
 	}
 	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Logger: o.Logger}),
-		slahttp.Routes(slahttp.Options{Reports: o.reports, Windows: o.windows, Tenants: o.Tenants, Location: o.Location, Clock: o.Clock,
+		slahttp.Routes(slahttp.Options{Reports: o.reports, Windows: o.windows, Institutions: o.Institutions, Location: o.Location, Clock: o.Clock,
 			Logger: o.Logger})...)
 	e.srv, err = collector.New(o.Options)
 	if err != nil {

@@ -29,7 +29,7 @@ func withMaintenance(t *testing.T, st **stateembedded.Store) func(*setup) {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { s.Close() })
-		svc, err := maintenance.New(maintenance.Options{Store: s, Location: o.Location, Clock: o.Clock, Tenants: o.Tenants,
+		svc, err := maintenance.New(maintenance.Options{Store: s, Location: o.Location, Clock: o.Clock, Institutions: o.Institutions,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Fatal(err)

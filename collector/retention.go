@@ -8,10 +8,6 @@ import (
 	"time"
 )
 
-// DefaultLogRetention is how long a tenant's log lines are kept unless its
-// configuration says otherwise: 30 days.
-const DefaultLogRetention = 30 * 24 * time.Hour
-
 // RunRetention deletes every tenant's log lines older than its retention, at
 // once and then every Logs.RetentionInterval, until ctx is done. A failed pass
 // is logged and tried again at the next tick: lines are kept a little longer,

@@ -15,7 +15,7 @@ func TestRetentionLoopDeletesOldLinesAndKeepsRecentOnesPerTenant(t *testing.T) {
 	cfg := collector.DefaultConfig()
 	cfg.Logs.RetentionInterval = time.Second
 	// caami keeps the default 30 days; ona keeps one day.
-	e := newEnv(t, &cfg, nil, func(o *setup) { o.LogRetention = map[string]time.Duration{"ona": 24 * time.Hour} })
+	e := newEnv(t, &cfg, nil, func(o *setup) { o.Institutions[1].LogRetention = 24 * time.Hour })
 	seed := []logs.Line{
 		logLine("caami", "pricing", "c1", "prod", now.Add(-31*24*time.Hour), "caami 31 days old"),
 		logLine("caami", "pricing", "c1", "prod", now.Add(-29*24*time.Hour), "caami 29 days old"),

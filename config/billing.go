@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
@@ -48,22 +49,11 @@ func defaultBilling() BillingConfig {
 		PaymentTerms: d.PaymentTerms, AdjustMonths: d.AdjustMonths, SLACreditTiers: d.CreditTiers, ReconcileInterval: time.Hour}
 }
 
-// VATConfig is an institution's VAT treatment.
-type VATConfig struct {
-	// Category is standard (the default) or exempt.
-	Category string `yaml:"category"`
-	// Rate in percent for the standard category; 21 when left out.
-	Rate string `yaml:"rate"`
-	// ExemptionReason and ExemptionCode (e.g. VATEX-EU-132) explain an exemption.
-	ExemptionReason string `yaml:"exemption_reason"`
-	ExemptionCode   string `yaml:"exemption_code"`
-}
-
 // defaultVATRate is Belgium's standard rate.
 const defaultVATRate = "21"
 
-// vat converts c to billing's form.
-func (c VATConfig) vat() (billing.VAT, error) {
+// vatOf converts an institution's VAT treatment to billing's form.
+func vatOf(c institution.VAT) (billing.VAT, error) {
 	switch c.Category {
 	case "", "standard":
 		rate := c.Rate
@@ -90,7 +80,7 @@ func (c VATConfig) vat() (billing.VAT, error) {
 func (c *Config) validateBilling() []error {
 	var errs []error
 	for i, t := range c.Tenants {
-		if _, err := t.VAT.vat(); err != nil {
+		if _, err := vatOf(t.VAT); err != nil {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
 	}
@@ -129,7 +119,7 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 	out := billing.Config{Location: loc, Seller: b.Seller, CreditTiers: b.SLACreditTiers, GracePeriod: b.GracePeriod, InvoicePrefix: b.InvoicePrefix,
 		CreditNotePrefix: b.CreditNotePrefix, PaymentTerms: b.PaymentTerms, AdjustMonths: b.AdjustMonths, CutoffLag: b.CutoffLag}
 	for _, t := range c.Tenants {
-		v, err := t.VAT.vat()
+		v, err := vatOf(t.VAT)
 		if err != nil {
 			continue // reported by validateBilling with the tenant's index
 		}

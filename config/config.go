@@ -18,9 +18,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
 	"github.com/paasmeter/paasmeter/metering/batching"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
@@ -42,8 +42,8 @@ type Config struct {
 	// the file declares (DESIGN.md §6).
 	Maintenance MaintenanceConfig `yaml:"maintenance"`
 	// Tenants are the institutions; records of any other tenant are rejected.
-	Tenants []TenantConfig     `yaml:"tenants"`
-	Tokens  []auth.TokenConfig `yaml:"tokens"`
+	Tenants institution.Directory `yaml:"tenants"`
+	Tokens  []auth.TokenConfig    `yaml:"tokens"`
 }
 
 // LogConfig configures the process log.
@@ -80,27 +80,6 @@ func (c *StoreConfig) MeteringBatch() *batching.Config {
 	}
 	b := c.Batch
 	return &b
-}
-
-// TenantConfig is one institution.
-type TenantConfig struct {
-	// ID is the tenant's name in records, tokens and URLs.
-	ID   string `yaml:"id"`
-	Name string `yaml:"name"`
-	// LogRetention is how long the collector keeps the institution's log
-	// lines; 0 (left out) means collector.DefaultLogRetention, 30 days.
-	LogRetention time.Duration `yaml:"log_retention"`
-	// BuyerReference is the reference the institution's accounting matches
-	// invoices with (mandatory on Peppol e-invoices).
-	BuyerReference string `yaml:"buyer_reference"`
-	// VAT is the institution's VAT treatment; standard 21 % when left out.
-	VAT VATConfig `yaml:"vat"`
-	// BillingStart is the institution's first billed month ("2026-01"):
-	// months close in order from it. Left out, the month of its first usage.
-	BillingStart string `yaml:"billing_start"`
-	// Party is the institution's identity on e-invoices: legal_name, vat_id,
-	// company_id, endpoint_id, endpoint_scheme, address, email.
-	Party billing.Party `yaml:",inline"`
 }
 
 // minLogRetention keeps a typo (log_retention: 1m) from wiping a tenant's logs.
@@ -233,7 +212,7 @@ func (c *Config) Validate() error {
 		known[t.ID] = true
 		if t.LogRetention != 0 && t.LogRetention < minLogRetention {
 			errs = append(errs, fmt.Errorf("tenants[%d].log_retention: %s is below the minimum of %s (leave it out for the default of %s)",
-				i, t.LogRetention, minLogRetention, collector.DefaultLogRetention))
+				i, t.LogRetention, minLogRetention, institution.DefaultLogRetention))
 		}
 	}
 	errs = append(errs, c.validateBilling()...)
@@ -251,27 +230,6 @@ func (c *Config) Validate() error {
 
 // Location returns the platform's time zone.
 func (c *Config) Location() (*time.Location, error) { return time.LoadLocation(c.TimeZone) }
-
-// TenantSet returns the configured tenant ids.
-func (c *Config) TenantSet() map[string]bool {
-	m := make(map[string]bool, len(c.Tenants))
-	for _, t := range c.Tenants {
-		m[t.ID] = true
-	}
-	return m
-}
-
-// LogRetentions returns each tenant's log retention, defaults applied.
-func (c *Config) LogRetentions() map[string]time.Duration {
-	m := make(map[string]time.Duration, len(c.Tenants))
-	for _, t := range c.Tenants {
-		m[t.ID] = collector.DefaultLogRetention
-		if t.LogRetention != 0 {
-			m[t.ID] = t.LogRetention
-		}
-	}
-	return m
-}
 
 // AuditLogPath returns collector.audit_log, or audit.jsonl in the data directory.
 func (c *Config) AuditLogPath() string {

@@ -36,8 +36,8 @@ func TestLogRetentionAndAuditLogHaveDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.LogRetentions(); got["caami"] != 720*time.Hour || got["ona"] != 2160*time.Hour || len(got) != 2 {
-		t.Errorf("log retentions = %v, want caami 720h (the default) and ona 2160h", got)
+	if len(c.Tenants) != 2 || c.Tenants[0].Retention() != 720*time.Hour || c.Tenants[1].Retention() != 2160*time.Hour {
+		t.Errorf("log retentions of %+v, want caami 720h (the default) and ona 2160h", c.Tenants)
 	}
 	if got := c.AuditLogPath(); got != "/var/lib/pm/audit.jsonl" {
 		t.Errorf("audit log = %s, want it in the data directory", got)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -34,9 +35,9 @@ func Period() calendar.Month {
 // Seller is the example's platform operator.
 func Seller() billing.Seller {
 	return billing.Seller{Name: "State Cloud Platform Services", IBAN: "BE71096123456769", BIC: "GKCCBEBB",
-		Party: billing.Party{LegalName: "State Cloud Platform Services SA", VATID: "BE0123456749", CompanyID: "0123456749",
+		Party: institution.Party{LegalName: "State Cloud Platform Services SA", VATID: "BE0123456749", CompanyID: "0123456749",
 			EndpointID: "0123456749", EndpointScheme: "0208", Email: "billing@statecloud.example",
-			Address: billing.Address{Street: "Rue de la Loi 16", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}}
+			Address: institution.Address{Street: "Rue de la Loi 16", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}}
 }
 
 // Customers are the example's institutions, in the order they are invoiced.
@@ -46,12 +47,12 @@ func Customers() []billing.Customer {
 	return []billing.Customer{
 		{Tenant: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité", BuyerReference: "CAAMI-IT-2026",
 			VAT: billing.VAT{Category: billing.VATStandard, Rate: decimal.NewFromInt(21)},
-			Party: billing.Party{VATID: "BE0206733130", CompanyID: "0206733130", EndpointID: "0206733130", EndpointScheme: "0208",
-				Address: billing.Address{Street: "Rue du Trône 30", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
+			Party: institution.Party{VATID: "BE0206733130", CompanyID: "0206733130", EndpointID: "0206733130", EndpointScheme: "0208",
+				Address: institution.Address{Street: "Rue du Trône 30", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
 		{Tenant: "ona", Name: "Office national des allocations familiales", BuyerReference: "ONA-PO-4471",
 			VAT: billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: "Exempt public-sector service", ExemptionCode: "VATEX-EU-132"},
-			Party: billing.Party{CompanyID: "0206747580", EndpointID: "0206747580", EndpointScheme: "0208",
-				Address: billing.Address{Street: "Rue de Trèves 70", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
+			Party: institution.Party{CompanyID: "0206747580", EndpointID: "0206747580", EndpointScheme: "0208",
+				Address: institution.Address{Street: "Rue de Trèves 70", City: "Bruxelles", PostalCode: "1000", Country: "BE"}}, Start: Period().String()},
 	}
 }
 

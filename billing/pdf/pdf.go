@@ -26,6 +26,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
@@ -324,7 +325,7 @@ func (r *renderer) header() {
 // partyLines are a party's address and identifiers, without its name; the
 // legal name comes first when it differs from name. withEndpoint adds the
 // Peppol address, which the institution's invoice-receiving system uses.
-func partyLines(p billing.Party, name string, withEndpoint bool) []string {
+func partyLines(p institution.Party, name string, withEndpoint bool) []string {
 	var out []string
 	add := func(s string) {
 		if s = strings.TrimSpace(s); s != "" {

@@ -40,6 +40,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/institution"
 )
 
 // Peppol BIS Billing 3.0 identifiers.
@@ -291,7 +292,7 @@ func paymentNote(issue, due string) string {
 
 // partyOf maps a billing party onto a UBL one; name is its trading name,
 // and its registration name unless the party has a legal name.
-func partyOf(bp billing.Party, name string) party {
+func partyOf(bp institution.Party, name string) party {
 	a := bp.Address
 	p := party{
 		EndpointID:  &identifier{SchemeID: bp.EndpointScheme, Value: bp.EndpointID},

@@ -16,6 +16,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/loadgen"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
@@ -143,11 +144,7 @@ func startBenchCollector(ctx context.Context, store metering.Store, batch *batch
 	}
 	cfg := collector.DefaultConfig()
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	tenants := map[string]bool{}
-	for _, t := range spec.TenantIDs() {
-		tenants[t] = true
-	}
-	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Tenants: tenants, Batch: batch,
+	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Institutions: institution.Of(spec.TenantIDs()...), Batch: batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		return nil, "", "", err

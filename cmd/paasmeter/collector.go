@@ -165,12 +165,11 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		return nil, nil, err
 	}
 	srv, err = collector.New(collector.Options{
-		Config:  cfg.Collector,
-		Store:   store,
-		Auth:    authn,
-		Tenants: cfg.TenantSet(),
-		// Run enforces these every collector.logs.retention_interval.
-		LogRetention: cfg.LogRetentions(),
+		Config: cfg.Collector,
+		Store:  store,
+		Auth:   authn,
+		// Run enforces their log retention every collector.logs.retention_interval.
+		Institutions: cfg.Tenants,
 		Audit:        auditLog,
 		Location:     loc,
 		Clock:        clock.System{},
@@ -182,7 +181,7 @@ func (a *app) openCollector(ctx context.Context, cfg *config.Config, log *slog.L
 		// Billing and the SLA serve their routes through the collector's
 		// table. Admin tokens declare windows; the SLA engine reads them from the store.
 		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Logger: log}),
-			slahttp.Routes(slahttp.Options{Reports: slaReports{engine, windows}, Windows: windows, Tenants: cfg.TenantSet(),
+			slahttp.Routes(slahttp.Options{Reports: slaReports{engine, windows}, Windows: windows, Institutions: cfg.Tenants,
 				Location: loc, Clock: clock.System{}, Logger: log})...),
 	})
 	if err != nil {

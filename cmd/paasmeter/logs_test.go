@@ -17,6 +17,7 @@ import (
 	"github.com/paasmeter/paasmeter/audit"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering/embedded"
@@ -44,7 +45,7 @@ func logsCollector(t *testing.T) (string, func(lines ...logs.Line)) {
 	}
 	t.Cleanup(func() { auditLog.Close() })
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Audit: auditLog,
-		Tenants: map[string]bool{"caami": true, "ona": true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Institutions: institution.Of("caami", "ona"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

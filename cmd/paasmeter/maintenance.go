@@ -26,7 +26,7 @@ func (a *app) newMaintenanceService(cfg *config.Config, st state.Store, log *slo
 	if err != nil {
 		return nil, err
 	}
-	return maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: cfg.Maintenance.LeadTime, Tenants: cfg.TenantSet(),
+	return maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: cfg.Maintenance.LeadTime, Institutions: cfg.Tenants,
 		Clock: a.clock, Logger: log})
 }
 

@@ -82,7 +82,7 @@ unless billing.sla_file is set.`,
 			}
 			var reps []*sla.Report
 			for _, t := range tenants {
-				if !cfg.TenantSet()[t] {
+				if !cfg.Tenants.Has(t) {
 					return fmt.Errorf("--tenant: %q is not a configured institution", t)
 				}
 				r, err := eng.Report(c.Context(), t, p)

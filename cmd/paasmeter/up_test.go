@@ -43,10 +43,9 @@ func TestTheExamplePlatformFitsTheExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tenants := cfg.TenantSet()
 	kinds := map[string]bool{}
 	for _, inst := range plat.Institutions {
-		if !tenants[inst.ID] {
+		if !cfg.Tenants.Has(inst.ID) {
 			t.Errorf("institution %q is not a tenant of the example config", inst.ID)
 		}
 		for _, p := range inst.Projects {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
@@ -35,11 +36,7 @@ func Start(dir, node, token string, tenants ...string) (*Collector, error) {
 		st.Close()
 		return nil, err
 	}
-	known := map[string]bool{}
-	for _, t := range tenants {
-		known[t] = true
-	}
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Tenants: known,
+	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Institutions: institution.Of(tenants...),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		st.Close()

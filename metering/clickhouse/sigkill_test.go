@@ -21,6 +21,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
@@ -175,7 +176,7 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 	batch.RetryAfter = time.Second
 	reg := prometheus.NewRegistry()
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: store, Auth: authn,
-		Tenants: map[string]bool{"caami": true, "ona": true}, Batch: &batch, Registry: reg,
+		Institutions: institution.Of("caami", "ona"), Batch: &batch, Registry: reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

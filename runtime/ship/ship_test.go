@@ -20,6 +20,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
@@ -49,7 +50,7 @@ func newRig(t *testing.T, front func(http.Handler) http.Handler) *rig {
 	t.Cleanup(func() { st.Close() })
 	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(token)}})
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
-		Tenants: map[string]bool{"caami": true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Institutions: institution.Of("caami"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

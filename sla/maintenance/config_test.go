@@ -70,7 +70,7 @@ func TestTheConfigurationsWindowsReachTheService(t *testing.T) {
 	f := newFixture(t)
 	loc, _ := c.Location()
 	st, _ := f.open(t)
-	svc, err := maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: c.Maintenance.LeadTime, Tenants: c.TenantSet(), Clock: f.clock,
+	svc, err := maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: c.Maintenance.LeadTime, Institutions: c.Tenants, Clock: f.clock,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

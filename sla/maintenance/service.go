@@ -11,6 +11,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/state"
@@ -31,23 +32,23 @@ type Options struct {
 	// LeadTime is how long before it starts a window must be declared
 	// (default DefaultLeadTime).
 	LeadTime time.Duration
-	// Tenants, if not nil, are the configured institutions: a window of any
-	// other is refused.
-	Tenants map[string]bool
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// Institutions, if not nil, are the configured institutions: a window
+	// of any other is refused.
+	Institutions institution.Directory
+	Clock        clock.Clock
+	Logger       *slog.Logger
 }
 
 // Service keeps the maintenance windows: it checks every declaration and
 // change against the rules (Check) at the clock's time, stores it with its
 // audit entry, and expands the windows for the SLA engine.
 type Service struct {
-	store   Store
-	loc     *time.Location
-	lead    time.Duration
-	tenants map[string]bool
-	clock   clock.Clock
-	log     *slog.Logger
+	store        Store
+	loc          *time.Location
+	lead         time.Duration
+	institutions institution.Directory
+	clock        clock.Clock
+	log          *slog.Logger
 }
 
 var _ sla.WindowSource = (*Service)(nil)
@@ -82,7 +83,7 @@ func New(o Options) (*Service, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Service{store: o.Store, loc: o.Location, lead: o.LeadTime, tenants: o.Tenants, clock: o.Clock, log: o.Logger}, nil
+	return &Service{store: o.Store, loc: o.Location, lead: o.LeadTime, institutions: o.Institutions, clock: o.Clock, log: o.Logger}, nil
 }
 
 // LeadTime returns how long before it starts a window must be declared.
@@ -184,7 +185,7 @@ func (s *Service) change(ctx context.Context, old, d Declaration, actor, action 
 }
 
 func (s *Service) check(old *Declaration, d Declaration, now time.Time) error {
-	if t := d.Scope.Tenant; t != "" && s.tenants != nil && !s.tenants[t] {
+	if t := d.Scope.Tenant; t != "" && s.institutions != nil && !s.institutions.Has(t) {
 		return refuse("tenant", "%q is not a configured institution", t)
 	}
 	return Check(old, d, now, s.lead)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
@@ -43,7 +44,7 @@ func (f *fixture) open(t *testing.T) (*embedded.Store, *maintenance.Service) {
 	}
 	t.Cleanup(func() { st.Close() })
 	svc, err := maintenance.New(maintenance.Options{Store: st, Location: brussels(t), Clock: f.clock,
-		Tenants: map[string]bool{"caami": true, "ona": true}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Institutions: institution.Of("caami", "ona"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,7 +427,7 @@ func TestAnInstitutionNamedPlatformGetsNoneOfAnothersChanges(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t)
 	st, _ := f.open(t)
-	svc, err := maintenance.New(maintenance.Options{Store: st, Clock: f.clock, Tenants: map[string]bool{"platform": true, "caami": true},
+	svc, err := maintenance.New(maintenance.Options{Store: st, Clock: f.clock, Institutions: institution.Of("platform", "caami"),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

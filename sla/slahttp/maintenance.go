@@ -96,7 +96,7 @@ func (h *handlers) listMaintenance(w http.ResponseWriter, r *http.Request, _ aut
 		route.WriteError(w, http.StatusBadRequest, "invalid maintenance query", problems)
 		return
 	}
-	if resp.Tenant != "" && !h.tenants[resp.Tenant] {
+	if resp.Tenant != "" && !h.institutions.Has(resp.Tenant) {
 		route.WriteError(w, http.StatusNotFound, "unknown tenant "+route.Quote(resp.Tenant), nil)
 		return
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
+	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/state"
@@ -36,9 +37,9 @@ type Options struct {
 	// Windows, if set, serves the admin API of maintenance windows; without
 	// it those routes answer 501.
 	Windows MaintenanceWindows
-	// Tenants is the set of configured institutions: a list of another's
+	// Institutions are the configured institutions: a list of another's
 	// windows is a 404.
-	Tenants map[string]bool
+	Institutions institution.Directory
 	// Location is the platform's time zone, for calendar days and months (default UTC).
 	Location *time.Location
 	// Clock and Logger default to the system's.
@@ -48,18 +49,18 @@ type Options struct {
 
 // handlers serve the routes.
 type handlers struct {
-	reports SLAReports
-	windows MaintenanceWindows
-	tenants map[string]bool
-	loc     *time.Location
-	clock   clock.Clock
-	log     *slog.Logger
+	reports      SLAReports
+	windows      MaintenanceWindows
+	institutions institution.Directory
+	loc          *time.Location
+	clock        clock.Clock
+	log          *slog.Logger
 }
 
 // Routes returns the SLA report and maintenance window routes, for the
 // collector's table (collector.Options.Routes).
 func Routes(o Options) []route.Route {
-	h := &handlers{reports: o.Reports, windows: o.Windows, tenants: o.Tenants, loc: cmp.Or(o.Location, time.UTC),
+	h := &handlers{reports: o.Reports, windows: o.Windows, institutions: o.Institutions, loc: cmp.Or(o.Location, time.UTC),
 		clock: cmp.Or[clock.Clock](o.Clock, clock.System{}), log: cmp.Or(o.Logger, slog.Default())}
 	return []route.Route{
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/sla", Access: route.TenantRead, Handle: h.getSLA},

@@ -1,10 +1,34 @@
-package billing
+package institution
 
 import (
 	"fmt"
 	"strconv"
 	"strings"
 )
+
+// Party is a seller's or buyer's identity as e-invoices carry it.
+type Party struct {
+	// LegalName defaults to the customer's Name or the seller's name.
+	LegalName string `json:"legal_name,omitempty" yaml:"legal_name"`
+	// VATID is the VAT number with its country prefix (BE0123456789).
+	VATID string `json:"vat_id,omitempty" yaml:"vat_id"`
+	// CompanyID is the legal registration number (the Belgian enterprise number).
+	CompanyID string `json:"company_id,omitempty" yaml:"company_id"`
+	// EndpointID and EndpointScheme address the party on the Peppol network,
+	// e.g. 0123456789 in scheme 0208 (Belgian enterprise number).
+	EndpointID     string  `json:"endpoint_id,omitempty" yaml:"endpoint_id"`
+	EndpointScheme string  `json:"endpoint_scheme,omitempty" yaml:"endpoint_scheme"`
+	Address        Address `json:"address" yaml:"address"`
+	Email          string  `json:"email,omitempty" yaml:"email"`
+}
+
+// Address is a postal address; Country is an ISO 3166-1 alpha-2 code.
+type Address struct {
+	Street     string `json:"street,omitempty" yaml:"street"`
+	City       string `json:"city,omitempty" yaml:"city"`
+	PostalCode string `json:"postal_code,omitempty" yaml:"postal_code"`
+	Country    string `json:"country,omitempty" yaml:"country"`
+}
 
 // easCodes is the Peppol electronic address scheme (EAS) code list that
 // Peppol BIS Billing 3.0 accepts for an endpoint (rule PEPPOL-EN16931-CL008,
