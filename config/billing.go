@@ -17,8 +17,10 @@ type BillingConfig struct {
 	// RateCard is the versioned rate-card file (billing/ratecard); relative
 	// paths are taken from the working directory.
 	RateCard string `yaml:"rate_card"`
-	// SLAFile gives each institution's monthly availability (billing/slafile)
-	// until the SLA engine provides it; without it no SLA credit is granted.
+	// SLAFile, when set, gives each institution's monthly availability
+	// (billing/slafile) in place of the SLA engine's figures: for months the
+	// engine cannot measure (before the platform's events were kept) or an
+	// availability agreed by hand.
 	SLAFile string `yaml:"sla_file"`
 	// GracePeriod after a month ends before its invoices can be issued.
 	GracePeriod time.Duration `yaml:"grace_period"`

@@ -68,7 +68,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/ubl"
 )
 
-// ErrUnknownFormat is returned by Write for a format other than csv or json.
+// ErrUnknownFormat is returned by Write for a format not in Formats().
 var ErrUnknownFormat = errors.New("unknown export format")
 
 // formats are the known formats by name.

@@ -1,6 +1,7 @@
-// Package slafile is the SLA source billing uses until the SLA engine exists:
-// each institution's production availability per month, from a YAML file
-// an operator maintains.
+// Package slafile is an SLA source that overrides the SLA engine's figures
+// when billing.sla_file is set: each institution's production availability
+// per month, from a YAML file an operator maintains (for months the engine
+// cannot measure, or an availability agreed by hand).
 //
 //	# availability in percent of the institution's production apps, per month
 //	- {tenant: caami, period: 2026-11, availability: 99.85}
