@@ -75,7 +75,7 @@ type Hub struct {
 // the module gave it. The jobs of ReconcileMetrics and SLAMetrics run until
 // ctx ends or Close is called; the traces of Tracing are flushed by Close
 // even after ctx ended.
-func Open(ctx context.Context, cfg *config.Config, o Options, needs ...Module) (h *Hub, err error) {
+func Open(ctx context.Context, cfg *config.Config, o Options, needs ...Module) (*Hub, error) {
 	loc, err := cfg.Location()
 	if err != nil {
 		return nil, err
@@ -89,22 +89,16 @@ func Open(ctx context.Context, cfg *config.Config, o Options, needs ...Module) (
 	if o.Stdout == nil {
 		o.Stdout = io.Discard
 	}
-	h = &Hub{cfg: cfg, opts: o, loc: loc}
+	h := &Hub{cfg: cfg, opts: o, loc: loc}
 	table := h.modules()
 	order, err := resolve(table, needs)
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, h.Close())
-			h = nil
-		}
-	}()
 	for _, m := range order {
 		if init := table[m].init; init != nil {
 			if err := init(ctx); err != nil {
-				return nil, err
+				return nil, errors.Join(err, h.Close())
 			}
 		}
 	}
