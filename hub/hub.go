@@ -58,7 +58,7 @@ type Hub struct {
 	// closers close the modules built so far, in the order they were built.
 	closers []func() error
 
-	billingOpts *billing.Options // rate card
+	billingOpts *billing.Options // RateCard: billing's options but the stores
 	tracer      trace.TracerProvider
 	metering    metering.Store
 	audit       *audit.File

@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/telemetry"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla"
@@ -149,24 +150,24 @@ func (h *Hub) initTracing(ctx context.Context) error {
 }
 
 func (h *Hub) initMeteringStore(ctx context.Context) error {
-	log := h.opts.Logger
+	var store metering.Store
+	var where []any // what the log line says of the store
 	if dsn := h.cfg.Store.MeteringDSN; dsn != "" {
-		store, err := clickhouse.Open(ctx, dsn, log)
+		ch, err := clickhouse.Open(ctx, dsn, h.opts.Logger)
 		if err != nil {
 			return err
 		}
-		h.metering = store
-		h.onClose(store.Close)
-		log.Info("metering store opened", "kind", "clickhouse", "store", store.String())
-		return nil
-	}
-	store, err := embedded.Open(ctx, h.cfg.Store.DataDir)
-	if err != nil {
-		return err
+		store, where = ch, []any{"kind", "clickhouse", "store", ch.String()}
+	} else {
+		emb, err := embedded.Open(ctx, h.cfg.Store.DataDir)
+		if err != nil {
+			return err
+		}
+		store, where = emb, []any{"kind", "embedded", "path", emb.Path()}
 	}
 	h.metering = store
 	h.onClose(store.Close)
-	log.Info("metering store opened", "kind", "embedded", "path", store.Path())
+	h.opts.Logger.Info("metering store opened", where...)
 	return nil
 }
 

@@ -50,8 +50,8 @@ issued documents as files in every export format.`,
 
 // withBilling runs fn with the billing service of the hub, which it opens
 // for fn and closes after it.
-func (a *app) withBilling(c *cobra.Command, fn func(h *hub.Hub, svc *billing.Service) error) error {
-	return a.withHub(c.Context(), func(h *hub.Hub) error { return fn(h, h.Billing()) }, hub.Billing)
+func (a *app) withBilling(c *cobra.Command, fn func(svc *billing.Service) error) error {
+	return a.withHub(c.Context(), func(h *hub.Hub) error { return fn(h.Billing()) }, hub.Billing)
 }
 
 // periodFlags adds the --period and --tenant flags of a run over a month's
@@ -80,17 +80,13 @@ func (a *app) invoiceDraftCmd() *cobra.Command {
 		Short: "Compute the invoices of a month from the usage stored so far (stores nothing)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withBilling(c, func(h *hub.Hub, svc *billing.Service) error {
-				p, err := billing.ParsePeriod(period, h.Location())
-				if err != nil {
-					return err
-				}
-				invs, err := svc.Draft(c.Context(), p, tenants, progress(a.stderr, "drafted"))
+			return a.withMonth(c.Context(), period, func(h *hub.Hub, p billing.Period) error {
+				invs, err := h.Billing().Draft(c.Context(), p, tenants, progress(a.stderr, "drafted"))
 				if err != nil {
 					return err
 				}
 				return a.writeInvoices(invs, format)
-			})
+			}, hub.Billing)
 		},
 	}
 	periodFlags(cmd, &period, &tenants)
@@ -106,11 +102,8 @@ func (a *app) invoiceIssueCmd() *cobra.Command {
 		Short: "Issue the invoices of a month: number, freeze and store them",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withBilling(c, func(h *hub.Hub, svc *billing.Service) error {
-				p, err := billing.ParsePeriod(period, h.Location())
-				if err != nil {
-					return err
-				}
+			return a.withMonth(c.Context(), period, func(h *hub.Hub, p billing.Period) error {
+				svc := h.Billing()
 				res, err := svc.Issue(c.Context(), p, tenants, actor, progress(a.stderr, "issued"))
 				for _, r := range res {
 					switch {
@@ -133,7 +126,7 @@ func (a *app) invoiceIssueCmd() *cobra.Command {
 					return errors.Join(err, rerr)
 				}
 				return err
-			})
+			}, hub.Billing)
 		},
 	}
 	periodFlags(cmd, &period, &tenants)
@@ -148,7 +141,7 @@ func (a *app) invoiceListCmd() *cobra.Command {
 		Short: "List issued invoices and credit notes",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withBilling(c, func(_ *hub.Hub, svc *billing.Service) error {
+			return a.withBilling(c, func(svc *billing.Service) error {
 				invs, err := svc.List(c.Context(), state.DocumentFilter{Tenant: tenant, Period: period})
 				if err != nil {
 					return err
@@ -175,7 +168,7 @@ func (a *app) invoiceShowCmd() *cobra.Command {
 		Short: "Show an issued invoice or credit note",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withBilling(c, func(_ *hub.Hub, svc *billing.Service) error {
+			return a.withBilling(c, func(svc *billing.Service) error {
 				inv, err := svc.Document(c.Context(), args[0])
 				if err != nil {
 					return err
@@ -193,7 +186,7 @@ func (a *app) invoiceVerifyCmd() *cobra.Command {
 		Use:   "verify [NUMBER...]",
 		Short: "Re-derive issued documents from their frozen inputs and check them bit for bit (all when no number is given)",
 		RunE: func(c *cobra.Command, args []string) error {
-			return a.withBilling(c, func(_ *hub.Hub, svc *billing.Service) error {
+			return a.withBilling(c, func(svc *billing.Service) error {
 				if len(args) == 0 {
 					invs, err := svc.List(c.Context(), state.DocumentFilter{})
 					if err != nil {
@@ -236,7 +229,7 @@ func (a *app) invoiceCreditCmd() *cobra.Command {
 				}
 				amt = &d
 			}
-			return a.withBilling(c, func(_ *hub.Hub, svc *billing.Service) error {
+			return a.withBilling(c, func(svc *billing.Service) error {
 				cn, err := svc.CreditNote(c.Context(), args[0], amt, reason, actor)
 				if err != nil {
 					return err
@@ -272,7 +265,7 @@ print each file's path. An existing file of the same name is replaced.`,
 					return fmt.Errorf("--format: %w %q: the formats are %s", export.ErrUnknownFormat, f, strings.Join(export.Formats(), ", "))
 				}
 			}
-			return a.withBilling(c, func(_ *hub.Hub, svc *billing.Service) error {
+			return a.withBilling(c, func(svc *billing.Service) error {
 				var invs []*billing.Invoice
 				if all {
 					var err error

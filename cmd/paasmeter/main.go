@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 
 	_ "time/tzdata" // the platform time zone must resolve on hosts without tzdata
 
+	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/hub"
 	"github.com/paasmeter/paasmeter/internal/clock"
@@ -103,4 +105,23 @@ func (a *app) withHub(ctx context.Context, fn func(*hub.Hub) error, needs ...hub
 	}
 	defer func() { err = errors.Join(err, h.Close()) }()
 	return fn(h)
+}
+
+// withMonth is withHub for a command over a calendar month: fn gets month
+// (2026-11) parsed in the platform's time zone.
+func (a *app) withMonth(ctx context.Context, month string, fn func(*hub.Hub, billing.Period) error, needs ...hub.Module) error {
+	return a.withHub(ctx, func(h *hub.Hub) error {
+		p, err := billing.ParsePeriod(month, h.Location())
+		if err != nil {
+			return err
+		}
+		return fn(h, p)
+	}, needs...)
+}
+
+// writeJSON prints v as indented JSON.
+func (a *app) writeJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -254,9 +253,7 @@ func parseFlagTime(name, v string, loc *time.Location) (time.Time, error) {
 func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ds)
+		return a.writeJSON(ds)
 	case "text":
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSCOPE\tSTART\tDURATION\tREPEATS\tSTATE\tVERSION\tSOURCE\tREASON")

@@ -28,11 +28,7 @@ or never; the command then exits 1. The collector exports the same figures
 as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withHub(c.Context(), func(h *hub.Hub) error {
-				p, err := billing.ParsePeriod(period, h.Location())
-				if err != nil {
-					return err
-				}
+			return a.withMonth(c.Context(), period, func(h *hub.Hub, p billing.Period) error {
 				if len(tenants) == 0 {
 					tenants = h.Tenants()
 				}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -31,11 +30,7 @@ reported up to a minute ago. Invoices take their SLA credit from the same figure
 unless billing.sla_file is set.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			return a.withHub(c.Context(), func(h *hub.Hub) error {
-				p, err := billing.ParsePeriod(month, h.Location())
-				if err != nil {
-					return err
-				}
+			return a.withMonth(c.Context(), month, func(h *hub.Hub, p billing.Period) error {
 				if len(tenants) == 0 {
 					tenants = h.Tenants()
 				}
@@ -66,9 +61,7 @@ unless billing.sla_file is set.`,
 func (a *app) writeSLAReports(reps []*sla.Report, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(reps)
+		return a.writeJSON(reps)
 	case "text":
 		writeSLAText(a.stdout, reps)
 		return nil
