@@ -81,7 +81,7 @@ func (h *Hub) modules() map[Module]module {
 		// The rate card first: its errors stop the collector before anything opens.
 		server = append(server, RateCard)
 	}
-	server = append(server, Tracing, MeteringStore, AuditLog, StateStore, MaintenanceConfig, SLAEngine)
+	server = append(server, Tracing, MeteringStore, AuditLog, StateStore, Maintenance, MaintenanceConfig, SLAEngine)
 	if billed {
 		server = append(server, Billing)
 	}
