@@ -23,6 +23,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/hub"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/state"
@@ -230,15 +231,16 @@ func TestCollectorServesTheIssuedInvoices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, closeCollector, err := a.openCollector(ctx, cfg, a.logger(cfg))
+	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), hub.Collector)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := closeCollector(); err != nil {
+		if err := h.Close(); err != nil {
 			t.Error(err)
 		}
 	}()
+	srv := h.CollectorServer()
 	api := httptest.NewServer(srv.Handler())
 	defer api.Close()
 	get := func(path string) (int, string) {
@@ -285,8 +287,8 @@ func TestCollectorWhoseInvoiceStoreCannotOpenFailsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.openCollector(context.Background(), cfg, a.logger(cfg)); err == nil || !strings.Contains(err.Error(), "state") {
-		t.Fatalf("openCollector = %v, want the state store's error", err)
+	if _, err := hub.Open(context.Background(), cfg, a.hubOptions(a.logger(cfg)), hub.Collector); err == nil || !strings.Contains(err.Error(), "state") {
+		t.Fatalf("opening the collector: %v, want the state store's error", err)
 	}
 }
 
@@ -356,15 +358,16 @@ func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, closeCollector, err := a.openCollector(ctx, cfg, a.logger(cfg))
+	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), hub.Collector)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() {
-		if err := closeCollector(); err != nil {
+		if err := h.Close(); err != nil {
 			t.Error(err)
 		}
 	}()
+	srv := h.CollectorServer()
 	admin := httptest.NewServer(srv.AdminHandler())
 	defer admin.Close()
 	resp, err := http.Get(admin.URL + "/metrics")

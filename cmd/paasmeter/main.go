@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +17,9 @@ import (
 
 	_ "time/tzdata" // the platform time zone must resolve on hosts without tzdata
 
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/hub"
 	"github.com/paasmeter/paasmeter/internal/clock"
 )
 
@@ -80,4 +84,44 @@ func (a *app) logger(c *config.Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(a.stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(a.stderr, opts))
+}
+
+// hubOptions are what the hub takes from the app: its clock and stdout, and
+// log, the logger of the configuration.
+func (a *app) hubOptions(log *slog.Logger) hub.Options {
+	return hub.Options{Clock: a.clock, Logger: log, Stdout: a.stdout, Version: version}
+}
+
+// withHub loads the configuration, opens the hub's modules that needs name,
+// runs fn with them and closes them, joining Close's error to fn's.
+func (a *app) withHub(ctx context.Context, fn func(*hub.Hub) error, needs ...hub.Module) (err error) {
+	cfg, err := a.loadConfig()
+	if err != nil {
+		return err
+	}
+	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), needs...)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, h.Close()) }()
+	return fn(h)
+}
+
+// withMonth is withHub for a command over a calendar month: fn gets month
+// (2026-11) parsed in the platform's time zone.
+func (a *app) withMonth(ctx context.Context, month string, fn func(*hub.Hub, calendar.Month) error, needs ...hub.Module) error {
+	return a.withHub(ctx, func(h *hub.Hub) error {
+		p, err := calendar.Parse(month, h.Location())
+		if err != nil {
+			return err
+		}
+		return fn(h, p)
+	}, needs...)
+}
+
+// writeJSON prints v as indented JSON.
+func (a *app) writeJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"text/tabwriter"
@@ -13,79 +10,15 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/hub"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
-	"github.com/paasmeter/paasmeter/state"
 )
 
-// newMaintenanceService builds the maintenance windows' service of cfg over
-// the state store st.
-func (a *app) newMaintenanceService(cfg *config.Config, st state.Store, log *slog.Logger) (*maintenance.Service, error) {
-	loc, err := cfg.Location()
-	if err != nil {
-		return nil, err
-	}
-	return maintenance.New(maintenance.Options{Store: st, Location: loc, LeadTime: cfg.Maintenance.LeadTime, Institutions: cfg.Tenants,
-		Clock: a.clock, Logger: log})
-}
-
-// syncMaintenanceConfig stores the windows of cfg's maintenance section. A
-// window the rules refuse is logged (by the service) and counted, and does
-// not stop the collector: the others, and everything else, still work.
-func syncMaintenanceConfig(ctx context.Context, cfg *config.Config, svc *maintenance.Service, log *slog.Logger) error {
-	decls, err := cfg.MaintenanceDeclarations()
-	if err != nil {
-		return err
-	}
-	refusals, err := svc.SyncConfig(ctx, decls)
-	if err != nil {
-		return fmt.Errorf("maintenance.windows: %w", err)
-	}
-	if len(refusals) > 0 {
-		log.Warn("maintenance windows of the configuration were refused: they do not count (see the warnings above)",
-			"refused", len(refusals), "windows", len(decls))
-	} else if len(decls) > 0 {
-		log.Info("maintenance windows of the configuration stored", "windows", len(decls))
-	}
-	return nil
-}
-
-// openWindows opens the configured state store and returns the declared
-// maintenance windows over it, as the SLA engine reads them; closeWindows
-// closes the store.
-func (a *app) openWindows(ctx context.Context, cfg *config.Config, log *slog.Logger) (ws sla.WindowSource, closeWindows func(), err error) {
-	st, err := openStateStore(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, err
-	}
-	svc, err := a.newMaintenanceService(cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, nil, err
-	}
-	return svc, func() { st.Close() }, nil
-}
-
-// openMaintenance opens the configured state store and the maintenance
-// service over it; closeStore closes the store.
-func (a *app) openMaintenance(ctx context.Context) (svc *maintenance.Service, loc *time.Location, closeStore func(), err error) {
-	cfg, err := a.loadConfig()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	log := a.logger(cfg)
-	st, err := openStateStore(ctx, cfg, log)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	svc, err = a.newMaintenanceService(cfg, st, log)
-	if err != nil {
-		st.Close()
-		return nil, nil, nil, err
-	}
-	loc, _ = cfg.Location() // checked by newMaintenanceService
-	return svc, loc, func() { st.Close() }, nil
+// withMaintenance runs fn with the maintenance windows' service of the hub,
+// which it opens for fn (the state store alone) and closes after it.
+func (a *app) withMaintenance(c *cobra.Command, fn func(h *hub.Hub, svc *maintenance.Service) error) error {
+	return a.withHub(c.Context(), func(h *hub.Hub) error { return fn(h, h.Maintenance()) }, hub.Maintenance)
 }
 
 func (a *app) maintenanceCmd() *cobra.Command {
@@ -109,27 +42,24 @@ log with --actor, and listed in the SLA report.`,
 		Short: "List the maintenance windows (in progress and to come, by default)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			svc, loc, closeStore, err := a.openMaintenance(c.Context())
-			if err != nil {
-				return err
-			}
-			defer closeStore()
-			f, t := a.clock.Now(), time.Time{}
-			if from != "" {
-				if f, err = parseFlagTime("from", from, loc); err != nil {
+			return a.withMaintenance(c, func(h *hub.Hub, svc *maintenance.Service) (err error) {
+				f, t := a.clock.Now(), time.Time{}
+				if from != "" {
+					if f, err = parseFlagTime("from", from, h.Location()); err != nil {
+						return err
+					}
+				}
+				if to != "" {
+					if t, err = parseFlagTime("to", to, h.Location()); err != nil {
+						return err
+					}
+				}
+				ds, err := svc.List(c.Context(), tenant, f, t)
+				if err != nil {
 					return err
 				}
-			}
-			if to != "" {
-				if t, err = parseFlagTime("to", to, loc); err != nil {
-					return err
-				}
-			}
-			ds, err := svc.List(c.Context(), tenant, f, t)
-			if err != nil {
-				return err
-			}
-			return a.writeDeclarations(ds, format)
+				return a.writeDeclarations(ds, format)
+			})
 		},
 	}
 	list.Flags().StringVar(&tenant, "tenant", "", "only the windows that apply to this institution (its own, its apps', the platform's)")
@@ -147,34 +77,32 @@ log with --actor, and listed in the SLA report.`,
 		Short: "Declare a maintenance window, or change one (--id and --version, with all its fields)",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			svc, loc, closeStore, err := a.openMaintenance(c.Context())
-			if err != nil {
-				return err
-			}
-			defer closeStore()
-			decl := maintenance.Declaration{ID: d.id, Scope: sla.Scope{Tenant: tenant, Project: d.project, App: d.app},
-				Duration: d.duration, Reason: d.reason, Version: d.version}
-			if decl.Start, err = parseFlagTime("start", d.start, loc); err != nil {
-				return err
-			}
-			if d.every != "" {
-				decl.Recurrence = &maintenance.Recurrence{Every: d.every}
-				if d.until != "" {
-					if decl.Recurrence.Until, err = parseFlagTime("until", d.until, loc); err != nil {
-						return err
-					}
+			return a.withMaintenance(c, func(h *hub.Hub, svc *maintenance.Service) (err error) {
+				loc := h.Location()
+				decl := maintenance.Declaration{ID: d.id, Scope: sla.Scope{Tenant: tenant, Project: d.project, App: d.app},
+					Duration: d.duration, Reason: d.reason, Version: d.version}
+				if decl.Start, err = parseFlagTime("start", d.start, loc); err != nil {
+					return err
 				}
-			} else if d.until != "" {
-				return errors.New("--until: only a recurring window (--every) has one")
-			}
-			if d.id != "" && d.version == 0 {
-				return errors.New("--version: a change needs the version it was read at (maintenance list)")
-			}
-			stored, err := svc.Declare(c.Context(), decl, actor)
-			if err != nil {
-				return refusal(err)
-			}
-			return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+				if d.every != "" {
+					decl.Recurrence = &maintenance.Recurrence{Every: d.every}
+					if d.until != "" {
+						if decl.Recurrence.Until, err = parseFlagTime("until", d.until, loc); err != nil {
+							return err
+						}
+					}
+				} else if d.until != "" {
+					return errors.New("--until: only a recurring window (--every) has one")
+				}
+				if d.id != "" && d.version == 0 {
+					return errors.New("--version: a change needs the version it was read at (maintenance list)")
+				}
+				stored, err := svc.Declare(c.Context(), decl, actor)
+				if err != nil {
+					return refusal(err)
+				}
+				return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+			})
 		},
 	}
 	declare.Flags().StringVar(&d.id, "id", "", "the window to change (leave out to declare a new one)")
@@ -197,16 +125,13 @@ log with --actor, and listed in the SLA report.`,
 		Short: "Cancel a window's occurrences that have not started",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			svc, _, closeStore, err := a.openMaintenance(c.Context())
-			if err != nil {
-				return err
-			}
-			defer closeStore()
-			stored, err := svc.Cancel(c.Context(), args[0], actor)
-			if err != nil {
-				return refusal(err)
-			}
-			return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+			return a.withMaintenance(c, func(_ *hub.Hub, svc *maintenance.Service) error {
+				stored, err := svc.Cancel(c.Context(), args[0], actor)
+				if err != nil {
+					return refusal(err)
+				}
+				return a.writeDeclarations([]maintenance.Declaration{stored}, format)
+			})
 		},
 	}
 	cancel.Flags().StringVar(&format, "format", "text", "output: text or json")
@@ -241,28 +166,25 @@ leave out the apps in a window).`,
 			if horizon <= 0 {
 				return fmt.Errorf("--horizon: %s must be positive", horizon)
 			}
-			svc, loc, closeStore, err := a.openMaintenance(c.Context())
-			if err != nil {
+			return a.withMaintenance(c, func(h *hub.Hub, svc *maintenance.Service) error {
+				now := a.clock.Now()
+				windows, err := svc.Windows(c.Context(), "", now, now.Add(horizon))
+				if err != nil {
+					return err
+				}
+				am := &maintenance.AlertmanagerClient{BaseURL: amURL, HTTP: &http.Client{Timeout: timeout}}
+				r, err := maintenance.PlanSilences(c.Context(), am, windows, now, createdBy)
+				if err != nil {
+					return err
+				}
+				if !dryRun {
+					r, err = maintenance.ApplySilences(c.Context(), am, r)
+				}
+				if werr := a.writeSilenceSync(r, h.Location(), dryRun); werr != nil {
+					return errors.Join(err, werr)
+				}
 				return err
-			}
-			defer closeStore()
-			now := a.clock.Now()
-			windows, err := svc.Windows(c.Context(), "", now, now.Add(horizon))
-			if err != nil {
-				return err
-			}
-			am := &maintenance.AlertmanagerClient{BaseURL: amURL, HTTP: &http.Client{Timeout: timeout}}
-			r, err := maintenance.PlanSilences(c.Context(), am, windows, now, createdBy)
-			if err != nil {
-				return err
-			}
-			if !dryRun {
-				r, err = maintenance.ApplySilences(c.Context(), am, r)
-			}
-			if werr := a.writeSilenceSync(r, loc, dryRun); werr != nil {
-				return errors.Join(err, werr)
-			}
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&amURL, "alertmanager", "http://127.0.0.1:9093", "Alertmanager's URL (with its route prefix, if any)")
@@ -331,9 +253,7 @@ func parseFlagTime(name, v string, loc *time.Location) (time.Time, error) {
 func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) error {
 	switch format {
 	case "json":
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(ds)
+		return a.writeJSON(ds)
 	case "text":
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSCOPE\tSTART\tDURATION\tREPEATS\tSTATE\tVERSION\tSOURCE\tREASON")

@@ -1,20 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
-	"sync"
 	"text/tabwriter"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/paasmeter/paasmeter/billing"
-	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/calendar"
-	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/hub"
 )
 
 func (a *app) reconcileCmd() *cobra.Command {
@@ -35,48 +29,16 @@ or never; the command then exits 1. The collector exports the same figures
 as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			env, err := a.openBilling(c.Context())
-			if err != nil {
-				return err
-			}
-			defer env.Close()
-			p, err := calendar.Parse(period, env.loc)
-			if err != nil {
-				return err
-			}
-			if len(tenants) == 0 {
-				for _, t := range env.cfg.Tenants {
-					tenants = append(tenants, t.ID)
+			return a.withMonth(c.Context(), period, func(h *hub.Hub, p calendar.Month) error {
+				if len(tenants) == 0 {
+					tenants = h.Tenants()
 				}
-			}
-			card, err := ratecard.Load(env.cfg.Billing.RateCard, env.loc)
-			if err != nil {
-				return err
-			}
-			days, err := billing.Reconcile(c.Context(), env.metering, env.state, card, tenants, p)
-			if err != nil {
-				return err
-			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "TENANT\tDAY\tACCEPTED\tSTORED\tRATED\tBILLED\tPENDING\t\t")
-			bad := 0
-			for _, d := range days {
-				mark := "ok"
-				if !d.OK() {
-					mark, bad = "DIFFERENCE", bad+1
+				days, err := billing.Reconcile(c.Context(), h.MeteringStore(), h.StateStore(), h.RateCard(), tenants, p)
+				if err != nil {
+					return err
 				}
-				if all || !d.OK() {
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Tenant, d.Day, d.Accepted, d.Stored, d.Rated, d.Billed, d.Pending, mark)
-				}
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if bad > 0 {
-				return fmt.Errorf("%s: %d institution-days of %d differ", p, bad, len(days))
-			}
-			fmt.Fprintf(a.stdout, "%s: %d institution-days reconciled, no difference\n", p, len(days))
-			return nil
+				return a.writeReconciliation(p, days, all)
+			}, hub.RateCard, hub.MeteringStore, hub.StateStore)
 		},
 	}
 	cmd.Flags().StringVar(&period, "period", "", "month to reconcile, e.g. 2026-11")
@@ -86,58 +48,27 @@ as paasmeter_reconcile_* metrics every billing.reconcile_interval.`,
 	return cmd
 }
 
-// startReconciler reconciles the current month (and the previous one until
-// its invoices can be issued) every billing.reconcile_interval and exports
-// the figures on reg. It does nothing without a rate card. stop waits for a
-// running pass to end, so the store can be closed after it.
-func (a *app) startReconciler(ctx context.Context, cfg *config.Config, store billing.Counts, issued billing.Issued, reg prometheus.Registerer, log *slog.Logger) (stop func(), err error) {
-	if cfg.Billing.RateCard == "" || cfg.Billing.ReconcileInterval <= 0 {
-		return func() {}, nil
-	}
-	loc, err := cfg.Location()
-	if err != nil {
-		return nil, err
-	}
-	card, err := ratecard.Load(cfg.Billing.RateCard, loc)
-	if err != nil {
-		return nil, err
-	}
-	m, err := billing.NewReconcileMetrics(reg)
-	if err != nil {
-		return nil, err
-	}
-	var tenants []string
-	for _, t := range cfg.Tenants {
-		tenants = append(tenants, t.ID)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(cfg.Billing.ReconcileInterval)
-		defer t.Stop()
-		for {
-			now := a.clock.Now()
-			cur := calendar.MonthOf(now, loc)
-			periods := []calendar.Month{cur}
-			if prev := calendar.MonthOf(cur.Start().Add(-time.Hour), loc); now.Before(prev.End().Add(cfg.Billing.GracePeriod)) {
-				periods = append(periods, prev)
-			}
-			for _, p := range periods {
-				days, err := billing.Reconcile(ctx, store, issued, card, tenants, p)
-				if err != nil {
-					if ctx.Err() == nil {
-						log.Error("reconciliation failed", "period", p.String(), "err", err)
-					}
-					continue
-				}
-				m.Set(p, days, tenants, now)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+// writeReconciliation prints the institution-days of p that differ (all of
+// them with all), and fails if any does.
+func (a *app) writeReconciliation(p calendar.Month, days []billing.DayCount, all bool) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "TENANT\tDAY\tACCEPTED\tSTORED\tRATED\tBILLED\tPENDING\t\t")
+	bad := 0
+	for _, d := range days {
+		mark := "ok"
+		if !d.OK() {
+			mark, bad = "DIFFERENCE", bad+1
 		}
-	})
-	return func() { cancel(); wg.Wait() }, nil
+		if all || !d.OK() {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t\n", d.Tenant, d.Day, d.Accepted, d.Stored, d.Rated, d.Billed, d.Pending, mark)
+		}
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if bad > 0 {
+		return fmt.Errorf("%s: %d institution-days of %d differ", p, bad, len(days))
+	}
+	fmt.Fprintf(a.stdout, "%s: %d institution-days reconciled, no difference\n", p, len(days))
+	return nil
 }

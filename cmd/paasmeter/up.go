@@ -13,6 +13,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/hub"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
 	"github.com/paasmeter/paasmeter/runtime/image"
 	"github.com/paasmeter/paasmeter/runtime/node"
@@ -81,11 +82,12 @@ func (a *app) runUp(ctx context.Context, platform string) (err error) {
 		log.Info("demo image ready", "image", image.DemoTag, "took", time.Since(start).Round(time.Millisecond))
 	}
 
-	srv, closeCollector, err := a.openCollector(ctx, cfg, log)
+	h, err := hub.Open(ctx, cfg, a.hubOptions(log), hub.Collector)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, closeCollector()) }()
+	defer func() { err = errors.Join(err, h.Close()) }()
+	srv := h.CollectorServer()
 	// The collector outlives ctx: it stores what the agent ships while the
 	// platform stops, and stops last.
 	colCtx, stopCollector := context.WithCancel(context.WithoutCancel(ctx))

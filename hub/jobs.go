@@ -1,0 +1,106 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/maintenance"
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// slaMetricsInterval is how often the collector recomputes the month's SLA
+// gauges: a minute, the SLA's own resolution.
+const slaMetricsInterval = time.Minute
+
+// startReconcileMetrics starts ReconcileMetrics' job. It does nothing
+// without a rate card or with no billing.reconcile_interval.
+func (h *Hub) startReconcileMetrics(ctx context.Context) error {
+	if h.cfg.Billing.RateCard == "" || h.cfg.Billing.ReconcileInterval <= 0 {
+		return nil
+	}
+	m, err := billing.NewReconcileMetrics(h.registry)
+	if err != nil {
+		return fmt.Errorf("reconciliation: %w", err)
+	}
+	tenants := h.Tenants()
+	card, grace := h.billingOpts.Card, h.cfg.Billing.GracePeriod
+	h.every(ctx, h.cfg.Billing.ReconcileInterval, func(ctx context.Context) {
+		now := h.opts.Clock.Now()
+		cur := calendar.MonthOf(now, h.loc)
+		periods := []calendar.Month{cur}
+		if prev := calendar.MonthOf(cur.Start().Add(-time.Hour), h.loc); now.Before(prev.End().Add(grace)) {
+			periods = append(periods, prev)
+		}
+		for _, p := range periods {
+			days, err := billing.Reconcile(ctx, h.metering, h.state, card, tenants, p)
+			if err != nil {
+				if ctx.Err() == nil {
+					h.opts.Logger.Error("reconciliation failed", "period", p.String(), "err", err)
+				}
+				continue
+			}
+			m.Set(p, days, tenants, now)
+		}
+	})
+	return nil
+}
+
+// startSLAMetrics starts SLAMetrics' job.
+func (h *Hub) startSLAMetrics(ctx context.Context) error {
+	x, err := sla.NewExporter(h.registry, h.sla)
+	if err != nil {
+		return fmt.Errorf("sla metrics: %w", err)
+	}
+	tenants := h.Tenants()
+	h.every(ctx, slaMetricsInterval, func(ctx context.Context) {
+		if err := x.Update(ctx, tenants, h.opts.Clock.Now()); err != nil && ctx.Err() == nil {
+			h.opts.Logger.Error("SLA metrics not updated", "err", err)
+		}
+	})
+	return nil
+}
+
+// every runs job now and then every interval until ctx ends or the hub
+// closes; Close waits for a run in progress, so the stores it reads close
+// after it.
+func (h *Hub) every(ctx context.Context, interval time.Duration, job func(context.Context)) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			job(ctx)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	})
+	h.onClose(func() error { cancel(); wg.Wait(); return nil })
+}
+
+// slaReports serves the collector's SLA route: the engine's report and the
+// changes of the maintenance windows it counts.
+type slaReports struct {
+	engine  *sla.Engine
+	windows *maintenance.Service
+}
+
+func (r slaReports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
+	rep, err := r.engine.Report(ctx, tenant, p)
+	if err != nil {
+		return nil, nil, err
+	}
+	changes, err := r.windows.Changes(ctx, tenant, p.Start(), p.End())
+	if err != nil {
+		return nil, nil, fmt.Errorf("maintenance window changes of %s: %w", tenant, err)
+	}
+	return rep, changes, nil
+}
