@@ -16,18 +16,18 @@ import (
 	"github.com/paasmeter/paasmeter/state"
 )
 
-// engineReports serves the SLA engine's reports, with no maintenance window.
-type engineReports struct{ *sla.Engine }
+// engineReports serves the SLA calculator's reports, with no maintenance window.
+type engineReports struct{ *sla.Calculator }
 
 func (e engineReports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
-	r, err := e.Engine.Report(ctx, tenant, p)
+	r, err := e.Calculator.Report(ctx, tenant, p)
 	return r, nil, err
 }
 
 // withSLA gives the collector SLA reports from the engine over its store.
 func withSLA(t *testing.T) func(*setup) {
 	return func(o *setup) {
-		eng, err := sla.NewEngine(o.Store, nil, sla.DefaultConfig(), o.Clock)
+		eng, err := sla.NewCalculator(o.Store, nil, sla.DefaultConfig(), o.Clock)
 		if err != nil {
 			t.Fatal(err)
 		}

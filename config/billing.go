@@ -18,7 +18,7 @@ type BillingConfig struct {
 	// paths are taken from the working directory.
 	RateCard string `yaml:"rate_card"`
 	// SLAFile, when set, gives each institution's monthly availability
-	// (billing/slafile) in place of the SLA engine's figures: for months the
+	// (billing/slafile) in place of the SLA calculator's figures: for months the
 	// engine cannot measure (before the platform's events were kept) or an
 	// availability agreed by hand.
 	SLAFile string `yaml:"sla_file"`

@@ -64,7 +64,7 @@ type Hub struct {
 	audit       *audit.File
 	state       state.Store
 	maintenance *maintenance.Service
-	sla         *sla.Engine
+	sla         *sla.Calculator
 	billing     *billing.Service
 	registry    *prometheus.Registry
 	server      *collector.Server
@@ -199,8 +199,8 @@ func (h *Hub) StateStore() state.Store { return h.state }
 // Maintenance returns the service of Maintenance.
 func (h *Hub) Maintenance() *maintenance.Service { return h.maintenance }
 
-// SLAEngine returns the engine of SLAEngine.
-func (h *Hub) SLAEngine() *sla.Engine { return h.sla }
+// SLACalculator returns the calculator of SLACalculator.
+func (h *Hub) SLACalculator() *sla.Calculator { return h.sla }
 
 // Billing returns the service of Billing.
 func (h *Hub) Billing() *billing.Service { return h.billing }

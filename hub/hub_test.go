@@ -144,8 +144,8 @@ func TestOpenBuildsOnlyWhatTheModulesNeed(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Maintenance() == nil || h.StateStore() == nil || h.MeteringStore() != nil || h.SLAEngine() != nil {
-			t.Errorf("maintenance built state %v, metering %v, SLA engine %v: want the state store alone", h.StateStore(), h.MeteringStore(), h.SLAEngine())
+		if h.Maintenance() == nil || h.StateStore() == nil || h.MeteringStore() != nil || h.SLACalculator() != nil {
+			t.Errorf("maintenance built state %v, metering %v, SLA calculator %v: want the state store alone", h.StateStore(), h.MeteringStore(), h.SLACalculator())
 		}
 		if _, err := os.Stat(filepath.Join(cfg.Store.DataDir, embedded.FileName)); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("the metering store's file: %v, want none", err)
@@ -154,13 +154,13 @@ func TestOpenBuildsOnlyWhatTheModulesNeed(t *testing.T) {
 			t.Errorf("log:\n%s\nwant the state store opened, not the metering store", log)
 		}
 	})
-	t.Run("SLA engine", func(t *testing.T) {
-		h, log, err := open(t, exampleConfig(t), SLAEngine)
+	t.Run("SLA calculator", func(t *testing.T) {
+		h, log, err := open(t, exampleConfig(t), SLACalculator)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.SLAEngine() == nil || h.Billing() != nil || h.RateCard() != nil {
-			t.Errorf("the SLA engine built billing %v, rate card %v: want neither", h.Billing(), h.RateCard())
+		if h.SLACalculator() == nil || h.Billing() != nil || h.RateCard() != nil {
+			t.Errorf("the SLA calculator built billing %v, rate card %v: want neither", h.Billing(), h.RateCard())
 		}
 		if m, s := strings.Index(log.String(), "metering store opened"), strings.Index(log.String(), "state store opened"); m < 0 || s < m {
 			t.Errorf("log:\n%s\nwant the metering store opened, then the state store", log)
@@ -189,9 +189,9 @@ func TestCollectorPricesOnlyWithARateCard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.CollectorServer() == nil || h.Billing() != nil || h.RateCard() != nil || h.SLAEngine() == nil {
-		t.Errorf("without a rate card: server %v, billing %v, rate card %v, SLA engine %v: want a server and an SLA engine, no billing",
-			h.CollectorServer(), h.Billing(), h.RateCard(), h.SLAEngine())
+	if h.CollectorServer() == nil || h.Billing() != nil || h.RateCard() != nil || h.SLACalculator() == nil {
+		t.Errorf("without a rate card: server %v, billing %v, rate card %v, SLA calculator %v: want a server and an SLA calculator, no billing",
+			h.CollectorServer(), h.Billing(), h.RateCard(), h.SLACalculator())
 	}
 }
 

@@ -86,15 +86,15 @@ func (h *Hub) every(ctx context.Context, interval time.Duration, job func(contex
 	h.onClose(func() error { cancel(); wg.Wait(); return nil })
 }
 
-// slaReports serves the collector's SLA route: the engine's report and the
+// slaReports serves the collector's SLA route: the calculator's report and the
 // changes of the maintenance windows it counts.
 type slaReports struct {
-	engine  *sla.Engine
+	calc    *sla.Calculator
 	windows *maintenance.Service
 }
 
 func (r slaReports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
-	rep, err := r.engine.Report(ctx, tenant, p)
+	rep, err := r.calc.Report(ctx, tenant, p)
 	if err != nil {
 		return nil, nil, err
 	}

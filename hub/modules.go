@@ -49,11 +49,11 @@ const (
 	// MaintenanceConfig stores the windows of the configuration's
 	// maintenance section.
 	MaintenanceConfig Module = "maintenance-config"
-	// SLAEngine computes availability over the stored events and the
+	// SLACalculator computes availability over the stored events and the
 	// declared maintenance windows.
-	SLAEngine Module = "sla-engine"
+	SLACalculator Module = "sla-calculator"
 	// Billing is the invoice service: its SLA credits come from the SLA
-	// file if one is configured, else from the SLA engine.
+	// file if one is configured, else from the SLA calculator.
 	Billing Module = "billing"
 	// Metrics is the collector's Prometheus registry, with the process,
 	// build and invoice-run metrics.
@@ -75,7 +75,7 @@ const (
 
 // modules returns the hub's module table for h's configuration, which
 // decides some dependencies: the collector prices nothing without a rate
-// card, and billing reads no SLA engine with an SLA file.
+// card, and billing reads no SLA calculator with an SLA file.
 func (h *Hub) modules() map[Module]module {
 	billed := h.cfg.Billing.RateCard != ""
 	var server []Module
@@ -83,7 +83,7 @@ func (h *Hub) modules() map[Module]module {
 		// The rate card first: its errors stop the collector before anything opens.
 		server = append(server, RateCard)
 	}
-	server = append(server, Tracing, MeteringStore, AuditLog, StateStore, Maintenance, MaintenanceConfig, SLAEngine)
+	server = append(server, Tracing, MeteringStore, AuditLog, StateStore, Maintenance, MaintenanceConfig, SLACalculator)
 	if billed {
 		server = append(server, Billing)
 	}
@@ -94,7 +94,7 @@ func (h *Hub) modules() map[Module]module {
 	}
 	billingDeps := []Module{RateCard, MeteringStore, StateStore}
 	if h.cfg.Billing.SLAFile == "" {
-		billingDeps = append(billingDeps, SLAEngine)
+		billingDeps = append(billingDeps, SLACalculator)
 	}
 	return map[Module]module{
 		RateCard:          {init: h.initRateCard},
@@ -104,12 +104,12 @@ func (h *Hub) modules() map[Module]module {
 		StateStore:        {init: h.initStateStore},
 		Maintenance:       {deps: []Module{StateStore}, init: h.initMaintenance},
 		MaintenanceConfig: {deps: []Module{Maintenance}, init: h.syncMaintenanceConfig},
-		SLAEngine:         {deps: []Module{MeteringStore, Maintenance}, init: h.initSLAEngine},
+		SLACalculator:     {deps: []Module{MeteringStore, Maintenance}, init: h.initSLACalculator},
 		Billing:           {deps: billingDeps, init: h.initBilling},
 		Metrics:           {deps: []Module{StateStore}, init: h.initMetrics},
 		CollectorServer:   {deps: server, init: h.initCollectorServer},
 		ReconcileMetrics:  {deps: reconcile, init: h.startReconcileMetrics},
-		SLAMetrics:        {deps: []Module{SLAEngine, Metrics}, init: h.startSLAMetrics},
+		SLAMetrics:        {deps: []Module{SLACalculator, Metrics}, init: h.startSLAMetrics},
 		Collector:         {deps: []Module{CollectorServer, ReconcileMetrics, SLAMetrics}},
 	}
 }
@@ -127,7 +127,7 @@ func (h *Hub) initRateCard(context.Context) error {
 		return err
 	}
 	o := &billing.Options{Config: bc, Card: card, Clock: h.opts.Clock, Logger: h.opts.Logger}
-	// A file of figures overrides the SLA engine.
+	// A file of figures overrides the SLA calculator.
 	if h.cfg.Billing.SLAFile != "" {
 		f, err := slafile.Load(h.cfg.Billing.SLAFile)
 		if err != nil {
@@ -230,10 +230,10 @@ func (h *Hub) syncMaintenanceConfig(ctx context.Context) error {
 	return nil
 }
 
-func (h *Hub) initSLAEngine(context.Context) error {
+func (h *Hub) initSLACalculator(context.Context) error {
 	c := sla.DefaultConfig()
 	c.Location, c.CreditTiers = h.loc, h.cfg.Billing.SLACreditTiers
-	eng, err := sla.NewEngine(h.metering, h.maintenance, c, h.opts.Clock)
+	eng, err := sla.NewCalculator(h.metering, h.maintenance, c, h.opts.Clock)
 	if err != nil {
 		return err
 	}
@@ -303,7 +303,7 @@ func (h *Hub) initCollectorServer(context.Context) error {
 		// On by default for ClickHouse, which wants few large inserts.
 		Batch: h.cfg.Store.MeteringBatch(),
 		// Billing and the SLA serve their routes through the collector's
-		// table. Admin tokens declare windows; the SLA engine reads them from the store.
+		// table. Admin tokens declare windows; the SLA calculator reads them from the store.
 		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Logger: h.opts.Logger}),
 			slahttp.Routes(slahttp.Options{Reports: slaReports{h.sla, h.maintenance}, Windows: h.maintenance, Institutions: h.cfg.Tenants,
 				Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})...),

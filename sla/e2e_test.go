@@ -113,7 +113,7 @@ func TestAnAgentOutageIsPlatformDowntimeInTheReportAndCreditedOnTheDraft(t *test
 	cfg := sla.DefaultConfig()
 	cfg.Location = loc
 	cfg.Settle = 5 * time.Second // what matters has been shipped (waited for above)
-	eng, err := sla.NewEngine(n.Store, nil, cfg, clock.System{})
+	eng, err := sla.NewCalculator(n.Store, nil, cfg, clock.System{})
 	if err != nil {
 		t.Fatal(err)
 	}

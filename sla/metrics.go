@@ -32,7 +32,7 @@ const (
 // Each Update reads the month's events of every tenant: run it every few
 // minutes, not at every scrape.
 type Exporter struct {
-	engine       *Engine
+	calc         *Calculator
 	minutes      *prometheus.GaugeVec
 	availability *prometheus.GaugeVec
 	maintenance  *prometheus.GaugeVec
@@ -43,10 +43,10 @@ type Exporter struct {
 }
 
 // NewExporter registers the SLA gauges on reg, computed by e.
-func NewExporter(reg prometheus.Registerer, e *Engine) (*Exporter, error) {
+func NewExporter(reg prometheus.Registerer, e *Calculator) (*Exporter, error) {
 	app := []string{"tenant", "project", "app"}
 	x := &Exporter{
-		engine: e,
+		calc: e,
 		minutes: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_sla_minutes",
 			Help: "Minutes of each production app in the month to date, by state: up, down_platform, down_tenant, maintenance, not_eligible."},
 			append(app, "state")),
@@ -76,12 +76,12 @@ func NewExporter(reg prometheus.Registerer, e *Engine) (*Exporter, error) {
 func (x *Exporter) Update(ctx context.Context, tenants []string, now time.Time) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	p := calendar.MonthOf(now, x.engine.cfg.Location)
+	p := calendar.MonthOf(now, x.calc.cfg.Location)
 	listed := map[string]bool{}
 	var errs []error
 	for _, t := range tenants {
 		listed[t] = true
-		r, err := x.engine.report(ctx, t, p, now)
+		r, err := x.calc.report(ctx, t, p, now)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -153,7 +153,7 @@ type container struct {
 }
 
 // recorder compacts one app's events, fed in time order, into observations.
-// It keeps no event, so the engine can stream a tenant's month through one
+// It keeps no event, so the calculator can stream a tenant's month through one
 // recorder per app.
 type recorder struct {
 	staleness    int64

@@ -5,7 +5,7 @@
 // tenant), in a maintenance window, or not eligible (the owner stopped the
 // app, or it did not exist yet).
 //
-// The arithmetic is pure (minutes.go: Classify); Engine (engine.go) reads a
+// The arithmetic is pure (minutes.go: Classify); Calculator (calculator.go) reads a
 // tenant's events from the metering store and its maintenance windows from a
 // WindowSource and sums the apps into a Report, which is also the
 // billing.SLASource invoices take their SLA credit from; Exporter

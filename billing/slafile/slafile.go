@@ -1,4 +1,4 @@
-// Package slafile is an SLA source that overrides the SLA engine's figures
+// Package slafile is an SLA source that overrides the SLA calculator's figures
 // when billing.sla_file is set: each institution's production availability
 // per month, from a YAML file an operator maintains (for months the engine
 // cannot measure, or an availability agreed by hand).

@@ -39,14 +39,14 @@ unless billing.sla_file is set.`,
 					if !h.Config().Tenants.Has(t) {
 						return fmt.Errorf("--tenant: %q is not a configured institution", t)
 					}
-					r, err := h.SLAEngine().Report(c.Context(), t, p)
+					r, err := h.SLACalculator().Report(c.Context(), t, p)
 					if err != nil {
 						return err
 					}
 					reps = append(reps, r)
 				}
 				return a.writeSLAReports(reps, format)
-			}, hub.SLAEngine)
+			}, hub.SLACalculator)
 		},
 	}
 	report.Flags().StringVar(&month, "month", "", "month, e.g. 2026-11 (in the platform time zone)")

@@ -1,4 +1,4 @@
-// Package credit is the SLA promise's arithmetic that both the SLA engine
+// Package credit is the SLA promise's arithmetic that both the SLA calculator
 // and billing use: the availability figures of an institution's month and
 // the tiers that turn them into a credit percent (DESIGN.md §6). It imports
 // neither, so that sla does not depend on billing, nor billing on sla.
@@ -14,7 +14,7 @@ type Figures struct {
 	// EligibleMinutes and DownMinutes (platform-caused) when the source knows them.
 	EligibleMinutes int64 `json:"eligible_minutes,omitempty"`
 	DownMinutes     int64 `json:"down_minutes,omitempty"`
-	// Source names where the figures come from (a file, the SLA engine).
+	// Source names where the figures come from (a file, the SLA calculator).
 	Source string `json:"source"`
 }
 

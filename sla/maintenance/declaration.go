@@ -1,7 +1,7 @@
 // Package maintenance is the maintenance windows of DESIGN.md §6: their
 // declarations (platform-wide, per institution or per app; one-off or
 // recurring), the rules a declaration and every change of it must follow,
-// their expansion into occurrences for the SLA engine (sla.WindowSource), and
+// their expansion into occurrences for the SLA calculator (sla.WindowSource), and
 // the Service that keeps them in the state store with an audit entry per
 // change.
 //

@@ -41,7 +41,7 @@ type Options struct {
 
 // Service keeps the maintenance windows: it checks every declaration and
 // change against the rules (Check) at the clock's time, stores it with its
-// audit entry, and expands the windows for the SLA engine.
+// audit entry, and expands the windows for the SLA calculator.
 type Service struct {
 	store        Store
 	loc          *time.Location

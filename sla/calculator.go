@@ -15,45 +15,45 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// SourceName is the Source of the figures the engine gives billing.
+// SourceName is the Source of the figures the calculator gives billing (frozen into issued invoices: it keeps its old name).
 const SourceName = "sla engine"
 
-// Engine computes institutions' SLA reports from the metering store's events
+// Calculator computes institutions' SLA reports from the metering store's events
 // and the maintenance windows. It keeps no state between calls and is safe
 // for concurrent use.
-type Engine struct {
+type Calculator struct {
 	events  metering.EventReader
 	windows WindowSource
 	cfg     Config
 	clock   clock.Clock
 }
 
-// NewEngine returns an engine over the events of ev and the windows of ws
+// NewCalculator returns a calculator over the events of ev and the windows of ws
 // (nil: no window was ever declared), taking the time from clk.
-func NewEngine(ev metering.EventReader, ws WindowSource, cfg Config, clk clock.Clock) (*Engine, error) {
+func NewCalculator(ev metering.EventReader, ws WindowSource, cfg Config, clk clock.Clock) (*Calculator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("sla config: %w", err)
 	}
 	if ev == nil || clk == nil {
-		return nil, fmt.Errorf("sla engine: an event reader and a clock are required")
+		return nil, fmt.Errorf("sla calculator: an event reader and a clock are required")
 	}
-	return &Engine{events: ev, windows: ws, cfg: cfg, clock: clk}, nil
+	return &Calculator{events: ev, windows: ws, cfg: cfg, clock: clk}, nil
 }
 
-// Config returns the engine's configuration.
-func (e *Engine) Config() Config { return e.cfg }
+// Config returns the calculator's configuration.
+func (e *Calculator) Config() Config { return e.cfg }
 
 // Report returns the tenant's SLA report for p. A month still running is
 // reported up to the clock's now (less Config.Settle); the rest of it is Future.
-func (e *Engine) Report(ctx context.Context, tenant string, p calendar.Month) (*Report, error) {
+func (e *Calculator) Report(ctx context.Context, tenant string, p calendar.Month) (*Report, error) {
 	return e.report(ctx, tenant, p, e.clock.Now())
 }
 
 // SLA is what billing takes an invoice's SLA credit from (its SLASource,
-// which the hub wires this engine into): the institution's availability over its
+// which the hub wires this calculator into): the institution's availability over its
 // production apps in p, with the eligible and platform-caused down minutes.
 // A tenant that had no production app in p has no figures.
-func (e *Engine) SLA(ctx context.Context, tenant string, p calendar.Month) (credit.Figures, bool, error) {
+func (e *Calculator) SLA(ctx context.Context, tenant string, p calendar.Month) (credit.Figures, bool, error) {
 	r, err := e.Report(ctx, tenant, p)
 	if err != nil {
 		return credit.Figures{}, false, err
@@ -69,7 +69,7 @@ type appKey struct{ project, app string }
 // report streams the tenant's events of the month (and the lookback before
 // it) once, through one recorder per production app, so memory follows the
 // number of state changes rather than the number of probes.
-func (e *Engine) report(ctx context.Context, tenant string, p calendar.Month, now time.Time) (*Report, error) {
+func (e *Calculator) report(ctx context.Context, tenant string, p calendar.Month, now time.Time) (*Report, error) {
 	if p.Loc == nil {
 		p.Loc = e.cfg.Location
 	}

@@ -58,7 +58,7 @@ type november struct {
 	period  calendar.Month
 	windows staticWindows
 	store   *embedded.Store
-	engine  *sla.Engine
+	engine  *sla.Calculator
 	clock   *clock.Manual
 }
 
@@ -125,7 +125,7 @@ func newNovember(t *testing.T) *november {
 		},
 		clock: clock.NewManual(at("2026-12-04 09:00")),
 	}
-	n.engine, err = sla.NewEngine(st, n.windows, config(t), n.clock)
+	n.engine, err = sla.NewCalculator(st, n.windows, config(t), n.clock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +200,7 @@ func TestEngineReport(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			n.clock = clock.NewManual(n.at(t, tc.now)) // engines are stateless: one per clock
-			eng, err := sla.NewEngine(n.store, n.windows, config(t), n.clock)
+			eng, err := sla.NewCalculator(n.store, n.windows, config(t), n.clock)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -326,7 +326,7 @@ func TestExporter(t *testing.T) {
 			t.Errorf("the dev app has %v minutes exported, want none", v)
 		}
 		n.clock = clock.NewManual(now)
-		eng, err := sla.NewEngine(n.store, n.windows, config(t), n.clock)
+		eng, err := sla.NewCalculator(n.store, n.windows, config(t), n.clock)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,7 +399,7 @@ func TestTheRunningMonthIsReportedUpToTheClockAtAnyDate(t *testing.T) {
 			if _, err := st.AppendEvents(ctx, evs); err != nil {
 				t.Fatal(err)
 			}
-			eng, err := sla.NewEngine(st, staticWindows{}, config(t), clock.NewManual(in.Time))
+			eng, err := sla.NewCalculator(st, staticWindows{}, config(t), clock.NewManual(in.Time))
 			if err != nil {
 				t.Fatal(err)
 			}
