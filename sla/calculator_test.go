@@ -157,7 +157,7 @@ func appsOf(r *sla.Report) []appCounts {
 	return out
 }
 
-func TestEngineReport(t *testing.T) {
+func TestCalculatorReport(t *testing.T) {
 	ctx := context.Background()
 	n := newNovember(t)
 	tests := []struct {
@@ -238,7 +238,7 @@ func TestEngineReport(t *testing.T) {
 	}
 }
 
-func TestEngineReportGolden(t *testing.T) {
+func TestCalculatorReportGolden(t *testing.T) {
 	n := newNovember(t)
 	r, err := n.engine.Report(context.Background(), "caami", n.period)
 	if err != nil {
@@ -252,7 +252,7 @@ func TestEngineReportGolden(t *testing.T) {
 	golden.Check(t, filepath.Join("testdata", "report-caami-2026-11.json"), got)
 }
 
-func TestEngineSLA(t *testing.T) {
+func TestCalculatorSLA(t *testing.T) {
 	ctx := context.Background()
 	n := newNovember(t)
 	tests := []struct {
