@@ -27,7 +27,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/institution"
@@ -44,9 +44,9 @@ type Options struct {
 	// Institutions are the configured institutions: records of any other
 	// tenant are rejected, and each one's log lines are kept its Retention.
 	Institutions institution.Directory
-	// Audit records operators' reads of tenant data. Without it those reads
+	// AccessLog records operators' reads of tenant data. Without it those reads
 	// are refused: the audit fails closed.
-	Audit audit.Recorder
+	AccessLog accesslog.Recorder
 	// Location is the platform's time zone, for calendar days and months (default UTC).
 	Location *time.Location
 	Clock    clock.Clock
@@ -72,7 +72,7 @@ type Server struct {
 	auth     *auth.Authenticator
 	tenants  map[string]bool
 	keep     map[string]time.Duration // log retention per tenant
-	audit    audit.Recorder
+	audit    accesslog.Recorder
 	limiters *tenantLimiters
 	loc      *time.Location
 	clock    clock.Clock
@@ -141,7 +141,7 @@ func New(o Options) (*Server, error) {
 		auth:     o.Auth,
 		tenants:  tenants,
 		keep:     keep,
-		audit:    o.Audit,
+		audit:    o.AccessLog,
 		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
 		loc:      o.Location,
 		clock:    o.Clock,

@@ -35,10 +35,15 @@ type Config struct {
 	QueueTimeout       time.Duration `yaml:"queue_timeout"`
 	// ShutdownTimeout bounds how long a shutdown waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// AuditLog is the file operators' reads of tenant data are recorded in;
-	// empty means audit.jsonl in the store's data directory.
-	AuditLog string     `yaml:"audit_log"`
-	Logs     LogsConfig `yaml:"logs"`
+	// AccessLog is the file operators' reads of tenant data are recorded in;
+	// empty means access.jsonl in the store's data directory. (Changes to
+	// invoices and windows go to the state store's audit log.)
+	AccessLog string `yaml:"access_log"`
+	// RenamedAuditLog is access_log's name before 2026-12-07, read only to
+	// refuse it with a message naming the new key: "audit log" is now the
+	// state store's log of changes alone.
+	RenamedAuditLog string     `yaml:"audit_log"`
+	Logs            LogsConfig `yaml:"logs"`
 	// EarliestWindow is the earliest window start of a record accepted:
 	// the rate card's first version when billing is configured (DESIGN.md
 	// §5: records the rate card can never price are refused at ingest),
@@ -110,6 +115,9 @@ func (c *Config) LogLimits() logs.Limits {
 // Validate reports what is wrong with c, naming each field.
 func (c *Config) Validate() error {
 	var errs []error
+	if c.RenamedAuditLog != "" {
+		errs = append(errs, errors.New("audit_log: renamed access_log (the log of operators' reads of tenant data)"))
+	}
 	for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"admin_listen", c.AdminListen}} {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", l.name, l.addr, err))

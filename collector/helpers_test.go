@@ -15,7 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/collector"
@@ -94,8 +94,8 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry(), auditPath: filepath.Join(t.TempDir(), "audit.jsonl")}
-	auditLog, err := audit.OpenFile(e.auditPath)
+	e := &env{store: st, clock: clock.NewManual(now), registry: prometheus.NewRegistry(), auditPath: filepath.Join(t.TempDir(), "access.jsonl")}
+	auditLog, err := accesslog.OpenFile(e.auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	o := setup{Options: collector.Options{
 		Config: c, Store: store, Auth: authn, Institutions: institution.Of("caami", "ona"),
 		Location: brussels, Clock: e.clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: e.registry,
-		Audit: auditLog,
+		AccessLog: auditLog,
 	}}
 	for _, opt := range opts {
 		opt(&o)

@@ -17,7 +17,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
@@ -235,7 +235,7 @@ func TestOperatorInvoiceReadsAreAudited(t *testing.T) {
 		}
 	}
 	got := e.readAudit(t)
-	want := []audit.Entry{
+	want := []accesslog.Entry{
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/invoices", Tenant: "caami", Detail: "/api/v1/tenants/caami/invoices"},
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/invoices/{file}", Tenant: "caami",
 			Detail: "/api/v1/tenants/caami/invoices/" + caamiNovember + ".csv"},

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
@@ -259,16 +259,16 @@ func TestLogReadsRejectBadParametersByName(t *testing.T) {
 }
 
 // readAudit returns the entries of the test collector's audit log.
-func (e *env) readAudit(t *testing.T) []audit.Entry {
+func (e *env) readAudit(t *testing.T) []accesslog.Entry {
 	t.Helper()
 	b, err := os.ReadFile(e.auditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []audit.Entry
+	var out []accesslog.Entry
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
-		var en audit.Entry
+		var en accesslog.Entry
 		if err := json.Unmarshal(sc.Bytes(), &en); err != nil {
 			t.Fatalf("audit line %q: %v", sc.Text(), err)
 		}
@@ -297,7 +297,7 @@ func TestOperatorLogReadsAreAuditedAndInstitutionReadsAreNot(t *testing.T) {
 		t.Fatalf("operator's Loki read: %d %s", a.code, a.body)
 	}
 	got := e.readAudit(t)
-	want := []audit.Entry{
+	want := []accesslog.Entry{
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/logs", Tenant: "caami", Detail: "/api/v1/tenants/caami/logs?contains=patient"},
 		{Time: now, Actor: "ops", Action: "GET /loki/api/v1/query_range", Tenant: "caami", Detail: "/loki/api/v1/query_range?query=" + logql},
 	}
@@ -314,11 +314,11 @@ func TestOperatorLogReadsAreAuditedAndInstitutionReadsAreNot(t *testing.T) {
 
 type failingAudit struct{}
 
-func (failingAudit) Record(context.Context, audit.Entry) error { return errors.New("disk full") }
+func (failingAudit) Record(context.Context, accesslog.Entry) error { return errors.New("disk full") }
 
 func TestOperatorReadsAreRefusedWhenTheAuditLogFails(t *testing.T) {
-	for name, rec := range map[string]audit.Recorder{"a failing audit log": failingAudit{}, "no audit log": nil} {
-		e := newEnv(t, nil, nil, func(o *setup) { o.Audit = rec })
+	for name, rec := range map[string]accesslog.Recorder{"a failing audit log": failingAudit{}, "no audit log": nil} {
+		e := newEnv(t, nil, nil, func(o *setup) { o.AccessLog = rec })
 		if a := e.postLogs(t, agentNode1, []logs.Line{logLine("caami", "pricing", "c1", "prod", now.Add(-time.Minute), "secret")}); a.code != 200 {
 			t.Fatalf("seeding: %d %s", a.code, a.body)
 		}

@@ -14,7 +14,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
 )
@@ -152,7 +152,7 @@ func (s *Server) wrap(rt route.Route) http.Handler {
 // auditRead records an operator's read of tenant's data before it happens,
 // or answers 503 and returns false: a read that cannot be audited is refused.
 func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, action, tenant string, p auth.Principal) bool {
-	err := errors.New("no audit log is configured")
+	err := errors.New("no access log is configured")
 	if s.audit != nil {
 		// The query, unescaped, is what the operator asked for: the LogQL,
 		// the time range, the text searched.
@@ -164,12 +164,12 @@ func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, action, tenan
 			}
 			detail += "?" + q
 		}
-		err = s.audit.Record(r.Context(), audit.Entry{Time: s.clock.Now().UTC(), Actor: p.Name, Action: action, Tenant: tenant, Detail: detail})
+		err = s.audit.Record(r.Context(), accesslog.Entry{Time: s.clock.Now().UTC(), Actor: p.Name, Action: action, Tenant: tenant, Detail: detail})
 	}
 	if err != nil {
-		s.log.Error("operator read refused: the audit log failed", "principal", p.Name, "tenant", tenant, "path", r.URL.Path, "err", err)
+		s.log.Error("operator read refused: the access log failed", "principal", p.Name, "tenant", tenant, "path", r.URL.Path, "err", err)
 		w.Header().Set("Retry-After", "30")
-		route.WriteError(w, http.StatusServiceUnavailable, "the audit log is unavailable: operators' reads of tenant data are refused until it works", nil)
+		route.WriteError(w, http.StatusServiceUnavailable, "the access log is unavailable: operators' reads of tenant data are refused until it works", nil)
 		return false
 	}
 	return true

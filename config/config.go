@@ -56,7 +56,7 @@ type LogConfig struct {
 
 // StoreConfig says where data is kept.
 type StoreConfig struct {
-	// DataDir holds the embedded stores (and, by default, the audit log).
+	// DataDir holds the embedded stores (and, by default, the access log).
 	DataDir string `yaml:"data_dir"`
 	// MeteringDSN selects the metering store: empty for the embedded store in
 	// DataDir, or clickhouse://host:9000/database[?cluster=NAME&…] for
@@ -231,12 +231,23 @@ func (c *Config) Validate() error {
 // Location returns the platform's time zone.
 func (c *Config) Location() (*time.Location, error) { return time.LoadLocation(c.TimeZone) }
 
-// AuditLogPath returns collector.audit_log, or audit.jsonl in the data directory.
-func (c *Config) AuditLogPath() string {
-	if c.Collector.AuditLog != "" {
-		return c.Collector.AuditLog
+// AccessLogPath returns collector.access_log, or access.jsonl in the data
+// directory. A data directory that already has the audit.jsonl of releases
+// before 2026-12-07 (when the file was the "audit log") keeps growing that
+// file: the operators' reads stay in one log.
+func (c *Config) AccessLogPath() string {
+	if c.Collector.AccessLog != "" {
+		return c.Collector.AccessLog
 	}
-	return filepath.Join(c.Store.DataDir, "audit.jsonl")
+	if old := filepath.Join(c.Store.DataDir, "audit.jsonl"); fileExists(old) {
+		return old
+	}
+	return filepath.Join(c.Store.DataDir, "access.jsonl")
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // SlogLevel parses the log level.

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,20 +32,28 @@ func TestEmptyFileMeansDefaults(t *testing.T) {
 	}
 }
 
-func TestLogRetentionAndAuditLogHaveDefaults(t *testing.T) {
-	c, err := config.Parse([]byte("store:\n  data_dir: /var/lib/pm\ntenants:\n  - id: caami\n  - id: ona\n    log_retention: 2160h\n"), "x.yaml", noEnv)
+func TestLogRetentionAndAccessLogHaveDefaults(t *testing.T) {
+	dir := t.TempDir()
+	c, err := config.Parse([]byte("store:\n  data_dir: "+dir+"\ntenants:\n  - id: caami\n  - id: ona\n    log_retention: 2160h\n"), "x.yaml", noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(c.Tenants) != 2 || c.Tenants[0].Retention() != 720*time.Hour || c.Tenants[1].Retention() != 2160*time.Hour {
 		t.Errorf("log retentions of %+v, want caami 720h (the default) and ona 2160h", c.Tenants)
 	}
-	if got := c.AuditLogPath(); got != "/var/lib/pm/audit.jsonl" {
-		t.Errorf("audit log = %s, want it in the data directory", got)
+	if got := c.AccessLogPath(); got != filepath.Join(dir, "access.jsonl") {
+		t.Errorf("access log = %s, want access.jsonl in the data directory", got)
 	}
-	c.Collector.AuditLog = "/var/log/pm-audit.jsonl"
-	if got := c.AuditLogPath(); got != "/var/log/pm-audit.jsonl" {
-		t.Errorf("audit log = %s, want the configured path", got)
+	// A data directory an earlier release wrote its audit.jsonl into keeps that file.
+	if err := os.WriteFile(filepath.Join(dir, "audit.jsonl"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.AccessLogPath(); got != filepath.Join(dir, "audit.jsonl") {
+		t.Errorf("access log = %s, want the earlier release's audit.jsonl", got)
+	}
+	c.Collector.AccessLog = "/var/log/pm-access.jsonl"
+	if got := c.AccessLogPath(); got != "/var/log/pm-access.jsonl" {
+		t.Errorf("access log = %s, want the configured path", got)
 	}
 	if c.Collector.Logs.IngestionRateBytes != 4<<20 || c.Collector.Logs.MaxLineBytes != 256<<10 || c.Collector.Logs.RetentionInterval != time.Hour {
 		t.Errorf("log limits default to %+v", c.Collector.Logs)
@@ -114,6 +123,7 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 		"a bad endpoint is named with billing configured": {
 			"tenants:\n  - id: caami\n    endpoint_scheme: \"0208\"\n    endpoint_id: \"0206733179\"\nbilling:\n  rate_card: ratecard.yaml\n  seller:\n    name: S\n",
 			"tenants[0].endpoint_id: \"0206733179\" is not a Belgian enterprise number"},
+		"the collector's old audit_log names its new key": {"collector:\n  audit_log: /x.jsonl\n", "collector.audit_log: renamed access_log"},
 		"the agent's old reconcile_interval names its new key": {
 			"agent:\n  reconcile_interval: 2s\n", "agent.reconcile_interval: renamed supervise_interval"},
 		"an unknown role is named": {

@@ -22,7 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/collector"
@@ -61,7 +61,7 @@ type Hub struct {
 	billingOpts *billing.Options // RateCard: billing's options but the stores
 	tracer      trace.TracerProvider
 	metering    metering.Store
-	audit       *audit.File
+	accessLog   *accesslog.File
 	state       state.Store
 	maintenance *maintenance.Service
 	sla         *sla.Calculator

@@ -8,7 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promversion "github.com/prometheus/client_golang/prometheus/collectors/version"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
@@ -37,9 +37,9 @@ const (
 	// MeteringStore is ClickHouse for a store.metering_dsn, else the
 	// embedded store in store.data_dir.
 	MeteringStore Module = "metering-store"
-	// AuditLog is the log of operators' reads of tenant data
-	// (collector.audit_log); the collector refuses those reads without it.
-	AuditLog Module = "audit-log"
+	// AccessLog is the log of operators' reads of tenant data
+	// (collector.access_log); the collector refuses those reads without it.
+	AccessLog Module = "access-log"
 	// StateStore is PostgreSQL for a store.state_dsn, else the embedded
 	// store in store.data_dir: issued invoices, maintenance windows and
 	// their audit.
@@ -83,7 +83,7 @@ func (h *Hub) modules() map[Module]module {
 		// The rate card first: its errors stop the collector before anything opens.
 		server = append(server, RateCard)
 	}
-	server = append(server, Tracing, MeteringStore, AuditLog, StateStore, Maintenance, MaintenanceConfig, SLACalculator)
+	server = append(server, Tracing, MeteringStore, AccessLog, StateStore, Maintenance, MaintenanceConfig, SLACalculator)
 	if billed {
 		server = append(server, Billing)
 	}
@@ -100,7 +100,7 @@ func (h *Hub) modules() map[Module]module {
 		RateCard:          {init: h.initRateCard},
 		Tracing:           {init: h.initTracing},
 		MeteringStore:     {init: h.initMeteringStore},
-		AuditLog:          {init: h.initAuditLog},
+		AccessLog:         {init: h.initAccessLog},
 		StateStore:        {init: h.initStateStore},
 		Maintenance:       {deps: []Module{StateStore}, init: h.initMaintenance},
 		MaintenanceConfig: {deps: []Module{Maintenance}, init: h.syncMaintenanceConfig},
@@ -173,14 +173,14 @@ func (h *Hub) initMeteringStore(ctx context.Context) error {
 	return nil
 }
 
-func (h *Hub) initAuditLog(context.Context) error {
-	f, err := audit.OpenFile(h.cfg.AuditLogPath())
+func (h *Hub) initAccessLog(context.Context) error {
+	f, err := accesslog.OpenFile(h.cfg.AccessLogPath())
 	if err != nil {
 		return err
 	}
-	h.audit = f
+	h.accessLog = f
 	h.onClose(f.Close)
-	h.opts.Logger.Info("audit log opened", "path", f.Path())
+	h.opts.Logger.Info("access log opened", "path", f.Path())
 	return nil
 }
 
@@ -294,7 +294,7 @@ func (h *Hub) initCollectorServer(context.Context) error {
 		Auth:   authn,
 		// Run enforces their log retention every collector.logs.retention_interval.
 		Institutions: h.cfg.Tenants,
-		Audit:        h.audit,
+		AccessLog:    h.accessLog,
 		Location:     h.loc,
 		Clock:        h.opts.Clock,
 		Logger:       h.opts.Logger,

@@ -25,8 +25,8 @@ func (a *app) collectorCmd() *cobra.Command {
 Records and log lines are validated, deduplicated by id and stored in the
 metering store: the embedded one under store.data_dir, or ClickHouse when
 store.metering_dsn is a clickhouse:// DSN; a batch is acknowledged only after
-it is durably stored. Operators' reads of tenant data are written to the audit
-log first (collector.audit_log). With billing.rate_card configured, institutions
+it is durably stored. Operators' reads of tenant data are written to the access
+log first (collector.access_log). With billing.rate_card configured, institutions
 download their issued invoices and credit notes from the state store (store.state_dsn,
 else the embedded one in store.data_dir). Admin tokens declare maintenance windows
 (/api/v1/maintenance) in the same store; the windows of maintenance.windows are

@@ -47,7 +47,7 @@ without --follow).
 
 The token comes from PAASMETER_TOKEN or --token-file: an institution token
 reads its own tenant; an admin token reads any, and every such read is
-written to the collector's audit log.`,
+written to the collector's access log.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.runLogs(cmd.Context(), o)

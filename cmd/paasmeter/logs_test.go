@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/institution"
@@ -39,12 +39,12 @@ func logsCollector(t *testing.T) (string, func(lines ...logs.Line)) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditLog, err := audit.OpenFile(filepath.Join(t.TempDir(), "audit.jsonl"))
+	auditLog, err := accesslog.OpenFile(filepath.Join(t.TempDir(), "access.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { auditLog.Close() })
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, Audit: auditLog,
+	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn, AccessLog: auditLog,
 		Institutions: institution.Of("caami", "ona"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,9 +1,10 @@
-// Package audit records who read or changed what: operators' reads of a
-// tenant's data (container logs of public institutions can hold health data),
-// and later the changes to invoices and maintenance windows. A Recorder is
+// Package accesslog records operators' reads of a tenant's data (container
+// logs of public institutions can hold health data). Changes (invoices,
+// credit notes, maintenance windows) are not here: they go to the state
+// store's audit log, in the transaction that makes them. A Recorder is
 // fail-closed by contract: when Record fails, the caller must not do what it
 // was about to record.
-package audit
+package accesslog
 
 import (
 	"context"
@@ -16,7 +17,7 @@ import (
 	"time"
 )
 
-// Entry is one audited action.
+// Entry is one recorded read.
 type Entry struct {
 	Time time.Time `json:"time"`
 	// Actor is the configured name of the token that acted (never the token).
@@ -29,7 +30,7 @@ type Entry struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// Recorder keeps audit entries.
+// Recorder keeps the entries of reads.
 type Recorder interface {
 	// Record stores e durably before it returns. On error the entry may be
 	// lost, and the caller must refuse the action.
@@ -45,15 +46,15 @@ type File struct {
 	path string
 }
 
-// OpenFile opens (creating it and its directory) the audit file at path for appending.
+// OpenFile opens (creating it and its directory) the access log at path for appending.
 func OpenFile(path string) (*File, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("access log: %w", err)
 	}
 	// Only the collector's user reads it: the entries name tenants and queries.
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("access log: %w", err)
 	}
 	return &File{f: f, path: path}, nil
 }
@@ -66,7 +67,7 @@ func (a *File) Path() string { return a.path }
 func (a *File) Record(ctx context.Context, e Entry) error {
 	b, err := json.Marshal(e)
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return fmt.Errorf("access log: %w", err)
 	}
 	b = append(b, '\n')
 	a.mu.Lock()
@@ -74,14 +75,14 @@ func (a *File) Record(ctx context.Context, e Entry) error {
 	// The lock may have been waited for: a caller that gave up meanwhile is
 	// not audited for an action it will not take.
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return fmt.Errorf("access log: %w", err)
 	}
 	if a.f == nil {
-		return errors.New("audit: file is closed")
+		return errors.New("access log: file is closed")
 	}
 	fi, err := a.f.Stat()
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return fmt.Errorf("access log: %w", err)
 	}
 	if _, err := a.f.Write(b); err != nil {
 		return errors.Join(fmt.Errorf("audit: write %s: %w", a.path, err), a.cut(fi.Size()))

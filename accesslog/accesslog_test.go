@@ -1,4 +1,4 @@
-package audit_test
+package accesslog_test
 
 import (
 	"bufio"
@@ -10,20 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paasmeter/paasmeter/audit"
+	"github.com/paasmeter/paasmeter/accesslog"
 )
 
-func readEntries(t *testing.T, path string) []audit.Entry {
+func readEntries(t *testing.T, path string) []accesslog.Entry {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []audit.Entry
+	var out []accesslog.Entry
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var e audit.Entry
+		var e accesslog.Entry
 		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
 			t.Fatalf("line %q is not an entry: %v", sc.Text(), err)
 		}
@@ -36,14 +36,14 @@ func readEntries(t *testing.T, path string) []audit.Entry {
 }
 
 func TestEntriesAreAppendedAsJSONLinesAcrossReopens(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sub", "audit.jsonl")
+	path := filepath.Join(t.TempDir(), "sub", "access.jsonl")
 	at := time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
 	for i, actor := range []string{"ops-1", "ops-2"} {
-		f, err := audit.OpenFile(path)
+		f, err := accesslog.OpenFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		e := audit.Entry{Time: at.Add(time.Duration(i) * time.Second), Actor: actor, Action: "GET /x", Tenant: "caami", Detail: `query={app="a"}`}
+		e := accesslog.Entry{Time: at.Add(time.Duration(i) * time.Second), Actor: actor, Action: "GET /x", Tenant: "caami", Detail: `query={app="a"}`}
 		if err := f.Record(context.Background(), e); err != nil {
 			t.Fatal(err)
 		}
@@ -65,8 +65,8 @@ func TestEntriesAreAppendedAsJSONLinesAcrossReopens(t *testing.T) {
 }
 
 func TestConcurrentRecordsNeverInterleave(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	f, err := audit.OpenFile(path)
+	path := filepath.Join(t.TempDir(), "access.jsonl")
+	f, err := accesslog.OpenFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +74,7 @@ func TestConcurrentRecordsNeverInterleave(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
-			if err := f.Record(context.Background(), audit.Entry{Actor: "ops", Action: "read", Tenant: "caami", Detail: string(rune('a' + i))}); err != nil {
+			if err := f.Record(context.Background(), accesslog.Entry{Actor: "ops", Action: "read", Tenant: "caami", Detail: string(rune('a' + i))}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -86,17 +86,17 @@ func TestConcurrentRecordsNeverInterleave(t *testing.T) {
 }
 
 func TestRecordFailsOnceClosedOrCancelled(t *testing.T) {
-	f, err := audit.OpenFile(filepath.Join(t.TempDir(), "audit.jsonl"))
+	f, err := accesslog.OpenFile(filepath.Join(t.TempDir(), "access.jsonl"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := f.Record(ctx, audit.Entry{Actor: "ops"}); err == nil {
+	if err := f.Record(ctx, accesslog.Entry{Actor: "ops"}); err == nil {
 		t.Error("Record with a cancelled context succeeded")
 	}
 	f.Close()
-	if err := f.Record(context.Background(), audit.Entry{Actor: "ops"}); err == nil {
+	if err := f.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err == nil {
 		t.Error("Record on a closed file succeeded: a read would go unaudited")
 	}
 }
