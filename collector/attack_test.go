@@ -3,6 +3,8 @@ package collector_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
@@ -317,7 +319,8 @@ func TestEveryRouteAnswersEveryKindOfCallerAsTheRouteTableSays(t *testing.T) {
 }
 
 // trick changes the request a caller makes of a route: the path, the tenant
-// it names, a header. want is what the table answers then; nil means the
+// it names, a header. apply returns the changed request and what each
+// caller gets then (a status, or through), or no expectation when the
 // trick does not apply to the route.
 type trick struct {
 	name  string // completes "… reached through …"
@@ -540,5 +543,45 @@ func TestTheAttackedRoutesAreTheHubsRoutes(t *testing.T) {
 	hubs, attacked := table(h.CollectorServer().Routes()), table(newEnv(t, nil, nil).srv.Routes())
 	if !slices.Equal(hubs, attacked) {
 		t.Errorf("the hub serves\n%s\nbut the suite attacks\n%s", strings.Join(hubs, "\n"), strings.Join(attacked, "\n"))
+	}
+}
+
+// TestACursorOneInstitutionWasGivenReadsNothingOfItForAnother: a log
+// cursor carries a position, never a tenant; the tenant is the path's,
+// checked by the table. Its seal is a checksum against mistakes, not a
+// secret, so the wall must not rest on it: caami replaying ona's cursor,
+// on its own path or on ona's, reads none of ona's lines.
+func TestACursorOneInstitutionWasGivenReadsNothingOfItForAnother(t *testing.T) {
+	e := attackEnv(t)
+	if a := e.postLogs(t, agentNode1, []logs.Line{logLine("ona", onaSecretApp, "c2", "prod", now.Add(-2*time.Minute), "ona's secret line, older")}); a.code != http.StatusOK {
+		t.Fatalf("seeding logs: %d %s", a.code, a.body)
+	}
+	page := e.readLogs(t, onaToken, "ona", "limit=1")
+	if page.Next == "" {
+		t.Fatal("ona's first page of one line has no next cursor: the test needs one")
+	}
+	// The seal recomputed for caami, as anyone who reads the code can: read
+	// from that position (200) while the seal is an unkeyed checksum,
+	// refused (400) if it ever becomes keyed; never ona's lines.
+	position := page.Next[:strings.LastIndexByte(page.Next, '.')]
+	sum := sha256.Sum256([]byte("paasmeter.log-cursor\x00caami\x00" + position))
+	resealed := position + "." + hex.EncodeToString(sum[:6])
+	for _, c := range []struct {
+		name, tenant, cursor string
+		want                 []int
+	}{
+		{"on caami's own path", "caami", page.Next, []int{http.StatusBadRequest}},
+		{"on ona's path", "ona", page.Next, []int{http.StatusForbidden}},
+		{"resealed for caami, on caami's path", "caami", resealed, []int{http.StatusOK, http.StatusBadRequest}},
+	} {
+		a := do(t, "GET", e.api.URL+"/api/v1/tenants/"+c.tenant+"/logs?limit=1&cursor="+url.QueryEscape(c.cursor), caamiToken, nil)
+		if !slices.Contains(c.want, a.code) {
+			t.Errorf("caami replaying ona's cursor %s: answered %d %s, want one of %v", c.name, a.code, a.body, c.want)
+		}
+		for _, m := range onaMarkers {
+			if bytes.Contains(a.body, []byte(m)) {
+				t.Errorf("caami replaying ona's cursor %s: the answer holds ona's %q: %s", c.name, m, a.body)
+			}
+		}
 	}
 }
