@@ -38,18 +38,18 @@ import (
 // reaches the route's handler, and whatever it answers, a caller that may
 // not read ona finds none of ona's markers in it.
 
-// onaMarkers are strings only ona's data holds: ona's seeded usage, events
-// and logs (app onaSecretApp), its log line, its invoices and its customer
-// record, and the reason of its maintenance window.
+// onaSecretApp is the app of ona's seeded usage, events and logs.
 const onaSecretApp = "ona-secret-app"
 
+// onaMarkers are strings only ona's data holds: its app, its log line, its
+// invoices and its customer record, and the reason of its maintenance window.
 var onaMarkers = []string{onaSecretApp, "ona's secret line", onaNovember, onaCredit, "Office national des allocations familiales", "ONA-PO-4471",
 	"ona-secret-reason"}
 
 // caller is who attacks: the Authorization header it sends and what the
 // table knows of it (no role when the header authenticates nobody).
 type caller struct {
-	name   string // completes "… answers … when called …"
+	name   string // completes "GET /path …" in a failure
 	header string // the Authorization header; none when empty
 	role   auth.Role
 	node   string
@@ -100,7 +100,7 @@ func (c caller) expect(acc route.Access, tenant string) int {
 		}
 		return http.StatusForbidden
 	case route.TenantRead, route.OrgRead:
-		return allowed(c.role == auth.RoleAdmin || c.role == auth.RoleInstitution && c.tenant == tenant)
+		return allowed(c.mayRead(tenant))
 	case route.OrgWrite:
 		switch {
 		case c.role == auth.RoleAgent && !known:
@@ -115,7 +115,10 @@ func (c caller) expect(acc route.Access, tenant string) int {
 		}
 		return allowed(c.role == auth.RoleInstitution && c.tenant == tenant)
 	case route.AdminOnly:
-		return allowed(c.role == auth.RoleAdmin)
+		if c.role == auth.RoleAdmin {
+			return through
+		}
+		return http.StatusForbidden
 	}
 	panic(fmt.Sprintf("access %d has no expectation: add it to caller.expect", acc))
 }
@@ -167,6 +170,7 @@ func attackEnv(t *testing.T) *env {
 	return e
 }
 
+// postEvents posts a batch of events as token.
 func (e *env) postEvents(t *testing.T, token string, evs []events.Event) answer {
 	t.Helper()
 	var b bytes.Buffer
