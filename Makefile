@@ -36,7 +36,7 @@ run: build ## Bring the example platform up: collector, agent and examples/platf
 test: ## Install and start what the tests need, lint, then run the whole suite (race detector, fuzz seed corpora)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && \
 	$(MAKE) --no-print-directory lint && \
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 30m ./...
 
 # The packages that run real containers, real servers and real time: the
 # ones a loaded machine makes flaky if anything races.
