@@ -62,6 +62,16 @@ func TestTheWallStandsWhenTheFirewallLosesDockersRules(t *testing.T) {
 		t.Fatalf("caami's container reached ona's app at %s with Docker's isolation in place", ip)
 	}
 
+	// The wall as a node keeps it, up before the firewall loses its rules.
+	reg := prometheus.NewRegistry()
+	w, err := netwall.New(netwall.Options{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Check(ctx, nets); err != nil {
+		t.Fatal(err)
+	}
+
 	// What a second dockerd or a firewall reload does, to these two bridges.
 	for _, n := range nets {
 		dropDockerIsolation(t, n.Bridge)
@@ -70,8 +80,8 @@ func TestTheWallStandsWhenTheFirewallLosesDockersRules(t *testing.T) {
 	eventually(t, 20*time.Second, "caami's container never reached ona's app once the isolation rules were gone: the test does not take away what isolates them", reaches)
 
 	// A wall that cannot write the firewall says so.
-	reg := prometheus.NewRegistry()
-	refusing, err := netwall.New(netwall.Options{Registry: reg, Run: func(ctx context.Context, args ...string) ([]byte, error) {
+	refusedReg := prometheus.NewRegistry()
+	refusing, err := netwall.New(netwall.Options{Registry: refusedReg, Run: func(ctx context.Context, args ...string) ([]byte, error) {
 		if args[0] == "-I" {
 			return nil, context.DeadlineExceeded
 		}
@@ -84,16 +94,11 @@ func TestTheWallStandsWhenTheFirewallLosesDockersRules(t *testing.T) {
 		t.Error("a check that could not restore the wall returned no error")
 	}
 	for _, n := range nets {
-		if v := promtest.Value(t, reg, "paasmeter_runtime_network_isolation_ok", map[string]string{"network": n.Name}); v != 0 {
+		if v := promtest.Value(t, refusedReg, "paasmeter_runtime_network_isolation_ok", map[string]string{"network": n.Name}); v != 0 {
 			t.Errorf("%s: isolation_ok %v with the wall down, want 0", n.Name, v)
 		}
 	}
 
-	reg = prometheus.NewRegistry()
-	w, err := netwall.New(netwall.Options{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if err := w.Check(ctx, nets); err != nil {
 		t.Fatal(err)
 	}

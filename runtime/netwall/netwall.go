@@ -11,6 +11,12 @@
 // rules): one DROP rule per ordered pair of institution bridges, marked with
 // Comment. Every check reads the chain, puts back what is missing, and reports
 // per network whether the wall stands.
+//
+// A rule is counted as restored when it went missing after this process saw
+// it in place (or put it there), and so is FORWARD's jump to DOCKER-USER,
+// which Docker always makes: both mean something rewrote the firewall. The
+// rules of a network the wall has not walled yet (a new institution, the
+// agent's first check on a node) are put in place without being counted.
 package netwall
 
 import (
@@ -21,6 +27,7 @@ import (
 	"log/slog"
 	"os/exec"
 	"strings"
+	"sync"
 
 	"github.com/docker/docker/api/types/network"
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,16 +90,22 @@ type Wall struct {
 	log      *slog.Logger
 	ok       *prometheus.GaugeVec
 	restored *prometheus.CounterVec
+
+	// mu makes checks one at a time.
+	mu sync.Mutex
+	// known holds the (in, out) bridge pairs whose rule this process saw in
+	// place or put there: one of them missing is a restoration.
+	known map[[2]string]bool
 }
 
 // New builds a Wall.
 func New(o Options) (*Wall, error) {
-	w := &Wall{run: o.Run, log: o.Logger,
+	w := &Wall{run: o.Run, log: o.Logger, known: map[[2]string]bool{},
 		ok: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_runtime_network_isolation_ok",
 			Help: "1 when the institution network is walled off from every other institution network on the node (the wall's DROP rules in DOCKER-USER, and FORWARD's jump to it), as the last check left it; 0 when a rule is missing and could not be restored."},
 			[]string{"network"}),
 		restored: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "paasmeter_runtime_network_isolation_restorations_total",
-			Help: "Rules of the network wall found missing and put back, by the network whose outgoing traffic they stop (FORWARD's jump to DOCKER-USER counts for every network)."},
+			Help: "Rules of the network wall that went missing after the agent saw them in place, put back, by the network whose outgoing traffic they stop (a missing jump from FORWARD to DOCKER-USER counts for every network)."},
 			[]string{"network"}),
 	}
 	if w.run == nil {
@@ -126,6 +139,8 @@ var jump = []string{"-j", Chain}
 // wall stands afterwards. Fewer than two networks need no wall: iptables is
 // not run.
 func (w *Wall) Check(ctx context.Context, nets []Network) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	w.ok.Reset()
 	if len(nets) < 2 {
 		for _, n := range nets {
@@ -155,21 +170,37 @@ func (w *Wall) Check(ctx context.Context, nets []Network) error {
 			}
 		}
 	}
+	// Pairs of networks gone are forgotten.
+	known := map[[2]string]bool{}
 	for _, a := range nets {
 		for _, b := range nets {
-			if a.Bridge == b.Bridge || have.drops[[2]string{a.Bridge, b.Bridge}] {
+			pair := [2]string{a.Bridge, b.Bridge}
+			if a.Bridge == b.Bridge {
 				continue
 			}
-			w.log.Error("the rule keeping two institution networks apart is missing (a firewall reload or another dockerd removed it): putting it back",
-				"from", a.Name, "to", b.Name, "from_bridge", a.Bridge, "to_bridge", b.Bridge)
+			if have.drops[pair] {
+				known[pair] = true
+				continue
+			}
+			if w.known[pair] {
+				w.log.Error("the rule keeping two institution networks apart is gone (a firewall reload or another dockerd removed it): putting it back",
+					"from", a.Name, "to", b.Name, "from_bridge", a.Bridge, "to_bridge", b.Bridge)
+			} else {
+				w.log.Info("walling off two institution networks", "from", a.Name, "to", b.Name, "from_bridge", a.Bridge, "to_bridge", b.Bridge)
+			}
 			if err := w.restore(ctx, Chain, Rule(a.Bridge, b.Bridge)); err != nil {
 				errs = append(errs, err)
 				broken[a.Name], broken[b.Name] = true, true
+				known[pair] = w.known[pair]
 				continue
 			}
-			w.restored.WithLabelValues(a.Name).Inc()
+			if w.known[pair] {
+				w.restored.WithLabelValues(a.Name).Inc()
+			}
+			known[pair] = true
 		}
 	}
+	w.known = known
 	for _, n := range nets {
 		v := 1.0
 		if broken[n.Name] {
