@@ -1,7 +1,8 @@
 // Package node is one node of the platform as a process runs it: the metering
 // agent, its log tailer, the shipper that empties their durable spool into the
 // collector, the admin listener serving the node's /metrics and, given a
-// platform spec, the supervisor that runs the institutions' containers.
+// platform spec, the supervisor that runs the institutions' containers and
+// the wall that keeps their networks apart (runtime/netwall).
 //
 // `paasmeter agent`, `paasmeter up` and the runtime's tests (runtime/nodetest)
 // all open their node here, so the node the tests run is the node that ships.
@@ -36,6 +37,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
+	"github.com/paasmeter/paasmeter/runtime/netwall"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
 	"github.com/paasmeter/paasmeter/runtime/spool"
@@ -99,6 +101,7 @@ type Node struct {
 	tailer   *tail.Tailer // nil when Config.Logs.Enabled is off
 	shipper  *ship.Shipper
 	platform *supervise.Supervisor // nil without a platform spec
+	wall     *netwall.Wall         // nil without a platform spec
 	admin    *http.Server
 	adminLn  net.Listener
 }
@@ -187,6 +190,9 @@ func Open(o Options) (n *Node, err error) {
 		if err != nil {
 			return nil, err
 		}
+		if n.wall, err = netwall.New(netwall.Options{Logger: n.log, Registry: n.reg}); err != nil {
+			return nil, err
+		}
 	}
 	if n.adminLn, err = net.Listen("tcp", ac.AdminListen); err != nil {
 		return nil, fmt.Errorf("agent: admin listen %s: %w", ac.AdminListen, err)
@@ -248,6 +254,12 @@ func (n *Node) Run(ctx context.Context, stopPlatform bool) error {
 		defer cancel()
 		return n.admin.Shutdown(sctx)
 	})
+	if n.wall != nil {
+		g.Go(func() error {
+			n.watchWall(gctx)
+			return nil
+		})
+	}
 	g.Go(func() error {
 		defer end()
 		// The platform is supervised until ctx ends or another part failed.
@@ -267,6 +279,26 @@ func (n *Node) Run(ctx context.Context, stopPlatform bool) error {
 	err := g.Wait()
 	n.log.Info("agent stopped")
 	return err
+}
+
+// watchWall checks, every sampling period until ctx ends, that the
+// institutions' networks are walled off from each other, and restores the
+// wall where a firewall reload or another dockerd took it down. A failed
+// check is logged and shows in the wall's metrics; the next one tries again.
+func (n *Node) watchWall(ctx context.Context) {
+	tick := time.NewTicker(n.cfg.SampleInterval)
+	defer tick.Stop()
+	for {
+		nets, err := n.platform.Networks(ctx)
+		if err = errors.Join(err, n.wall.Check(ctx, nets)); err != nil && ctx.Err() == nil {
+			n.log.Error("the network wall check failed; retrying next period", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 const (
