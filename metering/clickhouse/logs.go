@@ -108,6 +108,33 @@ func (s *Store) putStreams(ctx context.Context, streams map[uint64]*logs.Line) e
 	return nil
 }
 
+// CountLogStreams implements metering.LogAppender. It reads the ids of the
+// tenant's streams and compares here: a list of ids in the query would make
+// its text exceed ClickHouse's max_query_size for a tenant with many streams.
+func (s *Store) CountLogStreams(ctx context.Context, tenant string, keys []string) (stored, missing int, err error) {
+	if s.closed.Load() {
+		return 0, 0, metering.ErrNotReady
+	}
+	have := map[uint64]bool{}
+	err = scan(ctx, s, s.conn, "count log streams", "SELECT DISTINCT stream FROM log_streams WHERE tenant = ?", []any{tenant},
+		func(rows chdriver.Rows) (uint64, error) {
+			var id uint64
+			return id, rows.Scan(&id)
+		},
+		func(id uint64) error { have[id] = true; return nil })
+	if err != nil {
+		return 0, 0, err
+	}
+	seen := map[uint64]bool{}
+	for _, k := range keys {
+		if id := streamID(tenant, k); !have[id] && !seen[id] {
+			seen[id] = true
+			missing++
+		}
+	}
+	return len(have), missing, nil
+}
+
 func placeholders(n int) string { return "?" + strings.Repeat(", ?", n-1) }
 
 func sqlAny[T any](vs []T) []any {
@@ -166,12 +193,19 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 	if err != nil || len(sts) == 0 {
 		return page, err
 	}
-	ids := make([]any, 0, len(sts))
-	for id := range sts {
-		ids = append(ids, id)
+	cond := "tenant = ? AND time >= ? AND time < ?"
+	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}
+	// Beyond maxStreamsInQuery selected streams, the lines of the others are
+	// skipped here instead: their ids would make the query text exceed
+	// ClickHouse's max_query_size (256 KiB by default).
+	if len(sts) <= maxStreamsInQuery {
+		ids := make([]any, 0, len(sts))
+		for id := range sts {
+			ids = append(ids, id)
+		}
+		cond += " AND stream IN (" + placeholders(len(ids)) + ")"
+		args = append(args, ids...)
 	}
-	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (" + placeholders(len(ids)) + ")"
-	args := append([]any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}, ids...)
 	order, cmp := "DESC", "<"
 	if q.Forward {
 		order, cmp = "ASC", ">"
@@ -207,7 +241,9 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 				id, _ := hex.DecodeString(l.ID)
 				pos := sqlkit.Cursor{Time: l.Time.UnixNano(), Seq: l.Seq, ID: id}
 				after = &pos
-				if !q.Selector.MatchesLine(l.Line) {
+				// No labels: a stream the selector does not select (read when
+				// the query names no streams).
+				if l.Labels == nil || !q.Selector.MatchesLine(l.Line) {
 					return nil
 				}
 				if len(page.Lines) == q.Limit {
@@ -225,6 +261,9 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 		}
 	}
 }
+
+// maxStreamsInQuery is the most stream ids a log query names in its text.
+const maxStreamsInQuery = 1000
 
 // errPageFull stops a scan once a page has its lines and one more was found.
 var errPageFull = errors.New("page full")
