@@ -224,8 +224,9 @@ type LogReader interface {
 
 // LogRetention forgets old lines.
 type LogRetention interface {
-	// DeleteLogs deletes the tenant's lines with a time before before, and
-	// its streams left without lines, and returns how many lines it deleted.
+	// DeleteLogs deletes the tenant's lines with a time before before and
+	// returns how many it deleted. A store that can do so safely (the
+	// embedded one) deletes the streams left without lines too.
 	DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error)
 }
 

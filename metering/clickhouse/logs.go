@@ -57,22 +57,21 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 }
 
 // putStreams stores the streams (by id, each with a line that carries its
-// labels) that are not stored yet.
+// labels) that are not stored yet. The stored ids are read per tenant and
+// compared here: a list of ids in the query would make its text exceed
+// ClickHouse's max_query_size for a push of many streams.
 func (s *Store) putStreams(ctx context.Context, streams map[uint64]*logs.Line) error {
 	var tenants []string
-	var ids []any
-	for id, l := range streams {
+	for _, l := range streams {
 		if !slices.Contains(tenants, l.Tenant) {
 			tenants = append(tenants, l.Tenant)
 		}
-		ids = append(ids, id)
 	}
-	if len(ids) == 0 {
+	if len(tenants) == 0 {
 		return nil
 	}
 	stored := map[uint64]bool{}
-	err := scan(ctx, s, s.conn, "look up log streams", "SELECT stream FROM log_streams WHERE tenant IN ("+placeholders(len(tenants))+
-		") AND stream IN ("+placeholders(len(ids))+")", append(sqlAny(tenants), ids...),
+	err := scan(ctx, s, s.conn, "look up log streams", "SELECT DISTINCT stream FROM log_streams WHERE tenant IN ("+placeholders(len(tenants))+")", sqlAny(tenants),
 		func(rows chdriver.Rows) (uint64, error) {
 			var id uint64
 			return id, rows.Scan(&id)
@@ -310,7 +309,11 @@ func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.
 // way to delete rows) on each server that holds such lines, and returns once
 // the mutations are done, so that no read shows a deleted line. A mutation
 // rewrites the parts it touches: the collector runs this once per tenant per
-// collector.logs.retention_interval. Streams stay, as in the embedded store.
+// collector.logs.retention_interval. Streams stay, unlike in the embedded
+// store: an append stores its streams before its lines, so deleting the
+// streams without lines could take one whose lines are on their way, and
+// those lines would never be read. (Deleting them safely needs the time a
+// stream was last appended to.)
 //
 // When ctx ends first, the mutation still completes on the server.
 func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {

@@ -134,6 +134,9 @@ func (s *Store) CountLogStreams(ctx context.Context, tenant string, keys []strin
 	if s.closed.Load() {
 		return 0, 0, metering.ErrNotReady
 	}
+	if keys == nil {
+		keys = []string{} // JSON null would be one key
+	}
 	list, err := json.Marshal(keys)
 	if err != nil {
 		return 0, 0, fmt.Errorf("embedded store: count log streams: %w", err)
