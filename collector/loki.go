@@ -131,6 +131,14 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 			entries, s.cfg.Logs.MaxLinesPerPush), map[string]int{"max_lines_per_push": s.cfg.Logs.MaxLinesPerPush})
 		return
 	}
+	// Checked before the lines are validated and given ids, which is most
+	// of a push's cost: a push beyond the line burst could never pass.
+	if entries > s.cfg.Logs.IngestionBurstLines {
+		refuse(refusedLines)
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push of %d lines exceeds tenant %s's ingestion burst of %d (collector.logs.ingestion_burst_lines): send smaller batches; nothing was stored",
+			entries, tenant, s.cfg.Logs.IngestionBurstLines), map[string]int{"ingestion_rate_lines": s.cfg.Logs.IngestionRateLines, "ingestion_burst_lines": s.cfg.Logs.IngestionBurstLines})
+		return
+	}
 
 	lines, problems, total := s.pushLines(tenant, streams, now)
 	if len(lines) > 0 {
