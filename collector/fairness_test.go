@@ -361,3 +361,21 @@ func TestPushRateLimitsRequests(t *testing.T) {
 		t.Errorf("ona's push: %d %s", a.code, a.body)
 	}
 }
+
+func TestConfigNamesEachFairnessKeyItRefuses(t *testing.T) {
+	for want, breakIt := range map[string]func(c *collector.Config){
+		"body_read_timeout: must be positive":                                            func(c *collector.Config) { c.BodyReadTimeout = 0 },
+		"logs.max_streams_per_tenant: 0 is below the minimum of 1":                       func(c *collector.Config) { c.Logs.MaxStreamsPerTenant = 0 },
+		"logs.ingestion_burst_lines: 0 is below the minimum of 1":                        func(c *collector.Config) { c.Logs.IngestionBurstLines = 0 },
+		"logs.push_rate_requests: -1 is below the minimum of 1":                          func(c *collector.Config) { c.Logs.PushRateRequests = -1 },
+		"logs.max_lines_per_push: 0 is below the minimum of 1":                           func(c *collector.Config) { c.Logs.MaxLinesPerPush = 0 },
+		"logs.per_stream_burst_bytes: 100 is below the minimum of 262144":                func(c *collector.Config) { c.Logs.PerStreamBurstBytes = 100 },
+		"logs.max_inflight_pushes_per_tenant: 3 must not exceed max_inflight_pushes (2)": func(c *collector.Config) { c.Logs.MaxInflightPushesPerTenant = 3 },
+	} {
+		c := collector.DefaultConfig()
+		breakIt(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %q", err, want)
+		}
+	}
+}
