@@ -97,7 +97,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		raw, err := s.readBody(w, r)
 		if errors.Is(err, errBodyTimeout) {
 			s.metrics.throttled.WithLabelValues(k.name, throttledByBodyTimeout).Inc()
-			s.bodyTimedOut(w)
+			s.bodyTimedOut(w, func(code int, msg string, detail any) { route.WriteError(w, code, msg, detail) })
 			return
 		}
 		if err != nil {
@@ -255,10 +255,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error
 	return raw, nil
 }
 
-// bodyTimedOut answers a request whose body missed BodyReadTimeout.
-func (s *Server) bodyTimedOut(w http.ResponseWriter) {
+// bodyTimedOut answers, through write, a request whose body missed
+// BodyReadTimeout, and closes its connection.
+func (s *Server) bodyTimedOut(w http.ResponseWriter, write func(code int, msg string, detail any)) {
 	w.Header().Set("Connection", "close")
-	route.WriteError(w, http.StatusRequestTimeout,
+	write(http.StatusRequestTimeout,
 		fmt.Sprintf("request body not received within %s (collector.body_read_timeout); nothing was stored", s.cfg.BodyReadTimeout),
 		map[string]string{"body_read_timeout": s.cfg.BodyReadTimeout.String()})
 }

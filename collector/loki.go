@@ -73,9 +73,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 		switch {
 		case errors.Is(err, errBodyTimeout):
 			refuse(refusedBodyTimeout)
-			s.countRejected(kindLogs, nil, 0, nil)
-			s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
-			s.bodyTimedOut(w)
+			s.bodyTimedOut(w, reject)
 		case errors.As(err, &mb):
 			tooLarge()
 		default:
