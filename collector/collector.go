@@ -67,20 +67,24 @@ type Options struct {
 
 // Server is the collector.
 type Server struct {
-	cfg      Config
-	store    metering.Store
-	auth     *auth.Authenticator
-	tenants  map[string]bool
-	keep     map[string]time.Duration // log retention per tenant
-	audit    accesslog.Recorder
-	limiters *tenantLimiters
-	loc      *time.Location
-	clock    clock.Clock
-	log      *slog.Logger
-	registry *prometheus.Registry
-	tracer   trace.Tracer
-	metrics  *metrics
-	slots    chan struct{}
+	cfg     Config
+	store   metering.Store
+	auth    *auth.Authenticator
+	tenants map[string]bool
+	keep    map[string]time.Duration // log retention per tenant
+	audit   accesslog.Recorder
+	// pushLimits, pushSlots and tenantPushSlots bound institutions' Loki
+	// pushes (collector.logs): agents keep slots for themselves.
+	pushLimits      *pushLimits
+	pushSlots       chan struct{}
+	tenantPushSlots map[string]chan struct{}
+	loc             *time.Location
+	clock           clock.Clock
+	log             *slog.Logger
+	registry        *prometheus.Registry
+	tracer          trace.Tracer
+	metrics         *metrics
+	slots           chan struct{}
 	// batched says appends go through a batching writer (Options.Batch).
 	batched  bool
 	draining atomic.Bool
@@ -136,23 +140,28 @@ func New(o Options) (*Server, error) {
 		tenants[in.ID], keep[in.ID] = true, in.Retention()
 	}
 	s := &Server{
-		cfg:      o.Config,
-		store:    instrumentedStore{Store: store, m: m, tracer: o.Tracer.Tracer(tracerName)},
-		auth:     o.Auth,
-		tenants:  tenants,
-		keep:     keep,
-		audit:    o.AccessLog,
-		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
-		loc:      o.Location,
-		clock:    o.Clock,
-		log:      o.Logger,
-		registry: o.Registry,
-		tracer:   o.Tracer.Tracer(tracerName),
-		metrics:  m,
-		slots:    make(chan struct{}, o.Config.MaxInflightBatches),
-		batched:  o.Batch != nil,
+		cfg:             o.Config,
+		store:           instrumentedStore{Store: store, m: m, tracer: o.Tracer.Tracer(tracerName)},
+		auth:            o.Auth,
+		tenants:         tenants,
+		keep:            keep,
+		audit:           o.AccessLog,
+		pushLimits:      newPushLimits(o.Config.Logs),
+		pushSlots:       make(chan struct{}, o.Config.Logs.MaxInflightPushes),
+		tenantPushSlots: make(map[string]chan struct{}, len(tenants)),
+		loc:             o.Location,
+		clock:           o.Clock,
+		log:             o.Logger,
+		registry:        o.Registry,
+		tracer:          o.Tracer.Tracer(tracerName),
+		metrics:         m,
+		slots:           make(chan struct{}, o.Config.MaxInflightBatches),
+		batched:         o.Batch != nil,
 
 		contributed: o.Routes,
+	}
+	for t := range tenants {
+		s.tenantPushSlots[t] = make(chan struct{}, o.Config.Logs.MaxInflightPushesPerTenant)
 	}
 	if err := checkRoutes(s.Routes()); err != nil {
 		return nil, fmt.Errorf("collector: %w", err)

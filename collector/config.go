@@ -33,6 +33,10 @@ type Config struct {
 	// the writer's max_queued bounds what waits for the store.
 	MaxInflightBatches int           `yaml:"max_inflight_batches"`
 	QueueTimeout       time.Duration `yaml:"queue_timeout"`
+	// BodyReadTimeout bounds how long a batch or push body may take to
+	// arrive. Bodies are read before they take a slot, so a slow client
+	// holds none; past this it gets 408.
+	BodyReadTimeout time.Duration `yaml:"body_read_timeout"`
 	// ShutdownTimeout bounds how long a shutdown waits for in-flight requests.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// AccessLog is the file operators' reads of tenant data are recorded in;
@@ -59,15 +63,36 @@ type LogsConfig struct {
 	MaxLabels          int `yaml:"max_labels"`
 	MaxLabelNameBytes  int `yaml:"max_label_name_bytes"`
 	MaxLabelValueBytes int `yaml:"max_label_value_bytes"`
-	// MaxLines bounds an agent's batch. Loki pushes are bounded by
-	// max_body_bytes only, because Loki clients batch by bytes and would
-	// drop a push refused for its line count.
+	// MaxLines bounds an agent's batch; max_lines_per_push bounds a Loki push.
 	MaxLines int `yaml:"max_lines"`
 	// IngestionRateBytes and IngestionBurstBytes are each tenant's token
 	// bucket for Loki pushes (line bytes per second), as Loki's
 	// ingestion_rate_mb and ingestion_burst_size_mb.
 	IngestionRateBytes  int `yaml:"ingestion_rate_bytes"`
 	IngestionBurstBytes int `yaml:"ingestion_burst_bytes"`
+	// IngestionRateLines and IngestionBurstLines are the same bucket counted
+	// in lines, so that many tiny lines cost what they cost to store.
+	IngestionRateLines  int `yaml:"ingestion_rate_lines"`
+	IngestionBurstLines int `yaml:"ingestion_burst_lines"`
+	// PushRateRequests and PushBurstRequests bound each tenant's pushes per second.
+	PushRateRequests  int `yaml:"push_rate_requests"`
+	PushBurstRequests int `yaml:"push_burst_requests"`
+	// PerStreamRateBytes and PerStreamBurstBytes are each stream's bucket of
+	// line bytes, as Loki's per_stream_rate_limit and _burst.
+	PerStreamRateBytes  int `yaml:"per_stream_rate_bytes"`
+	PerStreamBurstBytes int `yaml:"per_stream_burst_bytes"`
+	// MaxLinesPerPush bounds the entries of one Loki push.
+	MaxLinesPerPush int `yaml:"max_lines_per_push"`
+	// MaxStreamsPerTenant bounds a tenant's stored streams (Loki's
+	// max_global_streams_per_user); a push that would create more is refused.
+	// Retention deletes streams left without lines.
+	MaxStreamsPerTenant int `yaml:"max_streams_per_tenant"`
+	// MaxInflightPushes bounds the institutions' Loki pushes being decoded
+	// and stored at once, apart from max_inflight_batches, which agents'
+	// batches (and pushes) keep for themselves; MaxInflightPushesPerTenant
+	// bounds one institution's share of them.
+	MaxInflightPushes          int `yaml:"max_inflight_pushes"`
+	MaxInflightPushesPerTenant int `yaml:"max_inflight_pushes_per_tenant"`
 	// RetentionInterval is how often lines older than their tenant's
 	// log_retention are deleted.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
@@ -86,16 +111,27 @@ func DefaultConfig() Config {
 		MaxWindow:          lim.MaxWindow,
 		MaxInflightBatches: 4,
 		QueueTimeout:       5 * time.Second,
+		BodyReadTimeout:    10 * time.Second,
 		ShutdownTimeout:    30 * time.Second,
 		Logs: LogsConfig{
-			MaxLineBytes:        ll.MaxLineBytes,
-			MaxLabels:           ll.MaxLabels,
-			MaxLabelNameBytes:   ll.MaxLabelNameBytes,
-			MaxLabelValueBytes:  ll.MaxLabelValueBytes,
-			MaxLines:            ll.MaxLines,
-			IngestionRateBytes:  4 << 20, // Loki's defaults: 4 MB/s, bursts of 6 MB
-			IngestionBurstBytes: 6 << 20,
-			RetentionInterval:   time.Hour,
+			MaxLineBytes:               ll.MaxLineBytes,
+			MaxLabels:                  ll.MaxLabels,
+			MaxLabelNameBytes:          ll.MaxLabelNameBytes,
+			MaxLabelValueBytes:         ll.MaxLabelValueBytes,
+			MaxLines:                   ll.MaxLines,
+			IngestionRateBytes:         4 << 20, // Loki's defaults: 4 MB/s, bursts of 6 MB
+			IngestionBurstBytes:        6 << 20,
+			IngestionRateLines:         40_000,
+			IngestionBurstLines:        60_000,
+			PushRateRequests:           20,
+			PushBurstRequests:          40,
+			PerStreamRateBytes:         3 << 20, // Loki's defaults: 3 MB/s, bursts of 15 MB
+			PerStreamBurstBytes:        15 << 20,
+			MaxLinesPerPush:            60_000,
+			MaxStreamsPerTenant:        10_000,
+			MaxInflightPushes:          2,
+			MaxInflightPushesPerTenant: 1,
+			RetentionInterval:          time.Hour,
 		},
 	}
 }
@@ -138,6 +174,9 @@ func (c *Config) Validate() error {
 	if c.QueueTimeout < 0 {
 		errs = append(errs, errors.New("queue_timeout: must not be negative"))
 	}
+	if c.BodyReadTimeout <= 0 {
+		errs = append(errs, errors.New("body_read_timeout: must be positive"))
+	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
 	}
@@ -163,6 +202,16 @@ func (c *LogsConfig) Validate() error {
 		{"max_lines", c.MaxLines, 1},
 		{"ingestion_rate_bytes", c.IngestionRateBytes, 1},
 		{"ingestion_burst_bytes", c.IngestionBurstBytes, 1},
+		{"ingestion_rate_lines", c.IngestionRateLines, 1},
+		{"ingestion_burst_lines", c.IngestionBurstLines, 1},
+		{"push_rate_requests", c.PushRateRequests, 1},
+		{"push_burst_requests", c.PushBurstRequests, 1},
+		{"per_stream_rate_bytes", c.PerStreamRateBytes, 1},
+		{"per_stream_burst_bytes", c.PerStreamBurstBytes, c.MaxLineBytes},
+		{"max_lines_per_push", c.MaxLinesPerPush, 1},
+		{"max_streams_per_tenant", c.MaxStreamsPerTenant, 1},
+		{"max_inflight_pushes", c.MaxInflightPushes, 1},
+		{"max_inflight_pushes_per_tenant", c.MaxInflightPushesPerTenant, 1},
 	} {
 		if f.value < f.min {
 			errs = append(errs, fmt.Errorf("%s: %d is below the minimum of %d", f.name, f.value, f.min))
@@ -172,6 +221,9 @@ func (c *LogsConfig) Validate() error {
 	// would refuse that line forever.
 	if c.IngestionBurstBytes < c.MaxLineBytes {
 		errs = append(errs, fmt.Errorf("ingestion_burst_bytes: %d must be at least max_line_bytes (%d)", c.IngestionBurstBytes, c.MaxLineBytes))
+	}
+	if c.MaxInflightPushesPerTenant > c.MaxInflightPushes {
+		errs = append(errs, fmt.Errorf("max_inflight_pushes_per_tenant: %d must not exceed max_inflight_pushes (%d)", c.MaxInflightPushesPerTenant, c.MaxInflightPushes))
 	}
 	if c.RetentionInterval < time.Second {
 		errs = append(errs, fmt.Errorf("retention_interval: %s is below the minimum of 1s", c.RetentionInterval))

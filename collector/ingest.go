@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -92,13 +94,23 @@ const kindLogs = "logs"
 // committed it.
 func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request, auth.Principal) {
 	return func(w http.ResponseWriter, r *http.Request, p auth.Principal) {
+		raw, err := s.readBody(w, r)
+		if errors.Is(err, errBodyTimeout) {
+			s.metrics.throttled.WithLabelValues(k.name, throttledByBodyTimeout).Inc()
+			s.bodyTimedOut(w, func(code int, msg string, detail any) { route.WriteError(w, code, msg, detail) })
+			return
+		}
+		if err != nil {
+			s.rejectBatch(w, k.name, nil, err)
+			return
+		}
 		release, ok := s.admit(w, r, k.name)
 		if !ok {
 			return
 		}
 		defer release()
 
-		body, err := s.body(w, r)
+		body, err := s.body(raw, r.Header.Get("Content-Encoding"))
 		if err != nil {
 			route.WriteError(w, http.StatusBadRequest, err.Error(), nil)
 			return
@@ -155,12 +167,19 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 	}
 }
 
-// admit takes an ingest slot for a request of kind, or answers 429 and
-// returns false. The caller calls release, once or more, when done.
+// admit takes one of the agents' ingest slots for a request of kind, or
+// answers 429 and returns false. The caller calls release, once or more,
+// when done.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, kind string) (release func(), ok bool) {
-	if s.acquire(r.Context()) {
+	if s.acquire(r.Context(), s.slots) {
+		s.metrics.inflight.Inc()
 		var once sync.Once
-		return func() { once.Do(s.release) }, true
+		return func() {
+			once.Do(func() {
+				<-s.slots
+				s.metrics.inflight.Dec()
+			})
+		}, true
 	}
 	s.metrics.throttled.WithLabelValues(kind, throttledByInflight).Inc()
 	w.Header().Set("Retry-After", "1")
@@ -208,21 +227,58 @@ func (s *Server) storeFailed(w http.ResponseWriter, kind string, records int, p 
 	}
 }
 
-// body returns the request body bounded by MaxBodyBytes, gzip-decoded if the
-// client says so; the bound applies to the decoded size too.
-func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.ReadCloser, error) {
-	raw := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	switch r.Header.Get("Content-Encoding") {
+// errBodyTimeout is a request body that did not arrive within body_read_timeout.
+var errBodyTimeout = errors.New("request body not received in time")
+
+// readBody reads a request's raw body, bounded by MaxBodyBytes and within
+// BodyReadTimeout. Handlers call it before they take an ingest slot, so a
+// client that sends slowly holds its own connection and nothing shared.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	// A socket deadline is on the wall clock, whatever clock the server was given.
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errBodyTimeout
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	// Clear the deadline: once the body is read, the server watches the
+	// connection for a hang-up, and a deadline passing while the store works
+	// would cancel the request.
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	return raw, nil
+}
+
+// bodyTimedOut answers, through write, a request whose body missed
+// BodyReadTimeout, and closes its connection.
+func (s *Server) bodyTimedOut(w http.ResponseWriter, write func(code int, msg string, detail any)) {
+	w.Header().Set("Connection", "close")
+	write(http.StatusRequestTimeout,
+		fmt.Sprintf("request body not received within %s (collector.body_read_timeout); nothing was stored", s.cfg.BodyReadTimeout),
+		map[string]string{"body_read_timeout": s.cfg.BodyReadTimeout.String()})
+}
+
+// body returns a raw body read by readBody, gzip-decoded if the client says
+// so (encoding is its Content-Encoding), bounded by MaxBodyBytes after
+// decoding too.
+func (s *Server) body(raw []byte, encoding string) (io.ReadCloser, error) {
+	switch encoding {
 	case "", "identity":
-		return raw, nil
+		return io.NopCloser(bytes.NewReader(raw)), nil
 	case "gzip":
-		zr, err := gzip.NewReader(raw)
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
 		if err != nil {
 			return nil, fmt.Errorf("Content-Encoding: body is not gzip: %w", err)
 		}
-		return &limitedGzip{zr: zr, raw: raw, left: s.cfg.MaxBodyBytes}, nil
+		return &limitedGzip{zr: zr, left: s.cfg.MaxBodyBytes}, nil
 	default:
-		return nil, fmt.Errorf("Content-Encoding: %q is not supported (use gzip or none)", r.Header.Get("Content-Encoding"))
+		return nil, fmt.Errorf("Content-Encoding: %q is not supported (use gzip or none)", encoding)
 	}
 }
 
@@ -230,7 +286,6 @@ func (s *Server) body(w http.ResponseWriter, r *http.Request) (io.ReadCloser, er
 // expand into gigabytes.
 type limitedGzip struct {
 	zr   *gzip.Reader
-	raw  io.Closer
 	left int64
 }
 
@@ -246,7 +301,7 @@ func (l *limitedGzip) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (l *limitedGzip) Close() error { return errors.Join(l.zr.Close(), l.raw.Close()) }
+func (l *limitedGzip) Close() error { return l.zr.Close() }
 
 // rejectBatch answers a batch that failed decoding or validation. Nothing of it
 // was stored. tenants are those of the records that could be decoded.
@@ -325,29 +380,22 @@ func (s *Server) tenantLabel(t string) string {
 	return "unknown"
 }
 
-// acquire takes an ingest slot, waiting at most QueueTimeout.
-func (s *Server) acquire(ctx context.Context) bool {
+// acquire takes a slot of sem, waiting at most QueueTimeout.
+func (s *Server) acquire(ctx context.Context, sem chan struct{}) bool {
 	select {
-	case s.slots <- struct{}{}:
-		s.metrics.inflight.Inc()
+	case sem <- struct{}{}:
 		return true
 	default:
 	}
 	t := time.NewTimer(s.cfg.QueueTimeout)
 	defer t.Stop()
 	select {
-	case s.slots <- struct{}{}:
-		s.metrics.inflight.Inc()
+	case sem <- struct{}{}:
 		return true
 	case <-t.C:
 	case <-ctx.Done():
 	}
 	return false
-}
-
-func (s *Server) release() {
-	<-s.slots
-	s.metrics.inflight.Dec()
 }
 
 func firstN[T any](xs []T, n int) []T {

@@ -31,36 +31,80 @@ const (
 	pushRejected    = "rejected"
 )
 
+// The limits a refused Loki push hit, as counted in
+// paasmeter_collector_loki_push_refusals_total.
+const (
+	refusedBodyTimeout  = "body_timeout"
+	refusedInflight     = "inflight"
+	refusedRequests     = "requests"
+	refusedLinesPerPush = "lines_per_push"
+	refusedLines        = "lines"
+	refusedBytes        = "bytes"
+	refusedStreamBytes  = "stream_bytes"
+	refusedStreams      = "streams"
+)
+
 // lokiPush is POST /loki/api/v1/push. It answers as Loki does: 204 when every
 // line is stored, 400 naming the stream and field of each invalid line (the
 // valid lines of that push are stored, as Loki does, because Loki clients
 // drop a push answered 400 rather than resend it), 429 with Retry-After past
-// the tenant's ingestion rate (nothing stored). Lines get deterministic ids,
+// one of the tenant's limits (nothing stored). Lines get deterministic ids,
 // so a push resent after a timeout stores nothing twice.
+//
+// The body is read before the push takes a slot. An institution's pushes
+// take slots of their own (max_inflight_pushes, of which one institution
+// gets max_inflight_pushes_per_tenant), never the agents' slots; an agent's
+// push takes one of the agents'.
 func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	tenant := r.PathValue("tenant")
-	release, ok := s.admit(w, r, kindLogs)
-	if !ok {
-		return
-	}
-	defer release()
 	reject := func(code int, msg string, detail any) {
 		s.countRejected(kindLogs, nil, 0, nil)
 		s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
 		route.WriteError(w, code, msg, detail)
 	}
+	refuse := func(reason string) { s.metrics.pushRefusals.WithLabelValues(tenant, reason).Inc() }
+	tooLarge := func() {
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push exceeds %d bytes (also after decompression); send smaller batches", s.cfg.MaxBodyBytes),
+			map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
+	}
+	raw, err := s.readBody(w, r)
+	if err != nil {
+		var mb *http.MaxBytesError
+		switch {
+		case errors.Is(err, errBodyTimeout):
+			refuse(refusedBodyTimeout)
+			s.bodyTimedOut(w, reject)
+		case errors.As(err, &mb):
+			tooLarge()
+		default:
+			reject(http.StatusBadRequest, err.Error(), nil)
+		}
+		return
+	}
+	now := s.clock.Now().UTC()
+	if wait, _ := s.pushLimits.take(now, []ask{{refusedRequests, s.pushLimits.requests, tenant, 1}}); wait > 0 {
+		refuse(refusedRequests)
+		s.rateLimited(w, tenant, wait, 0, fmt.Sprintf("push rate limit exceeded for tenant %s (limit: %d pushes/sec, collector.logs.push_rate_requests); nothing was stored, retry later",
+			tenant, s.cfg.Logs.PushRateRequests), map[string]int{"push_rate_requests": s.cfg.Logs.PushRateRequests, "push_burst_requests": s.cfg.Logs.PushBurstRequests})
+		return
+	}
+	release, ok := s.admitPush(w, r, tenant, p)
+	if !ok {
+		refuse(refusedInflight)
+		return
+	}
+	defer release()
 
 	_, span := s.tracer.Start(r.Context(), "loki.decode")
-	streams, err := s.decodePush(w, r)
+	streams, err := s.decodePush(raw, r.Header)
 	span.End()
 	if err != nil {
-		var tooLarge *http.MaxBytesError
+		var mb *http.MaxBytesError
 		switch {
 		case errors.Is(err, lokipush.ErrMediaType):
 			reject(http.StatusUnsupportedMediaType, err.Error(), nil)
-		case errors.Is(err, lokipush.ErrTooLarge) || errors.As(err, &tooLarge):
-			reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push exceeds %d bytes (also after decompression); send smaller batches", s.cfg.MaxBodyBytes),
-				map[string]int64{"max_body_bytes": s.cfg.MaxBodyBytes})
+		case errors.Is(err, lokipush.ErrTooLarge) || errors.As(err, &mb):
+			tooLarge()
 		default:
 			reject(http.StatusBadRequest, err.Error(), nil)
 		}
@@ -75,28 +119,28 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 			}
 		}
 	}
-
-	now := s.clock.Now().UTC()
-	lines, problems, total := s.pushLines(tenant, streams, now)
-	bytes := 0
-	for i := range lines {
-		bytes += len(lines[i].Line)
+	entries := 0
+	for _, st := range streams {
+		entries += len(st.Entries)
 	}
+	if entries > s.cfg.Logs.MaxLinesPerPush {
+		refuse(refusedLinesPerPush)
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push of %d lines exceeds collector.logs.max_lines_per_push (%d); send smaller batches; nothing was stored",
+			entries, s.cfg.Logs.MaxLinesPerPush), map[string]int{"max_lines_per_push": s.cfg.Logs.MaxLinesPerPush})
+		return
+	}
+	// Checked before the lines are validated and given ids, which is most
+	// of a push's cost: a push beyond the line burst could never pass.
+	if entries > s.cfg.Logs.IngestionBurstLines {
+		refuse(refusedLines)
+		reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push of %d lines exceeds tenant %s's ingestion burst of %d (collector.logs.ingestion_burst_lines): send smaller batches; nothing was stored",
+			entries, tenant, s.cfg.Logs.IngestionBurstLines), map[string]int{"ingestion_rate_lines": s.cfg.Logs.IngestionRateLines, "ingestion_burst_lines": s.cfg.Logs.IngestionBurstLines})
+		return
+	}
+
+	lines, problems, total := s.pushLines(tenant, streams, now)
 	if len(lines) > 0 {
-		wait, ok := s.limiters.take(tenant, now, bytes)
-		switch {
-		case !ok:
-			reject(http.StatusRequestEntityTooLarge, fmt.Sprintf("push of %d line bytes exceeds tenant %s's ingestion burst of %d bytes: send smaller batches",
-				bytes, tenant, s.cfg.Logs.IngestionBurstBytes), nil)
-			return
-		case wait > 0:
-			s.metrics.records.WithLabelValues(kindLogs, tenant, pushRateLimited).Add(float64(len(lines)))
-			s.metrics.lokiPushes.WithLabelValues(tenant, pushRateLimited).Inc()
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			route.WriteError(w, http.StatusTooManyRequests,
-				fmt.Sprintf("ingestion rate limit exceeded for tenant %s (limit: %d bytes/sec) while attempting to ingest %d lines totaling %d bytes; nothing was stored, retry later",
-					tenant, s.cfg.Logs.IngestionRateBytes, len(lines), bytes),
-				map[string]int{"ingestion_rate_bytes": s.cfg.Logs.IngestionRateBytes, "ingestion_burst_bytes": s.cfg.Logs.IngestionBurstBytes})
+		if !s.admitLines(w, r, tenant, lines, now) {
 			return
 		}
 		for i := range lines {
@@ -132,19 +176,117 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 	route.WriteError(w, http.StatusBadRequest, msg, map[string]any{"problems": firstN(problems, maxProblems), "problems_total": len(problems)})
 }
 
-// decodePush reads and decodes a push body, bounded by max_body_bytes before
-// and after gzip and snappy decompression.
-func (s *Server) decodePush(w http.ResponseWriter, r *http.Request) ([]lokipush.Stream, error) {
-	body, err := s.body(w, r)
+// admitPush takes a slot for a push of tenant by p: an agent's push one of
+// the agents' slots, an institution's push one of its own and then one of
+// the institutions' shared ones. Otherwise it answers 429 and returns false.
+func (s *Server) admitPush(w http.ResponseWriter, r *http.Request, tenant string, p auth.Principal) (release func(), ok bool) {
+	if p.Role == auth.RoleAgent {
+		return s.admit(w, r, kindLogs)
+	}
+	own := s.tenantPushSlots[tenant] // wrap lets configured tenants only through
+	if s.acquire(r.Context(), own) {
+		if s.acquire(r.Context(), s.pushSlots) {
+			var once sync.Once
+			return func() {
+				once.Do(func() {
+					<-s.pushSlots
+					<-own
+				})
+			}, true
+		}
+		<-own
+	}
+	s.metrics.throttled.WithLabelValues(kindLogs, throttledByInflight).Inc()
+	s.rateLimited(w, tenant, time.Second, 0, fmt.Sprintf("too many pushes in flight for tenant %s (collector.logs.max_inflight_pushes_per_tenant %d, of max_inflight_pushes %d); nothing was stored, retry later",
+		tenant, s.cfg.Logs.MaxInflightPushesPerTenant, s.cfg.Logs.MaxInflightPushes),
+		map[string]int{"max_inflight_pushes_per_tenant": s.cfg.Logs.MaxInflightPushesPerTenant, "max_inflight_pushes": s.cfg.Logs.MaxInflightPushes})
+	return nil, false
+}
+
+// admitLines checks a push's valid lines against the tenant's limits on
+// streams and rates, and spends its budgets; otherwise it answers (413 for a
+// push that could never pass, 429 for one that may later) and returns false.
+func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant string, lines []logs.Line, now time.Time) bool {
+	refuse := func(reason string) { s.metrics.pushRefusals.WithLabelValues(tenant, reason).Inc() }
+	bytes := 0
+	perStream := map[string]int{}
+	var keys []string
+	for i := range lines {
+		bytes += len(lines[i].Line)
+		key := logs.StreamKey(lines[i].Labels)
+		if _, seen := perStream[key]; !seen {
+			keys = append(keys, key)
+		}
+		perStream[key] += len(lines[i].Line)
+	}
+	// Counted before the append, so pushes in flight together may pass the
+	// limit by what they add: at most max_inflight_pushes_per_tenant pushes' worth.
+	stored, missing, err := s.store.CountLogStreams(r.Context(), tenant, keys)
+	if err != nil {
+		s.log.Error("counting log streams failed", "tenant", tenant, "err", err)
+		w.Header().Set("Retry-After", "5")
+		route.WriteError(w, http.StatusServiceUnavailable, "log store unavailable; nothing was stored, resend the push", nil)
+		return false
+	}
+	if missing > 0 && stored+missing > s.cfg.Logs.MaxStreamsPerTenant {
+		refuse(refusedStreams)
+		s.rateLimited(w, tenant, 0, len(lines), fmt.Sprintf("tenant %s has %d log streams and this push would add %d, beyond collector.logs.max_streams_per_tenant (%d); nothing was stored. Streams without lines are deleted by retention",
+			tenant, stored, missing, s.cfg.Logs.MaxStreamsPerTenant), map[string]int{"max_streams_per_tenant": s.cfg.Logs.MaxStreamsPerTenant, "streams": stored, "new_streams": missing})
+		return false
+	}
+	asks := []ask{{refusedLines, s.pushLimits.lines, tenant, len(lines)}, {refusedBytes, s.pushLimits.bytes, tenant, bytes}}
+	for _, key := range keys {
+		asks = append(asks, ask{refusedStreamBytes, s.pushLimits.streamBytes, tenant + "\x00" + key, perStream[key]})
+	}
+	wait, hit := s.pushLimits.take(now, asks)
+	if hit == nil {
+		return true
+	}
+	refuse(hit.reason)
+	lim := map[string]struct {
+		noun, per         string
+		rate, burst       int
+		rateKey, burstKey string
+	}{
+		refusedLines:       {"lines", "lines/sec", s.cfg.Logs.IngestionRateLines, s.cfg.Logs.IngestionBurstLines, "ingestion_rate_lines", "ingestion_burst_lines"},
+		refusedBytes:       {"line bytes", "bytes/sec", s.cfg.Logs.IngestionRateBytes, s.cfg.Logs.IngestionBurstBytes, "ingestion_rate_bytes", "ingestion_burst_bytes"},
+		refusedStreamBytes: {"line bytes in one stream", "bytes/sec per stream", s.cfg.Logs.PerStreamRateBytes, s.cfg.Logs.PerStreamBurstBytes, "per_stream_rate_bytes", "per_stream_burst_bytes"},
+	}[hit.reason]
+	detail := map[string]int{lim.rateKey: lim.rate, lim.burstKey: lim.burst}
+	if wait == 0 {
+		s.countRejected(kindLogs, nil, 0, nil)
+		s.metrics.lokiPushes.WithLabelValues(tenant, pushRejected).Inc()
+		route.WriteError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("push of %d %s exceeds tenant %s's ingestion burst of %d (collector.logs.%s): send smaller batches; nothing was stored",
+			hit.n, lim.noun, tenant, lim.burst, lim.burstKey), detail)
+		return false
+	}
+	s.rateLimited(w, tenant, wait, len(lines), fmt.Sprintf("ingestion rate limit exceeded for tenant %s (limit: %d %s) while attempting to ingest %d lines totaling %d bytes (collector.logs.%s); nothing was stored, retry later",
+		tenant, lim.rate, lim.per, len(lines), bytes, lim.rateKey), detail)
+	return false
+}
+
+// rateLimited answers 429 to a push of lines valid lines that a limit of
+// tenant refused, with Retry-After wait (at least a second).
+func (s *Server) rateLimited(w http.ResponseWriter, tenant string, wait time.Duration, lines int, msg string, detail any) {
+	s.metrics.records.WithLabelValues(kindLogs, tenant, pushRateLimited).Add(float64(lines))
+	s.metrics.lokiPushes.WithLabelValues(tenant, pushRateLimited).Inc()
+	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	route.WriteError(w, http.StatusTooManyRequests, msg, detail)
+}
+
+// decodePush decodes a push body read by readBody, bounded by max_body_bytes
+// after gzip and snappy decompression too.
+func (s *Server) decodePush(raw []byte, h http.Header) ([]lokipush.Stream, error) {
+	body, err := s.body(raw, h.Get("Content-Encoding"))
 	if err != nil {
 		return nil, err
 	}
 	defer body.Close()
-	raw, err := io.ReadAll(body)
+	all, err := io.ReadAll(body)
 	if err != nil {
 		return nil, fmt.Errorf("reading the push: %w", err)
 	}
-	return lokipush.Decode(raw, r.Header.Get("Content-Type"), s.cfg.MaxBodyBytes)
+	return lokipush.Decode(all, h.Get("Content-Type"), s.cfg.MaxBodyBytes)
 }
 
 // pushProblem is why a stream or one of its entries was refused.
@@ -214,39 +356,89 @@ func truncateStream(s string) string {
 	return s[:max] + "…"
 }
 
-// tenantLimiters are the tenants' token buckets of line bytes for Loki pushes.
-type tenantLimiters struct {
-	mu    sync.Mutex
-	limit rate.Limit
-	burst int
-	m     map[string]*rate.Limiter
+// pushLimits are the token buckets of Loki pushes: per tenant, of requests,
+// lines and line bytes; per tenant and stream, of line bytes.
+type pushLimits struct {
+	requests, lines, bytes, streamBytes *buckets
 }
 
-func newTenantLimiters(perSecond, burst int) *tenantLimiters {
-	return &tenantLimiters{limit: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}}
+func newPushLimits(c LogsConfig) *pushLimits {
+	return &pushLimits{
+		requests:    newBuckets(c.PushRateRequests, c.PushBurstRequests),
+		lines:       newBuckets(c.IngestionRateLines, c.IngestionBurstLines),
+		bytes:       newBuckets(c.IngestionRateBytes, c.IngestionBurstBytes),
+		streamBytes: newBuckets(c.PerStreamRateBytes, c.PerStreamBurstBytes),
+	}
 }
 
-// take spends n bytes of tenant's budget at now, whole or not at all. It
-// returns how long to wait when the budget is short (nothing spent), and
-// ok=false when n exceeds the burst and could never be admitted.
-func (t *tenantLimiters) take(tenant string, now time.Time, n int) (wait time.Duration, ok bool) {
-	t.mu.Lock()
-	lim, found := t.m[tenant]
-	if !found {
-		// Only configured tenants get here (wrap checks), so the map stays small.
-		lim = rate.NewLimiter(t.limit, t.burst)
-		t.m[tenant] = lim
+// ask is n tokens of the bucket of key in b; reason names the limit.
+type ask struct {
+	reason string
+	b      *buckets
+	key    string
+	n      int
+}
+
+// take spends every ask at now, all or none. When one cannot be spent it
+// returns it: with wait=0 if its n exceeds the burst and could never be
+// admitted, otherwise with how long to wait (the longest of the asks).
+func (p *pushLimits) take(now time.Time, asks []ask) (wait time.Duration, hit *ask) {
+	done := make([]*rate.Reservation, 0, len(asks))
+	defer func() {
+		if hit != nil {
+			for _, r := range done {
+				r.CancelAt(now)
+			}
+		}
+	}()
+	for i := range asks {
+		r := asks[i].b.get(asks[i].key, now).ReserveN(now, asks[i].n)
+		if !r.OK() {
+			return 0, &asks[i]
+		}
+		done = append(done, r)
+		if d := r.DelayFrom(now); d > wait {
+			wait, hit = d, &asks[i]
+		}
 	}
-	t.mu.Unlock()
-	r := lim.ReserveN(now, n)
-	if !r.OK() {
-		return 0, false
+	return wait, hit
+}
+
+// buckets are token buckets by key, made full on first use. Only configured
+// tenants get here (wrap checks), and buckets that are full again are
+// forgotten as the map grows, so a tenant's old streams do not accumulate.
+type buckets struct {
+	mu      sync.Mutex
+	limit   rate.Limit
+	burst   int
+	m       map[string]*rate.Limiter
+	sweepAt int
+}
+
+// minSweep is the size below which buckets never sweeps its map.
+const minSweep = 1024
+
+func newBuckets(perSecond, burst int) *buckets {
+	return &buckets{limit: rate.Limit(perSecond), burst: burst, m: map[string]*rate.Limiter{}, sweepAt: minSweep}
+}
+
+func (b *buckets) get(key string, now time.Time) *rate.Limiter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if lim, ok := b.m[key]; ok {
+		return lim
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return d, true
+	if len(b.m) >= b.sweepAt {
+		for k, lim := range b.m {
+			if lim.TokensAt(now) >= float64(b.burst) {
+				delete(b.m, k) // full: the same as a new one
+			}
+		}
+		b.sweepAt = max(2*len(b.m), minSweep)
 	}
-	return 0, true
+	lim := rate.NewLimiter(b.limit, b.burst)
+	b.m[key] = lim
+	return lim
 }
 
 // lokiResponse is the envelope of Loki's read API.

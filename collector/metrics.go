@@ -22,6 +22,8 @@ import (
 const (
 	throttledByInflight = "inflight"
 	throttledByStore    = "store"
+	// throttledByBodyTimeout is a body that missed body_read_timeout (408).
+	throttledByBodyTimeout = "body_timeout"
 )
 
 type metrics struct {
@@ -35,6 +37,7 @@ type metrics struct {
 	storeDuration   *prometheus.HistogramVec
 	storeErrors     *prometheus.CounterVec
 	lokiPushes      *prometheus.CounterVec
+	pushRefusals    *prometheus.CounterVec
 	logLinesDeleted *prometheus.CounterVec
 }
 
@@ -68,7 +71,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_throttled_requests_total",
-			Help: "Batches answered 429 by kind and reason: inflight (max_inflight_batches were busy for queue_timeout) or store (the store's write queue is full).",
+			Help: "Batches answered 429 or 408 by kind and reason: inflight (max_inflight_batches were busy for queue_timeout), store (the store's write queue is full) or body_timeout (the body missed body_read_timeout; 408).",
 		}, []string{"kind", "reason"}),
 		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "paasmeter_store_operation_duration_seconds",
@@ -83,13 +86,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "paasmeter_collector_loki_pushes_total",
 			Help: "Loki push requests by tenant and outcome: accepted (204), rate_limited (429) or rejected (4xx; a 400 may have stored the push's valid lines).",
 		}, []string{"tenant", "outcome"}),
+		pushRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_loki_push_refusals_total",
+			Help: "Loki pushes refused (nothing stored) by tenant and the limit they hit: body_timeout, inflight, requests, lines_per_push, lines, bytes, stream_bytes or streams (collector.body_read_timeout and collector.logs.*).",
+		}, []string{"tenant", "reason"}),
 		logLinesDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_log_lines_deleted_total",
 			Help: "Log lines deleted because they outlived their tenant's log retention.",
 		}, []string{"tenant"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.rejectedBatches, m.batchRecords,
-		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.logLinesDeleted} {
+		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.pushRefusals, m.logLinesDeleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -203,6 +203,10 @@ type LogAppender interface {
 	// return, all or nothing, the first arrival of an id kept. Lines must be
 	// valid (logs.Validate) and carry their received_at.
 	AppendLogs(ctx context.Context, lines []logs.Line) (AppendResult, error)
+	// CountLogStreams returns how many streams tenant has stored, and how
+	// many of keys (logs.StreamKey) are not among them: what appending lines
+	// of those streams would add, for the collector's limit on streams.
+	CountLogStreams(ctx context.Context, tenant string, keys []string) (stored, missing int, err error)
 }
 
 // LogReader reads the stored lines of one tenant.
@@ -221,7 +225,8 @@ type LogReader interface {
 // LogRetention forgets old lines.
 type LogRetention interface {
 	// DeleteLogs deletes the tenant's lines with a time before before and
-	// returns how many it deleted.
+	// returns how many it deleted. A store that can do so safely (the
+	// embedded one) deletes the streams left without lines too.
 	DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error)
 }
 

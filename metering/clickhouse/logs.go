@@ -57,22 +57,21 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 }
 
 // putStreams stores the streams (by id, each with a line that carries its
-// labels) that are not stored yet.
+// labels) that are not stored yet. The stored ids are read per tenant and
+// compared here: a list of ids in the query would make its text exceed
+// ClickHouse's max_query_size for a push of many streams.
 func (s *Store) putStreams(ctx context.Context, streams map[uint64]*logs.Line) error {
 	var tenants []string
-	var ids []any
-	for id, l := range streams {
+	for _, l := range streams {
 		if !slices.Contains(tenants, l.Tenant) {
 			tenants = append(tenants, l.Tenant)
 		}
-		ids = append(ids, id)
 	}
-	if len(ids) == 0 {
+	if len(tenants) == 0 {
 		return nil
 	}
 	stored := map[uint64]bool{}
-	err := scan(ctx, s, s.conn, "look up log streams", "SELECT stream FROM log_streams WHERE tenant IN ("+placeholders(len(tenants))+
-		") AND stream IN ("+placeholders(len(ids))+")", append(sqlAny(tenants), ids...),
+	err := scan(ctx, s, s.conn, "look up log streams", "SELECT DISTINCT stream FROM log_streams WHERE tenant IN ("+placeholders(len(tenants))+")", sqlAny(tenants),
 		func(rows chdriver.Rows) (uint64, error) {
 			var id uint64
 			return id, rows.Scan(&id)
@@ -106,6 +105,33 @@ func (s *Store) putStreams(ctx context.Context, streams map[uint64]*logs.Line) e
 		return s.fail("insert log streams", err)
 	}
 	return nil
+}
+
+// CountLogStreams implements metering.LogAppender. It reads the ids of the
+// tenant's streams and compares here: a list of ids in the query would make
+// its text exceed ClickHouse's max_query_size for a tenant with many streams.
+func (s *Store) CountLogStreams(ctx context.Context, tenant string, keys []string) (stored, missing int, err error) {
+	if s.closed.Load() {
+		return 0, 0, metering.ErrNotReady
+	}
+	have := map[uint64]bool{}
+	err = scan(ctx, s, s.conn, "count log streams", "SELECT DISTINCT stream FROM log_streams WHERE tenant = ?", []any{tenant},
+		func(rows chdriver.Rows) (uint64, error) {
+			var id uint64
+			return id, rows.Scan(&id)
+		},
+		func(id uint64) error { have[id] = true; return nil })
+	if err != nil {
+		return 0, 0, err
+	}
+	seen := map[uint64]bool{}
+	for _, k := range keys {
+		if id := streamID(tenant, k); !have[id] && !seen[id] {
+			seen[id] = true
+			missing++
+		}
+	}
+	return len(have), missing, nil
 }
 
 func placeholders(n int) string { return "?" + strings.Repeat(", ?", n-1) }
@@ -166,12 +192,19 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 	if err != nil || len(sts) == 0 {
 		return page, err
 	}
-	ids := make([]any, 0, len(sts))
-	for id := range sts {
-		ids = append(ids, id)
+	cond := "tenant = ? AND time >= ? AND time < ?"
+	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}
+	// Beyond maxStreamsInQuery selected streams, the lines of the others are
+	// skipped here instead: their ids would make the query text exceed
+	// ClickHouse's max_query_size (256 KiB by default).
+	if len(sts) <= maxStreamsInQuery {
+		ids := make([]any, 0, len(sts))
+		for id := range sts {
+			ids = append(ids, id)
+		}
+		cond += " AND stream IN (" + placeholders(len(ids)) + ")"
+		args = append(args, ids...)
 	}
-	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (" + placeholders(len(ids)) + ")"
-	args := append([]any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}, ids...)
 	order, cmp := "DESC", "<"
 	if q.Forward {
 		order, cmp = "ASC", ">"
@@ -207,7 +240,9 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 				id, _ := hex.DecodeString(l.ID)
 				pos := sqlkit.Cursor{Time: l.Time.UnixNano(), Seq: l.Seq, ID: id}
 				after = &pos
-				if !q.Selector.MatchesLine(l.Line) {
+				// No labels: a stream the selector does not select (read when
+				// the query names no streams).
+				if l.Labels == nil || !q.Selector.MatchesLine(l.Line) {
 					return nil
 				}
 				if len(page.Lines) == q.Limit {
@@ -225,6 +260,9 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 		}
 	}
 }
+
+// maxStreamsInQuery is the most stream ids a log query names in its text.
+const maxStreamsInQuery = 1000
 
 // errPageFull stops a scan once a page has its lines and one more was found.
 var errPageFull = errors.New("page full")
@@ -271,7 +309,11 @@ func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.
 // way to delete rows) on each server that holds such lines, and returns once
 // the mutations are done, so that no read shows a deleted line. A mutation
 // rewrites the parts it touches: the collector runs this once per tenant per
-// collector.logs.retention_interval. Streams stay, as in the embedded store.
+// collector.logs.retention_interval. Streams stay, unlike in the embedded
+// store: an append stores its streams before its lines, so deleting the
+// streams without lines could take one whose lines are on their way, and
+// those lines would never be read. (Deleting them safely needs the time a
+// stream was last appended to.)
 //
 // When ctx ends first, the mutation still completes on the server.
 func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {

@@ -5,10 +5,8 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"time"
 
 	"github.com/paasmeter/paasmeter/logs"
@@ -102,9 +100,10 @@ type stream struct {
 	labels map[string]string
 }
 
-// streams returns the tenant's streams that sel matches.
-func (s *Store) streams(ctx context.Context, tenant string, match func(map[string]string) bool) ([]stream, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, labels FROM log_streams WHERE tenant = ?`, tenant)
+// streams returns the tenant's streams that match accepts, among those cond
+// (a condition on log_streams, whose placeholders args fill) selects.
+func (s *Store) streams(ctx context.Context, cond string, args []any, match func(map[string]string) bool) ([]stream, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, labels FROM log_streams WHERE `+cond, args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: log streams: %w", err)
 	}
@@ -129,23 +128,52 @@ func (s *Store) streams(ctx context.Context, tenant string, match func(map[strin
 	return out, nil
 }
 
+// CountLogStreams implements metering.LogAppender. The keys go as one JSON
+// array: SQLite refuses a statement with more than 32,766 variables.
+func (s *Store) CountLogStreams(ctx context.Context, tenant string, keys []string) (stored, missing int, err error) {
+	if s.closed.Load() {
+		return 0, 0, metering.ErrNotReady
+	}
+	if keys == nil {
+		keys = []string{} // JSON null would be one key
+	}
+	list, err := json.Marshal(keys)
+	if err != nil {
+		return 0, 0, fmt.Errorf("embedded store: count log streams: %w", err)
+	}
+	err = s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM log_streams WHERE tenant = ?1),
+		(SELECT count(*) FROM (SELECT DISTINCT value FROM json_each(?2)) k
+			WHERE NOT EXISTS (SELECT 1 FROM log_streams WHERE tenant = ?1 AND key = k.value))`, tenant, string(list)).Scan(&stored, &missing)
+	if err != nil {
+		return 0, 0, fmt.Errorf("embedded store: count log streams: %w", err)
+	}
+	return stored, missing, nil
+}
+
 // QueryLogs implements metering.LogReader.
 func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
 	var page metering.LogPage
 	if err := q.Validate(); err != nil {
 		return page, err
 	}
-	sts, err := s.streams(ctx, q.Tenant, q.Selector.MatchesStream)
+	sts, err := s.streams(ctx, "tenant = ?", []any{q.Tenant}, q.Selector.MatchesStream)
 	if err != nil || len(sts) == 0 {
 		return page, err
 	}
 	byID := make(map[int64]map[string]string, len(sts))
-	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}
+	ids := make([]int64, 0, len(sts))
 	for _, st := range sts {
 		byID[st.id] = st.labels
-		args = append(args, st.id)
+		ids = append(ids, st.id)
 	}
-	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (?" + strings.Repeat(", ?", len(sts)-1) + ")"
+	// The stream ids go as one JSON array, not one variable each: SQLite
+	// refuses a statement with more than 32,766 variables.
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return page, fmt.Errorf("embedded store: query logs: %w", err)
+	}
+	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano(), string(list)}
+	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (SELECT value FROM json_each(?))"
 	order, cmp := "DESC", "<"
 	if q.Forward {
 		order, cmp = "ASC", ">"
@@ -206,38 +234,46 @@ func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, t
 
 // activeStreams returns the labels of the tenant's streams that have a line in [from, to).
 func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error) {
-	sts, err := s.streams(ctx, tenant, func(map[string]string) bool { return true })
+	sts, err := s.streams(ctx, `tenant = ? AND EXISTS (SELECT 1 FROM log_lines
+		WHERE log_lines.stream = log_streams.id AND log_lines.time >= ? AND log_lines.time < ?)`,
+		[]any{tenant, from.UnixNano(), to.UnixNano()}, func(map[string]string) bool { return true })
 	if err != nil {
 		return nil, err
 	}
-	var out []map[string]string
-	for _, st := range sts {
-		var one int
-		err := s.r.QueryRowContext(ctx, `SELECT 1 FROM log_lines WHERE stream = ? AND time >= ? AND time < ? LIMIT 1`,
-			st.id, from.UnixNano(), to.UnixNano()).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("embedded store: log labels: %w", err)
-		}
-		out = append(out, st.labels)
+	out := make([]map[string]string, len(sts))
+	for i, st := range sts {
+		out[i] = st.labels
 	}
 	return out, nil
 }
 
-// DeleteLogs implements metering.LogRetention. Streams stay: they are small,
-// and a stream that comes back keeps its id.
+// DeleteLogs implements metering.LogRetention. The tenant's streams left
+// without lines go in the same transaction: a crash-looping app adds a stream
+// per restart, and streams count against collector.logs.max_streams_per_tenant.
+// A stream that comes back is stored anew. Appends are in transactions of
+// the same writer, so none can add a line to a stream being deleted.
 func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {
 	if s.closed.Load() {
 		return 0, metering.ErrNotReady
 	}
-	res, err := s.w.ExecContext(ctx, `DELETE FROM log_lines WHERE tenant = ? AND time < ?`, tenant, before.UnixNano())
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE tenant = ? AND time < ?`, tenant, before.UnixNano())
 	if err != nil {
 		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
+		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM log_streams WHERE tenant = ?
+		AND NOT EXISTS (SELECT 1 FROM log_lines WHERE log_lines.stream = log_streams.id)`, tenant); err != nil {
+		return 0, fmt.Errorf("embedded store: delete empty log streams of %s: %w", tenant, err)
+	}
+	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
 	}
 	return n, nil

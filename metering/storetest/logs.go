@@ -11,8 +11,13 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 )
 
-func logTests() map[string]func(t *testing.T, s metering.Store) {
+func logTests(caps Capabilities) map[string]func(t *testing.T, s metering.Store) {
 	return map[string]func(t *testing.T, s metering.Store){
+		"log streams count per tenant, and the keys not stored yet count as new": testLogStreamCount,
+		"a tenant with 40,000 streams reads its lines and labels":                testLogManyStreams,
+		"deleting old lines deletes the streams they leave empty": func(t *testing.T, s metering.Store) {
+			testLogRetentionOfStreams(t, s, caps)
+		},
 		"log lines read back with their labels, time and text, newest first":       testLogRoundTrip,
 		"the same log lines sent twice are stored once and keep the first arrival": testLogResend,
 		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":    testLogSelectors,
@@ -238,5 +243,83 @@ func testLogRetention(t *testing.T, s metering.Store) {
 	}
 	if got := texts(queryAll(t, s, metering.LogQuery{Tenant: "ona"})); !slices.Equal(got, []string{"ona's old"}) {
 		t.Errorf("ona keeps %q: another tenant's retention touched it", got)
+	}
+}
+
+func testLogStreamCount(t *testing.T, s metering.Store) {
+	web, api := logLine("caami", "web", "stdout", time.Second, 0, "w"), logLine("caami", "api", "stdout", time.Second, 0, "a")
+	appendLogs(t, s, []logs.Line{web, api, logLine("ona", "web", "stdout", time.Second, 0, "o")})
+	key := func(l logs.Line) string { return logs.StreamKey(l.Labels) }
+	other := logLine("caami", "jobs", "stderr", time.Second, 0, "j")
+	for _, c := range []struct {
+		tenant                string
+		keys                  []string
+		wantStored, wantAdded int
+	}{
+		{"caami", []string{key(web), key(api)}, 2, 0},
+		{"caami", []string{key(web), key(other), key(other)}, 2, 1},
+		{"caami", nil, 2, 0},
+		{"ona", []string{key(web), key(api)}, 1, 1},
+		{"nobody", []string{key(web)}, 0, 1},
+	} {
+		stored, missing, err := s.CountLogStreams(ctx(t), c.tenant, c.keys)
+		if err != nil || stored != c.wantStored || missing != c.wantAdded {
+			t.Errorf("CountLogStreams(%s, %d keys) = %d stored, %d missing, %v; want %d and %d", c.tenant, len(c.keys), stored, missing, err, c.wantStored, c.wantAdded)
+		}
+	}
+}
+
+// testLogManyStreams: a query selecting more streams than SQLite binds
+// variables (32,766) or ClickHouse's max_query_size holds as ids.
+func testLogManyStreams(t *testing.T, s metering.Store) {
+	const n = 40_000
+	lines := make([]logs.Line, n)
+	for i := range lines {
+		lines[i] = logLine("caami", fmt.Sprintf("app-%05d", i), "stdout", time.Duration(i)*time.Millisecond, 0, fmt.Sprintf("line %d", i))
+	}
+	appendLogs(t, s, lines)
+	sel := selector(t, [][3]string{{logs.LabelApp, "=~", "app-.*"}}, nil)
+	page, err := s.QueryLogs(ctx(t), metering.LogQuery{Tenant: "caami", Selector: sel, From: Base, To: Base.Add(time.Hour), Limit: 10})
+	if err != nil {
+		t.Fatalf("QueryLogs over %d streams: %v", n, err)
+	}
+	if got := texts(page.Lines); len(got) != 10 || got[0] != fmt.Sprintf("line %d", n-1) {
+		t.Errorf("the newest page over %d streams: %q", n, got)
+	}
+	apps, err := s.LogLabelValues(ctx(t), "caami", logs.LabelApp, Base, Base.Add(time.Hour))
+	if err != nil || len(apps) != n {
+		t.Errorf("label values over %d streams: %d values, %v", n, len(apps), err)
+	}
+	if stored, _, err := s.CountLogStreams(ctx(t), "caami", nil); err != nil || stored != n {
+		t.Errorf("CountLogStreams = %d, %v; want %d", stored, err, n)
+	}
+}
+
+func testLogRetentionOfStreams(t *testing.T, s metering.Store, caps Capabilities) {
+	appendLogs(t, s, []logs.Line{
+		logLine("caami", "crashed-1", "stdout", time.Second, 0, "old"),
+		logLine("caami", "crashed-2", "stdout", time.Second, 0, "old"),
+		logLine("caami", "web", "stdout", time.Second, 0, "old"),
+		logLine("caami", "web", "stdout", 2*time.Hour, 0, "recent"),
+		logLine("ona", "crashed-1", "stdout", time.Second, 0, "ona's old"),
+	})
+	if _, err := s.DeleteLogs(ctx(t), "caami", Base.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	want := 1 // web, which keeps a line
+	if caps.KeepsEmptyLogStreams {
+		want = 3
+	}
+	if stored, _, err := s.CountLogStreams(ctx(t), "caami", nil); err != nil || stored != want {
+		t.Errorf("caami has %d streams (%v) after retention, want %d", stored, err, want)
+	}
+	if stored, _, err := s.CountLogStreams(ctx(t), "ona", nil); err != nil || stored != 1 {
+		t.Errorf("ona has %d streams (%v), want 1: another tenant's retention touched them", stored, err)
+	}
+	// A stream that comes back after retention reads as before.
+	appendLogs(t, s, []logs.Line{logLine("caami", "crashed-1", "stdout", 3*time.Hour, 0, "back")})
+	sel := selector(t, [][3]string{{logs.LabelApp, "=", "crashed-1"}}, nil)
+	if got := texts(queryAll(t, s, metering.LogQuery{Tenant: "caami", Selector: sel})); !slices.Equal(got, []string{"back"}) {
+		t.Errorf("the stream that came back reads %q", got)
 	}
 }
