@@ -86,22 +86,39 @@ func stored(t *testing.T, st metering.Store, name string) []logs.Line {
 	}
 }
 
-// waitDeadline bounds waitStored and waitCount: generous, because a
-// deadline only ends a test that would fail anyway, and a loaded machine
-// with the race detector read 4,700 of 5,000 lines within the 20 s it once
-// was (make test-stress).
-const waitDeadline = 2 * time.Minute
+// stallTimeout ends waitStored and waitCount once the count they watch
+// stopped moving that long: they wait for lines to arrive, not for them to
+// arrive fast. A fixed deadline failed tests whose lines were all still
+// coming, at 4,912 of 5,000 after two minutes on a machine at load 33;
+// a stall of a minute is a follower that stopped.
+const stallTimeout = time.Minute
+
+// progress tracks a count a test waits on and tells when it stalled.
+type progress struct {
+	last  float64
+	moved time.Time
+}
+
+func newProgress() *progress { return &progress{last: -1, moved: time.Now()} }
+
+// stalled records got and reports whether it has not changed for stallTimeout.
+func (p *progress) stalled(got float64) bool {
+	if got != p.last {
+		p.last, p.moved = got, time.Now()
+	}
+	return time.Since(p.moved) > stallTimeout
+}
 
 // waitStored waits until want lines of the container are stored and returns them.
 func waitStored(t *testing.T, n *nodetest.Node, name string, want int) []logs.Line {
 	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
+	p := newProgress()
 	for {
 		got := stored(t, n.Store, name)
 		if len(got) == want {
 			return got
 		}
-		if len(got) > want || time.Now().After(deadline) {
+		if len(got) > want || p.stalled(float64(len(got))) {
 			t.Fatalf("%d lines of %s stored, want %d", len(got), name, want)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -139,13 +156,13 @@ func numbered(n, every int, pause string) string {
 // waitCount waits until the container's counter of outcome reaches want.
 func waitCount(t *testing.T, n *nodetest.Node, name, outcome string, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(waitDeadline)
+	p := newProgress()
 	for {
 		got := promtest.Value(t, n.Reg, "paasmeter_agent_log_lines_total", map[string]string{"container": name, "outcome": outcome})
 		if got == want {
 			return
 		}
-		if time.Now().After(deadline) {
+		if got > want || p.stalled(got) {
 			t.Fatalf("%s lines of %s: %v, want %v", outcome, name, got, want)
 		}
 		time.Sleep(50 * time.Millisecond)
