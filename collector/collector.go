@@ -74,6 +74,7 @@ type Server struct {
 	keep     map[string]time.Duration // log retention per tenant
 	audit    accesslog.Recorder
 	limiters *tenantLimiters
+	reads    *readSlots
 	loc      *time.Location
 	clock    clock.Clock
 	log      *slog.Logger
@@ -143,6 +144,7 @@ func New(o Options) (*Server, error) {
 		keep:     keep,
 		audit:    o.AccessLog,
 		limiters: newTenantLimiters(o.Config.Logs.IngestionRateBytes, o.Config.Logs.IngestionBurstBytes),
+		reads:    newReadSlots(o.Config.Logs.MaxConcurrentReadsPerTenant, o.Config.Logs.MaxConcurrentReads),
 		loc:      o.Location,
 		clock:    o.Clock,
 		log:      o.Logger,

@@ -42,8 +42,11 @@ type Config struct {
 	// RenamedAuditLog is access_log's name before 2026-12-07, read only to
 	// refuse it with a message naming the new key: "audit log" is now the
 	// state store's log of changes alone.
-	RenamedAuditLog string     `yaml:"audit_log"`
-	Logs            LogsConfig `yaml:"logs"`
+	RenamedAuditLog string `yaml:"audit_log"`
+	// MaxUsageQueryRange bounds the time range of a usage query: a year
+	// and a day, so any calendar year fits.
+	MaxUsageQueryRange time.Duration `yaml:"max_usage_query_range"`
+	Logs               LogsConfig    `yaml:"logs"`
 	// EarliestWindow is the earliest window start of a record accepted:
 	// the rate card's first version when billing is configured (DESIGN.md
 	// §5: records the rate card can never price are refused at ingest),
@@ -71,6 +74,19 @@ type LogsConfig struct {
 	// RetentionInterval is how often lines older than their tenant's
 	// log_retention are deleted.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// MaxResponseBytes bounds one answer of a log read (the logs API and
+	// Loki's query_range); past it the answer ends with a cursor to go on.
+	MaxResponseBytes int `yaml:"max_response_bytes"`
+	// MaxConcurrentReadsPerTenant and MaxConcurrentReads bound the log reads
+	// in flight, per tenant and in all; reads past them get 429. Reads have
+	// these slots of their own, never the ingest slots.
+	MaxConcurrentReadsPerTenant int `yaml:"max_concurrent_reads_per_tenant"`
+	MaxConcurrentReads          int `yaml:"max_concurrent_reads"`
+	// MaxQueryRange bounds the time range of a log read.
+	MaxQueryRange time.Duration `yaml:"max_query_range"`
+	// ReadTimeout bounds how long a log read may take to reach its client,
+	// so a client that stops reading gives its slot back.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // DefaultConfig returns the defaults.
@@ -96,7 +112,14 @@ func DefaultConfig() Config {
 			IngestionRateBytes:  4 << 20, // Loki's defaults: 4 MB/s, bursts of 6 MB
 			IngestionBurstBytes: 6 << 20,
 			RetentionInterval:   time.Hour,
+			MaxResponseBytes:    8 << 20,
+			// Loki's max_concurrent_tail_requests and max_query_length are alike.
+			MaxConcurrentReadsPerTenant: 2,
+			MaxConcurrentReads:          8,
+			MaxQueryRange:               31 * 24 * time.Hour,
+			ReadTimeout:                 time.Minute,
 		},
+		MaxUsageQueryRange: 366 * 24 * time.Hour,
 	}
 }
 
@@ -141,6 +164,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
 	}
+	if c.MaxUsageQueryRange < 31*24*time.Hour {
+		errs = append(errs, fmt.Errorf("max_usage_query_range: %s is below the minimum of 744h (31 days, a month)", c.MaxUsageQueryRange))
+	}
 	if err := c.Logs.Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			errs = append(errs, fmt.Errorf("logs.%s", line))
@@ -163,6 +189,11 @@ func (c *LogsConfig) Validate() error {
 		{"max_lines", c.MaxLines, 1},
 		{"ingestion_rate_bytes", c.IngestionRateBytes, 1},
 		{"ingestion_burst_bytes", c.IngestionBurstBytes, 1},
+		{"max_concurrent_reads_per_tenant", c.MaxConcurrentReadsPerTenant, 1},
+		{"max_concurrent_reads", c.MaxConcurrentReads, c.MaxConcurrentReadsPerTenant},
+		// An answer always holds its first line: the budget must take the
+		// longest line and its labels with JSON's escapes (up to 6 bytes a byte).
+		{"max_response_bytes", c.MaxResponseBytes, 16 * c.MaxLineBytes},
 	} {
 		if f.value < f.min {
 			errs = append(errs, fmt.Errorf("%s: %d is below the minimum of %d", f.name, f.value, f.min))
@@ -172,6 +203,13 @@ func (c *LogsConfig) Validate() error {
 	// would refuse that line forever.
 	if c.IngestionBurstBytes < c.MaxLineBytes {
 		errs = append(errs, fmt.Errorf("ingestion_burst_bytes: %d must be at least max_line_bytes (%d)", c.IngestionBurstBytes, c.MaxLineBytes))
+	}
+	// The label endpoints look back 6h by default.
+	if c.MaxQueryRange < defaultLabelRange {
+		errs = append(errs, fmt.Errorf("max_query_range: %s is below the minimum of %s", c.MaxQueryRange, defaultLabelRange))
+	}
+	if c.ReadTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("read_timeout: %s is below the minimum of 1s", c.ReadTimeout))
 	}
 	if c.RetentionInterval < time.Second {
 		errs = append(errs, fmt.Errorf("retention_interval: %s is below the minimum of 1s", c.RetentionInterval))

@@ -51,7 +51,7 @@ func queryAll(t *testing.T, s metering.Store, q metering.LogQuery) []logs.Line {
 	}
 	var out []logs.Line
 	for pages := 0; ; pages++ {
-		page, err := s.QueryLogs(ctx(t), q)
+		page, err := metering.QueryLogs(ctx(t), s, q)
 		if err != nil {
 			t.Fatalf("QueryLogs: %v", err)
 		}
@@ -190,7 +190,7 @@ func testLogPages(t *testing.T, s metering.Store) {
 			}
 		}
 	}
-	if _, err := s.QueryLogs(ctx(t), metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: 10, Cursor: "garbage!"}); err == nil {
+	if _, err := metering.QueryLogs(ctx(t), s, metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: 10, Cursor: "garbage!"}); err == nil {
 		t.Error("a made-up cursor is accepted")
 	}
 }
