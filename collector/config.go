@@ -42,11 +42,8 @@ type Config struct {
 	// RenamedAuditLog is access_log's name before 2026-12-07, read only to
 	// refuse it with a message naming the new key: "audit log" is now the
 	// state store's log of changes alone.
-	RenamedAuditLog string `yaml:"audit_log"`
-	// MaxUsageQueryRange bounds the time range of a usage query: a year
-	// and a day, so any calendar year fits.
-	MaxUsageQueryRange time.Duration `yaml:"max_usage_query_range"`
-	Logs               LogsConfig    `yaml:"logs"`
+	RenamedAuditLog string     `yaml:"audit_log"`
+	Logs            LogsConfig `yaml:"logs"`
 	// EarliestWindow is the earliest window start of a record accepted:
 	// the rate card's first version when billing is configured (DESIGN.md
 	// §5: records the rate card can never price are refused at ingest),
@@ -119,7 +116,6 @@ func DefaultConfig() Config {
 			MaxQueryRange:               31 * 24 * time.Hour,
 			ReadTimeout:                 time.Minute,
 		},
-		MaxUsageQueryRange: 366 * 24 * time.Hour,
 	}
 }
 
@@ -163,9 +159,6 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, errors.New("shutdown_timeout: must be positive"))
-	}
-	if c.MaxUsageQueryRange < 31*24*time.Hour {
-		errs = append(errs, fmt.Errorf("max_usage_query_range: %s is below the minimum of 744h (31 days, a month)", c.MaxUsageQueryRange))
 	}
 	if err := c.Logs.Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {

@@ -136,8 +136,6 @@ func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQue
 				field, reason, _ := strings.Cut(line, ": ")
 				bad(field, "%s", reason)
 			}
-		} else if err := checkRange(q.From, q.To, "from and to", s.cfg.MaxUsageQueryRange, "collector.max_usage_query_range"); err != nil {
-			bad("from", "%v", err)
 		}
 	}
 	return q, problems
