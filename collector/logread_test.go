@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -258,5 +259,58 @@ func TestReadsOfTooLongARangeAnswer400NamingTheBound(t *testing.T) {
 	ok := url.Values{"from": {now.AddDate(0, 0, -31).Format(time.RFC3339)}, "to": {now.Format(time.RFC3339)}}
 	if a := e.lokiGet(t, caamiToken, "caami", "/api/v1/tenants/caami/logs", ok); a.code != http.StatusOK {
 		t.Errorf("31 days: %d %s, want 200", a.code, a.body)
+	}
+}
+
+func TestLokiAnswersGiveInterleavedStreamsAnEntryPerRun(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	at := now.Add(-10 * time.Minute)
+	if a := e.pushProto(t, caamiToken, "caami",
+		stream(`{app="pricing"}`, at, "p1"), stream(`{app="records"}`, at.Add(time.Second), "r1"),
+		stream(`{app="pricing"}`, at.Add(2*time.Second), "p2"), stream(`{app="pricing"}`, at.Add(3*time.Second), "p3")); a.code != http.StatusNoContent {
+		t.Fatalf("push: %d %s", a.code, a.body)
+	}
+	a := e.lokiGet(t, caamiToken, "caami", "/loki/api/v1/query_range", url.Values{"query": {`{app=~".+"}`}, "direction": {"forward"}})
+	var resp struct {
+		Data struct {
+			Result []struct {
+				Stream map[string]string
+				Values [][2]string
+			}
+		}
+		Warnings []string
+	}
+	a.decode(t, &resp)
+	var got []string
+	for _, r := range resp.Data.Result {
+		var lines []string
+		for _, v := range r.Values {
+			lines = append(lines, v[1])
+		}
+		got = append(got, r.Stream["app"]+":"+strings.Join(lines, ","))
+	}
+	if want := []string{"pricing:p1", "records:r1", "pricing:p2,p3"}; a.code != http.StatusOK || !slices.Equal(got, want) || resp.Warnings != nil {
+		t.Errorf("%d: entries %q, warnings %q; want %q and none", a.code, got, resp.Warnings, want)
+	}
+}
+
+func TestLogReadLimitsAreValidatedByName(t *testing.T) {
+	cases := map[string]func(*collector.LogsConfig){
+		"logs.max_response_bytes: 1048576 is below the minimum of 4194304": func(c *collector.LogsConfig) { c.MaxResponseBytes = 1 << 20 },
+		"logs.max_concurrent_reads_per_tenant: 0 is below":                 func(c *collector.LogsConfig) { c.MaxConcurrentReadsPerTenant = 0 },
+		"logs.max_concurrent_reads: 1 is below the minimum of 2":           func(c *collector.LogsConfig) { c.MaxConcurrentReads = 1 },
+		"logs.max_query_range: 1h0m0s is below the minimum of 6h0m0s":      func(c *collector.LogsConfig) { c.MaxQueryRange = time.Hour },
+		"logs.read_timeout: 10ms is below the minimum of 1s":               func(c *collector.LogsConfig) { c.ReadTimeout = 10 * time.Millisecond },
+	}
+	for want, change := range cases {
+		c := collector.DefaultConfig()
+		change(&c.Logs)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+	c := collector.DefaultConfig()
+	if err := c.Validate(); err != nil {
+		t.Errorf("the defaults: %v", err)
 	}
 }
