@@ -94,7 +94,8 @@ const answerTailRoom = 1024
 
 // streamedAnswer writes a JSON answer part by part as a store scan hands
 // lines over, within the byte budget logs.max_response_bytes, so a read's
-// memory stays one line and a write buffer whatever its page. The status and
+// memory stays a chunk of the store's lines and a write buffer whatever its
+// page. The status and
 // head are written with the first part, so a scan that fails before any line
 // can still be answered 503.
 type streamedAnswer struct {
@@ -160,7 +161,7 @@ func (a *streamedAnswer) add(sep, part []byte) bool {
 	return a.err == nil
 }
 
-// finish writes tail and sends what is buffered. When the scan failed it
+// finishAnswer writes tail and sends what is buffered. When the scan failed it
 // answers 503 if nothing was sent yet; otherwise it aborts the connection,
 // so the client sees a broken answer rather than a short valid one.
 func (s *Server) finishAnswer(a *streamedAnswer, tail string, scanErr error, tenant string) {
