@@ -95,9 +95,8 @@ const answerTailRoom = 1024
 // streamedAnswer writes a JSON answer part by part as a store scan hands
 // lines over, within the byte budget logs.max_response_bytes, so a read's
 // memory stays a chunk of the store's lines and a write buffer whatever its
-// page. The status and
-// head are written with the first part, so a scan that fails before any line
-// can still be answered 503.
+// page. The status and head are written with the first part, so a scan that
+// fails before any line can still be answered 503.
 type streamedAnswer struct {
 	w       http.ResponseWriter
 	out     *bufio.Writer
