@@ -76,6 +76,7 @@ type Server struct {
 	// pushLimits, pushSlots and tenantPushSlots bound institutions' Loki
 	// pushes (collector.logs): agents keep slots for themselves.
 	pushLimits      *pushLimits
+	reads           *readSlots // collector.logs read slots, apart from ingest
 	pushSlots       chan struct{}
 	tenantPushSlots map[string]chan struct{}
 	loc             *time.Location
@@ -147,6 +148,7 @@ func New(o Options) (*Server, error) {
 		keep:            keep,
 		audit:           o.AccessLog,
 		pushLimits:      newPushLimits(o.Config.Logs),
+		reads:           newReadSlots(o.Config.Logs.MaxConcurrentReadsPerTenant, o.Config.Logs.MaxConcurrentReads),
 		pushSlots:       make(chan struct{}, o.Config.Logs.MaxInflightPushes),
 		tenantPushSlots: make(map[string]chan struct{}, len(tenants)),
 		loc:             o.Location,

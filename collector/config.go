@@ -96,6 +96,19 @@ type LogsConfig struct {
 	// RetentionInterval is how often lines older than their tenant's
 	// log_retention are deleted.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// MaxResponseBytes bounds one answer of a log read (the logs API and
+	// Loki's query_range); past it the answer ends with a cursor to go on.
+	MaxResponseBytes int `yaml:"max_response_bytes"`
+	// MaxConcurrentReadsPerTenant and MaxConcurrentReads bound the log reads
+	// in flight, per tenant and in all; reads past them get 429. Reads have
+	// these slots of their own, never the ingest slots.
+	MaxConcurrentReadsPerTenant int `yaml:"max_concurrent_reads_per_tenant"`
+	MaxConcurrentReads          int `yaml:"max_concurrent_reads"`
+	// MaxQueryRange bounds the time range of a log read.
+	MaxQueryRange time.Duration `yaml:"max_query_range"`
+	// ReadTimeout bounds how long a log read may take to reach its client,
+	// so a client that stops reading gives its slot back.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
 }
 
 // DefaultConfig returns the defaults.
@@ -132,6 +145,12 @@ func DefaultConfig() Config {
 			MaxInflightPushes:          2,
 			MaxInflightPushesPerTenant: 1,
 			RetentionInterval:          time.Hour,
+			MaxResponseBytes:           8 << 20,
+			// Loki's max_concurrent_tail_requests and max_query_length are alike.
+			MaxConcurrentReadsPerTenant: 2,
+			MaxConcurrentReads:          8,
+			MaxQueryRange:               31 * 24 * time.Hour,
+			ReadTimeout:                 time.Minute,
 		},
 	}
 }
@@ -212,6 +231,11 @@ func (c *LogsConfig) Validate() error {
 		{"max_streams_per_tenant", c.MaxStreamsPerTenant, 1},
 		{"max_inflight_pushes", c.MaxInflightPushes, 1},
 		{"max_inflight_pushes_per_tenant", c.MaxInflightPushesPerTenant, 1},
+		{"max_concurrent_reads_per_tenant", c.MaxConcurrentReadsPerTenant, 1},
+		{"max_concurrent_reads", c.MaxConcurrentReads, c.MaxConcurrentReadsPerTenant},
+		// An answer always holds its first line: the budget must take the
+		// longest line and its labels with JSON's escapes (up to 6 bytes a byte).
+		{"max_response_bytes", c.MaxResponseBytes, 16 * c.MaxLineBytes},
 	} {
 		if f.value < f.min {
 			errs = append(errs, fmt.Errorf("%s: %d is below the minimum of %d", f.name, f.value, f.min))
@@ -224,6 +248,13 @@ func (c *LogsConfig) Validate() error {
 	}
 	if c.MaxInflightPushesPerTenant > c.MaxInflightPushes {
 		errs = append(errs, fmt.Errorf("max_inflight_pushes_per_tenant: %d must not exceed max_inflight_pushes (%d)", c.MaxInflightPushesPerTenant, c.MaxInflightPushes))
+	}
+	// The label endpoints look back 6h by default.
+	if c.MaxQueryRange < defaultLabelRange {
+		errs = append(errs, fmt.Errorf("max_query_range: %s is below the minimum of %s", c.MaxQueryRange, defaultLabelRange))
+	}
+	if c.ReadTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("read_timeout: %s is below the minimum of 1s", c.ReadTimeout))
 	}
 	if c.RetentionInterval < time.Second {
 		errs = append(errs, fmt.Errorf("retention_interval: %s is below the minimum of 1s", c.RetentionInterval))

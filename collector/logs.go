@@ -51,24 +51,36 @@ const (
 //	limit           1..5000, default 100
 //	direction       backward (newest first, the default) or forward
 //	cursor          the next of a previous answer
+//
+// The answer is streamed as the store hands lines over, and ends early, with
+// next, once it would pass logs.max_response_bytes.
 func (s *Server) getLogs(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 	q, problems := s.parseLogsQuery(r.PathValue("tenant"), r.URL.Query())
 	if len(problems) > 0 {
 		route.WriteError(w, http.StatusBadRequest, "invalid logs query", problems)
 		return
 	}
-	page, ok := s.queryLogs(w, r, q)
+	release, ok := s.readSlot(w, q.Tenant)
 	if !ok {
 		return
 	}
-	resp := LogsResponse{Tenant: q.Tenant, From: q.From, To: q.To, Direction: direction(q.Forward), Lines: make([]LogLine, len(page.Lines))}
-	for i, l := range page.Lines {
-		resp.Lines[i] = LogLine{Time: l.Time, Labels: l.Labels, Line: l.Line, ID: l.ID}
+	defer release()
+	s.deliverBy(w)
+	const tail = "]}"
+	a := newStreamedAnswer(w, LogsResponse{Tenant: q.Tenant, From: q.From, To: q.To, Direction: direction(q.Forward), Lines: []LogLine{}}, tail, s.cfg.Logs.MaxResponseBytes)
+	next, err := s.store.ScanLogs(r.Context(), q, func(l logs.Line) bool {
+		var sep []byte
+		if a.parts > 0 {
+			sep = comma
+		}
+		return a.add(sep, a.marshal(LogLine{Time: l.Time, Labels: l.Labels, Line: l.Line, ID: l.ID}))
+	})
+	end := tail
+	if next != "" {
+		// Next is a field of LogsResponse, after Lines.
+		end = `],"next":` + string(a.marshal(sealCursor(q.Tenant, next))) + "}"
 	}
-	if page.Next != "" {
-		resp.Next = sealCursor(q.Tenant, page.Next)
-	}
-	route.WriteJSON(w, http.StatusOK, resp)
+	s.finishAnswer(a, end+"\n", err, q.Tenant)
 }
 
 func (s *Server) parseLogsQuery(tenant string, v url.Values) (metering.LogQuery, []route.FieldError) {
@@ -139,20 +151,11 @@ func (s *Server) parseLogsQuery(tenant string, v url.Values) (metering.LogQuery,
 		if err := q.Validate(); err != nil {
 			field, reason, _ := strings.Cut(err.Error(), ": ")
 			bad(field, "%s", reason)
+		} else if err := checkRange(q.From, q.To, "from and to", s.cfg.Logs.MaxQueryRange, "collector.logs.max_query_range"); err != nil {
+			bad("from", "%v", err)
 		}
 	}
 	return q, problems
-}
-
-// queryLogs runs q, or answers 503 and returns false.
-func (s *Server) queryLogs(w http.ResponseWriter, r *http.Request, q metering.LogQuery) (metering.LogPage, bool) {
-	page, err := s.store.QueryLogs(r.Context(), q)
-	if err != nil {
-		s.log.Error("log query failed", "tenant", q.Tenant, "err", err)
-		route.WriteError(w, http.StatusServiceUnavailable, "log store unavailable", nil)
-		return page, false
-	}
-	return page, true
 }
 
 // parseLimit reads a line limit: 1..metering.MaxLogLimit, default 100.

@@ -55,7 +55,7 @@ func (e *env) readLogs(t *testing.T, token, tenant, query string) collector.Logs
 func (e *env) storedLines(t *testing.T, tenant string) []logs.Line {
 	t.Helper()
 	q := metering.LogQuery{Tenant: tenant, From: e.clock.Now().AddDate(-2, 0, 0), To: e.clock.Now().AddDate(1, 0, 0), Limit: metering.MaxLogLimit, Forward: true}
-	page, err := e.store.QueryLogs(context.Background(), q)
+	page, err := metering.QueryLogs(context.Background(), e.store, q)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -445,6 +445,9 @@ func (b *buckets) get(key string, now time.Time) *rate.Limiter {
 type lokiResponse struct {
 	Status string `json:"status"`
 	Data   any    `json:"data"`
+	// Warnings are shown by Grafana beside the answer, as Prometheus's and
+	// Loki's are.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // lokiStreams is the data of a log query's answer.
@@ -464,6 +467,14 @@ type lokiStream struct {
 // RFC 3339; default the last hour), since (instead of start), limit (100),
 // direction (backward). Others, such as step, are ignored, as they are for
 // log queries in Loki.
+//
+// The answer is streamed as the store hands lines over. Consecutive lines of
+// one stream share an entry of result; a stream whose lines interleave with
+// another's has several entries, which Loki clients merge by their labels.
+// An answer that would pass logs.max_response_bytes ends early, as if limit
+// were smaller, with a warning saying so: Loki has no cursor, so a client
+// goes on as it does past limit, from the last line's time (logcli's
+// --batch does; Grafana shows the warning and the lines it got).
 func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
 	v := r.URL.Query()
 	q := metering.LogQuery{Tenant: r.PathValue("tenant")}
@@ -490,23 +501,41 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 		route.WriteError(w, http.StatusBadRequest, "invalid query: "+problems[0].Field+": "+problems[0].Reason, problems)
 		return
 	}
-	page, ok := s.queryLogs(w, r, q)
+	release, ok := s.readSlot(w, q.Tenant)
 	if !ok {
 		return
 	}
-	result := []lokiStream{}
-	index := map[string]int{}
-	for _, l := range page.Lines {
+	defer release()
+	s.deliverBy(w)
+	const tail = "]}}"
+	a := newStreamedAnswer(w, lokiResponse{Status: "success", Data: lokiStreams{ResultType: "streams", Result: []lokiStream{}}}, tail, s.cfg.Logs.MaxResponseBytes)
+	var stream string // the key of the stream of the entry being written
+	var value, entry []byte
+	next, err := s.store.ScanLogs(r.Context(), q, func(l logs.Line) bool {
+		value = append(value[:0], a.marshal([2]string{strconv.FormatInt(l.Time.UnixNano(), 10), l.Line})...)
 		key := logs.StreamKey(l.Labels)
-		i, seen := index[key]
-		if !seen {
-			i = len(result)
-			index[key] = i
-			result = append(result, lokiStream{Stream: l.Labels})
+		if a.parts > 0 && key == stream {
+			return a.add(comma, value)
 		}
-		result[i].Values = append(result[i].Values, [2]string{strconv.FormatInt(l.Time.UnixNano(), 10), l.Line})
+		// A new entry of result: close the last one's values, open this one's.
+		entry = append(append(entry[:0], `{"stream":`...), a.marshal(l.Labels)...)
+		entry = append(append(entry, `,"values":[`...), value...)
+		var sep []byte
+		if a.parts > 0 {
+			sep = []byte("]},")
+		}
+		stream = key
+		return a.add(sep, entry)
+	})
+	end := tail
+	if a.parts > 0 {
+		end = "]}" + tail
 	}
-	route.WriteJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: lokiStreams{ResultType: "streams", Result: result}})
+	if next != "" && a.parts < q.Limit { // cut by the budget, not by limit
+		end = end[:len(end)-1] + `,"warnings":` + string(a.marshal([]string{s.budgetWarning(a.parts,
+			"query again from the last line's time, as past limit")})) + "}"
+	}
+	s.finishAnswer(a, end+"\n", err, q.Tenant)
 }
 
 // defaultLabelRange is how far back Loki's label endpoints look by default.
@@ -534,6 +563,11 @@ func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func
 		return
 	}
 	tenant := r.PathValue("tenant")
+	release, ok := s.readSlot(w, tenant)
+	if !ok {
+		return
+	}
+	defer release()
 	out, err := list(tenant, from, to)
 	if err != nil {
 		s.log.Error("log label query failed", "tenant", tenant, "err", err)
@@ -547,7 +581,8 @@ func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func
 }
 
 // lokiRange reads Loki's start, end and since parameters: end defaults to now,
-// start to end minus since, or minus def.
+// start to end minus since, or minus def; the range is at most
+// logs.max_query_range, as Loki's max_query_length bounds it.
 func (s *Server) lokiRange(v url.Values, def time.Duration) (from, to time.Time, err error) {
 	to = s.clock.Now().UTC()
 	if e := v.Get("end"); e != "" {
@@ -571,7 +606,7 @@ func (s *Server) lokiRange(v url.Values, def time.Duration) (from, to time.Time,
 	if !from.Before(to) {
 		return from, to, fmt.Errorf("start %s must be before end %s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
 	}
-	return from, to, nil
+	return from, to, checkRange(from, to, "start and end", s.cfg.Logs.MaxQueryRange, "collector.logs.max_query_range")
 }
 
 // parseLokiTime reads a time as Loki does: Unix nanoseconds, Unix seconds

@@ -178,11 +178,12 @@ func (s instrumentedStore) AppendLogs(ctx context.Context, lines []logs.Line) (m
 	return res, err
 }
 
-func (s instrumentedStore) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
+// ScanLogs's duration includes the time take spends writing to the client.
+func (s instrumentedStore) ScanLogs(ctx context.Context, q metering.LogQuery, take func(logs.Line) bool) (string, error) {
 	ctx, done := s.observe(ctx, "query_logs", attribute.String("paasmeter.tenant", q.Tenant))
-	page, err := s.Store.QueryLogs(ctx, q)
+	next, err := s.Store.ScanLogs(ctx, q, take)
 	done(err)
-	return page, err
+	return next, err
 }
 
 func (s instrumentedStore) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {

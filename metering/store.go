@@ -211,10 +211,14 @@ type LogAppender interface {
 
 // LogReader reads the stored lines of one tenant.
 type LogReader interface {
-	// QueryLogs returns the lines of q.Tenant with a time in [q.From, q.To)
-	// that q.Selector selects (stream and text), newest first (oldest first
-	// when q.Forward), at most q.Limit, and the cursor of the next page.
-	QueryLogs(ctx context.Context, q LogQuery) (LogPage, error)
+	// ScanLogs hands take, one at a time, the lines of q.Tenant with a time
+	// in [q.From, q.To) that q.Selector selects (stream and text), newest
+	// first (oldest first when q.Forward), until q.Limit lines are taken or
+	// take refuses one; take must take the first. It returns the cursor of
+	// the next page ("" when no line is left). Lines are read from the store
+	// in bounded chunks, so a scan's memory does not grow with its page, and
+	// no connection is held while take runs.
+	ScanLogs(ctx context.Context, q LogQuery, take func(logs.Line) bool) (next string, err error)
 	// LogLabels returns the sorted label names of the tenant's streams that
 	// have lines in [from, to).
 	LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error)
@@ -258,6 +262,21 @@ func (q *LogQuery) Validate() error {
 		return fmt.Errorf("limit: %d must be between 1 and %d", q.Limit, MaxLogLimit)
 	}
 	return nil
+}
+
+// QueryLogs returns the page of q that r holds: all its lines in memory.
+// Readers answering clients stream with ScanLogs instead.
+func QueryLogs(ctx context.Context, r LogReader, q LogQuery) (LogPage, error) {
+	var page LogPage
+	next, err := r.ScanLogs(ctx, q, func(l logs.Line) bool {
+		page.Lines = append(page.Lines, l)
+		return true
+	})
+	if err != nil {
+		return LogPage{}, err
+	}
+	page.Next = next
+	return page, nil
 }
 
 // LogPage is one page of a log query.

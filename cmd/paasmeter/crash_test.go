@@ -149,7 +149,7 @@ func TestAContainerPrinting10000LinesWhileTheAgentIsKilledTwiceLosesAndDuplicate
 		q := metering.LogQuery{Tenant: "caami", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour),
 			Selector: logs.Selector{Matchers: []*logs.Matcher{m}}, Limit: metering.MaxLogLimit, Forward: true}
 		for {
-			page, err := r.col.Store.QueryLogs(ctx, q)
+			page, err := metering.QueryLogs(ctx, r.col.Store, q)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -170,27 +170,14 @@ func (s *Store) streams(ctx context.Context, tenant string, match func(map[strin
 	return out, err
 }
 
-// QueryLogs implements metering.LogReader.
-//
-// Line filters are LogQL's, with Go's RE2 regexps, so they run here: the lines
-// of the selected streams are read in chunks, in the page's order, until the
-// page is full or the range is exhausted.
-func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
-	var page metering.LogPage
+// ScanLogs implements metering.LogReader.
+func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(logs.Line) bool) (string, error) {
 	if err := q.Validate(); err != nil {
-		return page, err
-	}
-	var after *sqlkit.Cursor
-	if q.Cursor != "" {
-		c, err := sqlkit.ParseCursor(q.Cursor)
-		if err != nil {
-			return page, err
-		}
-		after = &c
+		return "", err
 	}
 	sts, err := s.streams(ctx, q.Tenant, q.Selector.MatchesStream)
 	if err != nil || len(sts) == 0 {
-		return page, err
+		return "", err
 	}
 	cond := "tenant = ? AND time >= ? AND time < ?"
 	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano()}
@@ -209,20 +196,16 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 	if q.Forward {
 		order, cmp = "ASC", ">"
 	}
-	chunk := q.Limit + 1
-	if len(q.Selector.Filters) > 0 {
-		chunk = max(chunk, 1000)
-	}
-	var last sqlkit.Cursor
-	for {
+	return sqlkit.ScanLogs(q, func(after *sqlkit.Cursor, n int) ([]logs.Line, error) {
 		c, a := cond, args
 		if after != nil {
 			c += " AND (time, seq, id) " + cmp + " (?, ?, unhex(?))"
 			a = append(slices.Clip(a), after.Time, after.Seq, hex.EncodeToString(after.ID))
 		}
-		read, full := 0, false
+		var out []logs.Line
+		size := 0
 		err := scan(ctx, s, s.conn, "query logs", "SELECT time, seq, id, stream, line, received_at, schema_version FROM log_lines FINAL WHERE "+c+
-			" ORDER BY time "+order+", seq "+order+", id "+order+fmt.Sprintf(" LIMIT %d", chunk), a,
+			" ORDER BY time "+order+", seq "+order+", id "+order+fmt.Sprintf(" LIMIT %d", n), a,
 			func(rows chdriver.Rows) (logs.Line, error) {
 				var l logs.Line
 				var t, recv int64
@@ -236,36 +219,24 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 				return l, err
 			},
 			func(l logs.Line) error {
-				read++
-				id, _ := hex.DecodeString(l.ID)
-				pos := sqlkit.Cursor{Time: l.Time.UnixNano(), Seq: l.Seq, ID: id}
-				after = &pos
-				// No labels: a stream the selector does not select (read when
-				// the query names no streams).
-				if l.Labels == nil || !q.Selector.MatchesLine(l.Line) {
-					return nil
+				out, size = append(out, l), size+len(l.Line)
+				if size >= sqlkit.LogChunkBytes {
+					return errChunkFull
 				}
-				if len(page.Lines) == q.Limit {
-					page.Next, full = last.String(), true
-					return errPageFull
-				}
-				page.Lines, last = append(page.Lines, l), pos
 				return nil
 			})
-		if err != nil && !errors.Is(err, errPageFull) {
-			return metering.LogPage{}, err
+		if err != nil && !errors.Is(err, errChunkFull) {
+			return nil, err
 		}
-		if full || read < chunk {
-			return page, nil
-		}
-	}
+		return out, nil
+	}, take)
 }
 
 // maxStreamsInQuery is the most stream ids a log query names in its text.
 const maxStreamsInQuery = 1000
 
-// errPageFull stops a scan once a page has its lines and one more was found.
-var errPageFull = errors.New("page full")
+// errChunkFull stops a scan once a chunk has sqlkit.LogChunkBytes of lines.
+var errChunkFull = errors.New("chunk full")
 
 // LogLabels implements metering.LogReader.
 func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {

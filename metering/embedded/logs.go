@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/paasmeter/paasmeter/logs"
@@ -150,15 +151,14 @@ func (s *Store) CountLogStreams(ctx context.Context, tenant string, keys []strin
 	return stored, missing, nil
 }
 
-// QueryLogs implements metering.LogReader.
-func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.LogPage, error) {
-	var page metering.LogPage
+// ScanLogs implements metering.LogReader.
+func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(logs.Line) bool) (string, error) {
 	if err := q.Validate(); err != nil {
-		return page, err
+		return "", err
 	}
 	sts, err := s.streams(ctx, "tenant = ?", []any{q.Tenant}, q.Selector.MatchesStream)
 	if err != nil || len(sts) == 0 {
-		return page, err
+		return "", err
 	}
 	byID := make(map[int64]map[string]string, len(sts))
 	ids := make([]int64, 0, len(sts))
@@ -170,7 +170,7 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 	// refuses a statement with more than 32,766 variables.
 	list, err := json.Marshal(ids)
 	if err != nil {
-		return page, fmt.Errorf("embedded store: query logs: %w", err)
+		return "", fmt.Errorf("embedded store: query logs: %w", err)
 	}
 	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano(), string(list)}
 	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (SELECT value FROM json_each(?))"
@@ -178,46 +178,41 @@ func (s *Store) QueryLogs(ctx context.Context, q metering.LogQuery) (metering.Lo
 	if q.Forward {
 		order, cmp = "ASC", ">"
 	}
-	if q.Cursor != "" {
-		c, err := sqlkit.ParseCursor(q.Cursor)
-		if err != nil {
-			return page, err
+	return sqlkit.ScanLogs(q, func(after *sqlkit.Cursor, n int) ([]logs.Line, error) {
+		c, a := cond, args
+		if after != nil {
+			c += " AND (time, seq, id) " + cmp + " (?, ?, ?)"
+			a = append(slices.Clip(a), after.Time, after.Seq, after.ID)
 		}
-		cond += " AND (time, seq, id) " + cmp + " (?, ?, ?)"
-		args = append(args, c.Time, c.Seq, c.ID)
-	}
-	rows, err := s.r.QueryContext(ctx, `SELECT time, seq, id, stream, line, received_at, schema_version FROM log_lines
-		WHERE `+cond+` ORDER BY time `+order+`, seq `+order+`, id `+order, args...)
+		return s.logChunk(ctx, q.Tenant, byID, `SELECT time, seq, id, stream, line, received_at, schema_version FROM log_lines
+			WHERE `+c+` ORDER BY time `+order+`, seq `+order+`, id `+order+fmt.Sprintf(" LIMIT %d", n), a)
+	}, take)
+}
+
+// logChunk reads the lines query selects, up to sqlkit.LogChunkBytes of them.
+func (s *Store) logChunk(ctx context.Context, tenant string, byID map[int64]map[string]string, query string, args []any) ([]logs.Line, error) {
+	rows, err := s.r.QueryContext(ctx, query, args...)
 	if err != nil {
-		return page, fmt.Errorf("embedded store: query logs: %w", err)
+		return nil, fmt.Errorf("embedded store: query logs: %w", err)
 	}
 	defer rows.Close()
-	var last sqlkit.Cursor
-	for rows.Next() {
+	var out []logs.Line
+	size := 0
+	for size < sqlkit.LogChunkBytes && rows.Next() {
 		var l logs.Line
 		var t, recv, streamID int64
 		var id []byte
 		if err := rows.Scan(&t, &l.Seq, &id, &streamID, &l.Line, &recv, &l.SchemaVersion); err != nil {
-			return page, fmt.Errorf("embedded store: query logs: %w", err)
+			return nil, fmt.Errorf("embedded store: query logs: %w", err)
 		}
-		// Line filters run here, after the indexed walk: LogQL's regexps are
-		// Go's (RE2), which SQLite does not have.
-		if !q.Selector.MatchesLine(l.Line) {
-			continue
-		}
-		if len(page.Lines) == q.Limit {
-			page.Next = last.String()
-			break
-		}
-		l.ID, l.Tenant, l.Labels = hex.EncodeToString(id), q.Tenant, byID[streamID]
+		l.ID, l.Tenant, l.Labels = hex.EncodeToString(id), tenant, byID[streamID]
 		l.Time, l.ReceivedAt = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC()
-		page.Lines = append(page.Lines, l)
-		last = sqlkit.Cursor{Time: t, Seq: l.Seq, ID: id}
+		out, size = append(out, l), size+len(l.Line)
 	}
 	if err := rows.Err(); err != nil {
-		return page, fmt.Errorf("embedded store: query logs: %w", err)
+		return nil, fmt.Errorf("embedded store: query logs: %w", err)
 	}
-	return page, nil
+	return out, nil
 }
 
 // LogLabels implements metering.LogReader.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,6 +24,7 @@ func logTests(caps Capabilities) map[string]func(t *testing.T, s metering.Store)
 		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":    testLogSelectors,
 		"log pages follow each other through the cursor without loss or repeat":    testLogPages,
 		"log reads and label lists see only the requested tenant":                  testLogTenantIsolation,
+		"a log scan stops where its reader refuses a line and goes on from there":  testLogScanRefusals,
 		"deleting a tenant's old lines keeps its recent ones and other tenants'":   testLogRetention,
 	}
 }
@@ -56,7 +58,7 @@ func queryAll(t *testing.T, s metering.Store, q metering.LogQuery) []logs.Line {
 	}
 	var out []logs.Line
 	for pages := 0; ; pages++ {
-		page, err := s.QueryLogs(ctx(t), q)
+		page, err := metering.QueryLogs(ctx(t), s, q)
 		if err != nil {
 			t.Fatalf("QueryLogs: %v", err)
 		}
@@ -195,8 +197,53 @@ func testLogPages(t *testing.T, s metering.Store) {
 			}
 		}
 	}
-	if _, err := s.QueryLogs(ctx(t), metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: 10, Cursor: "garbage!"}); err == nil {
+	if _, err := metering.QueryLogs(ctx(t), s, metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: 10, Cursor: "garbage!"}); err == nil {
 		t.Error("a made-up cursor is accepted")
+	}
+}
+
+// testLogScanRefusals reads, across the store's chunks of lines and of
+// bytes, pages that the reader ends by refusing a line (as a byte budget
+// does): together they are every line once, in order.
+func testLogScanRefusals(t *testing.T, s metering.Store) {
+	var in []logs.Line
+	big := strings.Repeat("b", 200<<10)
+	for i := range 1300 {
+		text := fmt.Sprintf("line %04d", i)
+		if i%100 == 0 {
+			text += big // 13 lines of 200 KiB: chunks also end on their bytes
+		}
+		in = append(in, logLine("caami", "app", "stdout", time.Duration(i)*time.Millisecond, 0, text))
+	}
+	appendLogs(t, s, in)
+	q := metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: metering.MaxLogLimit, Forward: true}
+	var got []string
+	for pages := 1; ; pages++ {
+		taken := 0
+		next, err := s.ScanLogs(ctx(t), q, func(l logs.Line) bool {
+			if taken == 400 {
+				return false
+			}
+			taken++
+			got = append(got, l.Line)
+			return true
+		})
+		if err != nil {
+			t.Fatalf("ScanLogs: %v", err)
+		}
+		if next == "" {
+			if pages != 4 {
+				t.Errorf("%d pages of at most 400 of 1300 lines, want 4", pages)
+			}
+			break
+		}
+		if pages > 4 {
+			t.Fatal("ScanLogs keeps returning a next page")
+		}
+		q.Cursor = next
+	}
+	if want := texts(in); !slices.Equal(got, want) {
+		t.Errorf("the pages gave %d lines, want the %d in order", len(got), len(want))
 	}
 }
 
@@ -279,7 +326,7 @@ func testLogManyStreams(t *testing.T, s metering.Store) {
 	}
 	appendLogs(t, s, lines)
 	sel := selector(t, [][3]string{{logs.LabelApp, "=~", "app-.*"}}, nil)
-	page, err := s.QueryLogs(ctx(t), metering.LogQuery{Tenant: "caami", Selector: sel, From: Base, To: Base.Add(time.Hour), Limit: 10})
+	page, err := metering.QueryLogs(ctx(t), s, metering.LogQuery{Tenant: "caami", Selector: sel, From: Base, To: Base.Add(time.Hour), Limit: 10})
 	if err != nil {
 		t.Fatalf("QueryLogs over %d streams: %v", n, err)
 	}

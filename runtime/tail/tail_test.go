@@ -74,7 +74,7 @@ func stored(t *testing.T, st metering.Store, name string) []logs.Line {
 		Selector: logs.Selector{Matchers: []*logs.Matcher{m}}, Limit: metering.MaxLogLimit, Forward: true}
 	var all []logs.Line
 	for {
-		page, err := st.QueryLogs(context.Background(), q)
+		page, err := metering.QueryLogs(context.Background(), st, q)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -305,4 +306,79 @@ func collect(streams []map[string]string, pick func(map[string]string, func(stri
 	}
 	slices.Sort(out)
 	return out
+}
+
+// LogChunkBytes bounds the line bytes of one chunk a log scan reads from
+// the store: with LogChunkLines it bounds a scan's memory whatever the
+// lines' length.
+const (
+	LogChunkLines = 1000
+	LogChunkBytes = 1 << 20
+)
+
+// ScanLogs is the walk of metering.LogReader.ScanLogs, alike in both stores.
+// fetch reads the next chunk in q's order after a position (nil: from the
+// start of the range): at most n lines, stopping early once their line bytes
+// reach LogChunkBytes. Chunks are read whole before take sees their lines,
+// so a store holds no connection while its caller writes to a slow client.
+// Line filters run here (LogQL's regexps are Go's RE2, which neither engine
+// has). It returns the cursor after the last line taken when a matching
+// line remains: q.Limit lines were taken, or take refused one.
+func ScanLogs(q metering.LogQuery, fetch func(after *Cursor, n int) ([]logs.Line, error), take func(logs.Line) bool) (string, error) {
+	var after *Cursor
+	if q.Cursor != "" {
+		c, err := ParseCursor(q.Cursor)
+		if err != nil {
+			return "", err
+		}
+		after = &c
+	}
+	n := min(q.Limit+1, LogChunkLines)
+	if len(q.Selector.Filters) > 0 {
+		n = LogChunkLines // most lines read may not match
+	}
+	var last Cursor
+	taken := 0
+	for {
+		chunk, err := fetch(after, n)
+		if err != nil {
+			return "", err
+		}
+		size := 0
+		for _, l := range chunk {
+			size += len(l.Line)
+			pos, err := LineCursor(l)
+			if err != nil {
+				return "", err
+			}
+			after = &pos
+			// No labels: a line of a stream the selector does not select,
+			// which an adapter reads when its query cannot name every stream.
+			if l.Labels == nil || !q.Selector.MatchesLine(l.Line) {
+				continue
+			}
+			if taken == q.Limit {
+				return last.String(), nil
+			}
+			if !take(l) {
+				if taken == 0 {
+					return "", errors.New("log scan: the first line was refused: a page must hold at least one line")
+				}
+				return last.String(), nil
+			}
+			taken, last = taken+1, pos
+		}
+		if len(chunk) < n && size < LogChunkBytes {
+			return "", nil
+		}
+	}
+}
+
+// LineCursor is the position of l in the order of log queries.
+func LineCursor(l logs.Line) (Cursor, error) {
+	id, err := hex.DecodeString(l.ID)
+	if err != nil {
+		return Cursor{}, fmt.Errorf("log line id %q: %w", l.ID, err)
+	}
+	return Cursor{Time: l.Time.UnixNano(), Seq: l.Seq, ID: id}, nil
 }
