@@ -15,17 +15,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/sqlitedb"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/state/internal/statesql"
-
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // FileName is the database file inside the data directory.
@@ -43,42 +39,20 @@ var _ state.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir and migrates its schema.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	// The state holds invoices and the audit log: only the service's user reads it.
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded state store: create data directory: %w", err)
-	}
-	path := filepath.Join(dir, FileName)
-	dsn := func(extra string) string {
-		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1" + extra
-	}
-	w, err := sql.Open("sqlite3", dsn("&_txlock=immediate"))
+	db, err := sqlitedb.Open(ctx, dir, FileName, "", migrations)
 	if err != nil {
-		return nil, fmt.Errorf("embedded state store: open %s: %w", path, err)
+		return nil, fmt.Errorf("embedded state store: %w", err)
 	}
-	// One connection: this process's writers queue in Go (honouring their
-	// contexts); another process's wait on the busy timeout.
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("embedded state store %s: %w", path, err)
-	}
-	r, err := sql.Open("sqlite3", dsn("&mode=ro"))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("embedded state store: open %s for reading: %w", path, err)
-	}
-	r.SetMaxOpenConns(4)
-	s := &Store{w: w, r: r, path: path}
-	s.Store = statesql.NewStore("embedded state store", sqlite, s.inTx, statesql.DB(r))
+	s := &Store{w: db.W, r: db.R, path: db.Path}
+	s.Store = statesql.NewStore("embedded state store", sqlite, s.inTx, statesql.DB(db.R))
 	return s, nil
 }
 
 // Path returns the database file.
 func (s *Store) Path() string { return s.path }
 
-// migrations are applied in order; PRAGMA user_version records how many ran.
-// Never edit one that has shipped: append a new one. The tables are STRICT so
+// migrations are the schema, applied in order by sqlitedb.Open: never edit
+// one that has shipped, append a new one. The tables are STRICT so
 // that SQLite refuses a value of the wrong type as PostgreSQL would.
 var migrations = []string{
 	// Times are Unix microseconds (UTC), what PostgreSQL keeps. Empty
@@ -150,33 +124,6 @@ var migrations = []string{
 	) STRICT;
 	INSERT INTO month_closes (tenant, period, document, closed_at)
 		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`,
-}
-
-func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade paasmeter", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", i+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-		return fmt.Errorf("migrate: record schema version: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
-	}
-	return nil
 }
 
 // sqlite spells the statements for SQLite. Its one write lock, which every
