@@ -1,7 +1,6 @@
 package billing_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/ruletext"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
@@ -96,39 +96,8 @@ type monthAt struct {
 	at    time.Time
 }
 
-// billLine is one line's words being read.
-type billLine struct {
-	pos   string
-	words []string
-}
-
-func (l *billLine) errorf(format string, args ...any) error {
-	return fmt.Errorf("%s: %s", l.pos, fmt.Sprintf(format, args...))
-}
-
-func (l *billLine) word(what string) (string, error) {
-	if len(l.words) == 0 {
-		return "", l.errorf("missing %s", what)
-	}
-	w := l.words[0]
-	l.words = l.words[1:]
-	return w, nil
-}
-
-func (l *billLine) keyword(k string) error {
-	w, err := l.word(fmt.Sprintf("%q", k))
-	if err == nil && w != k {
-		err = l.errorf("%q where %q belongs", w, k)
-	}
-	return err
-}
-
-func (l *billLine) end() error {
-	if len(l.words) > 0 {
-		return l.errorf("unexpected %q", strings.Join(l.words, " "))
-	}
-	return nil
-}
+// billLine is one line of a billing rule file being read.
+type billLine struct{ ruletext.Line }
 
 var (
 	billDate  = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
@@ -139,42 +108,42 @@ var (
 // instant takes a date and a time of day in Brussels; the time may be
 // left out when optional.
 func (l *billLine) instant(what string, optionalTime bool) (time.Time, error) {
-	d, err := l.word(what)
+	d, err := l.Word(what)
 	if err != nil {
 		return time.Time{}, err
 	}
 	if !billDate.MatchString(d) {
-		return time.Time{}, l.errorf("%s: %q is not a date like 2026-11-02", what, d)
+		return time.Time{}, l.Errorf("%s: %q is not a date like 2026-11-02", what, d)
 	}
 	hm := "00:00"
-	if len(l.words) > 0 && billClock.MatchString(l.words[0]) {
-		hm, _ = l.word(what)
+	if len(l.Words) > 0 && billClock.MatchString(l.Words[0]) {
+		hm, _ = l.Word(what)
 	} else if !optionalTime {
-		return time.Time{}, l.errorf("%s: a date needs a time of day like 10:00", what)
+		return time.Time{}, l.Errorf("%s: a date needs a time of day like 10:00", what)
 	}
 	t, err := time.ParseInLocation("2006-01-02 15:04", d+" "+hm, billingtest.Brussels())
 	if err != nil {
-		return time.Time{}, l.errorf("%s: %v", what, err)
+		return time.Time{}, l.Errorf("%s: %v", what, err)
 	}
 	return t, nil
 }
 
 func (l *billLine) decimal(what string) (decimal.Decimal, error) {
-	w, err := l.word(what)
+	w, err := l.Word(what)
 	if err != nil {
 		return decimal.Decimal{}, err
 	}
 	d, err := decimal.NewFromString(w)
 	if err != nil {
-		return decimal.Decimal{}, l.errorf("%s: %q is not a decimal number", what, w)
+		return decimal.Decimal{}, l.Errorf("%s: %q is not a decimal number", what, w)
 	}
 	return d, nil
 }
 
 func (l *billLine) month(what string) (string, error) {
-	w, err := l.word(what)
+	w, err := l.Word(what)
 	if err == nil && !billMonth.MatchString(w) {
-		err = l.errorf("%s: %q is not a month like 2026-11", what, w)
+		err = l.Errorf("%s: %q is not a month like 2026-11", what, w)
 	}
 	return w, err
 }
@@ -185,7 +154,7 @@ func (l *billLine) monthAt() (monthAt, error) {
 	if err != nil {
 		return monthAt{}, err
 	}
-	if err := l.keyword("at"); err != nil {
+	if err := l.Keyword("at"); err != nil {
 		return monthAt{}, err
 	}
 	at, err := l.instant("the clock's time", false)
@@ -195,17 +164,17 @@ func (l *billLine) monthAt() (monthAt, error) {
 // options reads trailing "key value" pairs of the keys given.
 func (l *billLine) options(keys ...string) (map[string]string, error) {
 	out := map[string]string{}
-	for len(l.words) > 0 {
-		k, _ := l.word("")
+	for len(l.Words) > 0 {
+		k, _ := l.Word("")
 		if !slices.Contains(keys, k) {
-			return nil, l.errorf("unexpected %q: the options here are %s", k, strings.Join(keys, ", "))
+			return nil, l.Errorf("unexpected %q: the options here are %s", k, strings.Join(keys, ", "))
 		}
-		v, err := l.word(k + "'s value")
+		v, err := l.Word(k + "'s value")
 		if err != nil {
 			return nil, err
 		}
-		if k == "received" && len(l.words) > 0 && billClock.MatchString(l.words[0]) {
-			hm, _ := l.word("")
+		if k == "received" && len(l.Words) > 0 && billClock.MatchString(l.Words[0]) {
+			hm, _ := l.Word("")
 			v += " " + hm
 		}
 		out[k] = v
@@ -215,25 +184,25 @@ func (l *billLine) options(keys ...string) (map[string]string, error) {
 
 // rate reads a rate line into the YAML mapping the rate card's parser reads.
 func (l *billLine) rate() (map[string]any, error) {
-	m, err := l.word("meter")
+	m, err := l.Word("meter")
 	if err != nil {
 		return nil, err
 	}
 	meter := ratecard.Meter(m)
 	if !meter.Valid() {
-		return nil, l.errorf("%q is not a rate-card meter", m)
+		return nil, l.Errorf("%q is not a rate-card meter", m)
 	}
-	class, err := l.word("class")
+	class, err := l.Word("class")
 	if err != nil {
 		return nil, err
 	}
 	r := map[string]any{"meter": m, "class": class, "unit": string(meter.Unit())}
 	if meter.HasBasis() {
-		if r["basis"], err = l.word("basis"); err != nil {
+		if r["basis"], err = l.Word("basis"); err != nil {
 			return nil, err
 		}
 	}
-	price, err := l.word("price or tiers")
+	price, err := l.Word("price or tiers")
 	if err != nil {
 		return nil, err
 	}
@@ -241,8 +210,8 @@ func (l *billLine) rate() (map[string]any, error) {
 		r["price"] = price
 	} else {
 		var tiers []map[string]any
-		for len(l.words) > 0 && l.words[0] != "min-run" {
-			w, _ := l.word("")
+		for len(l.Words) > 0 && l.Words[0] != "min-run" {
+			w, _ := l.Word("")
 			upTo, p, bounded := strings.Cut(w, ":")
 			if !bounded {
 				tiers = append(tiers, map[string]any{"price": upTo})
@@ -251,26 +220,26 @@ func (l *billLine) rate() (map[string]any, error) {
 			tiers = append(tiers, map[string]any{"up_to": upTo, "price": p})
 		}
 		if len(tiers) == 0 {
-			return nil, l.errorf("tiers: missing bands like 100:0.00 0.0100")
+			return nil, l.Errorf("tiers: missing bands like 100:0.00 0.0100")
 		}
 		r["tiers"] = tiers
 	}
-	if len(l.words) > 0 {
-		if err := l.keyword("min-run"); err != nil {
+	if len(l.Words) > 0 {
+		if err := l.Keyword("min-run"); err != nil {
 			return nil, err
 		}
-		if r["min_run_duration"], err = l.word("min-run's duration"); err != nil {
+		if r["min_run_duration"], err = l.Word("min-run's duration"); err != nil {
 			return nil, err
 		}
 	}
-	return r, l.end()
+	return r, l.End()
 }
 
 // record reads a record line.
 func (l *billLine) record() (usage.Record, error) {
 	var f [6]string
 	for i, what := range []string{"tenant", "project", "app", "environment", "meter", "quantity"} {
-		w, err := l.word(what)
+		w, err := l.Word(what)
 		if err != nil {
 			return usage.Record{}, err
 		}
@@ -278,19 +247,19 @@ func (l *billLine) record() (usage.Record, error) {
 	}
 	q, err := strconv.ParseInt(f[5], 10, 64)
 	if err != nil || q < 0 {
-		return usage.Record{}, l.errorf("quantity: %q is not a whole number", f[5])
+		return usage.Record{}, l.Errorf("quantity: %q is not a whole number", f[5])
 	}
 	start, err := l.instant("window start", false)
 	if err != nil {
 		return usage.Record{}, err
 	}
-	w, err := l.word("window length")
+	w, err := l.Word("window length")
 	if err != nil {
 		return usage.Record{}, err
 	}
 	d, err := time.ParseDuration(w)
 	if err != nil || d <= 0 {
-		return usage.Record{}, l.errorf("window length: %q is not a duration like 1h", w)
+		return usage.Record{}, l.Errorf("window length: %q is not a duration like 1h", w)
 	}
 	opts, err := l.options("run", "received")
 	if err != nil {
@@ -309,11 +278,11 @@ func (l *billLine) record() (usage.Record, error) {
 	}
 	r.SetID()
 	if ps := usage.Validate(&r, 0, r.WindowEnd, usage.DefaultLimits()); len(ps) > 0 {
-		return usage.Record{}, l.errorf("record: %s: %s", ps[0].Field, ps[0].Reason)
+		return usage.Record{}, l.Errorf("record: %s: %s", ps[0].Field, ps[0].Reason)
 	}
 	r.ReceivedAt = r.WindowEnd
 	if v, ok := opts["received"]; ok {
-		rl := &billLine{pos: l.pos, words: strings.Fields(v)}
+		rl := &billLine{ruletext.Line{Pos: l.Pos, Words: strings.Fields(v)}}
 		at, err := rl.instant("received", true)
 		if err != nil {
 			return usage.Record{}, err
@@ -328,7 +297,7 @@ func (l *billLine) line() (billing.Line, error) {
 	var ln billing.Line
 	words := make([]string, 4)
 	for i, what := range []string{"meter", "class", "band", "unit"} {
-		w, err := l.word(what)
+		w, err := l.Word(what)
 		if err != nil {
 			return ln, err
 		}
@@ -336,7 +305,7 @@ func (l *billLine) line() (billing.Line, error) {
 	}
 	ln.Meter, ln.Class, ln.Unit = ratecard.Meter(words[0]), ratecard.Class(words[1]), ratecard.Unit(words[3])
 	if _, err := fmt.Sscan(words[2], &ln.Band); err != nil || ln.Band < 1 {
-		return ln, l.errorf("band: %q is not a band number from 1", words[2])
+		return ln, l.Errorf("band: %q is not a band number from 1", words[2])
 	}
 	q, err := l.decimal("quantity")
 	if err != nil {
@@ -360,7 +329,7 @@ func (l *billLine) line() (billing.Line, error) {
 func (l *billLine) pairs(keys ...string) ([]decimal.Decimal, error) {
 	out := make([]decimal.Decimal, len(keys))
 	for i, k := range keys {
-		if err := l.keyword(k); err != nil {
+		if err := l.Keyword(k); err != nil {
 			return nil, err
 		}
 		d, err := l.decimal(k)
@@ -369,7 +338,7 @@ func (l *billLine) pairs(keys ...string) ([]decimal.Decimal, error) {
 		}
 		out[i] = d
 	}
-	return out, l.end()
+	return out, l.End()
 }
 
 // parseRuleCases reads the cases of a billing rule file; name is how errors
@@ -382,16 +351,11 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 		// ownCard is whether c has begun a rate card of its own.
 		ownCard bool
 	)
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		l := &billLine{pos: fmt.Sprintf("%s:%d", name, n), words: strings.Fields(text)}
-		verb, _ := l.word("")
+	err := ruletext.Read(name, r, func(rl *ruletext.Line) error {
+		l := &billLine{*rl}
+		verb, _ := l.Word("")
 		if c != &header && c.draft != nil && !slices.Contains([]string{"line", "allowance", "totals", "case"}, verb) {
-			return nil, l.errorf("%q after the draft line: only line, allowance and totals lines follow it", verb)
+			return l.Errorf("%q after the draft line: only line, allowance and totals lines follow it", verb)
 		}
 		if (verb == "card" || verb == "cardfile" || verb == "rate") && c != &header && !ownCard {
 			c.card, c.cardFile, ownCard = nil, "", true
@@ -401,23 +365,23 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 		case "case":
 			if c != &header {
 				if err := c.finish(); err != nil {
-					return nil, err
+					return err
 				}
 			}
-			if len(l.words) == 0 {
-				return nil, l.errorf("a case needs a sentence naming its rule")
+			if len(l.Words) == 0 {
+				return l.Errorf("a case needs a sentence naming its rule")
 			}
 			cc := header
 			cc.card = slices.Clone(header.card)
 			c, ownCard = &cc, false
 			cases = append(cases, c)
-			c.name, c.pos, l.words = strings.Join(l.words, " "), l.pos, nil
+			c.name, c.pos, l.Words = strings.Join(l.Words, " "), l.Pos, nil
 		case "card":
 			var v string
-			if v, err = l.word("version name"); err != nil {
+			if v, err = l.Word("version name"); err != nil {
 				break
 			}
-			if err = l.keyword("from"); err != nil {
+			if err = l.Keyword("from"); err != nil {
 				break
 			}
 			var eff time.Time
@@ -427,11 +391,11 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 			c.card = append(c.card, map[string]any{"version": v, "effective": eff.Format(time.RFC3339)})
 			c.cardFile = ""
 		case "cardfile":
-			c.cardFile, err = l.word("file name")
+			c.cardFile, err = l.Word("file name")
 			c.card = nil
 		case "rate":
 			if len(c.card) == 0 {
-				return nil, l.errorf("a rate line needs a card line before it")
+				return l.Errorf("a rate line needs a card line before it")
 			}
 			var r map[string]any
 			if r, err = l.rate(); err == nil {
@@ -441,14 +405,14 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 			}
 		case "vat":
 			var w string
-			if w, err = l.word("rate or exempt"); err != nil {
+			if w, err = l.Word("rate or exempt"); err != nil {
 				break
 			}
 			if w == "exempt" {
 				c.vat = billing.VAT{Category: billing.VATExempt, Rate: decimal.Zero, ExemptionReason: "Exempt public-sector service", ExemptionCode: "VATEX-EU-132"}
 				break
 			}
-			l.words = append([]string{w}, l.words...)
+			l.Words = append([]string{w}, l.Words...)
 			var rate decimal.Decimal
 			if rate, err = l.decimal("VAT rate"); err == nil {
 				c.vat = billing.VAT{Category: billing.VATStandard, Rate: rate}
@@ -470,9 +434,9 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 			}
 		case "draft":
 			if c == &header {
-				return nil, l.errorf("a draft line belongs to a case")
+				return l.Errorf("a draft line belongs to a case")
 			}
-			if c.draftTenant, err = l.word("tenant"); err != nil {
+			if c.draftTenant, err = l.Word("tenant"); err != nil {
 				break
 			}
 			var m monthAt
@@ -481,21 +445,19 @@ func parseRuleCases(name string, r io.Reader) ([]*ruleCase, error) {
 			}
 		case "line", "allowance", "totals":
 			if c.draft == nil {
-				return nil, l.errorf("a %s line follows the case's draft line", verb)
+				return l.Errorf("a %s line follows the case's draft line", verb)
 			}
 			err = c.expect(verb, l)
 		default:
-			return nil, l.errorf("%q is not a line of a billing rule file (case, card, cardfile, rate, vat, availability, record, issue, draft, line, allowance, totals)", verb)
+			return l.Errorf("%q is not a line of a billing rule file (case, card, cardfile, rate, vat, availability, record, issue, draft, line, allowance, totals)", verb)
 		}
 		if err == nil {
-			err = l.end()
+			err = l.End()
 		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if c != &header {
 		if err := c.finish(); err != nil {
@@ -527,7 +489,7 @@ func (c *ruleCase) expect(verb string, l *billLine) error {
 		c.allowances = append(c.allowances, billing.Allowance{Percent: pct, Base: billing.Money{Decimal: d[0]}, Amount: billing.Money{Decimal: d[1]}})
 	case "totals":
 		if c.totals != nil {
-			return l.errorf("a second totals line")
+			return l.Errorf("a second totals line")
 		}
 		d, err := l.pairs("lines", "allowances", "vat", "payable")
 		if err != nil {
