@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/paasmeter/paasmeter/internal/sqlitedb"
@@ -30,9 +29,8 @@ const FileName = "state.db"
 // Store is the embedded state store.
 type Store struct {
 	*statesql.Store
-	w, r   *sql.DB
-	path   string
-	closed atomic.Bool
+	w    *sql.DB
+	path string
 }
 
 var _ state.Store = (*Store)(nil)
@@ -43,8 +41,9 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded state store: %w", err)
 	}
-	s := &Store{w: db.W, r: db.R, path: db.Path}
-	s.Store = statesql.NewStore("embedded state store", sqlite, s.inTx, statesql.DB(db.R))
+	s := &Store{w: db.W, path: db.Path}
+	s.Store = statesql.NewStore(statesql.Adapter{Name: "embedded state store", Dialect: sqlite, Write: s.inTx, Read: statesql.DB(db.R),
+		Ping: db.R.PingContext, Close: func() error { return errors.Join(db.W.Close(), db.R.Close()) }})
 	return s, nil
 }
 
@@ -151,9 +150,6 @@ var sqlite = statesql.Dialect{
 // inTx runs fn in a write transaction. BEGIN IMMEDIATE takes the write lock
 // from the start, so what fn reads stays as read until commit.
 func (s *Store) inTx(ctx context.Context, fn func(tx statesql.Conn) error) error {
-	if s.closed.Load() {
-		return state.ErrNotReady
-	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -166,23 +162,4 @@ func (s *Store) inTx(ctx context.Context, fn func(tx statesql.Conn) error) error
 		return fmt.Errorf("commit: %w", err)
 	}
 	return nil
-}
-
-// Ready implements state.Store.
-func (s *Store) Ready(ctx context.Context) error {
-	if s.closed.Load() {
-		return state.ErrNotReady
-	}
-	if err := s.r.PingContext(ctx); err != nil {
-		return errors.Join(state.ErrNotReady, err)
-	}
-	return nil
-}
-
-// Close implements state.Store.
-func (s *Store) Close() error {
-	if s.closed.Swap(true) {
-		return nil
-	}
-	return errors.Join(s.w.Close(), s.r.Close())
 }

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,8 +36,7 @@ import (
 // Store is the state store on PostgreSQL.
 type Store struct {
 	*statesql.Store
-	pool   *pgxpool.Pool
-	closed atomic.Bool
+	pool *pgxpool.Pool
 }
 
 var _ state.Store = (*Store)(nil)
@@ -60,7 +58,8 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("postgres state store %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
 	s := &Store{pool: pool}
-	s.Store = statesql.NewStore("postgres state store", postgres, s.inTx, conn{pool})
+	s.Store = statesql.NewStore(statesql.Adapter{Name: "postgres state store", Dialect: postgres, Write: s.inTx, Read: conn{pool},
+		Ping: pool.Ping, Close: func() error { pool.Close(); return nil }})
 	return s, nil
 }
 
@@ -201,9 +200,6 @@ const maxAttempts = 5
 // inTx runs fn in a transaction, committed when fn returns nil, and runs it
 // again when PostgreSQL aborted it for a conflict with another transaction.
 func (s *Store) inTx(ctx context.Context, fn func(tx statesql.Conn) error) error {
-	if s.closed.Load() {
-		return state.ErrNotReady
-	}
 	for attempt := 1; ; attempt++ {
 		err := pgx.BeginTxFunc(ctx, s.pool, readCommitted, func(tx pgx.Tx) error { return fn(conn{tx}) })
 		if err == nil || !retryable(err) || attempt == maxAttempts {
@@ -286,23 +282,4 @@ func (c conn) QueryRow(ctx context.Context, query string, args ...any) statesql.
 
 func (c conn) Query(ctx context.Context, query string, args ...any) (statesql.Rows, error) {
 	return c.c.Query(ctx, query, args...)
-}
-
-// Ready implements state.Store.
-func (s *Store) Ready(ctx context.Context) error {
-	if s.closed.Load() {
-		return state.ErrNotReady
-	}
-	if err := s.pool.Ping(ctx); err != nil {
-		return errors.Join(state.ErrNotReady, err)
-	}
-	return nil
-}
-
-// Close implements state.Store.
-func (s *Store) Close() error {
-	if !s.closed.Swap(true) {
-		s.pool.Close()
-	}
-	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/paasmeter/paasmeter/state"
 )
@@ -33,27 +34,66 @@ type Rows interface {
 	Close()
 }
 
-// WriteFunc runs fn in a write transaction, committed when fn returns nil
-// and rolled back otherwise; it refuses with state.ErrNotReady once the
-// store is closed. It may run fn again, from the start, when the engine
-// aborted the transaction for a conflict another attempt resolves.
-type WriteFunc func(ctx context.Context, fn func(tx Conn) error) error
-
-// Store is the state store on an SQL engine: the statements, written once
-// with $1 placeholders, and what the adapter gives them (its dialect, its
-// write transactions, the pool reads go to). It implements state.Store but
-// for Ready and Close, which are the adapter's.
-type Store struct {
-	name  string
-	d     Dialect
-	write WriteFunc
-	read  Conn
+// Adapter is what an SQL adapter gives the Store: how its engine differs,
+// and how to reach it.
+type Adapter struct {
+	// Name starts the store's errors ("embedded state store").
+	Name    string
+	Dialect Dialect
+	// Write runs fn in a write transaction, committed when fn returns nil
+	// and rolled back otherwise. It may run fn again, from the start, when
+	// the engine aborted the transaction for a conflict another attempt
+	// resolves.
+	Write func(ctx context.Context, fn func(tx Conn) error) error
+	// Read is where reads go.
+	Read Conn
+	// Ping checks that the database answers; Close releases it.
+	Ping  func(ctx context.Context) error
+	Close func() error
 }
 
-// NewStore returns the Store an adapter embeds; name starts its errors
-// ("embedded state store").
-func NewStore(name string, d Dialect, write WriteFunc, read Conn) *Store {
-	return &Store{name: name, d: d, write: write, read: read}
+// Store is the state store on an SQL engine: the statements, written once
+// with $1 placeholders, over what its adapter gives.
+type Store struct {
+	name   string
+	d      Dialect
+	a      Adapter
+	closed atomic.Bool
+}
+
+var _ state.Store = (*Store)(nil)
+
+// NewStore returns the store over a.
+func NewStore(a Adapter) *Store {
+	return &Store{name: a.Name, d: a.Dialect, a: a}
+}
+
+// write runs fn in a write transaction of the adapter's, once the store is
+// closed not at all.
+func (s *Store) write(ctx context.Context, fn func(tx Conn) error) error {
+	if s.closed.Load() {
+		return state.ErrNotReady
+	}
+	return s.a.Write(ctx, fn)
+}
+
+// Ready implements state.Store.
+func (s *Store) Ready(ctx context.Context) error {
+	if s.closed.Load() {
+		return state.ErrNotReady
+	}
+	if err := s.a.Ping(ctx); err != nil {
+		return errors.Join(state.ErrNotReady, err)
+	}
+	return nil
+}
+
+// Close implements state.Store.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	return s.a.Close()
 }
 
 var dollarParam = regexp.MustCompile(`\$(\d+)`)
@@ -232,7 +272,7 @@ func (s *Store) ClosedMonths(ctx context.Context, tenant string) ([]state.MonthC
 
 // collect runs a read query and scans each of its rows with scan.
 func collect[T any](ctx context.Context, s *Store, query string, args []any, scan func(Row) (T, error)) ([]T, error) {
-	rows, err := s.read.Query(ctx, s.q(query), args...)
+	rows, err := s.a.Read.Query(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -261,7 +301,7 @@ func (s *Store) scanDocument(r Row) (state.Document, error) {
 
 // Document implements state.Documents.
 func (s *Store) Document(ctx context.Context, number string) (state.Document, error) {
-	d, err := s.scanDocument(s.read.QueryRow(ctx, s.q(`SELECT `+documentColumns+` FROM documents WHERE number = $1`), number))
+	d, err := s.scanDocument(s.a.Read.QueryRow(ctx, s.q(`SELECT `+documentColumns+` FROM documents WHERE number = $1`), number))
 	if errors.Is(err, s.d.NoRows) {
 		return state.Document{}, fmt.Errorf("document %q: %w", number, state.ErrNotFound)
 	}
@@ -303,7 +343,7 @@ func (s *Store) Freeze(ctx context.Context, content []byte) (string, error) {
 // FrozenContent implements state.Frozen.
 func (s *Store) FrozenContent(ctx context.Context, hash string) ([]byte, error) {
 	var content []byte
-	err := s.read.QueryRow(ctx, s.q(`SELECT content FROM frozen WHERE hash = $1`), hash).Scan(&content)
+	err := s.a.Read.QueryRow(ctx, s.q(`SELECT content FROM frozen WHERE hash = $1`), hash).Scan(&content)
 	if errors.Is(err, s.d.NoRows) {
 		return nil, fmt.Errorf("frozen content %s: %w", hash, state.ErrNotFound)
 	}
@@ -495,7 +535,7 @@ func (s *Store) scanWindow(r Row) (state.WindowRecord, error) {
 
 // Window implements state.Maintenance.
 func (s *Store) Window(ctx context.Context, id string) (state.WindowRecord, error) {
-	w, err := s.scanWindow(s.read.QueryRow(ctx, s.q(`SELECT `+windowColumns+` FROM maintenance_windows WHERE id = $1`), id))
+	w, err := s.scanWindow(s.a.Read.QueryRow(ctx, s.q(`SELECT `+windowColumns+` FROM maintenance_windows WHERE id = $1`), id))
 	if errors.Is(err, s.d.NoRows) {
 		return state.WindowRecord{}, fmt.Errorf("window %q: %w", id, state.ErrNotFound)
 	}
