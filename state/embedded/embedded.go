@@ -113,7 +113,7 @@ var migrations = []string{
 	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
 	// Closed months (DESIGN.md §5); document is NULL for a month closed with
 	// nothing to invoice. The invoices issued before this migration closed
-	// their months.
+	// their months (statesql.CloseIssuedMonths).
 	`CREATE TABLE month_closes (
 		tenant    TEXT    NOT NULL,
 		period    TEXT    NOT NULL,
@@ -121,8 +121,7 @@ var migrations = []string{
 		closed_at INTEGER NOT NULL,
 		PRIMARY KEY (tenant, period)
 	) STRICT;
-	INSERT INTO month_closes (tenant, period, document, closed_at)
-		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`,
+	` + statesql.CloseIssuedMonths,
 }
 
 // sqlite spells the statements for SQLite. Its one write lock, which every

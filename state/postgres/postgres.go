@@ -143,7 +143,8 @@ var migrations = []string{
 	CREATE INDEX maintenance_windows_by_tenant ON maintenance_windows (tenant, start_at);`,
 	// Closed months (DESIGN.md §5); document is NULL for a month closed with
 	// nothing to invoice. period compares bytewise, as on the embedded
-	// store. The invoices issued before this migration closed their months.
+	// store. The invoices issued before this migration closed their months
+	// (statesql.CloseIssuedMonths).
 	`CREATE TABLE month_closes (
 		tenant    text NOT NULL,
 		period    text COLLATE "C" NOT NULL,
@@ -151,8 +152,7 @@ var migrations = []string{
 		closed_at timestamptz NOT NULL,
 		PRIMARY KEY (tenant, period)
 	);
-	INSERT INTO month_closes (tenant, period, document, closed_at)
-		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`,
+	` + statesql.CloseIssuedMonths,
 }
 
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {

@@ -16,6 +16,12 @@ import (
 	"github.com/paasmeter/paasmeter/state"
 )
 
+// CloseIssuedMonths is the last statement of the migration that creates
+// month_closes, on either engine: the invoices issued before it closed
+// their months.
+const CloseIssuedMonths = `INSERT INTO month_closes (tenant, period, document, closed_at)
+		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`
+
 // Built checks the document build returned for series and seq and returns it
 // as the store keeps it (IssuedAt in UTC).
 func Built(series string, seq int64, d state.Document) (state.Document, error) {
