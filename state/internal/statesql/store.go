@@ -301,14 +301,21 @@ func (s *Store) scanDocument(r Row) (state.Document, error) {
 
 // Document implements state.Documents.
 func (s *Store) Document(ctx context.Context, number string) (state.Document, error) {
-	d, err := s.scanDocument(s.a.Read.QueryRow(ctx, s.q(`SELECT `+documentColumns+` FROM documents WHERE number = $1`), number))
+	return one(ctx, s, `SELECT `+documentColumns+` FROM documents WHERE number = $1`, number, s.scanDocument, fmt.Sprintf("document %q", number))
+}
+
+// one reads the row of query whose key is key, scanned with scan; what
+// names it in the errors, ErrNotFound when there is none.
+func one[T any](ctx context.Context, s *Store, query, key string, scan func(Row) (T, error), what string) (T, error) {
+	v, err := scan(s.a.Read.QueryRow(ctx, s.q(query), key))
+	var zero T
 	if errors.Is(err, s.d.NoRows) {
-		return state.Document{}, fmt.Errorf("document %q: %w", number, state.ErrNotFound)
+		return zero, fmt.Errorf("%s: %w", what, state.ErrNotFound)
 	}
 	if err != nil {
-		return state.Document{}, fmt.Errorf("%s: read document %q: %w", s.name, number, err)
+		return zero, fmt.Errorf("%s: read %s: %w", s.name, what, err)
 	}
-	return d, nil
+	return v, nil
 }
 
 // ListDocuments implements state.Documents.
@@ -342,18 +349,14 @@ func (s *Store) Freeze(ctx context.Context, content []byte) (string, error) {
 
 // FrozenContent implements state.Frozen.
 func (s *Store) FrozenContent(ctx context.Context, hash string) ([]byte, error) {
-	var content []byte
-	err := s.a.Read.QueryRow(ctx, s.q(`SELECT content FROM frozen WHERE hash = $1`), hash).Scan(&content)
-	if errors.Is(err, s.d.NoRows) {
-		return nil, fmt.Errorf("frozen content %s: %w", hash, state.ErrNotFound)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: read frozen content %s: %w", s.name, hash, err)
-	}
-	if content == nil {
-		content = []byte{} // frozen empty: found, not missing
-	}
-	return content, nil
+	return one(ctx, s, `SELECT content FROM frozen WHERE hash = $1`, hash, func(r Row) ([]byte, error) {
+		var content []byte
+		err := r.Scan(&content)
+		if content == nil {
+			content = []byte{} // frozen empty: found, not missing
+		}
+		return content, err
+	}, "frozen content "+hash)
 }
 
 // AppendAudit implements state.Audit.
@@ -535,14 +538,7 @@ func (s *Store) scanWindow(r Row) (state.WindowRecord, error) {
 
 // Window implements state.Maintenance.
 func (s *Store) Window(ctx context.Context, id string) (state.WindowRecord, error) {
-	w, err := s.scanWindow(s.a.Read.QueryRow(ctx, s.q(`SELECT `+windowColumns+` FROM maintenance_windows WHERE id = $1`), id))
-	if errors.Is(err, s.d.NoRows) {
-		return state.WindowRecord{}, fmt.Errorf("window %q: %w", id, state.ErrNotFound)
-	}
-	if err != nil {
-		return state.WindowRecord{}, fmt.Errorf("%s: read window %q: %w", s.name, id, err)
-	}
-	return w, nil
+	return one(ctx, s, `SELECT `+windowColumns+` FROM maintenance_windows WHERE id = $1`, id, s.scanWindow, fmt.Sprintf("window %q", id))
 }
 
 // ListWindows implements state.Maintenance.
