@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,11 +98,12 @@ type monthAt struct {
 // billLine is one line of a billing rule file being read.
 type billLine struct{ ruletext.Line }
 
-var (
-	billDate  = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}$`)
-	billClock = regexp.MustCompile(`^\d{2}:\d{2}$`)
-	billMonth = regexp.MustCompile(`^\d{4}-\d{2}$`)
-)
+// is tells whether w is written in layout (time.DateOnly, "15:04",
+// "2006-01").
+func is(layout, w string) bool {
+	_, err := time.Parse(layout, w)
+	return err == nil
+}
 
 // instant takes a date and a time of day in Brussels; the time may be
 // left out when optional.
@@ -112,11 +112,11 @@ func (l *billLine) instant(what string, optionalTime bool) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, err
 	}
-	if !billDate.MatchString(d) {
+	if !is(time.DateOnly, d) {
 		return time.Time{}, l.Errorf("%s: %q is not a date like 2026-11-02", what, d)
 	}
 	hm := "00:00"
-	if len(l.Words) > 0 && billClock.MatchString(l.Words[0]) {
+	if len(l.Words) > 0 && is("15:04", l.Words[0]) {
 		hm, _ = l.Word(what)
 	} else if !optionalTime {
 		return time.Time{}, l.Errorf("%s: a date needs a time of day like 10:00", what)
@@ -142,7 +142,7 @@ func (l *billLine) decimal(what string) (decimal.Decimal, error) {
 
 func (l *billLine) month(what string) (string, error) {
 	w, err := l.Word(what)
-	if err == nil && !billMonth.MatchString(w) {
+	if err == nil && !is("2006-01", w) {
 		err = l.Errorf("%s: %q is not a month like 2026-11", what, w)
 	}
 	return w, err
@@ -173,7 +173,7 @@ func (l *billLine) options(keys ...string) (map[string]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		if k == "received" && len(l.Words) > 0 && billClock.MatchString(l.Words[0]) {
+		if k == "received" && len(l.Words) > 0 && is("15:04", l.Words[0]) {
 			hm, _ := l.Word("")
 			v += " " + hm
 		}

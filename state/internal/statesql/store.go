@@ -256,7 +256,7 @@ func (s *Store) closeMonth(ctx context.Context, tx Conn, c state.MonthClose) err
 
 // ClosedMonths implements state.Months.
 func (s *Store) ClosedMonths(ctx context.Context, tenant string) ([]state.MonthClose, error) {
-	out, err := collect(ctx, s, `SELECT period, COALESCE(document, ''), closed_at FROM month_closes WHERE tenant = $1 ORDER BY period`,
+	return collect(ctx, s, "closed months of "+tenant, `SELECT period, COALESCE(document, ''), closed_at FROM month_closes WHERE tenant = $1 ORDER BY period`,
 		[]any{tenant}, func(r Row) (state.MonthClose, error) {
 			c := state.MonthClose{Tenant: tenant}
 			at, closedAt := s.d.ScanTime()
@@ -264,20 +264,21 @@ func (s *Store) ClosedMonths(ctx context.Context, tenant string) ([]state.MonthC
 			c.ClosedAt = closedAt()
 			return c, err
 		})
-	if err != nil {
-		return nil, fmt.Errorf("%s: closed months of %s: %w", s.name, tenant, err)
-	}
-	return out, nil
 }
 
-// collect runs a read query and scans each of its rows with scan.
-func collect[T any](ctx context.Context, s *Store, query string, args []any, scan func(Row) (T, error)) ([]T, error) {
+// collect runs a read query and scans each of its rows with scan; what
+// names the reading in its error ("list documents").
+func collect[T any](ctx context.Context, s *Store, what, query string, args []any, scan func(Row) (T, error)) (out []T, err error) {
+	defer func() {
+		if err != nil {
+			out, err = nil, fmt.Errorf("%s: %s: %w", s.name, what, err)
+		}
+	}()
 	rows, err := s.a.Read.Query(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []T
 	for rows.Next() {
 		v, err := scan(rows)
 		if err != nil {
@@ -321,11 +322,7 @@ func one[T any](ctx context.Context, s *Store, query, key string, scan func(Row)
 // ListDocuments implements state.Documents.
 func (s *Store) ListDocuments(ctx context.Context, f state.DocumentFilter) ([]state.Document, error) {
 	cond, args := DocumentWhere(s.d, f)
-	docs, err := collect(ctx, s, `SELECT `+documentColumns+` FROM documents WHERE `+cond+` ORDER BY series, seq`, args, s.scanDocument)
-	if err != nil {
-		return nil, fmt.Errorf("%s: list documents: %w", s.name, err)
-	}
-	return docs, nil
+	return collect(ctx, s, "list documents", `SELECT `+documentColumns+` FROM documents WHERE `+cond+` ORDER BY series, seq`, args, s.scanDocument)
 }
 
 // Freeze implements state.Frozen.
@@ -405,7 +402,7 @@ func (s *Store) appendAudit(ctx context.Context, tx Conn, e state.AuditEntry) (i
 // ListAudit implements state.Audit.
 func (s *Store) ListAudit(ctx context.Context, f state.AuditFilter) ([]state.AuditEntry, error) {
 	cond, args := AuditWhere(s.d, f)
-	es, err := collect(ctx, s, `SELECT seq, logged_at, actor, action, subject, detail FROM audit_log WHERE `+cond+` ORDER BY seq`, args,
+	return collect(ctx, s, "list audit", `SELECT seq, logged_at, actor, action, subject, detail FROM audit_log WHERE `+cond+` ORDER BY seq`, args,
 		func(r Row) (state.AuditEntry, error) {
 			var e state.AuditEntry
 			var detail []byte
@@ -414,10 +411,6 @@ func (s *Store) ListAudit(ctx context.Context, f state.AuditFilter) ([]state.Aud
 			e.Time, e.Detail = loggedAt(), detail
 			return e, err
 		})
-	if err != nil {
-		return nil, fmt.Errorf("%s: list audit: %w", s.name, err)
-	}
-	return es, nil
 }
 
 // DeclareWindow implements state.Maintenance.
@@ -544,9 +537,5 @@ func (s *Store) Window(ctx context.Context, id string) (state.WindowRecord, erro
 // ListWindows implements state.Maintenance.
 func (s *Store) ListWindows(ctx context.Context, f state.WindowFilter) ([]state.WindowRecord, error) {
 	cond, args := WindowWhere(s.d, f)
-	ws, err := collect(ctx, s, `SELECT `+windowColumns+` FROM maintenance_windows WHERE `+cond+` ORDER BY start_at, id`, args, s.scanWindow)
-	if err != nil {
-		return nil, fmt.Errorf("%s: list windows: %w", s.name, err)
-	}
-	return ws, nil
+	return collect(ctx, s, "list windows", `SELECT `+windowColumns+` FROM maintenance_windows WHERE `+cond+` ORDER BY start_at, id`, args, s.scanWindow)
 }
