@@ -12,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/paasmeter/paasmeter/internal/migrate"
+
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
@@ -49,7 +51,7 @@ func Open(ctx context.Context, dir, file, params string, migrations []string) (*
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w, migrations); err != nil {
+	if err := migrateDB(ctx, w, migrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -62,7 +64,7 @@ func Open(ctx context.Context, dir, file, params string, migrations []string) (*
 	return &DB{W: w, R: r, Path: path}, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+func migrateDB(ctx context.Context, db *sql.DB, migrations []string) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -72,13 +74,12 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
 		return fmt.Errorf("migrate: read schema version: %w", err)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade paasmeter", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", i+1, err)
-		}
+	err = migrate.Apply(v, migrations, func(_ int, stmts string) error {
+		_, err := tx.ExecContext(ctx, stmts)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
 		return fmt.Errorf("migrate: record schema version: %w", err)

@@ -29,6 +29,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paasmeter/paasmeter/internal/migrate"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/state/internal/statesql"
 )
@@ -53,7 +54,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres state store: connect to %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if err := migrateDB(ctx, pool); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("postgres state store %s/%s: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Database, err)
 	}
@@ -155,7 +156,7 @@ var migrations = []string{
 	` + statesql.CloseIssuedMonths,
 }
 
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func migrateDB(ctx context.Context, pool *pgxpool.Pool) error {
 	err := pgx.BeginTxFunc(ctx, pool, readCommitted, func(tx pgx.Tx) error {
 		// Held until commit: a second collector waits here, then finds the
 		// migrations applied.
@@ -171,18 +172,15 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		if err := tx.QueryRow(ctx, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations").Scan(&v); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
 		}
-		if v > len(migrations) {
-			return fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade paasmeter", v, len(migrations))
-		}
-		for i := v; i < len(migrations); i++ {
-			if _, err := tx.Exec(ctx, migrations[i]); err != nil {
-				return fmt.Errorf("migrate to version %d: %w", i+1, err)
+		return migrate.Apply(v, migrations, func(version int, stmts string) error {
+			if _, err := tx.Exec(ctx, stmts); err != nil {
+				return err
 			}
-			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", i+1); err != nil {
-				return fmt.Errorf("record version %d: %w", i+1, err)
+			if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", version); err != nil {
+				return fmt.Errorf("record version %d: %w", version, err)
 			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
