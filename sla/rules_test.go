@@ -1,7 +1,6 @@
 package sla_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/ruletext"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
@@ -106,40 +106,9 @@ func (c *minutesCase) events() []events.Event {
 
 // ruleLine is one line's words being read.
 type ruleLine struct {
-	pos   string
-	words []string
-	loc   *time.Location
-	day   string
-}
-
-func (l *ruleLine) errorf(format string, args ...any) error {
-	return fmt.Errorf("%s: %s", l.pos, fmt.Sprintf(format, args...))
-}
-
-// word takes the next word; what names it in the error when it is missing.
-func (l *ruleLine) word(what string) (string, error) {
-	if len(l.words) == 0 {
-		return "", l.errorf("missing %s", what)
-	}
-	w := l.words[0]
-	l.words = l.words[1:]
-	return w, nil
-}
-
-func (l *ruleLine) keyword(k string) error {
-	w, err := l.word(strconv.Quote(k))
-	if err == nil && w != k {
-		err = l.errorf("%q where %q belongs", w, k)
-	}
-	return err
-}
-
-// end fails when words are left over.
-func (l *ruleLine) end() error {
-	if len(l.words) > 0 {
-		return l.errorf("unexpected %q", strings.Join(l.words, " "))
-	}
-	return nil
+	ruletext.Line
+	loc *time.Location
+	day string
 }
 
 var (
@@ -150,61 +119,61 @@ var (
 
 // time takes a time of day on the current day, or a date and a time of day.
 func (l *ruleLine) time(what string) (time.Time, error) {
-	w, err := l.word(what)
+	w, err := l.Word(what)
 	if err != nil {
 		return time.Time{}, err
 	}
 	day := l.day
 	if dateWord.MatchString(w) {
 		day = w
-		if w, err = l.word(what + "'s time of day"); err != nil {
+		if w, err = l.Word(what + "'s time of day"); err != nil {
 			return time.Time{}, err
 		}
 	}
 	if !clockWord.MatchString(w) {
-		return time.Time{}, l.errorf("%s: %q is not a time like 12:00, 12:00:30 or 2026-02-28 23:50", what, w)
+		return time.Time{}, l.Errorf("%s: %q is not a time like 12:00, 12:00:30 or 2026-02-28 23:50", what, w)
 	}
 	if day == "" {
-		return time.Time{}, l.errorf("%s: %s is a time of day, and no day line came before it", what, w)
+		return time.Time{}, l.Errorf("%s: %s is a time of day, and no day line came before it", what, w)
 	}
 	if len(w) == len("12:00") {
 		w += ":00"
 	}
 	t, err := time.ParseInLocation("2006-01-02 15:04:05", day+" "+w, l.loc)
 	if err != nil {
-		return time.Time{}, l.errorf("%s: %v", what, err)
+		return time.Time{}, l.Errorf("%s: %v", what, err)
 	}
 	return t, nil
 }
 
 // span takes "from T to T".
 func (l *ruleLine) span(what string) (from, to time.Time, err error) {
-	if err = l.keyword("from"); err != nil {
+	if err = l.Keyword("from"); err != nil {
 		return
 	}
 	if from, err = l.time(what + " start"); err != nil {
 		return
 	}
-	if err = l.keyword("to"); err != nil {
+	if err = l.Keyword("to"); err != nil {
 		return
 	}
 	if to, err = l.time(what + " end"); err != nil {
 		return
 	}
 	if !to.After(from) {
-		err = l.errorf("%s ends at %s, not after it starts at %s", what, to.Format(time.DateTime), from.Format(time.DateTime))
+		err = l.Errorf("%s ends at %s, not after it starts at %s", what, to.Format(time.DateTime), from.Format(time.DateTime))
 	}
 	return
 }
 
 func (l *ruleLine) count(key string) (int64, error) {
-	w, err := l.word(key + "'s count")
+	w, err := l.Word(key + "'s count")
 	if err != nil {
 		return 0, err
 	}
 	n, err := strconv.ParseInt(w, 10, 64)
 	if err != nil || n < 0 {
-		return 0, l.errorf("%s: %q is not a count of minutes", key, w)
+		return 0, l.Errorf("%s: %q is not a count of minutes", key, w)
 	}
 	return n, nil
 }
@@ -220,55 +189,50 @@ func parseMinutesCases(name string, r io.Reader, loc *time.Location) ([]*minutes
 		headerDay, day string
 		c              = &header
 	)
-	sc := bufio.NewScanner(r)
-	for n := 1; sc.Scan(); n++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		l := &ruleLine{pos: fmt.Sprintf("%s:%d", name, n), words: strings.Fields(text), loc: loc, day: day}
-		verb, _ := l.word("")
+	err := ruletext.Read(name, r, func(rl *ruletext.Line) error {
+		l := &ruleLine{Line: *rl, loc: loc, day: day}
+		verb, _ := l.Word("")
 		var err error
 		switch {
 		case verb == "case":
 			if c != &header {
 				if err := finish(c); err != nil {
-					return nil, err
+					return err
 				}
 			}
-			if len(l.words) == 0 {
-				return nil, l.errorf("a case needs a sentence naming its rule")
+			if len(l.Words) == 0 {
+				return l.Errorf("a case needs a sentence naming its rule")
 			}
 			cc := header
 			c = &cc
 			cases = append(cases, c)
-			c.name, c.pos, l.words = strings.Join(l.words, " "), l.pos, nil
+			c.name, c.pos, l.Words = strings.Join(l.Words, " "), l.Pos, nil
 			day = headerDay
 		case verb == "day":
 			var w string
-			if w, err = l.word("date"); err == nil && !dateWord.MatchString(w) {
-				err = l.errorf("%q is not a date like 2026-03-10", w)
+			if w, err = l.Word("date"); err == nil && !dateWord.MatchString(w) {
+				err = l.Errorf("%q is not a date like 2026-03-10", w)
 			}
 			day = w
 			if c == &header {
 				headerDay = w
 			}
-		case verb == "period" && len(l.words) == 1 && monthWord.MatchString(l.words[0]):
+		case verb == "period" && len(l.Words) == 1 && monthWord.MatchString(l.Words[0]):
 			var p calendar.Month
-			if p, err = calendar.Parse(l.words[0], loc); err != nil {
-				err = l.errorf("%v", err)
+			if p, err = calendar.Parse(l.Words[0], loc); err != nil {
+				err = l.Errorf("%v", err)
 			}
-			c.from, c.to, l.words = p.Start(), p.End(), nil
+			c.from, c.to, l.Words = p.Start(), p.End(), nil
 		case verb == "period":
 			c.from, c.to, err = l.span("period")
 		case verb == "now":
 			c.now, err = l.time("now")
 		case c == &header:
-			err = l.errorf("%q before the first case: only day, period and now set what every case starts with", verb)
+			err = l.Errorf("%q before the first case: only day, period and now set what every case starts with", verb)
 		case verb == "window":
 			var w sla.Window
 			if w.Start, w.End, err = l.span("window"); err == nil {
-				w.ID, w.Scope, w.Reason, l.words = fmt.Sprintf("w%d", len(c.windows)+1), sla.Scope{Tenant: "caami"}, strings.Join(l.words, " "), nil
+				w.ID, w.Scope, w.Reason, l.Words = fmt.Sprintf("w%d", len(c.windows)+1), sla.Scope{Tenant: "caami"}, strings.Join(l.Words, " "), nil
 				c.windows = append(c.windows, w)
 			}
 		case verb == "replica":
@@ -276,15 +240,15 @@ func parseMinutesCases(name string, r io.Reader, loc *time.Location) ([]*minutes
 		case verb == "fail" || verb == "silent":
 			err = outcomeLine(l, c, verb)
 		case clockWord.MatchString(verb) || dateWord.MatchString(verb):
-			l.words = append([]string{verb}, l.words...)
+			l.Words = append([]string{verb}, l.Words...)
 			err = eventLine(l, c)
 		case verb == "want":
 			err = wantLine(l, c)
 		case verb == "availability" || verb == "credit":
 			var w string
-			if w, err = l.word(verb + " in percent"); err == nil {
+			if w, err = l.Word(verb + " in percent"); err == nil {
 				if _, perr := strconv.ParseFloat(w, 64); perr != nil {
-					err = l.errorf("%s: %q is not a percentage", verb, w)
+					err = l.Errorf("%s: %q is not a percentage", verb, w)
 				}
 			}
 			if verb == "availability" {
@@ -295,17 +259,15 @@ func parseMinutesCases(name string, r io.Reader, loc *time.Location) ([]*minutes
 		case verb == "outage":
 			err = outageLine(l, c)
 		default:
-			err = l.errorf("unknown line %q: want case, day, period, now, window, replica, fail, silent, an event (12:05 died ...), want, availability, credit or outage", verb)
+			err = l.Errorf("unknown line %q: want case, day, period, now, window, replica, fail, silent, an event (12:05 died ...), want, availability, credit or outage", verb)
 		}
 		if err == nil {
-			err = l.end()
+			err = l.End()
 		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(cases) == 0 {
 		return nil, fmt.Errorf("%s: no case", name)
@@ -329,26 +291,26 @@ func finish(c *minutesCase) error {
 func replicaLine(l *ruleLine, c *minutesCase) error {
 	p := eventPart{}
 	var err error
-	if p.name, err = l.word("replica name"); err != nil {
+	if p.name, err = l.Word("replica name"); err != nil {
 		return err
 	}
-	if p.ctr, err = l.word("container"); err != nil {
+	if p.ctr, err = l.Word("container"); err != nil {
 		return err
 	}
 	if p.start, p.end, err = l.span("replica"); err != nil {
 		return err
 	}
 	for _, k := range []string{"probed", "every"} {
-		if err := l.keyword(k); err != nil {
+		if err := l.Keyword(k); err != nil {
 			return err
 		}
 	}
-	w, err := l.word("probe interval")
+	w, err := l.Word("probe interval")
 	if err != nil {
 		return err
 	}
 	if p.every, err = time.ParseDuration(w); err != nil || p.every <= 0 {
-		return l.errorf("probe interval %q is not a duration like 10s", w)
+		return l.Errorf("probe interval %q is not a duration like 10s", w)
 	}
 	c.parts = append(c.parts, p)
 	return nil
@@ -356,7 +318,7 @@ func replicaLine(l *ruleLine, c *minutesCase) error {
 
 func outcomeLine(l *ruleLine, c *minutesCase, verb string) error {
 	if len(c.parts) == 0 || c.parts[len(c.parts)-1].event != nil {
-		return l.errorf("%s must follow a replica line: it says how that replica's probes go", verb)
+		return l.Errorf("%s must follow a replica line: it says how that replica's probes go", verb)
 	}
 	from, to, err := l.span("probes")
 	if err != nil {
@@ -379,39 +341,39 @@ func eventLine(l *ruleLine, c *minutesCase) error {
 	if err != nil {
 		return err
 	}
-	w, err := l.word("event type")
+	w, err := l.Word("event type")
 	if err != nil {
 		return err
 	}
 	typ := events.Type(w)
 	if !slices.Contains(lifecycleTypes, typ) {
-		return l.errorf("event type %q: want one of %v", w, lifecycleTypes)
+		return l.Errorf("event type %q: want one of %v", w, lifecycleTypes)
 	}
-	name, err := l.word("replica name")
+	name, err := l.Word("replica name")
 	if err != nil {
 		return err
 	}
-	ctr, err := l.word("container")
+	ctr, err := l.Word("container")
 	if err != nil {
 		return err
 	}
 	var by events.Initiator
-	if len(l.words) > 0 && l.words[0] == "by" {
-		l.words = l.words[1:]
-		w, err := l.word("initiator")
+	if len(l.Words) > 0 && l.Words[0] == "by" {
+		l.Words = l.Words[1:]
+		w, err := l.Word("initiator")
 		if err != nil {
 			return err
 		}
 		if by = events.Initiator(w); by != events.ByOwner && by != events.ByPlatform {
-			return l.errorf("initiator %q: want owner or platform", w)
+			return l.Errorf("initiator %q: want owner or platform", w)
 		}
 	}
 	e := lifecycle(typ, name, ctr, at, by)
-	if len(l.words) > 0 && l.words[0] == "oom-killed" {
+	if len(l.Words) > 0 && l.Words[0] == "oom-killed" {
 		if typ != events.Died {
-			return l.errorf("oom-killed is said of a died event, not %s", typ)
+			return l.Errorf("oom-killed is said of a died event, not %s", typ)
 		}
-		l.words = l.words[1:]
+		l.Words = l.Words[1:]
 		e.OOMKilled = true
 		e.SetID()
 	}
@@ -421,23 +383,23 @@ func eventLine(l *ruleLine, c *minutesCase) error {
 
 func wantLine(l *ruleLine, c *minutesCase) error {
 	if c.wantPos != "" {
-		return l.errorf("a second want line: the case's is at %s", c.wantPos)
+		return l.Errorf("a second want line: the case's is at %s", c.wantPos)
 	}
-	c.wantPos = l.pos
+	c.wantPos = l.Pos
 	fields := map[string]*int64{
 		"up": &c.want.Up, "down-platform": &c.want.DownPlatform, "down-tenant": &c.want.DownTenant,
 		"maintenance": &c.want.Maintenance, "not-eligible": &c.want.NotEligible, "future": &c.want.Future,
 		"total": &c.total,
 	}
 	seen := map[string]bool{}
-	for len(l.words) > 0 {
-		key, _ := l.word("")
+	for len(l.Words) > 0 {
+		key, _ := l.Word("")
 		f, ok := fields[key]
 		if !ok {
-			return l.errorf("want %q: the counts are up, down-platform, down-tenant, maintenance, not-eligible, future and total", key)
+			return l.Errorf("want %q: the counts are up, down-platform, down-tenant, maintenance, not-eligible, future and total", key)
 		}
 		if seen[key] {
-			return l.errorf("want %s twice", key)
+			return l.Errorf("want %s twice", key)
 		}
 		seen[key] = true
 		n, err := l.count(key)
@@ -447,7 +409,7 @@ func wantLine(l *ruleLine, c *minutesCase) error {
 		*f = n
 	}
 	if len(seen) == 0 {
-		return l.errorf("want names no count")
+		return l.Errorf("want names no count")
 	}
 	return nil
 }
@@ -458,12 +420,12 @@ func outageLine(l *ruleLine, c *minutesCase) error {
 	if o.Start, o.End, err = l.span("outage"); err != nil {
 		return err
 	}
-	w, err := l.word("outage cause")
+	w, err := l.Word("outage cause")
 	if err != nil {
 		return err
 	}
 	if o.Cause = sla.Cause(w); o.Cause != sla.CausePlatform && o.Cause != sla.CauseTenant {
-		return l.errorf("outage cause %q: want platform or tenant", w)
+		return l.Errorf("outage cause %q: want platform or tenant", w)
 	}
 	if o.Minutes, err = l.count("outage"); err != nil {
 		return err

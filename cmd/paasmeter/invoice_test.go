@@ -226,21 +226,7 @@ func TestCollectorServesTheIssuedInvoices(t *testing.T) {
 	if out, err := runAt(t, ctx, midNovember(), "", "--config", cfgPath, "invoice", "issue", "--period", "2026-10"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
-	cfg, err := a.loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), hub.Collector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	srv := h.CollectorServer()
+	srv := collectorHub(t, ctx, cfgPath).CollectorServer()
 	api := httptest.NewServer(srv.Handler())
 	defer api.Close()
 	get := func(path string) (int, string) {
@@ -353,21 +339,7 @@ func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
 		t.Errorf("the successful run's entry: %+v %+v, want invoice-run/2026-10 by cron, 2 issued, no error", es[1], outcomes[1])
 	}
 
-	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
-	cfg, err := a.loadConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), hub.Collector)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := h.Close(); err != nil {
-			t.Error(err)
-		}
-	}()
-	srv := h.CollectorServer()
+	srv := collectorHub(t, ctx, cfgPath).CollectorServer()
 	admin := httptest.NewServer(srv.AdminHandler())
 	defer admin.Close()
 	resp, err := http.Get(admin.URL + "/metrics")
@@ -388,4 +360,26 @@ func TestInvoiceIssueRecordsEveryRunInTheAuditForTheCollector(t *testing.T) {
 			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
 		}
 	}
+}
+
+// collectorHub opens the collector's hub as the command builds it from the
+// configuration at cfgPath, with the clock in mid-November; it is closed
+// when the test ends.
+func collectorHub(t *testing.T, ctx context.Context, cfgPath string) *hub.Hub {
+	t.Helper()
+	a := &app{stdout: io.Discard, stderr: io.Discard, getenv: func(string) string { return "" }, clock: midNovember(), configPath: cfgPath}
+	cfg, err := a.loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := hub.Open(ctx, cfg, a.hubOptions(a.logger(cfg)), hub.Collector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
 }

@@ -18,18 +18,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/sqlitedb"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/internal/sqlkit"
 	"github.com/paasmeter/paasmeter/usage"
-
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
 
 // FileName is the database file inside the data directory.
@@ -46,39 +42,18 @@ var _ metering.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir and migrates its schema.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded store: create data directory: %w", err)
-	}
-	path := filepath.Join(dir, FileName)
-	dsn := func(extra string) string {
-		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1&_cache_size=-65536" + extra
-	}
-	w, err := sql.Open("sqlite3", dsn("&_txlock=immediate"))
+	db, err := sqlitedb.Open(ctx, dir, FileName, "&_cache_size=-65536", migrations)
 	if err != nil {
-		return nil, fmt.Errorf("embedded store: open %s: %w", path, err)
+		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	// SQLite has one writer; one connection makes writers queue in Go (honouring
-	// their contexts) instead of spinning on SQLITE_BUSY.
-	w.SetMaxOpenConns(1)
-	w.SetConnMaxLifetime(0)
-	if err := migrate(ctx, w); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("embedded store %s: %w", path, err)
-	}
-	r, err := sql.Open("sqlite3", dsn("&mode=ro"))
-	if err != nil {
-		w.Close()
-		return nil, fmt.Errorf("embedded store: open %s for reading: %w", path, err)
-	}
-	r.SetMaxOpenConns(4)
-	return &Store{w: w, r: r, path: path}, nil
+	return &Store{w: db.W, r: db.R, path: db.Path}, nil
 }
 
 // Path returns the database file.
 func (s *Store) Path() string { return s.path }
 
-// migrations are applied in order; PRAGMA user_version records how many ran.
-// Never edit one that has shipped: append a new one.
+// migrations are the schema, applied in order by sqlitedb.Open: never edit
+// one that has shipped, append a new one.
 var migrations = []string{
 	// The key leads with (tenant, window_start) although the id alone is unique:
 	// the id is derived from the tenant and the window, so the two keys reject
@@ -164,30 +139,6 @@ var migrations = []string{
 		records INTEGER NOT NULL CHECK (records > 0),
 		PRIMARY KEY (tenant, hour)
 	) WITHOUT ROWID;`,
-}
-
-func migrate(ctx context.Context, db *sql.DB) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("migrate: %w", err)
-	}
-	defer tx.Rollback()
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("migrate: read schema version: %w", err)
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this binary knows (%d): upgrade paasmeter", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migrate to version %d: %w", i+1, err)
-		}
-	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-		return fmt.Errorf("migrate: record schema version: %w", err)
-	}
-	return tx.Commit()
 }
 
 const insertUsage = `INSERT INTO usage_records

@@ -11,66 +11,76 @@ import (
 	"github.com/paasmeter/paasmeter/state/statetest"
 )
 
+// open opens the store in dir, failing the test if it cannot; the test
+// closes it once done with it (Close twice is harmless).
+func open(t *testing.T, dir string) *embedded.Store {
+	t.Helper()
+	s, err := embedded.Open(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// freeze freezes the content every upgrade test reads back.
+func freeze(t *testing.T, s *embedded.Store) string {
+	t.Helper()
+	h, err := s.Freeze(context.Background(), []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// wantFrozen checks that s holds what freeze froze as h.
+func wantFrozen(t *testing.T, s *embedded.Store, h, when string) {
+	t.Helper()
+	if got, err := s.FrozenContent(context.Background(), h); err != nil || string(got) != `{"v":1}` {
+		t.Errorf("%s FrozenContent = %q, %v", when, got, err)
+	}
+}
+
+// tamper closes s and runs queries on its file behind its back, as an older
+// binary or an operator would leave it.
+func tamper(t *testing.T, s *embedded.Store, queries ...string) {
+	t.Helper()
+	s.Close()
+	db, err := sql.Open("sqlite3", "file:"+s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range queries {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+}
+
 // TestContract runs the contract with two Stores on one directory: what two
 // processes sharing a data directory hold.
 func TestContract(t *testing.T) {
 	statetest.Run(t, func(t *testing.T) (state.Store, state.Store) {
 		dir := t.TempDir()
-		a, err := embedded.Open(context.Background(), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, err := embedded.Open(context.Background(), dir)
-		if err != nil {
-			a.Close()
-			t.Fatal(err)
-		}
-		return a, b
+		return open(t, dir), open(t, dir)
 	})
 }
 
 func TestReopenKeepsDocuments(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.Freeze(ctx, []byte(`{"v":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open(t, dir)
+	h := freeze(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatalf("reopen: %v", err)
-	}
-	defer s.Close()
-	if got, err := s.FrozenContent(ctx, h); err != nil || string(got) != `{"v":1}` {
-		t.Errorf("after reopen FrozenContent = %q, %v", got, err)
-	}
+	wantFrozen(t, open(t, dir), h, "after reopen")
 }
 
 func TestNewerSchemaIsRefused(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := s.Path()
-	s.Close()
-	db, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec("PRAGMA user_version = 99"); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
-	s, err = embedded.Open(ctx, dir)
+	tamper(t, open(t, dir), "PRAGMA user_version = 99")
+	s, err := embedded.Open(context.Background(), dir)
 	if err == nil {
 		s.Close()
 		t.Fatal("a schema newer than the binary was opened")
@@ -84,38 +94,18 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 // database as the first schema left it, with an issued invoice, as an
 // upgrade finds it.
 func TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing.T) {
-	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := s.Freeze(ctx, []byte(`{"v":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := open(t, dir)
+	h := freeze(t, s)
 	issued := statetest.IssueBeforeUpgrade(t, s)
-	path := s.Path()
-	s.Close()
-	db, err := sql.Open("sqlite3", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{"DROP TABLE maintenance_windows", "DROP TABLE month_closes", "PRAGMA user_version = 1"} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
-	s, err = embedded.Open(ctx, dir)
+	tamper(t, s, "DROP TABLE maintenance_windows", "DROP TABLE month_closes", "PRAGMA user_version = 1")
+	s, err := embedded.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatalf("opening a first-schema store: %v", err)
 	}
 	defer s.Close()
-	if got, err := s.FrozenContent(ctx, h); err != nil || string(got) != `{"v":1}` {
-		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
-	}
-	w, err := s.DeclareWindow(ctx, state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r", DeclaredAt: statetest.Base,
+	wantFrozen(t, s, h, "after the upgrade")
+	w, err := s.DeclareWindow(context.Background(), state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r", DeclaredAt: statetest.Base,
 		Source: state.WindowSourceAPI}, state.AuditEntry{Time: statetest.Base, Actor: "ops", Action: "maintenance.declare"})
 	if err != nil || w.ID != "1" {
 		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)

@@ -146,12 +146,17 @@ func list(t *testing.T, s state.Store, f state.DocumentFilter) []state.Document 
 	return docs
 }
 
-func numbers(docs []state.Document) []string {
-	out := make([]string, len(docs))
-	for i, d := range docs {
-		out[i] = d.Number
+// pluck returns f of each of xs.
+func pluck[T any](xs []T, f func(T) string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = f(x)
 	}
 	return out
+}
+
+func numbers(docs []state.Document) []string {
+	return pluck(docs, func(d state.Document) string { return d.Number })
 }
 
 func audits(t *testing.T, s state.Store, f state.AuditFilter) []state.AuditEntry {
@@ -164,11 +169,7 @@ func audits(t *testing.T, s state.Store, f state.AuditFilter) []state.AuditEntry
 }
 
 func subjects(es []state.AuditEntry) []string {
-	out := make([]string, len(es))
-	for i, e := range es {
-		out[i] = e.Subject
-	}
-	return out
+	return pluck(es, func(e state.AuditEntry) string { return e.Subject })
 }
 
 // wantNumbers fails t unless the store holds exactly want, in order.

@@ -33,11 +33,7 @@ func mustDeclare(t *testing.T, s state.Store, w state.WindowRecord) state.Window
 }
 
 func windowIDs(ws []state.WindowRecord) []string {
-	out := make([]string, len(ws))
-	for i, w := range ws {
-		out[i] = w.ID
-	}
-	return out
+	return pluck(ws, func(w state.WindowRecord) string { return w.ID })
 }
 
 func testWindowCreate(t *testing.T, a, b state.Store) {

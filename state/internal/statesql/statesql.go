@@ -1,7 +1,9 @@
 // Package statesql is what the SQL adapters of the state store share: the
-// checks Issue makes on what build returned, the checks of a maintenance
-// window, the audit entries' defaults, and the WHERE clauses of the listings,
-// spelled for each dialect.
+// store's statements and transactions (Store), the checks Issue makes on
+// what build returned, the checks of a maintenance window, the audit
+// entries' defaults, and the WHERE clauses of the listings, spelled for each
+// dialect. An adapter opens and migrates its database, runs write
+// transactions, and says how its engine differs (Dialect).
 package statesql
 
 import (
@@ -13,6 +15,12 @@ import (
 
 	"github.com/paasmeter/paasmeter/state"
 )
+
+// CloseIssuedMonths is the last statement of the migration that creates
+// month_closes, on either engine: the invoices issued before it closed
+// their months.
+const CloseIssuedMonths = `INSERT INTO month_closes (tenant, period, document, closed_at)
+		SELECT tenant, period, MIN(number), MIN(issued_at) FROM documents WHERE kind = 'invoice' GROUP BY tenant, period;`
 
 // Built checks the document build returned for series and seq and returns it
 // as the store keeps it (IssuedAt in UTC).
@@ -129,6 +137,23 @@ type Dialect struct {
 	StartsWith func(column, p string) string
 	// Time converts a time to the parameter the engine compares with its time columns.
 	Time func(time.Time) any
+	// ScanTime returns a scan destination for a time column and what reads
+	// it once scanned: the time in UTC, zero for NULL.
+	ScanTime func() (dest any, get func() time.Time)
+	// NoRows is the driver's error for a query that returned no row.
+	NoRows error
+	// Unique returns the constraint a unique violation names, "" for
+	// another error; nil where the engine's one write lock leaves no
+	// concurrent insert to collide with.
+	Unique func(err error) string
+	// LockMonths, when not empty, is the statement that takes the lock
+	// serializing one tenant's closes ($1: the tenant) until the
+	// transaction ends; LockAudit the one that serializes the audit log's
+	// numbering. Without them the engine's one write lock does.
+	LockMonths, LockAudit string
+	// NextWindowSeq is the query that returns the next maintenance window
+	// number.
+	NextWindowSeq string
 }
 
 // where collects conditions and their parameters.
