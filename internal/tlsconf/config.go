@@ -150,3 +150,18 @@ func (c *Client) Transport() *http.Transport {
 	}
 	return t
 }
+
+// IsLoopback says whether addr (host:port) listens on this host only:
+// localhost or a loopback IP. An empty host is every interface. Listeners
+// that carry tokens or operators' data may go beyond loopback only with TLS.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
