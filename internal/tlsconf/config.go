@@ -47,6 +47,9 @@ func NewServer(name string, c ServerConfig, log *slog.Logger) (*Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if !c.Enabled() {
+		return nil, errors.New("cert_file, key_file: required to serve TLS")
+	}
 	src, err := newSource(name, c.CertFile, c.KeyFile, c.ClientCAFile, log)
 	if err != nil {
 		return nil, err

@@ -204,6 +204,7 @@ func TestConfigErrorsNameTheKeysAndFiles(t *testing.T) {
 		want string
 	}{
 		{tlsconf.ServerConfig{CertFile: "x.pem"}, "cert_file, key_file"},
+		{tlsconf.ServerConfig{}, "cert_file, key_file: required"},
 		{tlsconf.ServerConfig{ClientCAFile: "ca.pem"}, "client_ca_file"},
 		{tlsconf.ServerConfig{CertFile: filepath.Join(dir, "missing.pem"), KeyFile: filepath.Join(dir, "k.pem")}, "missing.pem"},
 	} {
