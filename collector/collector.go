@@ -13,12 +13,16 @@ package collector
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,6 +36,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/batching"
 )
@@ -93,6 +98,8 @@ type Server struct {
 	ready *readiness
 	// contributed are Options.Routes.
 	contributed []route.Route
+	// apiTLS and adminTLS are the listeners' TLS; nil serves plain HTTP.
+	apiTLS, adminTLS *tlsconf.Server
 }
 
 // New builds a Server.
@@ -168,6 +175,9 @@ func New(o Options) (*Server, error) {
 	if err := checkRoutes(s.Routes()); err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
+	if err := s.openTLS(); err != nil {
+		return nil, err
+	}
 	s.ready = &readiness{check: s.store.Ready, draining: &s.draining, now: time.Now}
 	if err := newReadinessGauge(o.Registry, s.ready); err != nil {
 		return nil, fmt.Errorf("collector: register metrics: %w", err)
@@ -183,24 +193,77 @@ func (s *Server) Handler() http.Handler {
 	for _, rt := range s.Routes() {
 		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		route.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
-	})
+	mux.HandleFunc("/", notFound)
 	return mux
 }
 
-// AdminHandler returns the admin listener handler: /metrics, pprof, /healthz, /readyz.
+func notFound(w http.ResponseWriter, r *http.Request) {
+	route.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+}
+
+// openTLS reads the listeners' certificates and exports their expiry.
+func (s *Server) openTLS() error {
+	var sources []*tlsconf.Source
+	for _, l := range []struct {
+		name string
+		c    tlsconf.ServerConfig
+		dst  **tlsconf.Server
+	}{{"api", s.cfg.TLS, &s.apiTLS}, {"admin", s.cfg.AdminTLS, &s.adminTLS}} {
+		if !l.c.Enabled() {
+			continue
+		}
+		srv, err := tlsconf.NewServer(l.name, l.c, s.log)
+		if err != nil {
+			return fmt.Errorf("collector: %s: %w", map[string]string{"api": "tls", "admin": "admin_tls"}[l.name], err)
+		}
+		*l.dst = srv
+		sources = append(sources, srv.Source())
+	}
+	if len(sources) == 0 {
+		return nil
+	}
+	if err := s.registry.Register(tlsconf.ExpiryCollector(sources...)); err != nil {
+		return fmt.Errorf("collector: register metrics: %w", err)
+	}
+	return nil
+}
+
+// AdminHandler returns the admin listener handler: /metrics, pprof (with
+// collector.pprof), /healthz, /readyz. With collector.admin_token_sha256,
+// /metrics and pprof require that bearer token.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /metrics", s.adminOnly(promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry})))
+	if s.cfg.Pprof {
+		mux.Handle("GET /debug/pprof/", s.adminOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("GET /debug/pprof/cmdline", s.adminOnly(http.HandlerFunc(pprof.Cmdline)))
+		mux.Handle("GET /debug/pprof/profile", s.adminOnly(http.HandlerFunc(pprof.Profile)))
+		mux.Handle("GET /debug/pprof/symbol", s.adminOnly(http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("GET /debug/pprof/trace", s.adminOnly(http.HandlerFunc(pprof.Trace)))
+	}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("/", notFound)
 	return mux
+}
+
+// adminOnly requires collector.admin_token_sha256's bearer token, when one
+// is configured.
+func (s *Server) adminOnly(h http.Handler) http.Handler {
+	if s.cfg.AdminTokenSHA256 == "" {
+		return h
+	}
+	want, _ := hex.DecodeString(s.cfg.AdminTokenSHA256) // Validate checked it
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(got[:], want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="paasmeter-admin"`)
+			route.WriteError(w, http.StatusUnauthorized, "the admin listener requires the bearer token of collector.admin_token_sha256", nil)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -252,6 +315,14 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 		}
 	}
 	api, admin := newServer(s.Handler()), newServer(s.AdminHandler())
+	// The listeners, not the servers, speak TLS: Serve stays one call, and
+	// each handshake reads the certificates as their files are then.
+	if s.apiTLS != nil {
+		apiLn = s.apiTLS.Listener(apiLn)
+	}
+	if s.adminTLS != nil {
+		adminLn = s.adminTLS.Listener(adminLn)
+	}
 	errc := make(chan error, 2)
 	go func() { errc <- api.Serve(apiLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -16,8 +18,21 @@ type Config struct {
 	// Listen is the tenants' listener: the APIs agents and institutions call.
 	Listen string `yaml:"listen"`
 	// AdminListen serves /metrics and pprof, which carry every tenant's data:
-	// keep it on a private interface.
+	// loopback only, unless AdminTLS and AdminTokenSHA256 are both set.
 	AdminListen string `yaml:"admin_listen"`
+	// TLS is the tenants' listener's; with client_ca_file, an agent may
+	// authenticate with a client certificate naming its node (auth.CertPrincipal).
+	TLS tlsconf.ServerConfig `yaml:"tls"`
+	// AdminTLS is the admin listener's (no client certificates: it goes by
+	// AdminTokenSHA256).
+	AdminTLS tlsconf.ServerConfig `yaml:"admin_tls"`
+	// AdminTokenSHA256, when set, is the hex SHA-256 of the bearer token
+	// /metrics and pprof require (paasmeter token hash): Prometheus's, not
+	// an API token.
+	AdminTokenSHA256 string `yaml:"admin_token_sha256"`
+	// Pprof serves /debug/pprof on the admin listener; off by default,
+	// since profiles carry the command line and the heap.
+	Pprof bool `yaml:"pprof"`
 	// MaxBodyBytes bounds a request body (after gzip decoding too).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxRecords bounds the records of one batch.
@@ -178,6 +193,23 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %q is not host:port: %w", l.name, l.addr, err))
 		}
 	}
+	if c.AdminListen != "" && !tlsconf.IsLoopback(c.AdminListen) && (!c.AdminTLS.Enabled() || c.AdminTokenSHA256 == "") {
+		errs = append(errs, fmt.Errorf("admin_listen: %q is not a loopback address: set admin_tls (cert_file, key_file) and admin_token_sha256 to listen beyond this host", c.AdminListen))
+	}
+	for _, t := range []struct {
+		name string
+		c    tlsconf.ServerConfig
+	}{{"tls", c.TLS}, {"admin_tls", c.AdminTLS}} {
+		if err := t.c.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s.%w", t.name, err))
+		}
+	}
+	if c.AdminTLS.ClientCAFile != "" {
+		errs = append(errs, errors.New("admin_tls.client_ca_file: not supported: the admin listener goes by admin_token_sha256"))
+	}
+	if c.AdminTokenSHA256 != "" && !sha256Hex.MatchString(c.AdminTokenSHA256) {
+		errs = append(errs, errors.New("admin_token_sha256: must be 64 lower-case hex digits (paasmeter token hash)"))
+	}
 	if c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		errs = append(errs, errors.New("admin_listen: must differ from listen, so operators' metrics never reach tenants"))
 	}
@@ -206,6 +238,8 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Validate reports what is wrong with c, naming each field.
 func (c *LogsConfig) Validate() error {

@@ -126,8 +126,14 @@ func TestOperatorEndpointsOnlyOnTheAdminListener(t *testing.T) {
 	if a.code != 200 || !strings.Contains(string(a.body), `paasmeter_collector_records_total{kind="usage",outcome="new",tenant="caami"} 2`) {
 		t.Errorf("admin /metrics: %d, missing the per-tenant record counter:\n%s", a.code, a.body)
 	}
-	if a := do(t, "GET", e.admin.URL+"/debug/pprof/", "", nil); a.code != 200 {
-		t.Errorf("admin pprof: %d", a.code)
+	// pprof is off unless collector.pprof turns it on.
+	if a := do(t, "GET", e.admin.URL+"/debug/pprof/", "", nil); a.code != 404 {
+		t.Errorf("admin pprof by default: %d, want 404", a.code)
+	}
+	cfg := collector.DefaultConfig()
+	cfg.Pprof = true
+	if a := do(t, "GET", newEnv(t, &cfg, nil).admin.URL+"/debug/pprof/", "", nil); a.code != 200 {
+		t.Errorf("admin pprof with collector.pprof: %d", a.code)
 	}
 	for _, l := range []string{e.api.URL, e.admin.URL} {
 		for _, p := range []string{"/healthz", "/readyz"} {

@@ -22,6 +22,29 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestTLSExampleConfigLoads(t *testing.T) {
+	c, err := config.Load("../deploy/examples/paasmeter-tls.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Collector.TLS.Enabled() || c.Collector.TLS.ClientCAFile == "" || !c.Collector.AdminTLS.Enabled() || c.Collector.AdminTokenSHA256 == "" ||
+		c.Collector.Pprof || c.Agent.TLS.CertFile == "" || c.Agent.TLS.CAFile == "" || !c.Agent.AdminTLS.Enabled() {
+		t.Errorf("TLS example config loaded as %+v", c)
+	}
+}
+
+func TestAListenerBeyondLoopbackWithoutTLSIsRefusedNamingTheKey(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"collector:\n  admin_listen: 0.0.0.0:9090\n", "collector.admin_listen"},
+		{"agent:\n  admin_listen: 0.0.0.0:9100\n", "agent.admin_listen"},
+		{"agent:\n  tls: {ca_file: ca.pem}\n", "agent.tls"},
+	} {
+		if _, err := config.Parse([]byte(tc.yaml), "x.yaml", noEnv); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want it to name %s", tc.yaml, err, tc.want)
+		}
+	}
+}
+
 func TestEmptyFileMeansDefaults(t *testing.T) {
 	c, err := config.Parse(nil, "empty.yaml", noEnv)
 	if err != nil {

@@ -43,13 +43,19 @@ metrics under cAdvisor's names, spool and shipping health) is served on agent.ad
 	return cmd
 }
 
-// agentToken reads the token from the environment or the configured file.
-func (a *app) agentToken(file string) (string, error) {
+// agentToken reads the token from the environment or the configured file;
+// with a client certificate (agent.tls.cert_file), which names the node to
+// the collector, there may be none.
+func (a *app) agentToken(ac *agent.Config) (string, error) {
 	if t := strings.TrimSpace(a.getenv("PAASMETER_AGENT_TOKEN")); t != "" {
 		return t, nil
 	}
+	file := ac.TokenFile
+	if file == "" && ac.TLS.CertFile != "" {
+		return "", nil
+	}
 	if file == "" {
-		return "", errors.New("agent: no token: set PAASMETER_AGENT_TOKEN or agent.token_file")
+		return "", errors.New("agent: no token: set PAASMETER_AGENT_TOKEN or agent.token_file, or agent.tls.cert_file")
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -92,7 +98,7 @@ func (a *app) prepareAgent(ac *agent.Config) (token string, plat *spec.Spec, err
 			return "", nil, fmt.Errorf("agent: node name: %w", err)
 		}
 	}
-	if token, err = a.agentToken(ac.TokenFile); err != nil {
+	if token, err = a.agentToken(ac); err != nil {
 		return "", nil, err
 	}
 	if ac.PlatformSpec != "" {

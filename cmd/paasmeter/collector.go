@@ -20,7 +20,12 @@ func (a *app) collectorCmd() *cobra.Command {
                           /logs, /invoices and /invoices/{number}.{format}, Loki's query_range,
                           labels and label values (institution or admin tokens),
                           /api/v1/maintenance (admin tokens), /healthz, /readyz
-  collector.admin_listen  /metrics and /debug/pprof/ for operators: keep it private
+  collector.admin_listen  /metrics (and /debug/pprof/ with collector.pprof) for operators:
+                          loopback only unless admin_tls and admin_token_sha256 are set
+
+Either listener serves TLS with collector.tls / collector.admin_tls; with
+collector.tls.client_ca_file, agents may authenticate with a client
+certificate naming their node instead of a token.
 
 Records and log lines are validated, deduplicated by id and stored in the
 metering store: the embedded one under store.data_dir, or ClickHouse when

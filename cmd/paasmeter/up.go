@@ -107,7 +107,11 @@ func (a *app) runUp(ctx context.Context, platform string) (err error) {
 		return <-colDone
 	}
 
-	cfg.Agent.CollectorURL = "http://" + col.api.String()
+	scheme := "http://"
+	if cfg.Collector.TLS.Enabled() {
+		scheme = "https://" // agent.tls must then trust the collector's certificate
+	}
+	cfg.Agent.CollectorURL = scheme + col.api.String()
 	n, err := node.Open(node.Options{Config: cfg.Agent, Token: token, Platform: plat, Engine: eng, Clock: a.clock, Logger: log})
 	if err != nil {
 		return errors.Join(err, stopCollectorAndWait())

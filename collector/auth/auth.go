@@ -9,6 +9,7 @@ package auth
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
@@ -141,14 +142,22 @@ func NewAuthenticator(tokens []TokenConfig) (*Authenticator, error) {
 	return a, nil
 }
 
-// ErrNoToken and ErrBadToken are the two ways authentication fails.
+// ErrNoToken, ErrBadToken and ErrBadCert are the ways authentication fails.
 var (
-	ErrNoToken  = errors.New("missing bearer token (Authorization: Bearer <token>)")
+	ErrNoToken  = errors.New("missing bearer token (Authorization: Bearer <token>) or client certificate")
 	ErrBadToken = errors.New("invalid bearer token")
+	ErrBadCert  = errors.New("the client certificate must name its node as its one DNS subject alternative name")
 )
 
-// Authenticate returns the principal of the request's bearer token.
+// Authenticate returns the principal of the request: the node a verified
+// client certificate names (mutual TLS) or else the bearer token's. The
+// certificate comes first because it authenticates the connection itself;
+// only the collector's client CAs verify one (collector.tls.client_ca_file),
+// so without them every request goes by its token.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+		return CertPrincipal(r.TLS.VerifiedChains[0][0])
+	}
 	h := r.Header.Get("Authorization")
 	scheme, token, ok := strings.Cut(h, " ")
 	if h == "" || !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -159,6 +168,17 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, ErrBadToken
 	}
 	return p, nil
+}
+
+// CertPrincipal is the agent a verified client certificate identifies: the
+// node named by its one DNS SAN, with the rights of that node's agent token.
+// A certificate with no DNS SAN, or several, names no node.
+func CertPrincipal(c *x509.Certificate) (Principal, error) {
+	if len(c.DNSNames) != 1 || c.DNSNames[0] == "" {
+		return Principal{}, ErrBadCert
+	}
+	node := c.DNSNames[0]
+	return Principal{Name: "cert:" + node, Role: RoleAgent, Node: node}, nil
 }
 
 // Hash returns the hex SHA-256 of token, the form the configuration holds.

@@ -1,7 +1,10 @@
 package auth_test
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -93,5 +96,38 @@ func TestNewTokensAreDistinctAndLong(t *testing.T) {
 			t.Fatalf("token %q is short or repeated", tok)
 		}
 		seen[tok] = true
+	}
+}
+
+func TestAVerifiedClientCertificateNamesItsNode(t *testing.T) {
+	a, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent-2", Role: auth.RoleAgent, Node: "node-2", SHA256: auth.Hash("t2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := func(dns ...string) *http.Request {
+		r := httptest.NewRequest("POST", "/", nil)
+		r.TLS = &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{DNSNames: dns}}}}
+		return r
+	}
+	p, err := a.Authenticate(withCert("node-1"))
+	if err != nil || p != (auth.Principal{Name: "cert:node-1", Role: auth.RoleAgent, Node: "node-1"}) {
+		t.Errorf("a certificate of node-1: %+v, %v", p, err)
+	}
+	// The certificate authenticates the connection: a token beside it changes nothing.
+	r := withCert("node-1")
+	r.Header.Set("Authorization", "Bearer t2")
+	if p, _ := a.Authenticate(r); p.Node != "node-1" {
+		t.Errorf("a certificate of node-1 with node-2's token acts as %q", p.Node)
+	}
+	for _, dns := range [][]string{nil, {"node-1", "node-2"}, {""}} {
+		if _, err := a.Authenticate(withCert(dns...)); !errors.Is(err, auth.ErrBadCert) {
+			t.Errorf("a certificate naming %q: %v, want ErrBadCert", dns, err)
+		}
+	}
+	// An unverified certificate (no client CAs configured) counts for nothing.
+	r = httptest.NewRequest("POST", "/", nil)
+	r.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{{DNSNames: []string{"node-1"}}}}
+	if _, err := a.Authenticate(r); !errors.Is(err, auth.ErrNoToken) {
+		t.Errorf("an unverified certificate: %v, want ErrNoToken", err)
 	}
 }

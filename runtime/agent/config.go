@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/runtime/tail"
 )
 
@@ -42,8 +43,14 @@ type Config struct {
 	StateHorizon time.Duration `yaml:"state_horizon"`
 	// BatchSize is the most records shipped in one request.
 	BatchSize int `yaml:"batch_size"`
-	// AdminListen serves the agent's /metrics.
+	// AdminListen serves the agent's /metrics: loopback only, unless AdminTLS is set.
 	AdminListen string `yaml:"admin_listen"`
+	// TLS is how the agent reaches an https collector_url: the CAs it
+	// trusts, and the client certificate naming this node (mutual TLS), with
+	// which the token becomes optional.
+	TLS tlsconf.ClientConfig `yaml:"tls"`
+	// AdminTLS is the admin listener's.
+	AdminTLS tlsconf.ServerConfig `yaml:"admin_tls"`
 	// PlatformSpec is the platform spec file (runtime/spec) whose containers
 	// this node runs; empty means the agent only meters what others start.
 	PlatformSpec string `yaml:"platform_spec"`
@@ -117,6 +124,20 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.AdminListen); err != nil {
 		errs = append(errs, fmt.Errorf("admin_listen: %q is not host:port", c.AdminListen))
+	} else if !tlsconf.IsLoopback(c.AdminListen) && !c.AdminTLS.Enabled() {
+		errs = append(errs, fmt.Errorf("admin_listen: %q is not a loopback address: set admin_tls (cert_file, key_file) to listen beyond this host", c.AdminListen))
+	}
+	if err := c.TLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("tls.%w", err))
+	}
+	if c.TLS.Configured() && strings.HasPrefix(c.CollectorURL, "http:") {
+		errs = append(errs, fmt.Errorf("tls: set, but collector_url %q is http: use https", c.CollectorURL))
+	}
+	if err := c.AdminTLS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("admin_tls.%w", err))
+	}
+	if c.AdminTLS.ClientCAFile != "" {
+		errs = append(errs, errors.New("admin_tls.client_ca_file: not supported on the agent's admin listener"))
 	}
 	if err := c.Logs.Validate(); err != nil {
 		for _, line := range strings.Split(err.Error(), "\n") {

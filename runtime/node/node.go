@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,6 +34,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/runtime/agent"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
@@ -164,8 +166,12 @@ func Open(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	shipClient, adminTLS, err := n.openTLS()
+	if err != nil {
+		return nil, err
+	}
 	so := ship.Options{Spool: n.spool, Dead: n.dead, BaseURL: ac.CollectorURL, Token: o.Token,
-		Client: &http.Client{Timeout: time.Minute}, BatchSize: ac.BatchSize, Logger: n.log, Registry: n.reg, Failpoints: o.Failpoints,
+		Client: shipClient, BatchSize: ac.BatchSize, Logger: n.log, Registry: n.reg, Failpoints: o.Failpoints,
 		Wake: wake, Idle: o.ShipIdle}
 	if ac.Logs.Enabled {
 		n.tailer, err = tail.New(tail.Options{Config: ac.Logs, Node: ac.Node, Engine: o.Engine, Spool: n.spool,
@@ -197,10 +203,43 @@ func Open(o Options) (n *Node, err error) {
 	if n.adminLn, err = net.Listen("tcp", ac.AdminListen); err != nil {
 		return nil, fmt.Errorf("agent: admin listen %s: %w", ac.AdminListen, err)
 	}
+	if adminTLS != nil {
+		n.adminLn = adminTLS.Listener(n.adminLn)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	n.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	return n, nil
+}
+
+// openTLS builds the shipper's HTTP client (over agent.tls when
+// collector_url is https) and the admin listener's TLS (nil without
+// agent.admin_tls), and exports their certificates' expiry.
+func (n *Node) openTLS() (*http.Client, *tlsconf.Server, error) {
+	client := &http.Client{Timeout: time.Minute}
+	var sources []*tlsconf.Source
+	if strings.HasPrefix(n.cfg.CollectorURL, "https:") {
+		c, err := tlsconf.NewClient("collector", n.cfg.TLS, n.log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("agent: tls: %w", err)
+		}
+		client.Transport = c.Transport()
+		sources = append(sources, c.Source())
+	}
+	var admin *tlsconf.Server
+	if n.cfg.AdminTLS.Enabled() {
+		var err error
+		if admin, err = tlsconf.NewServer("admin", n.cfg.AdminTLS, n.log); err != nil {
+			return nil, nil, fmt.Errorf("agent: admin_tls: %w", err)
+		}
+		sources = append(sources, admin.Source())
+	}
+	if len(sources) > 0 {
+		if err := n.reg.Register(tlsconf.ExpiryCollector(sources...)); err != nil {
+			return nil, nil, err
+		}
+	}
+	return client, admin, nil
 }
 
 // AdminAddr is where the node's /metrics is served.
