@@ -19,12 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"time"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/privfile"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/internal/sqlkit"
 	"github.com/paasmeter/paasmeter/usage"
@@ -46,10 +46,15 @@ var _ metering.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir and migrates its schema.
 func Open(ctx context.Context, dir string) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded store: create data directory: %w", err)
+	// Usage and container logs (which may hold health data): only the
+	// service's user reads them.
+	if err := privfile.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("embedded store: data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := privfile.SQLite(path); err != nil {
+		return nil, fmt.Errorf("embedded store: %w", err)
+	}
 	dsn := func(extra string) string {
 		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1&_cache_size=-65536" + extra
 	}

@@ -18,12 +18,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/privfile"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/state/internal/statesql"
 
@@ -45,10 +45,13 @@ var _ state.Store = (*Store)(nil)
 // Open opens (creating if needed) the store in dir and migrates its schema.
 func Open(ctx context.Context, dir string) (*Store, error) {
 	// The state holds invoices and the audit log: only the service's user reads it.
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("embedded state store: create data directory: %w", err)
+	if err := privfile.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("embedded state store: data directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
+	if err := privfile.SQLite(path); err != nil {
+		return nil, fmt.Errorf("embedded state store: %w", err)
+	}
 	dsn := func(extra string) string {
 		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1" + extra
 	}
