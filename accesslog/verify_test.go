@@ -81,7 +81,7 @@ func TestTamperingIsFoundAtTheFirstBrokenLine(t *testing.T) {
 			ls[1] = bytes.Replace(ls[1], []byte(`"tenant":"caami"`), []byte(`"tenant":"ona"`), 1)
 			return ls
 		}, 3, "the line before hashes to"},
-		"a removed entry": {func(ls [][]byte) [][]byte { return append(ls[:2:2], ls[3:]...) }, 3, "the line before hashes to"},
+		"a removed entry":       {func(ls [][]byte) [][]byte { return append(ls[:2:2], ls[3:]...) }, 3, "the line before hashes to"},
 		"a removed first entry": {func(ls [][]byte) [][]byte { return ls[1:] }, 1, "the first line has no predecessor"},
 		"an inserted entry": {func(ls [][]byte) [][]byte {
 			return append(ls[:2:2], append([][]byte{[]byte(`{"actor":"x","prev":""}` + "\n")}, ls[2:]...)...)
