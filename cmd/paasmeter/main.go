@@ -30,7 +30,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot(os.Stdout, os.Stderr, os.Getenv, clock.System{}).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "paasmeter:", err)
+		fmt.Fprintln(os.Stderr, "paasmeter:", termSafe(err.Error())) // errors can quote what a collector or a tenant sent
 		os.Exit(1)
 	}
 }
