@@ -15,6 +15,9 @@ import (
 type Chain struct {
 	// Entries is the number of lines.
 	Entries int
+	// Unchained is how many of them, at the start, carry no prev: entries
+	// of releases before 2026-12-07, which the chain does not cover.
+	Unchained int
 	// Head is the hash of the last line ("" for an empty file): kept
 	// elsewhere, it shows later whether the file was cut short or rewritten.
 	Head string
@@ -33,7 +36,9 @@ func (e *BrokenError) Error() string {
 
 // Verify reads an access log file and checks that every line is one entry
 // (a JSON object with no repeated key) whose prev is the hash of the line
-// before it ("" on the first), and that the file ends with a newline. It
+// before it ("" on the first), and that the file ends with a newline. Lines
+// without prev are allowed only before the first line with one (the
+// entries of older releases, counted in Chain.Unchained). It
 // returns a *BrokenError for the first line that is not so, or the read
 // error.
 func Verify(r io.Reader) (Chain, error) {
@@ -52,41 +57,48 @@ func Verify(r io.Reader) (Chain, error) {
 		if !complete {
 			return c, &BrokenError{Line: n, Reason: "the file ends inside this line (no newline after it)"}
 		}
-		if reason := checkLine(body, c.Head); reason != "" {
+		chained, reason := checkLine(body, c.Head, c.Unchained == c.Entries)
+		if reason != "" {
 			return c, &BrokenError{Line: n, Reason: reason}
+		}
+		if !chained {
+			c.Unchained++
 		}
 		c.Entries, c.Head = n, Hash(body)
 	}
 }
 
-// checkLine says what is wrong with one line whose predecessor hashes to
-// prev, or "".
-func checkLine(line []byte, prev string) string {
+// checkLine says whether line is chained, and what is wrong with it ("" if
+// nothing) when its predecessor hashes to prev; an unchained line is right
+// only if every line before it was unchained too.
+func checkLine(line []byte, prev string, unchainedSoFar bool) (bool, string) {
 	var e struct {
 		Prev *string `json:"prev"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	if t := bytes.TrimLeft(line, " \t\r"); len(t) == 0 || t[0] != '{' {
-		return "is not a JSON object"
+		return false, "is not a JSON object"
 	}
 	if err := dec.Decode(&e); err != nil {
-		return fmt.Sprintf("is not an entry: %s", truncate(err.Error()))
+		return false, fmt.Sprintf("is not an entry: %s", truncate(err.Error()))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return "has more after its JSON object"
+		return false, "has more after its JSON object"
 	}
 	if key, ok := jsonkey.Repeated(line); ok {
-		return fmt.Sprintf("repeats the key %q", truncate(key))
+		return false, fmt.Sprintf("repeats the key %q", truncate(key))
 	}
 	switch {
+	case e.Prev == nil && unchainedSoFar:
+		return false, ""
 	case e.Prev == nil:
-		return `has no "prev": it is not chained`
+		return false, `has no "prev" after chained lines: it was inserted or changed`
 	case *e.Prev != prev && prev == "":
-		return fmt.Sprintf("prev is %q, want \"\": the first line has no predecessor", truncate(*e.Prev))
+		return true, fmt.Sprintf("prev is %q, want \"\": the first line has no predecessor", truncate(*e.Prev))
 	case *e.Prev != prev:
-		return fmt.Sprintf("prev is %q, but the line before hashes to %s: a line was changed, inserted or removed here or just before", truncate(*e.Prev), prev)
+		return true, fmt.Sprintf("prev is %q, but the line before hashes to %s: a line was changed, inserted or removed here or just before", truncate(*e.Prev), prev)
 	}
-	return ""
+	return true, ""
 }
 
 func truncate(s string) string {

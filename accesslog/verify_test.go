@@ -89,7 +89,11 @@ func TestTamperingIsFoundAtTheFirstBrokenLine(t *testing.T) {
 		"an entry without prev": {func(ls [][]byte) [][]byte {
 			ls[3] = []byte(`{"actor":"x"}` + "\n")
 			return ls
-		}, 4, "not chained"},
+		}, 4, `has no "prev" after chained lines`},
+		"a first entry stripped of its prev": {func(ls [][]byte) [][]byte {
+			ls[0] = bytes.Replace(ls[0], []byte(`,"prev":""`), nil, 1)
+			return ls
+		}, 2, "the line before hashes to"},
 		"a repeated prev": {func(ls [][]byte) [][]byte {
 			ls[2] = bytes.Replace(ls[2], []byte(`"prev":`), []byte(`"prev":"x","prev":`), 1)
 			return ls
@@ -120,6 +124,29 @@ func TestTamperingIsFoundAtTheFirstBrokenLine(t *testing.T) {
 // TestAnIncompleteLastLineIsCutOffOnOpen: a crash while Record wrote leaves
 // part of a line no read was answered for; the chain goes on from the last
 // whole line.
+// TestEntriesOfOlderReleasesPrecedeTheChain: a file of a release before
+// the chain keeps growing; its old lines are counted, not covered.
+func TestEntriesOfOlderReleasesPrecedeTheChain(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	old := `{"time":"2026-11-15T12:00:00Z","actor":"ops","action":"GET /x","tenant":"caami"}` + "\n"
+	if err := os.WriteFile(path, []byte(old+old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := accesslog.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := a.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	if c, err := verifyFile(t, path); err != nil || c.Entries != 4 || c.Unchained != 2 {
+		t.Errorf("Verify = %+v, %v; want 4 entries of which 2 unchained", c, err)
+	}
+}
+
 func TestAnIncompleteLastLineIsCutOffOnOpen(t *testing.T) {
 	for _, torn := range []string{`{"time":"2026-11-15T12:00:00Z","act`, "\n{"} {
 		path := chained(t, 3)

@@ -67,7 +67,7 @@ configuration file (--config); see README.md for its reference.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "paasmeter.yaml", "configuration file")
-	root.AddCommand(a.collectorCmd(), a.agentCmd(), a.spoolCmd(), a.configCmd(), a.tokenCmd(), a.usageCmd(), a.upCmd(), a.logsCmd(), a.invoiceCmd(), a.reconcileCmd(), a.maintenanceCmd(), a.slaCmd())
+	root.AddCommand(a.collectorCmd(), a.agentCmd(), a.spoolCmd(), a.configCmd(), a.tokenCmd(), a.usageCmd(), a.upCmd(), a.logsCmd(), a.invoiceCmd(), a.reconcileCmd(), a.maintenanceCmd(), a.slaCmd(), a.auditCmd())
 	return root
 }
 
