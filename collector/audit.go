@@ -54,20 +54,17 @@ func (s *Server) recordRefusal(r *http.Request, action string, p auth.Principal,
 // leaves, and a read that cannot be recorded is answered 503 without its
 // data: the access log fails closed.
 func (s *Server) serveAudited(w http.ResponseWriter, r *http.Request, action string, p auth.Principal, handle route.Handler) {
+	if s.audit == nil {
+		s.log.Error("operator read refused: no access log is configured", "principal", p.Name, "path", r.URL.Path)
+		refuseUnaudited(w)
+		return
+	}
 	record := func(status int) error {
-		err := errors.New("no access log is configured")
-		if s.audit != nil {
-			err = s.audit.Record(r.Context(), s.accessEntry(r, action, p, accesslog.Allowed, status))
-		}
+		err := s.audit.Record(r.Context(), s.accessEntry(r, action, p, accesslog.Allowed, status))
 		if err != nil {
 			s.log.Error("operator read refused: the access log failed", "principal", p.Name, "path", r.URL.Path, "err", err)
 		}
 		return err
-	}
-	if s.audit == nil {
-		record(http.StatusServiceUnavailable) // logs why
-		refuseUnaudited(w)
-		return
 	}
 	g := &auditGate{ResponseWriter: w, record: record}
 	handle(g, r, p)
