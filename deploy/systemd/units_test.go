@@ -11,17 +11,21 @@ import (
 	"testing"
 )
 
-var units = []string{"paasmeter-collector.service", "paasmeter-agent.service"}
+// units are the unit files, each with what it grants beyond the common
+// hardening: the agent runs iptables for the network wall (runtime/netwall).
+var units = map[string][]string{
+	"paasmeter-collector.service": {"CapabilityBoundingSet=", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6"},
+	"paasmeter-agent.service":     {"CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK"},
+}
 
 // hardening is what every unit must set, as "key=value" (the last value of
 // a repeated key counts, as in systemd, except SystemCallFilter, which
 // accumulates and is checked for its first value).
 var hardening = []string{
 	"StateDirectoryMode=0700", "UMask=0077",
-	"NoNewPrivileges=yes", "CapabilityBoundingSet=", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
+	"NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "PrivateDevices=yes",
 	"ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectControlGroups=yes",
-	"RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6", "LockPersonality=yes", "MemoryDenyWriteExecute=yes",
-	"SystemCallFilter=@system-service",
+	"LockPersonality=yes", "MemoryDenyWriteExecute=yes", "SystemCallFilter=@system-service",
 }
 
 // service returns the [Service] settings of a unit file.
@@ -53,9 +57,9 @@ func service(t *testing.T, path string) map[string][]string {
 }
 
 func TestUnitsSetTheHardening(t *testing.T) {
-	for _, u := range units {
+	for u, grants := range units {
 		s := service(t, u)
-		for _, kv := range hardening {
+		for _, kv := range append(grants, hardening...) {
 			k, want, _ := strings.Cut(kv, "=")
 			vs := s[k]
 			got := ""
@@ -89,7 +93,7 @@ func TestSystemdAcceptsTheUnits(t *testing.T) {
 	}
 	dir := t.TempDir()
 	var paths []string
-	for _, u := range units {
+	for u := range units {
 		b, err := os.ReadFile(u)
 		if err != nil {
 			t.Fatal(err)
