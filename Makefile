@@ -76,7 +76,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, each for FUZZTIME (default 60s), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, each for FUZZTIME (default 60s), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
@@ -88,6 +88,8 @@ fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push de
 	$(GO) test ./sla/maintenance/ -run '^$$' -fuzz FuzzDecodeDeclaration -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./runtime/netwall/ -run '^$$' -fuzz FuzzDrops -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./internal/tlsconf/ -run '^$$' -fuzz FuzzParseCertificates -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./accesslog/ -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./internal/jsonkey/ -run '^$$' -fuzz FuzzRepeated -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./billing/ -count=1 -run '^TestPropertyEveryRecordIsBilledOnce$$' -property.sequences $(PROPERTY_SEQUENCES)
 
 .PHONY: clean

@@ -4,6 +4,7 @@
 package batch
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/paasmeter/paasmeter/internal/jsonkey"
 )
 
 // ErrMalformed marks a body that is not a well-formed batch at all (bad JSON,
@@ -59,7 +62,7 @@ func (e *InvalidError) Error() string {
 }
 
 // Decode reads one batch from r. Each element of "records" is decoded into a
-// fresh W, rejecting unknown fields, and handed to each with its index; each
+// fresh W, rejecting unknown fields and repeated keys, and handed to each with its index; each
 // returns that record's problems (none when valid). Decoding goes on past bad
 // records so that all of them are reported at once.
 //
@@ -96,8 +99,16 @@ func Decode[W any](r io.Reader, max int, each func(index int, w *W) []Problem) e
 				return &TooManyError{Limit: max}
 			}
 			n++
+			var raw json.RawMessage
+			if err := dec.Decode(&raw); err != nil {
+				return malformed(dec, fmt.Errorf("records[%d]: %w", i, err))
+			}
+			if key, ok := jsonkey.Repeated(raw); ok {
+				problems = append(problems, Problem{Index: i, Field: Truncate(key), Reason: "repeats a key of its object (keys are matched ignoring case): each may appear once"})
+				continue
+			}
 			var w W
-			if err := dec.Decode(&w); err != nil {
+			if err := decodeStrict(raw, &w); err != nil {
 				p, ok := fieldProblem(i, err)
 				if !ok {
 					return malformed(dec, fmt.Errorf("records[%d]: %w", i, err))
@@ -124,6 +135,13 @@ func Decode[W any](r io.Reader, max int, each func(index int, w *W) []Problem) e
 		return &InvalidError{Problems: problems, Records: n}
 	}
 	return nil
+}
+
+// decodeStrict decodes one record, refusing unknown fields.
+func decodeStrict(raw json.RawMessage, w any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	return dec.Decode(w)
 }
 
 // Encode writes recs as a batch.

@@ -284,7 +284,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		s.ready.record(time.Now(), err)
 	}
 	if err != nil {
-		route.WriteError(w, http.StatusServiceUnavailable, "metering store not ready", err.Error())
+		// The store's error names hosts, paths and users: the log gets it,
+		// the (unauthenticated) prober a generic reason.
+		s.log.Warn("readiness probe: metering store not ready", "err", err)
+		route.WriteError(w, http.StatusServiceUnavailable, "metering store not ready", nil)
 		return
 	}
 	route.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})

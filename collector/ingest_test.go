@@ -148,6 +148,10 @@ func TestBadBatchesStoreNothing(t *testing.T) {
 			token: agentNode1, body: withBad(func(r *usage.Record) { r.Quantity = -1 }, true), code: 400, index: 3, field: "quantity"},
 		"an unknown field is rejected with its index and name": {
 			token: agentNode1, body: bytes.Replace(encode(t, good), []byte(`"node":`), []byte(`"colour":"red","node":`), 1), code: 400, index: 0, field: "colour"},
+		"a repeated key is rejected with its index and name": {
+			token: agentNode1, body: bytes.Replace(encode(t, good), []byte(`"tenant":"caami"`), []byte(`"tenant":"caami","tenant":"ona"`), 1), code: 400, index: 0, field: "tenant"},
+		"a key repeated in another case is rejected with its index and name": {
+			token: agentNode1, body: bytes.Replace(encode(t, good), []byte(`"tenant":"caami"`), []byte(`"tenant":"caami","Tenant":"ona"`), 1), code: 400, index: 0, field: "Tenant"},
 		"a window ending before it starts is rejected": {
 			token: agentNode1, body: withBad(func(r *usage.Record) { r.WindowEnd = r.WindowStart.Add(-time.Second) }, true), code: 400, index: 3, field: "window_end"},
 		"an unknown meter is rejected": {

@@ -309,6 +309,7 @@ func TestMalformedDeclarationsAreRefusedNamingTheField(t *testing.T) {
 		"a version on a new window":           {"POST", "", windowJSON("caami", 10*24*time.Hour, `,"version":2`), 400, "version"},
 		"a change without version":            {"PUT", "/" + w.ID, windowJSON("caami", 11*24*time.Hour, ""), 400, "version"},
 		"a change with another window's id":   {"PUT", "/" + w.ID, windowJSON("caami", 11*24*time.Hour, `,"id":"other","version":1`), 400, "id"},
+		"a repeated key":                      {"POST", "", windowJSON("caami", 10*24*time.Hour, `,"tenant":"ona"`), 400, "tenant"},
 		"an unknown institution":              {"POST", "", windowJSON("nobody", 10*24*time.Hour, ""), 422, "tenant"},
 		"a duration of a minute and a second": {"POST", "", strings.Replace(windowJSON("", 10*24*time.Hour, ""), `"2h"`, `"61s"`, 1), 422, "duration"},
 		"no reason":                           {"POST", "", `{"start":"2026-12-01T00:00:00Z","duration":"1h"}`, 422, "reason"},

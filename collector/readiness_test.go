@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -130,5 +131,17 @@ func TestReadyMetricIs0WhileDrainingWithAReadyStore(t *testing.T) {
 	}
 	if got := readyGauge(t, e); got != 0 {
 		t.Errorf("paasmeter_collector_ready = %v once shut down (the store still answers), want 0", got)
+	}
+}
+
+// TestReadyzDoesNotShowTheStoresError: /readyz is unauthenticated, and the
+// store's error can name hosts, paths and users; only the log gets it.
+func TestReadyzDoesNotShowTheStoresError(t *testing.T) {
+	e, _ := newPingEnv(t, nil, true)
+	for _, base := range []string{e.api.URL, e.admin.URL} {
+		a := do(t, "GET", base+"/readyz", "", nil)
+		if a.code != 503 || strings.Contains(string(a.body), "connection refused") || !strings.Contains(string(a.body), "metering store not ready") {
+			t.Errorf("%s/readyz answered %d %s, want 503 with a generic reason", base, a.code, a.body)
+		}
 	}
 }

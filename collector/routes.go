@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
 )
@@ -104,6 +102,14 @@ func (s *Server) wrap(rt route.Route) http.Handler {
 			}
 			span.SetAttributes(attribute.String("paasmeter.principal", p.Name))
 		}
+		served := false
+		if auditedRead(rt) {
+			defer func() {
+				if !served {
+					s.recordRefusal(r, name, p, rec.code)
+				}
+			}()
+		}
 		if rt.Access == route.OrgRead || rt.Access == route.OrgWrite {
 			tenant := r.Header.Get(orgHeader)
 			if tenant == "" && p.Role == auth.RoleInstitution {
@@ -142,37 +148,13 @@ func (s *Server) wrap(rt route.Route) http.Handler {
 			route.WriteError(rec, http.StatusNotFound, "unknown tenant "+route.Quote(tenant), nil)
 			return
 		}
-		if (rt.Access == route.TenantRead || rt.Access == route.OrgRead) && p.Role == auth.RoleAdmin && !s.auditRead(rec, r, name, tenant, p) {
+		served = true
+		if auditedRead(rt) && p.Role == auth.RoleAdmin {
+			s.serveAudited(rec, r, name, p, rt.Handle)
 			return
 		}
 		rt.Handle(rec, r, p)
 	})
-}
-
-// auditRead records an operator's read of tenant's data before it happens,
-// or answers 503 and returns false: a read that cannot be audited is refused.
-func (s *Server) auditRead(w http.ResponseWriter, r *http.Request, action, tenant string, p auth.Principal) bool {
-	err := errors.New("no access log is configured")
-	if s.audit != nil {
-		// The query, unescaped, is what the operator asked for: the LogQL,
-		// the time range, the text searched.
-		detail := r.URL.Path
-		if raw := r.URL.RawQuery; raw != "" {
-			q, uerr := url.QueryUnescape(raw)
-			if uerr != nil {
-				q = raw
-			}
-			detail += "?" + q
-		}
-		err = s.audit.Record(r.Context(), accesslog.Entry{Time: s.clock.Now().UTC(), Actor: p.Name, Action: action, Tenant: tenant, Detail: detail})
-	}
-	if err != nil {
-		s.log.Error("operator read refused: the access log failed", "principal", p.Name, "tenant", tenant, "path", r.URL.Path, "err", err)
-		w.Header().Set("Retry-After", "30")
-		route.WriteError(w, http.StatusServiceUnavailable, "the access log is unavailable: operators' reads of tenant data are refused until it works", nil)
-		return false
-	}
-	return true
 }
 
 // statusRecorder remembers the status code a handler wrote.

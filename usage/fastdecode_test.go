@@ -83,7 +83,7 @@ func FuzzFastDecode(f *testing.F) {
 		{`"quantity":100`, `"quantity":-0`},                    // minus zero
 		{`"quantity":100`, `"quantity":null`},                  // null leaves the field alone
 		{`"quantity":100`, `"quantity":"100"`},                 // a string for an integer
-		{`"node":"node-1"`, `"node":"node-1","node":"node-2"`}, // the last of a repeated key wins
+		{`"node":"node-1"`, `"node":"node-1","node":"node-2"`}, // a repeated key (refused)
 		{`"node":"node-1"`, `"node":"node\u002d1"`},            // an escape
 		{`"node":"node-1"`, `"node":"nødé"`},                   // not ASCII
 		{`"app":"pricing"`, `"app":"pricing","x":{"y":[1,2]}`}, // an unknown field

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/internal/jsonkey"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -24,6 +25,8 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`{"records":[{"window_start":"2026-13-45T00:00:00Z"}]}`)
 	f.Add(`{"records":[null, 1, "x", []]}`)
 	f.Add(`{"records":{}}`)
+	f.Add(strings.Replace(batchJSON(good), `"tenant":"caami"`, `"tenant":"caami","tenant":"ona"`, 1))
+	f.Add(strings.Replace(batchJSON(good), `"tenant":"caami"`, `"tenant":"caami","TENANT":"ona"`, 1))
 	f.Add(`[]`)
 	lim := usage.DefaultLimits()
 	lim.MaxRecords = 50
@@ -33,6 +36,9 @@ func FuzzDecodeBatch(f *testing.F) {
 		var tm *batch.TooManyError
 		switch {
 		case err == nil:
+			if key, ok := jsonkey.Repeated([]byte(body)); ok {
+				t.Fatalf("accepted a batch that repeats the key %s", key)
+			}
 			for i := range recs {
 				if ps := usage.Validate(&recs[i], i, now, lim); len(ps) > 0 {
 					t.Fatalf("accepted an invalid record: %v", ps)

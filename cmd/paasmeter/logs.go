@@ -160,8 +160,9 @@ func (a *app) runLogs(ctx context.Context, o logsOptions) error {
 	}
 }
 
+// printLine prints one line of a tenant's logs, its controls escaped (termSafe).
 func (a *app) printLine(l collector.LogLine) {
-	fmt.Fprintf(a.stdout, "%s %s %s\n", l.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00"), logs.StreamKey(l.Labels), l.Line)
+	fmt.Fprintf(a.stdout, "%s %s %s\n", l.Time.UTC().Format("2006-01-02T15:04:05.000000000Z07:00"), termSafe(logs.StreamKey(l.Labels)), termSafe(l.Line))
 }
 
 // logReader reads a tenant's lines through the collector's API.

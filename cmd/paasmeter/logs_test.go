@@ -139,6 +139,21 @@ func TestLogsCommandPrintsTheNewestLinesOldestFirst(t *testing.T) {
 	}
 }
 
+// TestLogsCommandEscapesControlCharacters: a tenant's line carrying ANSI
+// sequences reaches the operator's terminal as visible text.
+func TestLogsCommandEscapesControlCharacters(t *testing.T) {
+	url, ship := logsCollector(t)
+	ship(containerLine("pricing", time.Now().Add(-time.Minute), "red \x1b[31mALERT\x1b[0m \x1b]0;retitled\x07\tdone"))
+	var out bytes.Buffer
+	if err := runLogs(context.Background(), &out, "caami-token", "--tenant", "caami", "--collector", url); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	got := out.String()
+	if strings.ContainsAny(got, "\x1b\x07") || !strings.HasSuffix(got, ` red \x1b[31mALERT\x1b[0m \x1b]0;retitled\x07`+"\tdone\n") {
+		t.Errorf("printed %q, want the escape sequences written out", got)
+	}
+}
+
 func TestLogsCommandFollowsNewLinesAndPrintsEachOnce(t *testing.T) {
 	url, ship := logsCollector(t)
 	base := time.Now().Add(-time.Minute)

@@ -30,7 +30,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := newRoot(os.Stdout, os.Stderr, os.Getenv, clock.System{}).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "paasmeter:", err)
+		fmt.Fprintln(os.Stderr, "paasmeter:", termSafe(err.Error())) // errors can quote what a collector or a tenant sent
 		os.Exit(1)
 	}
 }
@@ -67,7 +67,7 @@ configuration file (--config); see README.md for its reference.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.PersistentFlags().StringVarP(&a.configPath, "config", "c", "paasmeter.yaml", "configuration file")
-	root.AddCommand(a.collectorCmd(), a.agentCmd(), a.spoolCmd(), a.configCmd(), a.tokenCmd(), a.usageCmd(), a.upCmd(), a.logsCmd(), a.invoiceCmd(), a.reconcileCmd(), a.maintenanceCmd(), a.slaCmd())
+	root.AddCommand(a.collectorCmd(), a.agentCmd(), a.spoolCmd(), a.configCmd(), a.tokenCmd(), a.usageCmd(), a.upCmd(), a.logsCmd(), a.invoiceCmd(), a.reconcileCmd(), a.maintenanceCmd(), a.slaCmd(), a.auditCmd())
 	return root
 }
 

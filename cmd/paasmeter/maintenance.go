@@ -277,7 +277,7 @@ func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) err
 				st = "cancelled"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, scope, d.Start.Format(time.RFC3339), d.Duration, repeats, st,
-				d.Version, d.Source, d.Reason)
+				d.Version, d.Source, termSafe(d.Reason))
 		}
 		return tw.Flush()
 	}

@@ -51,7 +51,7 @@ The running agent holds a lock on both: stop it first.`,
 				return err
 			}
 			for _, e := range entries {
-				fmt.Fprintf(a.stdout, "%d %s %s\n", e.Seq, e.Kind, e.Data)
+				fmt.Fprintf(a.stdout, "%d %s %s\n", e.Seq, e.Kind, termSafe(string(e.Data))) // entries hold tenants' log lines
 			}
 			return nil
 		},

@@ -17,6 +17,7 @@ import (
 	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
 
+	"github.com/paasmeter/paasmeter/internal/jsonkey"
 	"github.com/paasmeter/paasmeter/logs/logql"
 )
 
@@ -119,6 +120,9 @@ func decodeJSON(body []byte) ([]Stream, error) {
 	var req jsonPush
 	if err := json.Unmarshal(body, &req); err != nil {
 		return nil, fmt.Errorf("body is not a Loki JSON push: %w", err)
+	}
+	if key, ok := jsonkey.Repeated(body); ok {
+		return nil, fmt.Errorf("%s: repeats a key of its object (keys are matched ignoring case): each may appear once", truncate(key))
 	}
 	out := make([]Stream, len(req.Streams))
 	for i, s := range req.Streams {

@@ -139,6 +139,7 @@ func TestMalformedPushesAreRefusedWithTheReason(t *testing.T) {
 		{"a numeric timestamp", "application/json", `{"streams":[{"stream":{"a":"b"},"values":[[1,"x"]]}]}`, "timestamp must be a string", nil},
 		{"a timestamp in seconds with a fraction", "application/json", `{"streams":[{"stream":{"a":"b"},"values":[["1.5","x"]]}]}`, `timestamp "1.5" is not Unix nanoseconds`, nil},
 		{"a line that is not a string", "application/json", `{"streams":[{"stream":{"a":"b"},"values":[["1",{}]]}]}`, "the line must be a string", nil},
+		{"a repeated label", "application/json", `{"streams":[{"stream":{"app":"a","app":"b"},"values":[]}]}`, `streams[0].stream.app: repeats a key`, nil},
 		{"legacy labels that do not parse", "application/json", `{"streams":[{"labels":"app=a","entries":[]}]}`, `streams[0]: labels "app=a"`, nil},
 		{"a legacy time that is not RFC 3339", "application/json", `{"streams":[{"labels":"{a=\"b\"}","entries":[{"ts":"1","line":"x"}]}]}`, "not a Loki JSON push", nil},
 	}
@@ -192,6 +193,8 @@ func FuzzDecodeJSON(f *testing.F) {
 	f.Add([]byte(`{"streams":[{"stream":{"app":"a"},"values":[["1763208000000000000","line",{"trace_id":"abc"}]]}]}`))
 	f.Add([]byte(`{"streams":[{"values":[["-1",""]]}]}`))
 	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"streams":[{"stream":{"app":"a","app":"b"},"values":[["1763208000000000000","line"]]}]}`))
+	f.Add([]byte(`{"streams":[{"stream":{"app":"a"},"Stream":{"app":"b"},"values":[]}]}`))
 	f.Add([]byte(`{"streams":[{"labels":"{app=\"a\"}","entries":[{"ts":"2026-11-15T12:00:00.5Z","line":"legacy"}]}]}`))
 	f.Add([]byte(`{"streams":[{"labels":"{app=\"a\"}","entries":[{"ts":"3000-01-01T00:00:00Z","line":"beyond int64 ns"}]}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {

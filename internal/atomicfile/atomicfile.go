@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/paasmeter/paasmeter/internal/privfile"
 )
 
 // Write replaces path with data: it writes a temporary file beside it,
 // fsyncs it, renames it over path and fsyncs the directory, so the rename
-// itself survives a power loss.
+// itself survives a power loss. The file is readable by its owner alone
+// (privfile.FileMode): such files hold positions in tenants' logs and spools.
 func Write(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := privfile.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}

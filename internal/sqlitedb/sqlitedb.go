@@ -9,10 +9,10 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 
 	"github.com/paasmeter/paasmeter/internal/migrate"
+	"github.com/paasmeter/paasmeter/internal/privfile"
 
 	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
 )
@@ -37,11 +37,15 @@ type DB struct {
 // append a new one. params are more connection parameters
 // ("&_cache_size=-65536"), "" for none.
 func Open(ctx context.Context, dir, file, params string, migrations []string) (*DB, error) {
-	// The stores hold usage, invoices and the audit log: only the service's user reads them.
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	// The stores hold usage, container logs (which may hold health data),
+	// invoices and the audit log: only the service's user reads them.
+	if err := privfile.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	path := filepath.Join(dir, file)
+	if err := privfile.SQLite(path); err != nil {
+		return nil, err
+	}
 	dsn := func(extra string) string {
 		return "file:" + url.PathEscape(path) + "?_journal_mode=WAL&_synchronous=FULL&_busy_timeout=10000&_foreign_keys=1" + params + extra
 	}

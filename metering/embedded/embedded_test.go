@@ -2,11 +2,16 @@ package embedded_test
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/paasmeter/paasmeter/internal/privfile/privfiletest"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/metering/storetest"
+	"github.com/paasmeter/paasmeter/usage"
+	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
 
 func TestContract(t *testing.T) {
@@ -17,4 +22,26 @@ func TestContract(t *testing.T) {
 		}
 		return s
 	}, storetest.Capabilities{})
+}
+
+// TestDataFilesArePrivate: the database, its -wal and -shm files and the
+// directory are the service user's alone, whatever the umask.
+func TestDataFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	privfiletest.WithoutUmask(t, func() {
+		s, err := embedded.Open(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := s.AppendUsage(context.Background(), []usage.Record{usagetest.Record("caami", "abc", usage.MeterCPU, time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC), 100)}); err != nil {
+			t.Fatal(err)
+		}
+		seen := privfiletest.CheckTree(t, dir)
+		for _, name := range []string{embedded.FileName, embedded.FileName + "-wal", embedded.FileName + "-shm"} {
+			if !seen[name] {
+				t.Errorf("%s was not created (files: %v)", name, seen)
+			}
+		}
+	})
 }

@@ -53,6 +53,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/paasmeter/paasmeter/internal/privfile"
 )
 
 // Entry is one spooled item.
@@ -172,8 +174,9 @@ func Open(dir string, o Options) (*Spool, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("spool: create %s: %w", dir, err)
+	// Entries hold tenants' usage and logs: only the agent's user reads them.
+	if err := privfile.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("spool: %w", err)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -189,7 +192,7 @@ func Open(dir string, o Options) (*Spool, error) {
 
 func lockDir(dir string) (*os.File, error) {
 	path := filepath.Join(dir, lockName)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o640)
+	f, err := privfile.OpenFile(path, os.O_RDWR)
 	if err != nil {
 		return nil, fmt.Errorf("spool: open %s: %w", path, err)
 	}
@@ -400,7 +403,7 @@ func (s *Spool) newSegment() error {
 	path := filepath.Join(s.dir, segmentName(first))
 	// O_EXCL: a file by that name is one Open did not account for, and may
 	// hold entries.
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o640)
+	f, err := privfile.OpenFile(path, os.O_WRONLY|os.O_EXCL)
 	if err != nil {
 		return fmt.Errorf("spool: create %s: %w", path, full(err))
 	}
@@ -565,7 +568,7 @@ func (s *Spool) saveState(st stateFile) error {
 		return fmt.Errorf("spool: encode state: %w", err)
 	}
 	tmp := filepath.Join(s.dir, stateName+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	f, err := privfile.OpenFile(tmp, os.O_WRONLY|os.O_TRUNC)
 	if err != nil {
 		return fmt.Errorf("spool: create %s: %w", tmp, full(err))
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/privfile/privfiletest"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 )
 
@@ -769,4 +770,21 @@ func TestConcurrency(t *testing.T) {
 			t.Fatalf("stats at the end: %+v", st)
 		}
 	})
+}
+
+// TestFilesArePrivate: the spool's directory, segments, state and lock are
+// the agent user's alone, whatever the umask: entries hold tenants' usage and logs.
+func TestFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	privfiletest.WithoutUmask(t, func() {
+		s := open(t, dir, spool.Options{})
+		appendN(t, s, 0, 3)
+		if err := s.AckThrough(2); err != nil {
+			t.Fatal(err)
+		}
+	})
+	seen := privfiletest.CheckTree(t, dir)
+	if !seen["state.json"] || !seen["LOCK"] || len(seen) < 3 {
+		t.Errorf("files of the spool: %v, want a segment, state.json and LOCK", seen)
+	}
 }

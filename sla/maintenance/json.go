@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/jsonkey"
 	"github.com/paasmeter/paasmeter/sla"
 )
 
@@ -60,7 +61,7 @@ func formatTime(t time.Time) string {
 
 // DecodeDeclaration reads a declaration in the admin API's form: one JSON
 // object, with no field the form lacks. It checks the syntax of each field
-// (JSON types, RFC 3339 times, Go durations) and nothing else: Check does.
+// (JSON types, RFC 3339 times, Go durations, no repeated key) and nothing else: Check does.
 // Every error is a *FieldError naming the field ("body" for JSON that is
 // not an object). DeclaredAt and Source are ignored: they are the server's.
 func DecodeDeclaration(data []byte) (Declaration, error) {
@@ -79,6 +80,9 @@ func DecodeDeclaration(data []byte) (Declaration, error) {
 	}
 	if err := unknownField(data); err != nil {
 		return Declaration{}, err
+	}
+	if key, ok := jsonkey.Repeated(data); ok {
+		return Declaration{}, refuse(clip(key), "repeats a key of its object (keys are matched ignoring case): each may appear once")
 	}
 	d := Declaration{ID: j.ID, Scope: sla.Scope{Tenant: j.Tenant, Project: j.Project, App: j.App}, Reason: j.Reason,
 		Cancelled: j.Cancelled, Version: j.Version}

@@ -49,6 +49,8 @@ func TestDecodeDeclarationNamesTheField(t *testing.T) {
 		"null":                               {`null`, "body"},
 		"an array":                           {`[{"start":"2026-12-10T22:00:00Z"}]`, "body"},
 		"two objects":                        {`{} {}`, "body"},
+		"a repeated key":                     {`{"tenant":"caami","tenant":"ona","start":"2026-12-10T22:00:00Z"}`, "tenant"},
+		"a key repeated in the recurrence":   {`{"recurrence":{"every":"daily","every":"weekly"}}`, "recurrence.every"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -107,6 +109,8 @@ func FuzzDecodeDeclaration(f *testing.F) {
 		`{"tenant":"caami","start":"2026-12-10T22:00:00+01:00","duration":"2h","reason":"r"}`,
 		`{"id":"7","start":"2026-12-10T22:00:00.5Z","duration":"1h30m","recurrence":{"every":"monthly","until":"2027-12-31T23:59:59+14:00"},"version":9}`,
 		`{"recurrence":null,"cancelled":true,"duration":"-5m","start":""}`,
+		`{"tenant":"caami","tenant":"ona","start":"2026-12-10T22:00:00+01:00","duration":"2h","reason":"r"}`,
+		`{"recurrence":{"every":"monthly","every":"weekly"}}`,
 		`{"start":"0000-01-01T00:00:00Z"}`, `{"duration":"9223372036854775807ns"}`, `{"a":1}`, `[]`, `"x"`, `{`, ``,
 	} {
 		f.Add([]byte(seed))

@@ -3,9 +3,11 @@ package embedded_test
 import (
 	"context"
 	"database/sql"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/paasmeter/paasmeter/internal/privfile/privfiletest"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/state/statetest"
@@ -111,4 +113,26 @@ func TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing
 		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
 	}
 	statetest.WantClosedAfterUpgrade(t, s, issued)
+}
+
+// TestDataFilesArePrivate: the database, its -wal and -shm files and the
+// directory are the service user's alone, whatever the umask.
+func TestDataFilesArePrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	privfiletest.WithoutUmask(t, func() {
+		s, err := embedded.Open(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if _, err := s.Freeze(context.Background(), []byte(`{"v":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		seen := privfiletest.CheckTree(t, dir)
+		for _, name := range []string{embedded.FileName, embedded.FileName + "-wal", embedded.FileName + "-shm"} {
+			if !seen[name] {
+				t.Errorf("%s was not created (files: %v)", name, seen)
+			}
+		}
+	})
 }
