@@ -40,8 +40,10 @@ type UsageAppender interface {
 	// AppendUsage stores recs, all or nothing, and returns only once they are
 	// durable. A record whose id is already stored — or repeated earlier in recs —
 	// is a duplicate: it is not stored again and the first arrival (with its
-	// received_at) is kept. Records must be valid (usage.Validate) and carry
-	// their received_at.
+	// received_at) is kept. A duplicate whose content (usage.ContentHash)
+	// differs from the first arrival's is also a conflict: still not stored,
+	// but reported apart, since no resend of one measurement differs. Records
+	// must be valid (usage.Validate) and carry their received_at.
 	//
 	// The new records are counted in the accepted ledger (AcceptedReader), per
 	// tenant and hour of window start, beside the records themselves.
@@ -55,6 +57,11 @@ type AppendResult struct {
 	// Duplicates holds the indexes (into the appended slice) of the records that
 	// were duplicates, in ascending order. Every other record was new.
 	Duplicates []int
+	// Conflicts holds the indexes, ascending, of those duplicates whose content
+	// differs from the first arrival's: a subset of Duplicates. A first arrival
+	// stored before the store kept content hashes has none to compare, and a
+	// repeat of it is a plain duplicate.
+	Conflicts []int
 }
 
 // UsageReader reads stored usage records of one tenant.
@@ -177,7 +184,8 @@ func SortRows(rows []UsageRow) {
 // EventAppender stores events.
 type EventAppender interface {
 	// AppendEvents stores evs with the same guarantees as AppendUsage: all or
-	// nothing, durable on return, duplicates (same id) keep the first arrival.
+	// nothing, durable on return, duplicates (same id) keep the first arrival,
+	// and those whose content (events.ContentHash) differs are conflicts.
 	AppendEvents(ctx context.Context, evs []events.Event) (AppendResult, error)
 }
 

@@ -81,8 +81,14 @@ func testEventResend(t *testing.T, s metering.Store) {
 	}
 	batch = append(batch, batch[0])
 	res, err := s.AppendEvents(ctx(t), batch)
-	if err != nil || !slices.Equal(res.Duplicates, []int{0, 1, 2}) {
-		t.Fatalf("resend = %+v, %v; want every event a duplicate", res, err)
+	if err != nil || !slices.Equal(res.Duplicates, []int{0, 1, 2}) || len(res.Conflicts) != 0 {
+		t.Fatalf("resend = %+v, %v; want every event a duplicate, none a conflict", res, err)
+	}
+	forged := batch[1]
+	forged.Initiator = events.ByPlatform // the same id, other content
+	res, err = s.AppendEvents(ctx(t), []events.Event{forged})
+	if err != nil || !slices.Equal(res.Duplicates, []int{0}) || !slices.Equal(res.Conflicts, []int{0}) {
+		t.Fatalf("conflicting resend = %+v, %v; want a duplicate that is a conflict", res, err)
 	}
 	got := scanEvents(t, s, metering.EventFilter{Tenant: "caami"})
 	if len(got) != 2 {
