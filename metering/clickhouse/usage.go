@@ -127,7 +127,7 @@ type appendSpec struct {
 	columns string
 	// hashed says the table has a content column (key gives its values).
 	hashed bool
-	n       int
+	n      int
 	// key returns the id, tenant, time and content hash of record i.
 	key func(i int) (id, tenant string, t time.Time, content []byte)
 	// row returns the values of record i; id and content are its id and

@@ -47,7 +47,7 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"appended records read back with every field intact":                            testRoundTrip,
 		"the same batch sent twice is stored once and keeps the first received_at":      testResendKeepsFirst,
 		"a record repeated inside one batch is stored once":                             testDuplicateInBatch,
-		"a repeated id with other content is a conflict and the first arrival stays":   testConflict,
+		"a repeated id with other content is a conflict and the first arrival stays":    testConflict,
 		"two clients appending overlapping batches concurrently store each record once": testConcurrentOverlap,
 		"a batch that fails part-way stores nothing":                                    testAtomic,
 		"a month of 1,000 containers at 4 GiB totals exactly beyond int64":              testNoOverflow,
