@@ -64,7 +64,7 @@ type kind[T any] struct {
 	// vet, unless nil, checks a valid batch further against what the
 	// request says of its node: problems refuse the batch like invalid
 	// records; an error is a bad request header.
-	vet func(r *http.Request, recs []T) ([]batch.Problem, error)
+	vet    func(r *http.Request, recs []T) ([]batch.Problem, error)
 	stamp  func(*T, time.Time)
 	append func(context.Context, []T) (metering.AppendResult, error)
 }
