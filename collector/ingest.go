@@ -416,14 +416,6 @@ func firstN[T any](xs []T, n int) []T {
 	return xs
 }
 
-// The request headers in which an agent reports its node's capacity
-// (usage.NodeCapacity), which bounds its usage records. A header left out
-// leaves the configured bound (collector.limits) in force.
-const (
-	HeaderNodeCPUs        = "Paasmeter-Node-Cpus"
-	HeaderNodeMemoryBytes = "Paasmeter-Node-Memory-Bytes"
-)
-
 // vetUsage refuses the records of a batch whose quantities no window could
 // hold on the node the request reports, within collector.limits.
 func (s *Server) vetUsage(r *http.Request, recs []usage.Record) ([]batch.Problem, error) {
@@ -431,7 +423,7 @@ func (s *Server) vetUsage(r *http.Request, recs []usage.Record) ([]batch.Problem
 	for _, h := range []struct {
 		name string
 		to   *int64
-	}{{HeaderNodeCPUs, &node.CPUs}, {HeaderNodeMemoryBytes, &node.MemoryBytes}} {
+	}{{usage.HeaderNodeCPUs, &node.CPUs}, {usage.HeaderNodeMemoryBytes, &node.MemoryBytes}} {
 		v := r.Header.Get(h.name)
 		if v == "" {
 			continue

@@ -112,19 +112,19 @@ func TestReportedNodeCapacityBoundsUsage(t *testing.T) {
 	}
 	cpu := usagetest.Record("caami", "c1", usage.MeterCPU, now.Add(-10*time.Minute), 4*int64(time.Minute))
 	mem := usagetest.Record("caami", "c1", usage.MeterMemory, now.Add(-10*time.Minute), 60*(8<<30))
-	if a := post([]usage.Record{cpu, mem}, collector.HeaderNodeCPUs, "4", collector.HeaderNodeMemoryBytes, "8589934592"); a.code != 200 {
+	if a := post([]usage.Record{cpu, mem}, usage.HeaderNodeCPUs, "4", usage.HeaderNodeMemoryBytes, "8589934592"); a.code != 200 {
 		t.Fatalf("usage within the node's capacity: %d %s", a.code, a.body)
 	}
 	cpu2 := usagetest.Record("caami", "c2", usage.MeterCPU, now.Add(-10*time.Minute), 4*int64(time.Minute)+1)
-	a := post([]usage.Record{cpu2}, collector.HeaderNodeCPUs, "4")
+	a := post([]usage.Record{cpu2}, usage.HeaderNodeCPUs, "4")
 	if a.code != 400 || !strings.Contains(string(a.body), "4 CPUs (node CPUs reported)") {
 		t.Fatalf("more CPU than 4 CPUs give: %d %s, want 400 naming the reported CPUs", a.code, a.body)
 	}
 	mem2 := usagetest.Record("caami", "c2", usage.MeterMemory, now.Add(-10*time.Minute), 60*(8<<30)+1)
-	if a := post([]usage.Record{mem2}, collector.HeaderNodeMemoryBytes, "8589934592"); a.code != 400 || !strings.Contains(string(a.body), "node memory reported") {
+	if a := post([]usage.Record{mem2}, usage.HeaderNodeMemoryBytes, "8589934592"); a.code != 400 || !strings.Contains(string(a.body), "node memory reported") {
 		t.Fatalf("more memory than the node has: %d %s, want 400", a.code, a.body)
 	}
-	if a := post([]usage.Record{cpu2}, collector.HeaderNodeCPUs, "-1"); a.code != 400 || !strings.Contains(string(a.body), collector.HeaderNodeCPUs) {
+	if a := post([]usage.Record{cpu2}, usage.HeaderNodeCPUs, "-1"); a.code != 400 || !strings.Contains(string(a.body), usage.HeaderNodeCPUs) {
 		t.Fatalf("a bad header: %d %s, want 400 naming it", a.code, a.body)
 	}
 	if got := e.stored(t, "caami"); len(got) != 2 {

@@ -47,6 +47,16 @@ func (b Bounds) Validate(prefix string) error {
 	return errors.Join(errs...)
 }
 
+// The request headers in which an agent reports its node's capacity
+// (NodeCapacity) with each batch of usage records. A header left out leaves
+// the configured bound in force. Headers rather than record fields or the
+// batch envelope: the capacity is the sender's, at sending time, and the
+// record and envelope formats (and every decoder of them) stay as they are.
+const (
+	HeaderNodeCPUs        = "Paasmeter-Node-Cpus"
+	HeaderNodeMemoryBytes = "Paasmeter-Node-Memory-Bytes"
+)
+
 // NodeCapacity is what an agent reports of its node; zero fields are not reported.
 type NodeCapacity struct {
 	CPUs        int64
