@@ -91,6 +91,7 @@ func (s *Server) eventKind() kind[events.Event] {
 		},
 		labels: func(e *events.Event) (string, string) { return e.Tenant, e.Node },
 		id:     func(e *events.Event) string { return e.ID },
+		vet:    s.vetEvents,
 		stamp:  func(e *events.Event, t time.Time) { e.ReceivedAt = t },
 		append: s.store.AppendEvents,
 	}
@@ -150,9 +151,14 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		}
 		if err == nil && len(problems) == 0 && k.vet != nil {
 			vetted, verr := k.vet(r, recs)
-			if verr != nil {
+			var bad *badRequest
+			switch {
+			case errors.As(verr, &bad):
 				s.countRejected(k.name, tenants, len(recs), nil)
 				route.WriteError(w, http.StatusBadRequest, verr.Error(), nil)
+				return
+			case verr != nil:
+				s.storeFailed(w, k.name, len(recs), p, verr)
 				return
 			}
 			problems = vetted
@@ -430,13 +436,56 @@ func (s *Server) vetUsage(r *http.Request, recs []usage.Record) ([]batch.Problem
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n <= 0 {
-			return nil, fmt.Errorf("%s: %q must be a positive integer; nothing was stored", h.name, batch.Truncate(v))
+			return nil, &badRequest{fmt.Sprintf("%s: %q must be a positive integer; nothing was stored", h.name, batch.Truncate(v))}
 		}
 		*h.to = n
 	}
 	var ps []batch.Problem
 	for i := range recs {
 		ps = append(ps, usage.CheckBounds(&recs[i], i, s.cfg.Bounds, node)...)
+	}
+	return ps, nil
+}
+
+// badRequest is a request the client must change: answered 400.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+// vetEvents refuses the platform-initiated events of runs another node ran.
+//
+// The rule: the node that first reported a run (its earliest stored event,
+// metering.RunReader) ran it, and only that node may say the platform
+// stopped or killed it (initiator platform), since the SLA credits the
+// institution for those minutes. A platform-initiated event of a run nobody
+// reported yet is accepted only behind an earlier event of that run in the
+// same batch (its created or started event: an agent reports those first).
+// The token's node is checked against each event's node already, so the
+// run's first node is the last thing a node could lie about.
+func (s *Server) vetEvents(r *http.Request, evs []events.Event) ([]batch.Problem, error) {
+	type run struct{ tenant, container, id string }
+	inBatch := map[run]bool{}
+	var ps []batch.Problem
+	for i := range evs {
+		e := &evs[i]
+		k := run{e.Tenant, e.ContainerID, e.RunID}
+		if e.Initiator == events.ByPlatform {
+			node, found, err := s.store.RunNode(r.Context(), e.Tenant, e.ContainerID, e.RunID)
+			if err != nil {
+				return nil, fmt.Errorf("platform-initiated event %d: %w", i, err)
+			}
+			switch {
+			case found && node != e.Node:
+				ps = append(ps, batch.Problem{Index: i, Field: "initiator", Reason: fmt.Sprintf(
+					"platform: run %s was reported first by node %q; only the node that ran it may say the platform ended it",
+					batch.Truncate(e.RunID), batch.Truncate(node))})
+			case !found && !inBatch[k]:
+				ps = append(ps, batch.Problem{Index: i, Field: "initiator", Reason: fmt.Sprintf(
+					"platform: run %s has no earlier event (created, started) from this node; only the node that ran it may say the platform ended it",
+					batch.Truncate(e.RunID))})
+			}
+		}
+		inBatch[k] = true
 	}
 	return ps, nil
 }

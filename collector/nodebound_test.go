@@ -2,12 +2,16 @@ package collector_test
 
 import (
 	"bytes"
+	"context"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paasmeter/paasmeter/collector"
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/events/eventstest"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -137,5 +141,70 @@ func TestBoundsConfigIsValidated(t *testing.T) {
 	cfg.Bounds.MaxNodeCPUs = 0
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "limits.max_node_cpus") {
 		t.Fatalf("Validate = %v, want it to name limits.max_node_cpus", err)
+	}
+}
+
+// platformEvent returns a platform-initiated died event of ona's run abc on node.
+func platformEvent(node string, at time.Time) events.Event {
+	d := eventstest.Event("ona", "abc", events.Died, at)
+	d.Node, d.Initiator = node, events.ByPlatform
+	d.SetID()
+	return d
+}
+
+func startedOn(node string, at time.Time) events.Event {
+	s := eventstest.Event("ona", "abc", events.Started, at)
+	s.Node = node
+	s.SetID()
+	return s
+}
+
+// TestForgedPlatformEventsAreRefused is finding 3's events: a node saying
+// the platform killed a run it did not run. Only the node that first
+// reported the run may; the batch is refused naming the event's initiator.
+func TestForgedPlatformEventsAreRefused(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	at := now.Add(-30 * time.Minute)
+	if a := postEvents(t, e, agentNode2, []events.Event{startedOn("node-2", at)}); a.code != 200 {
+		t.Fatalf("node 2's started event: %d %s", a.code, a.body)
+	}
+	// Node 1 forges a started event of node 2's run, then the platform's kill.
+	a := postEvents(t, e, agentNode1, []events.Event{startedOn("node-1", at.Add(time.Minute)), platformEvent("node-1", at.Add(2*time.Minute))})
+	if a.code != 400 || !strings.Contains(string(a.body), `"field":"initiator"`) || !strings.Contains(string(a.body), `reported first by node \"node-2\"`) {
+		t.Fatalf("forged platform kill of node 2's run: %d %s, want 400 naming initiator and node-2", a.code, a.body)
+	}
+	// A platform kill of a run nobody reported is refused too.
+	other := platformEvent("node-1", at.Add(3*time.Minute))
+	other.ContainerID, other.RunID = "ghost", "ghost-run1"
+	other.SetID()
+	if a := postEvents(t, e, agentNode1, []events.Event{other}); a.code != 400 || !strings.Contains(string(a.body), "no earlier event") {
+		t.Fatalf("platform kill of a run never reported: %d %s, want 400", a.code, a.body)
+	}
+	// The node that ran it may, in a later batch …
+	var res collector.IngestReply
+	a = postEvents(t, e, agentNode2, []events.Event{platformEvent("node-2", at.Add(4*time.Minute))})
+	a.decode(t, &res)
+	if a.code != 200 || res.New != 1 {
+		t.Fatalf("node 2's platform kill of its run: %d %s", a.code, a.body)
+	}
+	// … or in the batch that reports the run's start.
+	fresh := []events.Event{startedOn("node-1", at), platformEvent("node-1", at.Add(time.Minute))}
+	for i := range fresh {
+		fresh[i].ContainerID, fresh[i].RunID = "xyz", "xyz-run1"
+		fresh[i].SetID()
+	}
+	if a := postEvents(t, e, agentNode1, fresh); a.code != 200 {
+		t.Fatalf("started and killed in one batch: %d %s", a.code, a.body)
+	}
+	var kills int
+	err := e.store.ScanEvents(context.Background(), metering.EventFilter{Tenant: "ona", From: now.Add(-time.Hour), To: now},
+		func(ev events.Event) error {
+			if ev.Initiator == events.ByPlatform && ev.Node == "node-1" && ev.RunID == "abc-run1" {
+				kills++
+			}
+			return nil
+		})
+	if err != nil || kills != 0 {
+		t.Fatalf("stored %d forged platform kills (%v), want none", kills, err)
 	}
 }

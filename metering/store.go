@@ -26,6 +26,7 @@ type Store interface {
 	AcceptedReader
 	EventAppender
 	EventReader
+	RunReader
 	LogAppender
 	LogReader
 	LogRetention
@@ -194,6 +195,15 @@ type EventReader interface {
 	// ScanEvents calls fn for every stored event of f.Tenant whose time is in
 	// [f.From, f.To), ordered by time then id. It stops at fn's first error.
 	ScanEvents(ctx context.Context, f EventFilter, fn func(events.Event) error) error
+}
+
+// RunReader tells which node reported a container run.
+type RunReader interface {
+	// RunNode returns the node of the earliest stored event (by time, then
+	// id) of the tenant's run (container and run id), and false when none is
+	// stored. The node that first reported a run is the one that ran it: the
+	// collector accepts the run's platform-initiated events from it alone.
+	RunNode(ctx context.Context, tenant, containerID, runID string) (node string, found bool, err error)
 }
 
 // EventFilter selects events of one tenant by time.

@@ -111,6 +111,20 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.
 	})
 }
 
+// RunNode implements metering.RunReader. Events are not sorted by run: the
+// lookup reads the tenant's run_id column, which the collector does only for
+// the rare platform-initiated events.
+func (s *Store) RunNode(ctx context.Context, tenant, containerID, runID string) (string, bool, error) {
+	var node string
+	found := false
+	err := scan(ctx, s, s.conn, "node of run "+runID,
+		"SELECT node FROM events FINAL WHERE tenant = ? AND run_id = ? AND container_id = ? ORDER BY time, id LIMIT 1",
+		[]any{tenant, runID, containerID},
+		func(rows chdriver.Rows) (string, error) { var n string; err := rows.Scan(&n); return n, err },
+		func(n string) error { node, found = n, true; return nil })
+	return node, found, err
+}
+
 func boolByte(b bool) uint8 {
 	if b {
 		return 1

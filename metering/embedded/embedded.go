@@ -170,6 +170,8 @@ var migrations = []string{
 	// Rows stored before have none (NULL): a repeat of them is a duplicate.
 	`ALTER TABLE usage_records ADD COLUMN content BLOB;`,
 	`ALTER TABLE events ADD COLUMN content BLOB;`,
+	// RunNode finds a run's first event without scanning the tenant's events.
+	`CREATE INDEX events_by_run ON events (tenant, run_id, container_id, time, id);`,
 }
 
 func migrate(ctx context.Context, db *sql.DB) error {
@@ -284,6 +286,20 @@ type rowsSpec struct {
 	insert string
 	// content selects the stored content hash of the key's row.
 	content string
+}
+
+// RunNode implements metering.RunReader.
+func (s *Store) RunNode(ctx context.Context, tenant, containerID, runID string) (string, bool, error) {
+	var node string
+	err := s.r.QueryRowContext(ctx, `SELECT node FROM events WHERE tenant = ? AND run_id = ? AND container_id = ? ORDER BY time, id LIMIT 1`,
+		tenant, runID, containerID).Scan(&node)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("embedded store: node of run %s: %w", runID, err)
+	}
+	return node, true, nil
 }
 
 // appendRows inserts n rows with spec.insert in one transaction; row(i) gives
