@@ -2,6 +2,7 @@ package usage_test
 
 import (
 	"math"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -77,4 +78,43 @@ func TestBoundsValidateNamesTheKey(t *testing.T) {
 	if err := b.Validate("limits."); err == nil || !strings.Contains(err.Error(), "limits.max_volume_bytes") {
 		t.Fatalf("err = %v, want it to name limits.max_volume_bytes", err)
 	}
+}
+
+// FuzzCheckBounds checks the bound against exact arithmetic: a quantity is
+// refused exactly when it is above ⌈capacity × window / unit⌉, whatever the
+// reported capacity and window, and nothing overflows.
+func FuzzCheckBounds(f *testing.F) {
+	f.Add(int64(math.MaxInt64), int64(time.Minute), int64(8), int64(64<<30))
+	f.Add(int64(480000000001), int64(time.Minute), int64(8), int64(0))
+	f.Add(int64(1), int64(1), int64(-5), int64(math.MaxInt64))
+	f.Fuzz(func(t *testing.T, qty, window, cpus, mem int64) {
+		if qty < 0 || window <= 0 || window > int64(usage.MaxWindowLimit) {
+			return // Validate refuses these first
+		}
+		r := usagetest.Record("caami", "abc", usage.MeterCPU, start, qty)
+		r.WindowEnd = r.WindowStart.Add(time.Duration(window))
+		b := usage.DefaultBounds()
+		node := usage.NodeCapacity{CPUs: cpus, MemoryBytes: mem}
+		capCPUs := b.MaxNodeCPUs
+		if cpus > 0 && cpus < capCPUs {
+			capCPUs = cpus
+		}
+		exact := new(big.Int).Mul(big.NewInt(capCPUs), big.NewInt(window))
+		refused := len(usage.CheckBounds(&r, 0, b, node)) > 0
+		if want := big.NewInt(qty).Cmp(exact) > 0; refused != want {
+			t.Fatalf("cpu_ns %d in %d ns on %d CPUs: refused %v, want %v", qty, window, capCPUs, refused, want)
+		}
+		r.Meter = usage.MeterMemory
+		r.SetID()
+		capMem := b.MaxNodeMemoryBytes
+		if mem > 0 && mem < capMem {
+			capMem = mem
+		}
+		exact.Mul(big.NewInt(capMem), big.NewInt(window))
+		exact.Add(exact, big.NewInt(int64(time.Second)-1)).Quo(exact, big.NewInt(int64(time.Second)))
+		refused = len(usage.CheckBounds(&r, 0, b, node)) > 0
+		if want := big.NewInt(qty).Cmp(exact) > 0; refused != want {
+			t.Fatalf("memory %d byte·s in %d ns on %d bytes: refused %v, want %v", qty, window, capMem, refused, want)
+		}
+	})
 }
