@@ -213,10 +213,12 @@ func (s *Store) migrate(ctx context.Context) error {
 	return nil
 }
 
-// codeDuplicateColumn is ClickHouse's DUPLICATE_COLUMN: ADD COLUMN of a column the table has.
-const codeDuplicateColumn = 15
-
+// isDuplicateColumn reports whether err is ClickHouse's refusal to add a
+// column the table has: ILLEGAL_COLUMN saying so on 18.16, DUPLICATE_COLUMN
+// on later releases.
 func isDuplicateColumn(err error) bool {
+	const codeDuplicateColumn, codeIllegalColumn = 15, 44
 	var ex *ch.Exception
-	return errors.As(err, &ex) && ex.Code == codeDuplicateColumn
+	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn ||
+		ex.Code == codeIllegalColumn && strings.Contains(ex.Message, "already exists"))
 }
