@@ -61,9 +61,10 @@ type kind[T any] struct {
 	labels func(*T) (tenant, node string)
 	// id returns a record's id.
 	id func(*T) string
-	// vet, unless nil, checks a valid batch further against what the
-	// request says of its node: problems refuse the batch like invalid
-	// records; an error is a bad request header.
+	// vet, unless nil, checks a valid batch of the token's node further,
+	// against what the request says of the node and what the store holds:
+	// problems refuse the batch like invalid records; a *badRequest is
+	// answered 400, any other error as the store's.
 	vet    func(r *http.Request, recs []T) ([]batch.Problem, error)
 	stamp  func(*T, time.Time)
 	append func(context.Context, []T) (metering.AppendResult, error)
@@ -149,7 +150,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 				foreign = append(foreign, i)
 			}
 		}
-		if err == nil && len(problems) == 0 && k.vet != nil {
+		if err == nil && len(problems) == 0 && len(foreign) == 0 && k.vet != nil {
 			vetted, verr := k.vet(r, recs)
 			var bad *badRequest
 			switch {
