@@ -76,9 +76,10 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder (and its fast path against it), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, each for FUZZTIME (default 60s), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
+fuzz: ## Fuzz the batch decoder (and its fast path against it), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, each for FUZZTIME (default 60s), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
+	$(GO) test ./usage/ -run '^$$' -fuzz FuzzCheckBounds -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s

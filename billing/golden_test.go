@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -59,7 +60,11 @@ func newPlatform(t *testing.T, now time.Time) *platform {
 		t.Fatal(err)
 	}
 	clk := clock.NewManual(now)
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
+	// The property tests draw quantities for the invoice arithmetic, not for
+	// any machine: no physical bound applies.
+	cfg := collector.DefaultConfig()
+	cfg.Bounds = usage.Bounds{MaxNodeCPUs: math.MaxInt64, MaxNodeMemoryBytes: math.MaxInt64, MaxLinkBytesPerSecond: math.MaxInt64, MaxVolumeBytes: math.MaxInt64}
+	srv, err := collector.New(collector.Options{Config: cfg, Store: st, Auth: authn,
 		Institutions: institution.Of("caami", "ona"), Location: billingtest.Brussels(), Clock: clk,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -42,6 +42,9 @@ type Config struct {
 	Horizon    time.Duration `yaml:"horizon"`
 	// MaxWindow is the longest window one record may cover.
 	MaxWindow time.Duration `yaml:"max_window"`
+	// Bounds are the physical bounds of a record's quantity per window
+	// (usage.CheckBounds), in the limits section.
+	Bounds usage.Bounds `yaml:"limits"`
 	// MaxInflightBatches bounds the batches being decoded and stored at once;
 	// a batch that waits longer than QueueTimeout for a slot gets 429. Behind
 	// a batching writer (Options.Batch) a batch leaves its slot once decoded:
@@ -137,6 +140,7 @@ func DefaultConfig() Config {
 		FutureSkew:         lim.FutureSkew,
 		Horizon:            lim.Horizon,
 		MaxWindow:          lim.MaxWindow,
+		Bounds:             usage.DefaultBounds(),
 		MaxInflightBatches: 4,
 		QueueTimeout:       5 * time.Second,
 		BodyReadTimeout:    10 * time.Second,
@@ -217,6 +221,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("max_body_bytes: %d is below the minimum of 1024", c.MaxBodyBytes))
 	}
 	if err := c.Limits().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Bounds.Validate("limits."); err != nil {
 		errs = append(errs, err)
 	}
 	if c.MaxInflightBatches <= 0 {

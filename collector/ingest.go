@@ -26,12 +26,28 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
-// IngestResult is the answer to an accepted batch.
+// IngestResult counts what became of an accepted batch.
 type IngestResult struct {
-	// Records is the number of records in the batch; New + Duplicates = Records.
-	Records    int `json:"records"`
-	New        int `json:"new"`
+	// Records is the number of records in the batch;
+	// New + Duplicates + len(IngestReply.Conflicts) = Records.
+	Records int `json:"records"`
+	New     int `json:"new"`
+	// Duplicates counts the records already stored with the same content: resends.
 	Duplicates int `json:"duplicates"`
+}
+
+// IngestReply is the answer to an accepted batch: its counts, and each
+// record whose id was stored already with other content.
+type IngestReply struct {
+	IngestResult
+	Conflicts []Conflict `json:"conflicts,omitempty"`
+}
+
+// Conflict is a record of a batch whose id was stored with other content:
+// it was not stored, the first arrival stays.
+type Conflict struct {
+	Index int    `json:"index"`
+	ID    string `json:"id"`
 }
 
 // maxProblems bounds how many problems an error answer lists.
@@ -45,6 +61,13 @@ type kind[T any] struct {
 	decode func(r io.Reader, now time.Time) ([]T, error)
 	// labels returns the tenant and node a record names.
 	labels func(*T) (tenant, node string)
+	// id returns a record's id.
+	id func(*T) string
+	// vet, unless nil, checks a valid batch of the token's node further,
+	// against what the request says of the node and what the store holds:
+	// problems refuse the batch like invalid records; a *badRequest is
+	// answered 400, any other error as the store's.
+	vet    func(r *http.Request, recs []T) ([]batch.Problem, error)
 	stamp  func(*T, time.Time)
 	append func(context.Context, []T) (metering.AppendResult, error)
 }
@@ -56,6 +79,8 @@ func (s *Server) usageKind() kind[usage.Record] {
 			return usage.DecodeBatch(r, now, s.cfg.Limits())
 		},
 		labels: func(r *usage.Record) (string, string) { return r.Tenant, r.Node },
+		id:     func(r *usage.Record) string { return r.ID },
+		vet:    s.vetUsage,
 		stamp:  func(r *usage.Record, t time.Time) { r.ReceivedAt = t },
 		append: s.store.AppendUsage,
 	}
@@ -68,6 +93,8 @@ func (s *Server) eventKind() kind[events.Event] {
 			return events.DecodeBatch(r, now, s.cfg.Limits())
 		},
 		labels: func(e *events.Event) (string, string) { return e.Tenant, e.Node },
+		id:     func(e *events.Event) string { return e.ID },
+		vet:    s.vetEvents,
 		stamp:  func(e *events.Event, t time.Time) { e.ReceivedAt = t },
 		append: s.store.AppendEvents,
 	}
@@ -81,6 +108,7 @@ func (s *Server) logKind() kind[logs.Line] {
 			return logs.DecodeBatch(r, now, s.cfg.LogLimits())
 		},
 		labels: func(l *logs.Line) (string, string) { return l.Tenant, l.Labels[logs.LabelNode] },
+		id:     func(l *logs.Line) string { return l.ID },
 		stamp:  func(l *logs.Line, t time.Time) { l.ReceivedAt = t },
 		append: s.store.AppendLogs,
 	}
@@ -134,6 +162,20 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 				foreign = append(foreign, i)
 			}
 		}
+		if err == nil && len(problems) == 0 && len(foreign) == 0 && k.vet != nil {
+			vetted, verr := k.vet(r, recs)
+			var bad *badRequest
+			switch {
+			case errors.As(verr, &bad):
+				s.countRejected(k.name, tenants, len(recs), nil)
+				route.WriteError(w, http.StatusBadRequest, verr.Error(), nil)
+				return
+			case verr != nil:
+				s.storeFailed(w, k.name, len(recs), p, verr)
+				return
+			}
+			problems = vetted
+		}
 		if err == nil && len(problems) > 0 {
 			err = &batch.InvalidError{Problems: problems, Records: len(recs)}
 		}
@@ -159,10 +201,20 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			s.storeFailed(w, k.name, len(recs), p, err)
 			return
 		}
-		s.countStored(k.name, tenants, res.Duplicates)
-		out := IngestResult{Records: len(recs), Duplicates: len(res.Duplicates), New: len(recs) - len(res.Duplicates)}
+		s.countAppended(k.name, tenants, res)
+		out := IngestReply{IngestResult: IngestResult{Records: len(recs), New: len(recs) - len(res.Duplicates),
+			Duplicates: len(res.Duplicates) - len(res.Conflicts)}}
+		for _, i := range res.Conflicts {
+			out.Conflicts = append(out.Conflicts, Conflict{Index: i, ID: k.id(&recs[i])})
+		}
+		if len(out.Conflicts) > 0 {
+			s.log.Warn("records conflict with stored ones of the same id: the first arrivals stay, these were dropped",
+				"kind", k.name, "principal", p.Name, "node", p.Node, "conflicts", len(out.Conflicts),
+				"first_index", out.Conflicts[0].Index, "first_id", out.Conflicts[0].ID, "first_tenant", tenants[out.Conflicts[0].Index])
+		}
 		trace.SpanFromContext(r.Context()).SetAttributes(attribute.Int("paasmeter.records", out.Records),
-			attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates))
+			attribute.Int("paasmeter.new", out.New), attribute.Int("paasmeter.duplicates", out.Duplicates),
+			attribute.Int("paasmeter.conflicts", len(out.Conflicts)))
 		route.WriteJSON(w, http.StatusOK, out)
 	}
 }
@@ -356,15 +408,29 @@ func (s *Server) countRejected(kind string, tenants []string, total int, bad []i
 	s.metrics.rejectedBatches.WithLabelValues(kind).Inc()
 }
 
+// countStored counts an accepted batch's records per tenant as new or
+// duplicate (dups), for appends that cannot conflict (log lines, whose ids
+// cover their content).
 func (s *Server) countStored(kind string, tenants []string, dups []int) {
+	s.countAppended(kind, tenants, metering.AppendResult{Duplicates: dups})
+}
+
+// countAppended counts an accepted batch's records per tenant as new,
+// duplicate or conflict, and its conflicts apart too.
+func (s *Server) countAppended(kind string, tenants []string, res metering.AppendResult) {
 	type key struct{ tenant, outcome string }
 	counts := map[key]int{}
-	d := 0
+	dups, conflicts := res.Duplicates, res.Conflicts
 	for i, t := range tenants {
 		outcome := "new"
-		if d < len(dups) && dups[d] == i {
+		if len(dups) > 0 && dups[0] == i {
 			outcome = "duplicate"
-			d++
+			dups = dups[1:]
+			if len(conflicts) > 0 && conflicts[0] == i {
+				outcome = "conflict"
+				conflicts = conflicts[1:]
+				s.metrics.conflicts.WithLabelValues(kind, t).Inc()
+			}
 		}
 		counts[key{t, outcome}]++
 	}
@@ -403,4 +469,72 @@ func firstN[T any](xs []T, n int) []T {
 		return xs[:n]
 	}
 	return xs
+}
+
+// vetUsage refuses the records of a batch whose quantities no window could
+// hold on the node the request reports, within collector.limits.
+func (s *Server) vetUsage(r *http.Request, recs []usage.Record) ([]batch.Problem, error) {
+	var node usage.NodeCapacity
+	for _, h := range []struct {
+		name string
+		to   *int64
+	}{{usage.HeaderNodeCPUs, &node.CPUs}, {usage.HeaderNodeMemoryBytes, &node.MemoryBytes}} {
+		v := r.Header.Get(h.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return nil, &badRequest{fmt.Sprintf("%s: %q must be a positive integer; nothing was stored", h.name, batch.Truncate(v))}
+		}
+		*h.to = n
+	}
+	var ps []batch.Problem
+	for i := range recs {
+		ps = append(ps, usage.CheckBounds(&recs[i], i, s.cfg.Bounds, node)...)
+	}
+	return ps, nil
+}
+
+// badRequest is a request the client must change: answered 400.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+// vetEvents refuses the platform-initiated events of runs another node ran.
+//
+// The rule: the node that first reported a run (its earliest stored event,
+// metering.RunReader) ran it, and only that node may say the platform
+// stopped or killed it (initiator platform), since the SLA credits the
+// institution for those minutes. A platform-initiated event of a run nobody
+// reported yet is accepted only behind an earlier event of that run in the
+// same batch (its created or started event: an agent reports those first).
+// The token's node is checked against each event's node already, so the
+// run's first node is the last thing a node could lie about.
+func (s *Server) vetEvents(r *http.Request, evs []events.Event) ([]batch.Problem, error) {
+	type run struct{ tenant, container, id string }
+	inBatch := map[run]bool{}
+	var ps []batch.Problem
+	for i := range evs {
+		e := &evs[i]
+		k := run{e.Tenant, e.ContainerID, e.RunID}
+		if e.Initiator == events.ByPlatform {
+			node, found, err := s.store.RunNode(r.Context(), e.Tenant, e.ContainerID, e.RunID)
+			if err != nil {
+				return nil, fmt.Errorf("platform-initiated event %d: %w", i, err)
+			}
+			switch {
+			case found && node != e.Node:
+				ps = append(ps, batch.Problem{Index: i, Field: "initiator", Reason: fmt.Sprintf(
+					"platform: run %s was reported first by node %q; only the node that ran it may say the platform ended it",
+					batch.Truncate(e.RunID), batch.Truncate(node))})
+			case !found && !inBatch[k]:
+				ps = append(ps, batch.Problem{Index: i, Field: "initiator", Reason: fmt.Sprintf(
+					"platform: run %s has no earlier event (created, started) from this node; only the node that ran it may say the platform ended it",
+					batch.Truncate(e.RunID))})
+			}
+		}
+		inBatch[k] = true
+	}
+	return ps, nil
 }

@@ -31,6 +31,7 @@ type metrics struct {
 	requestDuration *prometheus.HistogramVec
 	records         *prometheus.CounterVec
 	rejectedBatches *prometheus.CounterVec
+	conflicts       *prometheus.CounterVec
 	batchRecords    *prometheus.HistogramVec
 	inflight        prometheus.Gauge
 	throttled       *prometheus.CounterVec
@@ -54,8 +55,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "method"}),
 		records: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_records_total",
-			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
+			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), conflict (its id already stored with other content, not stored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
 		}, []string{"kind", "tenant", "outcome"}),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "paasmeter_collector_conflicts_total",
+			Help: "Records not stored because their id was stored already with other content (the first arrival stays), by kind and tenant.",
+		}, []string{"kind", "tenant"}),
 		rejectedBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_collector_batches_rejected_total",
 			Help: "Batches rejected as a whole (invalid, too large, another node's records), by kind.",
@@ -95,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Log lines deleted because they outlived their tenant's log retention.",
 		}, []string{"tenant"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.rejectedBatches, m.batchRecords,
+	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.conflicts, m.rejectedBatches, m.batchRecords,
 		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.pushRefusals, m.logLinesDeleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -15,7 +15,10 @@ import (
 )
 
 func TestUsageQueryGroupsAndTotalsBeyondInt64(t *testing.T) {
-	e := newEnv(t, nil, nil)
+	// Nodes of 10^17 bytes, so that a minute's record can hold 6e18 byte·s.
+	cfg := collector.DefaultConfig()
+	cfg.Bounds.MaxNodeMemoryBytes = 100_000_000_000_000_000
+	e := newEnv(t, &cfg, nil)
 	at := now.Add(-10 * time.Minute)
 	var recs []usage.Record
 	add := func(app string, env usage.Environment, meter usage.Meter, start time.Time, q int64) {

@@ -17,9 +17,10 @@ import (
 )
 
 // SchemaVersion is the version of the event encoding this build writes; the
-// collector accepts MinSchemaVersion..SchemaVersion.
+// collector accepts MinSchemaVersion..SchemaVersion. Version 2 derives ids
+// with the node (DeriveID); the fields are those of version 1.
 const (
-	SchemaVersion    = 1
+	SchemaVersion    = 2
 	MinSchemaVersion = 1
 )
 
@@ -89,18 +90,44 @@ type ProbeResult struct {
 	Detail string `json:"detail,omitempty"`
 }
 
-// DeriveID returns the deterministic id of e: a hash of its source run, type
-// and time, so the same event reported twice (agent resend, resync after the
-// event stream broke) has one id.
+// DeriveID returns the deterministic id of e, by e's schema version: a hash
+// of its source run, type and time, so the same event reported twice (agent
+// resend, resync after the event stream broke) has one id. Version 2 also
+// hashes the node, so that no node can take the id of an event another node
+// reports; version 1 (still accepted, its ids never change) did not.
 func DeriveID(e *Event) string {
 	h := sha256.New()
-	for _, s := range []string{"paasmeter.event.v1", e.Tenant, e.Project, e.App, string(e.Environment), e.ContainerID,
-		e.RunID, e.Replica, string(e.Type), strconv.FormatInt(e.Time.UnixNano(), 10)} {
+	fields := []string{"paasmeter.event.v1", e.Tenant, e.Project, e.App, string(e.Environment)}
+	if e.SchemaVersion >= 2 {
+		fields = []string{"paasmeter.event.v2", e.Tenant, e.Project, e.App, string(e.Environment), e.Node}
+	}
+	for _, s := range append(fields, e.ContainerID, e.RunID, e.Replica, string(e.Type), strconv.FormatInt(e.Time.UnixNano(), 10)) {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
 	sum := h.Sum(nil)
 	return hex.EncodeToString(sum[:usage.IDLength/2])
+}
+
+// ContentHash returns a hash of everything e says except its arrival
+// (received_at): two events with one id and different hashes are a conflict,
+// not a resend. The stores keep it beside each event.
+func ContentHash(e *Event) []byte {
+	h := sha256.New()
+	exit, probe := "", ""
+	if e.ExitCode != nil {
+		exit = strconv.Itoa(*e.ExitCode)
+	}
+	if p := e.Probe; p != nil {
+		probe = fmt.Sprintf("%t\x00%s\x00%d\x00%s", p.OK, p.Kind, p.LatencyNs, p.Detail)
+	}
+	for _, s := range []string{"paasmeter.event.content", e.ID, strconv.Itoa(e.SchemaVersion), e.Tenant, e.Project, e.App,
+		string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica, string(e.Type), strconv.FormatInt(e.Time.UnixNano(), 10),
+		exit, strconv.FormatBool(e.OOMKilled), string(e.Initiator), e.Health, probe} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return h.Sum(nil)[:usage.ContentHashLength]
 }
 
 // SetID derives and sets e.ID.
@@ -201,7 +228,7 @@ func Validate(e *Event, index int, now time.Time, lim usage.Limits) []batch.Prob
 		add("id", "is required")
 	case len(ps) == 0:
 		if want := DeriveID(e); e.ID != want {
-			add("id", "does not match the event's run, type and time (expected %s)", want)
+			add("id", "does not match the event's node, run, type and time under schema_version %d (expected %s)", e.SchemaVersion, want)
 		}
 	}
 	return ps

@@ -34,7 +34,7 @@ func TestValidate(t *testing.T) {
 		"an unknown initiator is invalid":              {events.Stopped, func(e *events.Event) { e.Initiator = "cosmic-ray" }, "initiator"},
 		"a missing run is invalid":                     {events.Started, func(e *events.Event) { e.RunID = "" }, "run_id"},
 		"a time older than the horizon is invalid":     {events.Started, func(e *events.Event) { e.Time = now.AddDate(-2, 0, 0) }, "time"},
-		"an unsupported schema version is invalid":     {events.Started, func(e *events.Event) { e.SchemaVersion = 2 }, "schema_version"},
+		"an unsupported schema version is invalid":     {events.Started, func(e *events.Event) { e.SchemaVersion = events.SchemaVersion + 1 }, "schema_version"},
 		"a received_at set by the sender is invalid":   {events.Started, func(e *events.Event) { e.ReceivedAt = now }, "received_at"},
 	}
 	for name, tc := range tests {
@@ -59,9 +59,14 @@ func TestValidate(t *testing.T) {
 func TestDeriveIDIsStableAndSpecific(t *testing.T) {
 	at := now.Add(-time.Minute)
 	a, b := eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Started, at)
-	b.Node = "node-2" // the same event reported from elsewhere
-	if events.DeriveID(&a) != events.DeriveID(&b) {
-		t.Error("the node changed the id")
+	b.Node = "node-2" // another node claiming the same event
+	if events.DeriveID(&a) == events.DeriveID(&b) {
+		t.Error("another node kept the id")
+	}
+	a1, b1 := a, b
+	a1.SchemaVersion, b1.SchemaVersion = 1, 1
+	if events.DeriveID(&a1) != events.DeriveID(&b1) {
+		t.Error("the node changed a version 1 id, which left it out")
 	}
 	for name, change := range map[string]func(e *events.Event){
 		"time":   func(e *events.Event) { e.Time = e.Time.Add(time.Nanosecond) },

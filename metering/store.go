@@ -26,6 +26,7 @@ type Store interface {
 	AcceptedReader
 	EventAppender
 	EventReader
+	RunReader
 	LogAppender
 	LogReader
 	LogRetention
@@ -40,8 +41,10 @@ type UsageAppender interface {
 	// AppendUsage stores recs, all or nothing, and returns only once they are
 	// durable. A record whose id is already stored — or repeated earlier in recs —
 	// is a duplicate: it is not stored again and the first arrival (with its
-	// received_at) is kept. Records must be valid (usage.Validate) and carry
-	// their received_at.
+	// received_at) is kept. A duplicate whose content (usage.ContentHash)
+	// differs from the first arrival's is also a conflict: still not stored,
+	// but reported apart, since no resend of one measurement differs. Records
+	// must be valid (usage.Validate) and carry their received_at.
 	//
 	// The new records are counted in the accepted ledger (AcceptedReader), per
 	// tenant and hour of window start, beside the records themselves.
@@ -55,6 +58,11 @@ type AppendResult struct {
 	// Duplicates holds the indexes (into the appended slice) of the records that
 	// were duplicates, in ascending order. Every other record was new.
 	Duplicates []int
+	// Conflicts holds the indexes, ascending, of those duplicates whose content
+	// differs from the first arrival's: a subset of Duplicates. A first arrival
+	// stored before the store kept content hashes has none to compare, and a
+	// repeat of it is a plain duplicate.
+	Conflicts []int
 }
 
 // UsageReader reads stored usage records of one tenant.
@@ -177,7 +185,8 @@ func SortRows(rows []UsageRow) {
 // EventAppender stores events.
 type EventAppender interface {
 	// AppendEvents stores evs with the same guarantees as AppendUsage: all or
-	// nothing, durable on return, duplicates (same id) keep the first arrival.
+	// nothing, durable on return, duplicates (same id) keep the first arrival,
+	// and those whose content (events.ContentHash) differs are conflicts.
 	AppendEvents(ctx context.Context, evs []events.Event) (AppendResult, error)
 }
 
@@ -186,6 +195,15 @@ type EventReader interface {
 	// ScanEvents calls fn for every stored event of f.Tenant whose time is in
 	// [f.From, f.To), ordered by time then id. It stops at fn's first error.
 	ScanEvents(ctx context.Context, f EventFilter, fn func(events.Event) error) error
+}
+
+// RunReader tells which node reported a container run.
+type RunReader interface {
+	// RunNode returns the node of the earliest stored event (by time, then
+	// id) of the tenant's run (container and run id), and false when none is
+	// stored. The node that first reported a run is the one that ran it: the
+	// collector accepts the run's platform-initiated events from it alone.
+	RunNode(ctx context.Context, tenant, containerID, runID string) (node string, found bool, err error)
 }
 
 // EventFilter selects events of one tenant by time.

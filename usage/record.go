@@ -3,7 +3,7 @@
 // engine that prices it (DESIGN.md §3).
 //
 // A record says how much of one meter one source (a container run or a persistent
-// volume) used during one window. Its id is derived from the source, meter and
+// volume) used during one window. Its id is derived from the node, run, source, meter and
 // window, so every copy of the same measurement carries the same id and the store
 // keeps the first arrival only.
 package usage
@@ -12,9 +12,10 @@ import "time"
 
 // SchemaVersion is the version of the record encoding this build writes.
 // The collector accepts MinSchemaVersion..SchemaVersion, so collectors can be
-// upgraded before agents.
+// upgraded before agents. Version 2 derives ids with the node and the run
+// (DeriveID); the fields are those of version 1.
 const (
-	SchemaVersion    = 1
+	SchemaVersion    = 2
 	MinSchemaVersion = 1
 )
 

@@ -25,7 +25,8 @@ func TestDeriveID(t *testing.T) {
 		same   bool
 	}{
 		"a resend with another quantity keeps the id":        {func(r *usage.Record) { r.Quantity = 5 }, true},
-		"a resend via another node keeps the id":             {func(r *usage.Record) { r.Node = "node-2" }, true},
+		"another node changes the id":                        {func(r *usage.Record) { r.Node = "node-2" }, false},
+		"another run changes the id":                         {func(r *usage.Record) { r.RunID = "abc-run2" }, false},
 		"a resend with a received_at keeps the id":           {func(r *usage.Record) { r.ReceivedAt = now }, true},
 		"the same instant in another time zone keeps the id": {func(r *usage.Record) { r.WindowStart = r.WindowStart.In(time.FixedZone("X", 3600)) }, true},
 		"another container changes the id":                   {func(r *usage.Record) { r.ContainerID = "abd" }, false},
@@ -50,6 +51,34 @@ func TestDeriveID(t *testing.T) {
 		t.Errorf("id %q is not %d lower-case hex digits", base.ID, usage.IDLength)
 	}
 }
+
+// TestDeriveIDOfVersion1IsUnchanged: records sampled before schema version 2
+// (stored, or still in an agent's spool) keep their ids, which left the node
+// and the run out, and still validate.
+func TestDeriveIDOfVersion1IsUnchanged(t *testing.T) {
+	v1 := usagetest.Record("caami", "abc", usage.MeterCPU, start, 100)
+	v1.SchemaVersion = 1
+	v1.SetID()
+	if want := v1ID; v1.ID != want {
+		t.Fatalf("version 1 id = %s, want %s as it always was", v1.ID, want)
+	}
+	other := v1
+	other.Node, other.RunID = "node-2", "abc-run2"
+	if usage.DeriveID(&other) != v1.ID {
+		t.Error("version 1 ids now depend on the node or the run")
+	}
+	if ps := usage.Validate(&v1, 0, now, usage.DefaultLimits()); len(ps) > 0 {
+		t.Errorf("a version 1 record is refused: %v", ps)
+	}
+	v2 := v1
+	v2.SchemaVersion = usage.SchemaVersion
+	if ps := usage.Validate(&v2, 0, now, usage.DefaultLimits()); len(ps) != 1 || ps[0].Field != "id" {
+		t.Errorf("a version 2 record with a version 1 id: problems %v, want one of id", ps)
+	}
+}
+
+// v1ID is the version 1 id of TestDeriveIDOfVersion1IsUnchanged's record.
+const v1ID = "90f34ee923c8f720bf014775af1e0c3f"
 
 // TestValidateRefusesWindowsBeforeTheEarliest: with a rate card, a record
 // from before its first version could never be priced.

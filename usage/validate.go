@@ -212,7 +212,7 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
 	case len(ps) == 0:
 		// Only a record that is otherwise valid can have its id checked meaningfully.
 		if want := DeriveID(r); r.ID != want {
-			add("id", "does not match the record's source, meter and window (expected %s)", want)
+			add("id", "does not match the record's node, run, source, meter and window under schema_version %d (expected %s)", r.SchemaVersion, want)
 		}
 	}
 	return ps

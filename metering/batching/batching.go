@@ -363,7 +363,7 @@ func (q *queue[T]) flush(batch []*request[T]) {
 	} else {
 		q.m.flushes.WithLabelValues(q.kind, "ok").Inc()
 		q.m.flushed.WithLabelValues(q.kind).Add(float64(total))
-		split(batch, res.Duplicates)
+		split(batch, res)
 	}
 
 	storeDown := err != nil && q.storeDown(batch[0].ctx, err)
@@ -417,16 +417,25 @@ func (q *queue[T]) down(cause error) {
 }
 
 // split hands each request the indexes of its own records among the
-// flush's duplicates (ascending, into the flushed slice).
-func split[T any](batch []*request[T], dups []int) {
-	off := 0
-	for _, r := range batch {
-		end := off + len(r.recs)
-		for len(dups) > 0 && dups[0] < end {
-			r.res.Duplicates = append(r.res.Duplicates, dups[0]-off)
-			dups = dups[1:]
+// flush's duplicates and conflicts (ascending, into the flushed slice).
+func split[T any](batch []*request[T], res metering.AppendResult) {
+	for _, f := range []struct {
+		all []int
+		to  func(*metering.AppendResult) *[]int
+	}{
+		{res.Duplicates, func(r *metering.AppendResult) *[]int { return &r.Duplicates }},
+		{res.Conflicts, func(r *metering.AppendResult) *[]int { return &r.Conflicts }},
+	} {
+		off, idx := 0, f.all
+		for _, r := range batch {
+			end := off + len(r.recs)
+			for len(idx) > 0 && idx[0] < end {
+				to := f.to(&r.res)
+				*to = append(*to, idx[0]-off)
+				idx = idx[1:]
+			}
+			off = end
 		}
-		off = end
 	}
 }
 

@@ -48,8 +48,11 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 	return s.appendNew(ctx, appendSpec{
 		table: "log_lines", timeCol: "time", n: len(lines),
 		columns: "tenant, time, seq, id, stream, line, received_at, schema_version",
-		key:     func(i int) (string, string, time.Time) { return lines[i].ID, lines[i].Tenant, lines[i].Time },
-		row: func(i int, id string) []any {
+		// A line's id covers its text: no content hash to compare.
+		key: func(i int) (string, string, time.Time, []byte) {
+			return lines[i].ID, lines[i].Tenant, lines[i].Time, nil
+		},
+		row: func(i int, id, _ string) []any {
 			l := &lines[i]
 			return []any{l.Tenant, l.Time.UnixNano(), uint32(l.Seq), id, streams[i], l.Line, l.ReceivedAt.UnixNano(), uint16(l.SchemaVersion)}
 		},

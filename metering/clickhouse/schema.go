@@ -2,9 +2,12 @@ package clickhouse
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	ch "github.com/ClickHouse/clickhouse-go/v2"
 )
 
 // Every table keeps the first arrival of an id the same way. ReplacingMergeTree
@@ -111,6 +114,14 @@ var migrations = []migration{
 			records UInt64`,
 			"SummingMergeTree(records) PARTITION BY toYYYYMM(hour) ORDER BY (tenant, hour)")
 	}},
+
+	{"content hashes", func(l layout) []string {
+		// The content hash of each record and event (usage.ContentHash,
+		// events.ContentHash), so that an append tells a resend from a
+		// conflict. Rows stored before have zero bytes: a repeat of them is
+		// a duplicate.
+		return append(l.addColumn("usage_records", "content FixedString(16)"), l.addColumn("events", "content FixedString(16)")...)
+	}},
 }
 
 // partitioned lists the tables partitioned by month.
@@ -139,6 +150,22 @@ func (l layout) createTable(name, columns, engine string) []string {
 		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s AS %[1]s.%[2]s_local ENGINE = Distributed('%s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
 			l.database, name, l.cluster),
 	}
+}
+
+// addColumn returns the statements that add column (its name and type) to
+// table: on a shard, to name_local and to the Distributed table over it.
+// 18.16 has no ADD COLUMN IF NOT EXISTS: migrate takes the error of a column
+// that exists (a migration that ran before its version was recorded) as done.
+func (l layout) addColumn(name, column string) []string {
+	tables := []string{name}
+	if l.cluster != "" {
+		tables = []string{name + "_local", name}
+	}
+	var out []string
+	for _, t := range tables {
+		out = append(out, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, t, column))
+	}
+	return out
 }
 
 // migrate brings every server's schema to the last version of migrations. It first reads every
@@ -170,7 +197,7 @@ func (s *Store) migrate(ctx context.Context) error {
 		for v := versions[i]; v < len(migrations); v++ {
 			m := migrations[v]
 			for _, stmt := range m.statements(l) {
-				if err := n.conn.Exec(ctx, stmt); err != nil {
+				if err := n.conn.Exec(ctx, stmt); err != nil && !isDuplicateColumn(err) {
 					return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt), " ")), err)
 				}
 			}
@@ -184,4 +211,14 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// isDuplicateColumn reports whether err is ClickHouse's refusal to add a
+// column the table has: ILLEGAL_COLUMN saying so on 18.16, DUPLICATE_COLUMN
+// on later releases.
+func isDuplicateColumn(err error) bool {
+	const codeDuplicateColumn, codeIllegalColumn = 15, 44
+	var ex *ch.Exception
+	return errors.As(err, &ex) && (ex.Code == codeDuplicateColumn ||
+		ex.Code == codeIllegalColumn && strings.Contains(ex.Message, "already exists"))
 }

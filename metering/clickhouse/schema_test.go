@@ -51,6 +51,21 @@ func TestMigrations(t *testing.T) {
 				t.Fatalf("schema_migrations rows per server went from %v to %v", first, again)
 			}
 
+			t.Log("a migration that adds columns, run again (interrupted before its version was recorded), finds them there")
+			l := layout{database: s.dsn.Database, cluster: s.dsn.Cluster}
+			for _, m := range migrations {
+				if m.name != "content hashes" {
+					continue
+				}
+				for _, n := range s.nodes {
+					for _, stmt := range m.statements(l) {
+						if err := n.conn.Exec(ctx, stmt); !isDuplicateColumn(err) {
+							t.Fatalf("%s again on %s: %v, want the error of a column that exists", stmt, n.addr, err)
+						}
+					}
+				}
+			}
+
 			t.Log("a server whose schema is newer than this binary knows makes Open refuse")
 			last := s.nodes[len(s.nodes)-1]
 			err = insert(ctx, last.conn, "INSERT INTO "+s.dsn.Database+".schema_migrations (version, name, applied_at)", 1, func(int) []any {

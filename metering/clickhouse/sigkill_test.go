@@ -145,6 +145,7 @@ func sentRecords(node string, n int, start time.Time) []usage.Record {
 		tenant := []string{"caami", "ona"}[i%2]
 		r := usagetest.Record(tenant, fmt.Sprintf("%s-c%03d", node, i%100), usage.MeterCPU, start.Add(time.Duration(i/100)*time.Minute), int64(1_000_003*i+len(node)))
 		r.Node = node
+		r.SetID() // the node is part of the id
 		out[i] = r
 	}
 	return out

@@ -24,13 +24,15 @@ import (
 // the package doc).
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
 	res, err := s.appendNew(ctx, appendSpec{
-		table: "usage_records", timeCol: "window_start", n: len(recs),
-		columns: "id, tenant, project, app, environment, container_id, run_id, volume, node, meter, quantity, " +
+		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true,
+		columns: "id, content, tenant, project, app, environment, container_id, run_id, volume, node, meter, quantity, " +
 			"window_start, window_end, received_at, schema_version",
-		key: func(i int) (string, string, time.Time) { return recs[i].ID, recs[i].Tenant, recs[i].WindowStart },
-		row: func(i int, id string) []any {
+		key: func(i int) (string, string, time.Time, []byte) {
+			return recs[i].ID, recs[i].Tenant, recs[i].WindowStart, usage.ContentHash(&recs[i])
+		},
+		row: func(i int, id, content string) []any {
 			r := &recs[i]
-			return []any{id, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID, r.Volume, r.Node,
+			return []any{id, content, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID, r.Volume, r.Node,
 				string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(), r.ReceivedAt.UnixNano(),
 				uint16(r.SchemaVersion)}
 		},
@@ -82,11 +84,13 @@ func ceilUnix(t time.Time) int64 {
 // AppendEvents implements metering.EventAppender.
 func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
 	return s.appendNew(ctx, appendSpec{
-		table: "events", timeCol: "time", n: len(evs),
-		columns: "id, tenant, project, app, environment, node, container_id, run_id, replica, type, time, exit_code, " +
+		table: "events", timeCol: "time", n: len(evs), hashed: true,
+		columns: "id, content, tenant, project, app, environment, node, container_id, run_id, replica, type, time, exit_code, " +
 			"oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail, received_at, schema_version",
-		key: func(i int) (string, string, time.Time) { return evs[i].ID, evs[i].Tenant, evs[i].Time },
-		row: func(i int, id string) []any {
+		key: func(i int) (string, string, time.Time, []byte) {
+			return evs[i].ID, evs[i].Tenant, evs[i].Time, events.ContentHash(&evs[i])
+		},
+		row: func(i int, id, content string) []any {
 			e := &evs[i]
 			var exit *int32 // NULL unless a died event
 			if e.ExitCode != nil {
@@ -100,11 +104,25 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.
 				ok := boolByte(p.OK)
 				probeOK, probeLatency, probeKind, probeDetail = &ok, &p.LatencyNs, p.Kind, p.Detail
 			}
-			return []any{id, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
+			return []any{id, content, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
 				string(e.Type), e.Time.UnixNano(), exit, boolByte(e.OOMKilled), string(e.Initiator), e.Health, probeOK,
 				probeKind, probeLatency, probeDetail, e.ReceivedAt.UnixNano(), uint16(e.SchemaVersion)}
 		},
 	})
+}
+
+// RunNode implements metering.RunReader. Events are not sorted by run: the
+// lookup reads the tenant's run_id column, which the collector does only for
+// the rare platform-initiated events.
+func (s *Store) RunNode(ctx context.Context, tenant, containerID, runID string) (string, bool, error) {
+	var node string
+	found := false
+	err := scan(ctx, s, s.conn, "node of run "+runID,
+		"SELECT node FROM events FINAL WHERE tenant = ? AND run_id = ? AND container_id = ? ORDER BY time, id LIMIT 1",
+		[]any{tenant, runID, containerID},
+		func(rows chdriver.Rows) (string, error) { var n string; err := rows.Scan(&n); return n, err },
+		func(n string) error { node, found = n, true; return nil })
+	return node, found, err
 }
 
 func boolByte(b bool) uint8 {
@@ -121,15 +139,21 @@ type appendSpec struct {
 	table, timeCol string
 	// columns are the insert's columns, in the order row gives them.
 	columns string
-	n       int
-	// key returns the id, tenant and time of record i.
-	key func(i int) (id, tenant string, t time.Time)
-	// row returns the values of record i; id is its id as the 16 bytes of the id column.
-	row func(i int, id string) []any
+	// hashed says the table has a content column (key gives its values).
+	hashed bool
+	n      int
+	// key returns the id, tenant, time and content hash of record i.
+	key func(i int) (id, tenant string, t time.Time, content []byte)
+	// row returns the values of record i; id and content are its id and
+	// content hash as the 16 bytes of their columns.
+	row func(i int, id, content string) []any
 }
 
 // appendNew inserts the records of a that are neither repeated earlier in the
-// batch nor stored already, and reports the others as duplicates.
+// batch nor stored already, and reports the others as duplicates, and as
+// conflicts those whose content hash differs from the first arrival's (a row
+// stored before the content column has a zero hash, and is compared with
+// nothing).
 //
 // The check looks up the batch's ids within its tenants and time range, which
 // the sorting key narrows to a few granules. It cannot see a concurrent
@@ -140,24 +164,25 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	if s.closed.Load() {
 		return res, metering.ErrNotReady
 	}
-	ids := make([]string, a.n)
+	ids, contents := make([]string, a.n), make([]string, a.n)
 	// repeated marks the records whose id came earlier in the batch.
 	repeated := make([]bool, a.n)
-	first := make(map[string]bool, a.n)
+	// first holds the content hash of each id's first record in the batch.
+	first := make(map[string]string, a.n)
 	var tenants []string
 	var from, to int64
 	for i := range a.n {
-		hexID, tenant, t := a.key(i)
+		hexID, tenant, t, content := a.key(i)
 		id, err := sqlkit.DecodeID(hexID)
 		if err != nil {
 			return res, fmt.Errorf("clickhouse store: record %d: %w", i, err)
 		}
-		ids[i] = string(id)
-		if first[ids[i]] {
+		ids[i], contents[i] = string(id), string(content)
+		if _, ok := first[ids[i]]; ok {
 			repeated[i] = true
 			continue
 		}
-		first[ids[i]] = true
+		first[ids[i]] = contents[i]
 		if !slices.Contains(tenants, tenant) {
 			tenants = append(tenants, tenant)
 		}
@@ -176,17 +201,24 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	}
 	var fresh []int
 	for i, id := range ids {
-		if repeated[i] || stored[id] {
-			res.Duplicates = append(res.Duplicates, i)
-		} else {
+		was, isStored := stored[id]
+		if !isStored && repeated[i] {
+			was, isStored = first[id], true
+		}
+		if !isStored {
 			fresh = append(fresh, i)
+			continue
+		}
+		res.Duplicates = append(res.Duplicates, i)
+		if was != noContent && was != contents[i] {
+			res.Conflicts = append(res.Conflicts, i)
 		}
 	}
 	if len(fresh) == 0 {
 		return res, nil
 	}
 	err = insert(ctx, s.conn, "INSERT INTO "+a.table+" ("+a.columns+")", len(fresh), func(j int) []any {
-		return a.row(fresh[j], ids[fresh[j]])
+		return a.row(fresh[j], ids[fresh[j]], contents[fresh[j]])
 	})
 	if err != nil {
 		return metering.AppendResult{}, s.fail("insert into "+a.table, err)
@@ -194,10 +226,14 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	return res, nil
 }
 
-// storedIDs returns which of ids are stored in a.table. The ids travel as an
+// noContent is the content hash of a row stored before rows had one.
+const noContent = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" // usage.ContentHashLength zero bytes
+
+// storedIDs returns which of ids are stored in a.table, with the content hash
+// of each one's first arrival. The ids travel as an
 // external table (sent with the query, and on to the shards), which keeps a
 // batch of 10,000 ids out of the query text and its size limit.
-func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids map[string]bool, tenants []string, from, to int64) (map[string]bool, error) {
+func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids map[string]string, tenants []string, from, to int64) (map[string]string, error) {
 	tbl, err := ext.NewTable("paasmeter_ids", ext.Column("id", "FixedString(16)"))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse store: %w", err)
@@ -207,20 +243,24 @@ func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids map[string]bool
 			return nil, fmt.Errorf("clickhouse store: %w", err)
 		}
 	}
+	content := "''" // compared with the batch's empty hashes: never a conflict
+	if a.hashed {
+		content = "argMax(content, ver)" // the first arrival's
+	}
 	rows, err := s.conn.Query(ch.Context(ctx, ch.WithExternalTable(tbl)),
-		"SELECT id FROM "+a.table+" WHERE tenant IN ("+placeholders(len(tenants))+") AND "+
-			a.timeCol+" >= ? AND "+a.timeCol+" <= ? AND id IN paasmeter_ids", append(sqlAny(tenants), from, to)...)
+		"SELECT id, "+content+" FROM "+a.table+" WHERE tenant IN ("+placeholders(len(tenants))+") AND "+
+			a.timeCol+" >= ? AND "+a.timeCol+" <= ? AND id IN paasmeter_ids GROUP BY id", append(sqlAny(tenants), from, to)...)
 	if err != nil {
 		return nil, s.fail("look up stored ids in "+a.table, err)
 	}
 	defer rows.Close()
-	stored := map[string]bool{}
+	stored := map[string]string{}
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var id, content string
+		if err := rows.Scan(&id, &content); err != nil {
 			return nil, s.fail("look up stored ids in "+a.table, err)
 		}
-		stored[id] = true
+		stored[id] = content
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.fail("look up stored ids in "+a.table, err)

@@ -13,6 +13,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/hex"
@@ -139,12 +140,22 @@ var migrations = []string{
 		records INTEGER NOT NULL CHECK (records > 0),
 		PRIMARY KEY (tenant, hour)
 	) WITHOUT ROWID;`,
+	// The content hash of each record and event (usage.ContentHash,
+	// events.ContentHash), so that an append tells a resend from a conflict.
+	// Rows stored before have none (NULL): a repeat of them is a duplicate.
+	`ALTER TABLE usage_records ADD COLUMN content BLOB;`,
+	`ALTER TABLE events ADD COLUMN content BLOB;`,
+	// RunNode finds a run's first event without scanning the tenant's events.
+	`CREATE INDEX events_by_run ON events (tenant, run_id, container_id, time, id);`,
 }
 
-const insertUsage = `INSERT INTO usage_records
-	(id, tenant, project, app, environment, container_id, run_id, volume, node, meter, quantity, window_start, window_end, received_at, schema_version)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (tenant, window_start, id) DO NOTHING`
+var usageRows = rowsSpec{
+	insert: `INSERT INTO usage_records
+	(tenant, window_start, id, content, project, app, environment, container_id, run_id, volume, node, meter, quantity, window_end, received_at, schema_version)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (tenant, window_start, id) DO NOTHING`,
+	content: `SELECT content FROM usage_records WHERE tenant = ? AND window_start = ? AND id = ?`,
+}
 
 const addAccepted = `INSERT INTO usage_accepted (tenant, hour, records) VALUES (?, ?, ?)
 	ON CONFLICT (tenant, hour) DO UPDATE SET records = records + excluded.records`
@@ -152,11 +163,11 @@ const addAccepted = `INSERT INTO usage_accepted (tenant, hour, records) VALUES (
 // AppendUsage implements metering.UsageAppender. The ledger's counts are
 // added in the records' transaction: both are stored, or neither.
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
-	return s.appendRows(ctx, insertUsage, len(recs), func(i int) ([]any, error) {
+	return s.appendRows(ctx, usageRows, len(recs), func(i int) ([]any, error) {
 		r := &recs[i]
 		id, err := sqlkit.DecodeID(r.ID)
-		return []any{id, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID,
-			r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(),
+		return []any{r.Tenant, r.WindowStart.UnixNano(), id, usage.ContentHash(r), r.Project, r.App, string(r.Environment),
+			r.ContainerID, r.RunID, r.Volume, r.Node, string(r.Meter), r.Quantity, r.WindowEnd.UnixNano(),
 			r.ReceivedAt.UnixNano(), r.SchemaVersion}, err
 	}, func(tx *sql.Tx, res metering.AppendResult) error {
 		for _, a := range sqlkit.CountAccepted(recs, res.Duplicates) {
@@ -190,15 +201,18 @@ func (s *Store) AcceptedUsage(ctx context.Context, tenant string, from, to time.
 	return out, nil
 }
 
-const insertEvent = `INSERT INTO events
-	(id, tenant, project, app, environment, node, container_id, run_id, replica, type, time, exit_code, oom_killed,
+var eventRows = rowsSpec{
+	insert: `INSERT INTO events
+	(tenant, time, id, content, project, app, environment, node, container_id, run_id, replica, type, exit_code, oom_killed,
 	 initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail, received_at, schema_version)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-	ON CONFLICT (tenant, time, id) DO NOTHING`
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (tenant, time, id) DO NOTHING`,
+	content: `SELECT content FROM events WHERE tenant = ? AND time = ? AND id = ?`,
+}
 
 // AppendEvents implements metering.EventAppender.
 func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
-	return s.appendRows(ctx, insertEvent, len(evs), func(i int) ([]any, error) {
+	return s.appendRows(ctx, eventRows, len(evs), func(i int) ([]any, error) {
 		e := &evs[i]
 		id, err := sqlkit.DecodeID(e.ID)
 		var probeOK, probeLatency any // NULL unless a probe event
@@ -210,17 +224,41 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.
 		if e.ExitCode != nil {
 			exit = *e.ExitCode
 		}
-		return []any{id, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
-			string(e.Type), e.Time.UnixNano(), exit, e.OOMKilled, string(e.Initiator), e.Health, probeOK, probeKind,
-			probeLatency, probeDetail, e.ReceivedAt.UnixNano(), e.SchemaVersion}, err
+		return []any{e.Tenant, e.Time.UnixNano(), id, events.ContentHash(e), e.Project, e.App, string(e.Environment), e.Node,
+			e.ContainerID, e.RunID, e.Replica, string(e.Type), exit, e.OOMKilled, string(e.Initiator), e.Health, probeOK,
+			probeKind, probeLatency, probeDetail, e.ReceivedAt.UnixNano(), e.SchemaVersion}, err
 	}, nil)
 }
 
-// appendRows inserts n rows with query, an INSERT … ON CONFLICT DO NOTHING, in
-// one transaction; row(i) gives the arguments of row i. A row that affects
-// nothing was a duplicate: the first arrival stays in place. then, unless nil,
-// runs in the same transaction once the rows are in, with the append's result.
-func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i int) ([]any, error),
+// rowsSpec is how appendRows stores one kind of row.
+type rowsSpec struct {
+	// insert is an INSERT … ON CONFLICT DO NOTHING whose first four
+	// arguments are the key (tenant, time, id) and the content hash.
+	insert string
+	// content selects the stored content hash of the key's row.
+	content string
+}
+
+// RunNode implements metering.RunReader.
+func (s *Store) RunNode(ctx context.Context, tenant, containerID, runID string) (string, bool, error) {
+	var node string
+	err := s.r.QueryRowContext(ctx, `SELECT node FROM events WHERE tenant = ? AND run_id = ? AND container_id = ? ORDER BY time, id LIMIT 1`,
+		tenant, runID, containerID).Scan(&node)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("embedded store: node of run %s: %w", runID, err)
+	}
+	return node, true, nil
+}
+
+// appendRows inserts n rows with spec.insert in one transaction; row(i) gives
+// the arguments of row i. A row that affects nothing was a duplicate: the
+// first arrival stays in place, and the duplicate is a conflict when the
+// first arrival's content hash differs. then, unless nil, runs in the same
+// transaction once the rows are in, with the append's result.
+func (s *Store) appendRows(ctx context.Context, spec rowsSpec, n int, row func(i int) ([]any, error),
 	then func(tx *sql.Tx, res metering.AppendResult) error) (metering.AppendResult, error) {
 	var res metering.AppendResult
 	if s.closed.Load() {
@@ -239,11 +277,16 @@ func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i 
 		return res, fmt.Errorf("embedded store: begin: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, query)
+	stmt, err := tx.PrepareContext(ctx, spec.insert)
 	if err != nil {
 		return res, fmt.Errorf("embedded store: prepare insert: %w", err)
 	}
 	defer stmt.Close()
+	lookup, err := tx.PrepareContext(ctx, spec.content)
+	if err != nil {
+		return res, fmt.Errorf("embedded store: prepare content lookup: %w", err)
+	}
+	defer lookup.Close()
 	for i, a := range args {
 		out, err := stmt.ExecContext(ctx, a...)
 		if err != nil {
@@ -251,8 +294,16 @@ func (s *Store) appendRows(ctx context.Context, query string, n int, row func(i 
 		}
 		if affected, err := out.RowsAffected(); err != nil {
 			return metering.AppendResult{}, fmt.Errorf("embedded store: insert record %d: %w", i, err)
-		} else if affected == 0 {
-			res.Duplicates = append(res.Duplicates, i)
+		} else if affected > 0 {
+			continue
+		}
+		res.Duplicates = append(res.Duplicates, i)
+		var stored []byte
+		if err := lookup.QueryRowContext(ctx, a[:3]...).Scan(&stored); err != nil {
+			return metering.AppendResult{}, fmt.Errorf("embedded store: record %d: read the first arrival's content: %w", i, err)
+		}
+		if stored != nil && !bytes.Equal(stored, a[3].([]byte)) {
+			res.Conflicts = append(res.Conflicts, i)
 		}
 	}
 	if then != nil {

@@ -17,6 +17,39 @@ func eventTests() map[string]func(t *testing.T, s metering.Store) {
 		"events read back with every field intact":                              testEventRoundTrip,
 		"the same events sent twice are stored once and keep the first arrival": testEventResend,
 		"event scans see only the requested tenant, apps and types":             testEventFilters,
+		"a run's node is the node of its earliest event":                        testRunNode,
+	}
+}
+
+func testRunNode(t *testing.T, s metering.Store) {
+	started := eventstest.Event("caami", "abc", events.Started, Base.Add(time.Minute))
+	created := eventstest.Event("caami", "abc", events.Created, Base)
+	created.Node = "node-2" // earlier, from another node: it fixes the run's node
+	created.SetID()
+	other := eventstest.Event("ona", "abc", events.Started, Base)
+	other.Node = "node-3"
+	other.SetID()
+	batch := []events.Event{started, created, other}
+	for i := range batch {
+		batch[i].ReceivedAt = Base.Add(2 * time.Minute)
+	}
+	if _, err := s.AppendEvents(ctx(t), batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		tenant, container, run, node string
+		found                        bool
+	}{
+		{"caami", "abc", "abc-run1", "node-2", true},
+		{"ona", "abc", "abc-run1", "node-3", true},
+		{"caami", "abc", "abc-run2", "", false},
+		{"caami", "abd", "abc-run1", "", false},
+		{"other", "abc", "abc-run1", "", false},
+	} {
+		node, found, err := s.RunNode(ctx(t), tc.tenant, tc.container, tc.run)
+		if err != nil || node != tc.node || found != tc.found {
+			t.Errorf("RunNode(%s, %s, %s) = %q, %v, %v; want %q, %v", tc.tenant, tc.container, tc.run, node, found, err, tc.node, tc.found)
+		}
 	}
 }
 
@@ -81,8 +114,14 @@ func testEventResend(t *testing.T, s metering.Store) {
 	}
 	batch = append(batch, batch[0])
 	res, err := s.AppendEvents(ctx(t), batch)
-	if err != nil || !slices.Equal(res.Duplicates, []int{0, 1, 2}) {
-		t.Fatalf("resend = %+v, %v; want every event a duplicate", res, err)
+	if err != nil || !slices.Equal(res.Duplicates, []int{0, 1, 2}) || len(res.Conflicts) != 0 {
+		t.Fatalf("resend = %+v, %v; want every event a duplicate, none a conflict", res, err)
+	}
+	forged := batch[1]
+	forged.Initiator = events.ByPlatform // the same id, other content
+	res, err = s.AppendEvents(ctx(t), []events.Event{forged})
+	if err != nil || !slices.Equal(res.Duplicates, []int{0}) || !slices.Equal(res.Conflicts, []int{0}) {
+		t.Fatalf("conflicting resend = %+v, %v; want a duplicate that is a conflict", res, err)
 	}
 	got := scanEvents(t, s, metering.EventFilter{Tenant: "caami"})
 	if len(got) != 2 {

@@ -51,6 +51,7 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"appended records read back with every field intact":                            testRoundTrip,
 		"the same batch sent twice is stored once and keeps the first received_at":      testResendKeepsFirst,
 		"a record repeated inside one batch is stored once":                             testDuplicateInBatch,
+		"a repeated id with other content is a conflict and the first arrival stays":    testConflict,
 		"two clients appending overlapping batches concurrently store each record once": testConcurrentOverlap,
 		"a batch that fails part-way stores nothing":                                    testAtomic,
 		"a month of 1,000 containers at 4 GiB totals exactly beyond int64":              testNoOverflow,
@@ -149,6 +150,9 @@ func testResendKeepsFirst(t *testing.T, s metering.Store) {
 	if len(res.Duplicates) != 50 {
 		t.Fatalf("second send: %d duplicates, want 50", len(res.Duplicates))
 	}
+	if !slices.Equal(res.Conflicts, []int{7}) {
+		t.Fatalf("second send: conflicts %v, want [7], the one whose content differs", res.Conflicts)
+	}
 	got := scanAll(t, s, "caami")
 	if len(got) != 50 {
 		t.Fatalf("stored %d records, want 50", len(got))
@@ -172,6 +176,37 @@ func testDuplicateInBatch(t *testing.T, s metering.Store) {
 	}
 	if n := len(scanAll(t, s, "caami")); n != 3 {
 		t.Fatalf("stored %d records, want 3", n)
+	}
+}
+
+func testConflict(t *testing.T, s metering.Store) {
+	recs := batch("caami", 0, 3, Base.Add(time.Minute))
+	forged := recs[1]
+	forged.Quantity = 0 // the same id, other content: inside the batch
+	recs = append(recs, forged)
+	res := mustAppend(t, s, recs)
+	if !slices.Equal(res.Duplicates, []int{3}) || !slices.Equal(res.Conflicts, []int{3}) {
+		t.Fatalf("in one batch: duplicates %v, conflicts %v; want [3] and [3]", res.Duplicates, res.Conflicts)
+	}
+	// … and across appends, beside a plain resend.
+	again := batch("caami", 0, 3, Base.Add(2*time.Minute))
+	again[2].Quantity++
+	res = mustAppend(t, s, again)
+	if !slices.Equal(res.Duplicates, []int{0, 1, 2}) || !slices.Equal(res.Conflicts, []int{2}) {
+		t.Fatalf("across appends: duplicates %v, conflicts %v; want [0 1 2] and [2]", res.Duplicates, res.Conflicts)
+	}
+	got := scanAll(t, s, "caami")
+	if len(got) != 3 {
+		t.Fatalf("stored %d records, want 3", len(got))
+	}
+	want := map[string]int64{}
+	for _, r := range batch("caami", 0, 3, Base) {
+		want[r.ID] = r.Quantity
+	}
+	for _, r := range got {
+		if r.Quantity != want[r.ID] || !r.ReceivedAt.Equal(Base.Add(time.Minute)) {
+			t.Errorf("record %s: quantity %d received %s; want the first arrival's %d at %s", r.ID, r.Quantity, r.ReceivedAt, want[r.ID], Base.Add(time.Minute))
+		}
 	}
 }
 

@@ -166,13 +166,18 @@ func Open(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The collector holds usage to the node's capacity; unknown, to its configured bounds.
+	capacity, capErr := agent.ReadNodeCapacity(agent.CPUOnlinePath, agent.MeminfoPath)
+	if capErr != nil {
+		n.log.Warn("node capacity unknown: the collector bounds usage by its configuration only", "err", capErr)
+	}
 	shipClient, adminTLS, err := n.openTLS()
 	if err != nil {
 		return nil, err
 	}
 	so := ship.Options{Spool: n.spool, Dead: n.dead, BaseURL: ac.CollectorURL, Token: o.Token,
 		Client: shipClient, BatchSize: ac.BatchSize, Logger: n.log, Registry: n.reg, Failpoints: o.Failpoints,
-		Wake: wake, Idle: o.ShipIdle}
+		Wake: wake, Idle: o.ShipIdle, Capacity: capacity}
 	if ac.Logs.Enabled {
 		n.tailer, err = tail.New(tail.Options{Config: ac.Logs, Node: ac.Node, Engine: o.Engine, Spool: n.spool,
 			StatePath: filepath.Join(ac.SpoolDir, tail.StateFile), SpoolMaxBytes: spoolMax, Logger: n.log, Registry: n.reg, Wake: wake,

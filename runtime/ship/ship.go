@@ -27,6 +27,7 @@ import (
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/usage"
 )
 
 // Entry kinds in the spool, and the collector endpoint of each.
@@ -84,6 +85,10 @@ type Options struct {
 	// Idle is how long to wait when the spool is empty; Wake shortens it.
 	Idle time.Duration
 	Wake <-chan struct{}
+	// Capacity is the node's, sent with each batch of usage records so that
+	// the collector holds them to it (usage.HeaderNodeCPUs); zero fields are
+	// not sent.
+	Capacity usage.NodeCapacity
 	// OnAck, if set, is told of the entries that left the spool, once the
 	// spool recorded it: the log tailer advances its checkpoints with it. A
 	// crash just before the call makes the tailer read those lines again;
@@ -132,7 +137,7 @@ func New(o Options) (*Shipper, error) {
 	s.m = metrics{
 		shipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_agent_shipped_records_total",
-			Help: "Records the collector acknowledged, by kind and outcome (new, duplicate).",
+			Help: "Records the collector acknowledged, by kind and outcome (new, duplicate, conflict: its id stored already with other content, not stored).",
 		}, []string{"kind", "outcome"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "paasmeter_agent_ship_errors_total",
@@ -249,11 +254,7 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 		}
 		switch {
 		case status == http.StatusOK:
-			var res struct{ New, Duplicates int }
-			if err := json.Unmarshal(body, &res); err == nil {
-				s.m.shipped.WithLabelValues(kind, "new").Add(float64(res.New))
-				s.m.shipped.WithLabelValues(kind, "duplicate").Add(float64(res.Duplicates))
-			}
+			s.acknowledged(kind, body)
 			pending = nil
 		case status == http.StatusRequestEntityTooLarge && len(pending) == 1:
 			// One record larger than the collector takes: it can never be delivered.
@@ -311,6 +312,31 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 	return len(entries), s.ack(entries, split(kind, entries, dead))
 }
 
+// acknowledged counts what the collector's answer to a delivered batch says
+// became of its records. Conflicts (an id stored already with other
+// content) are delivered as far as the spool goes: the collector keeps the
+// first arrival and would answer the same to every resend, so they leave the
+// spool like duplicates, logged and counted.
+func (s *Shipper) acknowledged(kind string, body []byte) {
+	var res struct {
+		New, Duplicates int
+		Conflicts       []struct {
+			Index int    `json:"index"`
+			ID    string `json:"id"`
+		}
+	}
+	if err := json.Unmarshal(body, &res); err != nil {
+		return
+	}
+	s.m.shipped.WithLabelValues(kind, "new").Add(float64(res.New))
+	s.m.shipped.WithLabelValues(kind, "duplicate").Add(float64(res.Duplicates))
+	s.m.shipped.WithLabelValues(kind, "conflict").Add(float64(len(res.Conflicts)))
+	if len(res.Conflicts) > 0 {
+		s.o.Logger.Warn("the collector holds other content under the ids of records it was sent; they leave the spool, the stored ones stay",
+			"kind", kind, "conflicts", len(res.Conflicts), "first_index", res.Conflicts[0].Index, "first_id", res.Conflicts[0].ID)
+	}
+}
+
 // split tells the delivered entries from the dead ones, both in spool order.
 func split(kind string, entries, dead []spool.Entry) Ack {
 	a := Ack{Kind: kind, Rejected: dead}
@@ -355,6 +381,16 @@ func (s *Shipper) post(ctx context.Context, endpoint string, entries []spool.Ent
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+s.o.Token)
+	if endpoint == endpoints[KindUsage] {
+		for _, h := range []struct {
+			name string
+			v    int64
+		}{{usage.HeaderNodeCPUs, s.o.Capacity.CPUs}, {usage.HeaderNodeMemoryBytes, s.o.Capacity.MemoryBytes}} {
+			if h.v > 0 {
+				req.Header.Set(h.name, strconv.FormatInt(h.v, 10))
+			}
+		}
+	}
 	start := time.Now()
 	resp, err := s.o.Client.Do(req)
 	if err != nil {

@@ -287,3 +287,69 @@ func TestATornTailTheSpoolCutAtRecoveryIsLoggedAndExported(t *testing.T) {
 		t.Errorf("the cut was not logged with its size: %q", logs.String())
 	}
 }
+
+// TestAConflictLeavesTheSpoolCountedAndLogged: records whose ids the
+// collector holds with other content are answered as conflicts; the shipper
+// does not resend them forever, and says so.
+func TestAConflictLeavesTheSpoolCountedAndLogged(t *testing.T) {
+	r := newRig(t, nil)
+	first := records(3)
+	r.spool(t, first)
+	r.drain(t)
+	changed := records(3)
+	changed[1].Quantity += 7 // same id, other content
+	r.spool(t, changed)
+	var logs strings.Builder
+	reg := prometheus.NewRegistry()
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient,
+		Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sh.ShipOnce(context.Background()); err != nil || n != 3 {
+		t.Fatalf("ShipOnce = %d, %v; want the 3 records delivered", n, err)
+	}
+	if left := r.out.Stats().Entries; left != 0 {
+		t.Errorf("%d records left in the spool, want none", left)
+	}
+	for outcome, want := range map[string]float64{"conflict": 1, "duplicate": 2, "new": 0} {
+		if got := promtest.Value(t, reg, "paasmeter_agent_shipped_records_total", map[string]string{"kind": "usage", "outcome": outcome}); got != want {
+			t.Errorf("shipped %s = %v, want %v", outcome, got, want)
+		}
+	}
+	if !strings.Contains(logs.String(), changed[1].ID) {
+		t.Errorf("log %q does not name the conflicting id %s", logs.String(), changed[1].ID)
+	}
+}
+
+// TestUsageBatchesCarryTheNodeCapacity: the collector bounds usage by the
+// capacity the shipper reports, in headers of usage batches only.
+func TestUsageBatchesCarryTheNodeCapacity(t *testing.T) {
+	var got atomic.Value
+	r := newRig(t, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			got.Store(req.Header.Get(usage.HeaderNodeCPUs) + "/" + req.Header.Get(usage.HeaderNodeMemoryBytes))
+			next.ServeHTTP(w, req)
+		})
+	})
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient,
+		Capacity: usage.NodeCapacity{CPUs: 2, MemoryBytes: 1 << 30}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := records(2)
+	recs[1].Quantity = 2*int64(time.Minute) + 1 // more than 2 CPUs can do in its minute
+	r.spool(t, recs)
+	if _, err := sh.ShipOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got.Load() != "2/1073741824" {
+		t.Errorf("headers %v, want 2/1073741824", got.Load())
+	}
+	if n := r.stored(t); n != 1 {
+		t.Errorf("stored %d records, want the one within the node's capacity", n)
+	}
+	if dl, _ := r.dead.Peek(10, 1<<20); len(dl) != 1 {
+		t.Errorf("%d dead letters, want the record beyond the node's capacity", len(dl))
+	}
+}
