@@ -41,15 +41,18 @@ type abuseSpec struct {
 	SeedMB      int           // log bytes stored for the attacker before the phases
 	SlowPushes  int           // concurrent trickled pushes
 	Trickle     time.Duration // between two bytes of a slow push
+	Flooders    int           // concurrent stream floods
 	FloodStream int           // new streams per flood push
 	Readers     int           // concurrent large log reads
+	// RefusalPause is how long an abuser waits after a 429 (0: it retries at once).
+	RefusalPause time.Duration
 }
 
 func (s abuseSpec) validate() error {
 	if s.Duration <= 0 || s.Agents <= 0 || s.Batch <= 0 || s.Interval <= 0 || s.SeedMB < 0 ||
-		s.SlowPushes < 0 || s.Trickle <= 0 || s.FloodStream <= 0 || s.Readers < 0 {
-		return fmt.Errorf("abuse: duration (%s), agents (%d), batch (%d), interval (%s), trickle (%s) and flood-streams (%d) must be positive; seed-mb (%d), slow-pushes (%d) and readers (%d) not negative",
-			s.Duration, s.Agents, s.Batch, s.Interval, s.Trickle, s.FloodStream, s.SeedMB, s.SlowPushes, s.Readers)
+		s.SlowPushes < 0 || s.Trickle <= 0 || s.Flooders < 0 || s.FloodStream <= 0 || s.Readers < 0 || s.RefusalPause < 0 {
+		return fmt.Errorf("abuse: duration (%s), agents (%d), batch (%d), interval (%s), trickle (%s) and flood-streams (%d) must be positive; seed-mb (%d), slow-pushes (%d), flooders (%d), readers (%d) and refusal-pause (%s) not negative",
+			s.Duration, s.Agents, s.Batch, s.Interval, s.Trickle, s.FloodStream, s.SeedMB, s.SlowPushes, s.Flooders, s.Readers, s.RefusalPause)
 	}
 	return nil
 }
@@ -93,10 +96,12 @@ discarded) and the peak is reset (/proc/self/clear_refs) after the seeding.`,
 	f.IntVar(&spec.Batch, "batch", 200, "usage records per agent batch")
 	f.DurationVar(&spec.Interval, "interval", 250*time.Millisecond, "time between one agent's batches")
 	f.IntVar(&spec.SeedMB, "seed-mb", 200, "MB of the attacker's log lines stored before the phases")
-	f.IntVar(&spec.SlowPushes, "slow-pushes", 4, "concurrent slow (trickled) Loki pushes")
+	f.IntVar(&spec.SlowPushes, "slow-pushes", 4, "concurrent slow (trickled) Loki pushes (0: none)")
 	f.DurationVar(&spec.Trickle, "trickle", 100*time.Millisecond, "time between two bytes of a slow push")
+	f.IntVar(&spec.Flooders, "flooders", 1, "concurrent stream floods (0: none)")
 	f.IntVar(&spec.FloodStream, "flood-streams", 1000, "new streams per flood push")
-	f.IntVar(&spec.Readers, "readers", 4, "concurrent large log reads")
+	f.IntVar(&spec.Readers, "readers", 4, "concurrent large log reads (0: none)")
+	f.DurationVar(&spec.RefusalPause, "refusal-pause", 0, "how long an abuser waits after a 429 before it tries again (0: at once, the worst case)")
 	return cmd
 }
 
@@ -345,69 +350,63 @@ func lokiJSON(prefix string, streams int, at time.Time) []byte {
 	return b
 }
 
-// attack runs the attacker's three abuses until phase is done.
+// attack runs the attacker's three abuses until phase is done. After a
+// refusal (429) an abuser waits spec.RefusalPause before it tries again.
 func attack(phase context.Context, env abuseEnv, spec abuseSpec, st *attackStats) {
 	push := env.base + "/loki/api/v1/push"
 	org := map[string]string{"X-Scope-OrgID": abuseAttacker}
 	var wg sync.WaitGroup
-	loop := func(n int, do func(i, round int)) {
+	// Each abuser has its own client: a trickled push holds its connection.
+	var clients []*http.Client
+	loop := func(kind string, n int, do func(c *http.Client, i, round int) (int, error)) {
 		for i := range n {
+			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			clients = append(clients, c)
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for round := 0; phase.Err() == nil; round++ {
-					do(i, round)
+					code, err := do(c, i, round)
+					if phase.Err() != nil {
+						return // cut off by the phase's end, not answered
+					}
+					st.add(kind, code, err)
+					if code == http.StatusTooManyRequests && spec.RefusalPause > 0 {
+						select {
+						case <-phase.Done():
+						case <-time.After(spec.RefusalPause):
+						}
+					}
 				}
 			}()
 		}
 	}
-	// Each goroutine has its own client: a trickled push holds its connection.
-	client := func() *http.Client { return &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}} }
-	slow := make([]*http.Client, spec.SlowPushes)
-	for i := range slow {
-		slow[i] = client()
-	}
-	loop(spec.SlowPushes, func(i, round int) {
+	loop("slow push", spec.SlowPushes, func(c *http.Client, i, round int) (int, error) {
 		body := &trickle{ctx: phase, body: lokiJSON(fmt.Sprintf("slow%d-%d-", i, round), 1, time.Now()), delay: spec.Trickle}
-		code, err := post(phase, slow[i], push, env.attackerToken, "application/json", body, org)
-		if phase.Err() == nil {
-			st.add("slow push", code, err)
-		}
+		return post(phase, c, push, env.attackerToken, "application/json", body, org)
 	})
-	flood := client()
-	loop(1, func(_, round int) {
-		code, err := post(phase, flood, push, env.attackerToken, "application/json",
-			bytes.NewReader(lokiJSON(fmt.Sprintf("flood%d-", round), spec.FloodStream, time.Now())), org)
-		if phase.Err() == nil {
-			st.add("stream flood", code, err)
-		}
+	loop("stream flood", spec.Flooders, func(c *http.Client, i, round int) (int, error) {
+		return post(phase, c, push, env.attackerToken, "application/json",
+			bytes.NewReader(lokiJSON(fmt.Sprintf("flood%d-%d-", i, round), spec.FloodStream, time.Now())), org)
 	})
-	readers := make([]*http.Client, spec.Readers)
-	for i := range readers {
-		readers[i] = client()
-	}
 	read := fmt.Sprintf("%s/api/v1/tenants/%s/logs?limit=%d", env.base, abuseAttacker, metering.MaxLogLimit)
-	loop(spec.Readers, func(i, _ int) {
+	loop("large read", spec.Readers, func(c *http.Client, _, _ int) (int, error) {
 		req, err := http.NewRequestWithContext(phase, http.MethodGet, read, nil)
 		if err != nil {
-			st.add("large read", 0, err)
-			return
+			return 0, err
 		}
 		req.Header.Set("Authorization", "Bearer "+env.attackerToken)
-		code, err := doDiscard(readers[i], req)
-		if phase.Err() == nil {
-			st.add("large read", code, err)
-		}
+		return doDiscard(c, req)
 	})
 	wg.Wait()
-	for _, c := range append(append(slow, flood), readers...) {
+	for _, c := range clients {
 		c.CloseIdleConnections()
 	}
 }
 
 func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
-	fmt.Fprintf(a.stdout, "abuse benchmark: %d agents × %d records every %s, phases of %s; attacker: %d MB of logs, %d slow pushes (a byte every %s), floods of %d streams, %d readers of %d lines; GOMAXPROCS=%d\n",
-		spec.Agents, spec.Batch, spec.Interval, spec.Duration, spec.SeedMB, spec.SlowPushes, spec.Trickle, spec.FloodStream, spec.Readers, metering.MaxLogLimit, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(a.stdout, "abuse benchmark: %d agents × %d records every %s, phases of %s; attacker: %d MB of logs, %d slow pushes (a byte every %s), %d floods of %d streams a push, %d readers of %d lines, pause after a 429: %s; GOMAXPROCS=%d\n",
+		spec.Agents, spec.Batch, spec.Interval, spec.Duration, spec.SeedMB, spec.SlowPushes, spec.Trickle, spec.Flooders, spec.FloodStream, spec.Readers, metering.MaxLogLimit, spec.RefusalPause, runtime.GOMAXPROCS(0))
 	dir, err := os.MkdirTemp("", "paasmeter-bench-abuse-")
 	if err != nil {
 		return err
@@ -476,6 +475,9 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		var parts []string
 		for _, status := range slices.Sorted(maps.Keys(att.counts[kind])) {
 			parts = append(parts, fmt.Sprintf("%s×%d", status, att.counts[kind][status]))
+		}
+		if len(parts) == 0 {
+			parts = []string{"(none)"}
 		}
 		fmt.Fprintf(a.stdout, "attack %-13s %s\n", kind+":", strings.Join(parts, " "))
 	}
