@@ -81,12 +81,7 @@ func (p *slowPush) answer(t *testing.T, send bool) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return readAnswer(t, resp)
 }
 
 func jsonPush(at time.Time, labels, line string) []byte {

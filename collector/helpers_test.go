@@ -172,6 +172,20 @@ type problemsDetail struct {
 
 func do(t *testing.T, method, url, token string, body io.Reader, header ...string) answer {
 	t.Helper()
+	req := newRequest(t, method, url, token, body)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	a := roundTrip(t, http.DefaultClient, req)
+	if a.code >= 400 && a.header.Get("Content-Type") != "application/json" {
+		t.Errorf("%s %s: error answer %d has Content-Type %q, want application/json", method, url, a.code, a.header.Get("Content-Type"))
+	}
+	return a
+}
+
+// newRequest is a request bearing token (none when empty).
+func newRequest(t *testing.T, method, url, token string, body io.Reader) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
@@ -179,20 +193,26 @@ func do(t *testing.T, method, url, token string, body io.Reader, header ...strin
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// roundTrip sends req with c and reads the whole answer.
+func roundTrip(t *testing.T, c *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return readAnswer(t, resp)
+}
+
+// readAnswer reads resp's whole body and closes it.
+func readAnswer(t *testing.T, resp *http.Response) answer {
+	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/json" {
-		t.Errorf("%s %s: error answer %d has Content-Type %q, want application/json", method, url, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	return answer{code: resp.StatusCode, header: resp.Header, body: b}
 }
