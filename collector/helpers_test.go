@@ -129,17 +129,17 @@ type answer struct {
 	err    error // transport error, for requests made off the test goroutine
 }
 
-// postAsync posts a batch from another goroutine; transport errors come back
-// in the answer instead of failing the test off its goroutine.
-func postAsync(url, token string, body []byte) <-chan answer {
+// postAsync posts a batch from another goroutine.
+func postAsync(t *testing.T, url, token string, body []byte) <-chan answer {
+	t.Helper()
+	return sendAsync(newRequest(t, "POST", url+"/api/v1/usage", token, bytes.NewReader(body)))
+}
+
+// sendAsync sends req from another goroutine; transport errors come back in
+// the answer instead of failing the test off its goroutine.
+func sendAsync(req *http.Request) <-chan answer {
 	out := make(chan answer, 1)
 	go func() {
-		req, err := http.NewRequest("POST", url+"/api/v1/usage", bytes.NewReader(body))
-		if err != nil {
-			out <- answer{err: err}
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			out <- answer{err: err}
