@@ -37,6 +37,24 @@ func chained(t testing.TB, n int) string {
 	return path
 }
 
+// record opens the access log at path, records n entries by ops, and closes
+// it again.
+func record(t *testing.T, path string, n int) {
+	t.Helper()
+	a, err := accesslog.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range n {
+		if err := a.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func verifyFile(t *testing.T, path string) (accesslog.Chain, error) {
 	t.Helper()
 	f, err := os.Open(path)
@@ -121,9 +139,6 @@ func TestTamperingIsFoundAtTheFirstBrokenLine(t *testing.T) {
 	}
 }
 
-// TestAnIncompleteLastLineIsCutOffOnOpen: a crash while Record wrote leaves
-// part of a line no read was answered for; the chain goes on from the last
-// whole line.
 // TestEntriesOfOlderReleasesPrecedeTheChain: a file of a release before
 // the chain keeps growing; its old lines are counted, not covered.
 func TestEntriesOfOlderReleasesPrecedeTheChain(t *testing.T) {
@@ -132,21 +147,15 @@ func TestEntriesOfOlderReleasesPrecedeTheChain(t *testing.T) {
 	if err := os.WriteFile(path, []byte(old+old), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := accesslog.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		if err := a.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a.Close()
+	record(t, path, 2)
 	if c, err := verifyFile(t, path); err != nil || c.Entries != 4 || c.Unchained != 2 {
 		t.Errorf("Verify = %+v, %v; want 4 entries of which 2 unchained", c, err)
 	}
 }
 
+// TestAnIncompleteLastLineIsCutOffOnOpen: a crash while Record wrote leaves
+// part of a line no read was answered for; the chain goes on from the last
+// whole line.
 func TestAnIncompleteLastLineIsCutOffOnOpen(t *testing.T) {
 	for _, torn := range []string{`{"time":"2026-11-15T12:00:00Z","act`, "\n{"} {
 		path := chained(t, 3)
@@ -158,14 +167,7 @@ func TestAnIncompleteLastLineIsCutOffOnOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 		f.Close()
-		a, err := accesslog.OpenFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := a.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err != nil {
-			t.Fatal(err)
-		}
-		a.Close()
+		record(t, path, 1)
 		if c, err := verifyFile(t, path); err != nil || c.Entries != 4 {
 			t.Errorf("after a torn line %q: Verify = %+v, %v; want 4 entries", torn, c, err)
 		}
@@ -177,14 +179,7 @@ func TestAFileOfOneTornLineStartsAfresh(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"act`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := accesslog.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Record(context.Background(), accesslog.Entry{Actor: "ops"}); err != nil {
-		t.Fatal(err)
-	}
-	a.Close()
+	record(t, path, 1)
 	if c, err := verifyFile(t, path); err != nil || c.Entries != 1 {
 		t.Errorf("Verify = %+v, %v; want 1 entry", c, err)
 	}

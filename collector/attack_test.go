@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -239,26 +238,14 @@ var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Reques
 // send makes attempt a as c.
 func (e *env) send(t *testing.T, c caller, a attempt) answer {
 	t.Helper()
-	req, err := http.NewRequest(a.method, e.api.URL+a.target, bytes.NewReader(a.body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := newRequest(t, a.method, e.api.URL+a.target, "", bytes.NewReader(a.body))
 	for k, vs := range a.header {
 		req.Header[k] = vs
 	}
 	if c.header != "" {
 		req.Header.Set("Authorization", c.header)
 	}
-	resp, err := noRedirects.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return roundTrip(t, noRedirects, req)
 }
 
 // check fails if the answer is not want (a status, or through), or if it

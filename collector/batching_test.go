@@ -32,7 +32,7 @@ func TestAFullStoreQueueAnswers429WithRetryAfterAndStoresNothingOfTheBatch(t *te
 	e := newEnv(t, &cfg, func(s metering.Store) metering.Store { g.Store = s; return g },
 		batched(func(c *batching.Config) { c.MaxRecords, c.MaxQueued = 5, 5 }))
 
-	done := postAsync(e.api.URL, agentNode1, encode(t, records("caami", 0, 3)))
+	done := postAsync(t, e.api.URL, agentNode1, encode(t, records("caami", 0, 3)))
 	<-g.entered // 3 records being written: 2 more fit, 3 do not
 	a := e.post(t, agentNode1, records("caami", 100, 3))
 	if a.code != 429 || a.header.Get("Retry-After") != "1" {

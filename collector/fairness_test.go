@@ -81,12 +81,7 @@ func (p *slowPush) answer(t *testing.T, send bool) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return readAnswer(t, resp)
 }
 
 func jsonPush(at time.Time, labels, line string) []byte {
@@ -171,24 +166,10 @@ func TestInstitutionsPushesTakeTheirOwnSlotsNeverTheAgents(t *testing.T) {
 		}
 	})
 
-	held := make(chan answer, 1)
-	go func() {
-		req, err := http.NewRequest("POST", e.api.URL+"/loki/api/v1/push", bytes.NewReader(jsonPush(now, `{"app":"a"}`, "held")))
-		if err != nil {
-			held <- answer{err: err}
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+caamiToken)
-		req.Header.Set("X-Scope-OrgID", "caami")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			held <- answer{err: err}
-			return
-		}
-		resp.Body.Close()
-		held <- answer{code: resp.StatusCode}
-	}()
+	req := newRequest(t, "POST", e.api.URL+"/loki/api/v1/push", caamiToken, bytes.NewReader(jsonPush(now, `{"app":"a"}`, "held")))
+	req.Header.Set("X-Scope-OrgID", "caami")
+	req.Header.Set("Content-Type", "application/json")
+	held := sendAsync(req)
 	<-gate.entered // caami's push holds its slot in the store
 
 	a := e.pushJSON(t, caamiToken, "caami", string(jsonPush(now, `{"app":"a"}`, "second")), false)

@@ -129,17 +129,17 @@ type answer struct {
 	err    error // transport error, for requests made off the test goroutine
 }
 
-// postAsync posts a batch from another goroutine; transport errors come back
-// in the answer instead of failing the test off its goroutine.
-func postAsync(url, token string, body []byte) <-chan answer {
+// postAsync posts a batch from another goroutine.
+func postAsync(t *testing.T, url, token string, body []byte) <-chan answer {
+	t.Helper()
+	return sendAsync(newRequest(t, "POST", url+"/api/v1/usage", token, bytes.NewReader(body)))
+}
+
+// sendAsync sends req from another goroutine; transport errors come back in
+// the answer instead of failing the test off its goroutine.
+func sendAsync(req *http.Request) <-chan answer {
 	out := make(chan answer, 1)
 	go func() {
-		req, err := http.NewRequest("POST", url+"/api/v1/usage", bytes.NewReader(body))
-		if err != nil {
-			out <- answer{err: err}
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			out <- answer{err: err}
@@ -172,6 +172,20 @@ type problemsDetail struct {
 
 func do(t *testing.T, method, url, token string, body io.Reader, header ...string) answer {
 	t.Helper()
+	req := newRequest(t, method, url, token, body)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	a := roundTrip(t, http.DefaultClient, req)
+	if a.code >= 400 && a.header.Get("Content-Type") != "application/json" {
+		t.Errorf("%s %s: error answer %d has Content-Type %q, want application/json", method, url, a.code, a.header.Get("Content-Type"))
+	}
+	return a
+}
+
+// newRequest is a request bearing token (none when empty).
+func newRequest(t *testing.T, method, url, token string, body io.Reader) *http.Request {
+	t.Helper()
 	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
@@ -179,20 +193,26 @@ func do(t *testing.T, method, url, token string, body io.Reader, header ...strin
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+// roundTrip sends req with c and reads the whole answer.
+func roundTrip(t *testing.T, c *http.Client, req *http.Request) answer {
+	t.Helper()
+	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return readAnswer(t, resp)
+}
+
+// readAnswer reads resp's whole body and closes it.
+func readAnswer(t *testing.T, resp *http.Response) answer {
+	t.Helper()
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if resp.StatusCode >= 400 && resp.Header.Get("Content-Type") != "application/json" {
-		t.Errorf("%s %s: error answer %d has Content-Type %q, want application/json", method, url, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	return answer{code: resp.StatusCode, header: resp.Header, body: b}
 }

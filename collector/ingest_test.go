@@ -305,7 +305,7 @@ func TestOverloadAnswers429WithRetryAfter(t *testing.T) {
 	g := newGated()
 	e := newEnv(t, &cfg, func(s metering.Store) metering.Store { g.Store = s; return g })
 
-	done := postAsync(e.api.URL, agentNode1, encode(t, records("caami", 0, 3)))
+	done := postAsync(t, e.api.URL, agentNode1, encode(t, records("caami", 0, 3)))
 	<-g.entered // the first batch holds the only slot
 	a := e.post(t, agentNode1, records("caami", 100, 3))
 	if a.code != 429 || a.header.Get("Retry-After") == "" {

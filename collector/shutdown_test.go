@@ -24,7 +24,7 @@ func TestShutdownFinishesInFlightBatches(t *testing.T) {
 	a := <-addrs
 	api, admin := "http://"+a[0].String(), "http://"+a[1].String()
 
-	posted := postAsync(api, agentNode1, encode(t, records("caami", 0, 40)))
+	posted := postAsync(t, api, agentNode1, encode(t, records("caami", 0, 40)))
 	<-g.entered // the batch is being stored
 	cancel()    // SIGTERM arrives
 

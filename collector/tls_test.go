@@ -79,23 +79,7 @@ func (r *tlsRig) client(t *testing.T, p tlstest.Pair) *tlsconf.Client {
 
 func send(t *testing.T, c *http.Client, method, url, token string, body []byte) answer {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return roundTrip(t, c, newRequest(t, method, url, token, bytes.NewReader(body)))
 }
 
 func onNode(node string, recs []usage.Record) []usage.Record {

@@ -82,15 +82,22 @@ func pool(ca *tlstest.CA) *x509.CertPool {
 	return p
 }
 
+// newServer is an api listener's server serving pair, trusting clients of
+// clientCA (none when empty).
+func newServer(t *testing.T, pair tlstest.Pair, clientCA string) *tlsconf.Server {
+	t.Helper()
+	s, err := tlsconf.NewServer("api", tlsconf.ServerConfig{CertFile: pair.CertFile, KeyFile: pair.KeyFile, ClientCAFile: clientCA}, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func TestServerRefusesTLS11AndServesTLS12WithModernSuites(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, dir, "test")
 	pair := ca.Server(t, dir, "server")
-	s, err := tlsconf.NewServer("api", tlsconf.ServerConfig{CertFile: pair.CertFile, KeyFile: pair.KeyFile}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := echoServer(t, s)
+	addr := echoServer(t, newServer(t, pair, ""))
 	if c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool(ca), MaxVersion: tls.VersionTLS11}); err == nil {
 		c.Close()
 		t.Fatal("a TLS 1.1 client was served")
@@ -115,11 +122,7 @@ func TestRotationReachesNewHandshakesAndKeepsOpenConnections(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, dir, "test")
 	old := ca.Server(t, dir, "server")
-	s, err := tlsconf.NewServer("api", tlsconf.ServerConfig{CertFile: old.CertFile, KeyFile: old.KeyFile, ClientCAFile: ca.CertFile}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := echoServer(t, s)
+	addr := echoServer(t, newServer(t, old, ca.CertFile))
 	before := dial(t, addr, &tls.Config{RootCAs: pool(ca)})
 	echo(t, before)
 
@@ -147,11 +150,7 @@ func TestClientPresentsAndTrustsTheCurrentFiles(t *testing.T) {
 	dir := t.TempDir()
 	ca := tlstest.NewCA(t, dir, "test")
 	srvPair := ca.Server(t, dir, "server")
-	s, err := tlsconf.NewServer("api", tlsconf.ServerConfig{CertFile: srvPair.CertFile, KeyFile: srvPair.KeyFile, ClientCAFile: ca.CertFile}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := echoServer(t, s)
+	addr := echoServer(t, newServer(t, srvPair, ca.CertFile))
 	node := ca.Node(t, dir, "node-a")
 	c, err := tlsconf.NewClient("collector", tlsconf.ClientConfig{CAFile: ca.CertFile, CertFile: node.CertFile, KeyFile: node.KeyFile, ServerName: "localhost"}, quiet)
 	if err != nil {
@@ -176,10 +175,7 @@ func TestExpiryMetric(t *testing.T) {
 	end := time.Now().Add(30 * 24 * time.Hour).Truncate(time.Second)
 	pair := ca.Issue(t, tlstest.Leaf{CN: "collector", DNS: []string{"localhost"}, NotAfter: end},
 		filepath.Join(dir, "c.pem"), filepath.Join(dir, "c-key.pem"))
-	s, err := tlsconf.NewServer("api", tlsconf.ServerConfig{CertFile: pair.CertFile, KeyFile: pair.KeyFile, ClientCAFile: ca.CertFile}, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newServer(t, pair, ca.CertFile)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(tlsconf.ExpiryCollector(s.Source(), nil))
 	name := "paasmeter_tls_cert_expiry_timestamp_seconds"

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/paasmeter/paasmeter/internal/testenv"
@@ -70,5 +71,41 @@ func RemoveCgroupParent(parent string) {
 	entries, _ := os.ReadDir("/sys/fs/cgroup")
 	for _, e := range entries {
 		os.Remove(filepath.Join("/sys/fs/cgroup", e.Name(), parent))
+	}
+}
+
+// Exec runs cmd in container id and returns its exit code.
+func Exec(t testing.TB, cli *client.Client, id string, cmd ...string) int {
+	t.Helper()
+	ctx := context.Background()
+	ex, err := cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		in, err := cli.ContainerExecInspect(ctx, ex.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !in.Running {
+			return in.ExitCode
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Eventually polls cond until it holds, failing the test with what once
+// within has passed: containers and their networks settle in their own time.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", within, what)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

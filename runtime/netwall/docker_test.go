@@ -56,7 +56,7 @@ func TestTheWallStandsWhenTheFirewallLosesDockersRules(t *testing.T) {
 	ip := in.NetworkSettings.Networks[nets[1].Name].IPAddress
 	reaches := func() bool {
 		// (busybox-static's wget crashes on lookups; nc speaks the HTTP here.)
-		return execIn(t, cli, client, "sh", "-c", "printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc -w 2 "+ip+" 8080 | grep -q '200 OK'") == 0
+		return dockertest.Exec(t, cli, client, "sh", "-c", "printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc -w 2 "+ip+" 8080 | grep -q '200 OK'") == 0
 	}
 	if reaches() {
 		t.Fatalf("caami's container reached ona's app at %s with Docker's isolation in place", ip)
@@ -77,7 +77,7 @@ func TestTheWallStandsWhenTheFirewallLosesDockersRules(t *testing.T) {
 		dropDockerIsolation(t, n.Bridge)
 		dropWallRules(t, n.Bridge)
 	}
-	eventually(t, 20*time.Second, "caami's container never reached ona's app once the isolation rules were gone: the test does not take away what isolates them", reaches)
+	dockertest.Eventually(t, 20*time.Second, "caami's container never reached ona's app once the isolation rules were gone: the test does not take away what isolates them", reaches)
 
 	// A wall that cannot write the firewall says so.
 	refusedReg := prometheus.NewRegistry()
@@ -183,40 +183,5 @@ func dropWallRules(t *testing.T, bridge string) {
 				t.Error(err)
 			}
 		}
-	}
-}
-
-// execIn runs cmd in a container and returns its exit code.
-func execIn(t *testing.T, cli *client.Client, id string, cmd ...string) int {
-	t.Helper()
-	ctx := context.Background()
-	ex, err := cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cli.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		in, err := cli.ContainerExecInspect(ctx, ex.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !in.Running {
-			return in.ExitCode
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

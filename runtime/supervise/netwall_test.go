@@ -9,6 +9,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/paasmeter/paasmeter/internal/promtest"
+	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/netwall"
 	"github.com/paasmeter/paasmeter/runtime/nodetest"
 	"github.com/paasmeter/paasmeter/runtime/spec"
@@ -47,7 +48,7 @@ func TestTheNodePutsBackTheNetworkWallItFindsGone(t *testing.T) {
 	ok := func(inst string) float64 {
 		return promtest.Value(t, n.Reg, "paasmeter_runtime_network_isolation_ok", map[string]string{"network": supervise.Network(inst)})
 	}
-	eventually(t, 30*time.Second, "the node never reported both networks walled off", func() bool { return ok(a) == 1 && ok(b) == 1 })
+	dockertest.Eventually(t, 30*time.Second, "the node never reported both networks walled off", func() bool { return ok(a) == 1 && ok(b) == 1 })
 	for _, inst := range []string{a, b} {
 		in, err := n.Cli.NetworkInspect(context.Background(), supervise.Network(inst), network.InspectOptions{})
 		if err != nil {
@@ -73,7 +74,7 @@ func TestTheNodePutsBackTheNetworkWallItFindsGone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "the node did not put the wall back", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "the node did not put the wall back", func() bool {
 		return walled() && promtest.Value(t, n.Reg, "paasmeter_runtime_network_isolation_restorations_total",
 			map[string]string{"network": supervise.Network(a)}) > before
 	})

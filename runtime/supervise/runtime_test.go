@@ -14,11 +14,11 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
 
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/runtime/dockertest"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/nodetest"
 	"github.com/paasmeter/paasmeter/runtime/spec"
@@ -59,18 +59,6 @@ func app(id, env, cmd string, extra ...string) string {
 
 // web serves a /healthz of "ok" on port 8080.
 const web = "mkdir -p /tmp/www && echo ok > /tmp/www/healthz && exec httpd -f -p 8080 -h /tmp/www"
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
 
 // containers returns the node's containers of app, inspected, oldest run first.
 func containers(t *testing.T, n *nodetest.Node, app string) []container.InspectResponse {
@@ -227,7 +215,7 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 	var cs []container.InspectResponse
 	// All three runs must have ended: a run just created, or started but not
 	// yet exited, has no exit code or finish time to check.
-	eventually(t, 60*time.Second, "the replica did not run three times", func() bool {
+	dockertest.Eventually(t, 60*time.Second, "the replica did not run three times", func() bool {
 		cs = containers(t, n, "crashy")
 		return len(cs) == 3 && exited(cs) == 3
 	})
@@ -258,7 +246,7 @@ func TestACrashingReplicaIsRestartedWithBackoffThenGivenUpAndEachRunIsBilledApar
 	}
 	var runs map[string][]usage.Record
 	var died []events.Event
-	eventually(t, 30*time.Second, "the three runs' usage and died events did not all reach the store", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "the three runs' usage and died events did not all reach the store", func() bool {
 		runs = usageByRun(t, n, "caami", "crashy")
 		died = storedEvents(t, n, "caami", "crashy", events.Died)
 		return len(runs) == 3 && len(died) == 3
@@ -290,7 +278,7 @@ func TestARestartedAgentAdoptsTheRunningReplicasAndMetersThemWithoutGapOrOverlap
 	n := nodetest.Start(t, nodetest.Options{Sample: time.Second, Window: 5 * time.Second,
 		Platform: platform(t, "caami", app("steady", "prod", "exec sleep 3600", "replicas: 2"))})
 	var before []container.InspectResponse
-	eventually(t, 30*time.Second, "two replicas did not start", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "two replicas did not start", func() bool {
 		before = containers(t, n, "steady")
 		return running(before) == 2
 	})
@@ -361,12 +349,12 @@ func TestProbeEventsShowHealthyAndFailingAppsAndAFailingOneIsRestarted(t *testin
 	for _, a := range []struct{ app, kind string }{{"web", "http"}, {"db", "tcp"}, {"worker", "exec"}} {
 		// (A loaded test machine may make one probe miss its timeout: a
 		// healthy app passes most, not necessarily all.)
-		eventually(t, 30*time.Second, a.app+" does not pass its "+a.kind+" probes", func() bool {
+		dockertest.Eventually(t, 30*time.Second, a.app+" does not pass its "+a.kind+" probes", func() bool {
 			ok, failed := probes(a.app)
 			return len(ok) >= 2 && len(ok) > len(failed) && ok[0].Probe.Kind == a.kind && ok[0].Replica == a.app+"-0" && ok[0].Node == n.Name
 		})
 	}
-	eventually(t, 30*time.Second, "the failing app was not restarted after its failed probes", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "the failing app was not restarted after its failed probes", func() bool {
 		_, failed := probes("broken")
 		return len(failed) >= 2 && len(containers(t, n, "broken")) >= 2
 	})
@@ -397,7 +385,7 @@ func TestInstitutionsCannotReachEachOthersContainers(t *testing.T) {
 	n := nodetest.Start(t, nodetest.Options{Sample: 10 * time.Second, Window: time.Minute, Tenants: []string{a, b}, Platform: s})
 	ip := map[string]string{}
 	var client string
-	eventually(t, 30*time.Second, "the three containers did not start", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "the three containers did not start", func() bool {
 		for _, c := range n.Managed(context.Background()) {
 			if c.State != container.StateRunning {
 				continue
@@ -413,36 +401,13 @@ func TestInstitutionsCannotReachEachOthersContainers(t *testing.T) {
 	})
 	fetch := func(target string) int {
 		// (busybox-static's wget crashes on lookups; nc speaks the HTTP here.)
-		return execIn(t, n.Cli, client, "sh", "-c", "printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc -w 2 "+target+" 8080 | grep -q '200 OK'")
+		return dockertest.Exec(t, n.Cli, client, "sh", "-c", "printf 'GET /healthz HTTP/1.0\r\n\r\n' | nc -w 2 "+target+" 8080 | grep -q '200 OK'")
 	}
-	eventually(t, 10*time.Second, "a container cannot reach its own institution's web app (positive control)", func() bool {
+	dockertest.Eventually(t, 10*time.Second, "a container cannot reach its own institution's web app (positive control)", func() bool {
 		return fetch(ip[a]) == 0
 	})
 	if code := fetch(ip[b]); code == 0 {
 		t.Errorf("a container of %s reached %s's web app at %s", a, b, ip[b])
-	}
-}
-
-// execIn runs cmd in a container and returns its exit code.
-func execIn(t *testing.T, cli *client.Client, id string, cmd ...string) int {
-	t.Helper()
-	ctx := context.Background()
-	ex, err := cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cli.ContainerExecStart(ctx, ex.ID, container.ExecStartOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		in, err := cli.ContainerExecInspect(ctx, ex.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !in.Running {
-			return in.ExitCode
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -469,13 +434,13 @@ func TestASpecChangeRollsReplicasOneAtATimeAndASpecOverQuotaIsRefused(t *testing
 	}
 	n := nodetest.Start(t, nodetest.Options{Sample: 10 * time.Second, Window: time.Minute, RemoveGrace: time.Hour, Platform: s, PlatformPath: path})
 	var v1 []container.InspectResponse
-	eventually(t, 30*time.Second, "three replicas did not start", func() bool {
+	dockertest.Eventually(t, 30*time.Second, "three replicas did not start", func() bool {
 		v1 = containers(t, n, "rolling")
 		return running(v1) == 3
 	})
 
 	write(version("1", 9)) // 9 replicas: over the quota of 6 containers
-	eventually(t, 10*time.Second, "the spec over quota was not refused", func() bool {
+	dockertest.Eventually(t, 10*time.Second, "the spec over quota was not refused", func() bool {
 		return promtest.Value(t, n.Reg, "paasmeter_runtime_spec_reloads_total", map[string]string{"outcome": "refused"}) == 1
 	})
 	time.Sleep(time.Second)
@@ -485,7 +450,7 @@ func TestASpecChangeRollsReplicasOneAtATimeAndASpecOverQuotaIsRefused(t *testing
 
 	write(version("2", 3))
 	var all []container.InspectResponse
-	eventually(t, 60*time.Second, "the replicas were not all replaced", func() bool {
+	dockertest.Eventually(t, 60*time.Second, "the replicas were not all replaced", func() bool {
 		all = containers(t, n, "rolling")
 		fresh := 0
 		for _, c := range all {
@@ -508,7 +473,7 @@ func TestASpecChangeRollsReplicasOneAtATimeAndASpecOverQuotaIsRefused(t *testing
 	if len(stops) != 3 {
 		t.Fatalf("%d old replicas stopped, want 3", len(stops))
 	}
-	eventually(t, 20*time.Second, "the old replicas' died events, initiated by the owner's spec change, were not stored", func() bool {
+	dockertest.Eventually(t, 20*time.Second, "the old replicas' died events, initiated by the owner's spec change, were not stored", func() bool {
 		owner := 0
 		for _, e := range storedEvents(t, n, "caami", "rolling", events.Died) {
 			if e.Initiator == events.ByOwner {

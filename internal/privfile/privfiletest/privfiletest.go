@@ -51,3 +51,15 @@ func CheckTree(t testing.TB, root string) map[string]bool {
 	}
 	return seen
 }
+
+// CheckTreeHas is CheckTree that also fails t for each of names (relative to
+// root) it did not see.
+func CheckTreeHas(t testing.TB, root string, names ...string) {
+	t.Helper()
+	seen := CheckTree(t, root)
+	for _, name := range names {
+		if !seen[name] {
+			t.Errorf("%s was not created (files: %v)", name, seen)
+		}
+	}
+}
