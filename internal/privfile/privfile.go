@@ -67,15 +67,23 @@ func OpenFile(path string, flag int) (*os.File, error) {
 // creates the file with FileMode if missing, and sets FileMode on it and on
 // the journal, -wal and -shm files beside it that exist. SQLite creates those
 // with the database file's mode, so they stay private too.
+//
+// An existing database is never opened here, only chmod-ed: closing any
+// descriptor of a file drops every POSIX lock this process holds on it, so
+// an open and close beside a handle already open on the same database (a
+// second store handle, two stores in one test) would silently release that
+// handle's SQLite locks.
 func SQLite(path string) error {
-	f, err := OpenFile(path, os.O_RDONLY)
-	if err != nil {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL, FileMode)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return err
+		}
+	case !errors.Is(err, os.ErrExist):
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	for _, suffix := range []string{"-journal", "-wal", "-shm"} {
+	for _, suffix := range []string{"", "-journal", "-wal", "-shm"} {
 		if err := os.Chmod(path+suffix, FileMode); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return err
 		}
