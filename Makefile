@@ -77,10 +77,12 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the batch decoder (and its fast path against it), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card and SLA-file parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, each for FUZZTIME (default 60s), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
+fuzz: ## Fuzz every decoder of outside input: usage, event and log-line batches (and the fast path against the batch decoder), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card, SLA-file and platform-spec parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, corrupt spool segments and the cgroup file parsers, each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzCheckBounds -fuzztime $(FUZZTIME)
+	$(GO) test ./events/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
+	$(GO) test ./logs/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
 	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
@@ -92,6 +94,10 @@ fuzz: ## Fuzz the batch decoder (and its fast path against it), the usage bounds
 	$(GO) test ./internal/tlsconf/ -run '^$$' -fuzz FuzzParseCertificates -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./accesslog/ -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./internal/jsonkey/ -run '^$$' -fuzz FuzzRepeated -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./runtime/spec/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./runtime/spool/ -run '^$$' -fuzz FuzzOpenCorrupt -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	for f in FuzzParseFlatKeyed FuzzParseSingle FuzzParseIOStat FuzzParseBlkioServiceBytes FuzzParseNetDev FuzzParseProcCgroup; do \
+	  $(GO) test ./runtime/cgroups/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; done
 	$(GO) test ./billing/ -count=1 -run '^TestPropertyEveryRecordIsBilledOnce$$' -property.sequences $(PROPERTY_SEQUENCES)
 
 .PHONY: clean
