@@ -214,6 +214,35 @@ func jsonKind(kind string) string {
 	return kind
 }
 
+// Stamped is the wire form W of a record T that carries its "time" and
+// "received_at" as strings (see ParseTime).
+type Stamped[T, W any] interface {
+	*W
+	// Times returns the raw "time" and "received_at".
+	Times() (t, receivedAt string)
+	// Stamp returns the record with its parsed times set.
+	Stamp(t, receivedAt time.Time) T
+}
+
+// DecodeStamped is Decode for records with string times: it parses both times
+// of each record and, when they parse, hands the record to validate, so that
+// every kind of stamped record is decoded the same way. It returns the records
+// in order, valid or not, with Decode's error.
+func DecodeStamped[T, W any, PW Stamped[T, W]](r io.Reader, max int, validate func(rec *T, index int) []Problem) ([]T, error) {
+	var recs []T
+	err := Decode(r, max, func(i int, w *W) []Problem {
+		var ps []Problem
+		raw, rawReceived := PW(w).Times()
+		rec := PW(w).Stamp(ParseTime(i, "time", raw, &ps), ParseTime(i, "received_at", rawReceived, &ps))
+		if len(ps) == 0 {
+			ps = validate(&rec, i)
+		}
+		recs = append(recs, rec)
+		return ps
+	})
+	return recs, err
+}
+
 // ParseTime parses an RFC 3339 time of a record's field; "" gives the zero
 // time (the record's own validation reports required fields). Records decode
 // their times as strings through it because encoding/json does not name the

@@ -136,19 +136,9 @@ func (e *Event) SetID() { e.ID = DeriveID(e) }
 // DecodeBatch reads one batch of events (package batch) and validates each as
 // received at now, exactly as usage.DecodeBatch does for records.
 func DecodeBatch(r io.Reader, now time.Time, lim usage.Limits) ([]Event, error) {
-	var evs []Event
-	err := batch.Decode(r, lim.MaxRecords, func(i int, w *wireEvent) []batch.Problem {
-		var ps []batch.Problem
-		e := w.Event
-		e.Time = batch.ParseTime(i, "time", w.Time, &ps)
-		e.ReceivedAt = batch.ParseTime(i, "received_at", w.ReceivedAt, &ps)
-		if len(ps) == 0 {
-			ps = Validate(&e, i, now, lim)
-		}
-		evs = append(evs, e)
-		return ps
+	return batch.DecodeStamped[Event, wireEvent](r, lim.MaxRecords, func(e *Event, i int) []batch.Problem {
+		return Validate(e, i, now, lim)
 	})
-	return evs, err
 }
 
 // wireEvent is Event as decoded from outside input, with string times (see batch.ParseTime).
@@ -156,6 +146,16 @@ type wireEvent struct {
 	Event
 	Time       string `json:"time"`
 	ReceivedAt string `json:"received_at"`
+}
+
+// Times implements batch.Stamped.
+func (w *wireEvent) Times() (string, string) { return w.Time, w.ReceivedAt }
+
+// Stamp implements batch.Stamped.
+func (w *wireEvent) Stamp(t, receivedAt time.Time) Event {
+	e := w.Event
+	e.Time, e.ReceivedAt = t, receivedAt
+	return e
 }
 
 // EncodeBatch writes evs as a batch.

@@ -247,19 +247,9 @@ func ValidateLabels(index int, labels map[string]string, lim Limits) []batch.Pro
 // DecodeBatch reads one batch of lines (package batch) and validates each as
 // received at now, as usage.DecodeBatch does for records.
 func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Line, error) {
-	var lines []Line
-	err := batch.Decode(r, lim.MaxLines, func(i int, w *wireLine) []batch.Problem {
-		var ps []batch.Problem
-		l := w.Line
-		l.Time = batch.ParseTime(i, "time", w.Time, &ps)
-		l.ReceivedAt = batch.ParseTime(i, "received_at", w.ReceivedAt, &ps)
-		if len(ps) == 0 {
-			ps = Validate(&l, i, now, lim)
-		}
-		lines = append(lines, l)
-		return ps
+	return batch.DecodeStamped[Line, wireLine](r, lim.MaxLines, func(l *Line, i int) []batch.Problem {
+		return Validate(l, i, now, lim)
 	})
-	return lines, err
 }
 
 // wireLine is Line as decoded from outside input, with string times (see batch.ParseTime).
@@ -267,6 +257,16 @@ type wireLine struct {
 	Line
 	Time       string `json:"time"`
 	ReceivedAt string `json:"received_at"`
+}
+
+// Times implements batch.Stamped.
+func (w *wireLine) Times() (string, string) { return w.Time, w.ReceivedAt }
+
+// Stamp implements batch.Stamped.
+func (w *wireLine) Stamp(t, receivedAt time.Time) Line {
+	l := w.Line
+	l.Time, l.ReceivedAt = t, receivedAt
+	return l
 }
 
 // EncodeBatch writes lines as a batch.
