@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/metric"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
@@ -44,61 +45,34 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_http_requests_total",
-			Help: "HTTP requests to the tenants' listener by route, method and status code.",
-		}, []string{"route", "method", "code"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paasmeter_collector_http_request_duration_seconds",
-			Help:    "Time to answer a request of the tenants' listener.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
-		}, []string{"route", "method"}),
-		records: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_records_total",
-			Help: "Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), conflict (its id already stored with other content, not stored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).",
-		}, []string{"kind", "tenant", "outcome"}),
-		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_conflicts_total",
-			Help: "Records not stored because their id was stored already with other content (the first arrival stays), by kind and tenant.",
-		}, []string{"kind", "tenant"}),
-		rejectedBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_batches_rejected_total",
-			Help: "Batches rejected as a whole (invalid, too large, another node's records), by kind.",
-		}, []string{"kind"}),
-		batchRecords: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paasmeter_collector_batch_records",
-			Help:    "Records per accepted batch, by kind.",
-			Buckets: prometheus.ExponentialBuckets(1, 4, 8),
-		}, []string{"kind"}),
+		requests: metric.CounterVec("paasmeter_collector_http_requests_total",
+			"HTTP requests to the tenants' listener by route, method and status code.", "route", "method", "code"),
+		requestDuration: metric.HistogramVec("paasmeter_collector_http_request_duration_seconds",
+			"Time to answer a request of the tenants' listener.", prometheus.ExponentialBuckets(0.001, 4, 8), "route", "method"),
+		records: metric.CounterVec("paasmeter_collector_records_total",
+			"Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), conflict (its id already stored with other content, not stored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).", "kind", "tenant", "outcome"),
+		conflicts: metric.CounterVec("paasmeter_collector_conflicts_total",
+			"Records not stored because their id was stored already with other content (the first arrival stays), by kind and tenant.", "kind", "tenant"),
+		rejectedBatches: metric.CounterVec("paasmeter_collector_batches_rejected_total",
+			"Batches rejected as a whole (invalid, too large, another node's records), by kind.", "kind"),
+		batchRecords: metric.HistogramVec("paasmeter_collector_batch_records",
+			"Records per accepted batch, by kind.", prometheus.ExponentialBuckets(1, 4, 8), "kind"),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "paasmeter_collector_inflight_batches",
 			Help: "Usage batches being decoded or stored right now.",
 		}),
-		throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_throttled_requests_total",
-			Help: "Batches answered 429 or 408 by kind and reason: inflight (max_inflight_batches were busy for queue_timeout), store (the store's write queue is full) or body_timeout (the body missed body_read_timeout; 408).",
-		}, []string{"kind", "reason"}),
-		storeDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paasmeter_store_operation_duration_seconds",
-			Help:    "Latency of metering store operations.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9),
-		}, []string{"operation"}),
-		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_store_operation_errors_total",
-			Help: "Failed metering store operations.",
-		}, []string{"operation"}),
-		lokiPushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_loki_pushes_total",
-			Help: "Loki push requests by tenant and outcome: accepted (204), rate_limited (429) or rejected (4xx; a 400 may have stored the push's valid lines).",
-		}, []string{"tenant", "outcome"}),
-		pushRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_loki_push_refusals_total",
-			Help: "Loki pushes refused (nothing stored) by tenant and the limit they hit: body_timeout, inflight, requests, lines_per_push, lines, bytes, stream_bytes or streams (collector.body_read_timeout and collector.logs.*).",
-		}, []string{"tenant", "reason"}),
-		logLinesDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_collector_log_lines_deleted_total",
-			Help: "Log lines deleted because they outlived their tenant's log retention.",
-		}, []string{"tenant"}),
+		throttled: metric.CounterVec("paasmeter_collector_throttled_requests_total",
+			"Batches answered 429 or 408 by kind and reason: inflight (max_inflight_batches were busy for queue_timeout), store (the store's write queue is full) or body_timeout (the body missed body_read_timeout; 408).", "kind", "reason"),
+		storeDuration: metric.HistogramVec("paasmeter_store_operation_duration_seconds",
+			"Latency of metering store operations.", prometheus.ExponentialBuckets(0.0005, 4, 9), "operation"),
+		storeErrors: metric.CounterVec("paasmeter_store_operation_errors_total",
+			"Failed metering store operations.", "operation"),
+		lokiPushes: metric.CounterVec("paasmeter_collector_loki_pushes_total",
+			"Loki push requests by tenant and outcome: accepted (204), rate_limited (429) or rejected (4xx; a 400 may have stored the push's valid lines).", "tenant", "outcome"),
+		pushRefusals: metric.CounterVec("paasmeter_collector_loki_push_refusals_total",
+			"Loki pushes refused (nothing stored) by tenant and the limit they hit: body_timeout, inflight, requests, lines_per_push, lines, bytes, stream_bytes or streams (collector.body_read_timeout and collector.logs.*).", "tenant", "reason"),
+		logLinesDeleted: metric.CounterVec("paasmeter_collector_log_lines_deleted_total",
+			"Log lines deleted because they outlived their tenant's log retention.", "tenant"),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.conflicts, m.rejectedBatches, m.batchRecords,
 		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.pushRefusals, m.logLinesDeleted} {
@@ -141,75 +115,73 @@ func (s instrumentedStore) observe(ctx context.Context, op string, attrs ...attr
 	}
 }
 
-func (s instrumentedStore) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
-	ctx, done := s.observe(ctx, "append_usage", attribute.Int("paasmeter.records", len(recs)))
-	res, err := s.Store.AppendUsage(ctx, recs)
+// observed is one store call f, timed and traced as op.
+func observed[R any](ctx context.Context, s instrumentedStore, op string, attr attribute.KeyValue, f func(context.Context) (R, error)) (R, error) {
+	ctx, done := s.observe(ctx, op, attr)
+	r, err := f(ctx)
 	done(err)
-	return res, err
+	return r, err
+}
+
+// observedErr is observed for a call that returns only an error.
+func observedErr(ctx context.Context, s instrumentedStore, op string, attr attribute.KeyValue, f func(context.Context) error) error {
+	_, err := observed(ctx, s, op, attr, func(ctx context.Context) (struct{}, error) { return struct{}{}, f(ctx) })
+	return err
+}
+
+func tenantAttr(tenant string) attribute.KeyValue {
+	return attribute.String("paasmeter.tenant", tenant)
+}
+
+func recordsAttr(n int) attribute.KeyValue { return attribute.Int("paasmeter.records", n) }
+
+func (s instrumentedStore) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
+	return observed(ctx, s, "append_usage", recordsAttr(len(recs)), func(ctx context.Context) (metering.AppendResult, error) {
+		return s.Store.AppendUsage(ctx, recs)
+	})
 }
 
 func (s instrumentedStore) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
-	ctx, done := s.observe(ctx, "append_events", attribute.Int("paasmeter.records", len(evs)))
-	res, err := s.Store.AppendEvents(ctx, evs)
-	done(err)
-	return res, err
+	return observed(ctx, s, "append_events", recordsAttr(len(evs)), func(ctx context.Context) (metering.AppendResult, error) {
+		return s.Store.AppendEvents(ctx, evs)
+	})
 }
 
 func (s instrumentedStore) ScanEvents(ctx context.Context, f metering.EventFilter, fn func(events.Event) error) error {
-	ctx, done := s.observe(ctx, "scan_events", attribute.String("paasmeter.tenant", f.Tenant))
-	err := s.Store.ScanEvents(ctx, f, fn)
-	done(err)
-	return err
+	return observedErr(ctx, s, "scan_events", tenantAttr(f.Tenant), func(ctx context.Context) error { return s.Store.ScanEvents(ctx, f, fn) })
 }
 
 func (s instrumentedStore) QueryUsage(ctx context.Context, q metering.UsageQuery) ([]metering.UsageRow, error) {
-	ctx, done := s.observe(ctx, "query_usage", attribute.String("paasmeter.tenant", q.Tenant))
-	rows, err := s.Store.QueryUsage(ctx, q)
-	done(err)
-	return rows, err
+	return observed(ctx, s, "query_usage", tenantAttr(q.Tenant), func(ctx context.Context) ([]metering.UsageRow, error) { return s.Store.QueryUsage(ctx, q) })
 }
 
 func (s instrumentedStore) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(usage.Record) error) error {
-	ctx, done := s.observe(ctx, "scan_usage", attribute.String("paasmeter.tenant", f.Tenant))
-	err := s.Store.ScanUsage(ctx, f, fn)
-	done(err)
-	return err
+	return observedErr(ctx, s, "scan_usage", tenantAttr(f.Tenant), func(ctx context.Context) error { return s.Store.ScanUsage(ctx, f, fn) })
 }
 
 func (s instrumentedStore) AppendLogs(ctx context.Context, lines []logs.Line) (metering.AppendResult, error) {
-	ctx, done := s.observe(ctx, "append_logs", attribute.Int("paasmeter.records", len(lines)))
-	res, err := s.Store.AppendLogs(ctx, lines)
-	done(err)
-	return res, err
+	return observed(ctx, s, "append_logs", recordsAttr(len(lines)), func(ctx context.Context) (metering.AppendResult, error) {
+		return s.Store.AppendLogs(ctx, lines)
+	})
 }
 
 // ScanLogs's duration includes the time take spends writing to the client.
 func (s instrumentedStore) ScanLogs(ctx context.Context, q metering.LogQuery, take func(logs.Line) bool) (string, error) {
-	ctx, done := s.observe(ctx, "query_logs", attribute.String("paasmeter.tenant", q.Tenant))
-	next, err := s.Store.ScanLogs(ctx, q, take)
-	done(err)
-	return next, err
+	return observed(ctx, s, "query_logs", tenantAttr(q.Tenant), func(ctx context.Context) (string, error) { return s.Store.ScanLogs(ctx, q, take) })
 }
 
 func (s instrumentedStore) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
-	ctx, done := s.observe(ctx, "log_labels", attribute.String("paasmeter.tenant", tenant))
-	names, err := s.Store.LogLabels(ctx, tenant, from, to)
-	done(err)
-	return names, err
+	return observed(ctx, s, "log_labels", tenantAttr(tenant), func(ctx context.Context) ([]string, error) { return s.Store.LogLabels(ctx, tenant, from, to) })
 }
 
 func (s instrumentedStore) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
-	ctx, done := s.observe(ctx, "log_label_values", attribute.String("paasmeter.tenant", tenant))
-	values, err := s.Store.LogLabelValues(ctx, tenant, name, from, to)
-	done(err)
-	return values, err
+	return observed(ctx, s, "log_label_values", tenantAttr(tenant), func(ctx context.Context) ([]string, error) {
+		return s.Store.LogLabelValues(ctx, tenant, name, from, to)
+	})
 }
 
 func (s instrumentedStore) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {
-	ctx, done := s.observe(ctx, "delete_logs", attribute.String("paasmeter.tenant", tenant))
-	n, err := s.Store.DeleteLogs(ctx, tenant, before)
-	done(err)
-	return n, err
+	return observed(ctx, s, "delete_logs", tenantAttr(tenant), func(ctx context.Context) (int64, error) { return s.Store.DeleteLogs(ctx, tenant, before) })
 }
 
 // How paasmeter_collector_ready checks the store when it is scraped. The

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/metric"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
@@ -138,23 +139,14 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	return &metrics{
-		flushes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_store_batch_flushes_total",
-			Help: "Inserts of the batching writer by kind and outcome (ok, error); an error fails every append of the flush.",
-		}, []string{"kind", "outcome"}),
-		flushed: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_store_batch_flushed_records_total",
-			Help: "Records the batching writer stored (new and duplicates), by kind.",
-		}, []string{"kind"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "paasmeter_store_batch_flush_duration_seconds",
-			Help:    "Time of one flush of the batching writer, by kind.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
-		}, []string{"kind"}),
-		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_store_batch_rejected_appends_total",
-			Help: "Appends the batching writer refused without trying, by kind and reason: overloaded (max_queued reached: 429) or unavailable (a recent flush found the store down: 503).",
-		}, []string{"kind", "reason"}),
+		flushes: metric.CounterVec("paasmeter_store_batch_flushes_total",
+			"Inserts of the batching writer by kind and outcome (ok, error); an error fails every append of the flush.", "kind", "outcome"),
+		flushed: metric.CounterVec("paasmeter_store_batch_flushed_records_total",
+			"Records the batching writer stored (new and duplicates), by kind.", "kind"),
+		duration: metric.HistogramVec("paasmeter_store_batch_flush_duration_seconds",
+			"Time of one flush of the batching writer, by kind.", prometheus.ExponentialBuckets(0.001, 4, 9), "kind"),
+		rejected: metric.CounterVec("paasmeter_store_batch_rejected_appends_total",
+			"Appends the batching writer refused without trying, by kind and reason: overloaded (max_queued reached: 429) or unavailable (a recent flush found the store down: 503).", "kind", "reason"),
 	}
 }
 

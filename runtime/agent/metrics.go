@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/paasmeter/paasmeter/internal/metric"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/meter"
 )
@@ -58,10 +59,8 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 		ws:    d("container_memory_working_set_bytes", "Current working set (usage minus inactive file cache), in bytes."),
 		limit: d("container_spec_memory_limit_bytes", "Memory limit of the container, in bytes (0: unlimited)."),
 		start: d("container_start_time_seconds", "Start time of the container's current run, in seconds since the epoch."),
-		oom: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "container_oom_events_total",
-			Help: "OOM kills of the container, counted from the engine's oom events (the container may be gone since).",
-		}, containerLabels),
+		oom: metric.CounterVec("container_oom_events_total",
+			"OOM kills of the container, counted from the engine's oom events (the container may be gone since).", containerLabels...),
 		cfsPeriods:       d("container_cpu_cfs_periods_total", "Elapsed CFS enforcement periods."),
 		cfsThrottled:     d("container_cpu_cfs_throttled_periods_total", "CFS periods in which the container was throttled."),
 		cfsThrottledSecs: d("container_cpu_cfs_throttled_seconds_total", "Time the container was throttled, in seconds."),
@@ -69,30 +68,18 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 		fsReads:          d("container_fs_reads_bytes_total", "Cumulative bytes read from block devices."),
 		fsWrites:         d("container_fs_writes_bytes_total", "Cumulative bytes written to block devices."),
 		processes:        d("container_processes", "Current number of processes (pids) in the container."),
-		statsFallbacks: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_stats_api_fallbacks_total",
-			Help: "Samples taken through the engine's slow stats API because the cgroup files could not be read.",
-		}),
-		unknownEnds: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_unknown_run_ends_total",
-			Help: "Runs closed without a provable end (time or exit code): closed when the agent found them gone, with no died event.",
-		}),
-		closedFromParent: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_runs_closed_from_parent_total",
-			Help: "Runs that started and ended while no agent ran, billed at the next start from their per-run cgroup parent.",
-		}),
-		adoptedLate: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_adopted_past_horizon_total",
-			Help: "Running containers first seen after the state horizon (agent.state_horizon) past their start: billed from first sight.",
-		}),
-		orphanParents: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_orphan_run_parents_total",
-			Help: "Per-run cgroup parents that no run, container or engine event accounts for: left in place, unbilled.",
-		}),
-		spoolErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_spool_write_errors_total",
-			Help: "Failed writes of produced records to the spool (full disk): the records wait in the outbox.",
-		}),
+		statsFallbacks: metric.Counter("paasmeter_agent_stats_api_fallbacks_total",
+			"Samples taken through the engine's slow stats API because the cgroup files could not be read."),
+		unknownEnds: metric.Counter("paasmeter_agent_unknown_run_ends_total",
+			"Runs closed without a provable end (time or exit code): closed when the agent found them gone, with no died event."),
+		closedFromParent: metric.Counter("paasmeter_agent_runs_closed_from_parent_total",
+			"Runs that started and ended while no agent ran, billed at the next start from their per-run cgroup parent."),
+		adoptedLate: metric.Counter("paasmeter_agent_adopted_past_horizon_total",
+			"Running containers first seen after the state horizon (agent.state_horizon) past their start: billed from first sight."),
+		orphanParents: metric.Counter("paasmeter_agent_orphan_run_parents_total",
+			"Per-run cgroup parents that no run, container or engine event accounts for: left in place, unbilled."),
+		spoolErrors: metric.Counter("paasmeter_agent_spool_write_errors_total",
+			"Failed writes of produced records to the spool (full disk): the records wait in the outbox."),
 		tracked: prometheus.NewDesc("paasmeter_agent_tracked_containers", "Runs being metered.", []string{"node"}, nil),
 		// Without labels, like paasmeter_agent_spool_bytes, so that rules can
 		// divide one by the other; the scrape's node target label says where.

@@ -26,6 +26,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
+	"github.com/paasmeter/paasmeter/internal/metric"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -135,23 +136,14 @@ func New(o Options) (*Shipper, error) {
 	}
 	s := &Shipper{o: o, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))}
 	s.m = metrics{
-		shipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_agent_shipped_records_total",
-			Help: "Records the collector acknowledged, by kind and outcome (new, duplicate, conflict: its id stored already with other content, not stored).",
-		}, []string{"kind", "outcome"}),
-		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "paasmeter_agent_ship_errors_total",
-			Help: "Failed delivery attempts, by reason (network, throttled, unavailable, unauthorized, rejected, server).",
-		}, []string{"reason"}),
-		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "paasmeter_agent_ship_duration_seconds",
-			Help:    "Time for the collector to acknowledge a batch.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 3, 8),
-		}),
-		dead: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "paasmeter_agent_dead_letters_total",
-			Help: "Records moved to the dead-letter spool because the collector rejected them as invalid.",
-		}),
+		shipped: metric.CounterVec("paasmeter_agent_shipped_records_total",
+			"Records the collector acknowledged, by kind and outcome (new, duplicate, conflict: its id stored already with other content, not stored).", "kind", "outcome"),
+		errors: metric.CounterVec("paasmeter_agent_ship_errors_total",
+			"Failed delivery attempts, by reason (network, throttled, unavailable, unauthorized, rejected, server).", "reason"),
+		duration: metric.Histogram("paasmeter_agent_ship_duration_seconds",
+			"Time for the collector to acknowledge a batch.", prometheus.ExponentialBuckets(0.005, 3, 8)),
+		dead: metric.Counter("paasmeter_agent_dead_letters_total",
+			"Records moved to the dead-letter spool because the collector rejected them as invalid."),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
