@@ -21,6 +21,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
@@ -129,12 +130,12 @@ func newChaosCollector(t *testing.T, bin string) (*agentRig, *chaosCollector) {
 	t.Helper()
 	dir := t.TempDir()
 	node := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
-	cfgPath, dataDir, listen := filepath.Join(dir, "paasmeter.yaml"), filepath.Join(dir, "data"), freeAddr(t)
+	cfgPath, dataDir, listen := filepath.Join(dir, "paasmeter.yaml"), filepath.Join(dir, "data"), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf("log:\n  level: warn\nstore:\n  data_dir: %s\ncollector:\n  listen: %s\n  admin_listen: %s\n"+
 		"tenants:\n  - id: caami\ntokens:\n  - {name: agent, role: agent, node: %s, sha256: %s}\n"+
 		"agent:\n  node: %s\n  collector_url: http://%s\n  docker_host: %s\n  spool_dir: %s\n"+
 		"  sample_interval: 1s\n  window: 2s\n  admin_listen: 127.0.0.1:0\n  logs:\n    enabled: false\n",
-		dataDir, listen, freeAddr(t), node, auth.Hash("crash-token"), node, listen, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
+		dataDir, listen, testenv.FreeAddr(t), node, auth.Hash("crash-token"), node, listen, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
@@ -76,24 +76,6 @@ func containerLine(app string, at time.Time, text string) logs.Line {
 		Labels: map[string]string{logs.LabelApp: app, logs.LabelEnv: "prod", logs.LabelNode: "node-1", logs.LabelContainer: app + "-1", logs.LabelStream: "stdout"}}
 	l.SetID()
 	return l
-}
-
-// syncBuffer is a bytes.Buffer that a running command may write while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // runLogs runs paasmeter logs with PAASMETER_TOKEN set to token.
@@ -160,7 +142,7 @@ func TestLogsCommandFollowsNewLinesAndPrintsEachOnce(t *testing.T) {
 	ship(containerLine("pricing", base, "before"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runLogs(ctx, &out, "caami-token", "--tenant", "caami", "--collector", url, "--follow", "--interval", "20ms")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -79,16 +79,6 @@ func TestTokenHashMatchesTheExampleConfig(t *testing.T) {
 	}
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
 
 // TestCollectorCommandServesTheQuickstart runs `paasmeter collector` as the
@@ -122,7 +112,7 @@ func exampleConfig(t *testing.T, dir string, oldnew ...string) string {
 
 func testQuickstart(t *testing.T, meteringDSN string) {
 	dir := t.TempDir()
-	api, admin := freeAddr(t), freeAddr(t)
+	api, admin := testenv.FreeAddr(t), testenv.FreeAddr(t)
 	store := "data_dir: " + filepath.Join(dir, "data")
 	if meteringDSN != "" {
 		store += "\n  metering_dsn: " + meteringDSN

@@ -22,6 +22,7 @@ import (
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/dockertest"
@@ -83,7 +84,7 @@ type upEnv struct {
 func newUpEnv(t *testing.T, cli *client.Client, platform string) *upEnv {
 	t.Helper()
 	n := time.Now().UnixNano() % 1e9
-	e := &upEnv{dir: t.TempDir(), node: fmt.Sprintf("up-%d", n), tenant: fmt.Sprintf("inst-%d", n), api: freeAddr(t), readToken: "up-reader", agentAdmin: freeAddr(t)}
+	e := &upEnv{dir: t.TempDir(), node: fmt.Sprintf("up-%d", n), tenant: fmt.Sprintf("inst-%d", n), api: testenv.FreeAddr(t), readToken: "up-reader", agentAdmin: testenv.FreeAddr(t)}
 	agentToken := "up-agent"
 	tokenFile := filepath.Join(e.dir, "agent-token")
 	if err := os.WriteFile(tokenFile, []byte(agentToken+"\n"), 0o600); err != nil {
@@ -105,7 +106,7 @@ tenants: [{id: %s, name: Test}]
 tokens:
   - {name: agent, role: agent, node: %s, sha256: %s}
   - {name: reader, role: institution, tenant: %s, sha256: %s}
-`, filepath.Join(e.dir, "data"), e.api, freeAddr(t), e.node, tokenFile, os.Getenv(dockertest.HostEnv), filepath.Join(e.dir, "spool"),
+`, filepath.Join(e.dir, "data"), e.api, testenv.FreeAddr(t), e.node, tokenFile, os.Getenv(dockertest.HostEnv), filepath.Join(e.dir, "spool"),
 		e.agentAdmin, e.tenant, e.node, auth.Hash(agentToken), e.tenant, auth.Hash(e.readToken))
 	e.config = filepath.Join(e.dir, "paasmeter.yaml")
 	e.platform = filepath.Join(e.dir, "platform.yaml")
@@ -172,12 +173,9 @@ type usageRow struct {
 	Quantity string `json:"quantity"`
 }
 
-// TestUpRunsMetersAndStopsThePlatform brings a one-app platform up on the
-// real engine: the app's usage is served by the usage API and its probes are
-// stored; cancelling stops its container, ships its end, and returns nil.
-func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
-	cli := dockertest.Client(t)
-	e := newUpEnv(t, cli, `institutions:
+// upSiteSpec starts the platforms of these tests: one tenant with room for
+// two containers and its app web/site in prod; each test adds the rest of the app.
+const upSiteSpec = `institutions:
   - id: TENANT
     quota: {cpu: 1, memory: 256Mi, containers: 2}
     projects:
@@ -186,7 +184,14 @@ func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
           - id: site
             env: prod
             image: paasmeter-demo:1
-            command: [httpd, -f, -p, "8080", -h, /www]
+`
+
+// TestUpRunsMetersAndStopsThePlatform brings a one-app platform up on the
+// real engine: the app's usage is served by the usage API and its probes are
+// stored; cancelling stops its container, ships its end, and returns nil.
+func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
+	cli := dockertest.Client(t)
+	e := newUpEnv(t, cli, upSiteSpec+`            command: [httpd, -f, -p, "8080", -h, /www]
             resources: {cpu: 200m, memory: 32Mi, pids: 16}
             health:
               http: {path: /healthz, port: 8080}
@@ -281,16 +286,7 @@ func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
 // exceeds and starts nothing: no container, no collector.
 func TestUpRefusesAPlatformOverQuota(t *testing.T) {
 	cli := dockertest.Client(t)
-	e := newUpEnv(t, cli, `institutions:
-  - id: TENANT
-    quota: {cpu: 1, memory: 256Mi, containers: 2}
-    projects:
-      - id: web
-        apps:
-          - id: site
-            env: prod
-            image: paasmeter-demo:1
-            replicas: 3
+	e := newUpEnv(t, cli, upSiteSpec+`            replicas: 3
             resources: {cpu: 100m, memory: 16Mi, pids: 16}
 `)
 	err := <-e.up(t, context.Background())

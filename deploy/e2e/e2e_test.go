@@ -18,7 +18,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -82,39 +81,11 @@ func tool(t *testing.T, pkg string, names ...string) string {
 	return ""
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// syncBuffer collects a child's output for the test log.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // child is a process started by the test.
 type child struct {
 	name   string
 	cmd    *exec.Cmd
-	out    *syncBuffer
+	out    *testenv.SyncBuffer
 	exited chan struct{}
 	err    error
 }
@@ -124,7 +95,7 @@ type child struct {
 // test failed.
 func start(t *testing.T, name string, cmd *exec.Cmd, stop os.Signal, grace time.Duration) *child {
 	t.Helper()
-	c := &child{name: name, cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	c := &child{name: name, cmd: cmd, out: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.out, c.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -221,7 +192,7 @@ func startPlatform(t *testing.T, cli *client.Client, dir string) *platform {
 	t.Logf("paasmeter built in %v", time.Since(began).Round(time.Millisecond))
 
 	suffix := fmt.Sprintf("e2e%d", time.Now().UnixNano()%1e9)
-	p := &platform{node: "node-" + suffix, api: freeAddr(t), admin: freeAddr(t), agentAdmin: freeAddr(t),
+	p := &platform{node: "node-" + suffix, api: testenv.FreeAddr(t), admin: testenv.FreeAddr(t), agentAdmin: testenv.FreeAddr(t),
 		tenants: []string{"caami-" + suffix, "ona-" + suffix}}
 	rename := func(s string) string {
 		s = regexp.MustCompile(`\bnode-1\b`).ReplaceAllString(s, p.node)
@@ -357,7 +328,7 @@ func startAlertmanager(t *testing.T, bin, dir, receiverURL string) string {
 	if err := os.WriteFile(cfg, bytes.ReplaceAll(b, []byte("http://127.0.0.1:9094/"), []byte(receiverURL+"/")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	am := start(t, "alertmanager", exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "am-data"),
 		"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn"), os.Kill, 10*time.Second)
 	waitHTTP(t, am, "http://"+addr+"/-/ready", 30*time.Second)
@@ -418,7 +389,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	c := start(t, "prometheus", exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
 		"--web.listen-address="+addr, "--log.level=warn"), os.Kill, 10*time.Second)
 	waitHTTP(t, c, "http://"+addr+"/-/ready", 30*time.Second)
