@@ -50,6 +50,7 @@ import (
 	chdriver "github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/internal/sqlkit"
 )
 
 // Scheme is the DSN scheme that selects this store.
@@ -135,6 +136,8 @@ func ParseDSN(dsn string) (*DSN, error) {
 
 // Store is the ClickHouse metering store.
 type Store struct {
+	// ActiveStreams answers the log label queries.
+	sqlkit.ActiveStreams
 	dsn *DSN
 	// conn reads and writes the store's tables (the Distributed ones in cluster mode).
 	conn chdriver.Conn
@@ -165,6 +168,7 @@ func Open(ctx context.Context, dsn string, log *slog.Logger) (*Store, error) {
 		log = slog.Default()
 	}
 	s := &Store{dsn: d, log: log}
+	s.ActiveStreams = s.activeStreams
 	if err := s.open(ctx); err != nil {
 		s.Close()
 		return nil, err

@@ -241,18 +241,6 @@ const maxStreamsInQuery = 1000
 // errChunkFull stops a scan once a chunk has sqlkit.LogChunkBytes of lines.
 var errChunkFull = errors.New("chunk full")
 
-// LogLabels implements metering.LogReader.
-func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
-	sts, err := s.activeStreams(ctx, tenant, from, to)
-	return sqlkit.LabelNames(sts), err
-}
-
-// LogLabelValues implements metering.LogReader.
-func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
-	sts, err := s.activeStreams(ctx, tenant, from, to)
-	return sqlkit.LabelValues(sts, name), err
-}
-
 // activeStreams returns the labels of the tenant's streams that have a line in [from, to).
 func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error) {
 	sts, err := s.streams(ctx, tenant, func(map[string]string) bool { return true })

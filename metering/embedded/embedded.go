@@ -34,6 +34,8 @@ const FileName = "metering.db"
 
 // Store is the embedded metering store.
 type Store struct {
+	// ActiveStreams answers the log label queries.
+	sqlkit.ActiveStreams
 	w, r   *sql.DB
 	path   string
 	closed atomic.Bool
@@ -47,7 +49,9 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: %w", err)
 	}
-	return &Store{w: db.W, r: db.R, path: db.Path}, nil
+	s := &Store{w: db.W, r: db.R, path: db.Path}
+	s.ActiveStreams = s.activeStreams
+	return s, nil
 }
 
 // Path returns the database file.

@@ -215,18 +215,6 @@ func (s *Store) logChunk(ctx context.Context, tenant string, byID map[int64]map[
 	return out, nil
 }
 
-// LogLabels implements metering.LogReader.
-func (s *Store) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
-	sts, err := s.activeStreams(ctx, tenant, from, to)
-	return sqlkit.LabelNames(sts), err
-}
-
-// LogLabelValues implements metering.LogReader.
-func (s *Store) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
-	sts, err := s.activeStreams(ctx, tenant, from, to)
-	return sqlkit.LabelValues(sts, name), err
-}
-
 // activeStreams returns the labels of the tenant's streams that have a line in [from, to).
 func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error) {
 	sts, err := s.streams(ctx, `tenant = ? AND EXISTS (SELECT 1 FROM log_lines

@@ -277,6 +277,24 @@ func ParseCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
+// ActiveStreams returns the labels of a tenant's streams that have a line in
+// [from, to). Its methods are the label queries of metering.LogReader, which
+// every SQL store answers alike from its active streams: a store embeds its
+// own ActiveStreams to have them.
+type ActiveStreams func(ctx context.Context, tenant string, from, to time.Time) ([]map[string]string, error)
+
+// LogLabels implements metering.LogReader.
+func (f ActiveStreams) LogLabels(ctx context.Context, tenant string, from, to time.Time) ([]string, error) {
+	sts, err := f(ctx, tenant, from, to)
+	return LabelNames(sts), err
+}
+
+// LogLabelValues implements metering.LogReader.
+func (f ActiveStreams) LogLabelValues(ctx context.Context, tenant, name string, from, to time.Time) ([]string, error) {
+	sts, err := f(ctx, tenant, from, to)
+	return LabelValues(sts, name), err
+}
+
 // LabelNames returns, sorted and once each, the label names of streams.
 func LabelNames(streams []map[string]string) []string {
 	return collect(streams, func(labels map[string]string, add func(string)) {
