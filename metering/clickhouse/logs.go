@@ -195,10 +195,7 @@ func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(log
 		cond += " AND stream IN (" + placeholders(len(ids)) + ")"
 		args = append(args, ids...)
 	}
-	order, cmp := "DESC", "<"
-	if q.Forward {
-		order, cmp = "ASC", ">"
-	}
+	order, cmp := sqlkit.Direction(q.Forward)
 	return sqlkit.ScanLogs(q, func(after *sqlkit.Cursor, n int) ([]logs.Line, error) {
 		c, a := cond, args
 		if after != nil {

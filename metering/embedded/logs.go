@@ -174,10 +174,7 @@ func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(log
 	}
 	args := []any{q.Tenant, q.From.UnixNano(), q.To.UnixNano(), string(list)}
 	cond := "tenant = ? AND time >= ? AND time < ? AND stream IN (SELECT value FROM json_each(?))"
-	order, cmp := "DESC", "<"
-	if q.Forward {
-		order, cmp = "ASC", ">"
-	}
+	order, cmp := sqlkit.Direction(q.Forward)
 	return sqlkit.ScanLogs(q, func(after *sqlkit.Cursor, n int) ([]logs.Line, error) {
 		c, a := cond, args
 		if after != nil {

@@ -334,6 +334,15 @@ const (
 	LogChunkBytes = 1 << 20
 )
 
+// Direction is how a log query in q's direction orders its chunks: the SQL
+// order of (time, seq, id), and the comparison that puts a row after a cursor.
+func Direction(forward bool) (order, cmp string) {
+	if forward {
+		return "ASC", ">"
+	}
+	return "DESC", "<"
+}
+
 // ScanLogs is the walk of metering.LogReader.ScanLogs, alike in both stores.
 // fetch reads the next chunk in q's order after a position (nil: from the
 // start of the range): at most n lines, stopping early once their line bytes
