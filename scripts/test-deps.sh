@@ -26,7 +26,8 @@ need_pkgs=()
 # libsaxonhe-java, default-jre-headless: the official Peppol BIS Billing 3.0 rules
 # (XSLT 2.0, in billing/ubl/testdata/peppol-bis-3) run on Saxon-HE over every
 # e-invoice the tests render; the jar does not pull in a JRE by itself.
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless; do
+# systemd: systemd-analyze verifies the collector's and the agent's units (deploy/systemd).
+for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

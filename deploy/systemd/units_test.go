@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
 // units are the unit files, each with what it grants beyond the common
@@ -85,7 +87,7 @@ func TestUnitsSetTheHardening(t *testing.T) {
 func TestSystemdAcceptsTheUnits(t *testing.T) {
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze is not installed: the units are not checked by systemd (install systemd to check them)")
+		testenv.Missing(t, "systemd-analyze is not installed: the units are not checked by systemd (scripts/test-deps.sh installs the systemd package)")
 	}
 	self, err := os.Executable()
 	if err != nil {
