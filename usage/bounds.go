@@ -57,6 +57,10 @@ const (
 	HeaderNodeMemoryBytes = "Paasmeter-Node-Memory-Bytes"
 )
 
+// minBoundSpan is the shortest span a window's bound is computed over: the
+// agent's default window, longer than any sample interval it accepts.
+const minBoundSpan = time.Minute
+
 // NodeCapacity is what an agent reports of its node; zero fields are not reported.
 type NodeCapacity struct {
 	CPUs        int64
@@ -67,7 +71,11 @@ type NodeCapacity struct {
 // than its window could hold on the node (reported capacity, at most b) or
 // under b. r must be valid (Validate).
 func CheckBounds(r *Record, index int, b Bounds, node NodeCapacity) []batch.Problem {
-	d := r.WindowEnd.Sub(r.WindowStart)
+	// A window is bounded as if it lasted at least minBoundSpan: the agent
+	// puts what a counter gained since its last sample into the window that
+	// sees it, so a run's short last window (6 ms in a chaos run) can carry
+	// up to a sample interval of CPU. Refusing it would dead-letter real usage.
+	d := max(r.WindowEnd.Sub(r.WindowStart), minBoundSpan)
 	var bound int64
 	var why string
 	switch r.Meter {
@@ -93,7 +101,7 @@ func CheckBounds(r *Record, index int, b Bounds, node NodeCapacity) []batch.Prob
 	if r.Quantity <= bound {
 		return nil
 	}
-	return []batch.Problem{{Index: index, Field: "quantity", Reason: fmt.Sprintf("%d %s is more than the bound of %d for a window of %s: %s",
+	return []batch.Problem{{Index: index, Field: "quantity", Reason: fmt.Sprintf("%d %s is more than the bound of %d for a window of %s (at least 1m counts): %s",
 		r.Quantity, r.Meter, bound, d, why)}}
 }
 

@@ -118,3 +118,19 @@ func FuzzCheckBounds(f *testing.F) {
 		}
 	})
 }
+
+// TestAShortLastWindowMayCarryASampleIntervalOfUsage: a run's last window
+// can be milliseconds long yet hold the CPU its counter gained since the
+// previous sample (the chaos test's 6 ms window with 33.6 ms of CPU on 2
+// CPUs); it is bounded as a minute, so real usage is never refused.
+func TestAShortLastWindowMayCarryASampleIntervalOfUsage(t *testing.T) {
+	r := usagetest.Record("caami", "abc", usage.MeterCPU, start, 33_645_971)
+	r.WindowEnd = r.WindowStart.Add(6 * time.Millisecond)
+	if ps := usage.CheckBounds(&r, 0, usage.DefaultBounds(), usage.NodeCapacity{CPUs: 2}); len(ps) > 0 {
+		t.Fatalf("a short last window refused: %v", ps)
+	}
+	r.Quantity = 2*int64(time.Minute) + 1
+	if ps := usage.CheckBounds(&r, 0, usage.DefaultBounds(), usage.NodeCapacity{CPUs: 2}); len(ps) != 1 {
+		t.Fatalf("more than 2 CPUs give in a minute was accepted in a short window: %v", ps)
+	}
+}
