@@ -40,6 +40,21 @@ func runAt(t *testing.T, ctx context.Context, clk clock.Clock, stdin string, arg
 	return out.String() + errOut.String(), err
 }
 
+// stopCommand cancels a command running in the background, whose result
+// done carries, and fails the test unless it returns nil within grace.
+func stopCommand(t *testing.T, cancel context.CancelFunc, done <-chan error, name string, grace time.Duration) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("%s after cancellation: %v", name, err)
+		}
+	case <-time.After(grace):
+		t.Fatalf("%s did not stop after cancellation", name)
+	}
+}
+
 func TestEveryCommandHasHelp(t *testing.T) {
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
@@ -190,13 +205,5 @@ func testQuickstart(t *testing.T, meteringDSN string) {
 		}
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("collector command: %v", err)
-		}
-	case <-time.After(40 * time.Second):
-		t.Fatal("collector did not stop after cancellation")
-	}
+	stopCommand(t, cancel, done, "collector", 40*time.Second)
 }

@@ -243,15 +243,7 @@ func TestUpRunsMetersAndStopsThePlatform(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("up after cancellation: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("up did not stop after cancellation")
-	}
+	stopCommand(t, cancel, done, "up", 30*time.Second)
 	// Stopped, metered, then removed: the next `up` starts afresh.
 	if left := e.containers(t, cli, true); len(left) > 0 {
 		t.Errorf("%d containers are left after up stopped (%s)", len(left), left[0].State)
