@@ -548,21 +548,7 @@ func checkChaosJob(ctx context.Context, st metering.Store, root string, j *chaos
 	count := map[events.Type]int{}
 	st.ScanEvents(ctx, metering.EventFilter{Tenant: "caami", From: from, To: to, Apps: []string{j.app}},
 		func(e events.Event) error { count[e.Type]++; return nil })
-	var first, last time.Time
-	for _, rec := range recs {
-		switch rec.Meter {
-		case usage.MeterCPU:
-			cpu += rec.Quantity
-		case usage.MeterContainerSeconds:
-			secs += rec.Quantity
-			if first.IsZero() || rec.WindowStart.Before(first) {
-				first = rec.WindowStart
-			}
-			if rec.WindowEnd.After(last) {
-				last = rec.WindowEnd
-			}
-		}
-	}
+	cpu, secs, first, last := billed(recs)
 	desc := fmt.Sprintf("job %d (%v, rm %v, removed while down %v, kill at %q, run %s)", j.i, j.kind, j.rm, j.removeDown, j.killAt, j.run)
 	if len(recs) == 0 {
 		return desc + ": nothing billed", cpu, secs

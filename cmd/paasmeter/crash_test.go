@@ -88,15 +88,7 @@ func TestAgentKilledAtEachFailpointLosesAndDuplicatesNothing(t *testing.T) {
 				}
 				time.Sleep(300 * time.Millisecond)
 			}
-			var secs, cpu int64
-			for _, r := range recs {
-				switch r.Meter {
-				case usage.MeterContainerSeconds:
-					secs += r.Quantity
-				case usage.MeterCPU:
-					cpu += r.Quantity
-				}
-			}
+			cpu, secs, _, _ := billed(recs)
 			want := int64((finished.Sub(started) + time.Second/2) / time.Second)
 			if secs != want || cpu <= 0 {
 				t.Errorf("billed %d container-seconds and %d ns CPU; want %d s and some CPU", secs, cpu, want)
@@ -246,6 +238,26 @@ func waitKilled(t *testing.T, agent *exec.Cmd, fp string) {
 
 // tiles says what is wrong with recs as the usage of one run over
 // [start, end): "" when every meter's windows cover it exactly once.
+// billed sums the CPU (ns) and the container-seconds of a run's records, and
+// spans its container-seconds windows: the first one's start, the last one's end.
+func billed(recs []usage.Record) (cpu, secs int64, first, last time.Time) {
+	for _, r := range recs {
+		switch r.Meter {
+		case usage.MeterCPU:
+			cpu += r.Quantity
+		case usage.MeterContainerSeconds:
+			secs += r.Quantity
+			if first.IsZero() || r.WindowStart.Before(first) {
+				first = r.WindowStart
+			}
+			if r.WindowEnd.After(last) {
+				last = r.WindowEnd
+			}
+		}
+	}
+	return cpu, secs, first, last
+}
+
 func tiles(recs []usage.Record, start, end time.Time) string {
 	byMeter := map[usage.Meter][]usage.Record{}
 	for _, r := range recs {
