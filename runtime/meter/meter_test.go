@@ -143,6 +143,19 @@ func TestACounterThatGoesBackwardsCountsAsAReset(t *testing.T) {
 	}
 }
 
+// sameRecords fails the test unless got holds want's records, in order.
+func sameRecords(t *testing.T, what string, got, want []usage.Record) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d records, want %d", what, len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("%s: record %d is %+v, want %+v", what, i, got[i], want[i])
+		}
+	}
+}
+
 func TestTheSameSamplesGiveTheSameRecords(t *testing.T) {
 	produce := func() []usage.Record {
 		a := meter.New(run(t0.Add(time.Second)), time.Minute)
@@ -152,15 +165,7 @@ func TestTheSameSamplesGiveTheSameRecords(t *testing.T) {
 		}
 		return append(recs, a.Close(meter.Sample{Time: t0.Add(205 * time.Second), CPUNs: 21e9})...)
 	}
-	a, b := produce(), produce()
-	if len(a) != len(b) {
-		t.Fatalf("%d and %d records", len(a), len(b))
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			t.Fatalf("record %d differs: %+v vs %+v", i, a[i], b[i])
-		}
-	}
+	sameRecords(t, "the second run", produce(), produce())
 }
 
 func TestRestoredStateGoesOnWithoutGapOrOverlap(t *testing.T) {
@@ -191,14 +196,7 @@ func TestRestoredStateGoesOnWithoutGapOrOverlap(t *testing.T) {
 	}
 	got = append(got, samples(second, 18, 40)...)
 	got = append(got, second.Close(meter.Sample{Time: t0.Add(290 * time.Second), CPUNs: 41 * 3e8})...)
-	if len(got) != len(want) {
-		t.Fatalf("%d records after a restore, want %d", len(got), len(want))
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Fatalf("record %d after a restore: %+v, want %+v", i, got[i], want[i])
-		}
-	}
+	sameRecords(t, "after a restore", got, want)
 }
 
 func TestAnAdoptedRunStartsAtItsFirstSample(t *testing.T) {
