@@ -185,15 +185,7 @@ func (r *Reader) readV1(rel string) (Stats, error) {
 	}
 
 	mem := filepath.Join(r.memory, rel)
-	oomControl := filepath.Join(mem, "memory.oom_control")
-	if data, err = mandatory(oomControl); err != nil {
-		return Stats{}, err
-	}
-	if err := parseFlatKeyed(oomControl, data, func(k []byte, v uint64) {
-		if string(k) == "oom_kill" {
-			s.OOMKills = v
-		}
-	}); err != nil {
+	if s.OOMKills, err = readOOMKills(filepath.Join(mem, "memory.oom_control")); err != nil {
 		return Stats{}, err
 	}
 	if s.MemoryPeakBytes, err = readUint(filepath.Join(mem, "memory.max_usage_in_bytes"), true); err != nil {
@@ -274,15 +266,7 @@ func (r *Reader) readV2(dir string) (Stats, error) {
 		return Stats{}, err
 	}
 
-	events := filepath.Join(dir, "memory.events")
-	if data, err = mandatory(events); err != nil {
-		return Stats{}, err
-	}
-	if err := parseFlatKeyed(events, data, func(k []byte, v uint64) {
-		if string(k) == "oom_kill" {
-			s.OOMKills = v
-		}
-	}); err != nil {
+	if s.OOMKills, err = readOOMKills(filepath.Join(dir, "memory.events")); err != nil {
 		return Stats{}, err
 	}
 	memMax := filepath.Join(dir, "memory.max")
@@ -383,6 +367,22 @@ func optional(name string) ([]byte, error) {
 		return nil, nil
 	}
 	return data, err
+}
+
+// readOOMKills reads the oom_kill count of a flat-keyed memory file: v1's
+// memory.oom_control or v2's memory.events.
+func readOOMKills(name string) (uint64, error) {
+	data, err := mandatory(name)
+	if err != nil {
+		return 0, err
+	}
+	var kills uint64
+	err = parseFlatKeyed(name, data, func(k []byte, v uint64) {
+		if string(k) == "oom_kill" {
+			kills = v
+		}
+	})
+	return kills, err
 }
 
 // readUint reads a file holding one number; an optional file that is
