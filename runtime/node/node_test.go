@@ -40,13 +40,7 @@ import (
 // names as the collector, so one dashboard reads both.
 func TestNodeHasTheCollectorsProcessMetrics(t *testing.T) {
 	// Opening a node reaches neither the engine nor the collector.
-	eng, err := docker.New("unix:///nonexistent/docker.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	cfg := agent.DefaultConfig()
-	cfg.Node, cfg.SpoolDir, cfg.AdminListen = "node-1", t.TempDir(), "127.0.0.1:0"
+	eng, cfg := offlineNode(t, "node-1")
 	n, err := node.Open(node.Options{Config: cfg, Token: "token", Engine: eng, NoCgroups: true})
 	if err != nil {
 		t.Fatal(err)
@@ -66,6 +60,21 @@ func TestNodeHasTheCollectorsProcessMetrics(t *testing.T) {
 			t.Errorf("the node's registry lacks %s", name)
 		}
 	}
+}
+
+// offlineNode returns what opening the node name takes without Docker: an
+// engine client for a socket that does not exist, which Open does not dial,
+// and a configuration with a spool of its own and a free admin port.
+func offlineNode(t *testing.T, name string) (*docker.Engine, agent.Config) {
+	t.Helper()
+	eng, err := docker.New("unix:///nonexistent/docker.sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	cfg := agent.DefaultConfig()
+	cfg.Node, cfg.SpoolDir, cfg.AdminListen = name, t.TempDir(), "127.0.0.1:0"
+	return eng, cfg
 }
 
 func families(t *testing.T, g prometheus.Gatherer) map[string]bool {
@@ -135,13 +144,7 @@ func TestNodeShipsOverMutualTLSThroughARotation(t *testing.T) {
 	go func() { colDone <- srv.Run(ctx, func(api, _ net.Addr) { apiAddr <- api }) }()
 	api := <-apiAddr
 
-	eng, err := docker.New("unix:///nonexistent/docker.sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	cfg := agent.DefaultConfig()
-	cfg.Node, cfg.SpoolDir, cfg.AdminListen = "node-a", t.TempDir(), "127.0.0.1:0"
+	eng, cfg := offlineNode(t, "node-a")
 	cfg.CollectorURL = "https://" + api.String()
 	cfg.Logs.Enabled = false // the tailer reads the engine itself, and there is none
 	cfg.TLS = tlsconf.ClientConfig{CAFile: serverCA.CertFile, CertFile: nodeA.CertFile, KeyFile: nodeA.KeyFile, ServerName: "localhost"}
