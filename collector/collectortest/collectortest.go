@@ -7,6 +7,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 
 	"github.com/paasmeter/paasmeter/collector"
@@ -27,6 +28,13 @@ type Collector struct {
 // Start runs a collector over a fresh embedded store in dir that accepts
 // records of tenants from the agent with token, bound to node.
 func Start(dir, node, token string, tenants ...string) (*Collector, error) {
+	return StartBehind(nil, dir, node, token, tenants...)
+}
+
+// StartBehind is Start with front, when not nil, before the collector's
+// handler: a test's way to interfere with requests (answer 503, drop the
+// connection) or to look at them.
+func StartBehind(front func(http.Handler) http.Handler, dir, node, token string, tenants ...string) (*Collector, error) {
 	st, err := embedded.Open(context.Background(), dir)
 	if err != nil {
 		return nil, err
@@ -42,7 +50,11 @@ func Start(dir, node, token string, tenants ...string) (*Collector, error) {
 		st.Close()
 		return nil, err
 	}
-	api := httptest.NewServer(srv.Handler())
+	h := srv.Handler()
+	if front != nil {
+		h = front(h)
+	}
+	api := httptest.NewServer(h)
 	return &Collector{URL: api.URL, Store: st, api: api}, nil
 }
 

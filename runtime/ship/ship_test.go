@@ -18,12 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paasmeter/paasmeter/collector"
-	"github.com/paasmeter/paasmeter/collector/auth"
-	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/collector/collectortest"
 	"github.com/paasmeter/paasmeter/internal/promtest"
 	"github.com/paasmeter/paasmeter/metering"
-	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spool"
 	"github.com/paasmeter/paasmeter/usage"
@@ -34,7 +31,7 @@ const token = "agent-token"
 
 type rig struct {
 	store     metering.Store
-	api       *httptest.Server
+	url       string // the collector's
 	out, dead *spool.Spool
 	sh        *ship.Shipper
 }
@@ -43,33 +40,21 @@ type rig struct {
 // interfere with requests, and a shipper over fresh spools.
 func newRig(t *testing.T, front func(http.Handler) http.Handler) *rig {
 	t.Helper()
-	st, err := embedded.Open(context.Background(), t.TempDir())
+	col, err := collectortest.StartBehind(front, t.TempDir(), "node-1", token, "caami")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(token)}})
-	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
-		Institutions: institution.Of("caami"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := srv.Handler()
-	if front != nil {
-		h = front(h)
-	}
-	api := httptest.NewServer(h)
-	t.Cleanup(api.Close)
+	t.Cleanup(col.Close)
 	dir := t.TempDir()
 	out, _ := spool.Open(filepath.Join(dir, "out"), spool.Options{})
 	dead, _ := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
 	t.Cleanup(func() { out.Close(); dead.Close() })
-	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: api.URL, Token: token, Client: http.DefaultClient,
+	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: col.URL, Token: token, Client: http.DefaultClient,
 		BatchSize: 50, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &rig{store: st, api: api, out: out, dead: dead, sh: sh}
+	return &rig{store: col.Store, url: col.URL, out: out, dead: dead, sh: sh}
 }
 
 func (r *rig) spool(t *testing.T, recs []usage.Record) {
@@ -183,7 +168,7 @@ func TestAnUnauthorizedAgentKeepsEverything(t *testing.T) {
 
 func mustShipper(t *testing.T, r *rig, tok string) *ship.Shipper {
 	t.Helper()
-	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: tok, Client: http.DefaultClient,
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.url, Token: tok, Client: http.DefaultClient,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +196,7 @@ func TestAMalformedRecordIsIsolatedAndSetAsideWithoutBlockingTheSpool(t *testing
 func TestOnAckIsToldOfEveryEntryOnceDeliveredOrRejected(t *testing.T) {
 	r := newRig(t, nil)
 	var acks []ship.Ack
-	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient, BatchSize: 50,
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.url, Token: token, Client: http.DefaultClient, BatchSize: 50,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), OnAck: func(a ship.Ack) { acks = append(acks, a) }})
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +286,7 @@ func TestAConflictLeavesTheSpoolCountedAndLogged(t *testing.T) {
 	r.spool(t, changed)
 	var logs strings.Builder
 	reg := prometheus.NewRegistry()
-	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient,
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.url, Token: token, Client: http.DefaultClient,
 		Registry: reg, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -332,7 +317,7 @@ func TestUsageBatchesCarryTheNodeCapacity(t *testing.T) {
 			next.ServeHTTP(w, req)
 		})
 	})
-	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.api.URL, Token: token, Client: http.DefaultClient,
+	sh, err := ship.New(ship.Options{Spool: r.out, Dead: r.dead, BaseURL: r.url, Token: token, Client: http.DefaultClient,
 		Capacity: usage.NodeCapacity{CPUs: 2, MemoryBytes: 1 << 30}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
