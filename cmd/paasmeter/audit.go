@@ -11,12 +11,12 @@ import (
 )
 
 func (a *app) auditCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "audit",
-		Short: "Check the access log of operators' reads",
-	}
+	return group("audit", "Check the access log of operators' reads", "", a.auditVerifyCmd())
+}
+
+func (a *app) auditVerifyCmd() *cobra.Command {
 	var file string
-	verify := &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "verify [--file F]",
 		Short: "Check the access log's hash chain; name the first broken line (exit 1)",
 		Long: `Each entry of the access log (collector.access_log) holds the SHA-256 of the line
@@ -57,7 +57,6 @@ configuration names.`,
 			return nil
 		},
 	}
-	verify.Flags().StringVar(&file, "file", "", "access log file (default: collector.access_log of the configuration)")
-	cmd.AddCommand(verify)
+	cmd.Flags().StringVar(&file, "file", "", "access log file (default: collector.access_log of the configuration)")
 	return cmd
 }

@@ -10,11 +10,7 @@ import (
 )
 
 func (a *app) configCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "config",
-		Short: "Check the configuration file",
-	}
-	cmd.AddCommand(&cobra.Command{
+	return group("config", "Check the configuration file", "", &cobra.Command{
 		Use:   "check",
 		Short: "Validate the configuration file and say what is wrong, field by field",
 		Long: `Validate the configuration file (--config) after applying the environment
@@ -30,5 +26,4 @@ Exits non-zero and lists every problem with its path in the file.`,
 			return nil
 		},
 	})
-	return cmd
 }

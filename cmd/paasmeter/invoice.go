@@ -35,18 +35,14 @@ func progress(w io.Writer, verb string) billing.Progress {
 }
 
 func (a *app) invoiceCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "invoice",
-		Short: "Draft, issue, list, show, verify, credit and render the monthly invoices",
-		Long: `The invoice run (DESIGN.md §5). A month's invoices are drafted from the stored
+	return group("invoice", "Draft, issue, list, show, verify, credit and render the monthly invoices",
+		`The invoice run (DESIGN.md §5). A month's invoices are drafted from the stored
 usage, priced by billing.rate_card; issue freezes them with gap-free numbers once
 billing.grace_period has passed after the month; verify re-derives an issued
 invoice from its frozen inputs; credit issues a credit note; render writes
 issued documents as files in every export format.`,
-	}
-	cmd.AddCommand(a.invoiceDraftCmd(), a.invoiceIssueCmd(), a.invoiceListCmd(), a.invoiceShowCmd(), a.invoiceVerifyCmd(),
+		a.invoiceDraftCmd(), a.invoiceIssueCmd(), a.invoiceListCmd(), a.invoiceShowCmd(), a.invoiceVerifyCmd(),
 		a.invoiceCreditCmd(), a.invoiceRenderCmd())
-	return cmd
 }
 
 // withBilling runs fn with the billing service of the hub, which it opens

@@ -71,6 +71,14 @@ configuration file (--config); see README.md for its reference.`,
 	return root
 }
 
+// group returns a command that only holds subcommands: paasmeter invoice,
+// spool, token…
+func group(use, short, long string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Long: long}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
 // loadConfig reads and validates the configuration file.
 func (a *app) loadConfig() (*config.Config, error) {
 	return config.Load(a.configPath, a.getenv)

@@ -13,13 +13,6 @@ import (
 )
 
 func (a *app) spoolCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "spool",
-		Short: "Inspect the agent's spool and replay its dead letters",
-		Long: `The agent keeps what it produced in agent.spool_dir: outgoing/ (not yet acknowledged by the
-collector) and dead/ (records the collector rejected as invalid, with the reasons).
-The running agent holds a lock on both: stop it first.`,
-	}
 	var dead bool
 	var limit int
 	inspect := &cobra.Command{
@@ -113,6 +106,9 @@ wrong); the collector deduplicates, so replaying twice cannot double-bill.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(inspect, replay)
-	return cmd
+	return group("spool", "Inspect the agent's spool and replay its dead letters",
+		`The agent keeps what it produced in agent.spool_dir: outgoing/ (not yet acknowledged by the
+collector) and dead/ (records the collector rejected as invalid, with the reasons).
+The running agent holds a lock on both: stop it first.`,
+		inspect, replay)
 }

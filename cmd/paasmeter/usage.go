@@ -10,10 +10,6 @@ import (
 )
 
 func (a *app) usageCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "usage",
-		Short: "Work with usage records",
-	}
 	var tenant, node, container string
 	example := &cobra.Command{
 		Use:   "example",
@@ -54,9 +50,7 @@ minute, with ids derived as the contract requires. Pipe it to the collector:
 	example.Flags().StringVar(&tenant, "tenant", "caami", "tenant (institution) of the records")
 	example.Flags().StringVar(&node, "node", "node-1", "node the records come from (must match the agent token)")
 	example.Flags().StringVar(&container, "container", "3f2a9c0d1b7e", "container id")
-	cmd.AddCommand(example)
-
-	cmd.AddCommand(&cobra.Command{
+	return group("usage", "Work with usage records", "", example, &cobra.Command{
 		Use:   "meters",
 		Short: "List the meters and their base units",
 		Args:  cobra.NoArgs,
@@ -66,5 +60,4 @@ minute, with ids derived as the contract requires. Pipe it to the collector:
 			}
 		},
 	})
-	return cmd
 }
