@@ -26,6 +26,17 @@ func open(t testing.TB, dir string, o spool.Options) *spool.Spool {
 	return s
 }
 
+// segmented opens a spool of 100-byte segments, so that its entries spread
+// over many, in a new directory dir, and appends entries n-0 to n-<count-1>;
+// o opens it again.
+func segmented(t testing.TB, count int) (dir string, o spool.Options, s *spool.Spool) {
+	t.Helper()
+	dir, o = t.TempDir(), spool.Options{SegmentBytes: 100}
+	s = open(t, dir, o)
+	appendN(t, s, 0, count)
+	return dir, o, s
+}
+
 // appendN appends entries n-<from> to n-<from+count-1>, one per Append.
 func appendN(t testing.TB, s *spool.Spool, from, count int) {
 	t.Helper()
@@ -269,10 +280,7 @@ func TestPeekLimits(t *testing.T) {
 
 func TestReopen(t *testing.T) {
 	t.Run("a reopened spool keeps its pending entries and acknowledgement and continues the numbering", func(t *testing.T) {
-		dir := t.TempDir()
-		o := spool.Options{SegmentBytes: 100}
-		s, _ := spool.Open(dir, o)
-		appendN(t, s, 0, 10)
+		dir, o, s := segmented(t, 10)
 		s.AckThrough(3)
 		s.Close()
 		s = open(t, dir, o)
@@ -287,10 +295,7 @@ func TestReopen(t *testing.T) {
 		}
 	})
 	t.Run("numbering continues after everything was acknowledged and every segment deleted", func(t *testing.T) {
-		dir := t.TempDir()
-		o := spool.Options{SegmentBytes: 100}
-		s, _ := spool.Open(dir, o)
-		appendN(t, s, 0, 20)
+		dir, o, s := segmented(t, 20)
 		if err := s.AckThrough(20); err != nil {
 			t.Fatal(err)
 		}
@@ -551,10 +556,7 @@ func TestCorruption(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name+" is an error, never skipped", func(t *testing.T) {
-			dir := t.TempDir()
-			o := spool.Options{SegmentBytes: 100}
-			s, _ := spool.Open(dir, o)
-			appendN(t, s, 0, 30)
+			dir, o, s := segmented(t, 30)
 			s.AckThrough(10)
 			s.Close()
 			mention := c.damage(t, dir, segments(t, dir))
@@ -572,10 +574,7 @@ func TestCorruption(t *testing.T) {
 		})
 	}
 	t.Run("corruption in a segment that holds only acknowledged entries does not matter", func(t *testing.T) {
-		dir := t.TempDir()
-		o := spool.Options{SegmentBytes: 100}
-		s, _ := spool.Open(dir, o)
-		appendN(t, s, 0, 30)
+		dir, o, s := segmented(t, 30)
 		segs := segments(t, dir)
 		s.AckThrough(10)
 		s.Close()
