@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -22,9 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
-	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/loadgen"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
@@ -125,29 +120,11 @@ func startAbuseCollector(ctx context.Context, store metering.Store, spec abuseSp
 	}
 	env.attackerToken = auth.New()
 	tokens = append(tokens, auth.TokenConfig{Name: abuseAttacker, Role: auth.RoleInstitution, Tenant: abuseAttacker, SHA256: auth.Hash(env.attackerToken)})
-	authn, err := auth.NewAuthenticator(tokens)
+	stop, env.base, err = runCollector(ctx, store, nil, tokens, []string{abuseVictim, abuseAttacker})
 	if err != nil {
-		return nil, env, err
+		return nil, env, fmt.Errorf("abuse collector: %w", err)
 	}
-	cfg := collector.DefaultConfig()
-	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Institutions: institution.Of(abuseVictim, abuseAttacker),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		return nil, env, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	addr := make(chan net.Addr, 1)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx, func(api, _ net.Addr) { addr <- api }) }()
-	select {
-	case a := <-addr:
-		env.base = "http://" + a.String()
-	case err := <-done:
-		cancel()
-		return nil, env, errors.Join(errors.New("abuse collector did not start"), err)
-	}
-	return func() { cancel(); <-done }, env, nil
+	return stop, env, nil
 }
 
 // seedAttackerLogs stores about mb MB of the attacker's log lines, 1 KiB each

@@ -138,16 +138,28 @@ func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token str
 // after stop.
 func startBenchCollector(ctx context.Context, store metering.Store, batch *batching.Config, spec loadgen.Spec) (stop func(), url, token string, err error) {
 	token = auth.New()
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}})
+	tokens := []auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}}
+	stop, base, err := runCollector(ctx, store, batch, tokens, spec.TenantIDs())
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", "", fmt.Errorf("bench collector: %w", err)
+	}
+	return stop, base + "/api/v1/usage", token, nil
+}
+
+// runCollector runs a collector on loopback over store that knows these
+// tokens and institutions (batch as for startBenchCollector) until stop, and
+// returns the base URL of its API (http://host:port).
+func runCollector(ctx context.Context, store metering.Store, batch *batching.Config, tokens []auth.TokenConfig, tenants []string) (stop func(), base string, err error) {
+	authn, err := auth.NewAuthenticator(tokens)
+	if err != nil {
+		return nil, "", err
 	}
 	cfg := collector.DefaultConfig()
 	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
-	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Institutions: institution.Of(spec.TenantIDs()...), Batch: batch,
+	srv, err := collector.New(collector.Options{Config: cfg, Store: store, Auth: authn, Institutions: institution.Of(tenants...), Batch: batch,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	addr := make(chan net.Addr, 1)
@@ -155,13 +167,9 @@ func startBenchCollector(ctx context.Context, store metering.Store, batch *batch
 	go func() { done <- srv.Run(ctx, func(api, _ net.Addr) { addr <- api }) }()
 	select {
 	case a := <-addr:
-		url = "http://" + a.String() + "/api/v1/usage"
+		return func() { cancel(); <-done }, "http://" + a.String(), nil
 	case err := <-done:
 		cancel()
-		return nil, "", "", errors.Join(errors.New("bench collector did not start"), err)
+		return nil, "", errors.Join(errors.New("the collector did not start"), err)
 	}
-	return func() {
-		cancel()
-		<-done
-	}, url, token, nil
 }
