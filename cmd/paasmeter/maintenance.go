@@ -258,13 +258,6 @@ func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) err
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSCOPE\tSTART\tDURATION\tREPEATS\tSTATE\tVERSION\tSOURCE\tREASON")
 		for _, d := range ds {
-			scope := "platform"
-			switch {
-			case d.Scope.App != "":
-				scope = d.Scope.Tenant + "/" + d.Scope.Project + "/" + d.Scope.App
-			case d.Scope.Tenant != "":
-				scope = d.Scope.Tenant
-			}
 			repeats := "-"
 			if r := d.Recurrence; r != nil {
 				repeats = r.Every
@@ -276,7 +269,7 @@ func (a *app) writeDeclarations(ds []maintenance.Declaration, format string) err
 			if d.Cancelled {
 				st = "cancelled"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, scope, d.Start.Format(time.RFC3339), d.Duration, repeats, st,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.Scope, d.Start.Format(time.RFC3339), d.Duration, repeats, st,
 				d.Version, d.Source, termSafe(d.Reason))
 		}
 		return tw.Flush()
