@@ -236,8 +236,6 @@ func waitKilled(t *testing.T, agent *exec.Cmd, fp string) {
 	}
 }
 
-// tiles says what is wrong with recs as the usage of one run over
-// [start, end): "" when every meter's windows cover it exactly once.
 // billed sums the CPU (ns) and the container-seconds of a run's records, and
 // spans its container-seconds windows: the first one's start, the last one's end.
 func billed(recs []usage.Record) (cpu, secs int64, first, last time.Time) {
@@ -258,6 +256,8 @@ func billed(recs []usage.Record) (cpu, secs int64, first, last time.Time) {
 	return cpu, secs, first, last
 }
 
+// tiles says what is wrong with recs as the usage of one run over
+// [start, end): "" when every meter's windows cover it exactly once.
 func tiles(recs []usage.Record, start, end time.Time) string {
 	byMeter := map[usage.Meter][]usage.Record{}
 	for _, r := range recs {
