@@ -863,10 +863,11 @@ func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 // have run: its last sample, plus the time its CPU counter needed to gain what
 // it gained since (cpuNs, the parent's final reading), at the node's every CPU
 // at once; never later than now, when it is known gone. Closed at the last
-// sample alone, the CPU it used while no agent looked (a whole downtime's)
-// would fall in that sample's window, more than the window could hold on the
-// node, and the collector would refuse it (usage.CheckBounds); over the time
-// it proves, every window it reaches holds at most window × CPUs.
+// sample alone, the CPU it used since (a whole downtime's, when no agent
+// looked) had no time to go in: the meter dropped it, and a run never sampled
+// got all of it in a window of a millisecond, which the collector refuses as
+// more than the node can do (usage.CheckBounds). Over the time it proves,
+// every window it reaches holds at most window × CPUs.
 func (a *Agent) provenEnd(last meter.Sample, cpuNs uint64) time.Time {
 	gained := cpuNs
 	if cpuNs >= last.CPUNs {
