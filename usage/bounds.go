@@ -71,10 +71,13 @@ type NodeCapacity struct {
 // than its window could hold on the node (reported capacity, at most b) or
 // under b. r must be valid (Validate).
 func CheckBounds(r *Record, index int, b Bounds, node NodeCapacity) []batch.Problem {
-	// A window is bounded as if it lasted at least minBoundSpan: the agent
-	// puts what a counter gained since its last sample into the window that
-	// sees it, so a run's short last window (6 ms in a chaos run) can carry
-	// up to a sample interval of CPU. Refusing it would dead-letter real usage.
+	// A window is bounded as if it lasted at least minBoundSpan: a run's
+	// counters are not read exactly at its edges (the engine records a start
+	// after the process started; the cgroup parent, read after the exit, holds
+	// the runtime's work around it), so a run's short first or last window (6
+	// ms in a chaos run) can carry more than its own length of CPU. Refusing
+	// it would dead-letter real usage. A longer window (an agent's may be an
+	// hour) is bounded by its whole length.
 	d := max(r.WindowEnd.Sub(r.WindowStart), minBoundSpan)
 	var bound int64
 	var why string

@@ -134,3 +134,18 @@ func TestAShortLastWindowMayCarryASampleIntervalOfUsage(t *testing.T) {
 		t.Fatalf("more than 2 CPUs give in a minute was accepted in a short window: %v", ps)
 	}
 }
+
+// TestALongWindowIsBoundedByItsWholeLength: a window of 40 minutes (an
+// agent's window may be up to an hour) holds 40 minutes of the node's every
+// CPU, not one minute's.
+func TestALongWindowIsBoundedByItsWholeLength(t *testing.T) {
+	r := usagetest.Record("caami", "abc", usage.MeterCPU, start, 2*int64(40*time.Minute))
+	r.WindowEnd = r.WindowStart.Add(40 * time.Minute)
+	if ps := usage.CheckBounds(&r, 0, usage.DefaultBounds(), usage.NodeCapacity{CPUs: 2}); len(ps) > 0 {
+		t.Fatalf("2 CPUs busy for a 40-minute window refused: %v", ps)
+	}
+	r.Quantity++
+	if ps := usage.CheckBounds(&r, 0, usage.DefaultBounds(), usage.NodeCapacity{CPUs: 2}); len(ps) != 1 || !strings.Contains(ps[0].Reason, "bound of 4800000000000") {
+		t.Fatalf("a nanosecond more than 2 CPUs give in 40 minutes: %v", ps)
+	}
+}

@@ -15,7 +15,7 @@ import (
 func TestMain(m *testing.M) { os.Exit(chtest.Main(m)) }
 
 // caps is what the contract cannot ask of ClickHouse: see the package doc.
-var caps = storetest.Capabilities{RacyDuplicateCounts: true, KeepsEmptyLogStreams: true}
+var caps = storetest.Capabilities{RacyDuplicateCounts: true}
 
 // quiet drops the store's log: every test migrates a database of its own.
 var quiet = slog.New(slog.DiscardHandler)

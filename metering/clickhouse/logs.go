@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -26,9 +27,12 @@ func streamID(tenant, key string) uint64 {
 	return binary.BigEndian.Uint64(sum[:8])
 }
 
-// AppendLogs implements metering.LogAppender. The lines' streams are stored
-// first, when new; a failed append may leave a stream without lines, which no
-// read shows.
+// AppendLogs implements metering.LogAppender. The lines go in first, then a
+// row of this append for each of their streams (touchStreams), new or not:
+// retention deletes exactly the stream rows it saw without lines, so a row
+// written after it looked, by an append whose lines it could not see yet,
+// stays (DeleteLogs). A failed append may leave lines without their stream's
+// row, which no read shows until the append is sent again.
 func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.AppendResult, error) {
 	if s.closed.Load() {
 		return metering.AppendResult{}, metering.ErrNotReady
@@ -42,10 +46,7 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 		streams[i] = streamID(lines[i].Tenant, logs.StreamKey(lines[i].Labels))
 		labels[streams[i]] = &lines[i]
 	}
-	if err := s.putStreams(ctx, labels); err != nil {
-		return metering.AppendResult{}, err
-	}
-	return s.appendNew(ctx, appendSpec{
+	res, err := s.appendNew(ctx, appendSpec{
 		table: "log_lines", timeCol: "time", n: len(lines),
 		columns: "tenant, time, seq, id, stream, line, received_at, schema_version",
 		// A line's id covers its text: no content hash to compare.
@@ -57,52 +58,38 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 			return []any{l.Tenant, l.Time.UnixNano(), uint32(l.Seq), id, streams[i], l.Line, l.ReceivedAt.UnixNano(), uint16(l.SchemaVersion)}
 		},
 	})
+	if err != nil {
+		return res, err
+	}
+	if err := s.touchStreams(ctx, labels); err != nil {
+		return metering.AppendResult{}, err
+	}
+	return res, nil
 }
 
-// putStreams stores the streams (by id, each with a line that carries its
-// labels) that are not stored yet. The stored ids are read per tenant and
-// compared here: a list of ids in the query would make its text exceed
-// ClickHouse's max_query_size for a push of many streams.
-func (s *Store) putStreams(ctx context.Context, streams map[uint64]*logs.Line) error {
-	var tenants []string
-	for _, l := range streams {
-		if !slices.Contains(tenants, l.Tenant) {
-			tenants = append(tenants, l.Tenant)
-		}
-	}
-	if len(tenants) == 0 {
-		return nil
-	}
-	stored := map[uint64]bool{}
-	err := scan(ctx, s, s.conn, "look up log streams", "SELECT DISTINCT stream FROM log_streams WHERE tenant IN ("+placeholders(len(tenants))+")", sqlAny(tenants),
-		func(rows chdriver.Rows) (uint64, error) {
-			var id uint64
-			return id, rows.Scan(&id)
-		},
-		func(id uint64) error { stored[id] = true; return nil })
-	if err != nil {
-		return err
-	}
+// touchStreams stores a row for each of the streams (by id, each with a line
+// that carries its labels), all with one random append_id, which tells this
+// append's rows from every other's. Rows of one stream collapse when parts
+// merge (ReplacingMergeTree keeps the last inserted); reads take any of them.
+func (s *Store) touchStreams(ctx context.Context, streams map[uint64]*logs.Line) error {
 	type row struct {
 		tenant, labels string
 		id             uint64
 	}
-	var missing []row
+	rows := make([]row, 0, len(streams))
 	for id, l := range streams {
-		if stored[id] {
-			continue
-		}
 		labels, err := json.Marshal(l.Labels)
 		if err != nil {
 			return fmt.Errorf("clickhouse store: stream labels: %w", err)
 		}
-		missing = append(missing, row{l.Tenant, string(labels), id})
+		rows = append(rows, row{l.Tenant, string(labels), id})
 	}
-	if len(missing) == 0 {
+	if len(rows) == 0 {
 		return nil
 	}
-	err = insert(ctx, s.conn, "INSERT INTO log_streams (tenant, stream, labels)", len(missing), func(i int) []any {
-		return []any{missing[i].tenant, missing[i].id, missing[i].labels}
+	appendID := rand.Uint64()
+	err := insert(ctx, s.conn, "INSERT INTO log_streams (tenant, stream, labels, append_id)", len(rows), func(i int) []any {
+		return []any{rows[i].tenant, rows[i].id, rows[i].labels, appendID}
 	})
 	if err != nil {
 		return s.fail("insert log streams", err)
@@ -268,11 +255,10 @@ func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.
 // way to delete rows) on each server that holds such lines, and returns once
 // the mutations are done, so that no read shows a deleted line. A mutation
 // rewrites the parts it touches: the collector runs this once per tenant per
-// collector.logs.retention_interval. Streams stay, unlike in the embedded
-// store: an append stores its streams before its lines, so deleting the
-// streams without lines could take one whose lines are on their way, and
-// those lines would never be read. (Deleting them safely needs the time a
-// stream was last appended to.)
+// collector.logs.retention_interval. The tenant's streams left without lines
+// go too, as in the embedded store (deleteEmptyStreams): a crash-looping app
+// adds a stream per restart, and streams count against
+// collector.logs.max_streams_per_tenant. A stream that comes back is stored anew.
 //
 // When ctx ends first, the mutation still completes on the server.
 func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time) (int64, error) {
@@ -286,18 +272,85 @@ func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time)
 		if err := n.conn.QueryRow(ctx, "SELECT count() FROM "+table+" FINAL WHERE tenant = ? AND time < ?", tenant, before.UnixNano()).Scan(&count); err != nil {
 			return deleted, s.fail("delete logs of "+tenant+" on "+n.addr, err)
 		}
-		if count == 0 {
-			continue
+		if count > 0 {
+			if err := n.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE tenant = ? AND time < ?", tenant, before.UnixNano()); err != nil {
+				return deleted, s.fail("delete logs of "+tenant+" on "+n.addr, err)
+			}
+			if err := s.awaitMutations(ctx, n, s.local("log_lines")); err != nil {
+				return deleted, err
+			}
+			deleted += int64(count)
 		}
-		if err := n.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE tenant = ? AND time < ?", tenant, before.UnixNano()); err != nil {
-			return deleted, s.fail("delete logs of "+tenant+" on "+n.addr, err)
-		}
-		if err := s.awaitMutations(ctx, n, s.local("log_lines")); err != nil {
+		rows, err := s.emptyStreamRows(ctx, n, tenant)
+		if err != nil {
 			return deleted, err
 		}
-		deleted += int64(count)
+		if err := s.deleteStreamRows(ctx, n, tenant, rows); err != nil {
+			return deleted, err
+		}
 	}
 	return deleted, nil
+}
+
+// streamRow is one row of log_streams: a stream, and the append that wrote it.
+type streamRow struct{ stream, appendID uint64 }
+
+// emptyStreamRows returns the rows on n of the tenant's streams that have no
+// line on n (a tenant's streams and lines share its shard). The rows are read
+// before the lines: a row written after the rows were read is not among them,
+// and an append writes its stream's row after its lines, so the lines of an
+// append whose row is among them were in when the lines were read, and their
+// stream is not empty. Deleting exactly these rows (deleteStreamRows) can
+// therefore never take the last row of a stream that has lines.
+func (s *Store) emptyStreamRows(ctx context.Context, n node, tenant string) ([]streamRow, error) {
+	var rows []streamRow
+	err := scan(ctx, s, n.conn, "list the log streams of "+tenant+" on "+n.addr,
+		"SELECT stream, append_id FROM "+s.dsn.Database+"."+s.local("log_streams")+" WHERE tenant = ?", []any{tenant},
+		func(r chdriver.Rows) (streamRow, error) {
+			var row streamRow
+			return row, r.Scan(&row.stream, &row.appendID)
+		},
+		func(row streamRow) error { rows = append(rows, row); return nil })
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	lined := map[uint64]bool{}
+	err = scan(ctx, s, n.conn, "list the log streams with lines of "+tenant+" on "+n.addr,
+		"SELECT DISTINCT stream FROM "+s.dsn.Database+"."+s.local("log_lines")+" WHERE tenant = ?", []any{tenant},
+		func(r chdriver.Rows) (uint64, error) {
+			var id uint64
+			return id, r.Scan(&id)
+		},
+		func(id uint64) error { lined[id] = true; return nil })
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(rows, func(row streamRow) bool { return lined[row.stream] }), nil
+}
+
+// deleteStreamRows deletes exactly rows (stream and append id) of the
+// tenant's streams on n, maxStreamsInQuery per mutation so the query text
+// stays within max_query_size, and returns once the mutations are done.
+func (s *Store) deleteStreamRows(ctx context.Context, n node, tenant string, rows []streamRow) error {
+	table := s.dsn.Database + "." + s.local("log_streams")
+	for chunk := range slices.Chunk(rows, maxStreamsInQuery) {
+		args := make([]any, 0, 1+2*len(chunk))
+		args = append(args, tenant)
+		for _, row := range chunk {
+			args = append(args, row.stream, row.appendID)
+		}
+		if err := n.conn.Exec(ctx, "ALTER TABLE "+table+" DELETE WHERE tenant = ? AND (stream, append_id) IN ("+
+			strings.TrimPrefix(strings.Repeat(", (?, ?)", len(chunk)), ", ")+")", args...); err != nil {
+			return s.fail("delete the empty log streams of "+tenant+" on "+n.addr, err)
+		}
+		if err := s.awaitMutations(ctx, n, s.local("log_streams")); err != nil {
+			return err
+		}
+	}
+	if len(rows) > 0 {
+		s.log.Info("empty log streams deleted", "tenant", tenant, "server", n.addr, "rows", len(rows))
+	}
+	return nil
 }
 
 // awaitMutations returns once no mutation of table (of the store's database) is pending on n.

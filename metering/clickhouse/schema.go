@@ -122,6 +122,12 @@ var migrations = []migration{
 		// a duplicate.
 		return append(l.addColumn("usage_records", "content FixedString(16)"), l.addColumn("events", "content FixedString(16)")...)
 	}},
+	{"log stream appends", func(l layout) []string {
+		// Which append wrote each row of a stream: every append writes one
+		// after its lines, and retention deletes exactly the rows it saw
+		// without lines (DeleteLogs). Rows stored before read as append 0.
+		return l.addColumn("log_streams", "append_id UInt64")
+	}},
 }
 
 // partitioned lists the tables partitioned by month.

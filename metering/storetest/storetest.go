@@ -38,10 +38,6 @@ type Capabilities struct {
 	// ledger counts what the appends reported new, so it then holds at least
 	// as many records as are stored, where it would otherwise hold as many.
 	RacyDuplicateCounts bool
-	// KeepsEmptyLogStreams: DeleteLogs leaves the streams whose lines it
-	// deleted (ClickHouse, where an append stores its streams before its
-	// lines). The suite then asserts they still count as stored.
-	KeepsEmptyLogStreams bool
 }
 
 // Run runs the whole contract against stores from open.
@@ -59,7 +55,7 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"queries and scans see only the requested tenant and filters":                   testTenantIsolation,
 		"a closed store is not ready and refuses appends":                               testClosed,
 	}
-	for _, more := range []map[string]func(t *testing.T, s metering.Store){acceptedTests(), eventTests(), logTests(caps)} {
+	for _, more := range []map[string]func(t *testing.T, s metering.Store){acceptedTests(), eventTests(), logTests()} {
 		for name, test := range more {
 			tests[name] = test
 		}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Options struct {
 	Wake chan<- struct{}
 	// Failpoints kill the process at chosen moments (crash tests only).
 	Failpoints *failpoint.Set
+	// NodeCPUs is how many CPUs the node has (ReadNodeCapacity); 0 means
+	// runtime.NumCPU(). No cgroup's CPU counter grows faster, which dates the
+	// end of a run that ended while no agent looked (finish).
+	NodeCPUs int64
 }
 
 // Agent meters the containers of one node.
@@ -122,6 +127,9 @@ func New(o Options) (*Agent, error) {
 	}
 	if o.Registry == nil {
 		o.Registry = prometheus.NewRegistry()
+	}
+	if o.NodeCPUs <= 0 {
+		o.NodeCPUs = int64(runtime.NumCPU())
 	}
 	a := &Agent{o: o, log: o.Logger, runs: map[string]*tracked{}, volumes: map[string]*meter.VolumeAccumulator{}, lastOOM: map[string]time.Time{}, initiators: map[string]events.Initiator{},
 		closed: map[string]time.Time{}, orphans: map[string]int{}}
@@ -799,29 +807,12 @@ func (a *Agent) dieEnd(ctx context.Context, ev engine.Event, t *tracked) runEnd 
 // finish closes a run that ended (or vanished): its final counters come from
 // the dedicated cgroup parent when there is one, which outlives the container.
 // also are events produced in the same state write as the run's last records.
-// A run whose end is not known is closed now and counted, never given an
-// invented end event.
+// A run whose end is not known is closed at the latest moment the agent can
+// prove it ran (provenEnd) and counted, never given an invented end event.
 func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 	c := t.c
-	end := e.at
-	switch {
-	case end.IsZero():
-		// The last sample is the latest moment the run is known to have lived.
-		end = t.acc.State().Last.Time
-		a.metrics.unknownEnds.Inc()
-		a.log.Warn("run ended without a known end: closed at its last sample", "container", c.ID, "run", c.RunID(), "at", end)
-		if !end.After(c.StartedAt) {
-			end = c.StartedAt.Add(time.Millisecond)
-		}
-	case !end.After(c.StartedAt):
-		// Docker records StartedAt after starting the process; one that exits
-		// at once can end "before" it started. Keep its counters in a window
-		// of a millisecond rather than drop them.
-		end = c.StartedAt.Add(time.Millisecond)
-	}
 	st := t.acc.State()
 	final := st.Last // nothing newer known: counters stop at the last sample
-	final.Time = end
 	if t.parent != "" && a.o.Cgroups != nil {
 		if cs, err := a.o.Cgroups.Read(t.parent); err == nil {
 			final.CPUNs = cs.CPUUsageNs
@@ -830,6 +821,20 @@ func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 			final.MemoryLimitBytes, final.CPULimitMillicores = c.MemoryLimitBytes, c.CPULimitMillicores
 		}
 	}
+	end := e.at
+	if end.IsZero() {
+		end = a.provenEnd(st.Last, final.CPUNs)
+		a.metrics.unknownEnds.Inc()
+		a.log.Warn("run ended without a known end: closed at the latest moment its samples and CPU counter prove it ran",
+			"container", c.ID, "run", c.RunID(), "last_sample", st.Last.Time, "at", end)
+	}
+	if !end.After(c.StartedAt) {
+		// Docker records StartedAt after starting the process; one that exits
+		// at once can end "before" it started. Keep its counters in a window
+		// of a millisecond rather than drop them.
+		end = c.StartedAt.Add(time.Millisecond)
+	}
+	final.Time = end
 	var died []events.Event
 	if !e.at.IsZero() && e.code != nil {
 		died = a.event(c, events.Died, e.at)
@@ -852,6 +857,32 @@ func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 	if t.parent != "" {
 		removeCgroup(a.o.Config.CgroupRoot, t.parent)
 	}
+}
+
+// provenEnd is the latest moment a run that ended unseen can be proven to
+// have run: its last sample, plus the time its CPU counter needed to gain what
+// it gained since (cpuNs, the parent's final reading), at the node's every CPU
+// at once; never later than now, when it is known gone. Closed at the last
+// sample alone, the CPU it used since (a whole downtime's, when no agent
+// looked) had no time to go in: the meter dropped it, and a run never sampled
+// got all of it in a window of a millisecond, which the collector refuses as
+// more than the node can do (usage.CheckBounds). Over the time it proves,
+// every window it reaches holds at most window × CPUs.
+func (a *Agent) provenEnd(last meter.Sample, cpuNs uint64) time.Time {
+	gained := cpuNs
+	if cpuNs >= last.CPUNs {
+		gained = cpuNs - last.CPUNs
+	} // else the counter was reset, as the meter counts it: all it shows is new
+	cpus := uint64(a.o.NodeCPUs)
+	need := gained/cpus + min(gained%cpus, 1) // rounded up: never faster than the node
+	now := a.o.Clock.Now().Round(0)
+	switch {
+	case !now.After(last.Time):
+		return last.Time
+	case need >= uint64(now.Sub(last.Time)):
+		return now // more than the node could do: the collector says so
+	}
+	return last.Time.Add(time.Duration(need))
 }
 
 // event builds a lifecycle event of c's current run. Stopped and died events

@@ -160,16 +160,16 @@ func Open(o Options) (n *Node, err error) {
 	if o.WrapEngine != nil {
 		agentEngine = o.WrapEngine(o.Engine)
 	}
-	wake := make(chan struct{}, 1)
-	n.agent, err = agent.New(agent.Options{Config: ac, Engine: agentEngine, Cgroups: cg, Spool: n.spool, Clock: o.Clock, Logger: n.log,
-		Registry: n.reg, Wake: wake, Failpoints: o.Failpoints})
-	if err != nil {
-		return nil, err
-	}
 	// The collector holds usage to the node's capacity; unknown, to its configured bounds.
 	capacity, capErr := agent.ReadNodeCapacity(agent.CPUOnlinePath, agent.MeminfoPath)
 	if capErr != nil {
 		n.log.Warn("node capacity unknown: the collector bounds usage by its configuration only", "err", capErr)
+	}
+	wake := make(chan struct{}, 1)
+	n.agent, err = agent.New(agent.Options{Config: ac, Engine: agentEngine, Cgroups: cg, Spool: n.spool, Clock: o.Clock, Logger: n.log,
+		Registry: n.reg, Wake: wake, Failpoints: o.Failpoints, NodeCPUs: capacity.CPUs})
+	if err != nil {
+		return nil, err
 	}
 	shipClient, adminTLS, err := n.openTLS()
 	if err != nil {
