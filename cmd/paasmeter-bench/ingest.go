@@ -138,7 +138,7 @@ func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token str
 // after stop.
 func startBenchCollector(ctx context.Context, store metering.Store, batch *batching.Config, spec loadgen.Spec) (stop func(), url, token string, err error) {
 	token = auth.New()
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}})
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(token)}})
 	if err != nil {
 		return nil, "", "", err
 	}

@@ -25,13 +25,14 @@ type Collector struct {
 }
 
 // Start runs a collector over a fresh embedded store in dir that accepts
-// records of tenants from the agent with token, bound to node.
+// records of tenants from the agent with token, bound to node and to those
+// tenants.
 func Start(dir, node, token string, tenants ...string) (*Collector, error) {
 	st, err := embedded.Open(context.Background(), dir)
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(token)}})
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, Tenants: tenants, SHA256: auth.Hash(token)}})
 	if err != nil {
 		st.Close()
 		return nil, err

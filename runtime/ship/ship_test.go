@@ -48,7 +48,7 @@ func newRig(t *testing.T, front func(http.Handler) http.Handler) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(token)}})
+	authn, _ := auth.NewAuthenticator([]auth.TokenConfig{{Name: "a", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(token)}})
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: st, Auth: authn,
 		Institutions: institution.Of("caami"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
