@@ -37,9 +37,9 @@ const (
 	agentNode3 = "agent-node-3-token"
 	// agentNode1CaamiOnly is another credential of node-1 listing caami only.
 	agentNode1CaamiOnly = "agent-node-1-caami-only-token"
-	caamiToken = "caami-token"
-	onaToken   = "ona-token"
-	adminToken = "admin-token"
+	caamiToken          = "caami-token"
+	onaToken            = "ona-token"
+	adminToken          = "admin-token"
 )
 
 var now = time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
