@@ -608,10 +608,10 @@ func (s *Server) refuseUnrun(r *http.Request, p auth.Principal, kind string, ten
 
 // recordUnrun records in the access log and the collector's log that p
 // wrote counts[tenant] records of kind for institutions its node may not
-// run, refused with status: one entry per institution and request however many records,
-// since the refusal is what an operator needs to see and a flood of refused
-// records must not flood the log. A failure to record is logged, not
-// answered: nothing was stored or disclosed.
+// run, refused with status: one entry per institution and request however
+// many records, since the refusal is what an operator needs to see and a
+// flood of refused records must not flood the log. A failure to record is
+// logged, not answered: nothing was stored or disclosed.
 func (s *Server) recordUnrun(r *http.Request, p auth.Principal, kind string, counts map[string]int, status int) {
 	for _, t := range slices.Sorted(maps.Keys(counts)) {
 		s.log.Warn("an agent wrote for an institution its node may not run: refused (a misconfigured credential or a compromised node)",
