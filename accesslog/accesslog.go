@@ -1,6 +1,7 @@
 // Package accesslog records operators' reads of a tenant's data (container
-// logs of public institutions can hold health data), and the reads of tenant
-// data it refused. Changes (invoices, credit notes, maintenance windows) are
+// logs of public institutions can hold health data), the reads of tenant
+// data it refused, and agents' writes refused because their node may not run
+// the institution. Changes (invoices, credit notes, maintenance windows) are
 // not here: they go to the state store's audit log, in the transaction that
 // makes them. A Recorder is fail-closed by contract: when Record fails, the
 // caller must not do what it was about to record.
@@ -35,7 +36,8 @@ const (
 	// Allowed reads were answered: Status is the answer's.
 	Allowed Outcome = "allowed"
 	// Refused reads were not: the token may not read the tenant, or the
-	// tenant is unknown. Status is the refusal's.
+	// tenant is unknown. Status is the refusal's. An agent's write of an
+	// institution its node may not run is recorded refused too.
 	Refused Outcome = "refused"
 )
 

@@ -55,7 +55,7 @@ func newPlatform(t *testing.T, now time.Time) *platform {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(agentToken)}})
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(agentToken)}})
 	if err != nil {
 		t.Fatal(err)
 	}

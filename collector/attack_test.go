@@ -53,6 +53,8 @@ type caller struct {
 	role   auth.Role
 	node   string
 	tenant string
+	// tenants are the institutions an agent's node may run.
+	tenants []string
 }
 
 var callers = []caller{
@@ -61,8 +63,12 @@ var callers = []caller{
 	{name: "with ona's own token under the Basic scheme", header: "Basic " + onaToken},
 	{name: "with a token nobody was given", header: "Bearer " + auth.New()},
 	{name: "with another institution's token (caami's)", header: "Bearer " + caamiToken, role: auth.RoleInstitution, tenant: "caami"},
-	{name: "with the agent token of another node (node-2)", header: "Bearer " + agentNode2, role: auth.RoleAgent, node: "node-2"},
-	{name: "with the agent token of the node that runs the containers (node-1)", header: "Bearer " + agentNode1, role: auth.RoleAgent, node: "node-1"},
+	{name: "with the agent token of another node (node-2, shared: any institution)", header: "Bearer " + agentNode2, role: auth.RoleAgent, node: "node-2",
+		tenants: []string{auth.AnyTenant}},
+	{name: "with the agent token of the node that runs the containers (node-1)", header: "Bearer " + agentNode1, role: auth.RoleAgent, node: "node-1",
+		tenants: []string{"caami", "ona"}},
+	{name: "with an agent token of the node that runs the containers (node-1) that lists caami only", header: "Bearer " + agentNode1CaamiOnly,
+		role: auth.RoleAgent, node: "node-1", tenants: []string{"caami"}},
 	{name: "with an operator's admin token", header: "Bearer " + adminToken, role: auth.RoleAdmin},
 	{name: "with ona's own token", header: "Bearer " + onaToken, role: auth.RoleInstitution, tenant: "ona"},
 }
@@ -73,7 +79,9 @@ const through = 0
 
 // expect is the table's answer (routes.go, wrap) to c calling a route of
 // access acc for tenant, or through. The bodies of the attack requests name
-// node-1, so the handlers' node binding refuses every other agent.
+// node-1 and tenant, so the handlers' node binding refuses every other
+// agent, and their institution binding every agent whose node may not run
+// tenant: per record (400) in a batch, the whole push (403) in Loki's.
 func (c caller) expect(acc route.Access, tenant string) int {
 	if acc == route.Public {
 		return through
@@ -94,10 +102,13 @@ func (c caller) expect(acc route.Access, tenant string) int {
 	}
 	switch acc {
 	case route.AgentWrite:
-		if c.role == auth.RoleAgent && c.node == "node-1" {
-			return through
+		switch {
+		case c.role != auth.RoleAgent || c.node != "node-1":
+			return http.StatusForbidden
+		case !c.mayRun(tenant):
+			return http.StatusBadRequest
 		}
-		return http.StatusForbidden
+		return through
 	case route.TenantRead, route.OrgRead:
 		return allowed(c.mayRead(tenant))
 	case route.OrgWrite:
@@ -106,8 +117,9 @@ func (c caller) expect(acc route.Access, tenant string) int {
 			return http.StatusNotFound
 		case c.role == auth.RoleAgent:
 			// The table lets every agent write any tenant; the handler
-			// checks the node each stream names.
-			if c.node != "node-1" {
+			// checks the tenant against the node's institutions, and the
+			// node each stream names.
+			if !c.mayRun(tenant) || c.node != "node-1" {
 				return http.StatusForbidden
 			}
 			return through
@@ -120,6 +132,11 @@ func (c caller) expect(acc route.Access, tenant string) int {
 		return http.StatusForbidden
 	}
 	panic(fmt.Sprintf("access %d has no expectation: add it to caller.expect", acc))
+}
+
+// mayRun reports whether c is an agent whose node may run tenant.
+func (c caller) mayRun(tenant string) bool {
+	return c.role == auth.RoleAgent && (slices.Contains(c.tenants, auth.AnyTenant) || slices.Contains(c.tenants, tenant))
 }
 
 // mayRead reports whether c may see tenant's data.

@@ -99,7 +99,11 @@ type Server struct {
 	// contributed are Options.Routes.
 	contributed []route.Route
 	// apiTLS and adminTLS are the listeners' TLS; nil serves plain HTTP.
-	apiTLS, adminTLS *tlsconf.Server
+	// agentsTLS is the agents' listener's (collector.agent_listen), which
+	// requires client certificates; nil without one.
+	apiTLS, adminTLS, agentsTLS *tlsconf.Server
+	// agentAddr is the agents' listener's bound address, once Run listens.
+	agentAddr atomic.Pointer[net.Addr]
 }
 
 // New builds a Server.
@@ -109,6 +113,9 @@ func New(o Options) (*Server, error) {
 	}
 	if o.Store == nil || o.Auth == nil {
 		return nil, errors.New("collector: a store and an authenticator are required")
+	}
+	if o.Config.TLS.RequiresClientCert() {
+		o.Auth = o.Auth.WithoutAgentTokens()
 	}
 	if o.Location == nil {
 		o.Location = time.UTC
@@ -201,20 +208,37 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 	route.WriteError(w, http.StatusNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 }
 
+// AgentAddr is the agents' listener's bound address (collector.agent_listen),
+// once Run listens; nil before, or without one.
+func (s *Server) AgentAddr() net.Addr {
+	if a := s.agentAddr.Load(); a != nil {
+		return *a
+	}
+	return nil
+}
+
 // openTLS reads the listeners' certificates and exports their expiry.
+// With collector.tls.client_auth require, agents have a listener of their
+// own whose handshake requires their certificate, and the tenants'
+// listener asks for none: institutions' clients have no certificate.
 func (s *Server) openTLS() error {
+	api, agents := s.cfg.TLS, tlsconf.ServerConfig{}
+	if api.RequiresClientCert() {
+		agents = api
+		api.ClientCAFile, api.ClientAuth = "", ""
+	}
 	var sources []*tlsconf.Source
 	for _, l := range []struct {
 		name string
 		c    tlsconf.ServerConfig
 		dst  **tlsconf.Server
-	}{{"api", s.cfg.TLS, &s.apiTLS}, {"admin", s.cfg.AdminTLS, &s.adminTLS}} {
+	}{{"api", api, &s.apiTLS}, {"admin", s.cfg.AdminTLS, &s.adminTLS}, {"agents", agents, &s.agentsTLS}} {
 		if !l.c.Enabled() {
 			continue
 		}
 		srv, err := tlsconf.NewServer(l.name, l.c, s.log)
 		if err != nil {
-			return fmt.Errorf("collector: %s: %w", map[string]string{"api": "tls", "admin": "admin_tls"}[l.name], err)
+			return fmt.Errorf("collector: %s: %w", map[string]string{"api": "tls", "admin": "admin_tls", "agents": "tls"}[l.name], err)
 		}
 		*l.dst = srv
 		sources = append(sources, srv.Source())
@@ -293,11 +317,12 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	route.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Run serves both listeners and enforces log retention (RunRetention) until
+// Run serves the listeners and enforces log retention (RunRetention) until
 // ctx is done, then shuts down gracefully: /readyz turns 503, listeners close,
 // and in-flight batches finish (bounded by ShutdownTimeout) before Run
 // returns. The caller closes the store afterwards.
-// ready, if not nil, receives the bound addresses once both listeners listen.
+// ready, if not nil, receives the bound addresses once the listeners listen
+// (the agents' listener's, if any, is AgentAddr).
 func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error {
 	apiLn, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
@@ -308,6 +333,19 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 		apiLn.Close()
 		return fmt.Errorf("collector: admin listen %s: %w", s.cfg.AdminListen, err)
 	}
+	// The agents' listener serves the same table: whoever passes its
+	// handshake holds a node's certificate, and so is an agent.
+	var agentsLn net.Listener
+	if s.agentsTLS != nil {
+		if agentsLn, err = net.Listen("tcp", s.cfg.AgentListen); err != nil {
+			apiLn.Close()
+			adminLn.Close()
+			return fmt.Errorf("collector: agent listen %s: %w", s.cfg.AgentListen, err)
+		}
+		agentsLn = s.agentsTLS.Listener(agentsLn)
+		addr := agentsLn.Addr()
+		s.agentAddr.Store(&addr)
+	}
 	newServer := func(h http.Handler) *http.Server {
 		return &http.Server{
 			Handler:           h,
@@ -317,7 +355,7 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		}
 	}
-	api, admin := newServer(s.Handler()), newServer(s.AdminHandler())
+	api, admin, agents := newServer(s.Handler()), newServer(s.AdminHandler()), newServer(s.Handler())
 	// The listeners, not the servers, speak TLS: Serve stays one call, and
 	// each handshake reads the certificates as their files are then.
 	if s.apiTLS != nil {
@@ -326,9 +364,12 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 	if s.adminTLS != nil {
 		adminLn = s.adminTLS.Listener(adminLn)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- api.Serve(apiLn) }()
 	go func() { errc <- admin.Serve(adminLn) }()
+	if agentsLn != nil {
+		go func() { errc <- agents.Serve(agentsLn) }()
+	}
 	rctx, stopRetention := context.WithCancel(ctx)
 	retentionDone := make(chan struct{})
 	go func() {
@@ -340,6 +381,9 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 		stopRetention()
 		<-retentionDone
 	}()
+	if agentsLn != nil {
+		s.log.Info("collector listening for agents, client certificates required", "agents", agentsLn.Addr().String())
+	}
 	s.log.Info("collector listening", "api", apiLn.Addr().String(), "admin", adminLn.Addr().String())
 	if ready != nil {
 		ready(apiLn.Addr(), adminLn.Addr())
@@ -354,7 +398,8 @@ func (s *Server) Run(ctx context.Context, ready func(api, admin net.Addr)) error
 	s.log.Info("collector shutting down: finishing in-flight requests", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
-	err = errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx))
+	// Shutting down a server that never served closes nothing and returns nil.
+	err = errors.Join(api.Shutdown(sctx), admin.Shutdown(sctx), agents.Shutdown(sctx))
 	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(fmt.Errorf("collector: serve: %w", serveErr), err)
 	}

@@ -21,8 +21,15 @@ type Config struct {
 	// loopback only, unless AdminTLS and AdminTokenSHA256 are both set.
 	AdminListen string `yaml:"admin_listen"`
 	// TLS is the tenants' listener's; with client_ca_file, an agent may
-	// authenticate with a client certificate naming its node (auth.CertPrincipal).
+	// authenticate with a client certificate naming its node (auth.CertNode,
+	// node_certificates). With client_auth require, agents' bearer tokens
+	// are refused and agents connect to AgentListen, whose handshake
+	// requires their certificate; the tenants' listener then asks for none.
 	TLS tlsconf.ServerConfig `yaml:"tls"`
+	// AgentListen is the agents' listener, with tls.client_auth require
+	// only: the same routes, over a handshake that requires a client
+	// certificate signed by tls.client_ca_file.
+	AgentListen string `yaml:"agent_listen"`
 	// AdminTLS is the admin listener's (no client certificates: it goes by
 	// AdminTokenSHA256).
 	AdminTLS tlsconf.ServerConfig `yaml:"admin_tls"`
@@ -208,8 +215,21 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s.%w", t.name, err))
 		}
 	}
-	if c.AdminTLS.ClientCAFile != "" {
-		errs = append(errs, errors.New("admin_tls.client_ca_file: not supported: the admin listener goes by admin_token_sha256"))
+	switch {
+	case c.TLS.RequiresClientCert() && c.AgentListen == "":
+		errs = append(errs, errors.New("agent_listen: required with tls.client_auth require: agents connect there with their certificate, institutions keep listen with their tokens"))
+	case !c.TLS.RequiresClientCert() && c.AgentListen != "":
+		errs = append(errs, errors.New("agent_listen: only with tls.client_auth require (otherwise agents share listen)"))
+	case c.AgentListen != "":
+		if _, _, err := net.SplitHostPort(c.AgentListen); err != nil {
+			errs = append(errs, fmt.Errorf("agent_listen: %q is not host:port: %w", c.AgentListen, err))
+		}
+		if (c.AgentListen == c.Listen || c.AgentListen == c.AdminListen) && !strings.HasSuffix(c.AgentListen, ":0") {
+			errs = append(errs, errors.New("agent_listen: must differ from listen and admin_listen"))
+		}
+	}
+	if c.AdminTLS.ClientCAFile != "" || c.AdminTLS.ClientAuth != "" {
+		errs = append(errs, errors.New("admin_tls.client_ca_file, client_auth: not supported: the admin listener goes by admin_token_sha256"))
 	}
 	if c.AdminTokenSHA256 != "" && !sha256Hex.MatchString(c.AdminTokenSHA256) {
 		errs = append(errs, errors.New("admin_token_sha256: must be 64 lower-case hex digits (paasmeter token hash)"))

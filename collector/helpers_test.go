@@ -33,9 +33,13 @@ import (
 const (
 	agentNode1 = "agent-node-1-token"
 	agentNode2 = "agent-node-2-token"
-	caamiToken = "caami-token"
-	onaToken   = "ona-token"
-	adminToken = "admin-token"
+	// agentNode3 is the agent of node-3, which may run caami only.
+	agentNode3 = "agent-node-3-token"
+	// agentNode1CaamiOnly is another credential of node-1 listing caami only.
+	agentNode1CaamiOnly = "agent-node-1-caami-only-token"
+	caamiToken          = "caami-token"
+	onaToken            = "ona-token"
+	adminToken          = "admin-token"
 )
 
 var now = time.Date(2026, 11, 15, 12, 0, 0, 0, time.UTC)
@@ -76,13 +80,16 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 		store = wrap(st)
 	}
 	tokens := []auth.TokenConfig{
-		{Name: "agent-1", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash(agentNode1)},
-		{Name: "agent-2", Role: auth.RoleAgent, Node: "node-2", SHA256: auth.Hash(agentNode2)},
+		{Name: "agent-1", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{"caami", "ona"}, SHA256: auth.Hash(agentNode1)},
+		{Name: "agent-2", Role: auth.RoleAgent, Node: "node-2", Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(agentNode2)},
+		{Name: "agent-3", Role: auth.RoleAgent, Node: "node-3", Tenants: []string{"caami"}, SHA256: auth.Hash(agentNode3)},
+		{Name: "agent-1-caami", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{"caami"}, SHA256: auth.Hash(agentNode1CaamiOnly)},
 		{Name: "caami", Role: auth.RoleInstitution, Tenant: "caami", SHA256: auth.Hash(caamiToken)},
 		{Name: "ona", Role: auth.RoleInstitution, Tenant: "ona", SHA256: auth.Hash(onaToken)},
 		{Name: "ops", Role: auth.RoleAdmin, SHA256: auth.Hash(adminToken)},
 	}
-	authn, err := auth.NewAuthenticator(tokens)
+	// node-a connects with its client certificate (tls_test.go).
+	authn, err := auth.NewAuthenticator(tokens, auth.CertificateConfig{Node: "node-a", Tenants: []string{"caami", "ona"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,18 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/lokipush"
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/logs"
@@ -129,7 +134,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			return
 		}
 		if err != nil {
-			s.rejectBatch(w, k.name, nil, err)
+			s.rejectBatch(w, k.name, nil, err, nil)
 			return
 		}
 		release, ok := s.admit(w, r, k.name)
@@ -151,16 +156,25 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 		span.End()
 		tenants := make([]string, len(recs))
 		var problems []batch.Problem
-		var foreign []int
+		// foreign name another node; unrun an institution the credential's
+		// node may not run: refused like invalid records, so that the agent
+		// sets them aside and ships its other institutions' records.
+		var foreign, unrun []int
 		for i := range recs {
 			tenant, node := k.labels(&recs[i])
 			tenants[i] = tenant
-			if !s.tenants[tenant] {
+			switch {
+			case !s.tenants[tenant]:
 				problems = append(problems, batch.Problem{Index: i, Field: "tenant", Reason: fmt.Sprintf("%q is not a configured institution", batch.Truncate(tenant))})
+			case !p.MayRun(tenant):
+				unrun = append(unrun, i)
 			}
 			if !p.CanWriteNode(node) {
 				foreign = append(foreign, i)
 			}
+		}
+		if len(unrun) > 0 {
+			problems, err = s.refuseUnrun(r, p, k.name, tenants, unrun, problems, err)
 		}
 		if err == nil && len(problems) == 0 && len(foreign) == 0 && k.vet != nil {
 			vetted, verr := k.vet(r, recs)
@@ -180,7 +194,7 @@ func ingest[T any](s *Server, k kind[T]) func(http.ResponseWriter, *http.Request
 			err = &batch.InvalidError{Problems: problems, Records: len(recs)}
 		}
 		if err != nil {
-			s.rejectBatch(w, k.name, tenants, err)
+			s.rejectBatch(w, k.name, tenants, err, unrun)
 			return
 		}
 		if len(foreign) > 0 {
@@ -356,8 +370,10 @@ func (l *limitedGzip) Read(p []byte) (int, error) {
 func (l *limitedGzip) Close() error { return l.zr.Close() }
 
 // rejectBatch answers a batch that failed decoding or validation. Nothing of it
-// was stored. tenants are those of the records that could be decoded.
-func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []string, err error) {
+// was stored. tenants are those of the records that could be decoded; unrun
+// the indexes of those refused because the credential's node may not run
+// their institution.
+func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []string, err error, unrun []int) {
 	var inv *batch.InvalidError
 	var tooMany *batch.TooManyError
 	var tooLarge *http.MaxBytesError
@@ -374,7 +390,7 @@ func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []strin
 		for _, p := range inv.Problems {
 			bad = append(bad, p.Index)
 		}
-		s.countRejected(kind, tenants, inv.Records, bad)
+		s.countRefused(kind, tenants, inv.Records, bad, unrun)
 		route.WriteError(w, http.StatusBadRequest,
 			fmt.Sprintf("batch rejected: %d problem(s) in %d record(s); nothing was stored", len(inv.Problems), inv.Records),
 			map[string]any{"problems": firstN(inv.Problems, maxProblems), "problems_total": len(inv.Problems)})
@@ -391,16 +407,29 @@ func (s *Server) rejectBatch(w http.ResponseWriter, kind string, tenants []strin
 // unknown or undecodable count as "unknown", so a bad client cannot mint
 // label values.
 func (s *Server) countRejected(kind string, tenants []string, total int, bad []int) {
-	isBad := make(map[int]bool, len(bad))
+	s.countRefused(kind, tenants, total, bad, nil)
+}
+
+// outcomeForbidden is the outcome of records refused because the
+// credential's node may not run their institution.
+const outcomeForbidden = "forbidden"
+
+// countRefused is countRejected, the records at the indexes in unrun (a
+// subset of bad) counted as "forbidden" instead of "rejected".
+func (s *Server) countRefused(kind string, tenants []string, total int, bad, unrun []int) {
+	outcome := make(map[int]string, len(bad))
 	for _, i := range bad {
-		isBad[i] = true
+		outcome[i] = "rejected"
+	}
+	for _, i := range unrun {
+		outcome[i] = outcomeForbidden
 	}
 	for i, t := range tenants {
-		outcome := "returned"
-		if isBad[i] {
-			outcome = "rejected"
+		o, refused := outcome[i]
+		if !refused {
+			o = "returned"
 		}
-		s.metrics.records.WithLabelValues(kind, s.tenantLabel(t), outcome).Inc()
+		s.metrics.records.WithLabelValues(kind, s.tenantLabel(t), o).Inc()
 	}
 	if rest := total - len(tenants); rest > 0 {
 		s.metrics.records.WithLabelValues(kind, "unknown", "rejected").Add(float64(rest))
@@ -537,4 +566,76 @@ func (s *Server) vetEvents(r *http.Request, evs []events.Event) ([]batch.Problem
 		inBatch[k] = true
 	}
 	return ps, nil
+}
+
+// notRun is the reason a record of tenant from p is refused: p's node may
+// not run that institution.
+func notRun(p auth.Principal, tenant string) string {
+	return fmt.Sprintf("node %q may not run institution %q: its credential (%s) lists %s only", p.Node, tenant, credentialKey(p),
+		strings.Join(p.Tenants, ", "))
+}
+
+// credentialKey is the configuration key that lists p's institutions.
+func credentialKey(p auth.Principal) string {
+	if p.Certificate {
+		return "node_certificates[].tenants"
+	}
+	return fmt.Sprintf("tokens[].tenants of %q", p.Name)
+}
+
+// refuseUnrun refuses the records of kind at the indexes in unrun, which p
+// wrote for institutions (tenants, by index) its node may not run: it adds
+// a problem naming the tenant of each to the batch's (problems, or the
+// decoder's err when it found invalid records already) and records the
+// refusal (recordUnrun).
+func (s *Server) refuseUnrun(r *http.Request, p auth.Principal, kind string, tenants []string, unrun []int,
+	problems []batch.Problem, err error) ([]batch.Problem, error) {
+	counts := map[string]int{}
+	refused := make([]batch.Problem, 0, len(unrun))
+	for _, i := range unrun {
+		counts[tenants[i]]++
+		refused = append(refused, batch.Problem{Index: i, Field: "tenant", Reason: notRun(p, tenants[i])})
+	}
+	s.recordUnrun(r, p, kind, counts, http.StatusBadRequest)
+	byIndex := func(a, b batch.Problem) int { return a.Index - b.Index }
+	var inv *batch.InvalidError
+	if errors.As(err, &inv) {
+		inv.Problems = slices.SortedStableFunc(slices.Values(append(inv.Problems, refused...)), byIndex)
+		return problems, err
+	}
+	return slices.SortedStableFunc(slices.Values(append(problems, refused...)), byIndex), err
+}
+
+// recordUnrun records in the access log and the collector's log that p
+// wrote counts[tenant] records of kind for institutions its node may not
+// run, refused with status: one entry per institution and request however
+// many records, since the refusal is what an operator needs to see and a
+// flood of refused records must not flood the log. A failure to record is
+// logged, not answered: nothing was stored or disclosed.
+func (s *Server) recordUnrun(r *http.Request, p auth.Principal, kind string, counts map[string]int, status int) {
+	for _, t := range slices.Sorted(maps.Keys(counts)) {
+		s.log.Warn("an agent wrote for an institution its node may not run: refused (a misconfigured credential or a compromised node)",
+			"kind", kind, "principal", p.Name, "node", p.Node, "tenant", t, "records", counts[t], "may_run", p.Tenants, "client", r.RemoteAddr)
+		if s.audit == nil {
+			continue
+		}
+		e := accesslog.Entry{Time: s.clock.Now().UTC(), Actor: p.Name, Action: r.Method + " " + r.URL.Path, Tenant: t,
+			Detail: fmt.Sprintf("%d %s record(s) refused: %s", counts[t], kind, notRun(p, t)),
+			Client: r.RemoteAddr, Outcome: accesslog.Refused, Status: status}
+		if err := s.audit.Record(r.Context(), e); err != nil {
+			s.log.Error("a refused write was not recorded: the access log failed", "principal", p.Name, "tenant", t, "err", err)
+		}
+	}
+}
+
+// refusePushUnrun counts and records an agent's Loki push of lines for
+// tenant, refused because p's node may not run tenant: its lines count as
+// "forbidden", as an agent's batch's would.
+func (s *Server) refusePushUnrun(r *http.Request, p auth.Principal, tenant string, streams []lokipush.Stream) {
+	lines := 0
+	for _, st := range streams {
+		lines += len(st.Entries)
+	}
+	s.metrics.records.WithLabelValues(kindLogs, tenant, outcomeForbidden).Add(float64(lines))
+	s.recordUnrun(r, p, kindLogs, map[string]int{tenant: lines}, http.StatusForbidden)
 }

@@ -49,25 +49,33 @@ type invoicing struct {
 func withInvoicing(t *testing.T, inv *invoicing) func(*setup) {
 	return func(o *setup) {
 		t.Helper()
-		st, err := stateembedded.Open(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := billing.DefaultConfig()
-		cfg.Location, cfg.Seller, cfg.Customers = billingtest.Brussels(), billingtest.Seller(), billingtest.Customers()
 		inv.clock = clock.NewManual(time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)) // after November's grace period
-		inv.svc, err = billing.New(billing.Options{Config: cfg, Card: card, Usage: o.Store, SLA: billingtest.SLA{}, State: st, Clock: inv.clock,
-			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		inv.svc = billingOver(t, o.Store, billingtest.SLA{}, inv.clock)
 		o.invoices = inv.svc
 	}
+}
+
+// billingOver is billing of the worked example's institutions over the
+// records of usage, with the SLA figures of sla, in a fresh state store.
+func billingOver(t *testing.T, usage billing.UsageSource, sla billing.SLASource, c clock.Clock) *billing.Service {
+	t.Helper()
+	st, err := stateembedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := billing.DefaultConfig()
+	cfg.Location, cfg.Seller, cfg.Customers = billingtest.Brussels(), billingtest.Seller(), billingtest.Customers()
+	svc, err := billing.New(billing.Options{Config: cfg, Card: card, Usage: usage, SLA: sla, State: st, Clock: c,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc
 }
 
 // issue stores the billing worked example (November 2026) and caami's first

@@ -111,6 +111,11 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 		return
 	}
 	if p.Role == auth.RoleAgent {
+		if !p.MayRun(tenant) {
+			s.refusePushUnrun(r, p, tenant, streams)
+			reject(http.StatusForbidden, notRun(p, tenant)+"; nothing was stored", map[string]string{"field": "tenant", "tenant": tenant})
+			return
+		}
 		for _, st := range streams {
 			if !p.CanWriteNode(st.Labels[logs.LabelNode]) {
 				reject(http.StatusForbidden, fmt.Sprintf("this token writes for node %q only; stream %s names another node; nothing was stored",

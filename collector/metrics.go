@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requestDuration: metric.HistogramVec("paasmeter_collector_http_request_duration_seconds",
 			"Time to answer a request of the tenants' listener.", prometheus.ExponentialBuckets(0.001, 4, 8), "route", "method"),
 		records: metric.CounterVec("paasmeter_collector_records_total",
-			"Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), conflict (its id already stored with other content, not stored), rejected (invalid, not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).", "kind", "tenant", "outcome"),
+			"Records received by kind (usage, event, logs), tenant and outcome: new (stored), duplicate (already stored, ignored), conflict (its id already stored with other content, not stored), rejected (invalid, not stored), forbidden (from an agent whose node may not run the institution: tokens[].tenants, node_certificates[].tenants; not stored), returned (valid but in a rejected batch, not stored; the agent resends it) or rate_limited (a Loki push answered 429, not stored; the client may resend).", "kind", "tenant", "outcome"),
 		conflicts: metric.CounterVec("paasmeter_collector_conflicts_total",
 			"Records not stored because their id was stored already with other content (the first arrival stays), by kind and tenant.", "kind", "tenant"),
 		rejectedBatches: metric.CounterVec("paasmeter_collector_batches_rejected_total",

@@ -3,15 +3,24 @@ package collector_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/accesslog"
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -206,5 +215,157 @@ func TestForgedPlatformEventsAreRefused(t *testing.T) {
 		})
 	if err != nil || kills != 0 {
 		t.Fatalf("stored %d forged platform kills (%v), want none", kills, err)
+	}
+}
+
+// ona's figures an attacker would change: its SLA report for November, as
+// ona reads it, and its November draft with the SLA calculator's credit.
+type onaFigures struct {
+	report string
+	draft  string
+}
+
+func (e *env) onaFigures(t *testing.T, b *billing.Service) onaFigures {
+	t.Helper()
+	a := do(t, "GET", e.api.URL+"/api/v1/tenants/ona/sla?month=2026-11", onaToken, nil)
+	if a.code != 200 {
+		t.Fatalf("ona's SLA report: %d %s", a.code, a.body)
+	}
+	drafts, err := b.Draft(context.Background(), billingtest.Period(), []string{"ona"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := json.Marshal(drafts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return onaFigures{report: string(a.body), draft: string(d)}
+}
+
+// forgedRun is a run of ona's production app on node, started at `at` and
+// killed by the platform a minute later: what finding 3 sent to get ona a
+// 100 % SLA credit.
+func forgedRun(node string, at time.Time) []events.Event {
+	evs := []events.Event{eventstest.Event("ona", "forged", events.Started, at), eventstest.Event("ona", "forged", events.Died, at.Add(time.Minute))}
+	evs[1].Initiator = events.ByPlatform
+	for i := range evs {
+		evs[i].Node = node
+		evs[i].SetID()
+	}
+	return evs
+}
+
+// TestANodeWritesOnlyForTheInstitutionsItMayRun is the gap issue 19 left
+// after finding 3: node-3 may run caami only. It reports a run of ona's and
+// the platform's kill of it, usage and log lines of ona (through the agents'
+// API and Loki's): each is refused naming the tenant, counted, recorded in
+// the access log, and ona's SLA report and draft invoice stay as they were.
+// Its caami records still go in, as does ona's from a node that may run ona.
+func TestANodeWritesOnlyForTheInstitutionsItMayRun(t *testing.T) {
+	e := newEnv(t, nil, nil, withSLA(t))
+	ctx := context.Background()
+	recs := billingtest.Records()
+	for i := range recs {
+		recs[i].ReceivedAt = now
+	}
+	if _, err := e.store.AppendUsage(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	calc, err := sla.NewCalculator(e.store, nil, sla.DefaultConfig(), e.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Billing drafts an hour on, when the records received now are past its cutoff.
+	b := billingOver(t, e.store, calc, clock.NewManual(now.Add(time.Hour)))
+	before := e.onaFigures(t, b)
+	at := now.Add(-30 * time.Minute)
+
+	// The forged run and kill, beside a record of caami's that node-3 may write.
+	caamiStart := eventstest.Event("caami", "c3", events.Started, at)
+	caamiStart.Node = "node-3"
+	caamiStart.SetID()
+	a := postEvents(t, e, agentNode3, append(forgedRun("node-3", at), caamiStart))
+	var d problemsDetail
+	var body apiError
+	a.decode(t, &body)
+	if err := json.Unmarshal(body.Detail, &d); err != nil {
+		t.Fatal(err)
+	}
+	if a.code != 400 || len(d.Problems) != 2 {
+		t.Fatalf("node-3's forged run of ona: %d %s, want 400 naming both events", a.code, a.body)
+	}
+	for i, p := range d.Problems {
+		if p.Index != i || p.Field != "tenant" || !strings.Contains(p.Reason, `node "node-3" may not run institution "ona"`) ||
+			!strings.Contains(p.Reason, `tokens[].tenants of "agent-3"`) || !strings.Contains(p.Reason, "lists caami only") {
+			t.Errorf("problem %d = %+v, want index %d naming the tenant, the node, the key and its list", i, p, i)
+		}
+	}
+	// Its usage and log lines of ona, through every way an agent writes.
+	usageOfOna := usagetest.Record("ona", "forged", usage.MeterCPU, now.Add(-10*time.Minute), 1)
+	usageOfOna.Node = "node-3"
+	usageOfOna.SetID()
+	if a := e.post(t, agentNode3, []usage.Record{usageOfOna}); a.code != 400 || !strings.Contains(string(a.body), `"field":"tenant"`) {
+		t.Errorf("node-3's usage of ona: %d %s, want 400 naming the tenant", a.code, a.body)
+	}
+	line := logLine("ona", "pricing", "forged", "prod", now.Add(-time.Minute), "forged line")
+	line.Labels[logs.LabelNode] = "node-3"
+	line.SetID()
+	if a := e.postLogs(t, agentNode3, []logs.Line{line}); a.code != 400 || !strings.Contains(string(a.body), `"field":"tenant"`) {
+		t.Errorf("node-3's log line of ona: %d %s, want 400 naming the tenant", a.code, a.body)
+	}
+	push := fmt.Sprintf(`{"streams":[{"stream":{"node":"node-3","app":"pricing"},"values":[[%q,"forged push"],[%q,"another"]]}]}`,
+		fmt.Sprint(now.Add(-time.Minute).UnixNano()), fmt.Sprint(now.Add(-time.Minute+time.Second).UnixNano()))
+	if a := e.pushJSON(t, agentNode3, "ona", push, false); a.code != 403 || !strings.Contains(string(a.body), `may not run institution \"ona\"`) {
+		t.Errorf("node-3's Loki push for ona: %d %s, want 403 naming the tenant", a.code, a.body)
+	}
+
+	if after := e.onaFigures(t, b); after != before {
+		t.Errorf("node-3's refused writes changed ona's figures:\nbefore %+v\nafter  %+v", before, after)
+	}
+	var stored int
+	if err := e.store.ScanEvents(ctx, metering.EventFilter{Tenant: "ona", From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+		func(events.Event) error { stored++; return nil }); err != nil || stored != 0 {
+		t.Errorf("stored %d of ona's events (%v), want none", stored, err)
+	}
+	for _, r := range e.stored(t, "ona") {
+		if r.Node == "node-3" {
+			t.Errorf("stored node-3's record of ona %+v", r)
+		}
+	}
+	for kind, want := range map[string]float64{"event": 2, "usage": 1, "logs": 3} {
+		if got := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": kind, "tenant": "ona", "outcome": "forbidden"}); got != want {
+			t.Errorf("forbidden %s records of ona counted %v, want %v", kind, got, want)
+		}
+	}
+	if got := e.metric(t, "paasmeter_collector_records_total", map[string]string{"kind": "event", "tenant": "caami", "outcome": "returned"}); got != 1 {
+		t.Errorf("caami's event beside them counted %v as returned, want 1", got)
+	}
+	// The access log: one refusal per institution and request, however many records.
+	entries := e.readAudit(t)
+	var refusals []string
+	for _, en := range entries {
+		if en.Actor == "agent-3" {
+			if en.Tenant != "ona" || en.Outcome != accesslog.Refused || !strings.Contains(en.Detail, "may not run institution") {
+				t.Errorf("access-log entry %+v, want a refusal of ona naming the reason", en)
+			}
+			refusals = append(refusals, fmt.Sprintf("%s %d", en.Action, en.Status))
+		}
+	}
+	if want := []string{"POST /api/v1/events 400", "POST /api/v1/usage 400", "POST /api/v1/logs 400", "POST /loki/api/v1/push 403"}; !slices.Equal(refusals, want) {
+		t.Errorf("access log refusals %q, want %q", refusals, want)
+	}
+
+	// What node-3 runs still goes in: the agent sets the refused records
+	// aside and resends the others.
+	if a := postEvents(t, e, agentNode3, []events.Event{caamiStart}); a.code != 200 {
+		t.Errorf("node-3's caami event on its own: %d %s", a.code, a.body)
+	}
+	// The same run from a node that may run ona (node-2 is shared: "*")
+	// does change ona's figures: the test would see a forged run get through.
+	if a := postEvents(t, e, agentNode2, forgedRun("node-2", at)); a.code != 200 {
+		t.Fatalf("node-2's run of ona: %d %s", a.code, a.body)
+	}
+	if after := e.onaFigures(t, b); after.report == before.report || after.draft == before.draft {
+		t.Errorf("a platform kill of ona's run from a node that may run ona changed neither its report nor its draft: the comparison proves nothing")
 	}
 }

@@ -133,6 +133,14 @@ func TestMutualTLSIdentifiesTheAgentsNode(t *testing.T) {
 		t.Errorf("a certificate naming two nodes: %d %s, want 401", got.code, got.body)
 	}
 
+	// A node node_certificates does not list is nobody: the collector does
+	// not know which institutions it runs.
+	nodeC := r.nodeCA.Node(t, r.dir, "node-c")
+	if got := send(t, &http.Client{Transport: r.client(t, nodeC).Transport()}, "POST", r.api+"/api/v1/usage", "",
+		encode(t, onNode("node-c", records("caami", 60, 1)))); got.code != http.StatusUnauthorized || !strings.Contains(string(got.body), "node_certificates") {
+		t.Errorf("a certificate of a node not in node_certificates: %d %s, want 401 naming node_certificates", got.code, got.body)
+	}
+
 	// TLS 1.1 is refused on both listeners.
 	for _, u := range []string{r.api, r.admin} {
 		old := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{MaxVersion: tls.VersionTLS11, RootCAs: pool(r.serverCA)}}}
@@ -258,6 +266,64 @@ func TestRotationUnderARunningCollectorAndAgent(t *testing.T) {
 	name := "paasmeter_tls_cert_expiry_timestamp_seconds"
 	if got := r.metric(t, name, map[string]string{"listener": "api", "kind": "trusted", "subject": "CN=nodes-2026"}); got != float64(newNodeCA.Cert.NotAfter.Unix()) {
 		t.Errorf("trusted expiry after the rotation = %v", got)
+	}
+}
+
+// TestRequiredClientCertificatesGiveAgentsAListenerOfTheirOwn is
+// collector.tls.client_auth require: agents connect to agent_listen, whose
+// handshake fails without a certificate of the nodes' CA; their bearer
+// tokens are refused everywhere (401 naming the reason); institutions and
+// operators keep the tenants' listener and their tokens, and that listener
+// asks for no certificate.
+func TestRequiredClientCertificatesGiveAgentsAListenerOfTheirOwn(t *testing.T) {
+	r := startTLS(t, func(c *collector.Config) { c.TLS.ClientAuth, c.AgentListen = tlsconf.ClientAuthRequire, "127.0.0.1:0" })
+	agents := "https://" + r.srv.AgentAddr().String()
+	nodeA := r.nodeCA.Node(t, r.dir, "node-a")
+	a := &http.Client{Transport: r.client(t, nodeA).Transport()}
+	anon := &http.Client{Transport: r.client(t, tlstest.Pair{}).Transport()}
+
+	if got := send(t, a, "POST", agents+"/api/v1/usage", "", encode(t, onNode("node-a", records("caami", 0, 3)))); got.code != 200 {
+		t.Fatalf("node-a's certificate on the agents' listener: %d %s", got.code, got.body)
+	}
+	// No certificate, or one of another CA: no handshake, whatever the token.
+	stray := tlstest.NewCA(t, t.TempDir(), "stray").Node(t, t.TempDir(), "node-a")
+	for name, c := range map[string]*http.Client{"no certificate": anon, "a certificate of another CA": {Transport: r.client(t, stray).Transport()}} {
+		req := newRequest(t, "POST", agents+"/api/v1/usage", agentNode1, bytes.NewReader(encode(t, records("caami", 10, 1))))
+		if resp, err := c.Do(req); err == nil {
+			resp.Body.Close()
+			t.Errorf("%s on the agents' listener: answered %d, want the handshake refused", name, resp.StatusCode)
+		}
+	}
+	// The tenants' listener: an agent's token is refused naming why; a
+	// certificate is not asked for, so it identifies nobody there.
+	got := send(t, anon, "POST", r.api+"/api/v1/usage", agentNode1, encode(t, records("caami", 20, 1)))
+	if got.code != http.StatusUnauthorized || !strings.Contains(string(got.body), "client_auth is require") || got.header.Get("WWW-Authenticate") == "" {
+		t.Errorf("an agent token on the tenants' listener: %d %s, want 401 naming client_auth", got.code, got.body)
+	}
+	if got := send(t, anon, "POST", r.api+"/loki/api/v1/push", agentNode1, []byte(`{"streams":[]}`)); got.code != http.StatusUnauthorized {
+		t.Errorf("an agent token pushing to Loki: %d %s, want 401", got.code, got.body)
+	}
+	if got := send(t, a, "POST", r.api+"/api/v1/usage", "", encode(t, onNode("node-a", records("caami", 30, 1)))); got.code != http.StatusUnauthorized {
+		t.Errorf("node-a's certificate on the tenants' listener: %d %s, want 401 (no certificate is asked for there)", got.code, got.body)
+	}
+	// Institutions and operators keep their tokens, without a certificate.
+	for _, token := range []string{caamiToken, adminToken} {
+		if got := send(t, anon, "GET", r.api+"/api/v1/tenants/caami/usage", token, nil); got.code != 200 {
+			t.Errorf("token %s on the tenants' listener: %d %s", token, got.code, got.body)
+		}
+	}
+	if n := len(r.stored(t, "caami")); n != 3 {
+		t.Errorf("stored %d records, want node-a's 3", n)
+	}
+	// The agents' listener's certificates are watched as the others are.
+	name := "paasmeter_tls_cert_expiry_timestamp_seconds"
+	for _, c := range []struct {
+		listener, kind string
+		cert           *x509.Certificate
+	}{{"agents", "served", r.server.Cert}, {"agents", "trusted", r.nodeCA.Cert}, {"api", "served", r.server.Cert}} {
+		if got := r.metric(t, name, map[string]string{"listener": c.listener, "kind": c.kind, "subject": c.cert.Subject.String()}); got != float64(c.cert.NotAfter.Unix()) {
+			t.Errorf("%s %s expiry = %v, want %d", c.listener, c.kind, got, c.cert.NotAfter.Unix())
+		}
 	}
 }
 

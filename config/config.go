@@ -44,6 +44,10 @@ type Config struct {
 	// Tenants are the institutions; records of any other tenant are rejected.
 	Tenants institution.Directory `yaml:"tenants"`
 	Tokens  []auth.TokenConfig    `yaml:"tokens"`
+	// NodeCertificates are the nodes whose client certificates the
+	// collector takes (collector.tls.client_ca_file), each with the
+	// institutions it may run.
+	NodeCertificates []auth.CertificateConfig `yaml:"node_certificates"`
 }
 
 // LogConfig configures the process log.
@@ -225,7 +229,35 @@ func (c *Config) Validate() error {
 		}
 		names[t.Name] = true
 	}
+	errs = append(errs, c.validateNodeCertificates(known)...)
 	return errors.Join(errs...)
+}
+
+// validateNodeCertificates checks node_certificates against the client CAs
+// that verify them: without node_certificates no certificate is taken, and
+// without the CAs none is verified.
+func (c *Config) validateNodeCertificates(known map[string]bool) []error {
+	var errs []error
+	nodes := map[string]bool{}
+	for i, nc := range c.NodeCertificates {
+		if err := nc.Validate(func(id string) bool { return known[id] }); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("node_certificates[%d].%s", i, line))
+			}
+		}
+		if nodes[nc.Node] {
+			errs = append(errs, fmt.Errorf("node_certificates[%d].node: %q is listed twice", i, nc.Node))
+		}
+		nodes[nc.Node] = true
+	}
+	switch ca := c.Collector.TLS.ClientCAFile; {
+	case ca != "" && len(c.NodeCertificates) == 0:
+		errs = append(errs, errors.New("node_certificates: collector.tls.client_ca_file is set, so list each node whose certificate may connect "+
+			"and the institutions it may run ({node: node-1, tenants: [caami]}); no certificate is taken without it"))
+	case ca == "" && len(c.NodeCertificates) > 0:
+		errs = append(errs, errors.New("node_certificates: needs collector.tls.client_ca_file, the CAs that verify the nodes' certificates"))
+	}
+	return errs
 }
 
 // Location returns the platform's time zone.

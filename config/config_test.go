@@ -31,6 +31,10 @@ func TestTLSExampleConfigLoads(t *testing.T) {
 		c.Collector.Pprof || c.Agent.TLS.CertFile == "" || c.Agent.TLS.CAFile == "" || !c.Agent.AdminTLS.Enabled() {
 		t.Errorf("TLS example config loaded as %+v", c)
 	}
+	// It shows the mode that requires agents' certificates and nodes bound to institutions.
+	if !c.Collector.TLS.RequiresClientCert() || c.Collector.AgentListen == "" || len(c.NodeCertificates) != 3 || c.NodeCertificates[0].Tenants[0] != "caami" {
+		t.Errorf("TLS example: client_auth %q, agent_listen %q, node_certificates %+v", c.Collector.TLS.ClientAuth, c.Collector.AgentListen, c.NodeCertificates)
+	}
 }
 
 func TestAListenerBeyondLoopbackWithoutTLSIsRefusedNamingTheKey(t *testing.T) {
@@ -133,6 +137,29 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 		"a DSN of another store is named":          {"store:\n  metering_dsn: postgres://db/paasmeter\n", "store.metering_dsn: clickhouse dsn: scheme \"postgres\""},
 		"an agent token without node is named": {
 			"tokens:\n  - name: a\n    role: agent\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].node:"},
+		"an agent token without tenants names the key and the wildcard (configs before issue 19)": {
+			"tenants:\n  - id: caami\ntokens:\n  - {name: a, role: agent, node: n1, sha256: " + strings.Repeat("a", 64) + "}\n",
+			`tokens[0].tenants: an agent credential must list the institutions its node may run (tenant ids, or ["*"] for a shared node`},
+		"an agent token for an unknown institution is named": {
+			"tenants:\n  - id: caami\ntokens:\n  - {name: a, role: agent, node: n1, tenants: [ona], sha256: " + strings.Repeat("a", 64) + "}\n",
+			`tokens[0].tenants: "ona" is not one of the configured tenants`},
+		"client CAs without node_certificates are named (configs before issue 19)": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem}\n", "node_certificates: collector.tls.client_ca_file is set"},
+		"node_certificates without client CAs are named": {
+			"tenants:\n  - id: caami\nnode_certificates:\n  - {node: n1, tenants: [caami]}\n", "node_certificates: needs collector.tls.client_ca_file"},
+		"a node certificate without tenants is named": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem}\nnode_certificates:\n  - {node: n1}\n", "node_certificates[0].tenants:"},
+		"a node listed twice in node_certificates is named": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem}\nnode_certificates:\n  - {node: n1, tenants: ['*']}\n  - {node: n1, tenants: ['*']}\n",
+			"node_certificates[1].node: \"n1\" is listed twice"},
+		"an unknown client_auth is named": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, client_auth: always}\n", `collector.tls.client_auth: "always" must be optional or require`},
+		"client_auth require without client CAs is named": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_auth: require}\n  agent_listen: 127.0.0.1:8444\n", "collector.tls.client_auth: require needs client_ca_file"},
+		"client_auth require without agent_listen is named": {
+			"collector:\n  tls: {cert_file: c.pem, key_file: k.pem, client_ca_file: ca.pem, client_auth: require}\n", "collector.agent_listen: required with tls.client_auth require"},
+		"agent_listen without client_auth require is named": {
+			"collector:\n  agent_listen: 127.0.0.1:8444\n", "collector.agent_listen: only with tls.client_auth require"},
 		"a token for an unknown tenant is named": {
 			"tokens:\n  - name: a\n    role: institution\n    tenant: ona\n    sha256: " + strings.Repeat("a", 64) + "\n", "tokens[0].tenant:"},
 		"a token with a plain secret instead of a hash is named": {

@@ -274,7 +274,7 @@ func (h *Hub) initMetrics(context.Context) error {
 // initCollectorServer builds the collector: the one place where its
 // options are put together from the other modules.
 func (h *Hub) initCollectorServer(context.Context) error {
-	authn, err := auth.NewAuthenticator(h.cfg.Tokens)
+	authn, err := auth.NewAuthenticator(h.cfg.Tokens, h.cfg.NodeCertificates...)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -116,7 +116,7 @@ func startAbuseCollector(ctx context.Context, store metering.Store, spec abuseSp
 	for i := range spec.Agents {
 		t := auth.New()
 		env.agentTokens = append(env.agentTokens, t)
-		tokens = append(tokens, auth.TokenConfig{Name: spec.node(i), Role: auth.RoleAgent, Node: spec.node(i), SHA256: auth.Hash(t)})
+		tokens = append(tokens, auth.TokenConfig{Name: spec.node(i), Role: auth.RoleAgent, Node: spec.node(i), Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(t)})
 	}
 	env.attackerToken = auth.New()
 	tokens = append(tokens, auth.TokenConfig{Name: abuseAttacker, Role: auth.RoleInstitution, Tenant: abuseAttacker, SHA256: auth.Hash(env.attackerToken)})

@@ -138,7 +138,7 @@ func (a *app) benchIngest(ctx context.Context, spec loadgen.Spec, url, token str
 // after stop.
 func startBenchCollector(ctx context.Context, store metering.Store, batch *batching.Config, spec loadgen.Spec) (stop func(), url, token string, err error) {
 	token = auth.New()
-	tokens := []auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, SHA256: auth.Hash(token)}}
+	tokens := []auth.TokenConfig{{Name: "bench", Role: auth.RoleAgent, Node: spec.Node, Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(token)}}
 	stop, base, err := runCollector(ctx, store, batch, tokens, spec.TenantIDs())
 	if err != nil {
 		return nil, "", "", fmt.Errorf("bench collector: %w", err)

@@ -132,7 +132,7 @@ func newChaosCollector(t *testing.T, bin string) (*agentRig, *chaosCollector) {
 	node := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
 	cfgPath, dataDir, listen := filepath.Join(dir, "paasmeter.yaml"), filepath.Join(dir, "data"), testenv.FreeAddr(t)
 	cfg := fmt.Sprintf("log:\n  level: warn\nstore:\n  data_dir: %s\ncollector:\n  listen: %s\n  admin_listen: %s\n"+
-		"tenants:\n  - id: caami\ntokens:\n  - {name: agent, role: agent, node: %s, sha256: %s}\n"+
+		"tenants:\n  - id: caami\ntokens:\n  - {name: agent, role: agent, node: %s, tenants: [caami], sha256: %s}\n"+
 		"agent:\n  node: %s\n  collector_url: http://%s\n  docker_host: %s\n  spool_dir: %s\n"+
 		"  sample_interval: 1s\n  window: 2s\n  admin_listen: 127.0.0.1:0\n  logs:\n    enabled: false\n",
 		dataDir, listen, testenv.FreeAddr(t), node, auth.Hash("crash-token"), node, listen, os.Getenv(dockertest.HostEnv), filepath.Join(dir, "spool"))

@@ -25,7 +25,10 @@ func (a *app) collectorCmd() *cobra.Command {
 
 Either listener serves TLS with collector.tls / collector.admin_tls; with
 collector.tls.client_ca_file, agents may authenticate with a client
-certificate naming their node instead of a token.
+certificate naming their node (node_certificates) instead of a token. With
+collector.tls.client_auth require, agents connect to a third listener,
+collector.agent_listen, with their certificate only. Every agent credential
+writes only for the institutions its node may run (tenants).
 
 Records and log lines are validated, deduplicated by id and stored in the
 metering store: the embedded one under store.data_dir, or ClickHouse when

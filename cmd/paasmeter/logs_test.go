@@ -33,7 +33,7 @@ func logsCollector(t *testing.T) (string, func(lines ...logs.Line)) {
 	}
 	t.Cleanup(func() { st.Close() })
 	authn, err := auth.NewAuthenticator([]auth.TokenConfig{
-		{Name: "agent", Role: auth.RoleAgent, Node: "node-1", SHA256: auth.Hash("agent-token")},
+		{Name: "agent", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{"caami"}, SHA256: auth.Hash("agent-token")},
 		{Name: "caami", Role: auth.RoleInstitution, Tenant: "caami", SHA256: auth.Hash("caami-token")},
 	})
 	if err != nil {

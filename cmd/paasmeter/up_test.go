@@ -104,10 +104,10 @@ agent:
   stop_timeout: 1s
 tenants: [{id: %s, name: Test}]
 tokens:
-  - {name: agent, role: agent, node: %s, sha256: %s}
+  - {name: agent, role: agent, node: %s, tenants: [%s], sha256: %s}
   - {name: reader, role: institution, tenant: %s, sha256: %s}
 `, filepath.Join(e.dir, "data"), e.api, testenv.FreeAddr(t), e.node, tokenFile, os.Getenv(dockertest.HostEnv), filepath.Join(e.dir, "spool"),
-		e.agentAdmin, e.tenant, e.node, auth.Hash(agentToken), e.tenant, auth.Hash(e.readToken))
+		e.agentAdmin, e.tenant, e.node, e.tenant, auth.Hash(agentToken), e.tenant, auth.Hash(e.readToken))
 	e.config = filepath.Join(e.dir, "paasmeter.yaml")
 	e.platform = filepath.Join(e.dir, "platform.yaml")
 	if err := os.WriteFile(e.config, []byte(cfg), 0o600); err != nil {

@@ -26,7 +26,8 @@ type Collector struct {
 }
 
 // Start runs a collector over a fresh embedded store in dir that accepts
-// records of tenants from the agent with token, bound to node.
+// records of tenants from the agent with token, bound to node and to those
+// tenants.
 func Start(dir, node, token string, tenants ...string) (*Collector, error) {
 	return StartBehind(nil, dir, node, token, tenants...)
 }
@@ -39,7 +40,7 @@ func StartBehind(front func(http.Handler) http.Handler, dir, node, token string,
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(token)}})
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{{Name: "agent", Role: auth.RoleAgent, Node: node, Tenants: tenants, SHA256: auth.Hash(token)}})
 	if err != nil {
 		st.Close()
 		return nil, err

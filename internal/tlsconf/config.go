@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,12 +19,28 @@ type ServerConfig struct {
 	KeyFile  string `yaml:"key_file"`
 	// ClientCAFile, when set, is the PEM bundle of CAs whose client
 	// certificates are verified (mutual TLS). A client without one is still
-	// served; what it may do is the caller's to decide.
+	// served unless ClientAuth is ClientAuthRequire; what it may do is the
+	// caller's to decide.
 	ClientCAFile string `yaml:"client_ca_file"`
+	// ClientAuth is ClientAuthOptional (empty means it) or ClientAuthRequire.
+	ClientAuth string `yaml:"client_auth"`
 }
+
+// The values of ServerConfig.ClientAuth.
+const (
+	// ClientAuthOptional: a client certificate is verified if given, and
+	// may be left out.
+	ClientAuthOptional = "optional"
+	// ClientAuthRequire: the handshake fails without a client certificate
+	// the client CAs verify.
+	ClientAuthRequire = "require"
+)
 
 // Enabled says whether the listener serves TLS.
 func (c *ServerConfig) Enabled() bool { return c.CertFile != "" }
+
+// RequiresClientCert says whether the handshake requires a client certificate.
+func (c *ServerConfig) RequiresClientCert() bool { return c.ClientAuth == ClientAuthRequire }
 
 // Validate reports what is wrong with c, naming each key.
 func (c *ServerConfig) Validate() error {
@@ -34,12 +51,23 @@ func (c *ServerConfig) Validate() error {
 	if c.ClientCAFile != "" && c.CertFile == "" {
 		errs = append(errs, errors.New("client_ca_file: needs cert_file and key_file (mutual TLS is TLS first)"))
 	}
+	switch c.ClientAuth {
+	case "", ClientAuthOptional:
+	case ClientAuthRequire:
+		if c.ClientCAFile == "" {
+			errs = append(errs, errors.New("client_auth: require needs client_ca_file (the CAs that sign the client certificates)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("client_auth: %q must be optional or require", c.ClientAuth))
+	}
 	return errors.Join(errs...)
 }
 
 // Server is a listener's TLS: its Config serves the current files.
 type Server struct {
 	src *Source
+	// require is ServerConfig.RequiresClientCert.
+	require bool
 }
 
 // NewServer reads c's files; name labels the expiry metric (e.g. "api").
@@ -54,7 +82,7 @@ func NewServer(name string, c ServerConfig, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{src: src}, nil
+	return &Server{src: src, require: c.RequiresClientCert()}, nil
 }
 
 // Source is what ExpiryCollector reads.
@@ -71,8 +99,12 @@ func (s *Server) Config() *tls.Config {
 		hc.NextProtos = c.NextProtos
 		hc.Certificates = []tls.Certificate{*m.cert}
 		if m.pool != nil {
-			// A client certificate is optional, but one given must verify.
+			// Unless required, a client certificate is optional, but one
+			// given must verify.
 			hc.ClientAuth, hc.ClientCAs = tls.VerifyClientCertIfGiven, m.pool
+			if s.require {
+				hc.ClientAuth = tls.RequireAndVerifyClientCert
+			}
 		}
 		return hc, nil
 	}

@@ -167,7 +167,7 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 	tokens := map[string]string{"node-1": auth.New(), "node-2": auth.New()}
 	var tcs []auth.TokenConfig
 	for node, tok := range tokens {
-		tcs = append(tcs, auth.TokenConfig{Name: node, Role: auth.RoleAgent, Node: node, SHA256: auth.Hash(tok)})
+		tcs = append(tcs, auth.TokenConfig{Name: node, Role: auth.RoleAgent, Node: node, Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(tok)})
 	}
 	authn, err := auth.NewAuthenticator(tcs)
 	if err != nil {

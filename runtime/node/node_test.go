@@ -126,7 +126,7 @@ func TestNodeShipsOverMutualTLSThroughARotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	authn, err := auth.NewAuthenticator(nil)
+	authn, err := auth.NewAuthenticator(nil, auth.CertificateConfig{Node: "node-a", Tenants: []string{"caami"}})
 	if err != nil {
 		t.Fatal(err)
 	}
