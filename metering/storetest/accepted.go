@@ -12,15 +12,6 @@ import (
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
 
-func acceptedTests() map[string]func(t *testing.T, s metering.Store) {
-	return map[string]func(t *testing.T, s metering.Store){
-		"accepted counts the new records per tenant and hour of window start": testAcceptedPerHour,
-		"a replayed batch adds nothing to accepted":                           testAcceptedReplay,
-		"a batch with a duplicate inside counts it once":                      testAcceptedDuplicateInBatch,
-		"another tenant's records are not in the ledger":                      testAcceptedTenants,
-	}
-}
-
 // ledgerFrom and ledgerTo bound every record of these tests, in whole UTC days.
 var ledgerFrom, ledgerTo = Base.AddDate(0, 0, -1), Base.AddDate(0, 0, 3)
 

@@ -12,23 +12,6 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 )
 
-func logTests(caps Capabilities) map[string]func(t *testing.T, s metering.Store) {
-	return map[string]func(t *testing.T, s metering.Store){
-		"log streams count per tenant, and the keys not stored yet count as new": testLogStreamCount,
-		"a tenant with 40,000 streams reads its lines and labels":                testLogManyStreams,
-		"deleting old lines deletes the streams they leave empty": func(t *testing.T, s metering.Store) {
-			testLogRetentionOfStreams(t, s, caps)
-		},
-		"log lines read back with their labels, time and text, newest first":       testLogRoundTrip,
-		"the same log lines sent twice are stored once and keep the first arrival": testLogResend,
-		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":    testLogSelectors,
-		"log pages follow each other through the cursor without loss or repeat":    testLogPages,
-		"log reads and label lists see only the requested tenant":                  testLogTenantIsolation,
-		"a log scan stops where its reader refuses a line and goes on from there":  testLogScanRefusals,
-		"deleting a tenant's old lines keeps its recent ones and other tenants'":   testLogRetention,
-	}
-}
-
 // logLine returns a valid line of tenant's stream app/stream at Base+offset.
 func logLine(tenant, app, stream string, offset time.Duration, seq int, text string) logs.Line {
 	l := logs.Line{SchemaVersion: logs.SchemaVersion, Tenant: tenant, Time: Base.Add(offset), Seq: seq, Line: text,

@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"sync"
@@ -47,6 +48,7 @@ type Capabilities struct {
 // Run runs the whole contract against stores from open.
 func Run(t *testing.T, open Opener, caps Capabilities) {
 	testConcurrentOverlap := func(t *testing.T, s metering.Store) { testConcurrentOverlap(t, s, caps) }
+	testLogRetentionOfStreams := func(t *testing.T, s metering.Store) { testLogRetentionOfStreams(t, s, caps) }
 	tests := map[string]func(t *testing.T, s metering.Store){
 		"appended records read back with every field intact":                            testRoundTrip,
 		"the same batch sent twice is stored once and keeps the first received_at":      testResendKeepsFirst,
@@ -58,18 +60,26 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"usage groups by app, environment, meter and calendar day across a DST change":  testGroupByDay,
 		"queries and scans see only the requested tenant and filters":                   testTenantIsolation,
 		"a closed store is not ready and refuses appends":                               testClosed,
+		"accepted counts the new records per tenant and hour of window start":           testAcceptedPerHour,
+		"a replayed batch adds nothing to accepted":                                     testAcceptedReplay,
+		"a batch with a duplicate inside counts it once":                                testAcceptedDuplicateInBatch,
+		"another tenant's records are not in the ledger":                                testAcceptedTenants,
+		"events read back with every field intact":                                      testEventRoundTrip,
+		"the same events sent twice are stored once and keep the first arrival":         testEventResend,
+		"event scans see only the requested tenant, apps and types":                     testEventFilters,
+		"a run's node is the node of its earliest event":                                testRunNode,
+		"log streams count per tenant, and the keys not stored yet count as new":        testLogStreamCount,
+		"a tenant with 40,000 streams reads its lines and labels":                       testLogManyStreams,
+		"deleting old lines deletes the streams they leave empty":                       testLogRetentionOfStreams,
+		"log lines read back with their labels, time and text, newest first":            testLogRoundTrip,
+		"the same log lines sent twice are stored once and keep the first arrival":      testLogResend,
+		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":         testLogSelectors,
+		"log pages follow each other through the cursor without loss or repeat":         testLogPages,
+		"log reads and label lists see only the requested tenant":                       testLogTenantIsolation,
+		"a log scan stops where its reader refuses a line and goes on from there":       testLogScanRefusals,
+		"deleting a tenant's old lines keeps its recent ones and other tenants'":        testLogRetention,
 	}
-	for _, more := range []map[string]func(t *testing.T, s metering.Store){acceptedTests(), eventTests(), logTests(caps)} {
-		for name, test := range more {
-			tests[name] = test
-		}
-	}
-	names := make([]string, 0, len(tests))
-	for name := range tests {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })

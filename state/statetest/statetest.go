@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -64,12 +65,7 @@ func Run(t *testing.T, open Opener) {
 		"a window and its audit entry are stored together or not at all":          testWindowAudit,
 		"bad windows are refused naming the field and store nothing":              testBadWindows,
 	}
-	names := make([]string, 0, len(tests))
-	for name := range tests {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
 			// Each test has a database of its own, and a server-backed
 			// store spends most of a test waiting for round trips.
