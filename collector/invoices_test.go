@@ -3,12 +3,10 @@ package collector_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -291,16 +289,9 @@ func (p peppolless) List(context.Context, state.DocumentFilter) ([]*billing.Invo
 func (p peppolless) Document(context.Context, string) (*billing.Invoice, error) { return p.inv, nil }
 
 func TestAnInvoiceThatCannotBeAnEInvoiceSaysWhatIsMissing(t *testing.T) {
-	data, err := os.ReadFile("../billing/testdata/worked-example/" + caamiNovember + ".json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv billing.Invoice
-	if err := json.Unmarshal(data, &inv); err != nil {
-		t.Fatal(err)
-	}
+	inv := billingtest.Issued(t, caamiNovember)
 	inv.Customer.Party.EndpointID = ""
-	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = peppolless{&inv} })
+	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = peppolless{inv} })
 	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/invoices/"+caamiNovember+".xml", caamiToken, nil)
 	if a.code != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "endpoint") {
 		t.Errorf("GET the e-invoice of an institution without a Peppol endpoint: %d %s, want 422 naming the endpoint", a.code, a.body)
