@@ -23,8 +23,7 @@ import (
 )
 
 func TestGolden(t *testing.T) {
-	caami := billingtest.Issued(t, "PM-2026-000001")
-	ona := billingtest.Issued(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	tests := []struct {
 		name   string
 		inv    *billing.Invoice
@@ -120,8 +119,7 @@ func addsUp(rows []csvRow) error {
 }
 
 func TestCSVAddsUp(t *testing.T) {
-	caami := billingtest.Issued(t, "PM-2026-000001")
-	ona := billingtest.Issued(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	offByACent := *caami
 	offByACent.Totals.TaxExclusive = billing.Money{Decimal: caami.Totals.TaxExclusive.Add(decimal.RequireFromString("0.01"))}
 	tests := []struct {
@@ -150,8 +148,7 @@ func TestCSVAddsUp(t *testing.T) {
 }
 
 func TestCreditNoteAmountsAreNegative(t *testing.T) {
-	caami := billingtest.Issued(t, "PM-2026-000001")
-	ona := billingtest.Issued(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	tests := []struct {
 		name string
 		inv  *billing.Invoice
