@@ -14,15 +14,7 @@ import (
 
 // open opens the store in dir, failing the test if it cannot; the test
 // closes it once done with it (Close twice is harmless).
-func open(t *testing.T, dir string) *embedded.Store {
-	t.Helper()
-	s, err := embedded.Open(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func open(t *testing.T, dir string) *embedded.Store { return statetest.Open(t, embedded.Open, dir) }
 
 // freeze freezes the content every upgrade test reads back.
 func freeze(t *testing.T, s *embedded.Store) string {

@@ -23,15 +23,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func open(t *testing.T, dsn string) *postgres.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+// open opens the store on dsn, failing the test if it cannot; the test
+// closes it once done with it (Close twice is harmless).
+func open(t *testing.T, dsn string) *postgres.Store { return statetest.Open(t, postgres.Open, dsn) }
 
 // serializable makes SERIALIZABLE the default isolation of a DSN's
 // sessions, as an operator may configure a database: the store must not
