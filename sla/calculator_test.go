@@ -65,7 +65,7 @@ type november struct {
 func newNovember(t *testing.T) *november {
 	t.Helper()
 	ctx := context.Background()
-	loc := brussels(t)
+	loc := clocktest.Brussels(t)
 	at := func(s string) time.Time {
 		tm, err := time.ParseInLocation("2006-01-02 15:04", s, loc)
 		if err != nil {
