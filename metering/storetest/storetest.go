@@ -104,11 +104,13 @@ func batch(tenant string, first, n int, recv time.Time) []usage.Record {
 	return out
 }
 
-func mustAppend(t *testing.T, s metering.Store, recs []usage.Record) metering.AppendResult {
+// mustAppend appends recs with add, a store's AppendUsage or AppendLogs,
+// failing t if it cannot.
+func mustAppend[T any](t *testing.T, add func(context.Context, []T) (metering.AppendResult, error), recs []T) metering.AppendResult {
 	t.Helper()
-	res, err := s.AppendUsage(ctx(t), recs)
+	res, err := add(ctx(t), recs)
 	if err != nil {
-		t.Fatalf("AppendUsage: %v", err)
+		t.Fatalf("append %T: %v", recs, err)
 	}
 	return res
 }
@@ -135,7 +137,7 @@ func testRoundTrip(t *testing.T, s metering.Store) {
 	for i := range in {
 		in[i].ReceivedAt = recv
 	}
-	if res := mustAppend(t, s, in); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, in); len(res.Duplicates) != 0 {
 		t.Fatalf("fresh records reported as duplicates: %v", res.Duplicates)
 	}
 	got := scanAll(t, s, "caami")
@@ -151,12 +153,12 @@ func testRoundTrip(t *testing.T, s metering.Store) {
 
 func testResendKeepsFirst(t *testing.T, s metering.Store) {
 	first := batch("caami", 0, 50, Base.Add(2*time.Minute))
-	if res := mustAppend(t, s, first); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, first); len(res.Duplicates) != 0 {
 		t.Fatalf("first send: %d duplicates, want 0", len(res.Duplicates))
 	}
 	again := batch("caami", 0, 50, Base.Add(5*time.Minute))
 	again[7].Quantity = 999999 // a resend never changes what was stored
-	res := mustAppend(t, s, again)
+	res := mustAppend(t, s.AppendUsage, again)
 	if len(res.Duplicates) != 50 {
 		t.Fatalf("second send: %d duplicates, want 50", len(res.Duplicates))
 	}
@@ -180,7 +182,7 @@ func testResendKeepsFirst(t *testing.T, s metering.Store) {
 func testDuplicateInBatch(t *testing.T, s metering.Store) {
 	recs := batch("caami", 0, 3, Base.Add(time.Minute))
 	recs = append(recs, recs[1])
-	res := mustAppend(t, s, recs)
+	res := mustAppend(t, s.AppendUsage, recs)
 	if !slices.Equal(res.Duplicates, []int{3}) {
 		t.Fatalf("duplicates = %v, want [3]", res.Duplicates)
 	}
@@ -194,14 +196,14 @@ func testConflict(t *testing.T, s metering.Store) {
 	forged := recs[1]
 	forged.Quantity = 0 // the same id, other content: inside the batch
 	recs = append(recs, forged)
-	res := mustAppend(t, s, recs)
+	res := mustAppend(t, s.AppendUsage, recs)
 	if !slices.Equal(res.Duplicates, []int{3}) || !slices.Equal(res.Conflicts, []int{3}) {
 		t.Fatalf("in one batch: duplicates %v, conflicts %v; want [3] and [3]", res.Duplicates, res.Conflicts)
 	}
 	// … and across appends, beside a plain resend.
 	again := batch("caami", 0, 3, Base.Add(2*time.Minute))
 	again[2].Quantity++
-	res = mustAppend(t, s, again)
+	res = mustAppend(t, s.AppendUsage, again)
 	if !slices.Equal(res.Duplicates, []int{0, 1, 2}) || !slices.Equal(res.Conflicts, []int{2}) {
 		t.Fatalf("across appends: duplicates %v, conflicts %v; want [0 1 2] and [2]", res.Duplicates, res.Conflicts)
 	}
@@ -304,7 +306,7 @@ func testAtomic(t *testing.T, s metering.Store) {
 	}
 	// The batch, repaired, then goes through whole: the failure left no partial state.
 	recs[9].SetID()
-	if res := mustAppend(t, s, recs); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, recs); len(res.Duplicates) != 0 {
 		t.Fatalf("repaired batch: %d duplicates, want 0", len(res.Duplicates))
 	}
 }
@@ -354,7 +356,7 @@ func testGroupByDay(t *testing.T, s metering.Store) {
 	add("pricing", usage.EnvProd, usage.MeterCPU, "2026-10-25T23:00:00Z", 8) // 00:00 CET on the 26th
 	add("pricing", usage.EnvTest, usage.MeterCPU, "2026-10-25T12:00:00Z", 16)
 	add("records", usage.EnvProd, usage.MeterNetRx, "2026-10-25T12:00:00Z", 32)
-	mustAppend(t, s, recs)
+	mustAppend(t, s.AppendUsage, recs)
 
 	q := metering.UsageQuery{
 		UsageFilter: metering.UsageFilter{Tenant: "caami", From: at("2026-10-24T22:00:00Z"), To: at("2026-10-31T23:00:00Z")},
@@ -391,8 +393,8 @@ func testGroupByDay(t *testing.T, s metering.Store) {
 }
 
 func testTenantIsolation(t *testing.T, s metering.Store) {
-	mustAppend(t, s, batch("caami", 0, 5, Base.Add(time.Minute)))
-	mustAppend(t, s, batch("ona", 100, 3, Base.Add(time.Minute)))
+	mustAppend(t, s.AppendUsage, batch("caami", 0, 5, Base.Add(time.Minute)))
+	mustAppend(t, s.AppendUsage, batch("ona", 100, 3, Base.Add(time.Minute)))
 	for _, r := range scanAll(t, s, "ona") {
 		if r.Tenant != "ona" {
 			t.Fatalf("scan for ona returned a record of %s", r.Tenant)
