@@ -44,13 +44,7 @@ type Principal struct {
 
 // CanRead reports whether p may read tenant's data.
 func (p Principal) CanRead(tenant string) bool {
-	switch p.Role {
-	case RoleAdmin:
-		return true
-	case RoleInstitution:
-		return p.Tenant == tenant
-	}
-	return false
+	return p.Role == RoleAdmin || p.institutionOf(tenant)
 }
 
 // CanWriteTenant reports whether p may push log lines of tenant through the
@@ -58,13 +52,12 @@ func (p Principal) CanRead(tenant string) bool {
 // their logs), or an agent token, which may write any tenant's lines of its
 // node (CanWriteNode still applies to each line).
 func (p Principal) CanWriteTenant(tenant string) bool {
-	switch p.Role {
-	case RoleAgent:
-		return true
-	case RoleInstitution:
-		return p.Tenant == tenant
-	}
-	return false
+	return p.Role == RoleAgent || p.institutionOf(tenant)
+}
+
+// institutionOf reports whether p is tenant's institution.
+func (p Principal) institutionOf(tenant string) bool {
+	return p.Role == RoleInstitution && p.Tenant == tenant
 }
 
 // CanWriteNode reports whether p may write records of node.
