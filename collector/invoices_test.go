@@ -25,6 +25,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
+	"github.com/paasmeter/paasmeter/state/statetest"
 )
 
 // The documents invoicing.issue issues, in this order.
@@ -47,11 +48,7 @@ type invoicing struct {
 func withInvoicing(t *testing.T, inv *invoicing) func(*setup) {
 	return func(o *setup) {
 		t.Helper()
-		st, err := stateembedded.Open(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
+		st := statetest.Open(t, stateembedded.Open, t.TempDir())
 		card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
 		if err != nil {
 			t.Fatal(err)
@@ -238,15 +235,7 @@ func TestOperatorInvoiceReadsAreAudited(t *testing.T) {
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/invoices/{file}", Tenant: "caami",
 			Detail: "/api/v1/tenants/caami/invoices/" + caamiNovember + ".csv"},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("audit entries %+v, want only the operator's %+v", got, want)
-	}
-	for i := range want {
-		if !got[i].Time.Equal(want[i].Time) || got[i].Actor != want[i].Actor || got[i].Action != want[i].Action || got[i].Tenant != want[i].Tenant ||
-			got[i].Detail != want[i].Detail {
-			t.Errorf("audit entry %d = %+v, want %+v", i, got[i], want[i])
-		}
-	}
+	wantAudit(t, got, want) // only the operator's
 }
 
 func TestInvoiceRoutesWithoutBillingSaySo(t *testing.T) {
