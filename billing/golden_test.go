@@ -32,6 +32,7 @@ import (
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/state/postgres"
 	"github.com/paasmeter/paasmeter/state/postgres/pgtest"
+	"github.com/paasmeter/paasmeter/state/statetest"
 	"github.com/paasmeter/paasmeter/usage"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql on PostgreSQL, to tamper behind the store's back
@@ -126,8 +127,8 @@ func stateStores(t *testing.T) map[string]func(t *testing.T) state.Store {
 		},
 		"PostgreSQL": func(t *testing.T) state.Store {
 			dsn := pgtest.DSN(t)
-			f := &stateFixture{Store: openPostgresState(t, dsn)}
-			f.reopen = func(t *testing.T) state.Store { return openPostgresState(t, dsn) }
+			f := &stateFixture{Store: statetest.Open(t, postgres.Open, dsn)}
+			f.reopen = func(t *testing.T) state.Store { return statetest.Open(t, postgres.Open, dsn) }
 			f.exec = func(t *testing.T, q string, args ...any) (sql.Result, error) {
 				db, err := sql.Open("pgx", dsn)
 				if err != nil {
@@ -144,23 +145,7 @@ func stateStores(t *testing.T) map[string]func(t *testing.T) state.Store {
 }
 
 func openEmbeddedState(t *testing.T, dir string) state.Store {
-	t.Helper()
-	st, err := stateembedded.Open(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}
-
-func openPostgresState(t *testing.T, dsn string) state.Store {
-	t.Helper()
-	st, err := postgres.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	return statetest.Open(t, stateembedded.Open, dir)
 }
 
 // TestMain stops the private PostgreSQL server when the tests end.

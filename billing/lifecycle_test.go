@@ -168,6 +168,16 @@ func mustIssue(t *testing.T, svc *billing.Service, p calendar.Month, tenants ...
 	return res
 }
 
+// mustDraft drafts p's invoices of tenants (every institution when none).
+func mustDraft(t *testing.T, svc *billing.Service, p calendar.Month, tenants ...string) []*billing.Invoice {
+	t.Helper()
+	drafts, err := svc.Draft(context.Background(), p, tenants, nil)
+	if err != nil {
+		t.Fatalf("draft %s: %v", p, err)
+	}
+	return drafts
+}
+
 // invoicesOf returns the invoices res issued, failing on any institution skipped.
 func invoicesOf(t *testing.T, res []billing.IssueResult) []*billing.Invoice {
 	t.Helper()
@@ -522,10 +532,7 @@ func TestGracePeriod(t *testing.T) {
 				svc := newService(t, p, st, billingtest.SLA{})
 				for _, at := range []time.Time{justBefore, novemberIssuable} {
 					setClock(t, p, at)
-					drafts, err := svc.Draft(ctx, billingtest.Period(), nil, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
+					drafts := mustDraft(t, svc, billingtest.Period())
 					want := at.Before(novemberIssuable)
 					for _, d := range drafts {
 						if d.Provisional != want || d.Number != "" {

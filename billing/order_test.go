@@ -222,10 +222,7 @@ func TestADraftOfAnIssuedMonthSaysSo(t *testing.T) {
 	nov := invoicesOf(t, mustIssue(t, svc, billingtest.Period(), "caami"))[0]
 	setClock(t, p, time.Date(2026, 12, 10, 9, 0, 0, 0, time.UTC))
 	appendReceived(t, p, p.clock.Now(), extraRecord("caami", usage.MeterCPU, time.Date(2026, 11, 10, 10, 0, 0, 0, brussels), 25*3_600_000_000_000))
-	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"caami", "ona"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	drafts := mustDraft(t, svc, billingtest.Period(), "caami", "ona")
 	caami, ona := drafts[0], drafts[1]
 	if caami.Closed != "already issued as "+nov.Number {
 		t.Errorf("caami's draft of an issued month: closed %q, want it to name %s", caami.Closed, nov.Number)
@@ -239,17 +236,19 @@ func TestADraftOfAnIssuedMonthSaysSo(t *testing.T) {
 	}
 }
 
+// draftOf drafts the worked example's invoice of tenant for November.
+func draftOf(t *testing.T, tenant string) *billing.Invoice {
+	t.Helper()
+	svc := newService(t, workedExample(t), openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
+	return mustDraft(t, svc, billingtest.Period(), tenant)[0]
+}
+
 // TestLinesExplainTheirPrice: the audit found two lines of one meter and
 // band at two prices with nothing saying why, and "Tier 1" on flat prices.
 func TestLinesExplainTheirPrice(t *testing.T) {
-	p := workedExample(t)
-	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
-	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"caami"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	draft := draftOf(t, "caami")
 	var got []string
-	for _, l := range drafts[0].Lines {
+	for _, l := range draft.Lines {
 		if l.Class == "prod" && (l.Meter == "cpu" || l.Meter == "net_tx_bytes" || l.Meter == "memory") {
 			got = append(got, fmt.Sprintf("%s %s: tier %q, rate %q", l.Meter, l.UnitPrice, l.TierText(), l.VersionText()))
 		}
@@ -271,14 +270,9 @@ func TestLinesExplainTheirPrice(t *testing.T) {
 // run duration and a reserved quantity above the used one under the max
 // basis are billed, but nothing measured them: the annex says how much.
 func TestTheAnnexBreaksOutWhatWasNotMeasured(t *testing.T) {
-	p := workedExample(t)
-	svc := newService(t, p, openEmbeddedState(t, t.TempDir()), billingtest.SLA{})
-	drafts, err := svc.Draft(context.Background(), billingtest.Period(), []string{"ona"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	draft := draftOf(t, "ona")
 	var broken []string
-	for _, a := range drafts[0].Annex {
+	for _, a := range draft.Annex {
 		if a.Measured == nil {
 			if a.MinRunTopUp != nil || a.ReservedUplift != nil {
 				t.Errorf("%s %s: a top-up or an uplift without the measured quantity", a.Project, a.Meter)
@@ -335,10 +329,7 @@ versions:
 	if err != nil {
 		t.Fatal(err)
 	}
-	drafts, err := svc.Draft(context.Background(), billingtest.Period(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	drafts := mustDraft(t, svc, billingtest.Period())
 	a := drafts[0].Annex
 	if len(a) != 1 || a[0].Quantity.StringFixed(6) != "3.000000" || a[0].Measured == nil || a[0].Measured.StringFixed(6) != "1.000000" ||
 		a[0].ReservedUplift == nil || a[0].ReservedUplift.StringFixed(6) != "2.000000" || a[0].MinRunTopUp != nil {

@@ -176,10 +176,7 @@ func TestPropertyBasedInvoices(t *testing.T) {
 			p := newPlatform(t, issueTime.Add(-2*time.Hour))
 			n := shipInBatches(t, rng, p, recs)
 			svc := newService(t, p, open(t), billingtest.SLA{})
-			drafts, err := svc.Draft(ctx, period, nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			drafts := mustDraft(t, svc, period)
 
 			// Later, so that a replay that overwrote received_at would show
 			// in the digest of the selected records.

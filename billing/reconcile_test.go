@@ -33,6 +33,17 @@ func TestReconciliation(t *testing.T) {
 		t.Helper()
 		return reconcileWith(t, p, openEmbeddedState(t, t.TempDir()))
 	}
+	// metrics exports days as the reconcile job does, at p's time.
+	metrics := func(t *testing.T, p *platform, days []billing.DayCount) *prometheus.Registry {
+		t.Helper()
+		reg := prometheus.NewRegistry()
+		m, err := billing.NewReconcileMetrics(reg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.Set(nov, days, tenants, p.clock.Now())
+		return reg
+	}
 	t.Run("records shipped through the collector reconcile on every day", func(t *testing.T) {
 		days := reconcile(t, base)
 		if len(days) != 2*30 {
@@ -64,12 +75,7 @@ func TestReconciliation(t *testing.T) {
 		if len(bad) != 1 || bad[0].Tenant != "ona" || bad[0].Day != "2026-11-01" || bad[0].Accepted != bad[0].Stored+1 || bad[0].Rated != bad[0].Stored {
 			t.Fatalf("differences %+v, want ona on 2026-11-01 with one record accepted but neither stored nor rated", bad)
 		}
-		reg := prometheus.NewRegistry()
-		m, err := billing.NewReconcileMetrics(reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.Set(nov, days, tenants, p.clock.Now())
+		reg := metrics(t, p, days)
 		if v := promtest.Value(t, reg, "paasmeter_reconcile_difference_days", map[string]string{"tenant": "ona", "period": "2026-11"}); v != 1 {
 			t.Errorf("ona's difference days = %v, want 1", v)
 		}
@@ -153,12 +159,7 @@ func TestReconciliation(t *testing.T) {
 				if bad["ona"] != 30 || bad["caami"] != 1 {
 					t.Errorf("days with a difference: %v, want ona's 30 (billed twice) and caami's 1 (never billed)", bad)
 				}
-				reg := prometheus.NewRegistry()
-				m, err := billing.NewReconcileMetrics(reg)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m.Set(nov, days, tenants, p.clock.Now())
+				reg := metrics(t, p, days)
 				stored := promtest.Value(t, reg, "paasmeter_reconcile_records", map[string]string{"tenant": "ona", "period": "2026-11", "stage": "stored"})
 				if v := promtest.Value(t, reg, "paasmeter_reconcile_records", map[string]string{"tenant": "ona", "period": "2026-11", "stage": "billed"}); v != 2*stored {
 					t.Errorf("ona's billed records = %v, want twice the %v stored", v, stored)

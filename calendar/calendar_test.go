@@ -3,13 +3,12 @@ package calendar
 import (
 	"testing"
 	"time"
+
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 )
 
 func TestMonths(t *testing.T) {
-	brussels, err := time.LoadLocation("Europe/Brussels")
-	if err != nil {
-		t.Fatal(err)
-	}
+	brussels := clocktest.Brussels(t)
 	tests := []struct {
 		name        string
 		at          time.Time

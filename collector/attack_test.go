@@ -186,16 +186,6 @@ func attackEnv(t *testing.T) *env {
 	return e
 }
 
-// postEvents posts a batch of events as token.
-func (e *env) postEvents(t *testing.T, token string, evs []events.Event) answer {
-	t.Helper()
-	var b bytes.Buffer
-	if err := events.EncodeBatch(&b, evs); err != nil {
-		t.Fatal(err)
-	}
-	return do(t, "POST", e.api.URL+"/api/v1/events", token, &b)
-}
-
 var pathValue = regexp.MustCompile(`\{[a-z]+\}`)
 
 // request is a request of rt for tenant that the handler would accept from

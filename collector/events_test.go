@@ -1,25 +1,23 @@
 package collector_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/batch/batchtest"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
 	"github.com/paasmeter/paasmeter/metering"
 )
 
-func postEvents(t *testing.T, e *env, token string, evs []events.Event) answer {
+// postEvents posts a batch of events as token.
+func (e *env) postEvents(t *testing.T, token string, evs []events.Event) answer {
 	t.Helper()
-	var b bytes.Buffer
-	if err := events.EncodeBatch(&b, evs); err != nil {
-		t.Fatal(err)
-	}
-	return do(t, "POST", e.api.URL+"/api/v1/events", token, &b)
+	return do(t, "POST", e.api.URL+"/api/v1/events", token, strings.NewReader(batchtest.Body(events.EncodeBatch, evs...)))
 }
 
 func TestEventsAreStoredOnceAndKeepTheFirstArrival(t *testing.T) {
@@ -29,13 +27,13 @@ func TestEventsAreStoredOnceAndKeepTheFirstArrival(t *testing.T) {
 		eventstest.Event("caami", "abc", events.Died, at.Add(2*time.Second)), eventstest.Event("ona", "def", events.Probe, at)}
 	first := e.clock.Now()
 	var res collector.IngestResult
-	a := postEvents(t, e, agentNode1, evs)
+	a := e.postEvents(t, agentNode1, evs)
 	a.decode(t, &res)
 	if a.code != 200 || res != (collector.IngestResult{Records: 4, New: 4}) {
 		t.Fatalf("first send: %d %s", a.code, a.body)
 	}
 	e.clock.Advance(time.Minute)
-	a = postEvents(t, e, agentNode1, evs)
+	a = e.postEvents(t, agentNode1, evs)
 	a.decode(t, &res)
 	if a.code != 200 || res != (collector.IngestResult{Records: 4, Duplicates: 4}) {
 		t.Fatalf("resend: %d %s", a.code, a.body)
@@ -77,7 +75,7 @@ func TestBadEventBatchesStoreNothing(t *testing.T) {
 			e := newEnv(t, nil, nil)
 			evs := []events.Event{eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Stopped, at.Add(time.Second))}
 			tc.change(&evs[1])
-			a := postEvents(t, e, tc.token, evs)
+			a := e.postEvents(t, tc.token, evs)
 			if a.code != tc.code {
 				t.Fatalf("answered %d %s, want %d", a.code, a.body, tc.code)
 			}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/batch/batchtest"
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/collector/auth"
@@ -224,6 +225,7 @@ func readAnswer(t *testing.T, resp *http.Response) answer {
 	return answer{code: resp.StatusCode, header: resp.Header, body: b}
 }
 
+// post posts a batch of records as token.
 func (e *env) post(t *testing.T, token string, recs []usage.Record) answer {
 	t.Helper()
 	return do(t, "POST", e.api.URL+"/api/v1/usage", token, bytes.NewReader(encode(t, recs)))
@@ -231,11 +233,7 @@ func (e *env) post(t *testing.T, token string, recs []usage.Record) answer {
 
 func encode(t *testing.T, recs []usage.Record) []byte {
 	t.Helper()
-	var b bytes.Buffer
-	if err := usage.EncodeBatch(&b, recs); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
+	return []byte(batchtest.Body(usage.EncodeBatch, recs...))
 }
 
 func gzipped(t *testing.T, b []byte) []byte {

@@ -3,12 +3,10 @@ package collector_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -27,6 +25,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
+	"github.com/paasmeter/paasmeter/state/statetest"
 )
 
 // The documents invoicing.issue issues, in this order.
@@ -59,11 +58,7 @@ func withInvoicing(t *testing.T, inv *invoicing) func(*setup) {
 // records of usage, with the SLA figures of sla, in a fresh state store.
 func billingOver(t *testing.T, usage billing.UsageSource, sla billing.SLASource, c clock.Clock) *billing.Service {
 	t.Helper()
-	st, err := stateembedded.Open(context.Background(), t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := statetest.Open(t, stateembedded.Open, t.TempDir())
 	card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
 	if err != nil {
 		t.Fatal(err)
@@ -248,15 +243,7 @@ func TestOperatorInvoiceReadsAreAudited(t *testing.T) {
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/invoices/{file}", Tenant: "caami",
 			Detail: "/api/v1/tenants/caami/invoices/" + caamiNovember + ".csv"},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("audit entries %+v, want only the operator's %+v", got, want)
-	}
-	for i := range want {
-		if !got[i].Time.Equal(want[i].Time) || got[i].Actor != want[i].Actor || got[i].Action != want[i].Action || got[i].Tenant != want[i].Tenant ||
-			got[i].Detail != want[i].Detail {
-			t.Errorf("audit entry %d = %+v, want %+v", i, got[i], want[i])
-		}
-	}
+	wantAudit(t, got, want) // only the operator's
 }
 
 func TestInvoiceRoutesWithoutBillingSaySo(t *testing.T) {
@@ -299,16 +286,9 @@ func (p peppolless) List(context.Context, state.DocumentFilter) ([]*billing.Invo
 func (p peppolless) Document(context.Context, string) (*billing.Invoice, error) { return p.inv, nil }
 
 func TestAnInvoiceThatCannotBeAnEInvoiceSaysWhatIsMissing(t *testing.T) {
-	data, err := os.ReadFile("../billing/testdata/worked-example/" + caamiNovember + ".json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv billing.Invoice
-	if err := json.Unmarshal(data, &inv); err != nil {
-		t.Fatal(err)
-	}
+	inv := billingtest.Issued(t, caamiNovember)
 	inv.Customer.Party.EndpointID = ""
-	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = peppolless{&inv} })
+	e := newEnv(t, nil, nil, func(o *setup) { o.invoices = peppolless{inv} })
 	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/invoices/"+caamiNovember+".xml", caamiToken, nil)
 	if a.code != http.StatusUnprocessableEntity || !strings.Contains(string(a.body), "endpoint") {
 		t.Errorf("GET the e-invoice of an institution without a Peppol endpoint: %d %s, want 422 naming the endpoint", a.code, a.body)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/accesslog"
+	"github.com/paasmeter/paasmeter/batch/batchtest"
 	"github.com/paasmeter/paasmeter/collector"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
@@ -30,13 +31,10 @@ func logLine(tenant, app, container, env string, at time.Time, text string) logs
 	return l
 }
 
+// postLogs posts a batch of log lines as token.
 func (e *env) postLogs(t *testing.T, token string, lines []logs.Line) answer {
 	t.Helper()
-	var b bytes.Buffer
-	if err := logs.EncodeBatch(&b, lines); err != nil {
-		t.Fatal(err)
-	}
-	return do(t, "POST", e.api.URL+"/api/v1/logs", token, &b)
+	return do(t, "POST", e.api.URL+"/api/v1/logs", token, strings.NewReader(batchtest.Body(logs.EncodeBatch, lines...)))
 }
 
 // readLogs calls GET /api/v1/tenants/{tenant}/logs?query and wants a 200.
@@ -277,6 +275,20 @@ func (e *env) readAudit(t *testing.T) []accesslog.Entry {
 	return out
 }
 
+// wantAudit checks the access log's entries got, in order, against want.
+func wantAudit(t *testing.T, got, want []accesslog.Entry) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("audit entries %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if !got[i].Time.Equal(want[i].Time) || got[i].Actor != want[i].Actor || got[i].Action != want[i].Action || got[i].Tenant != want[i].Tenant ||
+			got[i].Detail != want[i].Detail {
+			t.Errorf("audit entry %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
 func TestOperatorLogReadsAreAuditedAndInstitutionReadsAreNot(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	if a := e.postLogs(t, agentNode1, []logs.Line{logLine("caami", "pricing", "c1", "prod", now.Add(-time.Minute), "error: patient 42")}); a.code != 200 {
@@ -301,15 +313,7 @@ func TestOperatorLogReadsAreAuditedAndInstitutionReadsAreNot(t *testing.T) {
 		{Time: now, Actor: "ops", Action: "GET /api/v1/tenants/{tenant}/logs", Tenant: "caami", Detail: "/api/v1/tenants/caami/logs?contains=patient"},
 		{Time: now, Actor: "ops", Action: "GET /loki/api/v1/query_range", Tenant: "caami", Detail: "/loki/api/v1/query_range?query=" + logql},
 	}
-	if len(got) != len(want) {
-		t.Fatalf("audit entries %+v, want %+v", got, want)
-	}
-	for i := range want {
-		if !got[i].Time.Equal(want[i].Time) || got[i].Actor != want[i].Actor || got[i].Action != want[i].Action || got[i].Tenant != want[i].Tenant ||
-			got[i].Detail != want[i].Detail {
-			t.Errorf("audit entry %d = %+v, want %+v", i, got[i], want[i])
-		}
-	}
+	wantAudit(t, got, want)
 }
 
 type failingAudit struct{}

@@ -16,6 +16,7 @@ import (
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
+	"github.com/paasmeter/paasmeter/state/statetest"
 )
 
 // withMaintenance makes newEnv's collector keep maintenance windows in an
@@ -24,11 +25,7 @@ import (
 func withMaintenance(t *testing.T, st **stateembedded.Store) func(*setup) {
 	return func(o *setup) {
 		t.Helper()
-		s, err := stateembedded.Open(context.Background(), t.TempDir())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
+		s := statetest.Open(t, stateembedded.Open, t.TempDir())
 		svc, err := maintenance.New(maintenance.Options{Store: s, Location: o.Location, Clock: o.Clock, Institutions: o.Institutions,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {

@@ -174,11 +174,11 @@ func startedOn(node string, at time.Time) events.Event {
 func TestForgedPlatformEventsAreRefused(t *testing.T) {
 	e := newEnv(t, nil, nil)
 	at := now.Add(-30 * time.Minute)
-	if a := postEvents(t, e, agentNode2, []events.Event{startedOn("node-2", at)}); a.code != 200 {
+	if a := e.postEvents(t, agentNode2, []events.Event{startedOn("node-2", at)}); a.code != 200 {
 		t.Fatalf("node 2's started event: %d %s", a.code, a.body)
 	}
 	// Node 1 forges a started event of node 2's run, then the platform's kill.
-	a := postEvents(t, e, agentNode1, []events.Event{startedOn("node-1", at.Add(time.Minute)), platformEvent("node-1", at.Add(2*time.Minute))})
+	a := e.postEvents(t, agentNode1, []events.Event{startedOn("node-1", at.Add(time.Minute)), platformEvent("node-1", at.Add(2*time.Minute))})
 	if a.code != 400 || !strings.Contains(string(a.body), `"field":"initiator"`) || !strings.Contains(string(a.body), `reported first by node \"node-2\"`) {
 		t.Fatalf("forged platform kill of node 2's run: %d %s, want 400 naming initiator and node-2", a.code, a.body)
 	}
@@ -186,12 +186,12 @@ func TestForgedPlatformEventsAreRefused(t *testing.T) {
 	other := platformEvent("node-1", at.Add(3*time.Minute))
 	other.ContainerID, other.RunID = "ghost", "ghost-run1"
 	other.SetID()
-	if a := postEvents(t, e, agentNode1, []events.Event{other}); a.code != 400 || !strings.Contains(string(a.body), "no earlier event") {
+	if a := e.postEvents(t, agentNode1, []events.Event{other}); a.code != 400 || !strings.Contains(string(a.body), "no earlier event") {
 		t.Fatalf("platform kill of a run never reported: %d %s, want 400", a.code, a.body)
 	}
 	// The node that ran it may, in a later batch …
 	var res collector.IngestReply
-	a = postEvents(t, e, agentNode2, []events.Event{platformEvent("node-2", at.Add(4*time.Minute))})
+	a = e.postEvents(t, agentNode2, []events.Event{platformEvent("node-2", at.Add(4*time.Minute))})
 	a.decode(t, &res)
 	if a.code != 200 || res.New != 1 {
 		t.Fatalf("node 2's platform kill of its run: %d %s", a.code, a.body)
@@ -202,7 +202,7 @@ func TestForgedPlatformEventsAreRefused(t *testing.T) {
 		fresh[i].ContainerID, fresh[i].RunID = "xyz", "xyz-run1"
 		fresh[i].SetID()
 	}
-	if a := postEvents(t, e, agentNode1, fresh); a.code != 200 {
+	if a := e.postEvents(t, agentNode1, fresh); a.code != 200 {
 		t.Fatalf("started and killed in one batch: %d %s", a.code, a.body)
 	}
 	var kills int
@@ -284,7 +284,7 @@ func TestANodeWritesOnlyForTheInstitutionsItMayRun(t *testing.T) {
 	caamiStart := eventstest.Event("caami", "c3", events.Started, at)
 	caamiStart.Node = "node-3"
 	caamiStart.SetID()
-	a := postEvents(t, e, agentNode3, append(forgedRun("node-3", at), caamiStart))
+	a := e.postEvents(t, agentNode3, append(forgedRun("node-3", at), caamiStart))
 	var d problemsDetail
 	var body apiError
 	a.decode(t, &body)
@@ -357,12 +357,12 @@ func TestANodeWritesOnlyForTheInstitutionsItMayRun(t *testing.T) {
 
 	// What node-3 runs still goes in: the agent sets the refused records
 	// aside and resends the others.
-	if a := postEvents(t, e, agentNode3, []events.Event{caamiStart}); a.code != 200 {
+	if a := e.postEvents(t, agentNode3, []events.Event{caamiStart}); a.code != 200 {
 		t.Errorf("node-3's caami event on its own: %d %s", a.code, a.body)
 	}
 	// The same run from a node that may run ona (node-2 is shared: "*")
 	// does change ona's figures: the test would see a forged run get through.
-	if a := postEvents(t, e, agentNode2, forgedRun("node-2", at)); a.code != 200 {
+	if a := e.postEvents(t, agentNode2, forgedRun("node-2", at)); a.code != 200 {
 		t.Fatalf("node-2's run of ona: %d %s", a.code, a.body)
 	}
 	if after := e.onaFigures(t, b); after.report == before.report || after.draft == before.draft {

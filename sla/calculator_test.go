@@ -15,6 +15,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/promtest"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/credit"
@@ -59,13 +60,12 @@ type november struct {
 	windows staticWindows
 	store   *embedded.Store
 	engine  *sla.Calculator
-	clock   *clock.Manual
 }
 
 func newNovember(t *testing.T) *november {
 	t.Helper()
 	ctx := context.Background()
-	loc := brussels(t)
+	loc := clocktest.Brussels(t)
 	at := func(s string) time.Time {
 		tm, err := time.ParseInLocation("2006-01-02 15:04", s, loc)
 		if err != nil {
@@ -123,9 +123,8 @@ func newNovember(t *testing.T) *november {
 			{ID: "mw-december", Scope: sla.Scope{Tenant: "caami"}, Start: at("2026-12-02 00:00"), End: at("2026-12-02 01:00"),
 				Reason: "next month", DeclaredAt: declared},
 		},
-		clock: clock.NewManual(at("2026-12-04 09:00")),
 	}
-	n.engine, err = sla.NewCalculator(st, n.windows, config(t), n.clock)
+	n.engine, err = sla.NewCalculator(st, n.windows, config(t), clock.NewManual(at("2026-12-04 09:00")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,6 +138,21 @@ func (n *november) at(t *testing.T, s string) time.Time {
 		t.Fatal(err)
 	}
 	return tm
+}
+
+// report is caami's report of month m at now, from a calculator of its own
+// on ev and ws (calculators are stateless: one per clock).
+func report(t *testing.T, ev metering.EventReader, ws sla.WindowSource, m calendar.Month, now time.Time) *sla.Report {
+	t.Helper()
+	eng, err := sla.NewCalculator(ev, ws, config(t), clock.NewManual(now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := eng.Report(context.Background(), "caami", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // appCounts are the figures of one app in a report.
@@ -158,7 +172,6 @@ func appsOf(r *sla.Report) []appCounts {
 }
 
 func TestCalculatorReport(t *testing.T) {
-	ctx := context.Background()
 	n := newNovember(t)
 	tests := []struct {
 		name          string
@@ -199,15 +212,7 @@ func TestCalculatorReport(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			n.clock = clock.NewManual(n.at(t, tc.now)) // engines are stateless: one per clock
-			eng, err := sla.NewCalculator(n.store, n.windows, config(t), n.clock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := eng.Report(ctx, "caami", n.period)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := report(t, n.store, n.windows, n.period, n.at(t, tc.now))
 			got := appsOf(r)
 			if len(got) != len(tc.apps) {
 				t.Fatalf("apps %+v, want %+v", got, tc.apps)
@@ -325,16 +330,7 @@ func TestExporter(t *testing.T) {
 		if v := promtest.Value(t, reg, "paasmeter_sla_minutes", app("claims", "sandbox")); v != 0 {
 			t.Errorf("the dev app has %v minutes exported, want none", v)
 		}
-		n.clock = clock.NewManual(now)
-		eng, err := sla.NewCalculator(n.store, n.windows, config(t), n.clock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := eng.Report(ctx, "caami", n.period)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, _ := r.Availability.Float64()
+		want, _ := report(t, n.store, n.windows, n.period, now).Availability.Float64()
 		if v := promtest.Value(t, reg, "paasmeter_sla_availability_percent", map[string]string{"tenant": "caami"}); v != want {
 			t.Errorf("availability %v, want the report's %v", v, want)
 		}
@@ -399,14 +395,7 @@ func TestTheRunningMonthIsReportedUpToTheClockAtAnyDate(t *testing.T) {
 			if _, err := st.AppendEvents(ctx, evs); err != nil {
 				t.Fatal(err)
 			}
-			eng, err := sla.NewCalculator(st, staticWindows{}, config(t), clock.NewManual(in.Time))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := eng.Report(ctx, "caami", calendar.MonthOf(in.Time, loc))
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := report(t, st, staticWindows{}, calendar.MonthOf(in.Time, loc), in.Time)
 			want := []appCounts{{"claims/pricing", counts{Up: up, Future: month - up}, up}}
 			if got := appsOf(r); len(got) != 1 || got[0] != want[0] {
 				t.Errorf("apps %+v, want %+v (a month of %d minutes, %d of them past)", got, want, month, up)

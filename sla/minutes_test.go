@@ -11,18 +11,10 @@ import (
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
-
-func brussels(t testing.TB) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("Europe/Brussels")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
 
 func config(t testing.TB) sla.Config {
 	t.Helper()
@@ -166,7 +158,7 @@ func TestConfigValidate(t *testing.T) {
 // for an hour): in time order as the store returns them, and shuffled by
 // replica as a caller may pass them.
 func BenchmarkClassifyMonth(b *testing.B) {
-	loc := brussels(b)
+	loc := clocktest.Brussels(b)
 	p := calendar.Month{Year: 2026, Month: time.January, Loc: loc}
 	from, to := p.Start(), p.End()
 	start := from.Add(-time.Hour)

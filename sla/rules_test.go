@@ -14,6 +14,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/internal/ruletext"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/credit"
@@ -436,7 +437,7 @@ func outageLine(l *ruleLine, c *minutesCase) error {
 
 // TestClassify runs every case of testdata/minutes.
 func TestClassify(t *testing.T) {
-	loc := brussels(t)
+	loc := clocktest.Brussels(t)
 	cfg := config(t)
 	files, err := filepath.Glob(filepath.Join("testdata", "minutes", "*.txt"))
 	if err != nil || len(files) == 0 {
@@ -526,7 +527,7 @@ func TestRuleFileErrorsNameTheLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := parseMinutesCases("rules.txt", strings.NewReader(tc.text), brussels(t))
+			_, err := parseMinutesCases("rules.txt", strings.NewReader(tc.text), clocktest.Brussels(t))
 			if err == nil || !strings.Contains(err.Error(), tc.says) {
 				t.Errorf("error %v, want one saying %q", err, tc.says)
 			}

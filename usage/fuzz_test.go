@@ -1,12 +1,13 @@
 package usage_test
 
 import (
-	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 
 	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/batch/batchtest"
 	"github.com/paasmeter/paasmeter/internal/jsonkey"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
@@ -30,8 +31,9 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add(`[]`)
 	lim := usage.DefaultLimits()
 	lim.MaxRecords = 50
+	decode := func(r io.Reader) ([]usage.Record, error) { return usage.DecodeBatch(r, now, lim) }
 	f.Fuzz(func(t *testing.T, body string) {
-		recs, err := usage.DecodeBatch(strings.NewReader(body), now, lim)
+		recs, err := decode(strings.NewReader(body))
 		var inv *batch.InvalidError
 		var tm *batch.TooManyError
 		switch {
@@ -45,14 +47,7 @@ func FuzzDecodeBatch(f *testing.F) {
 				}
 			}
 			// An accepted batch survives a round trip unchanged.
-			var buf bytes.Buffer
-			if err := usage.EncodeBatch(&buf, recs); err != nil {
-				t.Fatal(err)
-			}
-			again, err := usage.DecodeBatch(&buf, now, lim)
-			if err != nil || len(again) != len(recs) {
-				t.Fatalf("re-decoding an accepted batch: %d records, %v", len(again), err)
-			}
+			again := batchtest.RoundTrip(t, recs, usage.EncodeBatch, decode)
 			for i := range recs {
 				if again[i] != recs[i] {
 					t.Fatalf("record %d changed in a round trip: %+v != %+v", i, again[i], recs[i])

@@ -1,7 +1,6 @@
 package usage_test
 
 import (
-	"bytes"
 	"errors"
 	"math/big"
 	"strings"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/batch"
+	"github.com/paasmeter/paasmeter/batch/batchtest"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -155,13 +155,7 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func batchJSON(recs ...usage.Record) string {
-	var b bytes.Buffer
-	if err := usage.EncodeBatch(&b, recs); err != nil {
-		panic(err)
-	}
-	return b.String()
-}
+func batchJSON(recs ...usage.Record) string { return batchtest.Body(usage.EncodeBatch, recs...) }
 
 func TestDecodeBatch(t *testing.T) {
 	good := usagetest.Record("caami", "abc", usage.MeterCPU, start, 100)

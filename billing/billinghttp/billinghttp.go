@@ -75,24 +75,18 @@ type handlers struct {
 // (collector.Options.Routes).
 func Routes(o Options) []route.Route {
 	h := &handlers{invoices: o.Invoices, log: cmp.Or(o.Logger, slog.Default())}
-	return []route.Route{
-		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: h.getInvoices},
-		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: h.getInvoice},
+	invoices := func(h route.Handler) route.Handler {
+		return route.Requires(o.Invoices != nil, "this collector serves no invoices: billing.rate_card is not configured", h)
 	}
-}
-
-// invoicesUnconfigured answers a collector that serves no invoices.
-func invoicesUnconfigured(w http.ResponseWriter) {
-	route.WriteError(w, http.StatusNotImplemented, "this collector serves no invoices: billing.rate_card is not configured", nil)
+	return []route.Route{
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: invoices(h.getInvoices)},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: invoices(h.getInvoice)},
+	}
 }
 
 // getInvoices is GET /api/v1/tenants/{tenant}/invoices: the institution's
 // issued documents, each with a link per export format.
 func (h *handlers) getInvoices(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if h.invoices == nil {
-		invoicesUnconfigured(w)
-		return
-	}
 	tenant := r.PathValue("tenant")
 	invs, err := h.invoices.List(r.Context(), state.DocumentFilter{Tenant: tenant})
 	if err != nil {
@@ -124,10 +118,6 @@ var documentNumber = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 // getInvoice is GET /api/v1/tenants/{tenant}/invoices/{file}: the document
 // file names, {number}.{format}, exported in that format as a download.
 func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if h.invoices == nil {
-		invoicesUnconfigured(w)
-		return
-	}
 	tenant, file := r.PathValue("tenant"), r.PathValue("file")
 	formats := map[string][]string{"formats": export.Formats()}
 	number, format, ok := strings.Cut(file, ".")

@@ -1,11 +1,16 @@
 // Package billingtest holds the billing issue's worked example (two
 // institutions in November 2026, two rate-card versions) as usage records,
-// for the golden tests of billing and its commands.
+// and the documents billing issued from them, for the golden tests of billing,
+// its renderings and its commands.
 package billingtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -172,4 +177,30 @@ func CreditNote(t testing.TB, inv *billing.Invoice, number, issueDate, amount, r
 	}
 	cn.Number, cn.IssueDate, cn.DueDate = number, issueDate, day.AddDate(0, 0, 30).Format(time.DateOnly)
 	return cn
+}
+
+// IssuedJSON returns a document of the worked example as billing's golden
+// test issued and stored it (billing/testdata/worked-example/number.json).
+func IssuedJSON(t testing.TB, number string) []byte {
+	t.Helper()
+	// Found from this file, so that tests of any package read the one copy.
+	_, self, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("billingtest: no caller information to find the worked example")
+	}
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(self), "..", "testdata", "worked-example", number+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Issued is the document IssuedJSON returns, decoded.
+func Issued(t testing.TB, number string) *billing.Invoice {
+	t.Helper()
+	var inv billing.Invoice
+	if err := json.Unmarshal(IssuedJSON(t, number), &inv); err != nil {
+		t.Fatalf("decode %s: %v", number, err)
+	}
+	return &inv
 }

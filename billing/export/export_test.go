@@ -22,23 +22,8 @@ import (
 	"github.com/paasmeter/paasmeter/internal/golden"
 )
 
-// load reads a worked-example document that billing's golden test issued.
-func load(t *testing.T, number string) (*billing.Invoice, []byte) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "worked-example", number+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv billing.Invoice
-	if err := json.Unmarshal(b, &inv); err != nil {
-		t.Fatalf("decode %s: %v", number, err)
-	}
-	return &inv, b
-}
-
 func TestGolden(t *testing.T) {
-	caami, _ := load(t, "PM-2026-000001")
-	ona, _ := load(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	tests := []struct {
 		name   string
 		inv    *billing.Invoice
@@ -66,10 +51,15 @@ func TestGolden(t *testing.T) {
 // csvRow is one exported CSV row by column name.
 type csvRow map[string]string
 
-// readCSV parses an export, checking that every row has the header's columns.
-func readCSV(t *testing.T, b []byte) (header []string, rows []csvRow) {
+// exportCSV exports inv as CSV and parses it, checking that every row has the
+// header's columns.
+func exportCSV(t *testing.T, inv *billing.Invoice) (b []byte, header []string, rows []csvRow) {
 	t.Helper()
-	recs, err := csv.NewReader(bytes.NewReader(b)).ReadAll()
+	var buf bytes.Buffer
+	if err := export.CSV(&buf, inv); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(buf.Bytes())).ReadAll()
 	if err != nil {
 		t.Fatalf("the export is not CSV: %v", err)
 	}
@@ -83,7 +73,7 @@ func readCSV(t *testing.T, b []byte) (header []string, rows []csvRow) {
 		}
 		rows = append(rows, r)
 	}
-	return recs[0], rows
+	return buf.Bytes(), recs[0], rows
 }
 
 // addsUp checks the sums an accountant relies on: the lines and allowances
@@ -129,8 +119,7 @@ func addsUp(rows []csvRow) error {
 }
 
 func TestCSVAddsUp(t *testing.T) {
-	caami, _ := load(t, "PM-2026-000001")
-	ona, _ := load(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	offByACent := *caami
 	offByACent.Totals.TaxExclusive = billing.Money{Decimal: caami.Totals.TaxExclusive.Add(decimal.RequireFromString("0.01"))}
 	tests := []struct {
@@ -146,15 +135,11 @@ func TestCSVAddsUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := export.CSV(&buf, tt.inv); err != nil {
-				t.Fatal(err)
-			}
-			_, rows := readCSV(t, buf.Bytes())
+			b, _, rows := exportCSV(t, tt.inv)
 			err := addsUp(rows)
 			switch {
 			case tt.wantErr == "" && err != nil:
-				t.Errorf("the CSV does not add up: %v\n%s", err, buf.Bytes())
+				t.Errorf("the CSV does not add up: %v\n%s", err, b)
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Errorf("got %v, want an error with %q", err, tt.wantErr)
 			}
@@ -163,8 +148,7 @@ func TestCSVAddsUp(t *testing.T) {
 }
 
 func TestCreditNoteAmountsAreNegative(t *testing.T) {
-	caami, _ := load(t, "PM-2026-000001")
-	ona, _ := load(t, "PM-2026-000002")
+	caami, ona := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	tests := []struct {
 		name string
 		inv  *billing.Invoice
@@ -178,11 +162,7 @@ func TestCreditNoteAmountsAreNegative(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := export.CSV(&buf, tt.inv); err != nil {
-				t.Fatal(err)
-			}
-			_, rows := readCSV(t, buf.Bytes())
+			_, _, rows := exportCSV(t, tt.inv)
 			var allowances []string
 			for _, r := range rows {
 				if r["document_kind"] != billing.KindCreditNote {
@@ -219,7 +199,7 @@ func TestCreditNoteAmountsAreNegative(t *testing.T) {
 func TestJSONRoundTrips(t *testing.T) {
 	for _, number := range []string{"PM-2026-000001", "PM-2026-000002"} {
 		t.Run("the JSON export of "+number+" is the issued document, its empty lists [], and decodes to the same document", func(t *testing.T) {
-			inv, stored := load(t, number)
+			inv, stored := billingtest.Issued(t, number), billingtest.IssuedJSON(t, number)
 			// ona's invoice has no SLA credit: billing keeps no list, the
 			// export writes [] as a credit note's.
 			if len(inv.Allowances) == 0 {
@@ -252,7 +232,7 @@ type failingWriter struct{ err error }
 func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
 
 func TestFormats(t *testing.T) {
-	caami, _ := load(t, "PM-2026-000001")
+	caami := billingtest.Issued(t, "PM-2026-000001")
 	draft := *caami
 	draft.Number, draft.IssueDate = "", ""
 	tests := []struct {
@@ -304,12 +284,8 @@ func TestFormats(t *testing.T) {
 // TestColumnsAreDocumented keeps the two descriptions of the CSV columns,
 // the package comment and docs/invoices.md, in step with what CSV writes.
 func TestColumnsAreDocumented(t *testing.T) {
-	caami, _ := load(t, "PM-2026-000001")
-	var buf bytes.Buffer
-	if err := export.CSV(&buf, caami); err != nil {
-		t.Fatal(err)
-	}
-	header, _ := readCSV(t, buf.Bytes())
+	caami := billingtest.Issued(t, "PM-2026-000001")
+	_, header, _ := exportCSV(t, caami)
 	want := []string{"document_number", "document_kind", "issue_date", "period", "tenant", "currency", "record_type",
 		"line_no", "meter", "environment_class", "band", "unit", "quantity", "unit_price", "amount", "vat_category",
 		"vat_rate", "adjusts_period", "description", "refers", "tier_range", "rate_version"}

@@ -2,7 +2,6 @@ package pdf_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"image/png"
 	"os"
@@ -21,20 +20,6 @@ import (
 	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
-
-// load reads a worked-example invoice that billing's golden test issued.
-func load(t *testing.T, number string) *billing.Invoice {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "worked-example", number+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv billing.Invoice
-	if err := json.Unmarshal(b, &inv); err != nil {
-		t.Fatalf("decode %s: %v", number, err)
-	}
-	return &inv
-}
 
 // long is inv with 120 lines: its own, then groups of 20 production
 // adjustment lines of earlier months, so that the lines table spans pages
@@ -105,8 +90,8 @@ func contains(t *testing.T, text string, want ...string) {
 }
 
 func TestRender(t *testing.T) {
-	caami := load(t, "PM-2026-000001")
-	ona := load(t, "PM-2026-000002")
+	caami := billingtest.Issued(t, "PM-2026-000001")
+	ona := billingtest.Issued(t, "PM-2026-000002")
 
 	t.Run("the invoice with an SLA credit and 21 % VAT shows its number, reference, parties, credit and payable", func(t *testing.T) {
 		got := text(t, render(t, caami), 1, 0)
@@ -161,13 +146,13 @@ func TestRender(t *testing.T) {
 }
 
 func TestRenderIsByteIdentical(t *testing.T) {
-	caami := load(t, "PM-2026-000001")
+	caami := billingtest.Issued(t, "PM-2026-000001")
 	docs := []struct {
 		name, golden string
 		inv          *billing.Invoice
 	}{
 		{"an invoice with an SLA credit and standard VAT renders as its golden PDF", "PM-2026-000001.pdf", caami},
-		{"a VAT-exempt invoice renders as its golden PDF", "PM-2026-000002.pdf", load(t, "PM-2026-000002")},
+		{"a VAT-exempt invoice renders as its golden PDF", "PM-2026-000002.pdf", billingtest.Issued(t, "PM-2026-000002")},
 		{"a credit note of a whole invoice renders as its golden PDF", "PMC-2026-000001.pdf", billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution")},
 		{"a partial credit note renders as its golden PDF", "PMC-2026-000002.pdf", billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill après l'incident du 12 novembre")},
 	}

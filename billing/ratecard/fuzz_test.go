@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 )
 
 // FuzzParse feeds arbitrary files to Parse. Whatever the file holds, Parse
@@ -29,7 +30,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("currency: EUR\nversions: &a [*a]\n")
 	f.Add("{currency: EUR, versions: [{rates: [{tiers: [{up_to: ~, price: '0'}]}]}]}")
 	f.Add("---\n---\n")
-	loc := brussels(f)
+	loc := clocktest.Brussels(f)
 	f.Fuzz(func(t *testing.T, doc string) {
 		c, err := ratecard.Parse([]byte(doc), "fuzz.yaml", loc)
 		if err != nil {

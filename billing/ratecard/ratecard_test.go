@@ -14,6 +14,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -21,18 +22,9 @@ import (
 // examplePath is the operators' example: testing it keeps it valid.
 const examplePath = "../../deploy/examples/ratecard.yaml"
 
-func brussels(t testing.TB) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("Europe/Brussels")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
-
 func loadExample(t testing.TB) *ratecard.Card {
 	t.Helper()
-	c, err := ratecard.Load(examplePath, brussels(t))
+	c, err := ratecard.Load(examplePath, clocktest.Brussels(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -562,7 +554,7 @@ func TestCanonical(t *testing.T) {
 	})
 
 	t.Run("the same content written differently has the same canonical bytes", func(t *testing.T) {
-		other, err := ratecard.Load(filepath.Join("testdata", "reformatted.yaml"), brussels(t))
+		other, err := ratecard.Load(filepath.Join("testdata", "reformatted.yaml"), clocktest.Brussels(t))
 		if err != nil {
 			t.Fatal(err)
 		}

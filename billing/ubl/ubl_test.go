@@ -19,20 +19,6 @@ import (
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
-// load reads a worked-example invoice that billing's golden test issued.
-func load(t testing.TB, number string) *billing.Invoice {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "worked-example", number+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var inv billing.Invoice
-	if err := json.Unmarshal(b, &inv); err != nil {
-		t.Fatalf("decode %s: %v", number, err)
-	}
-	return &inv
-}
-
 func money(s string) billing.Money { return billing.Money{Decimal: decimal.RequireFromString(s)} }
 
 // examples are the documents the golden files hold.
@@ -44,7 +30,7 @@ type example struct {
 }
 
 func examples(t testing.TB) (caami, ona, full, partial example) {
-	c, o := load(t, "PM-2026-000001"), load(t, "PM-2026-000002")
+	c, o := billingtest.Issued(t, "PM-2026-000001"), billingtest.Issued(t, "PM-2026-000002")
 	return example{"the invoice with an SLA credit and standard VAT", c, "PM-2026-000001.xml"},
 		example{"the VAT-exempt invoice without allowances", o, "PM-2026-000002.xml"},
 		example{"the credit note of the whole invoice with an SLA credit", billingtest.CreditNote(t, c, "PMC-2026-000001", "2026-12-10", "", "wrong institution"), "PMC-2026-000001.xml"},
@@ -234,7 +220,7 @@ func (w failingWriter) Write([]byte) (int, error) { return 0, w.err }
 
 func TestRenderRefuses(t *testing.T) {
 	edit := func(f func(inv *billing.Invoice)) *billing.Invoice {
-		inv := load(t, "PM-2026-000001")
+		inv := billingtest.Issued(t, "PM-2026-000001")
 		f(inv)
 		return inv
 	}
@@ -279,7 +265,7 @@ func TestRenderRefuses(t *testing.T) {
 
 	t.Run("a failing writer's error is returned", func(t *testing.T) {
 		disk := errors.New("disk full")
-		if err := Render(failingWriter{disk}, load(t, "PM-2026-000001")); !errors.Is(err, disk) {
+		if err := Render(failingWriter{disk}, billingtest.Issued(t, "PM-2026-000001")); !errors.Is(err, disk) {
 			t.Errorf("got %v, want the writer's error", err)
 		}
 	})
@@ -485,7 +471,7 @@ func violations(vs []Violation) string {
 }
 
 func TestCheckRefuses(t *testing.T) {
-	C := render(t, load(t, "PM-2026-000001"))
+	C := render(t, billingtest.Issued(t, "PM-2026-000001"))
 	tests := []struct {
 		name    string
 		doc     []byte

@@ -58,13 +58,7 @@ type Principal struct {
 
 // CanRead reports whether p may read tenant's data.
 func (p Principal) CanRead(tenant string) bool {
-	switch p.Role {
-	case RoleAdmin:
-		return true
-	case RoleInstitution:
-		return p.Tenant == tenant
-	}
-	return false
+	return p.Role == RoleAdmin || p.institutionOf(tenant)
 }
 
 // CanWriteTenant reports whether the route table lets p push log lines of
@@ -73,13 +67,12 @@ func (p Principal) CanRead(tenant string) bool {
 // checks further: CanWriteNode on each stream and MayRun on the tenant, so
 // that a refusal is counted and recorded as the agents' other writes are.
 func (p Principal) CanWriteTenant(tenant string) bool {
-	switch p.Role {
-	case RoleAgent:
-		return true
-	case RoleInstitution:
-		return p.Tenant == tenant
-	}
-	return false
+	return p.Role == RoleAgent || p.institutionOf(tenant)
+}
+
+// institutionOf reports whether p is tenant's institution.
+func (p Principal) institutionOf(tenant string) bool {
+	return p.Role == RoleInstitution && p.Tenant == tenant
 }
 
 // CanWriteNode reports whether p may write records of node.

@@ -54,3 +54,15 @@ type Route struct {
 	Access  Access
 	Handle  Handler
 }
+
+// Requires returns h when the collector has what h serves, and otherwise a
+// handler that answers 501 with why: a domain declares, in its table, which
+// of its routes need an optional part, instead of each handler checking.
+func Requires(has bool, why string, h Handler) Handler {
+	if has {
+		return h
+	}
+	return func(w http.ResponseWriter, _ *http.Request, _ auth.Principal) {
+		WriteError(w, http.StatusNotImplemented, why, nil)
+	}
+}

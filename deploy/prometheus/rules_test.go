@@ -112,10 +112,12 @@ func parse(t *testing.T, path string) ruleFile {
 	return f
 }
 
-func TestEveryRuleFilePassesPromtoolCheck(t *testing.T) {
+// TestEveryRuleFilePassesPromtool runs promtool's check over every rule
+// file and promtool's unit tests over every test file.
+func TestEveryRuleFilePassesPromtool(t *testing.T) {
 	t.Parallel()
 	promtool := tool(t, "promtool")
-	rules, _ := files(t)
+	rules, tests := files(t)
 	for _, f := range rules {
 		t.Run(filepath.Base(f)+" passes promtool check rules", func(t *testing.T) {
 			out, err := exec.Command(promtool, "check", "rules", f).CombinedOutput()
@@ -124,12 +126,6 @@ func TestEveryRuleFilePassesPromtoolCheck(t *testing.T) {
 			}
 		})
 	}
-}
-
-func TestEveryPromtoolUnitTestPasses(t *testing.T) {
-	t.Parallel()
-	promtool := tool(t, "promtool")
-	_, tests := files(t)
 	for _, f := range tests {
 		t.Run(filepath.Base(f)+" passes promtool test rules", func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -351,6 +347,16 @@ func (s *server) get(t *testing.T, path string, data any) {
 	}
 }
 
+// query returns the instant vector of expr.
+func (s *server) query(t *testing.T, expr string) []apiSample {
+	t.Helper()
+	var got struct {
+		Result []apiSample `json:"result"`
+	}
+	s.get(t, "/api/v1/query?query="+url.QueryEscape(expr), &got)
+	return got.Result
+}
+
 // eventually polls check until it returns "" or 30 seconds have passed, and
 // fails with its last complaint.
 func eventually(t *testing.T, check func() string) {
@@ -437,14 +443,11 @@ func TestARealPrometheusLoadsTheRulesRecordsTheSLIAndAlerts(t *testing.T) {
 
 	t.Run("the error ratio is recorded for the failing app and not for the one in maintenance", func(t *testing.T) {
 		eventually(t, func() string {
-			var got struct {
-				Result []apiSample `json:"result"`
+			got := prom.query(t, "paasmeter_sla:probe_error_ratio:rate5m")
+			if len(got) != 1 || got[0].Metric["app"] != "web" {
+				return fmt.Sprintf("paasmeter_sla:probe_error_ratio:rate5m = %v, want one series, for web", got)
 			}
-			prom.get(t, "/api/v1/query?query="+url.QueryEscape("paasmeter_sla:probe_error_ratio:rate5m"), &got)
-			if len(got.Result) != 1 || got.Result[0].Metric["app"] != "web" {
-				return fmt.Sprintf("paasmeter_sla:probe_error_ratio:rate5m = %v, want one series, for web", got.Result)
-			}
-			if v := value(t, got.Result[0]); math.Abs(v-0.1) > 1e-9 {
+			if v := value(t, got[0]); math.Abs(v-0.1) > 1e-9 {
 				return fmt.Sprintf("web's error ratio %v, want 0.1", v)
 			}
 			return ""
@@ -453,12 +456,9 @@ func TestARealPrometheusLoadsTheRulesRecordsTheSLIAndAlerts(t *testing.T) {
 
 	t.Run("the month-to-date availability counts platform-caused down minutes only", func(t *testing.T) {
 		eventually(t, func() string {
-			var got struct {
-				Result []apiSample `json:"result"`
-			}
-			prom.get(t, "/api/v1/query?query="+url.QueryEscape("paasmeter_sla:availability:ratio_month"), &got)
-			if len(got.Result) != 1 || math.Abs(value(t, got.Result[0])-0.998) > 1e-9 {
-				return fmt.Sprintf("paasmeter_sla:availability:ratio_month = %v, want web at 0.998 (2 of 1,000 eligible minutes)", got.Result)
+			got := prom.query(t, "paasmeter_sla:availability:ratio_month")
+			if len(got) != 1 || math.Abs(value(t, got[0])-0.998) > 1e-9 {
+				return fmt.Sprintf("paasmeter_sla:availability:ratio_month = %v, want web at 0.998 (2 of 1,000 eligible minutes)", got)
 			}
 			return ""
 		})

@@ -128,6 +128,17 @@ func newEnv(t *testing.T, tweak func(*batching.Config)) *env {
 	return e
 }
 
+// holdFirstFlush gates the store and appends records 0 to 9, whose flush the
+// store holds: later appends gather behind it until e.rec.release closes.
+func (e *env) holdFirstFlush(t *testing.T) <-chan outcome {
+	t.Helper()
+	e.rec.set(func(r *recorder) { r.gated = true })
+	first := e.appendAsync(context.Background(), records(span(0, 10)...))
+	<-e.rec.entered
+	e.queued(t, 10)
+	return first
+}
+
 // queued waits until the writer holds n records (waiting or being flushed).
 func (e *env) queued(t *testing.T, n int) {
 	t.Helper()
@@ -176,12 +187,9 @@ func (e *env) appendAsync(ctx context.Context, recs []usage.Record) <-chan outco
 
 func TestConcurrentAppendsAreWrittenAsOneInsertAndEachCallerGetsItsOwnDuplicates(t *testing.T) {
 	e := newEnv(t, nil)
-	e.rec.set(func(r *recorder) { r.gated = true })
 
 	// The first append holds the store, so every later one gathers behind it.
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
-	e.queued(t, 10)
+	first := e.holdFirstFlush(t)
 
 	// 20 callers of 50 records each: caller c sends records 25c..25c+49, so
 	// neighbours share 25; caller 0 also resends 5 of the first append's and
@@ -258,10 +266,7 @@ func TestConcurrentAppendsAreWrittenAsOneInsertAndEachCallerGetsItsOwnDuplicates
 
 func TestAFlushLargerThanMaxRecordsIsCutBetweenAppendsNeverInsideOne(t *testing.T) {
 	e := newEnv(t, func(c *batching.Config) { c.MaxRecords = 100 })
-	e.rec.set(func(r *recorder) { r.gated = true })
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
-	e.queued(t, 10)
+	first := e.holdFirstFlush(t)
 	var outs []<-chan outcome
 	sizes := []int{60, 30, 20, 150, 5}
 	next, total := 1000, 10
@@ -284,10 +289,7 @@ func TestAFlushLargerThanMaxRecordsIsCutBetweenAppendsNeverInsideOne(t *testing.
 
 func TestAFailedFlushFailsEveryAppendOfItAndStoresNothing(t *testing.T) {
 	e := newEnv(t, nil)
-	e.rec.set(func(r *recorder) { r.gated = true })
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
-	e.queued(t, 10)
+	first := e.holdFirstFlush(t)
 	second := e.appendAsync(context.Background(), records(span(10, 30)...))
 	e.queued(t, 30)
 	third := e.appendAsync(context.Background(), records(span(30, 40)...))
@@ -327,10 +329,7 @@ func TestAFailedFlushFailsEveryAppendOfItAndStoresNothing(t *testing.T) {
 
 func TestAStoreThatIsDownFailsTheFlushAndRefusesAppendsUntilRetryAfter(t *testing.T) {
 	e := newEnv(t, nil)
-	e.rec.set(func(r *recorder) { r.gated = true })
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
-	e.queued(t, 10)
+	first := e.holdFirstFlush(t)
 	waiting := e.appendAsync(context.Background(), records(span(10, 20)...))
 	e.queued(t, 20)
 	e.rec.set(func(r *recorder) {
@@ -433,10 +432,7 @@ func TestAnAppendLargerThanMaxQueuedStillGoesThroughAnEmptyQueue(t *testing.T) {
 
 func TestACallerThatGivesUpBeforeItsFlushLeavesNothingBehind(t *testing.T) {
 	e := newEnv(t, nil)
-	e.rec.set(func(r *recorder) { r.gated = true })
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
-	e.queued(t, 10)
+	first := e.holdFirstFlush(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	gone := e.appendAsync(ctx, records(span(10, 20)...))
 	e.queued(t, 20)
@@ -472,9 +468,7 @@ func TestACallerThatGivesUpDuringItsFlushGetsTheStoresOutcome(t *testing.T) {
 
 func TestCloseWritesWhatIsGatheredThenClosesTheStore(t *testing.T) {
 	e := newEnv(t, func(c *batching.Config) { c.MaxDelay = time.Minute })
-	e.rec.set(func(r *recorder) { r.gated = true })
-	first := e.appendAsync(context.Background(), records(span(0, 10)...))
-	<-e.rec.entered
+	first := e.holdFirstFlush(t)
 	gathered := e.appendAsync(context.Background(), records(span(10, 15)...))
 	e.queued(t, 15) // the second waits for a minute after the first flush
 	closed := make(chan error, 1)

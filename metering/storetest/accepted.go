@@ -12,15 +12,6 @@ import (
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
 
-func acceptedTests() map[string]func(t *testing.T, s metering.Store) {
-	return map[string]func(t *testing.T, s metering.Store){
-		"accepted counts the new records per tenant and hour of window start": testAcceptedPerHour,
-		"a replayed batch adds nothing to accepted":                           testAcceptedReplay,
-		"a batch with a duplicate inside counts it once":                      testAcceptedDuplicateInBatch,
-		"another tenant's records are not in the ledger":                      testAcceptedTenants,
-	}
-}
-
 // ledgerFrom and ledgerTo bound every record of these tests, in whole UTC days.
 var ledgerFrom, ledgerTo = Base.AddDate(0, 0, -1), Base.AddDate(0, 0, 3)
 
@@ -105,12 +96,12 @@ func testAcceptedPerHour(t *testing.T, s metering.Store) {
 		at("caami", "g", Base.Add(48*time.Hour+59*time.Second)), // hour 48
 		at("caami", "h", Base.Add(-23*time.Hour)),               // hour -23, the day before
 	}
-	if res := mustAppend(t, s, recs); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, recs); len(res.Duplicates) != 0 {
 		t.Fatalf("fresh records reported as duplicates: %v", res.Duplicates)
 	}
 	// A later append adds to an hour counted already; its duplicate adds nothing.
 	more := []usage.Record{at("caami", "i", Base.Add(10*time.Minute)), recs[1], at("caami", "j", Base.Add(20*time.Minute))}
-	if res := mustAppend(t, s, more); !slices.Equal(res.Duplicates, []int{1}) {
+	if res := mustAppend(t, s.AppendUsage, more); !slices.Equal(res.Duplicates, []int{1}) {
 		t.Fatalf("second append: duplicates %v, want [1]", res.Duplicates)
 	}
 	wantAccepted(t, s, "caami", ledgerFrom, ledgerTo, "-23h:1", "-1h:1", "+0h:5", "+1h:1", "+25h:1", "+48h:1")
@@ -123,11 +114,11 @@ func testAcceptedPerHour(t *testing.T, s metering.Store) {
 
 func testAcceptedReplay(t *testing.T, s metering.Store) {
 	recs := batch("caami", 0, 20, Base.Add(2*time.Minute))
-	mustAppend(t, s, recs)
+	mustAppend(t, s.AppendUsage, recs)
 	wantAccepted(t, s, "caami", ledgerFrom, ledgerTo, "+0h:20")
 	// The agent resends the whole batch after a lost acknowledgement.
 	replay := batch("caami", 0, 20, Base.Add(7*time.Minute))
-	if res := mustAppend(t, s, replay); len(res.Duplicates) != len(replay) {
+	if res := mustAppend(t, s.AppendUsage, replay); len(res.Duplicates) != len(replay) {
 		t.Fatalf("replay: %d duplicates, want %d", len(res.Duplicates), len(replay))
 	}
 	wantAccepted(t, s, "caami", ledgerFrom, ledgerTo, "+0h:20")
@@ -137,7 +128,7 @@ func testAcceptedReplay(t *testing.T, s metering.Store) {
 func testAcceptedDuplicateInBatch(t *testing.T, s metering.Store) {
 	recs := []usage.Record{at("caami", "a", Base), at("caami", "b", Base.Add(time.Hour)), at("caami", "c", Base)}
 	recs = append(recs, recs[1], recs[0], recs[1])
-	if res := mustAppend(t, s, recs); !slices.Equal(res.Duplicates, []int{3, 4, 5}) {
+	if res := mustAppend(t, s.AppendUsage, recs); !slices.Equal(res.Duplicates, []int{3, 4, 5}) {
 		t.Fatalf("duplicates = %v, want [3 4 5]", res.Duplicates)
 	}
 	wantAccepted(t, s, "caami", ledgerFrom, ledgerTo, "+0h:2", "+1h:1")
@@ -153,8 +144,8 @@ func testAcceptedTenants(t *testing.T, s metering.Store) {
 			mixed = append(mixed, at("ona", fmt.Sprintf("o%d", i), Base.Add(time.Hour)))
 		}
 	}
-	mustAppend(t, s, mixed)
-	mustAppend(t, s, []usage.Record{at("ona", "o9", Base), at("ona", "o8", Base)})
+	mustAppend(t, s.AppendUsage, mixed)
+	mustAppend(t, s.AppendUsage, []usage.Record{at("ona", "o9", Base), at("ona", "o8", Base)})
 	wantAccepted(t, s, "caami", ledgerFrom, ledgerTo, "+0h:5")
 	wantAccepted(t, s, "ona", ledgerFrom, ledgerTo, "+0h:2", "+1h:3")
 	wantAccepted(t, s, "inami", ledgerFrom, ledgerTo)

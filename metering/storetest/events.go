@@ -12,15 +12,6 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 )
 
-func eventTests() map[string]func(t *testing.T, s metering.Store) {
-	return map[string]func(t *testing.T, s metering.Store){
-		"events read back with every field intact":                              testEventRoundTrip,
-		"the same events sent twice are stored once and keep the first arrival": testEventResend,
-		"event scans see only the requested tenant, apps and types":             testEventFilters,
-		"a run's node is the node of its earliest event":                        testRunNode,
-	}
-}
-
 func testRunNode(t *testing.T, s metering.Store) {
 	started := eventstest.Event("caami", "abc", events.Started, Base.Add(time.Minute))
 	created := eventstest.Event("caami", "abc", events.Created, Base)

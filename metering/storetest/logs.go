@@ -12,22 +12,6 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 )
 
-func logTests() map[string]func(t *testing.T, s metering.Store) {
-	return map[string]func(t *testing.T, s metering.Store){
-		"log streams count per tenant, and the keys not stored yet count as new":    testLogStreamCount,
-		"a tenant with 40,000 streams reads its lines and labels":                   testLogManyStreams,
-		"deleting old lines deletes the streams they leave empty":                   testLogRetentionOfStreams,
-		"a stream that gets a line while retention runs keeps its labels and lines": testLogRetentionRacingAppends,
-		"log lines read back with their labels, time and text, newest first":        testLogRoundTrip,
-		"the same log lines sent twice are stored once and keep the first arrival":  testLogResend,
-		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":     testLogSelectors,
-		"log pages follow each other through the cursor without loss or repeat":     testLogPages,
-		"log reads and label lists see only the requested tenant":                   testLogTenantIsolation,
-		"a log scan stops where its reader refuses a line and goes on from there":   testLogScanRefusals,
-		"deleting a tenant's old lines keeps its recent ones and other tenants'":    testLogRetention,
-	}
-}
-
 // logLine returns a valid line of tenant's stream app/stream at Base+offset.
 func logLine(tenant, app, stream string, offset time.Duration, seq int, text string) logs.Line {
 	l := logs.Line{SchemaVersion: logs.SchemaVersion, Tenant: tenant, Time: Base.Add(offset), Seq: seq, Line: text,
@@ -35,15 +19,6 @@ func logLine(tenant, app, stream string, offset time.Duration, seq int, text str
 	l.SetID()
 	l.ReceivedAt = Base.Add(time.Hour)
 	return l
-}
-
-func appendLogs(t *testing.T, s metering.Store, lines []logs.Line) metering.AppendResult {
-	t.Helper()
-	res, err := s.AppendLogs(ctx(t), lines)
-	if err != nil {
-		t.Fatalf("AppendLogs: %v", err)
-	}
-	return res
 }
 
 // queryAll pages through q (limit per page) and returns every line.
@@ -106,7 +81,7 @@ func testLogRoundTrip(t *testing.T, s metering.Store) {
 		logLine("caami", "web", "stdout", time.Second, 1, "second, same nanosecond"),
 		logLine("caami", "web", "stderr", 2*time.Second, 0, "an error: ünïcödé"),
 	}
-	appendLogs(t, s, in)
+	mustAppend(t, s.AppendLogs, in)
 	got := queryAll(t, s, metering.LogQuery{Tenant: "caami"})
 	want := []logs.Line{in[2], in[1], in[0]}
 	if !reflect.DeepEqual(got, want) {
@@ -120,13 +95,13 @@ func testLogRoundTrip(t *testing.T, s metering.Store) {
 
 func testLogResend(t *testing.T, s metering.Store) {
 	first := []logs.Line{logLine("caami", "web", "stdout", time.Second, 0, "a"), logLine("caami", "web", "stdout", 2*time.Second, 0, "b")}
-	appendLogs(t, s, first)
+	mustAppend(t, s.AppendLogs, first)
 	again := slices.Clone(first)
 	for i := range again {
 		again[i].ReceivedAt = Base.Add(2 * time.Hour)
 	}
 	again = append(again, logLine("caami", "web", "stdout", 3*time.Second, 0, "c"), again[0])
-	res := appendLogs(t, s, again)
+	res := mustAppend(t, s.AppendLogs, again)
 	if !slices.Equal(res.Duplicates, []int{0, 1, 3}) {
 		t.Errorf("duplicates %v, want [0 1 3]", res.Duplicates)
 	}
@@ -137,7 +112,7 @@ func testLogResend(t *testing.T, s metering.Store) {
 }
 
 func testLogSelectors(t *testing.T, s metering.Store) {
-	appendLogs(t, s, []logs.Line{
+	mustAppend(t, s.AppendLogs, []logs.Line{
 		logLine("caami", "web", "stdout", 1*time.Second, 0, "GET /healthz 200"),
 		logLine("caami", "web", "stderr", 2*time.Second, 0, "panic: nil map"),
 		logLine("caami", "api", "stdout", 3*time.Second, 0, "GET /claims 500"),
@@ -174,7 +149,7 @@ func testLogPages(t *testing.T, s metering.Store) {
 		// Several lines share a timestamp: the cursor must order them by seq and id.
 		in = append(in, logLine("caami", fmt.Sprintf("app%d", i%3), "stdout", time.Duration(i/4)*time.Millisecond, i%4, fmt.Sprintf("line %03d", i)))
 	}
-	appendLogs(t, s, in)
+	mustAppend(t, s.AppendLogs, in)
 	for _, forward := range []bool{false, true} {
 		got := queryAll(t, s, metering.LogQuery{Tenant: "caami", Limit: 7, Forward: forward,
 			Selector: selector(t, nil, [][2]string{{"!=", "line 100"}})})
@@ -214,7 +189,7 @@ func testLogScanRefusals(t *testing.T, s metering.Store) {
 		}
 		in = append(in, logLine("caami", "app", "stdout", time.Duration(i)*time.Millisecond, 0, text))
 	}
-	appendLogs(t, s, in)
+	mustAppend(t, s.AppendLogs, in)
 	q := metering.LogQuery{Tenant: "caami", From: Base, To: Base.Add(time.Hour), Limit: metering.MaxLogLimit, Forward: true}
 	var got []string
 	for pages := 1; ; pages++ {
@@ -247,7 +222,7 @@ func testLogScanRefusals(t *testing.T, s metering.Store) {
 }
 
 func testLogTenantIsolation(t *testing.T, s metering.Store) {
-	appendLogs(t, s, []logs.Line{
+	mustAppend(t, s.AppendLogs, []logs.Line{
 		logLine("caami", "web", "stdout", time.Second, 0, "caami's line"),
 		logLine("ona", "secret", "stdout", time.Second, 0, "ona's line"),
 	})
@@ -275,7 +250,7 @@ func testLogTenantIsolation(t *testing.T, s metering.Store) {
 }
 
 func testLogRetention(t *testing.T, s metering.Store) {
-	appendLogs(t, s, []logs.Line{
+	mustAppend(t, s.AppendLogs, []logs.Line{
 		logLine("caami", "web", "stdout", time.Second, 0, "old"),
 		logLine("caami", "web", "stdout", 2*time.Hour, 0, "recent"),
 		logLine("ona", "web", "stdout", time.Second, 0, "ona's old"),
@@ -294,7 +269,7 @@ func testLogRetention(t *testing.T, s metering.Store) {
 
 func testLogStreamCount(t *testing.T, s metering.Store) {
 	web, api := logLine("caami", "web", "stdout", time.Second, 0, "w"), logLine("caami", "api", "stdout", time.Second, 0, "a")
-	appendLogs(t, s, []logs.Line{web, api, logLine("ona", "web", "stdout", time.Second, 0, "o")})
+	mustAppend(t, s.AppendLogs, []logs.Line{web, api, logLine("ona", "web", "stdout", time.Second, 0, "o")})
 	key := func(l logs.Line) string { return logs.StreamKey(l.Labels) }
 	other := logLine("caami", "jobs", "stderr", time.Second, 0, "j")
 	for _, c := range []struct {
@@ -323,7 +298,7 @@ func testLogManyStreams(t *testing.T, s metering.Store) {
 	for i := range lines {
 		lines[i] = logLine("caami", fmt.Sprintf("app-%05d", i), "stdout", time.Duration(i)*time.Millisecond, 0, fmt.Sprintf("line %d", i))
 	}
-	appendLogs(t, s, lines)
+	mustAppend(t, s.AppendLogs, lines)
 	sel := selector(t, [][3]string{{logs.LabelApp, "=~", "app-.*"}}, nil)
 	page, err := metering.QueryLogs(ctx(t), s, metering.LogQuery{Tenant: "caami", Selector: sel, From: Base, To: Base.Add(time.Hour), Limit: 10})
 	if err != nil {
@@ -342,7 +317,7 @@ func testLogManyStreams(t *testing.T, s metering.Store) {
 }
 
 func testLogRetentionOfStreams(t *testing.T, s metering.Store) {
-	appendLogs(t, s, []logs.Line{
+	mustAppend(t, s.AppendLogs, []logs.Line{
 		logLine("caami", "crashed-1", "stdout", time.Second, 0, "old"),
 		logLine("caami", "crashed-2", "stdout", time.Second, 0, "old"),
 		logLine("caami", "web", "stdout", time.Second, 0, "old"),
@@ -359,7 +334,7 @@ func testLogRetentionOfStreams(t *testing.T, s metering.Store) {
 		t.Errorf("ona has %d streams (%v), want 1: another tenant's retention touched them", stored, err)
 	}
 	// A stream that comes back after retention reads as before.
-	appendLogs(t, s, []logs.Line{logLine("caami", "crashed-1", "stdout", 3*time.Hour, 0, "back")})
+	mustAppend(t, s.AppendLogs, []logs.Line{logLine("caami", "crashed-1", "stdout", 3*time.Hour, 0, "back")})
 	sel := selector(t, [][3]string{{logs.LabelApp, "=", "crashed-1"}}, nil)
 	if got := texts(queryAll(t, s, metering.LogQuery{Tenant: "caami", Selector: sel})); !slices.Equal(got, []string{"back"}) {
 		t.Errorf("the stream that came back reads %q", got)
@@ -375,7 +350,7 @@ func testLogRetentionRacingAppends(t *testing.T, s metering.Store) {
 	const rounds = 8
 	for i := range rounds {
 		app := fmt.Sprintf("crashloop-%d", i)
-		appendLogs(t, s, []logs.Line{logLine("caami", app, "stdout", time.Second, 0, "old")})
+		mustAppend(t, s.AppendLogs, []logs.Line{logLine("caami", app, "stdout", time.Second, 0, "old")})
 		done, c := make(chan error, 1), ctx(t)
 		go func() {
 			_, err := s.DeleteLogs(c, "caami", Base.Add(time.Hour))

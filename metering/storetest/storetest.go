@@ -6,6 +6,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"sync"
@@ -54,18 +55,27 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"usage groups by app, environment, meter and calendar day across a DST change":  testGroupByDay,
 		"queries and scans see only the requested tenant and filters":                   testTenantIsolation,
 		"a closed store is not ready and refuses appends":                               testClosed,
+		"accepted counts the new records per tenant and hour of window start":           testAcceptedPerHour,
+		"a replayed batch adds nothing to accepted":                                     testAcceptedReplay,
+		"a batch with a duplicate inside counts it once":                                testAcceptedDuplicateInBatch,
+		"another tenant's records are not in the ledger":                                testAcceptedTenants,
+		"events read back with every field intact":                                      testEventRoundTrip,
+		"the same events sent twice are stored once and keep the first arrival":         testEventResend,
+		"event scans see only the requested tenant, apps and types":                     testEventFilters,
+		"a run's node is the node of its earliest event":                                testRunNode,
+		"log streams count per tenant, and the keys not stored yet count as new":        testLogStreamCount,
+		"a tenant with 40,000 streams reads its lines and labels":                       testLogManyStreams,
+		"deleting old lines deletes the streams they leave empty":                       testLogRetentionOfStreams,
+		"a stream that gets a line while retention runs keeps its labels and lines":     testLogRetentionRacingAppends,
+		"log lines read back with their labels, time and text, newest first":            testLogRoundTrip,
+		"the same log lines sent twice are stored once and keep the first arrival":      testLogResend,
+		"a selector picks streams by =, !=, =~, !~ and lines by |=, !=, |~, !~":         testLogSelectors,
+		"log pages follow each other through the cursor without loss or repeat":         testLogPages,
+		"log reads and label lists see only the requested tenant":                       testLogTenantIsolation,
+		"a log scan stops where its reader refuses a line and goes on from there":       testLogScanRefusals,
+		"deleting a tenant's old lines keeps its recent ones and other tenants'":        testLogRetention,
 	}
-	for _, more := range []map[string]func(t *testing.T, s metering.Store){acceptedTests(), eventTests(), logTests()} {
-		for name, test := range more {
-			tests[name] = test
-		}
-	}
-	names := make([]string, 0, len(tests))
-	for name := range tests {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			t.Cleanup(func() { s.Close() })
@@ -90,11 +100,13 @@ func batch(tenant string, first, n int, recv time.Time) []usage.Record {
 	return out
 }
 
-func mustAppend(t *testing.T, s metering.Store, recs []usage.Record) metering.AppendResult {
+// mustAppend appends recs with add, a store's AppendUsage or AppendLogs,
+// failing t if it cannot.
+func mustAppend[T any](t *testing.T, add func(context.Context, []T) (metering.AppendResult, error), recs []T) metering.AppendResult {
 	t.Helper()
-	res, err := s.AppendUsage(ctx(t), recs)
+	res, err := add(ctx(t), recs)
 	if err != nil {
-		t.Fatalf("AppendUsage: %v", err)
+		t.Fatalf("append %T: %v", recs, err)
 	}
 	return res
 }
@@ -121,7 +133,7 @@ func testRoundTrip(t *testing.T, s metering.Store) {
 	for i := range in {
 		in[i].ReceivedAt = recv
 	}
-	if res := mustAppend(t, s, in); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, in); len(res.Duplicates) != 0 {
 		t.Fatalf("fresh records reported as duplicates: %v", res.Duplicates)
 	}
 	got := scanAll(t, s, "caami")
@@ -137,12 +149,12 @@ func testRoundTrip(t *testing.T, s metering.Store) {
 
 func testResendKeepsFirst(t *testing.T, s metering.Store) {
 	first := batch("caami", 0, 50, Base.Add(2*time.Minute))
-	if res := mustAppend(t, s, first); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, first); len(res.Duplicates) != 0 {
 		t.Fatalf("first send: %d duplicates, want 0", len(res.Duplicates))
 	}
 	again := batch("caami", 0, 50, Base.Add(5*time.Minute))
 	again[7].Quantity = 999999 // a resend never changes what was stored
-	res := mustAppend(t, s, again)
+	res := mustAppend(t, s.AppendUsage, again)
 	if len(res.Duplicates) != 50 {
 		t.Fatalf("second send: %d duplicates, want 50", len(res.Duplicates))
 	}
@@ -166,7 +178,7 @@ func testResendKeepsFirst(t *testing.T, s metering.Store) {
 func testDuplicateInBatch(t *testing.T, s metering.Store) {
 	recs := batch("caami", 0, 3, Base.Add(time.Minute))
 	recs = append(recs, recs[1])
-	res := mustAppend(t, s, recs)
+	res := mustAppend(t, s.AppendUsage, recs)
 	if !slices.Equal(res.Duplicates, []int{3}) {
 		t.Fatalf("duplicates = %v, want [3]", res.Duplicates)
 	}
@@ -180,14 +192,14 @@ func testConflict(t *testing.T, s metering.Store) {
 	forged := recs[1]
 	forged.Quantity = 0 // the same id, other content: inside the batch
 	recs = append(recs, forged)
-	res := mustAppend(t, s, recs)
+	res := mustAppend(t, s.AppendUsage, recs)
 	if !slices.Equal(res.Duplicates, []int{3}) || !slices.Equal(res.Conflicts, []int{3}) {
 		t.Fatalf("in one batch: duplicates %v, conflicts %v; want [3] and [3]", res.Duplicates, res.Conflicts)
 	}
 	// … and across appends, beside a plain resend.
 	again := batch("caami", 0, 3, Base.Add(2*time.Minute))
 	again[2].Quantity++
-	res = mustAppend(t, s, again)
+	res = mustAppend(t, s.AppendUsage, again)
 	if !slices.Equal(res.Duplicates, []int{0, 1, 2}) || !slices.Equal(res.Conflicts, []int{2}) {
 		t.Fatalf("across appends: duplicates %v, conflicts %v; want [0 1 2] and [2]", res.Duplicates, res.Conflicts)
 	}
@@ -290,7 +302,7 @@ func testAtomic(t *testing.T, s metering.Store) {
 	}
 	// The batch, repaired, then goes through whole: the failure left no partial state.
 	recs[9].SetID()
-	if res := mustAppend(t, s, recs); len(res.Duplicates) != 0 {
+	if res := mustAppend(t, s.AppendUsage, recs); len(res.Duplicates) != 0 {
 		t.Fatalf("repaired batch: %d duplicates, want 0", len(res.Duplicates))
 	}
 }
@@ -340,7 +352,7 @@ func testGroupByDay(t *testing.T, s metering.Store) {
 	add("pricing", usage.EnvProd, usage.MeterCPU, "2026-10-25T23:00:00Z", 8) // 00:00 CET on the 26th
 	add("pricing", usage.EnvTest, usage.MeterCPU, "2026-10-25T12:00:00Z", 16)
 	add("records", usage.EnvProd, usage.MeterNetRx, "2026-10-25T12:00:00Z", 32)
-	mustAppend(t, s, recs)
+	mustAppend(t, s.AppendUsage, recs)
 
 	q := metering.UsageQuery{
 		UsageFilter: metering.UsageFilter{Tenant: "caami", From: at("2026-10-24T22:00:00Z"), To: at("2026-10-31T23:00:00Z")},
@@ -377,8 +389,8 @@ func testGroupByDay(t *testing.T, s metering.Store) {
 }
 
 func testTenantIsolation(t *testing.T, s metering.Store) {
-	mustAppend(t, s, batch("caami", 0, 5, Base.Add(time.Minute)))
-	mustAppend(t, s, batch("ona", 100, 3, Base.Add(time.Minute)))
+	mustAppend(t, s.AppendUsage, batch("caami", 0, 5, Base.Add(time.Minute)))
+	mustAppend(t, s.AppendUsage, batch("ona", 100, 3, Base.Add(time.Minute)))
 	for _, r := range scanAll(t, s, "ona") {
 		if r.Tenant != "ona" {
 			t.Fatalf("scan for ona returned a record of %s", r.Tenant)

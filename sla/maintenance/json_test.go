@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 )
@@ -64,7 +65,7 @@ func TestDecodeDeclarationNamesTheField(t *testing.T) {
 }
 
 func TestDeclarationJSONRoundTrips(t *testing.T) {
-	bxl := brussels(t)
+	bxl := clocktest.Brussels(t)
 	d := maintenance.Declaration{ID: "nightly", Scope: sla.Scope{Tenant: "caami"}, Start: time.Date(2026, 12, 10, 22, 0, 0, 0, bxl),
 		Duration: 2 * time.Hour, Recurrence: &maintenance.Recurrence{Every: maintenance.Daily}, Reason: "backups",
 		DeclaredAt: time.Date(2026, 12, 1, 9, 0, 0, 0, bxl), Version: 2, Source: maintenance.SourceConfig}

@@ -6,18 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 )
-
-func brussels(t testing.TB) *time.Location {
-	t.Helper()
-	loc, err := time.LoadLocation("Europe/Brussels")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return loc
-}
 
 // utc parses an RFC 3339 time.
 func utc(t testing.TB, s string) time.Time {
@@ -30,7 +22,7 @@ func utc(t testing.TB, s string) time.Time {
 }
 
 func TestOccurrences(t *testing.T) {
-	bxl := brussels(t)
+	bxl := clocktest.Brussels(t)
 	decl := func(start string, d time.Duration, every, until string) maintenance.Declaration {
 		w := maintenance.Declaration{ID: "w", Scope: sla.Scope{Tenant: "caami"}, Start: utc(t, start), Duration: d, Reason: "r",
 			DeclaredAt: utc(t, "2026-01-01T00:00:00Z")}
@@ -129,7 +121,7 @@ func TestOccurrences(t *testing.T) {
 // TestOccurrencesFromAnyStartAgreeWithCountingFromTheFirst checks the jump
 // to a range far from the first occurrence against stepping from it.
 func TestOccurrencesFromAnyStartAgreeWithCountingFromTheFirst(t *testing.T) {
-	bxl := brussels(t)
+	bxl := clocktest.Brussels(t)
 	start := time.Date(2026, 1, 31, 2, 30, 0, 0, bxl)
 	end := start.AddDate(4, 0, 0)
 	for _, every := range []string{maintenance.Daily, maintenance.Weekly, maintenance.Monthly} {

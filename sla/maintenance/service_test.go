@@ -13,6 +13,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/clock/clocktest"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
@@ -43,7 +44,7 @@ func (f *fixture) open(t *testing.T) (*embedded.Store, *maintenance.Service) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	svc, err := maintenance.New(maintenance.Options{Store: st, Location: brussels(t), Clock: f.clock,
+	svc, err := maintenance.New(maintenance.Options{Store: st, Location: clocktest.Brussels(t), Clock: f.clock,
 		Institutions: institution.Of("caami", "ona"), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -52,19 +52,11 @@ type refusalDetail struct {
 	Earliest *time.Time `json:"earliest,omitempty"`
 }
 
-func maintenanceUnconfigured(w http.ResponseWriter) {
-	route.WriteError(w, http.StatusNotImplemented, "this collector keeps no maintenance windows: it has no state store", nil)
-}
-
 // listMaintenance is GET /api/v1/maintenance: the windows of tenant (all
 // without it) overlapping [from, to). from and to are RFC 3339 times or
 // YYYY-MM-DD dates in the platform's time zone; from defaults to now (the
 // windows in progress and to come), to to no end.
 func (h *handlers) listMaintenance(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if h.windows == nil {
-		maintenanceUnconfigured(w)
-		return
-	}
 	v := r.URL.Query()
 	var problems []route.FieldError
 	bad := func(field, format string, args ...any) {
@@ -113,10 +105,6 @@ func (h *handlers) listMaintenance(w http.ResponseWriter, r *http.Request, _ aut
 // declareMaintenance is POST /api/v1/maintenance: a new window, 201 with
 // it as stored (its id and version 1).
 func (h *handlers) declareMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if h.windows == nil {
-		maintenanceUnconfigured(w)
-		return
-	}
 	d, ok := h.readDeclaration(w, r)
 	if !ok {
 		return
@@ -142,10 +130,6 @@ func (h *handlers) declareMaintenance(w http.ResponseWriter, r *http.Request, p 
 // changeMaintenance is PUT /api/v1/maintenance/{id}: the window as it
 // should be, with the version it was read at; 409 when it changed since.
 func (h *handlers) changeMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if h.windows == nil {
-		maintenanceUnconfigured(w)
-		return
-	}
 	id := r.PathValue("id")
 	d, ok := h.readDeclaration(w, r)
 	if !ok {
@@ -172,10 +156,6 @@ func (h *handlers) changeMaintenance(w http.ResponseWriter, r *http.Request, p a
 // cancelMaintenance is DELETE /api/v1/maintenance/{id}: the occurrences
 // that have not started are cancelled; 200 with the window as it is then.
 func (h *handlers) cancelMaintenance(w http.ResponseWriter, r *http.Request, p auth.Principal) {
-	if h.windows == nil {
-		maintenanceUnconfigured(w)
-		return
-	}
 	id := r.PathValue("id")
 	stored, err := h.windows.Cancel(r.Context(), id, p.Name)
 	if err != nil {

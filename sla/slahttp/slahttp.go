@@ -62,12 +62,18 @@ type handlers struct {
 func Routes(o Options) []route.Route {
 	h := &handlers{reports: o.Reports, windows: o.Windows, institutions: o.Institutions, loc: cmp.Or(o.Location, time.UTC),
 		clock: cmp.Or[clock.Clock](o.Clock, clock.System{}), log: cmp.Or(o.Logger, slog.Default())}
+	reports := func(h route.Handler) route.Handler {
+		return route.Requires(o.Reports != nil, "this collector computes no SLA reports", h)
+	}
+	windows := func(h route.Handler) route.Handler {
+		return route.Requires(o.Windows != nil, "this collector keeps no maintenance windows: it has no state store", h)
+	}
 	return []route.Route{
-		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/sla", Access: route.TenantRead, Handle: h.getSLA},
-		{Method: "GET", Pattern: "/api/v1/maintenance", Access: route.AdminOnly, Handle: h.listMaintenance},
-		{Method: "POST", Pattern: "/api/v1/maintenance", Access: route.AdminOnly, Handle: h.declareMaintenance},
-		{Method: "PUT", Pattern: "/api/v1/maintenance/{id}", Access: route.AdminOnly, Handle: h.changeMaintenance},
-		{Method: "DELETE", Pattern: "/api/v1/maintenance/{id}", Access: route.AdminOnly, Handle: h.cancelMaintenance},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/sla", Access: route.TenantRead, Handle: reports(h.getSLA)},
+		{Method: "GET", Pattern: "/api/v1/maintenance", Access: route.AdminOnly, Handle: windows(h.listMaintenance)},
+		{Method: "POST", Pattern: "/api/v1/maintenance", Access: route.AdminOnly, Handle: windows(h.declareMaintenance)},
+		{Method: "PUT", Pattern: "/api/v1/maintenance/{id}", Access: route.AdminOnly, Handle: windows(h.changeMaintenance)},
+		{Method: "DELETE", Pattern: "/api/v1/maintenance/{id}", Access: route.AdminOnly, Handle: windows(h.cancelMaintenance)},
 	}
 }
 
@@ -91,10 +97,6 @@ type WindowChange struct {
 // getSLA serves an institution's SLA report of ?month=YYYY-MM (default the
 // running month, reported up to a minute ago).
 func (h *handlers) getSLA(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	if h.reports == nil {
-		route.WriteError(w, http.StatusNotImplemented, "this collector computes no SLA reports", nil)
-		return
-	}
 	tenant := r.PathValue("tenant")
 	p := calendar.MonthOf(h.clock.Now(), h.loc)
 	if m := r.URL.Query().Get("month"); m != "" {

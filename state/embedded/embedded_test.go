@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/paasmeter/paasmeter/internal/privfile/privfiletest"
@@ -15,15 +14,7 @@ import (
 
 // open opens the store in dir, failing the test if it cannot; the test
 // closes it once done with it (Close twice is harmless).
-func open(t *testing.T, dir string) *embedded.Store {
-	t.Helper()
-	s, err := embedded.Open(context.Background(), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+func open(t *testing.T, dir string) *embedded.Store { return statetest.Open(t, embedded.Open, dir) }
 
 // freeze freezes the content every upgrade test reads back.
 func freeze(t *testing.T, s *embedded.Store) string {
@@ -83,13 +74,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	dir := t.TempDir()
 	tamper(t, open(t, dir), "PRAGMA user_version = 99")
 	s, err := embedded.Open(context.Background(), dir)
-	if err == nil {
-		s.Close()
-		t.Fatal("a schema newer than the binary was opened")
-	}
-	if !strings.Contains(err.Error(), "newer than this binary") {
-		t.Errorf("error %q does not say the schema is newer", err)
-	}
+	statetest.WantNewerSchemaRefused(t, s, err)
 }
 
 // TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths opens a
@@ -98,21 +83,14 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 func TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	h := freeze(t, s)
-	issued := statetest.IssueBeforeUpgrade(t, s)
+	before := statetest.BeforeUpgrade(t, s)
 	tamper(t, s, "DROP TABLE maintenance_windows", "DROP TABLE month_closes", "PRAGMA user_version = 1")
 	s, err := embedded.Open(context.Background(), dir)
 	if err != nil {
 		t.Fatalf("opening a first-schema store: %v", err)
 	}
 	defer s.Close()
-	wantFrozen(t, s, h, "after the upgrade")
-	w, err := s.DeclareWindow(context.Background(), state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r", DeclaredAt: statetest.Base,
-		Source: state.WindowSourceAPI}, state.AuditEntry{Time: statetest.Base, Actor: "ops", Action: "maintenance.declare"})
-	if err != nil || w.ID != "1" {
-		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
-	}
-	statetest.WantClosedAfterUpgrade(t, s, issued)
+	before.Check(t, s)
 }
 
 // TestDataFilesArePrivate: the database, its -wal and -shm files and the
@@ -120,14 +98,7 @@ func TestAStoreOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing
 func TestDataFilesArePrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	privfiletest.WithoutUmask(t, func() {
-		s, err := embedded.Open(context.Background(), dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer s.Close()
-		if _, err := s.Freeze(context.Background(), []byte(`{"v":1}`)); err != nil {
-			t.Fatal(err)
-		}
+		freeze(t, open(t, dir))
 		privfiletest.CheckTreeHas(t, dir, embedded.FileName, embedded.FileName+"-wal", embedded.FileName+"-shm")
 	})
 }

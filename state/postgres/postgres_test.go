@@ -23,15 +23,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 
-func open(t *testing.T, dsn string) *postgres.Store {
-	t.Helper()
-	s, err := postgres.Open(context.Background(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
+// open opens the store on dsn, failing the test if it cannot; the test
+// closes it once done with it (Close twice is harmless).
+func open(t *testing.T, dsn string) *postgres.Store { return statetest.Open(t, postgres.Open, dsn) }
 
 // serializable makes SERIALIZABLE the default isolation of a DSN's
 // sessions, as an operator may configure a database: the store must not
@@ -124,13 +118,7 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 	open(t, dsn).Close()
 	exec(t, dsn, "INSERT INTO schema_migrations (version) VALUES (999)")
 	s, err := postgres.Open(context.Background(), dsn)
-	if err == nil {
-		s.Close()
-		t.Fatal("a schema newer than the binary was opened")
-	}
-	if !strings.Contains(err.Error(), "newer than this binary") {
-		t.Errorf("error %q does not say the schema is newer", err)
-	}
+	statetest.WantNewerSchemaRefused(t, s, err)
 }
 
 // TestADatabaseOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths
@@ -139,23 +127,10 @@ func TestNewerSchemaIsRefused(t *testing.T) {
 func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	s := open(t, dsn)
-	h, err := s.Freeze(context.Background(), []byte(`{"v":1}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	issued := statetest.IssueBeforeUpgrade(t, s)
+	before := statetest.BeforeUpgrade(t, s)
 	s.Close()
 	exec(t, dsn, "DROP TABLE month_closes; DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
-	s = open(t, dsn)
-	if got, err := s.FrozenContent(context.Background(), h); err != nil || string(got) != `{"v":1}` {
-		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
-	}
-	w, err := s.DeclareWindow(context.Background(), state.WindowRecord{Start: statetest.Base, DurationSeconds: 60, Reason: "r",
-		DeclaredAt: statetest.Base, Source: state.WindowSourceAPI}, state.AuditEntry{Time: statetest.Base, Actor: "ops", Action: "maintenance.declare"})
-	if err != nil || w.ID != "1" {
-		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
-	}
-	statetest.WantClosedAfterUpgrade(t, s, issued)
+	before.Check(t, open(t, dsn))
 	var latest, applied int
 	query(t, dsn, "SELECT MAX(version), COUNT(*) FROM schema_migrations", &latest, &applied)
 	if latest < 2 || applied != latest {

@@ -2,6 +2,7 @@ package statetest
 
 import (
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -185,21 +186,54 @@ func testConcurrentClose(t *testing.T, a, b state.Store) {
 	}
 }
 
-// IssueBeforeUpgrade issues an invoice of caami for 2026-11 without closing
-// its month, as a store of a schema before closed months did: an adapter's
-// upgrade test calls it, downgrades the schema, reopens the store, and calls
-// WantClosedAfterUpgrade.
-func IssueBeforeUpgrade(t *testing.T, s state.Store) state.Document {
-	t.Helper()
-	return mustIssue(t, s, "PM-2026", invoice("caami", "2026-11"))
+// Upgrade is what an adapter's upgrade test stores with the first schema and
+// checks once the store is reopened with the current one: a frozen content,
+// and an invoice of caami for 2026-11 issued without closing its month, as a
+// store of a schema before closed months did.
+type Upgrade struct {
+	frozen string
+	issued state.Document
 }
 
-// WantClosedAfterUpgrade checks that the upgrade closed the month of the
-// invoice IssueBeforeUpgrade issued, and that the next month closes after it.
-func WantClosedAfterUpgrade(t *testing.T, s state.Store, d state.Document) {
+// BeforeUpgrade stores in s what the upgrade must keep: the adapter's test
+// then downgrades the schema, reopens the store, and calls Check.
+func BeforeUpgrade(t *testing.T, s state.Store) Upgrade {
 	t.Helper()
-	wantClosed(t, s, "caami", "2026-11:"+d.Number)
+	h, err := s.Freeze(ctx(t), []byte(`{"v":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Upgrade{frozen: h, issued: mustIssue(t, s, "PM-2026", invoice("caami", "2026-11"))}
+}
+
+// Check checks that the upgraded s kept the frozen content, gained
+// maintenance windows (numbered from 1), closed the month of the invoice, and
+// closes the next month after it.
+func (u Upgrade) Check(t *testing.T, s state.Store) {
+	t.Helper()
+	if got, err := s.FrozenContent(ctx(t), u.frozen); err != nil || string(got) != `{"v":1}` {
+		t.Errorf("after the upgrade FrozenContent = %q, %v", got, err)
+	}
+	w, err := s.DeclareWindow(ctx(t), state.WindowRecord{Start: Base, DurationSeconds: 60, Reason: "r", DeclaredAt: Base,
+		Source: state.WindowSourceAPI}, state.AuditEntry{Time: Base, Actor: "ops", Action: "maintenance.declare"})
+	if err != nil || w.ID != "1" {
+		t.Errorf("DeclareWindow after the upgrade = %+v, %v; want window 1", w, err)
+	}
+	wantClosed(t, s, "caami", "2026-11:"+u.issued.Number)
 	if err := s.CloseMonth(ctx(t), monthClose("caami", "2026-12", "2026-11"), closeAudit); err != nil {
 		t.Errorf("close the month after the upgraded one: %v", err)
+	}
+}
+
+// WantNewerSchemaRefused checks what opening a database whose schema is newer
+// than the binary returned: an error that says so (s, opened anyway, is closed).
+func WantNewerSchemaRefused(t *testing.T, s io.Closer, err error) {
+	t.Helper()
+	if err == nil {
+		s.Close()
+		t.Fatal("a schema newer than the binary was opened")
+	}
+	if !strings.Contains(err.Error(), "newer than this binary") {
+		t.Errorf("error %q does not say the schema is newer", err)
 	}
 }

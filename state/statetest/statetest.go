@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -29,6 +30,19 @@ type Opener func(t *testing.T) (a, b state.Store)
 
 // Base is the time the suite's documents are issued at.
 var Base = time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC)
+
+// Open opens a store of an adapter (open is its Open; where, its directory or
+// DSN) for a test, failing t if it cannot, and closes it when t ends (Close
+// twice is harmless, so the test may close it before).
+func Open[S state.Store](t *testing.T, open func(context.Context, string) (S, error), where string) S {
+	t.Helper()
+	s, err := open(context.Background(), where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
 
 // Run runs the whole contract against stores from open.
 func Run(t *testing.T, open Opener) {
@@ -64,12 +78,7 @@ func Run(t *testing.T, open Opener) {
 		"a window and its audit entry are stored together or not at all":          testWindowAudit,
 		"bad windows are refused naming the field and store nothing":              testBadWindows,
 	}
-	names := make([]string, 0, len(tests))
-	for name := range tests {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
+	for _, name := range slices.Sorted(maps.Keys(tests)) {
 		t.Run(name, func(t *testing.T) {
 			// Each test has a database of its own, and a server-backed
 			// store spends most of a test waiting for round trips.
