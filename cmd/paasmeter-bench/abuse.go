@@ -448,9 +448,13 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 	}
 	next := make([]int, spec.Agents)
 	var quiet, attacked agentStats
+	cpu := map[*agentStats]time.Duration{}
 	phase := func(st *agentStats, during func(context.Context)) {
 		pctx, cancel := context.WithTimeout(ctx, spec.Duration)
 		defer cancel()
+		// CPU time, unlike latency, does not depend on what else the machine runs.
+		from := processCPU(os.Getpid())
+		defer func() { cpu[st] = processCPU(os.Getpid()) - from }()
 		var wg sync.WaitGroup
 		if during != nil {
 			wg.Add(1)
@@ -495,6 +499,7 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		}
 		fmt.Fprintf(a.stdout, "attack %-13s %s\n", kind+":", strings.Join(parts, " "))
 	}
+	fmt.Fprintf(a.stdout, "process CPU (collector and driver): quiet %.2f s, attack %.2f s\n", cpu[&quiet].Seconds(), cpu[&attacked].Seconds())
 	peakNote := ""
 	if resetPeak != nil {
 		peakNote = " (the seeding included: the peak could not be reset)"
