@@ -452,7 +452,9 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 	phase := func(st *agentStats, during func(context.Context)) {
 		pctx, cancel := context.WithTimeout(ctx, spec.Duration)
 		defer cancel()
-		// CPU time, unlike latency, does not depend on what else the machine runs.
+		// The work a phase made, beside its latency: on a shared machine the
+		// process gets what the other load leaves, and an attacker that
+		// retries at once takes all of it, so compare runs made close together.
 		from := processCPU(os.Getpid())
 		defer func() { cpu[st] = processCPU(os.Getpid()) - from }()
 		var wg sync.WaitGroup
