@@ -82,6 +82,7 @@ type Server struct {
 	// pushes (collector.logs): agents keep slots for themselves.
 	pushLimits      *pushLimits
 	reads           *readSlots // collector.logs read slots, apart from ingest
+	readBytes       *buckets   // each tenant's read budget, collector.logs.read_rate_bytes
 	pushSlots       chan struct{}
 	tenantPushSlots map[string]chan struct{}
 	loc             *time.Location
@@ -163,6 +164,7 @@ func New(o Options) (*Server, error) {
 		audit:           o.AccessLog,
 		pushLimits:      newPushLimits(o.Config.Logs),
 		reads:           newReadSlots(o.Config.Logs.MaxConcurrentReadsPerTenant, o.Config.Logs.MaxConcurrentReads),
+		readBytes:       newBuckets(o.Config.Logs.ReadRateBytes, o.Config.Logs.ReadBurstBytes),
 		pushSlots:       make(chan struct{}, o.Config.Logs.MaxInflightPushes),
 		tenantPushSlots: make(map[string]chan struct{}, len(tenants)),
 		loc:             o.Location,

@@ -134,6 +134,11 @@ type LogsConfig struct {
 	// ReadTimeout bounds how long a log read may take to reach its client,
 	// so a client that stops reading gives its slot back.
 	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// ReadRateBytes and ReadBurstBytes are each tenant's budget of log read
+	// answers, in bytes sent per second: a read starts only while its
+	// tenant's budget is not overdrawn, and pays for its answer once sent.
+	ReadRateBytes  int `yaml:"read_rate_bytes"`
+	ReadBurstBytes int `yaml:"read_burst_bytes"`
 }
 
 // DefaultConfig returns the defaults.
@@ -177,6 +182,10 @@ func DefaultConfig() Config {
 			MaxConcurrentReads:          8,
 			MaxQueryRange:               31 * 24 * time.Hour,
 			ReadTimeout:                 time.Minute,
+			// As much as a tenant may push (ingestion_rate_bytes), and four
+			// full answers at once.
+			ReadRateBytes:  4 << 20,
+			ReadBurstBytes: 32 << 20,
 		},
 	}
 }
@@ -297,6 +306,9 @@ func (c *LogsConfig) Validate() error {
 		// An answer always holds its first line: the budget must take the
 		// longest line and its labels with JSON's escapes (up to 6 bytes a byte).
 		{"max_response_bytes", c.MaxResponseBytes, 16 * c.MaxLineBytes},
+		{"read_rate_bytes", c.ReadRateBytes, 1},
+		// A read pays for its answer in one go: the burst must hold the largest.
+		{"read_burst_bytes", c.ReadBurstBytes, c.MaxResponseBytes},
 	} {
 		if f.value < f.min {
 			errs = append(errs, fmt.Errorf("%s: %d is below the minimum of %d", f.name, f.value, f.min))

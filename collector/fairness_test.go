@@ -208,6 +208,7 @@ func TestPushesBeyondMaxStreamsPerTenantAreRefusedUntilRetentionFreesStreams(t *
 	if a.code != http.StatusTooManyRequests || !strings.Contains(string(a.body), "max_streams_per_tenant (3)") {
 		t.Errorf("a push adding a fourth stream: %d %s, want 429 naming max_streams_per_tenant", a.code, a.body)
 	}
+	e.clock.Advance(time.Second) // its Retry-After: caami's pushes are held until then
 	if a := e.pushProto(t, caamiToken, "caami", stream(`{app="a"}`, at, "a3")); a.code != http.StatusNoContent {
 		t.Errorf("a push to an existing stream at the limit: %d %s", a.code, a.body)
 	}
@@ -358,5 +359,68 @@ func TestConfigNamesEachFairnessKeyItRefuses(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %v, want it to say %q", err, want)
 		}
+	}
+}
+
+func TestAnInstitutionPastALimitIsHeldUntilRetryAfterAndAgentsAreNot(t *testing.T) {
+	cfg := collector.DefaultConfig()
+	cfg.Logs.MaxStreamsPerTenant = 2
+	e := newEnv(t, &cfg, nil)
+	at := now.Add(-time.Minute)
+	nodeStream := `{app="a",node="node-1"}`
+	if a := e.pushProto(t, caamiToken, "caami", stream(nodeStream, at, "a"), stream(`{app="b"}`, at, "b")); a.code != http.StatusNoContent {
+		t.Fatalf("a push up to the limit: %d %s", a.code, a.body)
+	}
+	a := e.pushProto(t, caamiToken, "caami", stream(`{app="c"}`, at, "c"))
+	if a.code != http.StatusTooManyRequests || a.header.Get("Retry-After") != "1" {
+		t.Fatalf("a push past max_streams_per_tenant: %d Retry-After %q %s, want 429 after 1 s", a.code, a.header.Get("Retry-After"), a.body)
+	}
+	// Before the second is up, even a push the limits would take is refused
+	// unread, naming the limit that set the hold; nothing of it is stored.
+	held := e.pushProto(t, caamiToken, "caami", stream(nodeStream, at, "a, too early"))
+	if held.code != http.StatusTooManyRequests || held.header.Get("Retry-After") != "1" ||
+		!strings.Contains(string(held.body), "collector.logs.max_streams_per_tenant") || !strings.Contains(string(held.body), "refused unread") {
+		t.Errorf("a push to an existing stream before Retry-After: %d Retry-After %q %s, want 429 naming max_streams_per_tenant", held.code, held.header.Get("Retry-After"), held.body)
+	}
+	// Nobody else is held: ona, and the agents, for caami's containers too.
+	if a := e.pushProto(t, onaToken, "ona", stream(`{app="a"}`, at, "ona's")); a.code != http.StatusNoContent {
+		t.Errorf("ona's push while caami is held: %d %s", a.code, a.body)
+	}
+	if a := e.pushProto(t, agentNode1, "caami", stream(`{app="c",node="node-1"}`, at, "agent's")); a.code != http.StatusTooManyRequests || !strings.Contains(string(a.body), "max_streams_per_tenant (2)") {
+		t.Errorf("an agent's push of a new caami stream: %d %s, want the streams limit itself, not the hold", a.code, a.body)
+	}
+	if a := e.pushProto(t, agentNode1, "caami", stream(nodeStream, at, "a, from an agent")); a.code != http.StatusNoContent {
+		t.Errorf("an agent's push to an existing caami stream while caami is held: %d %s", a.code, a.body)
+	}
+	if a := e.post(t, agentNode1, records("caami", 0, 5)); a.code != http.StatusOK {
+		t.Errorf("an agent's usage batch while caami is held: %d %s", a.code, a.body)
+	}
+	if got := lineTexts(e.storedLines(t, "caami"), func(l logs.Line) string { return l.Line }); !slices.Equal(sorted(got), []string{"a", "a, from an agent", "b"}) {
+		t.Errorf("caami's lines: %q; the held push stored nothing", got)
+	}
+	if n := e.metric(t, "paasmeter_collector_loki_push_refusals_total", map[string]string{"tenant": "caami", "reason": "held"}); n != 1 {
+		t.Errorf("push refusals{tenant=caami,reason=held} = %v, want 1", n)
+	}
+
+	e.clock.Advance(time.Second)
+	if a := e.pushProto(t, caamiToken, "caami", stream(nodeStream, at, "a, on time")); a.code != http.StatusNoContent {
+		t.Errorf("the push once Retry-After has passed: %d %s", a.code, a.body)
+	}
+}
+
+func TestARefusalOfOneStreamHoldsNoOtherPush(t *testing.T) {
+	cfg := collector.DefaultConfig()
+	cfg.Logs.MaxLineBytes, cfg.Logs.PerStreamRateBytes, cfg.Logs.PerStreamBurstBytes = 1000, 1000, 1000
+	cfg.Logs.MaxInflightPushesPerTenant = 1
+	e := newEnv(t, &cfg, nil)
+	at := now.Add(-time.Minute)
+	big := strings.Repeat("x", 800)
+	for i, want := range []int{http.StatusNoContent, http.StatusTooManyRequests} {
+		if a := e.pushProto(t, caamiToken, "caami", stream(`{app="a"}`, at, fmt.Sprint(i, big))); a.code != want {
+			t.Fatalf("push %d to one stream: %d %s, want %d", i, a.code, a.body, want)
+		}
+	}
+	if a := e.pushProto(t, caamiToken, "caami", stream(`{app="b"}`, at, big)); a.code != http.StatusNoContent {
+		t.Errorf("another stream right after one stream's refusal: %d %s", a.code, a.body)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -34,9 +35,9 @@ func (r *readSlots) acquire(tenant string) (release func(), key string, limit in
 	defer r.mu.Unlock()
 	switch {
 	case r.busy[tenant] >= r.perTenant:
-		return nil, "max_concurrent_reads_per_tenant", r.perTenant
+		return nil, readRefusedPerTenant, r.perTenant
 	case r.all >= r.total:
-		return nil, "max_concurrent_reads", r.total
+		return nil, readRefusedTotal, r.total
 	}
 	r.busy[tenant]++
 	r.all++
@@ -53,19 +54,54 @@ func (r *readSlots) acquire(tenant string) (release func(), key string, limit in
 	}, "", 0
 }
 
-// readSlot takes a read slot for tenant, or answers 429 naming the limit and
-// returns false. A read refused is not queued: a client retries after a
-// second, when reads that stream to live clients have likely moved on.
-func (s *Server) readSlot(w http.ResponseWriter, tenant string) (func(), bool) {
-	release, key, limit := s.reads.acquire(tenant)
-	if release != nil {
-		return release, true
+// The reasons of paasmeter_collector_log_read_refusals_total: the
+// collector.logs keys of the limits.
+const (
+	readRefusedBytes     = "read_rate_bytes"
+	readRefusedPerTenant = "max_concurrent_reads_per_tenant"
+	readRefusedTotal     = "max_concurrent_reads"
+)
+
+// readSlot admits a read of tenant: while the tenant's read budget
+// (read_rate_bytes) is not overdrawn, it takes a read slot. Otherwise it
+// answers 429 naming the limit and returns false. A read refused is not
+// queued: a client retries after Retry-After, when reads that stream to live
+// clients have likely moved on. The caller calls done with the bytes it sent.
+//
+// An answer's size is known only once it is sent, so a read spends the
+// budget afterwards and may overdraw it, by at most max_response_bytes per
+// read in flight; the tenant's next reads wait until the debt is paid. The
+// budget bounds the CPU one institution's reads take (scanning, encoding,
+// sending), which their concurrency alone does not: two reads at a time
+// that follow each other without pause kept a core busy.
+func (s *Server) readSlot(w http.ResponseWriter, tenant string) (done func(sent int), ok bool) {
+	now := s.clock.Now()
+	budget := s.readBytes.get(tenant, now)
+	if left := budget.TokensAt(now); left <= 0 {
+		wait := time.Duration(-left / float64(budget.Limit()) * float64(time.Second))
+		s.metrics.readRefusals.WithLabelValues(tenant, readRefusedBytes).Inc()
+		w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter(wait)/time.Second)))
+		route.WriteError(w, http.StatusTooManyRequests,
+			fmt.Sprintf("log read budget of tenant %s spent: collector.logs.read_rate_bytes is %d bytes/sec (bursts of read_burst_bytes, %d); retry after %s",
+				tenant, s.cfg.Logs.ReadRateBytes, s.cfg.Logs.ReadBurstBytes, retryAfter(wait)),
+			map[string]int{"read_rate_bytes": s.cfg.Logs.ReadRateBytes, "read_burst_bytes": s.cfg.Logs.ReadBurstBytes})
+		return nil, false
 	}
-	w.Header().Set("Retry-After", "1")
-	route.WriteError(w, http.StatusTooManyRequests,
-		fmt.Sprintf("too many log reads in flight (tenant %s): collector.logs.%s is %d; retry when one has finished", tenant, key, limit),
-		map[string]int{key: limit})
-	return nil, false
+	release, key, limit := s.reads.acquire(tenant)
+	if release == nil {
+		s.metrics.readRefusals.WithLabelValues(tenant, key).Inc()
+		w.Header().Set("Retry-After", "1")
+		route.WriteError(w, http.StatusTooManyRequests,
+			fmt.Sprintf("too many log reads in flight (tenant %s): collector.logs.%s is %d; retry when one has finished", tenant, key, limit),
+			map[string]int{key: limit})
+		return nil, false
+	}
+	return func(sent int) {
+		release()
+		// Validate keeps the burst above an answer's size; the reservation
+		// is never waited for: it is the debt.
+		budget.ReserveN(s.clock.Now(), min(sent, s.cfg.Logs.ReadBurstBytes))
+	}, true
 }
 
 // checkRange refuses a range longer than bound, naming the parameters that

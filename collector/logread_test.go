@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -301,6 +302,8 @@ func TestLogReadLimitsAreValidatedByName(t *testing.T) {
 		"logs.max_concurrent_reads: 1 is below the minimum of 2":           func(c *collector.LogsConfig) { c.MaxConcurrentReads = 1 },
 		"logs.max_query_range: 1h0m0s is below the minimum of 6h0m0s":      func(c *collector.LogsConfig) { c.MaxQueryRange = time.Hour },
 		"logs.read_timeout: 10ms is below the minimum of 1s":               func(c *collector.LogsConfig) { c.ReadTimeout = 10 * time.Millisecond },
+		"logs.read_rate_bytes: 0 is below the minimum of 1":                func(c *collector.LogsConfig) { c.ReadRateBytes = 0 },
+		"logs.read_burst_bytes: 4194304 is below the minimum of 8388608":   func(c *collector.LogsConfig) { c.ReadBurstBytes = 4 << 20 },
 	}
 	for want, change := range cases {
 		c := collector.DefaultConfig()
@@ -312,5 +315,53 @@ func TestLogReadLimitsAreValidatedByName(t *testing.T) {
 	c := collector.DefaultConfig()
 	if err := c.Validate(); err != nil {
 		t.Errorf("the defaults: %v", err)
+	}
+}
+
+// TestReadsPastTheirTenantsByteBudgetWaitForIt: each institution's answers
+// spend a budget of bytes per second; a read that finds it overdrawn gets
+// 429 with the Retry-After that pays the debt, while other institutions and
+// agents go on as before.
+func TestReadsPastTheirTenantsByteBudgetWaitForIt(t *testing.T) {
+	cfg := collector.DefaultConfig()
+	cfg.Logs.MaxLineBytes = 1000
+	cfg.Logs.MaxResponseBytes, cfg.Logs.ReadBurstBytes, cfg.Logs.ReadRateBytes = 16_000, 16_000, 1000
+	cfg.Logs.MaxConcurrentReadsPerTenant = 1
+	e := newEnv(t, &cfg, nil)
+	var lines []logs.Line
+	for i := range 40 { // 20 KB: more than one answer
+		lines = append(lines, withReceived(logLine("caami", "pricing", "c1", "prod", now.Add(-time.Duration(i+1)*time.Second), fmt.Sprintf("%03d %s", i, strings.Repeat("x", 496)))))
+	}
+	lines = append(lines, withReceived(logLine("ona", "records", "c9", "prod", now.Add(-time.Minute), "ona's own line")))
+	if _, err := e.store.AppendLogs(context.Background(), lines); err != nil {
+		t.Fatal(err)
+	}
+	// Two full answers: the first leaves some budget, the second overdraws it.
+	for i := range 2 {
+		if page := e.readLogs(t, caamiToken, "caami", "limit=5000"); len(page.Lines) < 20 || page.Next == "" {
+			t.Fatalf("read %d: %d lines, next %q; want a page cut by max_response_bytes", i, len(page.Lines), page.Next)
+		}
+	}
+	a := do(t, "GET", e.api.URL+"/api/v1/tenants/caami/logs?limit=5000", caamiToken, nil)
+	wait, _ := strconv.Atoi(a.header.Get("Retry-After"))
+	if a.code != http.StatusTooManyRequests || !strings.Contains(string(a.body), "collector.logs.read_rate_bytes") || wait < 2 || wait > 16 {
+		t.Fatalf("a third read: %d Retry-After %q %s, want 429 naming read_rate_bytes after the debt of up to 16 KB at 1 KB/s", a.code, a.header.Get("Retry-After"), a.body)
+	}
+	lokiRead := url.Values{"query": {`{app="pricing"}`}, "limit": {"10"}}
+	if a := e.lokiGet(t, caamiToken, "caami", "/loki/api/v1/query_range", lokiRead); a.code != http.StatusTooManyRequests {
+		t.Errorf("a Loki read of caami's meanwhile: %d %s, want 429: the budget is the tenant's", a.code, a.body)
+	}
+	if got := e.readLogs(t, onaToken, "ona", ""); len(got.Lines) != 1 {
+		t.Errorf("ona's read while caami's budget is spent: %+v, want its one line", got)
+	}
+	if a := e.post(t, agentNode1, records("caami", 0, 5)); a.code != http.StatusOK {
+		t.Errorf("an agent's batch while caami's budget is spent: %d %s", a.code, a.body)
+	}
+	if n := e.metric(t, "paasmeter_collector_log_read_refusals_total", map[string]string{"tenant": "caami", "reason": "read_rate_bytes"}); n != 2 {
+		t.Errorf("read refusals{tenant=caami,reason=read_rate_bytes} = %v, want 2", n)
+	}
+	e.clock.Advance(time.Duration(wait) * time.Second)
+	if a := e.lokiGet(t, caamiToken, "caami", "/loki/api/v1/query_range", lokiRead); a.code != http.StatusOK {
+		t.Errorf("caami's read once Retry-After has passed: %d %s", a.code, a.body)
 	}
 }

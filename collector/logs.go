@@ -60,14 +60,14 @@ func (s *Server) getLogs(w http.ResponseWriter, r *http.Request, _ auth.Principa
 		route.WriteError(w, http.StatusBadRequest, "invalid logs query", problems)
 		return
 	}
-	release, ok := s.readSlot(w, q.Tenant)
+	done, ok := s.readSlot(w, q.Tenant)
 	if !ok {
 		return
 	}
-	defer release()
 	s.deliverBy(w)
 	const tail = "]}"
 	a := newStreamedAnswer(w, LogsResponse{Tenant: q.Tenant, From: q.From, To: q.To, Direction: direction(q.Forward), Lines: []LogLine{}}, tail, s.cfg.Logs.MaxResponseBytes)
+	defer func() { done(a.written) }()
 	next, err := s.store.ScanLogs(r.Context(), q, func(l logs.Line) bool {
 		var sep []byte
 		if a.parts > 0 {

@@ -42,6 +42,9 @@ const (
 	refusedBytes        = "bytes"
 	refusedStreamBytes  = "stream_bytes"
 	refusedStreams      = "streams"
+	// refusedHeld is a push of an institution sent before the Retry-After
+	// of an earlier refusal had passed.
+	refusedHeld = "held"
 )
 
 // lokiPush is POST /loki/api/v1/push. It answers as Loki does: 204 when every
@@ -55,6 +58,14 @@ const (
 // take slots of their own (max_inflight_pushes, of which one institution
 // gets max_inflight_pushes_per_tenant), never the agents' slots; an agent's
 // push takes one of the agents'.
+//
+// An institution's push refused for one of its tenant-wide budgets (pushes,
+// lines or bytes per second, streams) is told when to retry, and until then
+// that institution's pushes are refused before they are decoded: decoding
+// is most of a push's cost, and a client that ignores Retry-After would
+// otherwise make the collector decode every push it then refuses (a flood
+// of new streams past max_streams_per_tenant cost more CPU than everything
+// else of issue 19's abuse benchmark). Agents' pushes are never held.
 func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Principal) {
 	tenant := r.PathValue("tenant")
 	reject := func(code int, msg string, detail any) {
@@ -82,8 +93,20 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 		return
 	}
 	now := s.clock.Now().UTC()
+	institution := p.Role != auth.RoleAgent
+	if institution {
+		if h, wait := s.pushLimits.held(tenant, now); wait > 0 {
+			refuse(refusedHeld)
+			s.rateLimited(w, tenant, wait, 0, fmt.Sprintf("tenant %s was told to retry at %s (a push went past collector.logs.%s); pushes sent before then are refused unread; nothing was stored, retry later",
+				tenant, h.until.Format(time.RFC3339), h.key), map[string]string{"retry_at": h.until.Format(time.RFC3339), "limit": h.key})
+			return
+		}
+	}
 	if wait, _ := s.pushLimits.take(now, []ask{{refusedRequests, s.pushLimits.requests, tenant, 1}}); wait > 0 {
 		refuse(refusedRequests)
+		if institution {
+			s.pushLimits.hold(tenant, now, wait, "push_rate_requests")
+		}
 		s.rateLimited(w, tenant, wait, 0, fmt.Sprintf("push rate limit exceeded for tenant %s (limit: %d pushes/sec, collector.logs.push_rate_requests); nothing was stored, retry later",
 			tenant, s.cfg.Logs.PushRateRequests), map[string]int{"push_rate_requests": s.cfg.Logs.PushRateRequests, "push_burst_requests": s.cfg.Logs.PushBurstRequests})
 		return
@@ -145,7 +168,7 @@ func (s *Server) lokiPush(w http.ResponseWriter, r *http.Request, p auth.Princip
 
 	lines, problems, total := s.pushLines(tenant, streams, now)
 	if len(lines) > 0 {
-		if !s.admitLines(w, r, tenant, lines, now) {
+		if !s.admitLines(w, r, tenant, institution, lines, now) {
 			return
 		}
 		for i := range lines {
@@ -211,7 +234,8 @@ func (s *Server) admitPush(w http.ResponseWriter, r *http.Request, tenant string
 // admitLines checks a push's valid lines against the tenant's limits on
 // streams and rates, and spends its budgets; otherwise it answers (413 for a
 // push that could never pass, 429 for one that may later) and returns false.
-func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant string, lines []logs.Line, now time.Time) bool {
+// A 429 past a tenant-wide limit holds an institution's pushes.
+func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant string, institution bool, lines []logs.Line, now time.Time) bool {
 	refuse := func(reason string) { s.metrics.pushRefusals.WithLabelValues(tenant, reason).Inc() }
 	bytes := 0
 	perStream := map[string]int{}
@@ -235,6 +259,9 @@ func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant strin
 	}
 	if missing > 0 && stored+missing > s.cfg.Logs.MaxStreamsPerTenant {
 		refuse(refusedStreams)
+		if institution {
+			s.pushLimits.hold(tenant, now, 0, "max_streams_per_tenant")
+		}
 		s.rateLimited(w, tenant, 0, len(lines), fmt.Sprintf("tenant %s has %d log streams and this push would add %d, beyond collector.logs.max_streams_per_tenant (%d); nothing was stored. Streams without lines are deleted by retention",
 			tenant, stored, missing, s.cfg.Logs.MaxStreamsPerTenant), map[string]int{"max_streams_per_tenant": s.cfg.Logs.MaxStreamsPerTenant, "streams": stored, "new_streams": missing})
 		return false
@@ -265,6 +292,9 @@ func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant strin
 			hit.n, lim.noun, tenant, lim.burst, lim.burstKey), detail)
 		return false
 	}
+	if institution && hit.reason != refusedStreamBytes { // one stream's budget holds that stream only
+		s.pushLimits.hold(tenant, now, wait, lim.rateKey)
+	}
 	s.rateLimited(w, tenant, wait, len(lines), fmt.Sprintf("ingestion rate limit exceeded for tenant %s (limit: %d %s) while attempting to ingest %d lines totaling %d bytes (collector.logs.%s); nothing was stored, retry later",
 		tenant, lim.rate, lim.per, len(lines), bytes, lim.rateKey), detail)
 	return false
@@ -275,8 +305,14 @@ func (s *Server) admitLines(w http.ResponseWriter, r *http.Request, tenant strin
 func (s *Server) rateLimited(w http.ResponseWriter, tenant string, wait time.Duration, lines int, msg string, detail any) {
 	s.metrics.records.WithLabelValues(kindLogs, tenant, pushRateLimited).Add(float64(lines))
 	s.metrics.lokiPushes.WithLabelValues(tenant, pushRateLimited).Inc()
-	w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+	w.Header().Set("Retry-After", strconv.Itoa(int(retryAfter(wait)/time.Second)))
 	route.WriteError(w, http.StatusTooManyRequests, msg, detail)
+}
+
+// retryAfter is the Retry-After a refusal that may pass after wait gives: in
+// whole seconds, at least one.
+func retryAfter(wait time.Duration) time.Duration {
+	return time.Duration(max(1, math.Ceil(wait.Seconds()))) * time.Second
 }
 
 // decodePush decodes a push body read by readBody, bounded by max_body_bytes
@@ -362,9 +398,19 @@ func truncateStream(s string) string {
 }
 
 // pushLimits are the token buckets of Loki pushes: per tenant, of requests,
-// lines and line bytes; per tenant and stream, of line bytes.
+// lines and line bytes; per tenant and stream, of line bytes; and the
+// tenants whose pushes are held until a Retry-After passes.
 type pushLimits struct {
 	requests, lines, bytes, streamBytes *buckets
+
+	mu    sync.Mutex
+	holds map[string]pushHold // by tenant; only configured tenants get here
+}
+
+// pushHold is a tenant told to retry at until, for the limit key.
+type pushHold struct {
+	until time.Time
+	key   string
 }
 
 func newPushLimits(c LogsConfig) *pushLimits {
@@ -373,7 +419,33 @@ func newPushLimits(c LogsConfig) *pushLimits {
 		lines:       newBuckets(c.IngestionRateLines, c.IngestionBurstLines),
 		bytes:       newBuckets(c.IngestionRateBytes, c.IngestionBurstBytes),
 		streamBytes: newBuckets(c.PerStreamRateBytes, c.PerStreamBurstBytes),
+		holds:       map[string]pushHold{},
 	}
+}
+
+// hold holds tenant's pushes until the Retry-After a refusal at now for the
+// limit key, which may pass after wait, gives.
+func (p *pushLimits) hold(tenant string, now time.Time, wait time.Duration, key string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if until := now.Add(retryAfter(wait)); until.After(p.holds[tenant].until) {
+		p.holds[tenant] = pushHold{until: until, key: key}
+	}
+}
+
+// held returns tenant's hold and how long it still lasts at now (0: none).
+func (p *pushLimits) held(tenant string, now time.Time) (pushHold, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, ok := p.holds[tenant]
+	if !ok {
+		return h, 0
+	}
+	if !now.Before(h.until) {
+		delete(p.holds, tenant)
+		return h, 0
+	}
+	return h, h.until.Sub(now)
 }
 
 // ask is n tokens of the bucket of key in b; reason names the limit.
@@ -506,14 +578,14 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 		route.WriteError(w, http.StatusBadRequest, "invalid query: "+problems[0].Field+": "+problems[0].Reason, problems)
 		return
 	}
-	release, ok := s.readSlot(w, q.Tenant)
+	done, ok := s.readSlot(w, q.Tenant)
 	if !ok {
 		return
 	}
-	defer release()
 	s.deliverBy(w)
 	const tail = "]}}"
 	a := newStreamedAnswer(w, lokiResponse{Status: "success", Data: lokiStreams{ResultType: "streams", Result: []lokiStream{}}}, tail, s.cfg.Logs.MaxResponseBytes)
+	defer func() { done(a.written) }()
 	var stream string // the key of the stream of the entry being written
 	var value, entry []byte
 	next, err := s.store.ScanLogs(r.Context(), q, func(l logs.Line) bool {
@@ -568,11 +640,11 @@ func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func
 		return
 	}
 	tenant := r.PathValue("tenant")
-	release, ok := s.readSlot(w, tenant)
+	done, ok := s.readSlot(w, tenant)
 	if !ok {
 		return
 	}
-	defer release()
+	defer done(0) // names and values of the tenant's streams: small beside lines
 	out, err := list(tenant, from, to)
 	if err != nil {
 		s.log.Error("log label query failed", "tenant", tenant, "err", err)

@@ -40,6 +40,7 @@ type metrics struct {
 	storeErrors     *prometheus.CounterVec
 	lokiPushes      *prometheus.CounterVec
 	pushRefusals    *prometheus.CounterVec
+	readRefusals    *prometheus.CounterVec
 	logLinesDeleted *prometheus.CounterVec
 }
 
@@ -70,12 +71,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		lokiPushes: metric.CounterVec("paasmeter_collector_loki_pushes_total",
 			"Loki push requests by tenant and outcome: accepted (204), rate_limited (429) or rejected (4xx; a 400 may have stored the push's valid lines).", "tenant", "outcome"),
 		pushRefusals: metric.CounterVec("paasmeter_collector_loki_push_refusals_total",
-			"Loki pushes refused (nothing stored) by tenant and the limit they hit: body_timeout, inflight, requests, lines_per_push, lines, bytes, stream_bytes or streams (collector.body_read_timeout and collector.logs.*).", "tenant", "reason"),
+			"Loki pushes refused (nothing stored) by tenant and the limit they hit: body_timeout, inflight, requests, lines_per_push, lines, bytes, stream_bytes, streams (collector.body_read_timeout and collector.logs.*) or held (an institution's push sent before the Retry-After of an earlier refusal passed; refused unread).", "tenant", "reason"),
+		readRefusals: metric.CounterVec("paasmeter_collector_log_read_refusals_total",
+			"Log reads (the logs API, Loki's query_range and label endpoints) refused with 429, by tenant and the collector.logs limit they hit: read_rate_bytes, max_concurrent_reads_per_tenant or max_concurrent_reads.", "tenant", "reason"),
 		logLinesDeleted: metric.CounterVec("paasmeter_collector_log_lines_deleted_total",
 			"Log lines deleted because they outlived their tenant's log retention.", "tenant"),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.records, m.conflicts, m.rejectedBatches, m.batchRecords,
-		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.pushRefusals, m.logLinesDeleted} {
+		m.inflight, m.throttled, m.storeDuration, m.storeErrors, m.lokiPushes, m.pushRefusals, m.readRefusals, m.logLinesDeleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

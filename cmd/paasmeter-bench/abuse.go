@@ -3,7 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -41,6 +42,8 @@ type abuseSpec struct {
 	Readers     int           // concurrent large log reads
 	// RefusalPause is how long an abuser waits after a 429 (0: it retries at once).
 	RefusalPause time.Duration
+	// CPUProfile, unless empty, is the file the attack phase's CPU profile goes to.
+	CPUProfile string
 }
 
 func (s abuseSpec) validate() error {
@@ -97,6 +100,7 @@ discarded) and the peak is reset (/proc/self/clear_refs) after the seeding.`,
 	f.IntVar(&spec.FloodStream, "flood-streams", 1000, "new streams per flood push")
 	f.IntVar(&spec.Readers, "readers", 4, "concurrent large log reads (0: none)")
 	f.DurationVar(&spec.RefusalPause, "refusal-pause", 0, "how long an abuser waits after a 429 before it tries again (0: at once, the worst case)")
+	f.StringVar(&spec.CPUProfile, "cpuprofile", "", "write the attack phase's CPU profile (collector and driver) to this file")
 	return cmd
 }
 
@@ -309,22 +313,26 @@ func (t *trickle) Read(p []byte) (int, error) {
 }
 
 // lokiJSON is a Loki JSON push of one line per stream, streams labelled
-// container=<prefix><i>.
+// container=<prefix><i>. It is appended by hand, not marshalled: the driver
+// shares the cores with the collector, and a flood answered 429 at once
+// would otherwise spend more CPU making its pushes than the collector
+// refusing them (prefix is a plain name: nothing to escape).
 func lokiJSON(prefix string, streams int, at time.Time) []byte {
-	type stream struct {
-		Stream map[string]string `json:"stream"`
-		Values [][2]string       `json:"values"`
-	}
-	var push struct {
-		Streams []stream `json:"streams"`
-	}
 	ns := strconv.FormatInt(at.UnixNano(), 10)
+	b := make([]byte, 0, streams*(64+len(prefix)+len(ns))+16)
+	b = append(b, `{"streams":[`...)
 	for i := range streams {
-		push.Streams = append(push.Streams, stream{Stream: map[string]string{logs.LabelApp: "flood", logs.LabelContainer: fmt.Sprintf("%s%d", prefix, i)},
-			Values: [][2]string{{ns, "flood line"}}})
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"stream":{"`+logs.LabelApp+`":"flood","`+logs.LabelContainer+`":"`...)
+		b = append(b, prefix...)
+		b = strconv.AppendInt(b, int64(i), 10)
+		b = append(b, `"},"values":[["`...)
+		b = append(b, ns...)
+		b = append(b, `","flood line"]]}`...)
 	}
-	b, _ := json.Marshal(push) // maps of strings and strings always encode
-	return b
+	return append(b, "]}"...)
 }
 
 // attack runs the attacker's three abuses until phase is done. After a
@@ -418,9 +426,15 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 	}
 	next := make([]int, spec.Agents)
 	var quiet, attacked agentStats
+	cpu := map[*agentStats]time.Duration{}
 	phase := func(st *agentStats, during func(context.Context)) {
 		pctx, cancel := context.WithTimeout(ctx, spec.Duration)
 		defer cancel()
+		// The work a phase made, beside its latency: on a shared machine the
+		// process gets what the other load leaves, and an attacker that
+		// retries at once takes all of it, so compare runs made close together.
+		from := processCPU(os.Getpid())
+		defer func() { cpu[st] = processCPU(os.Getpid()) - from }()
 		var wg sync.WaitGroup
 		if during != nil {
 			wg.Add(1)
@@ -431,7 +445,14 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 	}
 	phase(&quiet, nil)
 	att := attackStats{counts: map[string]map[string]int{}}
+	stopProfile, err := startCPUProfile(spec.CPUProfile)
+	if err != nil {
+		return err
+	}
 	phase(&attacked, func(pctx context.Context) { attack(pctx, env, spec, &att) })
+	if err := stopProfile(); err != nil {
+		return err
+	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -458,6 +479,7 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		}
 		fmt.Fprintf(a.stdout, "attack %-13s %s\n", kind+":", strings.Join(parts, " "))
 	}
+	fmt.Fprintf(a.stdout, "process CPU (collector and driver): quiet %.2f s, attack %.2f s\n", cpu[&quiet].Seconds(), cpu[&attacked].Seconds())
 	peakNote := ""
 	if resetPeak != nil {
 		peakNote = " (the seeding included: the peak could not be reset)"
@@ -471,6 +493,25 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		return fmt.Errorf("abuse: %d agent batches were not accepted", failed)
 	}
 	return nil
+}
+
+// startCPUProfile starts a CPU profile into path, unless path is empty;
+// stop ends it and closes the file.
+func startCPUProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return nil, errors.Join(err, f.Close())
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		return f.Close()
+	}, nil
 }
 
 func met(ok bool) string {

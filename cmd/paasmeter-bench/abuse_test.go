@@ -2,9 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/logs"
 )
 
 // TestBenchAbuseReportsBothPhasesAndEveryAgentBatchIsAccepted runs the abuse
@@ -39,6 +44,28 @@ func TestBenchAbuseReportsBothPhasesAndEveryAgentBatchIsAccepted(t *testing.T) {
 		"aim agents' p99 under attack ≤ 2× quiet", "aim peak RSS < 512 MiB: "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestLokiJSONIsAValidPushOfOneLinePerStream(t *testing.T) {
+	at := time.Unix(1700000000, 5)
+	var push struct {
+		Streams []struct {
+			Stream map[string]string `json:"stream"`
+			Values [][2]string       `json:"values"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal(lokiJSON("flood0-1-", 3, at), &push); err != nil {
+		t.Fatal(err)
+	}
+	if len(push.Streams) != 3 {
+		t.Fatalf("%d streams, want 3", len(push.Streams))
+	}
+	for i, st := range push.Streams {
+		if st.Stream[logs.LabelContainer] != fmt.Sprintf("flood0-1-%d", i) || st.Stream[logs.LabelApp] != "flood" ||
+			len(st.Values) != 1 || st.Values[0] != [2]string{"1700000000000000005", "flood line"} {
+			t.Errorf("stream %d: %v %v", i, st.Stream, st.Values)
 		}
 	}
 }

@@ -36,9 +36,10 @@ const FileName = "metering.db"
 type Store struct {
 	// ActiveStreams answers the log label queries.
 	sqlkit.ActiveStreams
-	w, r   *sql.DB
-	path   string
-	closed atomic.Bool
+	w, r        *sql.DB
+	path        string
+	closed      atomic.Bool
+	streamCache streamCache
 }
 
 var _ metering.Store = (*Store)(nil)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/paasmeter/paasmeter/logs"
@@ -75,6 +76,13 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 // creating the streams not stored yet (in tx, so they vanish with a failed batch).
 func (s *Store) streamIDs(ctx context.Context, tx *sql.Tx, lines []logs.Line, keys []string) (map[string]int64, error) {
 	ids := map[string]int64{}
+	// The no-op update makes RETURNING answer for an existing stream too.
+	upsert, err := tx.PrepareContext(ctx, `INSERT INTO log_streams (tenant, key, labels) VALUES (?, ?, ?)
+		ON CONFLICT (tenant, key) DO UPDATE SET key = excluded.key RETURNING id`)
+	if err != nil {
+		return nil, fmt.Errorf("embedded store: prepare stream upsert: %w", err)
+	}
+	defer upsert.Close()
 	for i := range lines {
 		k := lines[i].Tenant + "\x00" + keys[i]
 		if _, ok := ids[k]; ok {
@@ -85,10 +93,7 @@ func (s *Store) streamIDs(ctx context.Context, tx *sql.Tx, lines []logs.Line, ke
 			return nil, fmt.Errorf("embedded store: line %d labels: %w", i, err)
 		}
 		var id int64
-		// The no-op update makes RETURNING answer for an existing stream too.
-		err = tx.QueryRowContext(ctx, `INSERT INTO log_streams (tenant, key, labels) VALUES (?, ?, ?)
-			ON CONFLICT (tenant, key) DO UPDATE SET key = excluded.key RETURNING id`, lines[i].Tenant, keys[i], string(labels)).Scan(&id)
-		if err != nil {
+		if err := upsert.QueryRowContext(ctx, lines[i].Tenant, keys[i], string(labels)).Scan(&id); err != nil {
 			return nil, fmt.Errorf("embedded store: stream of line %d: %w", i, err)
 		}
 		ids[k] = id
@@ -156,15 +161,20 @@ func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(log
 	if err := q.Validate(); err != nil {
 		return "", err
 	}
-	sts, err := s.streams(ctx, "tenant = ?", []any{q.Tenant}, q.Selector.MatchesStream)
-	if err != nil || len(sts) == 0 {
+	all, err := s.tenantStreams(ctx, q.Tenant)
+	if err != nil {
 		return "", err
 	}
-	byID := make(map[int64]map[string]string, len(sts))
-	ids := make([]int64, 0, len(sts))
-	for _, st := range sts {
-		byID[st.id] = st.labels
-		ids = append(ids, st.id)
+	byID := map[int64]map[string]string{}
+	var ids []int64
+	for _, st := range all {
+		if q.Selector.MatchesStream(st.labels) {
+			byID[st.id] = st.labels
+			ids = append(ids, st.id)
+		}
+	}
+	if len(ids) == 0 {
+		return "", nil
 	}
 	// The stream ids go as one JSON array, not one variable each: SQLite
 	// refuses a statement with more than 32,766 variables.
@@ -249,12 +259,78 @@ func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time)
 	if err != nil {
 		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM log_streams WHERE tenant = ?
-		AND NOT EXISTS (SELECT 1 FROM log_lines WHERE log_lines.stream = log_streams.id)`, tenant); err != nil {
+	gone, err := tx.ExecContext(ctx, `DELETE FROM log_streams WHERE tenant = ?
+		AND NOT EXISTS (SELECT 1 FROM log_lines WHERE log_lines.stream = log_streams.id)`, tenant)
+	if err != nil {
+		return 0, fmt.Errorf("embedded store: delete empty log streams of %s: %w", tenant, err)
+	}
+	streams, err := gone.RowsAffected()
+	if err != nil {
 		return 0, fmt.Errorf("embedded store: delete empty log streams of %s: %w", tenant, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("embedded store: delete logs of %s: %w", tenant, err)
 	}
+	if streams > 0 {
+		s.streamCache.forget() // after the commit: see streamCache
+	}
 	return n, nil
+}
+
+// streamCache holds each tenant's log streams, parsed, so that a log read
+// does not read and parse every stream of its tenant again: at
+// max_streams_per_tenant streams that was most of a read's cost (issue 19's
+// abuse benchmark). A stream never changes once stored, and SQLite gives a
+// new one the id one past the largest stored, so a refresh reads only the
+// ids past the largest one it holds. Only a deletion can make an id come
+// back (when it removed the largest), so every deletion of streams (DeleteLogs,
+// after its commit) forgets every tenant's streams, and a refresh that
+// began before it does not keep what it read. Deletions by another process
+// on the same file are not seen: the store is one process's.
+type streamCache struct {
+	mu      sync.Mutex
+	gen     uint64 // deletions so far
+	tenants map[string]cachedStreams
+}
+
+// cachedStreams are a tenant's streams by id. list is only appended to, so
+// a reader may keep a slice of it without the lock.
+type cachedStreams struct {
+	maxID int64
+	list  []stream
+}
+
+func (c *streamCache) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	c.tenants = nil
+}
+
+// tenantStreams returns every stream of tenant, from the cache and the
+// streams stored since.
+func (s *Store) tenantStreams(ctx context.Context, tenant string) ([]stream, error) {
+	c := &s.streamCache
+	c.mu.Lock()
+	gen, cur := c.gen, c.tenants[tenant]
+	c.mu.Unlock()
+	fresh, err := s.streams(ctx, "tenant = ? AND id > ? ORDER BY id", []any{tenant, cur.maxID}, func(map[string]string) bool { return true })
+	if err != nil || len(fresh) == 0 {
+		return cur.list, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gen == gen {
+		now := c.tenants[tenant] // another read may have added some meanwhile
+		for _, st := range fresh {
+			if st.id > now.maxID {
+				now.list, now.maxID = append(now.list, st), st.id
+			}
+		}
+		if c.tenants == nil {
+			c.tenants = map[string]cachedStreams{}
+		}
+		c.tenants[tenant] = now
+	}
+	return append(slices.Clip(cur.list), fresh...), nil
 }
