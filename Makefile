@@ -103,7 +103,11 @@ FUZZ_TARGETS := \
 	./runtime/cgroups/:FuzzParseIOStat:2s \
 	./runtime/cgroups/:FuzzParseBlkioServiceBytes:2s \
 	./runtime/cgroups/:FuzzParseNetDev:2s \
-	./runtime/cgroups/:FuzzParseProcCgroup:2s
+	./runtime/cgroups/:FuzzParseProcCgroup:2s \
+	./runtime/agent/:FuzzNodeCapacity:2s \
+	./config/:FuzzParse:10s \
+	./collector/:FuzzParseQueries:2s \
+	./metering/internal/sqlkit/:FuzzParseCursor:2s
 
 .PHONY: fuzz
 fuzz: ## Fuzz every decoder of outside input (make fuzz-targets lists them; docs/reliability.md says what each covers), each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
