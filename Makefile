@@ -76,29 +76,50 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
+# make fuzz's targets, as package:target:minimize time. The minimize time bounds
+# how long the engine shrinks each new input, in time quadratic in its length:
+# short for targets whose seeds are kilobytes long.
+FUZZ_TARGETS := \
+	./usage/:FuzzDecodeBatch:10s \
+	./usage/:FuzzFastDecode:10s \
+	./usage/:FuzzCheckBounds:10s \
+	./events/:FuzzDecodeBatch:10s \
+	./logs/:FuzzDecodeBatch:10s \
+	./collector/lokipush/:FuzzDecodeProtobuf:10s \
+	./collector/lokipush/:FuzzDecodeJSON:10s \
+	./logs/logql/:FuzzParse:10s \
+	./billing/ratecard/:FuzzParse:10s \
+	./billing/slafile/:FuzzParse:10s \
+	./billing/ubl/:FuzzCheck:2s \
+	./sla/maintenance/:FuzzDecodeDeclaration:2s \
+	./runtime/netwall/:FuzzDrops:2s \
+	./internal/tlsconf/:FuzzParseCertificates:2s \
+	./accesslog/:FuzzVerify:2s \
+	./internal/jsonkey/:FuzzRepeated:2s \
+	./runtime/spec/:FuzzParse:2s \
+	./runtime/spool/:FuzzOpenCorrupt:2s \
+	./runtime/cgroups/:FuzzParseFlatKeyed:2s \
+	./runtime/cgroups/:FuzzParseSingle:2s \
+	./runtime/cgroups/:FuzzParseIOStat:2s \
+	./runtime/cgroups/:FuzzParseBlkioServiceBytes:2s \
+	./runtime/cgroups/:FuzzParseNetDev:2s \
+	./runtime/cgroups/:FuzzParseProcCgroup:2s \
+	./runtime/agent/:FuzzNodeCapacity:2s \
+	./config/:FuzzParse:10s \
+	./collector/:FuzzParseQueries:2s \
+	./metering/internal/sqlkit/:FuzzParseCursor:2s
+
 .PHONY: fuzz
-fuzz: ## Fuzz every decoder of outside input: usage, event and log-line batches (and the fast path against the batch decoder), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card, SLA-file and platform-spec parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, corrupt spool segments and the cgroup file parsers, each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
-	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
-	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
-	$(GO) test ./usage/ -run '^$$' -fuzz FuzzCheckBounds -fuzztime $(FUZZTIME)
-	$(GO) test ./events/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
-	$(GO) test ./logs/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
-	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeProtobuf -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./collector/lokipush/ -run '^$$' -fuzz FuzzDecodeJSON -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./logs/logql/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./billing/ratecard/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./billing/slafile/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./billing/ubl/ -run '^$$' -fuzz FuzzCheck -fuzztime $(FUZZTIME) -fuzzminimizetime 10s
-	$(GO) test ./sla/maintenance/ -run '^$$' -fuzz FuzzDecodeDeclaration -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./runtime/netwall/ -run '^$$' -fuzz FuzzDrops -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./internal/tlsconf/ -run '^$$' -fuzz FuzzParseCertificates -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./accesslog/ -run '^$$' -fuzz FuzzVerify -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./internal/jsonkey/ -run '^$$' -fuzz FuzzRepeated -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./runtime/spec/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	$(GO) test ./runtime/spool/ -run '^$$' -fuzz FuzzOpenCorrupt -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
-	for f in FuzzParseFlatKeyed FuzzParseSingle FuzzParseIOStat FuzzParseBlkioServiceBytes FuzzParseNetDev FuzzParseProcCgroup; do \
-	  $(GO) test ./runtime/cgroups/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; done
+fuzz: ## Fuzz every decoder of outside input (make fuzz-targets lists them; docs/reliability.md says what each covers), each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; rest=$${t#*:}; name=$${rest%%:*}; min=$${rest#*:}; \
+	  echo "$(GO) test $$pkg -run '^\$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $$min"; \
+	  $(GO) test $$pkg -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $$min || exit 1; done
 	$(GO) test ./billing/ -count=1 -run '^TestPropertyEveryRecordIsBilledOnce$$' -property.sequences $(PROPERTY_SEQUENCES)
+
+.PHONY: fuzz-targets
+fuzz-targets: ## Print make fuzz's targets, one a line as package:target:minimize time (scripts/fuzz-campaign.sh runs them)
+	@printf '%s\n' $(FUZZ_TARGETS)
 
 .PHONY: clean
 clean: ## Remove the binary, the local data directory and the agent's spool

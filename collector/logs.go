@@ -93,7 +93,7 @@ func (s *Server) parseLogsQuery(tenant string, v url.Values) (metering.LogQuery,
 		switch key {
 		case "from", "to", "app", "container", "env", "contains", "regex", "limit", "cursor", "direction":
 		default:
-			bad(key, "is not a parameter of this endpoint")
+			bad(route.Param(key), "is not a parameter of this endpoint")
 		}
 	}
 	q.To = s.clock.Now().UTC()

@@ -83,7 +83,7 @@ func (s *Server) parseUsageQuery(tenant string, v url.Values) (metering.UsageQue
 		switch key {
 		case "month", "from", "to", "group_by", "project", "app", "environment", "meter":
 		default:
-			bad(key, "is not a parameter of this endpoint")
+			bad(route.Param(key), "is not a parameter of this endpoint")
 		}
 	}
 	month, from, to := v.Get("month"), v.Get("from"), v.Get("to")

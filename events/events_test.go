@@ -97,10 +97,17 @@ func TestDecodeBatchNamesBadTimes(t *testing.T) {
 
 // FuzzDecodeBatch: whatever the body, the event decoder does not panic, and
 // what it accepts is valid and survives a round trip.
+//
+// The seeds are one event of each kind and one batch of two, not one batch of
+// every kind: the fuzzing engine minimizes each new input in time quadratic in
+// its length, and mutants of a 1 kB seed held both workers minimizing for
+// most of a run (3,491 inputs in 20 s; 372,000 with these).
 func FuzzDecodeBatch(f *testing.F) {
 	at := now.Add(-time.Minute)
-	f.Add(encode(eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Died, at),
-		eventstest.Event("caami", "abc", events.Probe, at), eventstest.Event("caami", "abc", events.Health, at)))
+	for _, typ := range []events.Type{events.Started, events.Died, events.Probe, events.Health} {
+		f.Add(encode(eventstest.Event("caami", "abc", typ, at)))
+	}
+	f.Add(encode(eventstest.Event("caami", "abc", events.Started, at), eventstest.Event("caami", "abc", events.Died, at)))
 	f.Add(`{"records":[{"probe":{"ok":"yes"}}]}`)
 	f.Add(`{"records":[{"exit_code":1.5,"time":5}]}`)
 	f.Add(`{"records":[]}`)

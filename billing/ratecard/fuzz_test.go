@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -15,13 +16,25 @@ import (
 // must not panic, and a card it accepts must be valid and survive the
 // canonical round trip: Canonical, ParseCanonical and Canonical again give
 // the same bytes.
+//
+// The example cards are seeds without their comments and blank lines: the
+// engine minimizes each new input in time quadratic in its length, and with
+// the 4.6 kB example it ran 16 inputs in 20 s.
 func FuzzParse(f *testing.F) {
+	uncommented := regexp.MustCompile(`(?m)\s+#.*$|^\s*#.*\n|^\s*\n`)
+	loc := clocktest.Brussels(f)
 	for _, path := range []string{examplePath, filepath.Join("testdata", "reformatted.yaml")} {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			f.Fatal(err)
 		}
-		f.Add(string(data))
+		seed := uncommented.ReplaceAllString(string(data), "")
+		c, err := ratecard.Parse(data, path, loc)
+		c2, err2 := ratecard.Parse([]byte(seed), path, loc)
+		if err != nil || err2 != nil || !bytes.Equal(c.Canonical(), c2.Canonical()) {
+			f.Fatalf("%s reads differently without its comments: %v, %v", path, err, err2)
+		}
+		f.Add(seed)
 	}
 	f.Add(base)
 	f.Add(strings.Replace(base, "up_to: 1000", "up_to: 50", 1))
@@ -30,7 +43,6 @@ func FuzzParse(f *testing.F) {
 	f.Add("currency: EUR\nversions: &a [*a]\n")
 	f.Add("{currency: EUR, versions: [{rates: [{tiers: [{up_to: ~, price: '0'}]}]}]}")
 	f.Add("---\n---\n")
-	loc := clocktest.Brussels(f)
 	f.Fuzz(func(t *testing.T, doc string) {
 		c, err := ratecard.Parse([]byte(doc), "fuzz.yaml", loc)
 		if err != nil {

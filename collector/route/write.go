@@ -43,6 +43,19 @@ func Quote(s string) string {
 	return strconv.Quote(s)
 }
 
+// Param names a request parameter in a FieldError: the name as given, cut
+// to 64 bytes, or "" (quoted) when empty, so that a problem always names
+// something and a long name does not swell the answer.
+func Param(name string) string {
+	switch {
+	case name == "":
+		return `""`
+	case len(name) > 64:
+		return name[:64] + "…"
+	}
+	return name
+}
+
 // ParseTime parses a time parameter: an RFC 3339 time, or a YYYY-MM-DD date
 // in loc (the platform's time zone) meaning its midnight.
 func ParseTime(v string, loc *time.Location) (time.Time, bool) {

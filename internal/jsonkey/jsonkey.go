@@ -16,7 +16,9 @@ import (
 // its object, such as "tenant" or "streams[0].stream.app", and true; or false
 // when no key repeats. Keys are compared as encoding/json matches them to
 // struct fields: ignoring case, so two keys that differ only in case repeat
-// each other even in an object that decodes into a map. In invalid JSON only
+// each other even in an object that decodes into a map. An empty key is
+// named "" in the path, so that the path of a repeat is never empty and a
+// message naming it names something. In invalid JSON only
 // the keys before the first error count: the caller's decoder says what is
 // wrong with it.
 func Repeated(data []byte) (string, bool) {
@@ -45,8 +47,11 @@ func value(dec *json.Decoder, at string) (string, bool, error) {
 			}
 			key, _ := k.(string) // Token returns object keys as strings
 			p := key
+			if key == "" {
+				p = `""`
+			}
 			if at != "" {
-				p = at + "." + key
+				p = at + "." + p
 			}
 			folded := fold(key)
 			if seen[folded] {

@@ -17,6 +17,8 @@ func TestRepeated(t *testing.T) {
 		{`{"streams":[{"stream":{"app":"x","app":"y"}}]}`, "streams[0].stream.app"},
 		{`{"\u212a":1,"k":2}`, "k"}, // the Kelvin sign matches k in encoding/json
 		{`{"ſ":1,"s":2}`, "s"},
+		{`{"":1,"":2}`, `""`}, // an empty key is named, not an empty path
+		{`{"a":[{"":{},"":{}}]}`, `a[0].""`},
 	} {
 		got, ok := Repeated([]byte(c.in))
 		if !ok || got != c.want {
@@ -34,17 +36,21 @@ func TestRepeated(t *testing.T) {
 	}
 }
 
-// FuzzRepeated feeds arbitrary bytes: Repeated never panics, and JSON it
-// finds no repeat in decodes into maps that lose no key.
+// FuzzRepeated feeds arbitrary bytes: Repeated never panics, a repeat it
+// reports has a path, and JSON it finds no repeat in decodes into maps that
+// lose no key.
 func FuzzRepeated(f *testing.F) {
 	for _, seed := range []string{
 		`{"tenant":"caami","tenant":"ona"}`, `{"tenant":"caami","TENANT":"ona"}`, `{"a":[{"b":1},{"b":2,"B":3}]}`,
-		`{"\u212a":1,"k":2}`, `[1,"x",null,true,{"a":{}}]`, `{"a":1,"b"`, `{}`, ``,
+		`{"\u212a":1,"k":2}`, `{"":1,"":2}`, `[1,"x",null,true,{"a":{}}]`, `{"a":1,"b"`, `{}`, ``,
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		_, repeated := Repeated(data)
+		path, repeated := Repeated(data)
+		if repeated && path == "" {
+			t.Fatalf("a repeat in %q reported with an empty path", data)
+		}
 		var v any
 		if repeated || json.Unmarshal(data, &v) != nil {
 			return

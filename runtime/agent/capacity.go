@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -70,7 +71,7 @@ func memTotal(meminfo []byte) (int64, error) {
 		f := strings.Fields(sc.Text())
 		if len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
 			kb, err := strconv.ParseInt(f[1], 10, 64)
-			if err != nil || kb <= 0 || kb > 1<<53 {
+			if err != nil || kb <= 0 || kb > math.MaxInt64>>10 { // in bytes, it must fit an int64
 				return 0, fmt.Errorf("MemTotal %q is not a size in kB", f[1])
 			}
 			return kb << 10, nil

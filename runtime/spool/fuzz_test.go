@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/paasmeter/paasmeter/runtime/spool"
@@ -33,8 +34,13 @@ func FuzzOpenCorrupt(f *testing.F) {
 	for _, seed := range [][]byte{v2, v2[:len(v2)-3], v1, v1[:40], []byte("PMSPOOL2"), []byte("PMS"), nil, []byte("garbage and more garbage")} {
 		f.Add(seed)
 	}
+	scratch := scratchDir(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		dir := t.TempDir()
+		dir, err := os.MkdirTemp(scratch, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
 		if err := os.WriteFile(filepath.Join(dir, "seg-00000000000000000001.log"), data, 0o640); err != nil {
 			t.Fatal(err)
 		}
@@ -74,3 +80,24 @@ func FuzzOpenCorrupt(f *testing.F) {
 		}
 	})
 }
+
+// scratchDir returns a directory for the spools of one fuzzing process, in
+// memory when the system has a tmpfs at /dev/shm: every input's Appends are
+// fsynced, and on a disk those fsyncs held the target to about 100 inputs a
+// second, against 1,000 or more in memory. The spool's code is the same on
+// either; its crash safety is tested on disk elsewhere.
+func scratchDir(f *testing.F) string {
+	var st syscall.Statfs_t
+	if syscall.Statfs("/dev/shm", &st) != nil || st.Type != tmpfsMagic {
+		return f.TempDir()
+	}
+	dir, err := os.MkdirTemp("/dev/shm", "paasmeter-spool-fuzz-")
+	if err != nil {
+		return f.TempDir()
+	}
+	f.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// tmpfsMagic is TMPFS_MAGIC, tmpfs's f_type in statfs(2).
+const tmpfsMagic = 0x01021994

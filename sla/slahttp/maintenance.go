@@ -64,7 +64,7 @@ func (h *handlers) listMaintenance(w http.ResponseWriter, r *http.Request, _ aut
 	}
 	for key := range v {
 		if key != "tenant" && key != "from" && key != "to" {
-			bad(key, "is not a parameter of this endpoint")
+			bad(route.Param(key), "is not a parameter of this endpoint")
 		}
 	}
 	resp := MaintenanceResponse{Tenant: v.Get("tenant"), From: h.clock.Now().UTC()}
