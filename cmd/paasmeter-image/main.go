@@ -89,5 +89,9 @@ func run(args []string, stderr io.Writer) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	// An image is no secret: the archive is readable as any build output.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
 	return os.Rename(tmp.Name(), *out)
 }

@@ -60,7 +60,7 @@ import (
 )
 EOF
 	rm -f go.sum
-	nice -n 19 go mod tidy
+	nice go mod tidy
 fi
 
 # The -X flags make /version (and kubectl version) say v1.37.2 instead of v0.0.0.
@@ -78,7 +78,7 @@ start=$(date +%s)
 k8s_log "building ${K8S_BINARIES[*]} $K8S_VERSION into $K8S_BIN (about 9 minutes cold on 2 cores; load $(cut -d' ' -f1-3 /proc/loadavg))"
 pkgs=()
 for b in "${K8S_BINARIES[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
-nice -n 19 go build -trimpath -ldflags "$LD" -o "$tmp/" "${pkgs[@]}"
+nice go build -trimpath -ldflags "$LD" -o "$tmp/" "${pkgs[@]}"
 mv -f "$tmp"/* "$K8S_BIN/"
 echo "$K8S_VERSION" >"$K8S_BIN/.complete"
 k8s_log "built in $(($(date +%s) - start))s (load $(cut -d' ' -f1-3 /proc/loadavg))"

@@ -8,7 +8,7 @@
 #
 # Only this cluster's processes are signalled: the PIDs it recorded, checked
 # to still be its own, the shims in its mount namespace, and the processes in
-# the kubepods cgroups, which only its kubelet makes on this machine.
+# the kubepods cgroups while no other kubelet runs on the machine.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/env.sh"
@@ -45,8 +45,11 @@ if [ -n "$ns" ]; then
 	done
 fi
 # Containers left running by a containerd that was killed before it could
-# stop them (a session's end).
-for f in /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods; do
+# stop them (a session's end). The kubepods cgroups are any kubelet's: with
+# another kubelet running on this machine, they are left to it.
+others=$(pgrep -x kubelet)
+[ -n "$others" ] && k8s_log "another kubelet runs here (PID $others): its kubepods cgroups are left alone"
+[ -z "$others" ] && for f in /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods; do
 	[ -d "$f" ] && find "$f" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
 done
 
@@ -69,7 +72,7 @@ fi
 # the kubelet leaves behind; deepest first. A cgroup empties a moment after
 # its last process is killed: poll until each tree is gone.
 for f in /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods; do
-	[ -d "$f" ] || continue
+	[ -d "$f" ] && [ -z "$others" ] || continue
 	for _ in $(seq 50); do
 		find "$f" -depth -type d -exec rmdir {} \; 2>/dev/null
 		[ -d "$f" ] || break
