@@ -18,6 +18,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/env.sh"
 REPO=$(cd "$HERE/../.." && pwd)
 [ "$(id -u)" -eq 0 ] || { k8s_log "the test cluster needs root"; exit 1; }
+# Two test runs (two work trees) may get here at once: one at a time, the
+# second then finds the cluster healthy. The daemons must not inherit the lock.
+mkdir -p "$K8S_CACHE"
+exec 8>"$K8S_CACHE/.up.lock"
+flock 8
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$K8S_KUBECONFIG" "$@"; }
 
@@ -162,7 +167,7 @@ echo "nameserver 127.0.0.1" >"$K8S_STATE/conf/resolv.conf"
 start() { # name command...
 	local name=$1
 	shift
-	setsid nohup "$@" >"$L/$name.log" 2>&1 </dev/null &
+	setsid nohup "$@" >"$L/$name.log" 2>&1 </dev/null 8>&- &
 	echo $! >"$K8S_STATE/$name.pid"
 }
 
