@@ -61,7 +61,6 @@ func TestTheBusyboxImageRunsOnTheCluster(t *testing.T) {
 		Spec: corev1.PodSpec{
 			RestartPolicy:                corev1.RestartPolicyNever,
 			AutomountServiceAccountToken: new(bool),
-			NodeName:                     c.Node,
 			Containers: []corev1.Container{{
 				Name: "sh", Image: c.Busybox, ImagePullPolicy: corev1.PullNever,
 				Command: []string{"sh", "-c", "echo hello from $(hostname); exit 3"},
