@@ -50,8 +50,9 @@ func TestThePaasmeterImageRunsOnTheCluster(t *testing.T) {
 }
 
 // TestTheBusyboxImageRunsOnTheCluster runs the node's busybox image, the
-// tests' workload image, to its end, and waits for the pod on the way
-// through Running (a watch, not a poll).
+// tests' workload image, as a pod the scheduler places, to an end that fails
+// with exit code 3, and reads that code and the pod's log back through the
+// API.
 func TestTheBusyboxImageRunsOnTheCluster(t *testing.T) {
 	t.Parallel()
 	c := kubetest.New(t)
