@@ -99,8 +99,9 @@ debs=(etcd-server containernetworking-plugins)
 if ! [ -x "$K8S_ROOT/usr/bin/etcd" ] || ! [ -x "$K8S_ROOT/usr/lib/cni/bridge" ] || ! [ -s "$K8S_ROOT/.debs" ]; then
 	k8s_log "extracting ${debs[*]} into $K8S_ROOT"
 	d=$(mktemp -d)
-	chmod 755 "$d" # apt downloads as _apt
-	(cd "$d" && apt-get download "${debs[@]}" >&2) || { apt-get update >&2 && (cd "$d" && apt-get download "${debs[@]}" >&2); }
+	# (into a directory of root's: no need for apt's _apt sandbox user)
+	dl() { (cd "$d" && apt-get -q -o APT::Sandbox::User=root download "${debs[@]}" >&2); }
+	dl || { apt-get update >&2 && dl; }
 	rm -rf "$K8S_ROOT" && mkdir -p "$K8S_ROOT"
 	for f in "$d"/*.deb; do
 		dpkg-deb -x "$f" "$K8S_ROOT"
