@@ -200,7 +200,7 @@ start kube-apiserver "$K8S_BIN/kube-apiserver" \
 	--service-account-key-file="$P/sa.pub" --service-account-signing-key-file="$P/sa.key" \
 	--service-cluster-ip-range=10.96.0.0/16 \
 	--authorization-mode=Node,RBAC --allow-privileged=true --profiling=false
-until_ok "apiserver ready" ${PAASMETER_K8S_APISERVER_WAIT:-120} curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "https://127.0.0.1:$K8S_API_PORT/readyz"
+until_ok "apiserver ready" 120 curl -sf --cacert "$P/ca.crt" --cert "$P/admin.crt" --key "$P/admin.key" "https://127.0.0.1:$K8S_API_PORT/readyz"
 k8s_log "apiserver ready: $(took)"
 
 # --flex-volume-plugin-dir: its default is on the host (/usr/libexec/…).
