@@ -45,3 +45,8 @@ export PATH=/usr/local/go/bin:$PATH
 export KUBECACHEDIR=$K8S_STATE/kube-cache
 
 k8s_log() { echo "k8s: $*" >&2; }
+
+# ours PID: PID is alive and one of this cluster's processes (every one names
+# K8S_STATE on its command line). A recorded PID may have been reused since,
+# after a reboot or an ended session.
+ours() { [ -n "$1" ] && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -qF -- "$K8S_STATE"; }

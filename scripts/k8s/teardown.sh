@@ -14,14 +14,16 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 . "$HERE/env.sh"
 [ "$(id -u)" -eq 0 ] || { k8s_log "the test cluster needs root"; exit 1; }
 
-ours() { [ -n "$1" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$K8S_STATE"; }
 stop() { # name
 	local p
 	p=$(cat "$K8S_STATE/$1.pid" 2>/dev/null) || return 0
 	if ours "$p"; then
+		# Ours now, so the PID is its until it is gone (an exiting process
+		# has no command line left to check).
 		kill -TERM "$p"
-		for _ in $(seq 50); do ours "$p" || break; sleep 0.2; done
-		ours "$p" && kill -KILL "$p"
+		for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+		kill -KILL "$p" 2>/dev/null
+		while kill -0 "$p" 2>/dev/null; do sleep 0.1; done
 	fi
 	rm -f "$K8S_STATE/$1.pid"
 }

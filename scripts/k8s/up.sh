@@ -26,9 +26,6 @@ flock 8
 
 kubectl() { "$K8S_BIN/kubectl" --kubeconfig "$K8S_KUBECONFIG" "$@"; }
 
-# ours PID: PID is alive and one of this cluster's processes (a recorded PID
-# may have been reused since, after a reboot or a killed session).
-ours() { [ -n "$1" ] && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$K8S_STATE"; }
 pidof_() { cat "$K8S_STATE/$1.pid" 2>/dev/null; }
 DAEMONS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet)
 
