@@ -4,6 +4,8 @@ GO        ?= go
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN       := bin/paasmeter
 BENCH_BIN := bin/paasmeter-bench
+IMAGE     ?= bin/paasmeter-image.tar
+IMAGE_REF ?= localhost/paasmeter:$(VERSION)
 CONFIG    ?= deploy/examples/paasmeter.yaml
 PLATFORM  ?= examples/platform.yaml
 FUZZTIME  ?= 60s
@@ -24,6 +26,10 @@ help: ## List the targets
 .PHONY: build
 build: ## Build the static binary bin/paasmeter
 	$(GO) build -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/paasmeter
+
+.PHONY: image
+image: build ## Build the paasmeter image FROM scratch around bin/paasmeter, as an OCI archive (IMAGE, default bin/paasmeter-image.tar) for ctr images import or docker load; no Docker daemon
+	$(GO) run ./cmd/paasmeter-image -o $(IMAGE) -ref $(IMAGE_REF) -paasmeter $(BIN) -version $(VERSION)
 
 .PHONY: run
 run: build ## Bring the example platform up: collector, agent and examples/platform.yaml's containers (Ctrl-C stops all)

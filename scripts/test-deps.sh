@@ -27,7 +27,10 @@ need_pkgs=()
 # (XSLT 2.0, in billing/ubl/testdata/peppol-bis-3) run on Saxon-HE over every
 # e-invoice the tests render; the jar does not pull in a JRE by itself.
 # systemd: systemd-analyze verifies the collector's and the agent's units (deploy/systemd).
-for p in gcc libc6-dev docker.io iptables busybox-static prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd; do
+# containerd, runc, iproute2, openssl, curl: the test Kubernetes cluster
+# (scripts/k8s: its node's container runtime, its bridge, its PKI, its health
+# checks; its etcd and CNI plugins are extracted from their packages there).
+for p in gcc libc6-dev docker.io iptables busybox-static containerd runc iproute2 openssl curl prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -72,4 +75,14 @@ if [ "$(id -u)" -eq 0 ]; then
 else
   log "not root: no Docker Engine for the tests (agent tests skip outside CI, fail under CI=true)"
 fi
-log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo 'missing'), postgresql $(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || echo 'missing'))"
+
+# A real single-node Kubernetes cluster (docs/kubernetes.md): its binaries
+# are built once into a cache outside the work tree (about 9 minutes cold),
+# and a healthy cluster is reused as it is. It comes after dockerd, whose
+# DOCKER-USER chain takes the cluster's one firewall rule.
+if [ "$(id -u)" -eq 0 ]; then
+  "$(dirname "$0")/k8s/up.sh" || { log "the test Kubernetes cluster did not come up (scripts/k8s/up.sh; logs in /var/tmp/paasmeter-test-k8s/logs)"; exit 1; }
+else
+  log "not root: no Kubernetes cluster for the tests (its tests skip outside CI, fail under CI=true)"
+fi
+log "ready ($(go version | cut -d' ' -f3), $(gcc --version | head -n1), $(dockerd --version 2>/dev/null || echo 'no dockerd'), containerd $(dpkg-query -W -f='${Version}' containerd 2>/dev/null || echo 'missing'), clickhouse-server $(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || echo 'missing'), postgresql $(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || echo 'missing'))"
