@@ -77,7 +77,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) tool staticcheck ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz every decoder of outside input: usage, event and log-line batches (and the fast path against the batch decoder), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card, SLA-file and platform-spec parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, corrupt spool segments and the cgroup file parsers, each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
+fuzz: ## Fuzz every decoder of outside input: usage, event and log-line batches (and the fast path against the batch decoder), the usage bounds (against exact arithmetic), the Loki push decoders, the LogQL parser, the rate-card, SLA-file and platform-spec parsers, the UBL checker, the maintenance-window decoder, the network wall's reader of iptables rules, the TLS CA-bundle parser, the access-log verifier, the repeated-key finder, corrupt spool segments, the CRI log line parser and the cgroup file parsers, each for FUZZTIME (default 60s; 10000000x runs ten million inputs), then PROPERTY_SEQUENCES (default 200) random sequences of invoice runs; new crashers land in testdata/fuzz
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzDecodeBatch -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzFastDecode -fuzztime $(FUZZTIME)
 	$(GO) test ./usage/ -run '^$$' -fuzz FuzzCheckBounds -fuzztime $(FUZZTIME)
@@ -96,6 +96,7 @@ fuzz: ## Fuzz every decoder of outside input: usage, event and log-line batches 
 	$(GO) test ./internal/jsonkey/ -run '^$$' -fuzz FuzzRepeated -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./runtime/spec/ -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	$(GO) test ./runtime/spool/ -run '^$$' -fuzz FuzzOpenCorrupt -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
+	$(GO) test ./runtime/kube/ -run '^$$' -fuzz FuzzParseCRILine -fuzztime $(FUZZTIME) -fuzzminimizetime 2s
 	for f in FuzzParseFlatKeyed FuzzParseSingle FuzzParseIOStat FuzzParseBlkioServiceBytes FuzzParseNetDev FuzzParseProcCgroup; do \
 	  $(GO) test ./runtime/cgroups/ -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 2s || exit 1; done
 	$(GO) test ./billing/ -count=1 -run '^TestPropertyEveryRecordIsBilledOnce$$' -property.sequences $(PROPERTY_SEQUENCES)
