@@ -509,6 +509,13 @@ func (w *Watcher) Probe(ctx context.Context, every time.Duration, emit func([]ev
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	// The first results wait a period: the agent, which makes them
+	// durable, first loads the state its predecessor saved.
+	select {
+	case <-ctx.Done():
+		return
+	case <-tick.C:
+	}
 	for {
 		if evs := w.probes(w.o.Clock.Now()); len(evs) > 0 {
 			emit(evs)
