@@ -104,6 +104,7 @@ FUZZ_TARGETS := \
 	./internal/jsonkey/:FuzzRepeated:2s \
 	./runtime/spec/:FuzzParse:2s \
 	./runtime/spool/:FuzzOpenCorrupt:2s \
+	./runtime/kube/:FuzzParseCRILine:2s \
 	./runtime/cgroups/:FuzzParseFlatKeyed:2s \
 	./runtime/cgroups/:FuzzParseSingle:2s \
 	./runtime/cgroups/:FuzzParseIOStat:2s \

@@ -74,11 +74,13 @@ func (a *app) runAgent(ctx context.Context, fps *failpoint.Set) (err error) {
 	if err != nil {
 		return err
 	}
-	eng, err := docker.New(cfg.Agent.DockerHost)
-	if err != nil {
-		return err
+	var eng *docker.Engine // none on a Kubernetes node: the node watches its pods
+	if cfg.Agent.Kind == agent.KindDocker {
+		if eng, err = docker.New(cfg.Agent.DockerHost); err != nil {
+			return err
+		}
+		defer eng.Close()
 	}
-	defer eng.Close()
 	n, err := node.Open(node.Options{Config: cfg.Agent, Token: token, Platform: plat, Engine: eng, Clock: a.clock, Logger: log, Failpoints: fps})
 	if err != nil {
 		return err

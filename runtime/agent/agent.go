@@ -302,7 +302,9 @@ func (a *Agent) closeUnseen(c engine.Container) {
 		return
 	}
 	if a.isClosed(c.RunID()) {
-		removeCgroup(a.o.Config.CgroupRoot, p) // billed; its removal failed last time
+		if p != c.RunCgroup {
+			removeCgroup(a.o.Config.CgroupRoot, p) // billed; its removal failed last time
+		}
 		return
 	}
 	t := &tracked{c: c, acc: meter.New(a.run(c), a.o.Config.Window), parent: p}
@@ -384,10 +386,14 @@ func (a *Agent) walkParents() {
 	}
 }
 
-// parentOf returns the per-run cgroup parent of c: its own when the engine
+// parentOf returns the per-run cgroup parent of c: the cgroup the engine
+// says counts the run alone, or its own per-run parent when the engine
 // reports it, else, for a container known only from its labels, the
 // runtime's /paasmeter/<run> when it exists.
 func (a *Agent) parentOf(c engine.Container) string {
+	if c.RunCgroup != "" {
+		return c.RunCgroup
+	}
 	if p := dedicatedParent(c); p != "" {
 		return p
 	}
@@ -478,9 +484,12 @@ func (a *Agent) valid(c engine.Container) bool {
 	return true
 }
 
-// cgroupPath finds a running container's cgroup: from its init process, else
-// from the known layouts.
+// cgroupPath finds a running container's cgroup: as the engine reports it,
+// else from its init process, else from the known layouts.
 func (a *Agent) cgroupPath(c engine.Container) string {
+	if c.Cgroup != "" {
+		return c.Cgroup
+	}
 	if c.Pid > 0 {
 		if p, err := cgroups.PathFromProc(a.o.Config.ProcRoot, c.Pid); err == nil {
 			return p
@@ -854,7 +863,7 @@ func (a *Agent) finish(t *tracked, e runEnd, also ...events.Event) {
 		return t.acc.Close(final), append(also, died...)
 	})
 	a.metrics.forget(t.c.ID)
-	if t.parent != "" {
+	if t.parent != "" && t.parent != c.RunCgroup {
 		removeCgroup(a.o.Config.CgroupRoot, t.parent)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/internal/tlsconf"
+	"github.com/paasmeter/paasmeter/runtime/kube"
 	"github.com/paasmeter/paasmeter/runtime/tail"
 )
 
@@ -21,6 +22,12 @@ type Config struct {
 	CollectorURL string `yaml:"collector_url"`
 	// TokenFile holds the agent's bearer token (PAASMETER_AGENT_TOKEN overrides it).
 	TokenFile string `yaml:"token_file"`
+	// Kind is the node's kind: KindDocker (the agent follows a Docker
+	// Engine's labelled containers) or KindKubernetes (a DaemonSet's pod
+	// follows the pods the kubelet runs on its node, Kubernetes).
+	Kind string `yaml:"kind"`
+	// Kubernetes is the Kubernetes node kind's configuration.
+	Kubernetes kube.Config `yaml:"kubernetes"`
 	// DockerHost is the engine's API address; empty means the usual defaults.
 	DockerHost string `yaml:"docker_host"`
 	// CgroupRoot and ProcRoot are where cgroup files and /proc are read.
@@ -66,9 +73,17 @@ type Config struct {
 	Logs tail.Config `yaml:"logs"`
 }
 
+// The node kinds (Config.Kind).
+const (
+	KindDocker     = "docker"
+	KindKubernetes = "kubernetes"
+)
+
 // DefaultConfig returns the defaults.
 func DefaultConfig() Config {
 	return Config{
+		Kind:           KindDocker,
+		Kubernetes:     kube.DefaultConfig(),
 		CollectorURL:   "http://127.0.0.1:8080",
 		CgroupRoot:     "/sys/fs/cgroup",
 		ProcRoot:       "/proc",
@@ -91,6 +106,20 @@ func (c *Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.CollectorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("collector_url: %q must be an http(s) URL", c.CollectorURL))
+	}
+	switch c.Kind {
+	case KindDocker:
+	case KindKubernetes:
+		if err := c.Kubernetes.Validate(); err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("kubernetes.%s", line))
+			}
+		}
+		if c.PlatformSpec != "" {
+			errs = append(errs, errors.New("platform_spec: must be empty with kind kubernetes: the kubelet runs the containers"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("kind: %q must be %s or %s", c.Kind, KindDocker, KindKubernetes))
 	}
 	if c.SpoolDir == "" {
 		errs = append(errs, errors.New("spool_dir: is required"))

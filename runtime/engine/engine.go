@@ -72,6 +72,15 @@ type Container struct {
 	OOMKilled  bool
 	// CgroupParent is the parent cgroup the container was started under ("" for the engine's default).
 	CgroupParent string
+	// Cgroup is the container's own cgroup, when the engine knows it ("":
+	// the agent finds it from the process or the known layouts).
+	Cgroup string
+	// RunCgroup, when set, is a cgroup that counts this run alone and
+	// outlives it, but belongs to someone else: the agent reads the run's
+	// final counters there, as from its own per-run parent, and leaves it in
+	// place (Kubernetes: the pod's cgroup of a one-container pod that is
+	// never restarted, which the kubelet removes).
+	RunCgroup string
 	// Limits: 0 means unlimited.
 	MemoryLimitBytes   uint64
 	CPULimitMillicores uint64

@@ -9,11 +9,12 @@
 // What tests need beyond that is a handful of Options fields, each marked as
 // a test hook, whose zero values are production's.
 //
-// A node is built on one container engine, given as Options.Engine, with the
-// cgroup files under Config.CgroupRoot as the counters' source. The Docker
-// Engine is the only kind today; a second kind (Kubernetes, whose kubelet
-// runs the containers) plugs in as another engine and counter source in
-// Options, with the spool, shipper and admin listener unchanged.
+// A node is of one kind (Config.Kind), with the cgroup files under
+// Config.CgroupRoot as the counters' source: a Docker node is built on the
+// Docker Engine given as Options.Engine; a Kubernetes node, whose kubelet
+// runs the containers, on a runtime/kube watcher of its pods, which the node
+// makes from Config.Kubernetes and serves the agent and the tailer as their
+// engine. The meter, spool, shipper, tailer and admin listener are the same.
 package node
 
 import (
@@ -31,6 +32,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/failpoint"
@@ -39,6 +41,7 @@ import (
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/engine/docker"
+	"github.com/paasmeter/paasmeter/runtime/kube"
 	"github.com/paasmeter/paasmeter/runtime/netwall"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spec"
@@ -57,8 +60,9 @@ type Options struct {
 	// Platform, when set, is the platform spec (validated, quotas included)
 	// whose containers the node runs; nil: the node only meters.
 	Platform *spec.Spec
-	// Engine is the container engine the node meters and runs containers on.
-	// The caller closes it after the node.
+	// Engine is the container engine a Docker node meters and runs
+	// containers on (nil for a Kubernetes node). The caller closes it after
+	// the node.
 	Engine *docker.Engine
 	// Clock is the agent's and the supervisor's (default: the system clock).
 	Clock clock.Clock
@@ -84,6 +88,9 @@ type Options struct {
 	// RemoveGrace is how long the supervisor keeps an exited container (0:
 	// the supervisor's default).
 	RemoveGrace time.Duration
+	// KubeClient, if set, is the Kubernetes node's API client, instead of
+	// one made from Config.Kubernetes.
+	KubeClient kubernetes.Interface
 	// SpoolMaxBytes, when positive, bounds the spools instead of
 	// Config.SpoolMaxBytes, which may not go below 1 MiB: a test fills the
 	// spool with a few records.
@@ -102,6 +109,7 @@ type Node struct {
 	agent    *agent.Agent
 	tailer   *tail.Tailer // nil when Config.Logs.Enabled is off
 	shipper  *ship.Shipper
+	kube     *kube.Watcher         // nil but on a Kubernetes node
 	platform *supervise.Supervisor // nil without a platform spec
 	wall     *netwall.Wall         // nil without a platform spec
 	admin    *http.Server
@@ -156,9 +164,28 @@ func Open(o Options) (n *Node, err error) {
 			return nil, err
 		}
 	}
-	var agentEngine engine.Engine = o.Engine
+	var src interface {
+		engine.Engine
+		tail.Engine
+	}
+	switch {
+	case ac.Kind == agent.KindKubernetes && (o.Engine != nil || o.Platform != nil):
+		return nil, errors.New("agent: a Kubernetes node has no Docker engine and no platform spec: the kubelet runs its containers")
+	case ac.Kind == agent.KindKubernetes:
+		n.kube, err = kube.New(kube.Options{Config: ac.Kubernetes, Node: ac.Node, Client: o.KubeClient, Cgroups: cg, Clock: o.Clock,
+			Logger: n.log, Registry: n.reg})
+		if err != nil {
+			return nil, err
+		}
+		src = n.kube
+	case o.Engine == nil:
+		return nil, errors.New("agent: a Docker node needs its engine")
+	default:
+		src = o.Engine
+	}
+	var agentEngine engine.Engine = src
 	if o.WrapEngine != nil {
-		agentEngine = o.WrapEngine(o.Engine)
+		agentEngine = o.WrapEngine(src)
 	}
 	// The collector holds usage to the node's capacity; unknown, to its configured bounds.
 	capacity, capErr := agent.ReadNodeCapacity(agent.CPUOnlinePath, agent.MeminfoPath)
@@ -179,7 +206,7 @@ func Open(o Options) (n *Node, err error) {
 		Client: shipClient, BatchSize: ac.BatchSize, Logger: n.log, Registry: n.reg, Failpoints: o.Failpoints,
 		Wake: wake, Idle: o.ShipIdle, Capacity: capacity}
 	if ac.Logs.Enabled {
-		n.tailer, err = tail.New(tail.Options{Config: ac.Logs, Node: ac.Node, Engine: o.Engine, Spool: n.spool,
+		n.tailer, err = tail.New(tail.Options{Config: ac.Logs, Node: ac.Node, Engine: src, Spool: n.spool,
 			StatePath: filepath.Join(ac.SpoolDir, tail.StateFile), SpoolMaxBytes: spoolMax, Logger: n.log, Registry: n.reg, Wake: wake,
 			Failpoints: o.Failpoints})
 		if err != nil {
@@ -273,6 +300,16 @@ func (n *Node) Run(ctx context.Context, stopPlatform bool) error {
 	life, end := context.WithCancel(context.WithoutCancel(ctx))
 	defer end()
 	g, gctx := errgroup.WithContext(life)
+	if n.kube != nil {
+		// The agent's and the tailer's engine calls wait for the watcher's
+		// caches; the kubelet's probes' results go to the SLA beside the
+		// agent's records.
+		g.Go(func() error { return n.kube.Run(gctx) })
+		g.Go(func() error {
+			n.kube.Probe(gctx, n.cfg.SampleInterval, n.agent.Emit)
+			return nil
+		})
+	}
 	g.Go(func() error { return n.agent.Run(gctx) })
 	g.Go(func() error {
 		if n.hold != nil {
