@@ -2,8 +2,8 @@ package kube
 
 import (
 	"context"
-	"fmt"
-	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -12,42 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
+	"github.com/paasmeter/paasmeter/runtime/kube/kubetest"
 )
-
-// clusterEnv names what the watcher's test needs of the test cluster: its
-// admin kubeconfig (KUBECONFIG), and where the node's pod logs are seen from
-// this host and which busybox image its kubelet has (defaults: the kubelet's
-// own directory, the test cluster recipe's image).
-func clusterEnv(t *testing.T) (kubernetes.Interface, string, string) {
-	t.Helper()
-	kc := os.Getenv("KUBECONFIG")
-	if kc == "" {
-		testenv.Missing(t, "run scripts/test-deps.sh, which brings up the test cluster")
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", kc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := os.Getenv("PAASMETER_K8S_POD_LOG_DIR")
-	if logs == "" {
-		logs = "/var/log/pods"
-	}
-	image := os.Getenv("PAASMETER_K8S_BUSYBOX_IMAGE")
-	if image == "" {
-		image = "localhost/testcluster/busybox:1.0"
-	}
-	return cs, logs, image
-}
 
 // TestTheWatcherFollowsARealPodFromStartToRemoval runs a short pod on the
 // test cluster's node, in a metered namespace and in one that is not, and
@@ -56,32 +25,18 @@ func clusterEnv(t *testing.T) (kubernetes.Interface, string, string) {
 // output from the kubelet's log file, its removal; nothing of the other pod
 // but a count.
 func TestTheWatcherFollowsARealPodFromStartToRemoval(t *testing.T) {
-	cs, logDir, image := clusterEnv(t)
+	cl := kubetest.New(t)
+	cs, node, image := cl.Client, cl.Node, cl.Busybox
+	metered := cl.Namespace(t, map[string]string{"paasmeter.io/institution": "caami", "paasmeter.io/project": "jobs", "paasmeter.io/environment": "test"})
+	unmetered := cl.Namespace(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil || len(nodes.Items) == 0 {
-		t.Fatalf("nodes: %v (%d)", err, len(nodes.Items))
-	}
-	node := nodes.Items[0].Name
-
-	suffix := fmt.Sprintf("%d", time.Now().UnixNano()%1e9)
-	metered, unmetered := "kubetest-caami-"+suffix, "kubetest-other-"+suffix
-	for name, labels := range map[string]map[string]string{
-		metered:   {"paasmeter.io/institution": "caami", "paasmeter.io/project": "jobs", "paasmeter.io/environment": "test"},
-		unmetered: nil,
-	} {
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cs.CoreV1().Namespaces().Delete(context.Background(), name, metav1.DeleteOptions{}) })
-	}
 
 	cfg := DefaultConfig()
-	cfg.PodLogDir = logDir
+	cfg.PodLogDir = filepath.Join(cl.VarLog, "pods")
 	reg := prometheus.NewRegistry()
 	o := Options{Config: cfg, Node: node, Client: cs, Registry: reg}
-	if r, err := cgroups.NewReader("/sys/fs/cgroup"); err == nil {
+	if r, err := cgroups.NewReader(cl.CgroupRoot); err == nil {
 		o.Cgroups = r
 	}
 	w, err := New(o)
@@ -142,15 +97,17 @@ func TestTheWatcherFollowsARealPodFromStartToRemoval(t *testing.T) {
 		c.CPULimitMillicores != 100 || c.MemoryLimitBytes != 16<<20 || !strings.HasSuffix(c.RunLabel, ":job:0") || !c.FinishedAt.After(c.StartedAt) {
 		t.Errorf("container %+v", c)
 	}
-	var lines []string
+	// stdout and stderr reach the runtime through two pipes, so the file
+	// orders lines within a stream only.
+	lines := map[string][]string{}
 	if err := w.Logs(ctx, id, time.Time{}, true, func(m engine.LogMessage) error {
-		lines = append(lines, m.Stream+" "+string(m.Text))
+		lines[m.Stream] = append(lines[m.Stream], string(m.Text))
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Join(lines, "|") != "stdout one|stderr two" {
-		t.Errorf("logs %q", lines)
+	if want := map[string][]string{"stdout": {"one"}, "stderr": {"two"}}; !reflect.DeepEqual(lines, want) {
+		t.Errorf("logs %q, want %q", lines, want)
 	}
 	if v := testutil.ToFloat64(w.unmetered.WithLabelValues("no_institution")); v < 1 {
 		t.Errorf("unmetered pods: %g", v)
