@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -22,7 +23,12 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/paasmeter/paasmeter/config"
@@ -541,4 +547,85 @@ func inNamespace(t *testing.T, objs []*unstructured.Unstructured, from, to strin
 		items = append(items, o.Object)
 	}
 	return items
+}
+
+// TestApplyCollectorReady applies the base's collector for real, in a
+// namespace of the test's own, with the image `make image` builds loaded
+// into the node, and waits for its two replicas to become Ready (/readyz).
+// Without PostgreSQL and ClickHouse in the cluster, the DSNs' environment is
+// dropped: each replica runs on its embedded store, in its emptyDir. The
+// cluster-wide objects (the agent's ClusterRole and binding) and the agent's
+// DaemonSet are the server dry run's alone.
+func TestApplyCollectorReady(t *testing.T) {
+	cl := kubetest.New(t)
+	kc := kubectl(t)
+	img := kubetest.PaasmeterImage(t)
+	cl.LoadImage(t, img.Path)
+	ns := cl.Namespace(t, nil)
+
+	var objs []*unstructured.Unstructured
+	for _, o := range render(t, baseDir) {
+		switch {
+		case strings.HasPrefix(o.GetKind(), "Cluster"), o.GetKind() == "DaemonSet":
+			continue
+		case o.GetKind() == "ConfigMap" && strings.HasPrefix(o.GetName(), "paasmeter-collector-config-"):
+			yml, _, _ := unstructured.NestedString(o.Object, "data", "paasmeter.yaml")
+			yml = strings.NewReplacer("REPLACE-ME-node-name", "node-a",
+				"REPLACE-ME-sha256-of-the-node-s-agent-token", strings.Repeat("ab", 32),
+				"REPLACE-ME-sha256-of-the-admin-token", strings.Repeat("cd", 32)).Replace(yml)
+			if err := unstructured.SetNestedField(o.Object, yml, "data", "paasmeter.yaml"); err != nil {
+				t.Fatal(err)
+			}
+		case o.GetKind() == "Deployment":
+			containers, _, _ := unstructured.NestedSlice(o.Object, "spec", "template", "spec", "containers")
+			c := containers[0].(map[string]any)
+			c["image"] = img.Ref
+			c["imagePullPolicy"] = "Never"
+			delete(c, "env")
+			if err := unstructured.SetNestedSlice(o.Object, containers, "spec", "template", "spec", "containers"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		objs = append(objs, o)
+	}
+	list := map[string]any{"apiVersion": "v1", "kind": "List", "items": inNamespace(t, objs, "paasmeter", ns)}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, kc, "--kubeconfig", os.Getenv(kubetest.KubeconfigEnv), "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(mustJSON(t, list))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply: %v\n%s", err, out)
+	}
+
+	// The Deployment counts its Ready pods: watch it until both are.
+	deps := cl.Client.AppsV1().Deployments(ns)
+	sel := fields.OneTermEqualSelector("metadata.name", "paasmeter-collector").String()
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return deps.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return deps.Watch(ctx, o)
+		},
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer wcancel()
+	var last *appsv1.Deployment
+	_, err := watchtools.UntilWithSync(wctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
+		d, ok := ev.Object.(*appsv1.Deployment)
+		if !ok {
+			return false, nil
+		}
+		last = d
+		return d.Status.ReadyReplicas == 2 && d.Status.UpdatedReplicas == 2, nil
+	})
+	if err != nil {
+		state := "it never existed"
+		if last != nil {
+			state = fmt.Sprintf("status %+v", last.Status)
+		}
+		t.Fatalf("the collector's two replicas were not Ready within 3m (%s): %v", state, err)
+	}
 }
