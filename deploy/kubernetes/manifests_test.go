@@ -271,6 +271,19 @@ func TestBase(t *testing.T) {
 	if _, err := config.Parse([]byte(yml), "the collector's ConfigMap", func(k string) string { return env[k] }); err != nil {
 		t.Error(err)
 	}
+	// The agent's loads as a Kubernetes node's, with the node's name the
+	// downward API gives it.
+	var acm corev1.ConfigMap
+	decode(t, findPrefix(t, objs, "ConfigMap", "paasmeter-agent-config"), &acm)
+	acfg, err := config.Parse([]byte(acm.Data["paasmeter.yaml"]), "the agent's ConfigMap", func(k string) string {
+		return map[string]string{"PAASMETER_NODE": "node-a"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acfg.Agent.Kind != "kubernetes" {
+		t.Errorf("the agent's ConfigMap runs agent.kind %q, want kubernetes", acfg.Agent.Kind)
+	}
 }
 
 func TestOpenShift(t *testing.T) {
