@@ -84,7 +84,8 @@ default the 'paasmeter collector' of --paasmeter as a child process pinned
 that the attacker's own client CPU does not compete with the collector; with
 --in-process, in this process as before (for comparison). Then run two phases
 of --duration each: agents (one goroutine and one node token each) post usage
-batches at a steady rate, first alone (quiet), then while the attacking institution, with its own token, trickles Loki pushes byte by byte
+batches at a steady rate, first alone (quiet), then while the attacking
+institution, with its own token, trickles Loki pushes byte by byte
 (reconnecting), floods pushes of new streams and runs parallel large log reads.
 
 Prints the agents' batch latency (request to accepted answer, 429 retries
