@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
@@ -20,7 +21,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/internal/loadgen"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/metering"
@@ -44,6 +44,15 @@ type abuseSpec struct {
 	RefusalPause time.Duration
 	// CPUProfile, unless empty, is the file the attack phase's CPU profile goes to.
 	CPUProfile string
+	// InProcess runs the collector in the driver's process, as before the
+	// child mode: for comparison only, the driver's CPU competes with it.
+	InProcess bool
+	// Program is the paasmeter binary whose collector runs as a child ("":
+	// the one beside this program, else on PATH).
+	Program string
+	// CollectorCPUs and DriverCPUs are the CPUs (taskset lists) the child
+	// collector and the driver are pinned to ("": not pinned).
+	CollectorCPUs, DriverCPUs string
 }
 
 func (s abuseSpec) validate() error {
@@ -55,7 +64,7 @@ func (s abuseSpec) validate() error {
 	return nil
 }
 
-// The two institutions: the victim's agents ship usage of both, the attacker
+// The two institutions: the agents ship the victim's usage, the attacker
 // holds an institution token of its own.
 const (
 	abuseVictim   = "victim"
@@ -68,18 +77,23 @@ func (a *app) benchAbuseCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "abuse",
 		Short: "Agents' ingest latency quiet vs while one institution attacks the collector, and the collector's peak RSS",
-		Long: `Start a collector in-process on a fresh embedded store with two institutions,
-store --seed-mb of log lines for the attacking institution straight into the
-store, then run two phases of --duration each: agents (one goroutine and one node
-token each) post usage batches at a steady rate, first alone (quiet), then while
-the attacking institution, with its own token, trickles Loki pushes byte by byte
+		Long: `Store --seed-mb of log lines for the attacking institution straight into a
+fresh embedded store, then start a collector on it with two institutions: by
+default the 'paasmeter collector' of --paasmeter as a child process pinned
+(taskset) to --collector-cpus while this driver is pinned to --driver-cpus, so
+that the attacker's own client CPU does not compete with the collector; with
+--in-process, in this process as before (for comparison). Then run two phases
+of --duration each: agents (one goroutine and one node token each) post usage
+batches at a steady rate, first alone (quiet), then while the attacking
+institution, with its own token, trickles Loki pushes byte by byte
 (reconnecting), floods pushes of new streams and runs parallel large log reads.
 
 Prints the agents' batch latency (request to accepted answer, 429 retries
 included) p50/p99 per phase, their errors and 429s, the attack's answers by
-status, and the peak RSS of this process, which is the collector's: the driver's
-own allocations are kept small (bodies are made as they are sent and answers
-discarded) and the peak is reset (/proc/self/clear_refs) after the seeding.`,
+status, and the collector's CPU time and peak RSS: the child's (VmHWM), or
+in-process this process's, where the driver's own allocations are kept small
+(bodies are made as they are sent and answers discarded) and the peak is reset
+(/proc/self/clear_refs) after the seeding.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := spec.validate(); err != nil {
@@ -100,7 +114,11 @@ discarded) and the peak is reset (/proc/self/clear_refs) after the seeding.`,
 	f.IntVar(&spec.FloodStream, "flood-streams", 1000, "new streams per flood push")
 	f.IntVar(&spec.Readers, "readers", 4, "concurrent large log reads (0: none)")
 	f.DurationVar(&spec.RefusalPause, "refusal-pause", 0, "how long an abuser waits after a 429 before it tries again (0: at once, the worst case)")
-	f.StringVar(&spec.CPUProfile, "cpuprofile", "", "write the attack phase's CPU profile (collector and driver) to this file")
+	f.StringVar(&spec.CPUProfile, "cpuprofile", "", "write the attack phase's CPU profile of this process (the driver; with --in-process the collector too) to this file")
+	f.BoolVar(&spec.InProcess, "in-process", false, "run the collector in the driver's process (the driver's CPU then competes with it; for comparison)")
+	f.StringVar(&spec.Program, "paasmeter", "", "the paasmeter binary whose collector runs as a child (default: paasmeter in this program's directory, else on PATH)")
+	f.StringVar(&spec.CollectorCPUs, "collector-cpus", "0", "CPUs (taskset list) the child collector is pinned to (empty: not pinned)")
+	f.StringVar(&spec.DriverCPUs, "driver-cpus", "1", "CPUs (taskset list) the driver is pinned to with a child collector (empty: not pinned)")
 	return cmd
 }
 
@@ -113,22 +131,60 @@ type abuseEnv struct {
 
 func (s abuseSpec) node(i int) string { return fmt.Sprintf("abuse-node-%02d", i) }
 
-// startAbuseCollector runs a collector on loopback over store with an agent
-// token per agent and an institution token for the attacker.
-func startAbuseCollector(ctx context.Context, store metering.Store, spec abuseSpec) (stop func(), env abuseEnv, err error) {
-	var tokens []auth.TokenConfig
-	for i := range spec.Agents {
-		t := auth.New()
-		env.agentTokens = append(env.agentTokens, t)
-		tokens = append(tokens, auth.TokenConfig{Name: spec.node(i), Role: auth.RoleAgent, Node: spec.node(i), Tenants: []string{auth.AnyTenant}, SHA256: auth.Hash(t)})
-	}
-	env.attackerToken = auth.New()
-	tokens = append(tokens, auth.TokenConfig{Name: abuseAttacker, Role: auth.RoleInstitution, Tenant: abuseAttacker, SHA256: auth.Hash(env.attackerToken)})
-	stop, env.base, err = runCollector(ctx, store, nil, tokens, []string{abuseVictim, abuseAttacker})
+// startInProcessCollector stores the attacker's logs in a store in dataDir
+// and runs a collector over it on loopback in this process; the peak RSS
+// counts from after the seeding (resetPeak says whether it could be reset).
+func startInProcessCollector(ctx context.Context, spec abuseSpec, dataDir string, now time.Time, progress io.Writer) (col *abuseCollector, resetPeak error, err error) {
+	store, err := embedded.Open(ctx, dataDir)
 	if err != nil {
-		return nil, env, fmt.Errorf("abuse collector: %w", err)
+		return nil, nil, err
 	}
-	return stop, env, nil
+	seeded, err := seedAttackerLogs(ctx, store, spec.SeedMB, now)
+	if err != nil {
+		return nil, nil, errors.Join(err, store.Close())
+	}
+	fmt.Fprintf(progress, "seeded %d log lines in %s\n", seeded, time.Since(now).Round(time.Millisecond))
+	// The peak counts from here: the seeding's garbage is returned and the
+	// high-water mark reset (Linux ≥ 4.0; if refused, the peak includes the seeding).
+	debug.FreeOSMemory()
+	resetPeak = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+	env, tokens := abuseTokens(spec)
+	stop, base, err := runCollector(ctx, store, nil, tokens, []string{abuseVictim, abuseAttacker})
+	if err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("abuse collector: %w", err), store.Close())
+	}
+	env.base = base
+	return &abuseCollector{env: env, pid: os.Getpid(), stop: func() error { stop(); return store.Close() }}, resetPeak, nil
+}
+
+// startAbuseCollector seeds the attacker's logs and starts the collector in
+// the spec's mode; mode names it for the report.
+func startAbuseCollector(ctx context.Context, spec abuseSpec, dir string, now time.Time, progress io.Writer) (col *abuseCollector, mode string, resetPeak error, err error) {
+	dataDir := filepath.Join(dir, "data")
+	if spec.InProcess {
+		col, resetPeak, err = startInProcessCollector(ctx, spec, dataDir, now, progress)
+		return col, "in the driver's process (the driver's CPU competes with it)", resetPeak, err
+	}
+	seeded, err := seedChildStore(ctx, dataDir, spec.SeedMB, now)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	fmt.Fprintf(progress, "seeded %d log lines in %s\n", seeded, time.Since(now).Round(time.Millisecond))
+	if col, err = startChildCollector(ctx, spec, dir, dataDir, progress); err != nil {
+		return nil, "", nil, err
+	}
+	if err := pinSelf(ctx, spec.DriverCPUs); err != nil {
+		return nil, "", nil, errors.Join(err, col.stop())
+	}
+	mode = fmt.Sprintf("a child process 'paasmeter collector' (pid %d) on CPUs %s, the driver on CPUs %s", col.pid, orAll(spec.CollectorCPUs), orAll(spec.DriverCPUs))
+	return col, mode, nil, nil
+}
+
+func orAll(cpus string) string {
+	if cpus == "" {
+		return "all (not pinned)"
+	}
+	return cpus
 }
 
 // seedAttackerLogs stores about mb MB of the attacker's log lines, 1 KiB each
@@ -397,28 +453,20 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	store, err := embedded.Open(ctx, dir+"/metering.db")
-	if err != nil {
-		return err
-	}
-	defer store.Close()
 
 	start := time.Now()
-	seeded, err := seedAttackerLogs(ctx, store, spec.SeedMB, start.UTC())
+	col, mode, resetPeak, err := startAbuseCollector(ctx, spec, dir, start.UTC(), a.stderr)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stderr, "seeded %d log lines in %s\n", seeded, time.Since(start).Round(time.Millisecond))
-	// The peak counts from here: the seeding's garbage is returned and the
-	// high-water mark reset (Linux ≥ 4.0; if refused, the peak includes the seeding).
-	debug.FreeOSMemory()
-	resetPeak := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
-
-	stop, env, err := startAbuseCollector(ctx, store, spec)
-	if err != nil {
-		return err
-	}
-	defer stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			col.stop()
+		}
+	}()
+	fmt.Fprintf(a.stdout, "collector: %s\n", mode)
+	env := col.env
 
 	gens := make([]func(int) usage.Record, spec.Agents)
 	for i := range gens {
@@ -433,8 +481,8 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		// The work a phase made, beside its latency: on a shared machine the
 		// process gets what the other load leaves, and an attacker that
 		// retries at once takes all of it, so compare runs made close together.
-		from := processCPU(os.Getpid())
-		defer func() { cpu[st] = processCPU(os.Getpid()) - from }()
+		from := processCPU(col.pid)
+		defer func() { cpu[st] = processCPU(col.pid) - from }()
 		var wg sync.WaitGroup
 		if during != nil {
 			wg.Add(1)
@@ -456,9 +504,14 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	peak, err := peakRSS()
+	// Read before the stop: a child's VmHWM goes with its process.
+	peak, err := peakRSS(col.pid)
 	if err != nil {
 		return err
+	}
+	stopped = true
+	if err := col.stop(); err != nil {
+		return fmt.Errorf("stop the collector: %w", err)
 	}
 
 	fmt.Fprintf(a.stdout, "%-8s %8s %8s %7s %6s %10s %10s\n", "agents", "batches", "ok", "errors", "429s", "p50", "p99")
@@ -479,7 +532,11 @@ func (a *app) benchAbuse(ctx context.Context, spec abuseSpec) error {
 		}
 		fmt.Fprintf(a.stdout, "attack %-13s %s\n", kind+":", strings.Join(parts, " "))
 	}
-	fmt.Fprintf(a.stdout, "process CPU (collector and driver): quiet %.2f s, attack %.2f s\n", cpu[&quiet].Seconds(), cpu[&attacked].Seconds())
+	who := "the child collector's"
+	if spec.InProcess {
+		who = "collector and driver"
+	}
+	fmt.Fprintf(a.stdout, "process CPU (%s): quiet %.2f s, attack %.2f s\n", who, cpu[&quiet].Seconds(), cpu[&attacked].Seconds())
 	peakNote := ""
 	if resetPeak != nil {
 		peakNote = " (the seeding included: the peak could not be reset)"

@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,13 +16,43 @@ import (
 )
 
 // TestBenchAbuseReportsBothPhasesAndEveryAgentBatchIsAccepted runs the abuse
-// benchmark at tiny sizes: correctness of the run and its report, not timing.
+// benchmark at tiny sizes in both modes, the collector a child process (the
+// paasmeter binary built here) and in-process: correctness of the run and its
+// report, not timing.
 func TestBenchAbuseReportsBothPhasesAndEveryAgentBatchIsAccepted(t *testing.T) {
-	out, err := run(t, context.Background(), "abuse", "--duration", "1s", "--agents", "2", "--batch", "10", "--interval", "50ms",
-		"--seed-mb", "1", "--slow-pushes", "2", "--trickle", "1ms", "--flood-streams", "20", "--readers", "2")
-	if err != nil {
-		t.Fatalf("bench abuse: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), "paasmeter")
+	if out, err := exec.Command("go", "build", "-o", bin, "../paasmeter").CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/paasmeter: %v\n%s", err, out)
 	}
+	args := []string{"abuse", "--duration", "1s", "--agents", "2", "--batch", "10", "--interval", "50ms",
+		"--seed-mb", "1", "--slow-pushes", "2", "--trickle", "1ms", "--flood-streams", "20", "--readers", "2"}
+	for name, mode := range map[string]struct {
+		args []string
+		want string
+	}{
+		// The child is pinned as by default; the test process is not, so that
+		// the package's other tests keep every CPU.
+		"child":      {[]string{"--paasmeter", bin, "--driver-cpus", ""}, "collector: a child process 'paasmeter collector'"},
+		"in-process": {[]string{"--in-process"}, "collector: in the driver's process"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := run(t, context.Background(), append(slices.Clone(args), mode.args...)...)
+			if err != nil {
+				t.Fatalf("bench abuse: %v\n%s", err, out)
+			}
+			if !strings.Contains(out, mode.want) {
+				t.Errorf("report lacks %q:\n%s", mode.want, out)
+			}
+			checkAbuseReport(t, out)
+		})
+	}
+}
+
+// checkAbuseReport checks that a report has both phases, every agent batch
+// accepted, the attack's answers, the peak RSS and the aims.
+func checkAbuseReport(t *testing.T, out string) {
+	t.Helper()
+	var err error
 	phases := map[string]bool{}
 	for line := range strings.Lines(out) {
 		f := strings.Fields(line)

@@ -408,18 +408,19 @@ func (a *app) benchInvoicePhase(ctx context.Context, o benchInvoiceOptions) erro
 	if err != nil {
 		return fmt.Errorf("%s phase: %w", o.phase, err)
 	}
-	if res.PeakRSS, err = peakRSS(); err != nil {
+	if res.PeakRSS, err = peakRSS(os.Getpid()); err != nil {
 		return err
 	}
 	return json.NewEncoder(a.stdout).Encode(res)
 }
 
-// peakRSS returns this process's peak resident set (VmHWM). Not getrusage's
+// peakRSS returns the peak resident set (VmHWM) of process pid. Not getrusage's
 // ru_maxrss: Go starts a child with vfork, so until its exec the child runs
 // in the parent's address space, and Linux keeps that space's high-water mark
 // in the child's ru_maxrss — a phase would report the fill's RSS.
-func peakRSS() (int64, error) {
-	status, err := os.ReadFile("/proc/self/status")
+func peakRSS(pid int) (int64, error) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	status, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
@@ -427,12 +428,12 @@ func peakRSS() (int64, error) {
 		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
 			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM of /proc/self/status: %w", err)
+				return 0, fmt.Errorf("VmHWM of %s: %w", path, err)
 			}
 			return kib << 10, nil
 		}
 	}
-	return 0, errors.New("/proc/self/status has no VmHWM")
+	return 0, fmt.Errorf("%s has no VmHWM", path)
 }
 
 // loadAverage returns the 1-minute load average: the machine may be shared.
