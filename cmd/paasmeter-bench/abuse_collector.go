@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/loopback"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 )
 
@@ -66,18 +66,6 @@ func paasmeterProgram(program string) (string, error) {
 	return p, nil
 }
 
-// freeAddr returns a loopback address no one listens on now: the child
-// collector is given fixed listeners because it does not report the ones
-// the kernel would pick.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // startChildCollector runs `paasmeter collector` as a child process pinned
 // to spec.CollectorCPUs, on a configuration written into dir whose embedded
 // store is dataDir (seeded before: the child opens it as a deployment would),
@@ -88,14 +76,12 @@ func startChildCollector(ctx context.Context, spec abuseSpec, dir, dataDir strin
 		return nil, err
 	}
 	env, tokens := abuseTokens(spec)
-	api, err := freeAddr()
+	// Found together, so that the two listeners differ.
+	ports, err := loopback.FreePorts(2)
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	api, admin := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
 	env.base = "http://" + api
 	cfg, err := yaml.Marshal(map[string]any{
 		"log":       map[string]string{"level": "error"},

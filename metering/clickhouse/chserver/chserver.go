@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/paasmeter/paasmeter/internal/loopback"
 )
 
 // startTimeout bounds how long a server may take to answer after it starts
@@ -72,7 +72,7 @@ func StartCluster(ctx context.Context, program, parent, cluster string, shards i
 }
 
 func tryStartCluster(ctx context.Context, program, parent, cluster string, shards int) ([]*Server, error) {
-	ports, err := freePorts(shards)
+	ports, err := loopback.FreePorts(shards)
 	if err != nil {
 		return nil, err
 	}
@@ -101,21 +101,6 @@ func tryStartCluster(ctx context.Context, program, parent, cluster string, shard
 		}
 	}
 	return servers, nil
-}
-
-// freePorts returns n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("chserver: find a free port: %w", err)
-		}
-		// Held until all are found, so that the n ports differ.
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Addr returns the server's native-protocol address, host:port.

@@ -21,7 +21,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -38,6 +37,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paasmeter/paasmeter/internal/loopback"
 	"github.com/paasmeter/paasmeter/internal/testenv"
 )
 
@@ -302,10 +302,11 @@ func sweep(parent string) {
 
 // run starts postgres on the cluster in dir and waits until it accepts connections.
 func run(ctx context.Context, bin string, cred *syscall.Credential, dir string) (*cluster, error) {
-	port, err := freePort()
+	ports, err := loopback.FreePorts(1)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("pgtest: %w", err)
 	}
+	port := ports[0]
 	logPath := filepath.Join(dir, "postgres.log")
 	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
@@ -384,15 +385,6 @@ func (c *cluster) stop() error {
 func (c *cluster) kill() {
 	c.cmd.Process.Kill()
 	<-c.exited
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("pgtest: find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // logTail returns the end of the server's log, for a failure message.
