@@ -197,8 +197,14 @@ func (s *Store) ScanLogs(ctx context.Context, q metering.LogQuery, take func(log
 }
 
 // logChunk reads the lines query selects, up to sqlkit.LogChunkBytes of them.
+// Like scan, it reads without the context's cancellation, which would cost a
+// goroutine a row; a chunk is at most sqlkit.LogChunkLines rows, and the
+// context is looked at before each.
 func (s *Store) logChunk(ctx context.Context, tenant string, byID map[int64]map[string]string, query string, args []any) ([]logs.Line, error) {
-	rows, err := s.r.QueryContext(ctx, query, args...)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(context.WithoutCancel(ctx), query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("embedded store: query logs: %w", err)
 	}

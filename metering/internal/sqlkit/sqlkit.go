@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -334,6 +335,17 @@ const (
 	LogChunkBytes = 1 << 20
 )
 
+// logYieldEvery is how many lines a log scan walks between two yields of
+// its goroutine. Go has no goroutine priorities, and async preemption
+// interrupts a busy goroutine only every 10 ms: a collector's core busy
+// with reads (a scan walks and encodes a line in 10 to 25 µs) made each
+// agent's ingest request, which waits for the core at several points (body,
+// decode, insert, commit, answer), wait up to 10 ms per read in flight at
+// each of them (issue 19's abuse benchmark: agents' p99 up to 10× the quiet
+// run). Yielding every millisecond or so puts a read behind the requests
+// that are ready, so reads take the core that ingest leaves.
+const logYieldEvery = 64
+
 // Direction is how a log query in q's direction orders its chunks: the SQL
 // order of (time, seq, id), and the comparison that puts a row after a cursor.
 func Direction(forward bool) (order, cmp string) {
@@ -365,7 +377,7 @@ func ScanLogs(q metering.LogQuery, fetch func(after *Cursor, n int) ([]logs.Line
 		n = LogChunkLines // most lines read may not match
 	}
 	var last Cursor
-	taken := 0
+	taken, walked := 0, 0
 	for {
 		chunk, err := fetch(after, n)
 		if err != nil {
@@ -373,6 +385,9 @@ func ScanLogs(q metering.LogQuery, fetch func(after *Cursor, n int) ([]logs.Line
 		}
 		size := 0
 		for _, l := range chunk {
+			if walked++; walked%logYieldEvery == 0 {
+				runtime.Gosched()
+			}
 			size += len(l.Line)
 			pos, err := LineCursor(l)
 			if err != nil {
