@@ -106,6 +106,9 @@ func startChildCollector(ctx context.Context, spec abuseSpec, dir, dataDir strin
 	// A drain, as an operator's stop would; killed if it takes too long.
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
+	// A driver killed with -9 cannot stop it: the kernel does (the signal
+	// survives taskset's exec of the collector).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	// The driver's environment must not override the written configuration.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PAASMETER_") {
