@@ -161,12 +161,20 @@ func TestMutualTLSIdentifiesTheAgentsNode(t *testing.T) {
 	}
 
 	// The expiry of what the collector serves and trusts.
-	name := "paasmeter_tls_cert_expiry_timestamp_seconds"
-	for _, c := range []struct {
-		listener, kind string
-		cert           *x509.Certificate
-	}{{"api", "served", r.server.Cert}, {"api", "trusted", r.nodeCA.Cert}, {"admin", "served", r.server.Cert}} {
-		if got := r.metric(t, name, map[string]string{"listener": c.listener, "kind": c.kind, "subject": c.cert.Subject.String()}); got != float64(c.cert.NotAfter.Unix()) {
+	r.wantExpiries(t, []certExpiry{{"api", "served", r.server.Cert}, {"api", "trusted", r.nodeCA.Cert}, {"admin", "served", r.server.Cert}})
+}
+
+// certExpiry is a certificate a listener serves or trusts.
+type certExpiry struct {
+	listener, kind string
+	cert           *x509.Certificate
+}
+
+// wantExpiries checks paasmeter_tls_cert_expiry_timestamp_seconds of each.
+func (r *tlsRig) wantExpiries(t *testing.T, certs []certExpiry) {
+	t.Helper()
+	for _, c := range certs {
+		if got := r.metric(t, "paasmeter_tls_cert_expiry_timestamp_seconds", map[string]string{"listener": c.listener, "kind": c.kind, "subject": c.cert.Subject.String()}); got != float64(c.cert.NotAfter.Unix()) {
 			t.Errorf("%s %s expiry = %v, want %d", c.listener, c.kind, got, c.cert.NotAfter.Unix())
 		}
 	}
@@ -316,15 +324,7 @@ func TestRequiredClientCertificatesGiveAgentsAListenerOfTheirOwn(t *testing.T) {
 		t.Errorf("stored %d records, want node-a's 3", n)
 	}
 	// The agents' listener's certificates are watched as the others are.
-	name := "paasmeter_tls_cert_expiry_timestamp_seconds"
-	for _, c := range []struct {
-		listener, kind string
-		cert           *x509.Certificate
-	}{{"agents", "served", r.server.Cert}, {"agents", "trusted", r.nodeCA.Cert}, {"api", "served", r.server.Cert}} {
-		if got := r.metric(t, name, map[string]string{"listener": c.listener, "kind": c.kind, "subject": c.cert.Subject.String()}); got != float64(c.cert.NotAfter.Unix()) {
-			t.Errorf("%s %s expiry = %v, want %d", c.listener, c.kind, got, c.cert.NotAfter.Unix())
-		}
-	}
+	r.wantExpiries(t, []certExpiry{{"agents", "served", r.server.Cert}, {"agents", "trusted", r.nodeCA.Cert}, {"api", "served", r.server.Cert}})
 }
 
 func TestAdminListenerWantsItsTokenAndServesPprofOnlyWhenAsked(t *testing.T) {
