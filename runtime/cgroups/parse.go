@@ -324,3 +324,40 @@ func parseProcCgroup(file string, data []byte) (string, error) {
 	}
 	return "", &ParseError{File: file, Err: errors.New("no cpuacct line and no 0:: line")}
 }
+
+// parseProcs parses cgroup.procs: one pid a line, none for an empty cgroup.
+// A 0 (v2 writes it for a process outside the reader's PID namespace) is
+// left out: it names no process the reader can see.
+func parseProcs(file string, data []byte) ([]int, error) {
+	var pids []int
+	err := eachLine(file, data, func(n int, line []byte) error {
+		v, err := strconv.ParseUint(string(line), 10, 31)
+		if err != nil {
+			return lineError(file, n, line, errors.New("want a pid"))
+		}
+		if v > 0 {
+			pids = append(pids, int(v))
+		}
+		return nil
+	})
+	return pids, err
+}
+
+// parseStatPPid reads the parent pid from /proc/<pid>/stat: "pid (comm)
+// state ppid ...", where comm may hold spaces and parentheses, so the fields
+// are counted from its last ')'.
+func parseStatPPid(file string, data []byte) (int, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, &ParseError{File: file, Err: errors.New("no ')' closing the command")}
+	}
+	f := bytes.Fields(data[i+1:])
+	if len(f) < 2 {
+		return 0, &ParseError{File: file, Err: errors.New("no parent pid after the state")}
+	}
+	v, err := strconv.ParseUint(string(f[1]), 10, 31)
+	if err != nil {
+		return 0, lineError(file, 1, f[1], errors.New("the parent pid is not a pid"))
+	}
+	return int(v), nil
+}
