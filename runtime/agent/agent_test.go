@@ -380,7 +380,9 @@ func TestAResizedVolumeIsBilledItsOldSizeThenItsNewOne(t *testing.T) {
 		return recs
 	}
 	// billedAt is the size a window was billed for: its quantity over its length.
-	billedAt := func(rec usage.Record) float64 { return float64(rec.Quantity) / rec.WindowEnd.Sub(rec.WindowStart).Seconds() }
+	billedAt := func(rec usage.Record) float64 {
+		return float64(rec.Quantity) / rec.WindowEnd.Sub(rec.WindowStart).Seconds()
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	step := 0
 	for {
