@@ -42,8 +42,12 @@ type Options struct {
 	// Cgroups reads the node's cgroups; nil: the containers' cgroups are
 	// not looked for (the agent then has no counters for them).
 	Cgroups *cgroups.Reader
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// ProcRoot is where the host's /proc is read, in the host's PID
+	// namespace (the DaemonSet's hostPID): a pod's network counters are its
+	// processes' (network.go). "": /proc.
+	ProcRoot string
+	Clock    clock.Clock
+	Logger   *slog.Logger
 	// Registry receives the watcher's metrics.
 	Registry prometheus.Registerer
 }
@@ -88,6 +92,9 @@ func New(o Options) (*Watcher, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.System{}
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -255,7 +262,13 @@ func (w *Watcher) container(m metered) (engine.Container, error) {
 			w.log.Warn("cgroup of a pod's container not found", "pod", m.pod.Namespace+"/"+m.pod.Name, "container", m.run.Container, "err", err)
 		}
 	}
-	return Container(m.pod, m.run, m.id, paths, RunParentEligible(m.pod))
+	c, err := Container(m.pod, m.run, m.id, paths, RunParentEligible(m.pod))
+	if err == nil && m.run.Running && paths.Container != "" && NetworkRun(m.pod, m.run) {
+		if pid := w.initPid(m, paths.Container); pid > 0 {
+			c.Pid, c.NetShared = pid, m.run.N > 0
+		}
+	}
+	return c, err
 }
 
 // List returns every run of the metered pods on this node.
