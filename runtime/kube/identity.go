@@ -26,7 +26,8 @@ type Config struct {
 	ProjectLabel     string `yaml:"project_label"`
 	EnvironmentLabel string `yaml:"environment_label"`
 	// AppLabel is the pod label its app is read from (the container's name
-	// when the pod has none).
+	// when the pod has none), and a persistent volume claim's (the claim's
+	// name when it has none).
 	AppLabel string `yaml:"app_label"`
 	// CgroupDriver is the kubelet's (cgroupfs or systemd); empty: found from
 	// the first pod's cgroup.

@@ -53,10 +53,11 @@ type Options struct {
 }
 
 // Watcher is the Kubernetes node kind's engine: it follows the pods bound to
-// its node and the namespaces through client-go informers, and serves them to
-// the agent and the tailer as containers (engine.Engine, tail.Engine): one
-// container per run, lifecycle events from the changes of the pods'
-// statuses, logs from the kubelet's CRI log files.
+// its node, the namespaces, and the claims, volumes and nodes through
+// client-go informers, and serves them to the agent and the tailer as
+// containers and volumes (engine.Engine, tail.Engine): one container per run,
+// lifecycle events from the changes of the pods' statuses, logs from the
+// kubelet's CRI log files, the claims this node bills.
 type Watcher struct {
 	o      Options
 	log    *slog.Logger
