@@ -271,16 +271,25 @@ func (r *Reader) Procs(path string) ([]int, error) {
 	return parseProcs(file, data)
 }
 
-// ParentPid returns the parent of process pid, from <procRoot>/<pid>/stat. A
-// process that is gone gives an error wrapping ErrNotFound.
-func ParentPid(procRoot string, pid int) (int, error) {
+// ProcStat is what /proc/<pid>/stat tells of a process that the agent uses.
+type ProcStat struct {
+	// PPid is its parent's pid.
+	PPid int
+	// Start is when it started, in clock ticks since the boot: of two
+	// processes, the smaller started first.
+	Start uint64
+}
+
+// ReadProcStat reads <procRoot>/<pid>/stat. A process that is gone gives an
+// error wrapping ErrNotFound.
+func ReadProcStat(procRoot string, pid int) (ProcStat, error) {
 	if pid <= 0 {
-		return 0, fmt.Errorf("invalid pid %d", pid)
+		return ProcStat{}, fmt.Errorf("invalid pid %d", pid)
 	}
 	file := filepath.Join(procRoot, strconv.Itoa(pid), "stat")
 	data, err := mandatory(file)
 	if err != nil {
-		return 0, err
+		return ProcStat{}, err
 	}
-	return parseStatPPid(file, data)
+	return parseProcStat(file, data)
 }

@@ -280,7 +280,7 @@ func TestReadNetDev(t *testing.T) {
 	}
 }
 
-func TestProcsAndParentPid(t *testing.T) {
+func TestProcsAndProcStat(t *testing.T) {
 	for _, v := range []Version{V1, V2} {
 		t.Run(v.String(), func(t *testing.T) {
 			root := cgroupTree(t, v, "kubepods/pod1/c1", "kubepods/pod1/c2")
@@ -306,16 +306,16 @@ func TestProcsAndParentPid(t *testing.T) {
 		})
 	}
 	proc := t.TempDir()
-	writeFile(t, filepath.Join(proc, "4242", "stat"), "4242 (sh (x) y) S 4200 4242 4242 0 -1 4194560\n")
-	writeFile(t, filepath.Join(proc, "7", "stat"), "7 (sh) S\n")
-	if ppid, err := ParentPid(proc, 4242); err != nil || ppid != 4200 {
-		t.Errorf("parent %d, %v; want 4200 (a command with parentheses and spaces)", ppid, err)
+	writeFile(t, filepath.Join(proc, "4242", "stat"), "4242 (sh (x) y) S 4200 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 777 1000 10\n")
+	writeFile(t, filepath.Join(proc, "7", "stat"), "7 (sh) S 1\n")
+	if st, err := ReadProcStat(proc, 4242); err != nil || st != (ProcStat{PPid: 4200, Start: 777}) {
+		t.Errorf("stat %+v, %v; want parent 4200, start 777 (a command with parentheses and spaces)", st, err)
 	}
 	var pe *ParseError
-	if _, err := ParentPid(proc, 7); !errors.As(err, &pe) {
-		t.Errorf("a stat without a parent: %v", err)
+	if _, err := ReadProcStat(proc, 7); !errors.As(err, &pe) {
+		t.Errorf("a stat cut short: %v", err)
 	}
-	if _, err := ParentPid(proc, 8); !errors.Is(err, ErrNotFound) {
+	if _, err := ReadProcStat(proc, 8); !errors.Is(err, ErrNotFound) {
 		t.Errorf("a process that is gone: %v", err)
 	}
 }

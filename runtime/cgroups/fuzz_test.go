@@ -134,10 +134,11 @@ func FuzzParseProcs(f *testing.F) {
 	})
 }
 
-func FuzzParseStatPPid(f *testing.F) {
-	seed(f, []string{"stat"}, "", "1 (init) S 0 1 1 0 -1\n", "42 (a) b) c) R 7 42\n", "42 (x) S\n", "42 (x) S -1\n", "42 x S 1\n")
+func FuzzParseProcStat(f *testing.F) {
+	seed(f, []string{"stat"}, "", "1 (init) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 33 1000 10\n",
+		"42 (a) b) c) R 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n", "42 (x) S\n", "42 (x) S -1\n", "42 x S 1\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ppid, err := parseStatPPid(fuzzFile, data)
+		st, err := parseProcStat(fuzzFile, data)
 		if err != nil {
 			var pe *ParseError
 			if !errors.As(err, &pe) || pe.File != fuzzFile || len(pe.Text) > maxQuoted+3 {
@@ -145,8 +146,8 @@ func FuzzParseStatPPid(f *testing.F) {
 			}
 			return
 		}
-		if ppid < 0 {
-			t.Fatalf("parent pid %d", ppid)
+		if st.PPid < 0 {
+			t.Fatalf("parent pid %d", st.PPid)
 		}
 	})
 }

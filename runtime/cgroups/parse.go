@@ -343,21 +343,26 @@ func parseProcs(file string, data []byte) ([]int, error) {
 	return pids, err
 }
 
-// parseStatPPid reads the parent pid from /proc/<pid>/stat: "pid (comm)
-// state ppid ...", where comm may hold spaces and parentheses, so the fields
-// are counted from its last ')'.
-func parseStatPPid(file string, data []byte) (int, error) {
+// parseProcStat reads /proc/<pid>/stat: "pid (comm) state ppid ...", where
+// comm may hold spaces and parentheses, so the fields are counted from its
+// last ')': the parent is the 4th field, the start time the 22nd (proc(5)).
+func parseProcStat(file string, data []byte) (ProcStat, error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, &ParseError{File: file, Err: errors.New("no ')' closing the command")}
+		return ProcStat{}, &ParseError{File: file, Err: errors.New("no ')' closing the command")}
 	}
 	f := bytes.Fields(data[i+1:])
-	if len(f) < 2 {
-		return 0, &ParseError{File: file, Err: errors.New("no parent pid after the state")}
+	const ppid, start = 4 - 3, 22 - 3 // fields after the command, from 0
+	if len(f) <= start {
+		return ProcStat{}, &ParseError{File: file, Err: fmt.Errorf("%d fields after the command, want at least %d", len(f), start+1)}
 	}
-	v, err := strconv.ParseUint(string(f[1]), 10, 31)
+	p, err := strconv.ParseUint(string(f[ppid]), 10, 31)
 	if err != nil {
-		return 0, lineError(file, 1, f[1], errors.New("the parent pid is not a pid"))
+		return ProcStat{}, lineError(file, 1, f[ppid], errors.New("the parent is not a pid"))
 	}
-	return int(v), nil
+	st, err := parseUint(f[start])
+	if err != nil {
+		return ProcStat{}, lineError(file, 1, f[start], err)
+	}
+	return ProcStat{PPid: int(p), Start: st}, nil
 }

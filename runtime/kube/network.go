@@ -27,21 +27,23 @@ func NetworkRun(pod *corev1.Pod, r Run) bool {
 }
 
 // initPid returns the init process of a running container, from its cgroup
-// at path: the one of the cgroup's processes whose parent (the runtime's
-// shim) is not in it. The agent checks that process is alive before it
-// trusts a sample (a process the container outlives would end its samples
-// early). 0 when none is found: the run then has no network bytes.
+// at path: of the cgroup's processes whose parent (the runtime's shim) is not
+// in it, the first started (a process `kubectl exec` adds has the shim for
+// parent too, and ends sooner). The agent checks that process is alive before
+// it trusts a sample, so it must last as long as the container. 0 when none
+// is found: the run then has no network bytes.
 func (w *Watcher) initPid(m metered, path string) int {
 	pids, err := w.o.Cgroups.Procs("/" + path)
 	if err != nil || len(pids) == 0 {
 		w.log.Debug("a pod's container processes not found: its network bytes are not read", "pod", m.pod.Namespace+"/"+m.pod.Name, "err", err)
 		return 0
 	}
-	slices.Sort(pids)
+	found, first := 0, uint64(0)
 	for _, pid := range pids {
-		if ppid, err := cgroups.ParentPid(w.o.ProcRoot, pid); err == nil && !slices.Contains(pids, ppid) {
-			return pid
+		st, err := cgroups.ReadProcStat(w.o.ProcRoot, pid)
+		if err == nil && !slices.Contains(pids, st.PPid) && (found == 0 || st.Start < first) {
+			found, first = pid, st.Start
 		}
 	}
-	return 0
+	return found
 }
