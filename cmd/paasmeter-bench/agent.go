@@ -127,8 +127,8 @@ func (a *app) benchAgent(ctx context.Context, program, host, image string, n int
 	statsRound := time.Since(start)
 
 	fmt.Fprintf(a.stdout, "agent with %d idle containers, sampling every %s, measured for %s:\n", n, interval, cost.elapsed.Round(time.Second))
-	fmt.Fprintf(a.stdout, "  CPU %.2f %% of one core, RSS %.1f MiB (peak %.1f MiB), %.0f records a minute\n", pct, float64(cost.rss)/(1<<20),
-		float64(cost.peakRSS)/(1<<20), cost.recordsPerMinute())
+	fmt.Fprintf(a.stdout, "  CPU %.2f %% of one core, RSS %.1f MiB (peak %.1f MiB, anonymous %.1f MiB), %.0f records a minute\n", pct,
+		float64(cost.rss)/(1<<20), float64(cost.peakRSS)/(1<<20), float64(cost.anonRSS)/(1<<20), cost.recordsPerMinute())
 	perCgroup := cgroupRound / time.Duration(len(ids))
 	perStats := statsRound / time.Duration(len(statsIDs))
 	fmt.Fprintf(a.stdout, "sampling one container (average):\n")
@@ -218,8 +218,10 @@ type agentCost struct {
 	// cpu is its user and system time in the measure.
 	cpu time.Duration
 	// rss is its resident memory at the end, peakRSS its high-water mark
-	// (VmHWM, start-up included).
-	rss, peakRSS int64
+	// (VmHWM, start-up included), anonRSS the part of rss that is its own
+	// (RssAnon): the rest is the binary's pages in the page cache, shared
+	// and reclaimable.
+	rss, peakRSS, anonRSS int64
 	// records are those of the usage windows that ended in the measure, as
 	// the collector stored them.
 	records int
@@ -275,7 +277,11 @@ func measureAgent(ctx context.Context, r agentRun, stderr io.Writer) (agentCost,
 	if err != nil {
 		return agentCost{}, err
 	}
-	cost := agentCost{elapsed: t1.Sub(t0), cpu: cpu1 - cpu0, rss: rss, peakRSS: peak}
+	anon, err := statusBytes(pid, "RssAnon")
+	if err != nil {
+		return agentCost{}, err
+	}
+	cost := agentCost{elapsed: t1.Sub(t0), cpu: cpu1 - cpu0, rss: rss, peakRSS: peak, anonRSS: anon}
 	// A window is closed, and shipped at once, by the first sample after its
 	// end: the last one that ended in the measure is in the collector a
 	// sampling interval after that end, give or take a request.

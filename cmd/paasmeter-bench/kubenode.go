@@ -37,6 +37,8 @@ type kubeNodeSpec struct {
 	DockerHost  string // "": no Docker agent beside
 	DockerImage string
 	CycleRounds int // sampling rounds timed per N
+	// NoLogs turns the agents' log tailers off, to tell their share.
+	NoLogs bool
 }
 
 // The bench's own institution label: the agent meters the bench's pods only,
@@ -92,6 +94,7 @@ shared.`,
 	f.StringVar(&s.DockerHost, "docker-host", os.Getenv("PAASMETER_TEST_DOCKER_HOST"), "Docker Engine API address for the Docker agent beside (empty: none)")
 	f.StringVar(&s.DockerImage, "docker-image", "paasmeter-test/busybox:1", "the Docker containers' image, with a sleep command")
 	f.IntVar(&s.CycleRounds, "cycle-rounds", 5, "sampling rounds timed per count (the median is reported)")
+	f.BoolVar(&s.NoLogs, "no-logs", false, "turn the agents' log shipping off (agent.logs.enabled: false), to tell its share of their cost")
 	return cmd
 }
 
@@ -158,8 +161,8 @@ func (a *app) benchKubeNode(ctx context.Context, s *kubeNodeSpec) error {
 		defer idle.remove()
 	}
 
-	fmt.Fprintf(a.stdout, "kube-node: node %s, cgroup %s, sampling every %s, %s windows, each agent measured %s once it tracks its containers\n",
-		s.Node, reader.Version(), s.Interval, agent.DefaultConfig().Window, s.Duration)
+	fmt.Fprintf(a.stdout, "kube-node: node %s, cgroup %s, sampling every %s, %s windows, logs shipped %t, each agent measured %s once it tracks its containers\n",
+		s.Node, reader.Version(), s.Interval, agent.DefaultConfig().Window, !s.NoLogs, s.Duration)
 	var rows []kubeNodeRow
 	for _, n := range s.Pods {
 		started := time.Now()
@@ -190,13 +193,13 @@ func (a *app) benchKubeNode(ctx context.Context, s *kubeNodeSpec) error {
 		rows = append(rows, row)
 	}
 
-	fmt.Fprintf(a.stdout, "%5s  %-10s  %11s  %14s  %8s  %8s  %8s  %12s  %5s\n",
-		"N", "kind", "records/min", "CPU s per min", "% core", "RSS MiB", "peak MiB", "sample cycle", "load")
+	fmt.Fprintf(a.stdout, "%5s  %-10s  %11s  %14s  %8s  %8s  %8s  %8s  %12s  %5s\n",
+		"N", "kind", "records/min", "CPU s per min", "% core", "RSS MiB", "peak MiB", "anon MiB", "sample cycle", "load")
 	for _, r := range rows {
 		cpuPerMin := r.cost.cpu.Seconds() / r.cost.elapsed.Minutes()
-		fmt.Fprintf(a.stdout, "%5d  %-10s  %11.0f  %14.2f  %8.2f  %8.1f  %8.1f  %12s  %5s\n",
+		fmt.Fprintf(a.stdout, "%5d  %-10s  %11.0f  %14.2f  %8.2f  %8.1f  %8.1f  %8.1f  %12s  %5s\n",
 			r.n, r.kind, r.cost.recordsPerMinute(), cpuPerMin, 100*cpuPerMin/60, float64(r.cost.rss)/(1<<20), float64(r.cost.peakRSS)/(1<<20),
-			r.cycle.Round(time.Microsecond), r.load)
+			float64(r.cost.anonRSS)/(1<<20), r.cycle.Round(time.Microsecond), r.load)
 	}
 	return nil
 }
@@ -211,6 +214,9 @@ func (a *app) kubeNodeRun(ctx context.Context, s *kubeNodeSpec, program string, 
 	}
 	defer os.RemoveAll(dir)
 	row := kubeNodeRow{kind: kind, n: n}
+	if s.NoLogs {
+		config += "  logs:\n    enabled: false\n"
+	}
 	if row.cost, err = measureAgent(ctx, agentRun{program: program, dir: dir, node: s.Node, config: config, interval: s.Interval,
 		dur: s.Duration, want: n}, a.stderr); err != nil {
 		return row, fmt.Errorf("bench kube-node: %s agent with %d: %w", kind, n, err)
