@@ -66,7 +66,7 @@ build-bench: ## Build the load drivers bin/paasmeter-bench (not part of the prod
 	$(GO) build -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BENCH_BIN) ./cmd/paasmeter-bench
 
 .PHONY: bench
-bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers, agents' latency under one institution's abuse
+bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers, one Kubernetes node's agent with 10/50/100 pods beside Docker's, agents' latency under one institution's abuse
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
 	$(BENCH_BIN) ingest --records 300000 --batch 5000 --concurrency 4
 	@./scripts/test-deps.sh >/dev/null
@@ -75,6 +75,7 @@ bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into Click
 	$(BENCH_BIN) abuse --paasmeter $(BIN)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BENCH_BIN) agent --paasmeter $(BIN) --containers 50 --duration 60s
+	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(BENCH_BIN) kube-node --paasmeter $(BIN) --pods 10,50,100 --duration 60s
 
 .PHONY: lint
 lint: ## gofmt, go vet and staticcheck

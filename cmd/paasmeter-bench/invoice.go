@@ -418,22 +418,25 @@ func (a *app) benchInvoicePhase(ctx context.Context, o benchInvoiceOptions) erro
 // ru_maxrss: Go starts a child with vfork, so until its exec the child runs
 // in the parent's address space, and Linux keeps that space's high-water mark
 // in the child's ru_maxrss — a phase would report the fill's RSS.
-func peakRSS(pid int) (int64, error) {
+func peakRSS(pid int) (int64, error) { return statusBytes(pid, "VmHWM") }
+
+// statusBytes returns the field (in kB) of process pid's /proc status, in bytes.
+func statusBytes(pid int, field string) (int64, error) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
 	status, err := os.ReadFile(path)
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kib, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM of %s: %w", path, err)
+				return 0, fmt.Errorf("%s of %s: %w", field, path, err)
 			}
 			return kib << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("%s has no VmHWM", path)
+	return 0, fmt.Errorf("%s has no %s", path, field)
 }
 
 // loadAverage returns the 1-minute load average: the machine may be shared.

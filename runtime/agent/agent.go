@@ -741,7 +741,7 @@ func (a *Agent) handle(ctx context.Context, ev engine.Event) {
 		}
 		a.mu.Unlock()
 		if fresh {
-			a.metrics.oom.WithLabelValues(c.Tenant, c.Project, c.App, string(c.Env), c.Name, a.o.Config.Node).Inc()
+			a.metrics.oom.WithLabelValues(a.metrics.labels(c)...).Inc()
 			a.produce(nil, a.event(c, events.OOM, ev.Time))
 		}
 	case engine.EventDestroy:

@@ -3,6 +3,8 @@ package agent
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -10,6 +12,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/internal/metric"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
+	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/meter"
 )
 
@@ -17,11 +20,19 @@ import (
 // Docker label, which is how cAdvisor's cardinality explodes.
 var containerLabels = []string{"tenant", "project", "app", "env", "container", "node"}
 
+// podLabels are what a Kubernetes node's container metrics add, as the
+// kubelet's cAdvisor labels its own: there the container label is the
+// container's name in its pod's spec, so that queries written for the
+// kubelet's metrics (by namespace, pod and container) read the agent's.
+var podLabels = []string{"namespace", "pod"}
+
 // containerMetrics exposes the latest sample of every tracked container under
 // cAdvisor's names, plus the agent's own health.
 type containerMetrics struct {
 	agent *Agent
 	node  string
+	// pods says the containers are Kubernetes pods' (podLabels).
+	pods bool
 
 	mu     sync.Mutex
 	latest map[string]latest // by container id
@@ -50,9 +61,14 @@ type latest struct {
 }
 
 func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*containerMetrics, error) {
-	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, containerLabels, nil) }
+	pods := a.o.Config.Kind == KindKubernetes
+	names := containerLabels
+	if pods {
+		names = append(slices.Clip(containerLabels), podLabels...)
+	}
+	d := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, names, nil) }
 	m := &containerMetrics{
-		agent: a, node: node, latest: map[string]latest{},
+		agent: a, node: node, pods: pods, latest: map[string]latest{},
 		cpu:   d("container_cpu_usage_seconds_total", "Cumulative CPU time consumed, in seconds."),
 		rx:    d("container_network_receive_bytes_total", "Cumulative bytes received."),
 		tx:    d("container_network_transmit_bytes_total", "Cumulative bytes transmitted."),
@@ -60,7 +76,7 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 		limit: d("container_spec_memory_limit_bytes", "Memory limit of the container, in bytes (0: unlimited)."),
 		start: d("container_start_time_seconds", "Start time of the container's current run, in seconds since the epoch."),
 		oom: metric.CounterVec("container_oom_events_total",
-			"OOM kills of the container, counted from the engine's oom events (the container may be gone since).", containerLabels...),
+			"OOM kills of the container, counted from the engine's oom events (the container may be gone since).", names...),
 		cfsPeriods:       d("container_cpu_cfs_periods_total", "Elapsed CFS enforcement periods."),
 		cfsThrottled:     d("container_cpu_cfs_throttled_periods_total", "CFS periods in which the container was throttled."),
 		cfsThrottledSecs: d("container_cpu_cfs_throttled_seconds_total", "Time the container was throttled, in seconds."),
@@ -98,15 +114,25 @@ func newContainerMetrics(reg prometheus.Registerer, node string, a *Agent) (*con
 	return m, nil
 }
 
-func (m *containerMetrics) labels(t *tracked) []string {
-	return []string{t.c.Tenant, t.c.Project, t.c.App, string(t.c.Env), t.c.Name, m.node}
+// labels are a run's container metrics' label values.
+func (m *containerMetrics) labels(c engine.Container) []string {
+	l := []string{c.Tenant, c.Project, c.App, string(c.Env), c.Name, m.node}
+	if m.pods {
+		var p engine.PodRef
+		if c.Pod != nil {
+			p = *c.Pod
+			l[4] = p.Container
+		}
+		l = append(l, p.Namespace, p.Pod)
+	}
+	return l
 }
 
 // observe records the latest sample of a run.
 func (m *containerMetrics) observe(t *tracked, st cgroups.Stats, s meter.Sample) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.latest[t.c.ID] = latest{labels: m.labels(t), stats: st, sample: s, start: float64(t.c.StartedAt.UnixNano()) / 1e9}
+	m.latest[t.c.ID] = latest{labels: m.labels(t.c), stats: st, sample: s, start: float64(t.c.StartedAt.UnixNano()) / 1e9}
 }
 
 // forget drops a finished run's series.
@@ -128,7 +154,19 @@ func (m *containerMetrics) Describe(ch chan<- *prometheus.Desc) {
 func (m *containerMetrics) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// Two runs may have the same labels for a moment: a container that
+	// exited, not closed yet, and its restart (Kubernetes names both by the
+	// pod's container), or a container and its replacement of the same name.
+	// The newest run's series stands for the container, as in cAdvisor; two
+	// series of the same labels would fail the whole scrape.
+	cur := make(map[string]latest, len(m.latest))
 	for _, l := range m.latest {
+		k := strings.Join(l.labels, "\xff")
+		if o, ok := cur[k]; !ok || l.start > o.start {
+			cur[k] = l
+		}
+	}
+	for _, l := range cur {
 		ch <- prometheus.MustNewConstMetric(m.cpu, prometheus.CounterValue, float64(l.stats.CPUUsageNs)/1e9, l.labels...)
 		ch <- prometheus.MustNewConstMetric(m.rx, prometheus.CounterValue, float64(l.sample.NetRxBytes), l.labels...)
 		ch <- prometheus.MustNewConstMetric(m.tx, prometheus.CounterValue, float64(l.sample.NetTxBytes), l.labels...)

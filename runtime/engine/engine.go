@@ -89,6 +89,15 @@ type Container struct {
 	// Limits: 0 means unlimited.
 	MemoryLimitBytes   uint64
 	CPULimitMillicores uint64
+	// Pod is the Kubernetes pod a run is of (nil on a Docker node): the
+	// container metrics carry it as the kubelet's cAdvisor labels them.
+	Pod *PodRef `json:",omitempty"`
+}
+
+// PodRef names a container of a Kubernetes pod: the pod's namespace and name,
+// and the container's name in the pod's spec.
+type PodRef struct {
+	Namespace, Pod, Container string
 }
 
 // Stats are a container's counters as the engine reports them.

@@ -219,7 +219,8 @@ func Container(pod *corev1.Pod, r Run, id Identity, paths Paths, runParent bool)
 	c := engine.Container{ID: cid, Name: pod.Name + "/" + r.Container + "/" + strconv.Itoa(int(r.N)),
 		Tenant: id.Tenant, Project: id.Project, App: id.App, Env: id.Env, Replica: Replica(pod, r),
 		RunLabel: RunID(string(pod.UID), r.Container, r.N), Running: r.Running, StartedAt: r.StartedAt,
-		FinishedAt: r.FinishedAt, ExitCode: r.ExitCode, OOMKilled: r.OOMKilled}
+		FinishedAt: r.FinishedAt, ExitCode: r.ExitCode, OOMKilled: r.OOMKilled,
+		Pod: &engine.PodRef{Namespace: pod.Namespace, Pod: pod.Name, Container: r.Container}}
 	if s := spec(pod, r); s != nil {
 		c.CPULimitMillicores, c.MemoryLimitBytes = Reserved(s)
 	}
