@@ -142,6 +142,9 @@ func New(o Options) (*Watcher, error) {
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = "spec.nodeName=" + o.Node }))
 	w.clusterFac = informers.NewSharedInformerFactory(o.Client, o.Config.ResyncPeriod)
 	w.pods = w.podFac.Core().V1().Pods().Informer()
+	if err := w.pods.AddIndexers(cache.Indexers{byContainerID: containerIDs}); err != nil {
+		return nil, fmt.Errorf("kubernetes: pod informer: %w", err)
+	}
 	core := w.clusterFac.Core().V1()
 	w.nsList = core.Namespaces().Lister()
 	w.claimList = core.PersistentVolumeClaims().Lister()
@@ -290,17 +293,61 @@ func (w *Watcher) List(ctx context.Context) ([]engine.Container, error) {
 	return out, nil
 }
 
+// byContainerID indexes the node's pods by their runs' container ids: the
+// log follower of every container asks four times a second whether its run
+// goes on, and walking every run of the node for it made the agent's CPU grow
+// with the square of its pods (docs/benchmarks.md, one Kubernetes node).
+const byContainerID = "containerID"
+
+// containerIDs are the ids (without the runtime) of a pod's runs.
+func containerIDs(obj any) ([]string, error) {
+	pod := asPod(obj)
+	if pod == nil {
+		return nil, nil
+	}
+	var ids []string
+	for _, r := range Runs(pod) {
+		if _, id, err := SplitContainerID(r.ContainerID); err == nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
+}
+
+// run returns the pod and run of a container id, metered or not.
+func (w *Watcher) run(id string) (*corev1.Pod, Run, bool) {
+	objs, err := w.pods.GetIndexer().ByIndex(byContainerID, id)
+	if err != nil { // only for an index that does not exist
+		return nil, Run{}, false
+	}
+	for _, obj := range objs {
+		pod := asPod(obj)
+		if pod == nil {
+			continue
+		}
+		for _, r := range Runs(pod) {
+			if _, cid, err := SplitContainerID(r.ContainerID); err == nil && cid == id {
+				return pod, r, true
+			}
+		}
+	}
+	return nil, Run{}, false
+}
+
 // find returns the metered run of a container id.
 func (w *Watcher) find(ctx context.Context, id string) (metered, error) {
 	if err := w.wait(ctx); err != nil {
 		return metered{}, err
 	}
-	for _, m := range w.runs() {
-		if _, cid, err := SplitContainerID(m.run.ContainerID); err == nil && cid == id {
-			return m, nil
-		}
+	pod, r, ok := w.run(id)
+	if !ok {
+		return metered{}, errUnknownContainer(id)
 	}
-	return metered{}, errUnknownContainer(id)
+	mid, err := w.identity(pod, r.Container)
+	if err != nil {
+		return metered{}, errUnknownContainer(id)
+	}
+	return metered{pod, r, mid}, nil
 }
 
 // Inspect returns the run of a container id, while its pod's status tells
@@ -329,8 +376,8 @@ func (w *Watcher) Logs(ctx context.Context, id string, since time.Time, follow b
 	file := LogFile(w.o.Config.PodLogDir, m.pod.Namespace, m.pod.Name, string(m.pod.UID), m.run.Container, m.run.N)
 	r := newCRIReader(since, fn)
 	running := func() bool {
-		c, err := w.find(ctx, id)
-		return err == nil && c.run.Running
+		_, r, ok := w.run(id)
+		return ok && r.Running
 	}
 	err = r.follow(ctx, file, follow, running)
 	if r.bad > 0 {
