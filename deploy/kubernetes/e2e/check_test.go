@@ -92,17 +92,22 @@ func check(ctx context.Context, d deployment, apis map[string]api, all []*worklo
 		}
 		perRun := map[key]int64{}
 		perApp := map[string]map[usage.Meter]int64{}
+		volumes := map[string][]usage.Record{}
 		seen := map[string]bool{}
 		err = st.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: from, To: to}, func(r usage.Record) error {
 			if mine(r.Project, r.App) == nil {
 				return nil
 			}
-			k := fmt.Sprintf("%s %s %s", r.RunID, r.Meter, r.WindowStart.Format(time.RFC3339Nano))
+			k := fmt.Sprintf("%s %s %s %s", r.RunID, r.Volume, r.Meter, r.WindowStart.Format(time.RFC3339Nano))
 			if seen[k] {
-				bad("%s/%s: two records of run %s, %s, window %s", r.Project, r.App, r.RunID, r.Meter, r.WindowStart)
+				bad("%s/%s: two records of run %q, volume %q, %s, window %s", r.Project, r.App, r.RunID, r.Volume, r.Meter, r.WindowStart)
 			}
 			seen[k] = true
-			perRun[key{r.RunID, r.Meter}] += r.Quantity
+			if r.Volume != "" {
+				volumes[r.Volume] = append(volumes[r.Volume], r)
+			} else {
+				perRun[key{r.RunID, r.Meter}] += r.Quantity
+			}
 			app := r.Project + "/" + r.App
 			if perApp[app] == nil {
 				perApp[app] = map[usage.Meter]int64{}
@@ -148,7 +153,15 @@ func check(ctx context.Context, d deployment, apis map[string]api, all []*worklo
 					bad("%s: billed %d ns of CPU, the kernel counted %d (±%d)", name, got, want, tol)
 				}
 			}
+			if w.claim != nil {
+				vol := w.claim.Namespace + ":" + w.claim.Name
+				checkStorage(bad, d, w, volumes[vol])
+				delete(volumes, vol)
+			}
 			checkLogs(ctx, bad, a, w, from, to)
+		}
+		for vol := range volumes {
+			bad("%s: storage of volume %s, which is none of the platform's claims", tenant, vol)
 		}
 		// No run of the platform's apps that is none of its pods'.
 		for id := range evs {
@@ -206,6 +219,42 @@ func checkRun(bad func(string, ...any), d deployment, w *workload, r run, evs []
 	}
 	if diff := time.Duration(secs)*time.Second - ran; diff < -d.sampleInterval || diff > d.sampleInterval {
 		bad("%s: billed %d container-seconds; it ran %v (from %s to %s)", name, secs, ran, r.StartedAt, r.FinishedAt)
+	}
+}
+
+// checkStorage checks the storage billed for w's claim: its capacity from
+// its binding (the later of the claim's and its volume's creation) on, in
+// windows without gap or overlap, up to a few seconds ago: the claim is
+// still there.
+func checkStorage(bad func(string, ...any), d deployment, w *workload, recs []usage.Record) {
+	name := fmt.Sprintf("%s/%s claim %s", w.project, w.app, w.claim.Name)
+	if len(recs) == 0 {
+		bad("%s: no storage billed", name)
+		return
+	}
+	capacity := w.claim.Status.Capacity.Storage().Value()
+	var total int64
+	for i, r := range recs {
+		if r.Meter != usage.MeterStorageByteSeconds {
+			bad("%s: a record of %s", name, r.Meter)
+		}
+		if i > 0 && !r.WindowStart.Equal(recs[i-1].WindowEnd) {
+			bad("%s: window %s–%s after one ending %s", name, r.WindowStart, r.WindowEnd, recs[i-1].WindowEnd)
+		}
+		total += r.Quantity
+	}
+	start := w.claim.CreationTimestamp.Time
+	if t := w.volume.CreationTimestamp.Time; t.After(start) {
+		start = t
+	}
+	end := recs[len(recs)-1].WindowEnd
+	// Whole seconds of the API server's, and a sample interval of the agent's.
+	billed, want := time.Duration(float64(total)/float64(capacity)*float64(time.Second)), end.Sub(start)
+	if diff := billed - want; diff < -d.sampleInterval-time.Second || diff > d.sampleInterval+time.Second {
+		bad("%s: billed %d byte-seconds, %v of its %d bytes; bound from %s to the last window's end %s: %v", name, total, billed, capacity, start, end, want)
+	}
+	if lag := time.Since(end); lag > 10*time.Second {
+		bad("%s: billed up to %s, %v ago, yet it is still bound", name, end, lag.Round(time.Second))
 	}
 }
 

@@ -43,6 +43,9 @@ type workload struct {
 	cpu *podCPU
 	// cpuNs is the kernel's count once the run is over.
 	cpuNs uint64
+	// claim is the claim it holds, bound to volume (nil: none).
+	claim  *corev1.PersistentVolumeClaim
+	volume *corev1.PersistentVolume
 	// exit is the exit code every run of it ends with; oom, that the kernel
 	// killed it.
 	exit int
@@ -136,12 +139,12 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	// The other institution: a service that writes to its claim, prints
 	// and stays up, holding the claim.
 	ledger := &workload{tenant: "ona", project: "e2e-allocations", app: "ledger", stdout: []string{"ledger open", "ledger written"}}
-	claim := createClaim(t, cl, allocations)
+	createClaim(t, cl, allocations, ledger)
 	createPod(t, cl, allocations, "ledger", corev1.RestartPolicyNever, corev1.Container{
 		Command:      []string{"sh", "-c", "echo ledger open; echo entry > /data/ledger.txt && echo ledger written; exec sleep 3600"},
 		Resources:    resources("10m", "8Mi", "", ""),
 		VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}},
-		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}})
+		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}})
 
 	waitDeployment(t, cl, prod, "web", 2*time.Minute, "two replicas Ready", func(d *appsv1.Deployment) bool { return d.Status.ReadyReplicas == 2 })
 	webReady := time.Now()
@@ -179,6 +182,14 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	chatter.pods = pod(batch, "chatter")
 	cl.WaitPod(t, allocations, "ledger", 2*time.Minute, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 	ledger.pods = podsOf(t, cl, allocations, selector(appLabel, "ledger"))
+	claim, err := cl.Client.CoreV1().PersistentVolumeClaims(allocations).Get(ctx, claimName, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claim.Status.Phase != corev1.ClaimBound {
+		t.Fatalf("claim %s is %s with its pod running", claimName, claim.Status.Phase)
+	}
+	ledger.claim = claim
 	crashed := cl.WaitPod(t, batch, "crasher", 2*time.Minute, "after its third run", func(p *corev1.Pod) bool {
 		cs := p.Status.ContainerStatuses
 		return len(cs) == 1 && cs[0].RestartCount >= 2 && cs[0].State.Running == nil
@@ -297,12 +308,14 @@ func create[T any](t *testing.T, fn func(context.Context, T, metav1.CreateOption
 	return out
 }
 
-// createClaim creates a claim in ns bound to a static host path volume of
-// 1 GiB made for it (the cluster has no provisioner), and returns its name.
-func createClaim(t *testing.T, cl *kubetest.Cluster, ns string) string {
+// claimName is the ledger's claim.
+const claimName = "ledger-data"
+
+// createClaim creates w's claim in ns, bound to a static host path volume of
+// 1 GiB made for it (the cluster has no provisioner).
+func createClaim(t *testing.T, cl *kubetest.Cluster, ns string, w *workload) {
 	t.Helper()
-	const claim = "ledger-data"
-	pv := create(t, cl.Client.CoreV1().PersistentVolumes().Create, &corev1.PersistentVolume{
+	w.volume = create(t, cl.Client.CoreV1().PersistentVolumes().Create, &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: "paasmeter-e2e-" + ns},
 		Spec: corev1.PersistentVolumeSpec{
 			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
@@ -310,24 +323,24 @@ func createClaim(t *testing.T, cl *kubetest.Cluster, ns string) string {
 			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
 			PersistentVolumeSource: corev1.PersistentVolumeSource{HostPath: &corev1.HostPathVolumeSource{
 				Path: stateDir + "/volumes/" + ns, Type: ptr(corev1.HostPathDirectoryOrCreate)}},
-			ClaimRef: &corev1.ObjectReference{Namespace: ns, Name: claim},
+			ClaimRef: &corev1.ObjectReference{Namespace: ns, Name: claimName},
 		},
 	})
 	t.Cleanup(func() {
-		if err := cl.Client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}); err != nil {
-			t.Errorf("delete volume %s: %v", pv.Name, err)
+		if err := cl.Client.CoreV1().PersistentVolumes().Delete(context.Background(), w.volume.Name, metav1.DeleteOptions{}); err != nil {
+			t.Errorf("delete volume %s: %v", w.volume.Name, err)
 		}
 	})
+	// Its app is the ledger's (docs/kubernetes-agent.md: a claim's app is its label's).
 	create(t, cl.Client.CoreV1().PersistentVolumeClaims(ns).Create, &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: claim},
+		ObjectMeta: metav1.ObjectMeta{Name: claimName, Labels: map[string]string{appLabel: w.app}},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			StorageClassName: ptr(""),
-			VolumeName:       pv.Name,
+			VolumeName:       w.volume.Name,
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}},
 		},
 	})
-	return claim
 }
 
 // waitPodsOver waits for the one pod selector selects in ns to end.
