@@ -111,6 +111,8 @@ FUZZ_TARGETS := \
 	./runtime/cgroups/:FuzzParseBlkioServiceBytes:2s \
 	./runtime/cgroups/:FuzzParseNetDev:2s \
 	./runtime/cgroups/:FuzzParseProcCgroup:2s \
+	./runtime/cgroups/:FuzzParseProcs:2s \
+	./runtime/cgroups/:FuzzParseProcStat:2s \
 	./runtime/agent/:FuzzNodeCapacity:2s \
 	./config/:FuzzParse:10s \
 	./collector/:FuzzParseQueries:2s \

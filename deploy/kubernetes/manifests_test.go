@@ -212,6 +212,11 @@ func TestBase(t *testing.T) {
 	if a.SecurityContext.Privileged != nil && *a.SecurityContext.Privileged {
 		t.Error("the agent is privileged")
 	}
+	// The host's PID namespace, where cgroup.procs names a pod's processes as
+	// /proc does; not its network or IPC.
+	if !apod.HostPID || apod.HostNetwork || apod.HostIPC {
+		t.Errorf("the agent's pod: host PID %v, network %v, IPC %v; want the PID namespace alone", apod.HostPID, apod.HostNetwork, apod.HostIPC)
+	}
 	if a.Resources.Limits.Memory().IsZero() || a.Resources.Limits.Cpu().IsZero() || a.Resources.Requests.Cpu().IsZero() {
 		t.Error("the agent lacks a CPU or memory limit, or a CPU request")
 	}
@@ -298,8 +303,9 @@ func TestOpenShift(t *testing.T) {
 	if scc.Namespace != "" {
 		t.Errorf("the SCC is cluster-scoped, yet in namespace %s", scc.Namespace)
 	}
-	if scc.AllowPrivilegedContainer || scc.AllowHostNetwork || scc.AllowHostPID || scc.AllowHostIPC || scc.AllowHostPorts {
-		t.Error("the agent's SCC allows a privileged container or host namespaces")
+	// The host's PID namespace alone: a pod's network bytes are read from its processes.
+	if scc.AllowPrivilegedContainer || scc.AllowHostNetwork || !scc.AllowHostPID || scc.AllowHostIPC || scc.AllowHostPorts {
+		t.Error("the agent's SCC allows a privileged container or host namespaces but PID, or not PID")
 	}
 	if !scc.AllowHostDirVolumePlugin || !slices.Contains(scc.RequiredDropCapabilities, "ALL") || len(scc.AllowedCapabilities) > 0 {
 		t.Error("the agent's SCC must allow host paths and drop every capability")

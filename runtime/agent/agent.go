@@ -432,7 +432,7 @@ func dedicatedParent(c engine.Container) string {
 
 func (a *Agent) run(c engine.Container) meter.Run {
 	return meter.Run{Tenant: c.Tenant, Project: c.Project, App: c.App, Environment: c.Env, Node: a.o.Config.Node,
-		ContainerID: c.ID, RunID: c.RunID(), Start: c.StartedAt}
+		ContainerID: c.ID, RunID: c.RunID(), Start: c.StartedAt, NetShared: c.NetShared}
 }
 
 // track starts measuring a running container, sampling it at once. Its
@@ -619,6 +619,14 @@ func (a *Agent) meterVolumes(ctx context.Context) []usage.Record {
 				acc = meter.NewVolume(meter.Volume{Tenant: v.Tenant, Project: v.Project, App: v.App, Environment: v.Env,
 					Node: a.o.Config.Node, Name: v.Name, SizeBytes: v.SizeBytes}, a.o.Config.Window, from)
 			}
+			a.volumes[v.Name] = acc
+		}
+		if st := acc.State(); st.Volume.SizeBytes != v.SizeBytes {
+			// Resized (a Kubernetes claim grown): the old size up to now,
+			// the new one from now.
+			recs = append(recs, acc.Close(now)...)
+			st.Volume.SizeBytes = v.SizeBytes
+			acc = meter.NewVolume(st.Volume, a.o.Config.Window, now)
 			a.volumes[v.Name] = acc
 		}
 		recs = append(recs, acc.Advance(now)...)

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -335,6 +336,92 @@ func TestAPersistentVolumeIsBilledItsSizeWhileItExists(t *testing.T) {
 			t.Fatalf("volume records %+v do not bill 5 GiB over its life", recs)
 		}
 		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// resizedVolumeEngine adds to the engine's volumes one whose size the test
+// sets (0: gone), as a Kubernetes claim that is grown.
+type resizedVolumeEngine struct {
+	engine.Engine
+	v    engine.Volume
+	size atomic.Uint64
+}
+
+func (e *resizedVolumeEngine) Volumes(ctx context.Context) ([]engine.Volume, error) {
+	list, err := e.Engine.Volumes(ctx)
+	if v := e.v; err == nil && e.size.Load() > 0 {
+		v.SizeBytes = e.size.Load()
+		list = append(list, v)
+	}
+	return list, err
+}
+
+func TestAResizedVolumeIsBilledItsOldSizeThenItsNewOne(t *testing.T) {
+	name := dockertest.Name(t, "grown")
+	re := &resizedVolumeEngine{v: engine.Volume{Name: name, Tenant: "caami", Project: "claims", App: "db", Env: usage.EnvProd}}
+	re.size.Store(1 << 30)
+	r := newRigWith(t, nodetest.Options{Sample: time.Second, Window: 2 * time.Second, WrapEngine: func(e engine.Engine) engine.Engine {
+		re.Engine = e
+		return re
+	}})
+	ctx := context.Background()
+	scan := func() []usage.Record {
+		var recs []usage.Record
+		if err := r.store.ScanUsage(ctx, metering.UsageFilter{Tenant: "caami", From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour),
+			Meters: []usage.Meter{usage.MeterStorageByteSeconds}}, func(rec usage.Record) error {
+			if rec.Volume == name {
+				recs = append(recs, rec)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(recs, func(a, b usage.Record) int { return a.WindowStart.Compare(b.WindowStart) })
+		return recs
+	}
+	// billedAt is the size a window was billed for: its quantity over its length.
+	billedAt := func(rec usage.Record) float64 {
+		return float64(rec.Quantity) / rec.WindowEnd.Sub(rec.WindowStart).Seconds()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	step := 0
+	for {
+		recs := scan()
+		last := len(recs) - 1
+		switch {
+		case step == 0 && last >= 0:
+			re.size.Store(3 << 30)
+			step++
+		case step == 1 && last >= 0 && math.Abs(billedAt(recs[last])-3<<30) < 1<<20:
+			re.size.Store(0)
+			step++
+		case step == 2 && math.Abs(billedAt(recs[last])-3<<30) < 1<<20 &&
+			!recs[last].WindowEnd.Equal(recs[last].WindowStart.Truncate(2*time.Second).Add(2*time.Second)):
+			// Closed at its removal: every window billed 1 GiB, then 3 GiB, never back.
+			grown := false
+			for i, rec := range recs {
+				if i > 0 && !rec.WindowStart.Equal(recs[i-1].WindowEnd) {
+					t.Fatalf("windows do not follow each other: %v then %v", recs[i-1].WindowEnd, rec.WindowStart)
+				}
+				// A quantity is rounded to the byte·second: a short window's size is approximate.
+				tol := 1 / rec.WindowEnd.Sub(rec.WindowStart).Seconds()
+				switch size := billedAt(rec); {
+				case math.Abs(size-1<<30) <= tol && !grown:
+				case math.Abs(size-3<<30) <= tol:
+					grown = true
+				default:
+					t.Fatalf("window %d [%v, %v) billed %.0f B, want 1 GiB before the resize and 3 GiB after (records %+v)", i, rec.WindowStart, rec.WindowEnd, size, recs)
+				}
+			}
+			if !grown {
+				t.Fatalf("never billed the new size: %+v", recs)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("at step %d, volume records %+v", step, recs)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -249,3 +249,47 @@ func (r *Reader) Busy(path string) bool {
 	}
 	return false
 }
+
+// Procs returns the processes in the cgroup at path (its cgroup.procs; on v1
+// the cpuacct hierarchy's), as pids of the reader's PID namespace: only an
+// agent in the host's (Kubernetes: hostPID) sees them as /proc does. A
+// cgroup that is gone gives an error wrapping ErrNotFound.
+func (r *Reader) Procs(path string) ([]int, error) {
+	base := r.root
+	if r.version == V1 {
+		base = r.cpuacct
+	}
+	rel, err := relPath(path)
+	if err != nil {
+		return nil, err
+	}
+	file := filepath.Join(base, rel, "cgroup.procs")
+	data, err := mandatory(file)
+	if err != nil {
+		return nil, err
+	}
+	return parseProcs(file, data)
+}
+
+// ProcStat is what /proc/<pid>/stat tells of a process that the agent uses.
+type ProcStat struct {
+	// PPid is its parent's pid.
+	PPid int
+	// Start is when it started, in clock ticks since the boot: of two
+	// processes, the smaller started first.
+	Start uint64
+}
+
+// ReadProcStat reads <procRoot>/<pid>/stat. A process that is gone gives an
+// error wrapping ErrNotFound.
+func ReadProcStat(procRoot string, pid int) (ProcStat, error) {
+	if pid <= 0 {
+		return ProcStat{}, fmt.Errorf("invalid pid %d", pid)
+	}
+	file := filepath.Join(procRoot, strconv.Itoa(pid), "stat")
+	data, err := mandatory(file)
+	if err != nil {
+		return ProcStat{}, err
+	}
+	return parseProcStat(file, data)
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -276,6 +277,46 @@ func TestReadNetDev(t *testing.T) {
 				t.Errorf("got %d, %d, %v; want %d, %d", rx, tx, err, tc.rx, tc.tx)
 			}
 		})
+	}
+}
+
+func TestProcsAndProcStat(t *testing.T) {
+	for _, v := range []Version{V1, V2} {
+		t.Run(v.String(), func(t *testing.T) {
+			root := cgroupTree(t, v, "kubepods/pod1/c1", "kubepods/pod1/c2")
+			dir := root
+			if v == V1 {
+				dir = filepath.Join(root, "cpuacct")
+			}
+			// v2 writes 0 for a process outside the reader's PID namespace.
+			writeFile(t, filepath.Join(dir, "kubepods/pod1/c1/cgroup.procs"), "4242\n4250\n0\n")
+			r, err := NewReader(root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pids, err := r.Procs("/kubepods/pod1/c1"); err != nil || !slices.Equal(pids, []int{4242, 4250}) {
+				t.Errorf("procs %v, %v; want 4242 and 4250", pids, err)
+			}
+			if pids, err := r.Procs("/kubepods/pod1/c2"); err != nil || len(pids) > 0 {
+				t.Errorf("procs of an empty cgroup: %v, %v", pids, err)
+			}
+			if _, err := r.Procs("/kubepods/pod1/gone"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("procs of a cgroup that is gone: %v", err)
+			}
+		})
+	}
+	proc := t.TempDir()
+	writeFile(t, filepath.Join(proc, "4242", "stat"), "4242 (sh (x) y) S 4200 4242 4242 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 777 1000 10\n")
+	writeFile(t, filepath.Join(proc, "7", "stat"), "7 (sh) S 1\n")
+	if st, err := ReadProcStat(proc, 4242); err != nil || st != (ProcStat{PPid: 4200, Start: 777}) {
+		t.Errorf("stat %+v, %v; want parent 4200, start 777 (a command with parentheses and spaces)", st, err)
+	}
+	var pe *ParseError
+	if _, err := ReadProcStat(proc, 7); !errors.As(err, &pe) {
+		t.Errorf("a stat cut short: %v", err)
+	}
+	if _, err := ReadProcStat(proc, 8); !errors.Is(err, ErrNotFound) {
+		t.Errorf("a process that is gone: %v", err)
 	}
 }
 

@@ -117,3 +117,37 @@ func FuzzParseProcCgroup(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseProcs(f *testing.F) {
+	seed(f, []string{"cgroup.procs"}, "", "1\n", "1\n22\n333\n", "0\n", "-1\n", "x\n", "1\n\n", "99999999999\n")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		pids, err := parseProcs(fuzzFile, data)
+		if err != nil {
+			checkParseError(t, data, err)
+			return
+		}
+		for _, p := range pids {
+			if p <= 0 {
+				t.Fatalf("pid %d", p)
+			}
+		}
+	})
+}
+
+func FuzzParseProcStat(f *testing.F) {
+	seed(f, []string{"stat"}, "", "1 (init) S 0 1 1 0 -1 4194560 1 2 3 4 5 6 7 8 20 0 1 0 33 1000 10\n",
+		"42 (a) b) c) R 7 42 42 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0\n", "42 (x) S\n", "42 (x) S -1\n", "42 x S 1\n")
+	f.Fuzz(func(t *testing.T, data []byte) {
+		st, err := parseProcStat(fuzzFile, data)
+		if err != nil {
+			var pe *ParseError
+			if !errors.As(err, &pe) || pe.File != fuzzFile || len(pe.Text) > maxQuoted+3 {
+				t.Fatalf("error %v is not a *ParseError naming the file", err)
+			}
+			return
+		}
+		if st.PPid < 0 {
+			t.Fatalf("parent pid %d", st.PPid)
+		}
+	})
+}

@@ -324,3 +324,45 @@ func parseProcCgroup(file string, data []byte) (string, error) {
 	}
 	return "", &ParseError{File: file, Err: errors.New("no cpuacct line and no 0:: line")}
 }
+
+// parseProcs parses cgroup.procs: one pid a line, none for an empty cgroup.
+// A 0 (v2 writes it for a process outside the reader's PID namespace) is
+// left out: it names no process the reader can see.
+func parseProcs(file string, data []byte) ([]int, error) {
+	var pids []int
+	err := eachLine(file, data, func(n int, line []byte) error {
+		v, err := strconv.ParseUint(string(line), 10, 31)
+		if err != nil {
+			return lineError(file, n, line, errors.New("want a pid"))
+		}
+		if v > 0 {
+			pids = append(pids, int(v))
+		}
+		return nil
+	})
+	return pids, err
+}
+
+// parseProcStat reads /proc/<pid>/stat: "pid (comm) state ppid ...", where
+// comm may hold spaces and parentheses, so the fields are counted from its
+// last ')': the parent is the 4th field, the start time the 22nd (proc(5)).
+func parseProcStat(file string, data []byte) (ProcStat, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return ProcStat{}, &ParseError{File: file, Err: errors.New("no ')' closing the command")}
+	}
+	f := bytes.Fields(data[i+1:])
+	const ppid, start = 4 - 3, 22 - 3 // fields after the command, from 0
+	if len(f) <= start {
+		return ProcStat{}, &ParseError{File: file, Err: fmt.Errorf("%d fields after the command, want at least %d", len(f), start+1)}
+	}
+	p, err := strconv.ParseUint(string(f[ppid]), 10, 31)
+	if err != nil {
+		return ProcStat{}, lineError(file, 1, f[ppid], errors.New("the parent is not a pid"))
+	}
+	st, err := parseUint(f[start])
+	if err != nil {
+		return ProcStat{}, lineError(file, 1, f[start], err)
+	}
+	return ProcStat{PPid: int(p), Start: st}, nil
+}

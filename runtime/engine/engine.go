@@ -81,6 +81,11 @@ type Container struct {
 	// place (Kubernetes: the pod's cgroup of a one-container pod that is
 	// never restarted, which the kubelet removes).
 	RunCgroup string
+	// NetShared says the network namespace of Pid began before this run
+	// and outlives it (Kubernetes: the pod's, across its container's
+	// restarts): the run is billed what its counters grow by from its first
+	// sample on (meter.Run.NetShared).
+	NetShared bool
 	// Limits: 0 means unlimited.
 	MemoryLimitBytes   uint64
 	CPULimitMillicores uint64

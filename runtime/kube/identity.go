@@ -6,6 +6,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -25,7 +26,8 @@ type Config struct {
 	ProjectLabel     string `yaml:"project_label"`
 	EnvironmentLabel string `yaml:"environment_label"`
 	// AppLabel is the pod label its app is read from (the container's name
-	// when the pod has none).
+	// when the pod has none), and a persistent volume claim's (the claim's
+	// name when it has none).
 	AppLabel string `yaml:"app_label"`
 	// CgroupDriver is the kubelet's (cgroupfs or systemd); empty: found from
 	// the first pod's cgroup.
@@ -85,17 +87,29 @@ var ErrNotMetered = errors.New("the namespace has no institution label")
 // namespace without the institution label, and names the first bad label
 // otherwise.
 func (c *Config) Identity(ns *corev1.Namespace, pod *corev1.Pod, container string) (Identity, error) {
+	return c.identity(ns, "pod", &pod.ObjectMeta, container)
+}
+
+// ClaimIdentity reads who a persistent volume claim is billed to, as
+// Identity does for a pod: the app from the claim's app label, or its name.
+func (c *Config) ClaimIdentity(ns *corev1.Namespace, pvc *corev1.PersistentVolumeClaim) (Identity, error) {
+	return c.identity(ns, "claim", &pvc.ObjectMeta, pvc.Name)
+}
+
+// identity reads the identity of an object of kind in namespace ns; app is
+// its app without the app label.
+func (c *Config) identity(ns *corev1.Namespace, kind string, obj *metav1.ObjectMeta, app string) (Identity, error) {
 	tenant := ns.Labels[c.InstitutionLabel]
 	if tenant == "" {
 		return Identity{}, fmt.Errorf("namespace %s: %w %s", ns.Name, ErrNotMetered, c.InstitutionLabel)
 	}
-	id := Identity{Tenant: tenant, Project: ns.Labels[c.ProjectLabel], App: pod.Labels[c.AppLabel],
+	id := Identity{Tenant: tenant, Project: ns.Labels[c.ProjectLabel], App: obj.Labels[c.AppLabel],
 		Env: usage.Environment(ns.Labels[c.EnvironmentLabel])}
 	if id.App == "" {
-		id.App = container
+		id.App = app
 	}
 	if ps := usage.ValidateLabels(0, id.Tenant, id.Project, id.App, id.Env, "node"); len(ps) > 0 {
-		return Identity{}, fmt.Errorf("namespace %s, pod %s: %s (labels %s, %s, %s; %s)", ns.Name, pod.Name, ps[0].String(),
+		return Identity{}, fmt.Errorf("namespace %s, %s %s: %s (labels %s, %s, %s; %s)", ns.Name, kind, obj.Name, ps[0].String(),
 			c.InstitutionLabel, c.ProjectLabel, c.EnvironmentLabel, c.AppLabel)
 	}
 	return id, nil

@@ -42,29 +42,40 @@ type Options struct {
 	// Cgroups reads the node's cgroups; nil: the containers' cgroups are
 	// not looked for (the agent then has no counters for them).
 	Cgroups *cgroups.Reader
-	Clock   clock.Clock
-	Logger  *slog.Logger
+	// ProcRoot is where the host's /proc is read, in the host's PID
+	// namespace (the DaemonSet's hostPID): a pod's network counters are its
+	// processes' (network.go). "": /proc.
+	ProcRoot string
+	Clock    clock.Clock
+	Logger   *slog.Logger
 	// Registry receives the watcher's metrics.
 	Registry prometheus.Registerer
 }
 
 // Watcher is the Kubernetes node kind's engine: it follows the pods bound to
-// its node and the namespaces through client-go informers, and serves them to
-// the agent and the tailer as containers (engine.Engine, tail.Engine): one
-// container per run, lifecycle events from the changes of the pods'
-// statuses, logs from the kubelet's CRI log files.
+// its node, the namespaces, and the claims, volumes and nodes through
+// client-go informers, and serves them to the agent and the tailer as
+// containers and volumes (engine.Engine, tail.Engine): one container per run,
+// lifecycle events from the changes of the pods' statuses, logs from the
+// kubelet's CRI log files, the claims this node bills.
 type Watcher struct {
 	o      Options
 	log    *slog.Logger
 	cg     *Cgroups
 	pods   cache.SharedIndexInformer
 	nsList corelisters.NamespaceLister
-	podFac informers.SharedInformerFactory
-	nsFac  informers.SharedInformerFactory
+	// The claims, their volumes and the nodes (volumes.go).
+	claimList corelisters.PersistentVolumeClaimLister
+	pvList    corelisters.PersistentVolumeLister
+	nodeList  corelisters.NodeLister
+	podFac    informers.SharedInformerFactory
+	// clusterFac's informers list the whole cluster's namespaces, claims,
+	// volumes and nodes.
+	clusterFac informers.SharedInformerFactory
 	// synced is closed once both caches are filled.
 	synced chan struct{}
 
-	unmetered *prometheus.GaugeVec
+	unmetered, unmeteredClaims *prometheus.GaugeVec
 
 	mu   sync.Mutex
 	subs map[*subscriber]bool
@@ -82,6 +93,9 @@ func New(o Options) (*Watcher, error) {
 	}
 	if o.Clock == nil {
 		o.Clock = clock.System{}
+	}
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -112,14 +126,23 @@ func New(o Options) (*Watcher, error) {
 	w.unmetered = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_agent_kubernetes_unmetered_pods",
 		Help: "Pods on this node that are not metered, by reason: no_institution (their namespace has no institution label), invalid_labels (a label is not a valid name)."},
 		[]string{"reason"})
-	if err := o.Registry.Register(w.unmetered); err != nil {
-		return nil, err
+	w.unmeteredClaims = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "paasmeter_agent_kubernetes_unmetered_claims",
+		Help: "Bound persistent volume claims this node bills (each claim has one owner node) that are not metered, by reason, as for pods; an invalid_labels claim's app is its app label, or its name when it has none."},
+		[]string{"reason"})
+	for _, g := range []*prometheus.GaugeVec{w.unmetered, w.unmeteredClaims} {
+		if err := o.Registry.Register(g); err != nil {
+			return nil, err
+		}
 	}
 	w.podFac = informers.NewSharedInformerFactoryWithOptions(o.Client, o.Config.ResyncPeriod,
 		informers.WithTweakListOptions(func(lo *metav1.ListOptions) { lo.FieldSelector = "spec.nodeName=" + o.Node }))
-	w.nsFac = informers.NewSharedInformerFactory(o.Client, o.Config.ResyncPeriod)
+	w.clusterFac = informers.NewSharedInformerFactory(o.Client, o.Config.ResyncPeriod)
 	w.pods = w.podFac.Core().V1().Pods().Informer()
-	w.nsList = w.nsFac.Core().V1().Namespaces().Lister()
+	core := w.clusterFac.Core().V1()
+	w.nsList = core.Namespaces().Lister()
+	w.claimList = core.PersistentVolumeClaims().Lister()
+	w.pvList = core.PersistentVolumes().Lister()
+	w.nodeList = core.Nodes().Lister()
 	if _, err := w.pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.changed(nil, asPod(obj)) },
 		UpdateFunc: func(old, cur any) { w.changed(asPod(old), asPod(cur)) },
@@ -140,11 +163,11 @@ func asPod(obj any) *corev1.Pod {
 
 // Run fills the caches and keeps them current until ctx ends.
 func (w *Watcher) Run(ctx context.Context) error {
-	w.nsFac.StartWithContext(ctx)
+	w.clusterFac.StartWithContext(ctx)
 	w.podFac.StartWithContext(ctx)
 	defer w.podFac.Shutdown()
-	defer w.nsFac.Shutdown()
-	for _, f := range []informers.SharedInformerFactory{w.nsFac, w.podFac} {
+	defer w.clusterFac.Shutdown()
+	for _, f := range []informers.SharedInformerFactory{w.clusterFac, w.podFac} {
 		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
 			if !ok {
 				if ctx.Err() != nil {
@@ -240,7 +263,13 @@ func (w *Watcher) container(m metered) (engine.Container, error) {
 			w.log.Warn("cgroup of a pod's container not found", "pod", m.pod.Namespace+"/"+m.pod.Name, "container", m.run.Container, "err", err)
 		}
 	}
-	return Container(m.pod, m.run, m.id, paths, RunParentEligible(m.pod))
+	c, err := Container(m.pod, m.run, m.id, paths, RunParentEligible(m.pod))
+	if err == nil && m.run.Running && paths.Container != "" && NetworkRun(m.pod, m.run) {
+		if pid := w.initPid(m, paths.Container); pid > 0 {
+			c.Pid, c.NetShared = pid, m.run.N > 0
+		}
+	}
+	return c, err
 }
 
 // List returns every run of the metered pods on this node.
@@ -285,9 +314,6 @@ func (w *Watcher) Inspect(ctx context.Context, id string) (engine.Container, err
 func (w *Watcher) Stats(context.Context, string) (engine.Stats, error) {
 	return engine.Stats{}, fmt.Errorf("kubernetes: no stats API: %w", errors.ErrUnsupported)
 }
-
-// Volumes returns none: persistent volume claims are not metered yet.
-func (w *Watcher) Volumes(context.Context) ([]engine.Volume, error) { return nil, nil }
 
 // Logs reads a run's output from the kubelet's CRI log files, from since on,
 // following them while the run goes on when follow is set.

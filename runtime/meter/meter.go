@@ -26,6 +26,13 @@ type Run struct {
 	ContainerID, RunID   string
 	// Start is when the run started (the engine's StartedAt).
 	Start time.Time
+	// NetShared says the run's network counters are not its own from zero:
+	// they count a network namespace that began before the run (a pod's,
+	// which outlives its containers' restarts). The first sample's network
+	// counters are then the run's baseline, and the run is billed what they
+	// grow by from there; what the namespace counted before is an earlier
+	// run's.
+	NetShared bool `json:"net_shared,omitempty"`
 }
 
 // Sample is one reading of a run's counters and gauges.
@@ -164,6 +171,9 @@ func (a *Accumulator) Observe(s Sample) []usage.Record {
 	// reading would make spans between samples disagree with the same spans
 	// cut at window edges.
 	s.Time = s.Time.Round(0)
+	if !a.sampled && a.run.NetShared {
+		a.last.NetRxBytes, a.last.NetTxBytes = s.NetRxBytes, s.NetTxBytes
+	}
 	if !s.Time.After(a.last.Time) {
 		if !a.sampled && s.Time.Equal(a.last.Time) {
 			a.last.MemoryWorkingSetBytes, a.last.MemoryLimitBytes, a.last.CPULimitMillicores = s.MemoryWorkingSetBytes, s.MemoryLimitBytes, s.CPULimitMillicores

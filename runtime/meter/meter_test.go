@@ -208,6 +208,22 @@ func TestAnAdoptedRunStartsAtItsFirstSample(t *testing.T) {
 	}
 }
 
+// A pod's network namespace outlives its containers' restarts: a restart's
+// run is billed what the counters grow by from its first sample, not what
+// earlier runs were billed already; its CPU is its own from zero.
+func TestARunWithSharedNetworkCountersStartsThemAtItsFirstSample(t *testing.T) {
+	r := run(t0)
+	r.NetShared = true
+	a := meter.New(r, time.Minute)
+	recs := a.Observe(meter.Sample{Time: t0.Add(10 * time.Second), CPUNs: 1e9, NetRxBytes: 5 << 20, NetTxBytes: 1 << 20})
+	recs = append(recs, a.Observe(meter.Sample{Time: t0.Add(20 * time.Second), CPUNs: 2e9, NetRxBytes: 5<<20 + 300, NetTxBytes: 1<<20 + 40})...)
+	recs = append(recs, a.Close(meter.Sample{Time: t0.Add(30 * time.Second), CPUNs: 3e9, NetRxBytes: 5<<20 + 1000, NetTxBytes: 1<<20 + 100})...)
+	sum := totals(t, recs, t0.Add(time.Hour))
+	if sum[usage.MeterNetRx] != 1000 || sum[usage.MeterNetTx] != 100 || sum[usage.MeterCPU] != 3e9 {
+		t.Errorf("totals %v, want 1000 B in, 100 B out, 3 s CPU", sum)
+	}
+}
+
 func TestAVolumeIsBilledItsSizeForAsLongAsItExists(t *testing.T) {
 	v := meter.Volume{Tenant: "caami", Project: "claims", App: "db", Environment: usage.EnvProd, Node: "node-1", Name: "claims-pgdata", SizeBytes: 10 << 30}
 	created := t0.Add(45 * time.Second)

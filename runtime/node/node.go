@@ -172,7 +172,7 @@ func Open(o Options) (n *Node, err error) {
 	case ac.Kind == agent.KindKubernetes && (o.Engine != nil || o.Platform != nil):
 		return nil, errors.New("agent: a Kubernetes node has no Docker engine and no platform spec: the kubelet runs its containers")
 	case ac.Kind == agent.KindKubernetes:
-		n.kube, err = kube.New(kube.Options{Config: ac.Kubernetes, Node: ac.Node, Client: o.KubeClient, Cgroups: cg, Clock: o.Clock,
+		n.kube, err = kube.New(kube.Options{Config: ac.Kubernetes, Node: ac.Node, Client: o.KubeClient, Cgroups: cg, ProcRoot: ac.ProcRoot, Clock: o.Clock,
 			Logger: n.log, Registry: n.reg})
 		if err != nil {
 			return nil, err
