@@ -65,16 +65,17 @@ func readCPU(dir string) (uint64, error) {
 // every few milliseconds until the kubelet removes the cgroup once the pod
 // is over. The pod's cgroup outlives its containers, so for a pod of one
 // run its last reading after that run's exit is the run's whole CPU time
-// (with the pause process's few milliseconds): the truth the agent's bill is
-// held to.
+// (with the pause process's few microseconds): the truth the agent's bill
+// is held to. The exit shows as the run's own cgroup, a child of the pod's
+// beside the sandbox's, going away with it.
 type podCPU struct {
 	mu   sync.Mutex
 	last uint64
-	at   time.Time
-	err  error
-	gone time.Time
-	stop context.CancelFunc
-	done chan struct{}
+	// exited: the run's cgroup went; settled: last was read after that.
+	exited, settled bool
+	err             error
+	stop            context.CancelFunc
+	done            chan struct{}
 }
 
 // followCPU starts following pod's cgroup under the CPU hierarchy root.
@@ -86,20 +87,26 @@ func followCPU(root string, pod *corev1.Pod) *podCPU {
 		defer close(c.done)
 		tick := time.NewTicker(5 * time.Millisecond)
 		defer tick.Stop()
+		most := 0 // child cgroups seen at once: the sandbox's and the run's
 		for {
-			v, err := readCPU(dir)
-			now := time.Now()
+			kids, err := children(dir)
+			var v uint64
+			if err == nil {
+				v, err = readCPU(dir)
+			}
 			c.mu.Lock()
 			switch {
 			case err == nil:
-				c.last, c.at = v, now
-			case errors.Is(err, fs.ErrNotExist) && !c.at.IsZero():
-				// Removed by the kubelet: the last reading stands.
-				c.gone = now
+				if most >= 2 && kids < most {
+					c.exited = true
+				}
+				most = max(most, kids)
+				c.last, c.settled = v, c.exited
 			case !errors.Is(err, fs.ErrNotExist):
 				c.err = err
 			}
-			over := !c.gone.IsZero() || c.err != nil
+			// Removed by the kubelet once the run is over: the last reading stands.
+			over := c.err != nil || (errors.Is(err, fs.ErrNotExist) && most > 0)
 			c.mu.Unlock()
 			if over {
 				return
@@ -114,10 +121,21 @@ func followCPU(root string, pod *corev1.Pod) *podCPU {
 	return c
 }
 
+// children counts the cgroups below dir.
+func children(dir string) (int, error) {
+	ents, err := os.ReadDir(dir)
+	n := 0
+	for _, e := range ents {
+		if e.IsDir() {
+			n++
+		}
+	}
+	return n, err
+}
+
 // final stops following and returns the last reading, which must have been
-// taken after the run finished (finished is the API server's time, whole
-// seconds: the run ended before finished plus a second).
-func (c *podCPU) final(finished time.Time) (uint64, error) {
+// taken after the run's exit.
+func (c *podCPU) final() (uint64, error) {
 	c.stop()
 	<-c.done
 	c.mu.Lock()
@@ -125,11 +143,8 @@ func (c *podCPU) final(finished time.Time) (uint64, error) {
 	switch {
 	case c.err != nil:
 		return 0, c.err
-	case c.at.IsZero():
-		return 0, errors.New("the pod's cgroup was never read")
-	case c.at.Before(finished.Add(time.Second)):
-		return 0, fmt.Errorf("the pod's cgroup was last read at %s, before its run's end (%s), and removed at %s",
-			c.at.Format(time.RFC3339Nano), finished.Format(time.RFC3339), c.gone.Format(time.RFC3339Nano))
+	case !c.settled:
+		return 0, fmt.Errorf("the pod's cgroup was not read after its run's exit (exit seen: %v)", c.exited)
 	}
 	return c.last, nil
 }

@@ -202,7 +202,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	}
 	for _, w := range []*workload{report, burner} {
 		var err error
-		if w.cpuNs, err = w.cpu.final(finished(w.pods[0])); err != nil {
+		if w.cpuNs, err = w.cpu.final(); err != nil {
 			t.Fatalf("%s: the kernel's count: %v", w.app, err)
 		}
 	}
@@ -350,16 +350,6 @@ func waitPodsOver(t *testing.T, cl *kubetest.Cluster, ns, sel string) []corev1.P
 		return len(p) == 1 && (p[0].Status.Phase == corev1.PodSucceeded || p[0].Status.Phase == corev1.PodFailed)
 	})
 	return []corev1.Pod{*pods[0]}
-}
-
-// finished is when a pod's one container's run ended.
-func finished(p corev1.Pod) time.Time {
-	for _, cs := range p.Status.ContainerStatuses {
-		if t := cs.State.Terminated; t != nil {
-			return t.FinishedAt.Time
-		}
-	}
-	return time.Time{}
 }
 
 // eventually polls fn, every second, until it returns nil; past within it
