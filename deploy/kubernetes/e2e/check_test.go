@@ -144,14 +144,8 @@ func check(ctx context.Context, d deployment, apis map[string]api, all []*worklo
 				known[r.id] = true
 				checkRun(bad, d, w, r, evs[r.id], perRun[key{r.id, usage.MeterContainerSeconds}], perRun[key{r.id, usage.MeterCPU}])
 			}
-			if w.cpu != nil {
-				got, want := billed[name][usage.MeterCPU], int64(w.cpuNs)
-				// The pause process and the agent's last reading differ by
-				// its few milliseconds; a run's last sample missed would be
-				// hundreds of them, a run billed twice seconds.
-				if tol := 50*int64(time.Millisecond) + want/50; got < want-tol || got > want+tol {
-					bad("%s: billed %d ns of CPU, the kernel counted %d (±%d)", name, got, want, tol)
-				}
+			if got, want := billed[name][usage.MeterCPU], int64(w.cpuNs); w.cpu != nil && !near(got, want) {
+				bad("%s: billed %d ns of CPU, the kernel counted %d", name, got, want)
 			}
 			if w.claim != nil {
 				vol := w.claim.Namespace + ":" + w.claim.Name
@@ -176,6 +170,15 @@ func check(ctx context.Context, d deployment, apis map[string]api, all []*worklo
 		}
 	}
 	return problems
+}
+
+// near says whether CPU billed is the kernel's count want: the test's last
+// reading and the agent's differ by the pause process's microseconds; a
+// run's last sample missed would be hundreds of milliseconds, a run billed
+// twice seconds.
+func near(billed, want int64) bool {
+	tol := 50*int64(time.Millisecond) + want/50
+	return billed >= want-tol && billed <= want+tol
 }
 
 // checkRun checks one run's events and container-seconds.

@@ -71,8 +71,10 @@ func readCPU(dir string) (uint64, error) {
 type podCPU struct {
 	mu   sync.Mutex
 	last uint64
-	// exited: the run's cgroup went; settled: last was read after that.
+	// exited: the run's cgroup went; settled: last was read after that,
+	// and closed is closed then.
 	exited, settled bool
+	closed          chan struct{}
 	err             error
 	stop            context.CancelFunc
 	done            chan struct{}
@@ -82,7 +84,7 @@ type podCPU struct {
 func followCPU(root string, pod *corev1.Pod) *podCPU {
 	dir := filepath.Join(root, kube.PodCgroup(driver, pod.Status.QOSClass, string(pod.UID)))
 	ctx, stop := context.WithCancel(context.Background())
-	c := &podCPU{stop: stop, done: make(chan struct{})}
+	c := &podCPU{stop: stop, done: make(chan struct{}), closed: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		tick := time.NewTicker(5 * time.Millisecond)
@@ -101,6 +103,9 @@ func followCPU(root string, pod *corev1.Pod) *podCPU {
 					c.exited = true
 				}
 				most = max(most, kids)
+				if c.exited && !c.settled {
+					close(c.closed)
+				}
 				c.last, c.settled = v, c.exited
 			case !errors.Is(err, fs.ErrNotExist):
 				c.err = err
@@ -133,9 +138,14 @@ func children(dir string) (int, error) {
 	return n, err
 }
 
-// final stops following and returns the last reading, which must have been
-// taken after the run's exit.
-func (c *podCPU) final() (uint64, error) {
+// final waits, within a deadline, for a reading after the run's exit, then
+// stops following and returns the last reading.
+func (c *podCPU) final(within time.Duration) (uint64, error) {
+	select {
+	case <-c.closed:
+	case <-c.done:
+	case <-time.After(within):
+	}
 	c.stop()
 	<-c.done
 	c.mu.Lock()
