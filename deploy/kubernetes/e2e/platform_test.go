@@ -179,13 +179,13 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 
 	// Every run over, but web's and ledger's: the crash loop after its third
 	// run, which is then deleted before the kubelet starts a fourth.
-	pod := func(ns, name string) []corev1.Pod {
+	ended := func(ns, name string) []corev1.Pod {
 		p := cl.WaitPodPhase(t, ns, name, 2*time.Minute, corev1.PodSucceeded, corev1.PodFailed)
 		return []corev1.Pod{*p}
 	}
-	burner.pods = pod(batch, "burner")
-	hog.pods = pod(batch, "hog")
-	chatter.pods = pod(batch, "chatter")
+	burner.pods = ended(batch, "burner")
+	hog.pods = ended(batch, "hog")
+	chatter.pods = ended(batch, "chatter")
 	cl.WaitPod(t, allocations, "ledger", 2*time.Minute, "running", func(p *corev1.Pod) bool { return p.Status.Phase == corev1.PodRunning })
 	ledger.pods = podsOf(t, cl, allocations, selector(appLabel, "ledger"))
 	claim, err := cl.Client.CoreV1().PersistentVolumeClaims(allocations).Get(ctx, claimName, metav1.GetOptions{})
@@ -211,10 +211,8 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	}
 
 	all := []*workload{web, report, burner, hog, crasher, chatter, ledger}
-	var problems []string
 	eventually(t, 2*time.Minute, "the collector's account of the platform", func() error {
-		problems = check(ctx, d, apis, all, begin)
-		if len(problems) > 0 {
+		if problems := check(ctx, d, apis, all, begin); len(problems) > 0 {
 			return fmt.Errorf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
 		}
 		return nil
