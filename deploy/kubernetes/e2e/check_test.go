@@ -42,7 +42,7 @@ func (w *workload) runs() []run {
 			for n := int32(0); n <= cs.RestartCount; n++ {
 				r, ok := told[n]
 				if !ok {
-					r = kube.Run{Container: cs.Name, N: n, Exited: true, ExitCode: w.exit, OOMKilled: w.oom}
+					r = kube.Run{Container: cs.Name, N: n, Exited: true}
 				}
 				out = append(out, run{id: kube.RunID(string(p.UID), cs.Name, n), pod: p, Run: r})
 			}
@@ -181,24 +181,25 @@ func near(billed, want int64) bool {
 	return billed >= want-tol && billed <= want+tol
 }
 
-// checkRun checks one run's events and container-seconds.
+// checkRun checks one run's events, against how the workload's runs end,
+// and its container-seconds.
 func checkRun(bad func(string, ...any), d deployment, w *workload, r run, evs []events.Event, secs, cpu int64) {
 	name := fmt.Sprintf("%s/%s run %s", w.project, w.app, r.id)
 	count := map[events.Type]int{}
 	for _, e := range evs {
 		count[e.Type]++
 		if e.Type == events.Died {
-			if e.ExitCode == nil || *e.ExitCode != r.ExitCode || e.OOMKilled != r.OOMKilled {
-				bad("%s: died %+v, want exit code %d, OOM %v", name, e, r.ExitCode, r.OOMKilled)
+			if e.ExitCode == nil || *e.ExitCode != w.exit || e.OOMKilled != w.oom {
+				bad("%s: died %+v, want exit code %d, OOM %v", name, e, w.exit, w.oom)
 			}
 		}
 	}
 	want := map[events.Type]int{events.Started: 1}
 	if r.Exited {
 		want[events.Died] = 1
-	}
-	if r.OOMKilled {
-		want[events.OOM] = 1
+		if w.oom {
+			want[events.OOM] = 1
+		}
 	}
 	for _, typ := range []events.Type{events.Started, events.Died, events.OOM} {
 		if count[typ] != want[typ] {
