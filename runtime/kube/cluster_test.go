@@ -191,7 +191,8 @@ func TestAPodsNetworkBytesAreReadOnceFromItsFirstContainersProcess(t *testing.T)
 					"exec sleep 3600"}, " && ")}},
 				{Name: "side", Image: cl.Busybox, ImagePullPolicy: corev1.PullNever, Command: []string{"sleep", "3600"}},
 			}}}
-	if _, err := cl.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	created, err := cl.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -220,10 +221,11 @@ func TestAPodsNetworkBytesAreReadOnceFromItsFirstContainersProcess(t *testing.T)
 		}
 		web, side = engine.Container{}, engine.Container{}
 		for _, c := range list {
+			// The cluster is shared: other tests' pods are on the list too.
 			switch {
-			case strings.HasPrefix(c.Name, "web/web/"):
+			case strings.HasPrefix(c.RunLabel, string(created.UID)+":web:"):
 				web = c
-			case strings.HasPrefix(c.Name, "web/side/"):
+			case strings.HasPrefix(c.RunLabel, string(created.UID)+":side:"):
 				side = c
 			}
 		}

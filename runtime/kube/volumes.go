@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/usage"
@@ -109,10 +110,15 @@ func (w *Watcher) Volumes(ctx context.Context) ([]engine.Volume, error) {
 	}
 	var out []engine.Volume
 	unmetered := map[string]float64{"no_institution": 0, "invalid_labels": 0}
+	invalid := map[types.UID]bool{}
 	defer func() {
 		for reason, n := range unmetered {
 			w.unmeteredClaims.WithLabelValues(reason).Set(n)
 		}
+		// Told once while they stay so, not at every sample.
+		w.mu.Lock()
+		w.invalidClaims = invalid
+		w.mu.Unlock()
 	}()
 	for _, pvc := range claims {
 		size := Capacity(pvc)
@@ -130,7 +136,13 @@ func (w *Watcher) Volumes(ctx context.Context) ([]engine.Volume, error) {
 			continue
 		case err != nil:
 			unmetered["invalid_labels"]++
-			w.log.Warn("claim not metered", "err", err)
+			invalid[pvc.UID] = true
+			w.mu.Lock()
+			told := w.invalidClaims[pvc.UID]
+			w.mu.Unlock()
+			if !told {
+				w.log.Warn("claim not metered", "err", err)
+			}
 			continue
 		}
 		bound := pvc.CreationTimestamp.Time

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -79,6 +80,9 @@ type Watcher struct {
 
 	mu   sync.Mutex
 	subs map[*subscriber]bool
+	// invalidClaims are the claims whose labels were found not valid at the
+	// last listing of the volumes, and logged.
+	invalidClaims map[types.UID]bool
 	// ready wakes the probe loop when a container's readiness changed.
 	ready chan struct{}
 }

@@ -59,16 +59,28 @@ func TestTheWatcherFollowsARealPodFromStartToRemoval(t *testing.T) {
 					Command:   []string{"/bin/sh", "-c", "echo one; echo two >&2; sleep 1; exit 3"},
 					Resources: resources(list("100m", "16Mi"), list("500m", "64Mi"))}}}}
 	}
+	ours := map[string]bool{} // the pods' uids, as their runs' ids begin
 	for _, ns := range []string{metered, unmetered} {
-		if _, err := cs.CoreV1().Pods(ns).Create(ctx, job(ns), metav1.CreateOptions{}); err != nil {
+		p, err := cs.CoreV1().Pods(ns).Create(ctx, job(ns), metav1.CreateOptions{})
+		if err != nil {
 			t.Fatal(err)
+		}
+		ours[string(p.UID)] = true
+	}
+	// The cluster is shared with other tests: their pods' events are theirs.
+	next := func() engine.Event {
+		for {
+			ev := next(ctx, t, evs)
+			if uid, _, _ := strings.Cut(ev.Labels[engine.LabelRun], ":"); ours[uid] {
+				return ev
+			}
 		}
 	}
 
 	// Its start, then its death with its exit code.
 	var id string
 	for {
-		ev := next(ctx, t, evs)
+		ev := next()
 		if ev.Labels[engine.LabelTenant] != "caami" {
 			t.Fatalf("an event of a pod not metered: %+v", ev)
 		}
@@ -118,7 +130,7 @@ func TestTheWatcherFollowsARealPodFromStartToRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		ev := next(ctx, t, evs)
+		ev := next()
 		if ev.ContainerID == id && ev.Type == engine.EventDestroy {
 			break
 		}
