@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/runtime/cgroups/cgroupstest"
+
 	"github.com/docker/docker/api/types/container"
 	dockerevents "github.com/docker/docker/api/types/events"
 	"github.com/docker/docker/api/types/filters"
@@ -163,40 +165,6 @@ func newChaosCollector(t *testing.T, bin string) (*agentRig, *chaosCollector) {
 	return &agentRig{t: t, bin: bin, cfgPath: cfgPath, node: node}, &chaosCollector{killable: newKillable(t, start), dataDir: dataDir}
 }
 
-// cpuacctRoot is where the per-run parents' CPU counters are: the cpuacct
-// hierarchy on cgroup v1, the unified root on v2.
-func cpuacctRoot(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
-		return "/sys/fs/cgroup"
-	}
-	for _, d := range []string{"/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/cpu,cpuacct"} {
-		if _, err := os.Stat(filepath.Join(d, "cpuacct.usage")); err == nil {
-			return d
-		}
-	}
-	t.Fatal("no cpuacct hierarchy")
-	return ""
-}
-
-// readCPU reads a cgroup's CPU time in ns (v1 cpuacct.usage, v2 cpu.stat).
-func readCPU(root, dir string) (uint64, error) {
-	if b, err := os.ReadFile(filepath.Join(root, dir, "cpuacct.usage")); err == nil {
-		return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	}
-	b, err := os.ReadFile(filepath.Join(root, dir, "cpu.stat"))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			us, err := strconv.ParseUint(v, 10, 64)
-			return us * 1000, err
-		}
-	}
-	return 0, fmt.Errorf("%s: no usage_usec", dir)
-}
-
 // TestChaosAgentKilledAcrossJobsStartsEndsAndRemovalsBillsEveryRunExactly runs
 // jobs of 50 ms, 3 s and longer, some with --rm and some removed while the
 // agent is down, and SIGKILLs the agent binary at random and on purpose so
@@ -256,7 +224,7 @@ func TestChaosAgentKilledAcrossJobsStartsEndsAndRemovalsBillsEveryRunExactly(t *
 	} else {
 		r = newAgentRig(t, bin, "  logs:\n    enabled: false\n")
 	}
-	root := cpuacctRoot(t)
+	root := cgroupstest.CPURoot(t, "/sys/fs/cgroup")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -508,7 +476,7 @@ func runChaosJob(ctx context.Context, cli *client.Client, img, root string, ag *
 	if err != nil {
 		return err.Error()
 	}
-	if j.cpuNs, err = readCPU(root, parent); err != nil {
+	if j.cpuNs, err = cgroupstest.CPUNanos(filepath.Join(root, parent)); err != nil {
 		return fmt.Sprintf("job %d: the ground truth of %s: %v", j.i, parent, err)
 	}
 	if j.removeDown {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -23,17 +22,11 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/paasmeter/paasmeter/config"
 	"github.com/paasmeter/paasmeter/deploy/kubernetes"
-	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/kube/kubetest"
 )
 
@@ -372,7 +365,7 @@ func TestOpenShift(t *testing.T) {
 // applied to it.
 func TestServerDryRun(t *testing.T) {
 	cl := kubetest.New(t)
-	kc := kubectl(t)
+	kc := kubetest.Kubectl(t)
 	for _, dir := range []string{baseDir, openshiftDir} {
 		t.Run(dir, func(t *testing.T) {
 			ns := cl.Namespace(t, nil)
@@ -411,25 +404,10 @@ func TestServerDryRun(t *testing.T) {
 	}
 }
 
-// kubectl is the test cluster's kubectl (scripts/k8s/env.sh says where the
-// binaries are), whose kustomize is the version the cluster's is.
-func kubectl(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("bash", "-c", `. ../../scripts/k8s/env.sh && printf %s "$K8S_BIN/kubectl"`).Output()
-	if err != nil {
-		t.Fatalf("scripts/k8s/env.sh: %v", err)
-	}
-	path := string(out)
-	if _, err := os.Stat(path); err != nil {
-		testenv.Missing(t, "no kubectl at "+path+": run `make test` as root (scripts/k8s/build.sh builds it, docs/kubernetes.md)")
-	}
-	return path
-}
-
 // render is `kubectl kustomize dir`, object by object.
 func render(t *testing.T, dir string) []*unstructured.Unstructured {
 	t.Helper()
-	cmd := exec.Command(kubectl(t), "kustomize", dir)
+	cmd := exec.Command(kubetest.Kubectl(t), "kustomize", dir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -577,7 +555,7 @@ func inNamespace(t *testing.T, objs []*unstructured.Unstructured, from, to strin
 // DaemonSet are the server dry run's alone.
 func TestApplyCollectorReady(t *testing.T) {
 	cl := kubetest.New(t)
-	kc := kubectl(t)
+	kc := kubetest.Kubectl(t)
 	img := kubetest.PaasmeterImage(t)
 	cl.LoadImage(t, img.Path)
 	ns := cl.Namespace(t, nil)
@@ -617,34 +595,7 @@ func TestApplyCollectorReady(t *testing.T) {
 	}
 
 	// The Deployment counts its Ready pods: watch it until both are.
-	deps := cl.Client.AppsV1().Deployments(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", "paasmeter-collector").String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return deps.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return deps.Watch(ctx, o)
-		},
-	}
-	wctx, wcancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer wcancel()
-	var last *appsv1.Deployment
-	_, err := watchtools.UntilWithSync(wctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
-		d, ok := ev.Object.(*appsv1.Deployment)
-		if !ok {
-			return false, nil
-		}
-		last = d
-		return d.Status.ReadyReplicas == 2 && d.Status.UpdatedReplicas == 2, nil
+	cl.WaitDeployment(t, ns, "paasmeter-collector", 3*time.Minute, "two replicas Ready", func(d *appsv1.Deployment) bool {
+		return d.Status.ReadyReplicas == 2 && d.Status.UpdatedReplicas == 2
 	})
-	if err != nil {
-		state := "it never existed"
-		if last != nil {
-			state = fmt.Sprintf("status %+v", last.Status)
-		}
-		t.Fatalf("the collector's two replicas were not Ready within 3m (%s): %v", state, err)
-	}
 }

@@ -8,11 +8,11 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/runtime/engine"
+	"github.com/paasmeter/paasmeter/runtime/kube/kubetest"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -32,21 +32,6 @@ func pod(name string, restart corev1.RestartPolicy, containers ...corev1.Contain
 		Spec:       corev1.PodSpec{RestartPolicy: restart, Containers: containers},
 		Status:     corev1.PodStatus{QOSClass: corev1.PodQOSBurstable},
 	}
-}
-
-func resources(req, lim corev1.ResourceList) corev1.ResourceRequirements {
-	return corev1.ResourceRequirements{Requests: req, Limits: lim}
-}
-
-func list(cpu, mem string) corev1.ResourceList {
-	l := corev1.ResourceList{}
-	if cpu != "" {
-		l[corev1.ResourceCPU] = resource.MustParse(cpu)
-	}
-	if mem != "" {
-		l[corev1.ResourceMemory] = resource.MustParse(mem)
-	}
-	return l
 }
 
 func TestIdentityComesFromTheNamespaceAndTheAppFromThePod(t *testing.T) {
@@ -85,10 +70,10 @@ func TestReservedIsTheRequestsOrTheLimitsWhereNoRequest(t *testing.T) {
 		res      corev1.ResourceRequirements
 		cpu, mem uint64
 	}{
-		{"requests, not limits", resources(list("100m", "16Mi"), list("500m", "64Mi")), 100, 16 << 20},
-		{"limits stand for missing requests", resources(nil, list("2", "1Gi")), 2000, 1 << 30},
-		{"mixed", resources(list("250m", ""), list("", "128Mi")), 250, 128 << 20},
-		{"best effort", resources(nil, nil), 0, 0},
+		{"requests, not limits", kubetest.Resources("100m", "16Mi", "500m", "64Mi"), 100, 16 << 20},
+		{"limits stand for missing requests", kubetest.Resources("", "", "2", "1Gi"), 2000, 1 << 30},
+		{"mixed", kubetest.Resources("250m", "", "", "128Mi"), 250, 128 << 20},
+		{"best effort", kubetest.Resources("", "", "", ""), 0, 0},
 	} {
 		cpu, mem := Reserved(&corev1.Container{Resources: tc.res})
 		if cpu != tc.cpu || mem != tc.mem {
@@ -174,7 +159,7 @@ func ptr[T any](v T) *T { return &v }
 // TestACrashLoopIsOneRunPerRestartAndTheOOMKillIsTold follows a container
 // that is OOM-killed, waits in CrashLoopBackOff and runs again.
 func TestACrashLoopIsOneRunPerRestartAndTheOOMKillIsTold(t *testing.T) {
-	ctr := corev1.Container{Name: "web", Resources: resources(list("100m", "32Mi"), list("", "64Mi"))}
+	ctr := corev1.Container{Name: "web", Resources: kubetest.Resources("100m", "32Mi", "", "64Mi")}
 	first := pod("shop-1", corev1.RestartPolicyAlways, ctr)
 	first.Status.ContainerStatuses = []corev1.ContainerStatus{running("web", "r0", 0, 1, true)}
 	// Killed: the kubelet shows the dead container in State until it waits to restart it.

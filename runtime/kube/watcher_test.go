@@ -57,7 +57,7 @@ func TestTheWatcherFollowsARealPodFromStartToRemoval(t *testing.T) {
 			Spec: corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, AutomountServiceAccountToken: ptr(false), NodeName: node,
 				Containers: []corev1.Container{{Name: "job", Image: image, ImagePullPolicy: corev1.PullNever,
 					Command:   []string{"/bin/sh", "-c", "echo one; echo two >&2; sleep 1; exit 3"},
-					Resources: resources(list("100m", "16Mi"), list("500m", "64Mi"))}}}}
+					Resources: kubetest.Resources("100m", "16Mi", "500m", "64Mi")}}}}
 	}
 	ours := map[string]bool{} // the pods' uids, as their runs' ids begin
 	for _, ns := range []string{metered, unmetered} {

@@ -15,11 +15,9 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -27,7 +25,6 @@ import (
 	watchtools "k8s.io/client-go/tools/watch"
 	sigsyaml "sigs.k8s.io/yaml"
 
-	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/kube/kubetest"
 )
 
@@ -65,7 +62,7 @@ type deployment struct {
 // again when the test ends; the host paths stay after a failure, to be read.
 func deploy(t *testing.T, cl *kubetest.Cluster, img kubetest.Image) deployment {
 	t.Helper()
-	kc := kubectl(t)
+	kc := kubetest.Kubectl(t)
 	var cfg struct {
 		Collector struct {
 			Listen string `json:"listen"`
@@ -203,41 +200,6 @@ func waitPods(t *testing.T, cl *kubetest.Cluster, ns, selector string, within ti
 	return list()
 }
 
-// waitDeployment watches Deployment ns/name until cond holds.
-func waitDeployment(t *testing.T, cl *kubetest.Cluster, ns, name string, within time.Duration, what string, cond func(*appsv1.Deployment) bool) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	deps := cl.Client.AppsV1().Deployments(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return deps.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return deps.Watch(ctx, o)
-		},
-	}
-	var last *appsv1.Deployment
-	_, err := watchtools.UntilWithSync(ctx, lw, &appsv1.Deployment{}, nil, func(ev watch.Event) (bool, error) {
-		d, ok := ev.Object.(*appsv1.Deployment)
-		if !ok {
-			return false, nil
-		}
-		last = d
-		return cond(d), nil
-	})
-	if err != nil {
-		state := "it never existed"
-		if last != nil {
-			state = fmt.Sprintf("status %+v", last.Status)
-		}
-		t.Fatalf("deployment %s/%s: not %s within %v (%s): %v", ns, name, what, within, state, err)
-	}
-}
-
 // podsOf returns the pods of ns that selector selects, as they are now.
 func podsOf(t *testing.T, cl *kubetest.Cluster, ns, selector string) []corev1.Pod {
 	t.Helper()
@@ -256,21 +218,6 @@ func deletePod(t *testing.T, cl *kubetest.Cluster, p *corev1.Pod) {
 	if err != nil && !apierrors.IsNotFound(err) {
 		t.Fatalf("delete pod %s/%s: %v", p.Namespace, p.Name, err)
 	}
-}
-
-// kubectl is the test cluster's kubectl (scripts/k8s/env.sh says where the
-// binaries are).
-func kubectl(t *testing.T) string {
-	t.Helper()
-	out, err := exec.Command("bash", "-c", `. ../../../scripts/k8s/env.sh && printf %s "$K8S_BIN/kubectl"`).Output()
-	if err != nil {
-		t.Fatalf("scripts/k8s/env.sh: %v", err)
-	}
-	path := string(out)
-	if _, err := os.Stat(path); err != nil {
-		testenv.Missing(t, "no kubectl at "+path+": run `make test` as root (scripts/k8s/build.sh builds it, docs/kubernetes.md)")
-	}
-	return path
 }
 
 // runKubectl runs kubectl against the test cluster.

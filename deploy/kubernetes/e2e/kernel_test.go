@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/runtime/cgroups/cgroupstest"
+
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/paasmeter/paasmeter/runtime/kube"
@@ -23,43 +25,6 @@ import (
 // its pods' cgroups are kubepods/<qos>/pod<uid>, each container's the
 // container's id below.
 const driver = kube.Cgroupfs
-
-// cpuRoot is the hierarchy that counts CPU time under root: the unified one
-// on cgroup v2, cpuacct's on v1.
-func cpuRoot(t *testing.T, root string) string {
-	t.Helper()
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
-		return root
-	}
-	for _, d := range []string{"cpuacct", "cpu,cpuacct"} {
-		if _, err := os.Stat(filepath.Join(root, d, "cpuacct.usage")); err == nil {
-			return filepath.Join(root, d)
-		}
-	}
-	t.Fatalf("no CPU accounting hierarchy under %s", root)
-	return ""
-}
-
-// readCPU is the kernel's count of a cgroup's CPU time, in ns: v1's
-// cpuacct.usage, v2's cpu.stat usage_usec.
-func readCPU(dir string) (uint64, error) {
-	if b, err := os.ReadFile(filepath.Join(dir, "cpuacct.usage")); err == nil {
-		return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return 0, err
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
-			us, err := strconv.ParseUint(v, 10, 64)
-			return us * 1000, err
-		}
-	}
-	return 0, fmt.Errorf("%s: no usage_usec in cpu.stat", dir)
-}
 
 // podCPU follows a pod's cgroup CPU counter as the kernel keeps it, read
 // every few milliseconds until the kubelet removes the cgroup once the pod
@@ -94,7 +59,7 @@ func followCPU(root string, pod *corev1.Pod) *podCPU {
 			kids, err := children(dir)
 			var v uint64
 			if err == nil {
-				v, err = readCPU(dir)
+				v, err = cgroupstest.CPUNanos(dir)
 			}
 			c.mu.Lock()
 			switch {

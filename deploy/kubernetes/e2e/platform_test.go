@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/runtime/cgroups/cgroupstest"
+
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -71,7 +73,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	d := deploy(t, cl, img)
 	begin := time.Now()
 	t.Logf("paasmeter built, loaded and deployed in %v", time.Since(t0).Round(time.Second))
-	root := cpuRoot(t, cl.CgroupRoot)
+	root := cgroupstest.CPURoot(t, cl.CgroupRoot)
 	ctx := context.Background()
 	apis := map[string]api{"caami": {d.url, "caami", caamiToken}, "ona": {d.url, "ona", onaToken}}
 
@@ -92,7 +94,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 					Command: []string{"sh", "-c", "echo web up; exec sleep 3600"},
 					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}},
 						PeriodSeconds: 2},
-					Resources: resources("10m", "8Mi", "", "")}),
+					Resources: kubetest.Resources("10m", "8Mi", "", "")}),
 			},
 		},
 	})
@@ -108,13 +110,13 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{appLabel: "report"}},
 				Spec: podSpec(cl, corev1.RestartPolicyNever, corev1.Container{Name: "report",
 					Command:   []string{"sh", "-c", burn(3, "report")},
-					Resources: resources("100m", "16Mi", "1", "64Mi")}),
+					Resources: kubetest.Resources("100m", "16Mi", "1", "64Mi")}),
 			},
 		},
 	})
 	burner := &workload{tenant: "caami", project: "e2e-batch", app: "burner", stdout: []string{"burner start", "burner done"}}
 	burnerPod := createPod(t, cl, batch, "burner", corev1.RestartPolicyNever, corev1.Container{
-		Command: []string{"sh", "-c", burn(30, "burner")}, Resources: resources("100m", "16Mi", "1", "64Mi")})
+		Command: []string{"sh", "-c", burn(30, "burner")}, Resources: kubetest.Resources("100m", "16Mi", "1", "64Mi")})
 	burner.cpu = followCPU(root, burnerPod)
 	reportPod := waitPods(t, cl, batch, selector("job-name", "report"), time.Minute, "created", func(p []*corev1.Pod) bool { return len(p) == 1 })[0]
 	report.cpu = followCPU(root, reportPod)
@@ -123,11 +125,11 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	hog := &workload{tenant: "caami", project: "e2e-batch", app: "hog", stdout: []string{"allocating"}, exit: 137, oom: true}
 	createPod(t, cl, batch, "hog", corev1.RestartPolicyNever, corev1.Container{
 		Command:   []string{"sh", "-c", "echo allocating; dd if=/dev/zero of=/dev/null bs=64M count=1"},
-		Resources: resources("10m", "32Mi", "", "32Mi")})
+		Resources: kubetest.Resources("10m", "32Mi", "", "32Mi")})
 	// A crash loop: each run prints a line and exits 1.
 	crasher := &workload{tenant: "caami", project: "e2e-batch", app: "crasher", stdout: []string{"crash run"}, exit: 1}
 	createPod(t, cl, batch, "crasher", corev1.RestartPolicyAlways, corev1.Container{
-		Command: []string{"sh", "-c", "echo crash run; exit 1"}, Resources: resources("10m", "8Mi", "", "")})
+		Command: []string{"sh", "-c", "echo crash run; exit 1"}, Resources: kubetest.Resources("10m", "8Mi", "", "")})
 	// Numbered lines on stdout, ten a second, and a last one on stderr.
 	chatter := &workload{tenant: "caami", project: "e2e-batch", app: "chatter", stderr: []string{"chatter done"}}
 	for i := 1; i <= chatterLines; i++ {
@@ -135,18 +137,18 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	}
 	createPod(t, cl, batch, "chatter", corev1.RestartPolicyNever, corev1.Container{
 		Command:   []string{"sh", "-c", fmt.Sprintf(`i=1; while [ $i -le %d ]; do echo "chatter line $i"; [ $((i %% 10)) -eq 0 ] && sleep 1; i=$((i+1)); done; echo "chatter done" >&2`, chatterLines)},
-		Resources: resources("10m", "8Mi", "", "")})
+		Resources: kubetest.Resources("10m", "8Mi", "", "")})
 	// The other institution: a service that writes to its claim, prints
 	// and stays up, holding the claim.
 	ledger := &workload{tenant: "ona", project: "e2e-allocations", app: "ledger", stdout: []string{"ledger open", "ledger written"}}
 	createClaim(t, cl, allocations, ledger)
 	createPod(t, cl, allocations, "ledger", corev1.RestartPolicyNever, corev1.Container{
 		Command:      []string{"sh", "-c", "echo ledger open; echo entry > /data/ledger.txt && echo ledger written; exec sleep 3600"},
-		Resources:    resources("10m", "8Mi", "", ""),
+		Resources:    kubetest.Resources("10m", "8Mi", "", ""),
 		VolumeMounts: []corev1.VolumeMount{{Name: "data", MountPath: "/data"}}},
 		corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName}}})
 
-	waitDeployment(t, cl, prod, "web", 2*time.Minute, "two replicas Ready", func(d *appsv1.Deployment) bool { return d.Status.ReadyReplicas == 2 })
+	cl.WaitDeployment(t, prod, "web", 2*time.Minute, "two replicas Ready", func(d *appsv1.Deployment) bool { return d.Status.ReadyReplicas == 2 })
 	webReady := time.Now()
 
 	// The Job is over and billed before the agent dies: a run that ends
@@ -266,21 +268,6 @@ func ptr[T any](v T) *T { return &v }
 // about secs seconds and prints "<name> done".
 func burn(secs int, name string) string {
 	return fmt.Sprintf(`echo %[2]s start; end=$(($(date +%%s)+%[1]d)); while [ $(date +%%s) -lt $end ]; do :; done; echo %[2]s done`, secs, name)
-}
-
-// resources are a container's requests and limits ("" for none).
-func resources(cpuReq, memReq, cpuLim, memLim string) corev1.ResourceRequirements {
-	list := func(cpu, mem string) corev1.ResourceList {
-		l := corev1.ResourceList{}
-		if cpu != "" {
-			l[corev1.ResourceCPU] = resource.MustParse(cpu)
-		}
-		if mem != "" {
-			l[corev1.ResourceMemory] = resource.MustParse(mem)
-		}
-		return l
-	}
-	return corev1.ResourceRequirements{Requests: list(cpuReq, memReq), Limits: list(cpuLim, memLim)}
 }
 
 // podSpec runs c on the node's busybox image.

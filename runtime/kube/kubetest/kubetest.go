@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -165,6 +167,29 @@ func (c *Cluster) WaitPod(t testing.TB, ns, name string, within time.Duration, w
 	return obj.(*corev1.Pod)
 }
 
+// WaitDeployment waits, until within has passed, for Deployment ns/name to
+// exist and meet cond (what says what cond waits for), and returns it as it
+// met it.
+func (c *Cluster) WaitDeployment(t testing.TB, ns, name string, within time.Duration, what string, cond func(*appsv1.Deployment) bool) *appsv1.Deployment {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	deps := c.Client.AppsV1().Deployments(ns)
+	var last *appsv1.Deployment
+	obj, err := until(ctx, listWatch(deps.List, deps.Watch, name), &appsv1.Deployment{}, func(o runtime.Object) bool {
+		last = o.(*appsv1.Deployment)
+		return cond(last)
+	})
+	if err != nil {
+		state := "it never existed"
+		if last != nil {
+			state = fmt.Sprintf("status %+v", last.Status)
+		}
+		t.Fatalf("deployment %s/%s: not %s within %v (%s): %v", ns, name, what, within, state, err)
+	}
+	return obj.(*appsv1.Deployment)
+}
+
 // WaitPodPhase waits for pod ns/name to reach one of phases (Succeeded or
 // Failed, say, for a pod that runs to its end).
 func (c *Cluster) WaitPodPhase(t testing.TB, ns, name string, within time.Duration, phases ...corev1.PodPhase) *corev1.Pod {
@@ -224,6 +249,41 @@ func until(ctx context.Context, lw *cache.ListWatch, objType runtime.Object, con
 		return nil, err
 	}
 	return ev.Object, nil
+}
+
+// Kubectl returns the test cluster's kubectl (scripts/k8s/env.sh says where
+// the binaries are), whose kustomize is the version the cluster's is.
+func Kubectl(t testing.TB) string {
+	t.Helper()
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("bash", "-c", `. "$1"/scripts/k8s/env.sh && printf %s "$K8S_BIN/kubectl"`, "bash", root).Output()
+	if err != nil {
+		t.Fatalf("scripts/k8s/env.sh: %v", err)
+	}
+	path := string(out)
+	if _, err := os.Stat(path); err != nil {
+		testenv.Missing(t, "no kubectl at "+path+": run `make test` as root (scripts/k8s/build.sh builds it, docs/kubernetes.md)")
+	}
+	return path
+}
+
+// Resources are a container's requests and limits, as quantities ("" for
+// none).
+func Resources(cpuReq, memReq, cpuLim, memLim string) corev1.ResourceRequirements {
+	list := func(cpu, mem string) corev1.ResourceList {
+		l := corev1.ResourceList{}
+		if cpu != "" {
+			l[corev1.ResourceCPU] = resource.MustParse(cpu)
+		}
+		if mem != "" {
+			l[corev1.ResourceMemory] = resource.MustParse(mem)
+		}
+		return l
+	}
+	return corev1.ResourceRequirements{Requests: list(cpuReq, memReq), Limits: list(cpuLim, memLim)}
 }
 
 // Image is an image archive and the name the node knows it by once loaded.
