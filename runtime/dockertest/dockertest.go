@@ -5,6 +5,7 @@ package dockertest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -101,11 +102,10 @@ func Exec(t testing.TB, cli *client.Client, id string, cmd ...string) int {
 // within has passed: containers and their networks settle in their own time.
 func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %s", within, what)
+	testenv.Eventually(t, within, what, func() error {
+		if !cond() {
+			return errors.New("not yet")
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/cgroups"
 	"github.com/paasmeter/paasmeter/runtime/engine"
 	"github.com/paasmeter/paasmeter/runtime/kube/kubetest"
@@ -42,22 +44,6 @@ func runWatcher(t *testing.T, cl *kubetest.Cluster) *Watcher {
 		}
 	})
 	return w
-}
-
-// poll calls cond until it holds or within has passed.
-func poll(t *testing.T, within time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not %s within %v: %s", what, within, state)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
 }
 
 // TestABoundClaimIsAVolumeOfItsCapacityUntilItIsDeleted binds a claim of
@@ -118,7 +104,12 @@ func TestABoundClaimIsAVolumeOfItsCapacityUntilItIsDeleted(t *testing.T) {
 		}
 		return engine.Volume{}, false, fmt.Sprintf("%+v", list)
 	}
-	poll(t, time.Minute, "listed", func() (bool, string) { _, ok, s := volume(); return ok, s })
+	testenv.Eventually(t, time.Minute, "listed", func() error {
+		if _, ok, s := volume(); !ok {
+			return errors.New(s)
+		}
+		return nil
+	})
 	v, _, _ := volume()
 	if want := (engine.Volume{Name: name, Tenant: "caami", Project: "claims", App: "pgdata", Env: "prod", SizeBytes: 2 << 30, Node: cl.Node,
 		CreatedAt: v.CreatedAt}); v != want || v.CreatedAt.IsZero() || time.Since(v.CreatedAt) > 2*time.Minute {
@@ -133,7 +124,12 @@ func TestABoundClaimIsAVolumeOfItsCapacityUntilItIsDeleted(t *testing.T) {
 	if err := cl.Client.CoreV1().Pods(ns).Delete(ctx, "db", metav1.DeleteOptions{GracePeriodSeconds: ptr(int64(0))}); err != nil {
 		t.Fatal(err)
 	}
-	poll(t, 2*time.Minute, "gone once the claim is deleted", func() (bool, string) { _, ok, s := volume(); return !ok, s })
+	testenv.Eventually(t, 2*time.Minute, "gone once the claim is deleted", func() error {
+		if _, ok, s := volume(); ok {
+			return errors.New(s)
+		}
+		return nil
+	})
 }
 
 // TestAPodsNetworkBytesAreReadOnceFromItsFirstContainersProcess serves a
@@ -214,7 +210,7 @@ func TestAPodsNetworkBytesAreReadOnceFromItsFirstContainersProcess(t *testing.T)
 	})
 
 	var web, side engine.Container
-	poll(t, time.Minute, "both containers listed, the first with its process", func() (bool, string) {
+	testenv.Eventually(t, time.Minute, "both containers listed, the first with its process", func() error {
 		list, err := w.List(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -229,7 +225,10 @@ func TestAPodsNetworkBytesAreReadOnceFromItsFirstContainersProcess(t *testing.T)
 				side = c
 			}
 		}
-		return web.Pid > 0 && side.ID != "", fmt.Sprintf("%+v", list)
+		if web.Pid == 0 || side.ID == "" {
+			return fmt.Errorf("listed %+v", list)
+		}
+		return nil
 	})
 	if side.Pid != 0 || web.NetShared {
 		t.Errorf("the second container has process %d (want none: the pod's bytes are the first's); the first's counters shared: %v", side.Pid, web.NetShared)

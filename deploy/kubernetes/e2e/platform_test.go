@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/runtime/cgroups/cgroupstest"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -159,7 +160,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	if report.cpuNs, err = report.cpu.final(10 * time.Second); err != nil {
 		t.Fatalf("report: the kernel's count: %v", err)
 	}
-	eventually(t, time.Minute, "report's CPU billed", func() error {
+	testenv.Eventually(t, time.Minute, "report's CPU billed", func() error {
 		billed, err := apis["caami"].usageByApp(ctx, begin.Add(-time.Hour), time.Now().Add(time.Hour))
 		if err == nil && !near(billed[report.project+"/"+report.app][usage.MeterCPU], int64(report.cpuNs)) {
 			err = fmt.Errorf("%d ns billed, the kernel counted %d", billed[report.project+"/"+report.app][usage.MeterCPU], report.cpuNs)
@@ -213,7 +214,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	}
 
 	all := []*workload{web, report, burner, hog, crasher, chatter, ledger}
-	eventually(t, 2*time.Minute, "the collector's account of the platform", func() error {
+	testenv.Eventually(t, 2*time.Minute, "the collector's account of the platform", func() error {
 		if problems := check(ctx, d, apis, all, begin); len(problems) > 0 {
 			return fmt.Errorf("%d problems:\n%s", len(problems), strings.Join(problems, "\n"))
 		}
@@ -238,7 +239,7 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	}
 	first := webReady.Truncate(time.Minute)
 	var minutes *sla.AppMinutes
-	eventually(t, 4*time.Minute, "web's SLA minutes", func() error {
+	testenv.Eventually(t, 4*time.Minute, "web's SLA minutes", func() error {
 		rep, err := apis["caami"].sla(ctx, calendar.MonthOf(webReady, loc).String())
 		if err != nil {
 			return err
@@ -339,21 +340,4 @@ func waitPodsOver(t *testing.T, cl *kubetest.Cluster, ns, sel string) []corev1.P
 		return len(p) == 1 && (p[0].Status.Phase == corev1.PodSucceeded || p[0].Status.Phase == corev1.PodFailed)
 	})
 	return []corev1.Pod{*pods[0]}
-}
-
-// eventually polls fn, every second, until it returns nil; past within it
-// fails the test with fn's last error.
-func eventually(t *testing.T, within time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v: %v", what, within, err)
-		}
-		time.Sleep(time.Second)
-	}
 }

@@ -149,22 +149,11 @@ func (c *Cluster) LoadImage(t testing.TB, path string) {
 // as it met it. It watches the pod: no poll interval to tune.
 func (c *Cluster) WaitPod(t testing.TB, ns, name string, within time.Duration, what string, cond func(*corev1.Pod) bool) *corev1.Pod {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
 	pods := c.Client.CoreV1().Pods(ns)
-	var last *corev1.Pod
-	obj, err := until(ctx, listWatch(pods.List, pods.Watch, name), &corev1.Pod{}, func(o runtime.Object) bool {
-		last = o.(*corev1.Pod)
-		return cond(last)
-	})
-	if err != nil {
-		state := "it never existed"
-		if last != nil {
-			state = fmt.Sprintf("phase %s, conditions %v, containers %v", last.Status.Phase, last.Status.Conditions, last.Status.ContainerStatuses)
-		}
-		t.Fatalf("pod %s/%s: not %s within %v (%s): %v", ns, name, what, within, state, err)
-	}
-	return obj.(*corev1.Pod)
+	return waitFor(t, listWatch(pods.List, pods.Watch, name), &corev1.Pod{}, within, fmt.Sprintf("pod %s/%s: not %s", ns, name, what), cond,
+		func(p *corev1.Pod) string {
+			return fmt.Sprintf("phase %s, conditions %v, containers %v", p.Status.Phase, p.Status.Conditions, p.Status.ContainerStatuses)
+		})
 }
 
 // WaitDeployment waits, until within has passed, for Deployment ns/name to
@@ -172,22 +161,32 @@ func (c *Cluster) WaitPod(t testing.TB, ns, name string, within time.Duration, w
 // met it.
 func (c *Cluster) WaitDeployment(t testing.TB, ns, name string, within time.Duration, what string, cond func(*appsv1.Deployment) bool) *appsv1.Deployment {
 	t.Helper()
+	deps := c.Client.AppsV1().Deployments(ns)
+	return waitFor(t, listWatch(deps.List, deps.Watch, name), &appsv1.Deployment{}, within, fmt.Sprintf("deployment %s/%s: not %s", ns, name, what), cond,
+		func(d *appsv1.Deployment) string { return fmt.Sprintf("status %+v", d.Status) })
+}
+
+// waitFor watches the one object lw lists (of objType's type) until it meets
+// cond, within; else it fails the test with failure, the object's last state
+// and the error.
+func waitFor[T runtime.Object](t testing.TB, lw *cache.ListWatch, objType T, within time.Duration, failure string, cond func(T) bool, state func(T) string) T {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
-	deps := c.Client.AppsV1().Deployments(ns)
-	var last *appsv1.Deployment
-	obj, err := until(ctx, listWatch(deps.List, deps.Watch, name), &appsv1.Deployment{}, func(o runtime.Object) bool {
-		last = o.(*appsv1.Deployment)
+	var last T
+	seen := false
+	obj, err := until(ctx, lw, objType, func(o runtime.Object) bool {
+		last, seen = o.(T), true
 		return cond(last)
 	})
 	if err != nil {
-		state := "it never existed"
-		if last != nil {
-			state = fmt.Sprintf("status %+v", last.Status)
+		st := "it never existed"
+		if seen {
+			st = state(last)
 		}
-		t.Fatalf("deployment %s/%s: not %s within %v (%s): %v", ns, name, what, within, state, err)
+		t.Fatalf("%s within %v (%s): %v", failure, within, st, err)
 	}
-	return obj.(*appsv1.Deployment)
+	return obj.(T)
 }
 
 // WaitPodPhase waits for pod ns/name to reach one of phases (Succeeded or
