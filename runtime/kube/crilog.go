@@ -248,9 +248,13 @@ func (r *criReader) follow(ctx context.Context, file string, follow bool, runnin
 			if err != nil {
 				return err
 			}
-			// Rotated meanwhile: the lines of the renamed file up to the end
-			// were just read; what follows is in the new file.
+			// Rotated meanwhile: a new file is at the name, so the writer has
+			// moved to it, but it may have written to the renamed one after
+			// the read above: read that to its end, then go on in the new one.
 			if moved(f, file) {
+				if _, err := r.readAll(io.NewSectionReader(f, off, 1<<62)); err != nil {
+					return err
+				}
 				f.Close()
 				f = nil
 				continue
