@@ -68,6 +68,11 @@ type Options struct {
 	// the collector's one table, as its own routes are: the same
 	// authentication, tenant checks and audit of operators' reads.
 	Routes []route.Route
+	// RetentionHeld, if set, says whether this collector enforces log
+	// retention now: among several collectors, only the holder of the hub's
+	// log-retention lease does, since on ClickHouse each pass is a mutation
+	// that rewrites the parts it touches.
+	RetentionHeld func() bool
 }
 
 // Server is the collector.
@@ -99,6 +104,8 @@ type Server struct {
 	ready *readiness
 	// contributed are Options.Routes.
 	contributed []route.Route
+	// retentionHeld is Options.RetentionHeld.
+	retentionHeld func() bool
 	// apiTLS and adminTLS are the listeners' TLS; nil serves plain HTTP.
 	// agentsTLS is the agents' listener's (collector.agent_listen), which
 	// requires client certificates; nil without one.
@@ -176,7 +183,8 @@ func New(o Options) (*Server, error) {
 		slots:           make(chan struct{}, o.Config.MaxInflightBatches),
 		batched:         o.Batch != nil,
 
-		contributed: o.Routes,
+		contributed:   o.Routes,
+		retentionHeld: o.RetentionHeld,
 	}
 	for t := range tenants {
 		s.tenantPushSlots[t] = make(chan struct{}, o.Config.Logs.MaxInflightPushesPerTenant)

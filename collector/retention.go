@@ -11,13 +11,16 @@ import (
 // RunRetention deletes every tenant's log lines older than its retention, at
 // once and then every Logs.RetentionInterval, until ctx is done. A failed pass
 // is logged and tried again at the next tick: lines are kept a little longer,
-// never lost early. Run calls it; several collectors may run it at once,
-// since deleting is idempotent.
+// never lost early. Run calls it. Deleting is idempotent, so several
+// collectors could run it at once; with Options.RetentionHeld only the one
+// that holds the lease does, sparing ClickHouse the same mutations twice.
 func (s *Server) RunRetention(ctx context.Context) {
 	tick := time.NewTicker(s.cfg.Logs.RetentionInterval)
 	defer tick.Stop()
 	for {
-		if _, err := s.EnforceRetention(ctx); err != nil && ctx.Err() == nil {
+		if s.retentionHeld != nil && !s.retentionHeld() {
+			s.log.Debug("log retention pass skipped: another collector holds the lease")
+		} else if _, err := s.EnforceRetention(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("log retention pass failed; retrying at the next interval", "interval", s.cfg.Logs.RetentionInterval, "err", err)
 		}
 		select {

@@ -32,6 +32,7 @@ import (
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/state/lease"
 )
 
 // Options are what the hub takes from the process that runs it rather than
@@ -68,6 +69,9 @@ type Hub struct {
 	billing     *billing.Service
 	registry    *prometheus.Registry
 	server      *collector.Server
+	// holder names this process among the collectors that share the state
+	// store's leases.
+	holder string
 }
 
 // Open builds the modules of needs and those they need, in dependency order,
@@ -89,7 +93,7 @@ func Open(ctx context.Context, cfg *config.Config, o Options, needs ...Module) (
 	if o.Stdout == nil {
 		o.Stdout = io.Discard
 	}
-	h := &Hub{cfg: cfg, opts: o, loc: loc}
+	h := &Hub{cfg: cfg, opts: o, loc: loc, holder: lease.Holder()}
 	table := h.modules()
 	order, err := resolve(table, needs)
 	if err != nil {

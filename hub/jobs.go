@@ -11,6 +11,7 @@ import (
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/state"
+	"github.com/paasmeter/paasmeter/state/lease"
 )
 
 // slaMetricsInterval is how often the collector recomputes the month's SLA
@@ -23,13 +24,17 @@ func (h *Hub) startReconcileMetrics(ctx context.Context) error {
 	if h.cfg.Billing.RateCard == "" || h.cfg.Billing.ReconcileInterval <= 0 {
 		return nil
 	}
-	m, err := billing.NewReconcileMetrics(h.registry)
+	l, err := h.lease(ctx, string(ReconcileMetrics))
+	if err != nil {
+		return err
+	}
+	m, err := billing.NewReconcileMetrics(l.Registerer(h.registry))
 	if err != nil {
 		return fmt.Errorf("reconciliation: %w", err)
 	}
 	tenants := h.Tenants()
 	card, grace := h.billingOpts.Card, h.cfg.Billing.GracePeriod
-	h.every(ctx, h.cfg.Billing.ReconcileInterval, func(ctx context.Context) {
+	h.every(ctx, h.cfg.Billing.ReconcileInterval, l, func(ctx context.Context) {
 		now := h.opts.Clock.Now()
 		cur := calendar.MonthOf(now, h.loc)
 		periods := []calendar.Month{cur}
@@ -52,12 +57,16 @@ func (h *Hub) startReconcileMetrics(ctx context.Context) error {
 
 // startSLAMetrics starts SLAMetrics' job.
 func (h *Hub) startSLAMetrics(ctx context.Context) error {
-	x, err := sla.NewExporter(h.registry, h.sla)
+	l, err := h.lease(ctx, string(SLAMetrics))
+	if err != nil {
+		return err
+	}
+	x, err := sla.NewExporter(l.Registerer(h.registry), h.sla)
 	if err != nil {
 		return fmt.Errorf("sla metrics: %w", err)
 	}
 	tenants := h.Tenants()
-	h.every(ctx, slaMetricsInterval, func(ctx context.Context) {
+	h.every(ctx, slaMetricsInterval, l, func(ctx context.Context) {
 		if err := x.Update(ctx, tenants, h.opts.Clock.Now()); err != nil && ctx.Err() == nil {
 			h.opts.Logger.Error("SLA metrics not updated", "err", err)
 		}
@@ -66,24 +75,49 @@ func (h *Hub) startSLAMetrics(ctx context.Context) error {
 }
 
 // every runs job now and then every interval until ctx ends or the hub
-// closes; Close waits for a run in progress, so the stores it reads close
+// closes, while this collector holds l: at once when it takes l over from
+// another. Close waits for a run in progress, so the stores it reads close
 // after it.
-func (h *Hub) every(ctx context.Context, interval time.Duration, job func(context.Context)) {
+func (h *Hub) every(ctx context.Context, interval time.Duration, l *lease.Lease, job func(context.Context)) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
 		for {
-			job(ctx)
+			if l.Held() {
+				job(ctx)
+			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			case <-l.Gained():
 			}
 		}
 	})
 	h.onClose(func() error { cancel(); wg.Wait(); return nil })
+}
+
+// lease takes the state store's lease name for a job that must run on one
+// collector at a time (docs/clickhouse.md, "HA: several collectors"), and
+// keeps renewing it until the hub closes, then releases it. It is tried
+// once before it returns, so that the holder's first run is not skipped;
+// a failure to reach the store then is logged and retried by the renewer.
+func (h *Hub) lease(ctx context.Context, name string) (*lease.Lease, error) {
+	l, err := lease.New(lease.Options{Store: h.state, Name: name, Holder: h.holder, Clock: h.opts.Clock,
+		Logger: h.opts.Logger, Registry: h.registry})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := l.Renew(ctx); err != nil {
+		h.opts.Logger.Warn("lease not taken yet; retrying", "lease", name, "err", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	h.onClose(func() error { cancel(); <-done; return nil })
+	return l, nil
 }
 
 // slaReports serves the collector's SLA route: the calculator's report and the

@@ -73,6 +73,10 @@ const (
 	Collector Module = "collector"
 )
 
+// logRetentionLease is the state store lease of the collector's log
+// retention passes (the other jobs' leases are named after their modules).
+const logRetentionLease = "log-retention"
+
 // modules returns the hub's module table for h's configuration, which
 // decides some dependencies: the collector prices nothing without a rate
 // card, and billing reads no SLA calculator with an SLA file.
@@ -273,7 +277,7 @@ func (h *Hub) initMetrics(context.Context) error {
 
 // initCollectorServer builds the collector: the one place where its
 // options are put together from the other modules.
-func (h *Hub) initCollectorServer(context.Context) error {
+func (h *Hub) initCollectorServer(ctx context.Context) error {
 	authn, err := auth.NewAuthenticator(h.cfg.Tokens, h.cfg.NodeCertificates...)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -288,10 +292,17 @@ func (h *Hub) initCollectorServer(context.Context) error {
 		// a 400 naming window_start: the agent's dead letters keep them.
 		cc.EarliestWindow = h.billingOpts.Card.Versions[0].Effective
 	}
+	// Several collectors on one state store take turns: the lease's holder
+	// alone enforces log retention.
+	retention, err := h.lease(ctx, logRetentionLease)
+	if err != nil {
+		return err
+	}
 	srv, err := collector.New(collector.Options{
-		Config: cc,
-		Store:  h.metering,
-		Auth:   authn,
+		RetentionHeld: retention.Held,
+		Config:        cc,
+		Store:         h.metering,
+		Auth:          authn,
 		// Run enforces their log retention every collector.logs.retention_interval.
 		Institutions: h.cfg.Tenants,
 		AccessLog:    h.accessLog,

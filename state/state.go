@@ -29,10 +29,27 @@ type Store interface {
 	Frozen
 	Audit
 	Maintenance
+	Leases
 	// Ready reports whether the store can serve now.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls in flight finish first.
 	Close() error
+}
+
+// Leases hand a named lease to one holder at a time: a background job that
+// must run once among several collectors sharing the store runs only in the
+// lease's holder (hub's reconcile-metrics, sla-metrics and log retention).
+// Expiries come from the caller's clock, so the holders' clocks must agree
+// to well within a lease's TTL (NTP does). The embedded store serves one
+// process: there, every caller is always the holder.
+type Leases interface {
+	// AcquireLease takes the lease name for holder until now+ttl when it is
+	// free, expired at now, or already holder's (then it renews it), and
+	// reports whether holder has it.
+	AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error)
+	// ReleaseLease gives the lease up if holder has it, so another holder
+	// can take it at once instead of after its expiry.
+	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
 // DocumentKind says what a document is.

@@ -50,6 +50,15 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 // Path returns the database file.
 func (s *Store) Path() string { return s.path }
 
+// AcquireLease implements state.Leases: the embedded store serves one
+// collector, which always holds every lease.
+func (s *Store) AcquireLease(context.Context, string, string, time.Time, time.Duration) (bool, error) {
+	return true, nil
+}
+
+// ReleaseLease implements state.Leases: there is nothing to give up.
+func (s *Store) ReleaseLease(context.Context, string, string) error { return nil }
+
 // migrations are the schema, applied in order by sqlitedb.Open: never edit
 // one that has shipped, append a new one. The tables are STRICT so
 // that SQLite refuses a value of the wrong type as PostgreSQL would.

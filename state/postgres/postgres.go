@@ -154,6 +154,12 @@ var migrations = []string{
 		PRIMARY KEY (tenant, period)
 	);
 	` + statesql.CloseIssuedMonths,
+	// Leases (state.Leases): expires_at is the holder's clock plus the TTL.
+	`CREATE TABLE leases (
+		name       text PRIMARY KEY,
+		holder     text NOT NULL,
+		expires_at timestamptz NOT NULL
+	);`,
 }
 
 func migrateDB(ctx context.Context, pool *pgxpool.Pool) error {
@@ -280,4 +286,33 @@ func (c conn) QueryRow(ctx context.Context, query string, args ...any) statesql.
 
 func (c conn) Query(ctx context.Context, query string, args ...any) (statesql.Rows, error) {
 	return c.c.Query(ctx, query, args...)
+}
+
+// AcquireLease implements state.Leases in one statement: the row is taken
+// when missing, and updated only when holder holds it or it expired at now,
+// so of two holders racing for an expired lease exactly one gets a row back.
+func (s *Store) AcquireLease(ctx context.Context, name, holder string, now time.Time, ttl time.Duration) (bool, error) {
+	if name == "" || holder == "" || ttl <= 0 {
+		return false, fmt.Errorf("postgres state store: lease %q for %q: a name, a holder and a positive ttl are required", name, holder)
+	}
+	var got string
+	err := s.pool.QueryRow(ctx, `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $4)
+		ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE leases.holder = excluded.holder OR leases.expires_at <= $3
+		RETURNING holder`, name, holder, now, now.Add(ttl)).Scan(&got)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("postgres state store: acquire lease %s: %w", name, err)
+	}
+	return true, nil
+}
+
+// ReleaseLease implements state.Leases.
+func (s *Store) ReleaseLease(ctx context.Context, name, holder string) error {
+	if _, err := s.pool.Exec(ctx, "DELETE FROM leases WHERE name = $1 AND holder = $2", name, holder); err != nil {
+		return fmt.Errorf("postgres state store: release lease %s: %w", name, err)
+	}
+	return nil
 }

@@ -129,7 +129,7 @@ func TestADatabaseOfTheFirstSchemaGainsMaintenanceWindowsAndClosedMonths(t *test
 	s := open(t, dsn)
 	before := statetest.BeforeUpgrade(t, s)
 	s.Close()
-	exec(t, dsn, "DROP TABLE month_closes; DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
+	exec(t, dsn, "DROP TABLE leases; DROP TABLE month_closes; DROP TABLE maintenance_windows; DROP SEQUENCE maintenance_window_seq; DELETE FROM schema_migrations WHERE version > 1")
 	before.Check(t, open(t, dsn))
 	var latest, applied int
 	query(t, dsn, "SELECT MAX(version), COUNT(*) FROM schema_migrations", &latest, &applied)

@@ -61,7 +61,14 @@ type Store struct {
 	closed atomic.Bool
 }
 
-var _ state.Store = (*Store)(nil)
+// Its adapters add state.Leases, which differ by engine.
+var _ interface {
+	state.Documents
+	state.Months
+	state.Frozen
+	state.Audit
+	state.Maintenance
+} = (*Store)(nil)
 
 // NewStore returns the store over a.
 func NewStore(a Adapter) *Store {
