@@ -133,6 +133,9 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 			"collector:\n  logs:\n    max_line_bytes: 2048\n    ingestion_burst_bytes: 1024\n", "collector.logs.ingestion_burst_bytes: 1024 must be at least max_line_bytes"},
 		"a zero ingestion rate is named":           {"collector:\n  logs:\n    ingestion_rate_bytes: 0\n", "collector.logs.ingestion_rate_bytes: 0 is below"},
 		"a sub-second retention interval is named": {"collector:\n  logs:\n    retention_interval: 10ms\n", "collector.logs.retention_interval: 10ms is below"},
+		"a collector URL that is no URL is named":  {"agent:\n  collector_urls: [http://a:8080, 'ftp://b']\n", `agent.collector_urls[1]: "ftp://b" must be an http(s) URL`},
+		"a collector URL listed twice is named":    {"agent:\n  collector_urls: [http://a:8080, http://a:8080]\n", `agent.collector_urls[1]: "http://a:8080" is listed twice`},
+		"collector URLs of two schemes are named":  {"agent:\n  collector_urls: [http://a:8080, https://b:8443]\n", `agent.collector_urls[1]: "https://b:8443" must have the scheme of collector_urls[0]`},
 		"an HTTP ClickHouse DSN is named":          {"store:\n  metering_dsn: http://ch:8123/paasmeter\n", "store.metering_dsn: clickhouse dsn: http:// is not supported"},
 		"a DSN of another store is named":          {"store:\n  metering_dsn: postgres://db/paasmeter\n", "store.metering_dsn: clickhouse dsn: scheme \"postgres\""},
 		"an agent token without node is named": {

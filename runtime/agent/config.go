@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +21,10 @@ type Config struct {
 	Node string `yaml:"node"`
 	// CollectorURL is the collector's base URL, e.g. http://collector:8080.
 	CollectorURL string `yaml:"collector_url"`
+	// CollectorURLs, when set, are several collectors' base URLs, used
+	// instead of CollectorURL: the shipper moves to the next when the one in
+	// use fails (runtime/ship).
+	CollectorURLs []string `yaml:"collector_urls"`
 	// TokenFile holds the agent's bearer token (PAASMETER_AGENT_TOKEN overrides it).
 	TokenFile string `yaml:"token_file"`
 	// Kind is the node's kind: KindDocker (the agent follows a Docker
@@ -101,11 +106,42 @@ func DefaultConfig() Config {
 	}
 }
 
+// URLs returns the collectors the agent ships to: collector_urls when set,
+// else collector_url.
+func (c *Config) URLs() []string {
+	if len(c.CollectorURLs) > 0 {
+		return c.CollectorURLs
+	}
+	return []string{c.CollectorURL}
+}
+
+// maxCollectorURLs bounds collector_urls: a shipper tries each in turn.
+const maxCollectorURLs = 16
+
 // Validate reports what is wrong with c, naming each field.
 func (c *Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.CollectorURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("collector_url: %q must be an http(s) URL", c.CollectorURL))
+	}
+	if len(c.CollectorURLs) > maxCollectorURLs {
+		errs = append(errs, fmt.Errorf("collector_urls: %d URLs, at most %d", len(c.CollectorURLs), maxCollectorURLs))
+	}
+	var scheme string // collector_urls[0]'s
+	for i, raw := range c.CollectorURLs {
+		u, err := url.Parse(raw)
+		if i == 0 && err == nil {
+			scheme = u.Scheme
+		}
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, fmt.Errorf("collector_urls[%d]: %q must be an http(s) URL", i, raw))
+		case slices.Index(c.CollectorURLs, raw) < i:
+			errs = append(errs, fmt.Errorf("collector_urls[%d]: %q is listed twice", i, raw))
+		case u.Scheme != scheme:
+			// One TLS client serves them all: https everywhere or nowhere.
+			errs = append(errs, fmt.Errorf("collector_urls[%d]: %q must have the scheme of collector_urls[0] (%q)", i, raw, c.CollectorURLs[0]))
+		}
 	}
 	switch c.Kind {
 	case KindDocker:
@@ -159,8 +195,8 @@ func (c *Config) Validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("tls.%w", err))
 	}
-	if c.TLS.Configured() && strings.HasPrefix(c.CollectorURL, "http:") {
-		errs = append(errs, fmt.Errorf("tls: set, but collector_url %q is http: use https", c.CollectorURL))
+	if first := c.URLs()[0]; c.TLS.Configured() && strings.HasPrefix(first, "http:") {
+		errs = append(errs, fmt.Errorf("tls: set, but the collector's URL %q is http: use https", first))
 	}
 	if err := c.AdminTLS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("admin_tls.%w", err))

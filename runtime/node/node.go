@@ -202,7 +202,7 @@ func Open(o Options) (n *Node, err error) {
 	if err != nil {
 		return nil, err
 	}
-	so := ship.Options{Spool: n.spool, Dead: n.dead, BaseURL: ac.CollectorURL, Token: o.Token,
+	so := ship.Options{Spool: n.spool, Dead: n.dead, BaseURLs: ac.URLs(), Token: o.Token,
 		Client: shipClient, BatchSize: ac.BatchSize, Logger: n.log, Registry: n.reg, Failpoints: o.Failpoints,
 		Wake: wake, Idle: o.ShipIdle, Capacity: capacity}
 	if ac.Logs.Enabled {
@@ -245,12 +245,12 @@ func Open(o Options) (n *Node, err error) {
 }
 
 // openTLS builds the shipper's HTTP client (over agent.tls when
-// collector_url is https) and the admin listener's TLS (nil without
+// the collectors' URLs are https) and the admin listener's TLS (nil without
 // agent.admin_tls), and exports their certificates' expiry.
 func (n *Node) openTLS() (*http.Client, *tlsconf.Server, error) {
 	client := &http.Client{Timeout: time.Minute}
 	var sources []*tlsconf.Source
-	if strings.HasPrefix(n.cfg.CollectorURL, "https:") {
+	if strings.HasPrefix(n.cfg.URLs()[0], "https:") {
 		c, err := tlsconf.NewClient("collector", n.cfg.TLS, n.log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("agent: tls: %w", err)
@@ -292,7 +292,7 @@ func (n *Node) Dead() *spool.Spool { return n.dead }
 // stopped and their ends metered and shipped before the agent stops; without
 // it (paasmeter agent), they keep running for the next agent to adopt.
 func (n *Node) Run(ctx context.Context, stopPlatform bool) error {
-	n.log.Info("agent started", "node", n.cfg.Node, "collector", n.cfg.CollectorURL, "spool", n.cfg.SpoolDir, "admin", n.AdminAddr(),
+	n.log.Info("agent started", "node", n.cfg.Node, "collectors", n.cfg.URLs(), "spool", n.cfg.SpoolDir, "admin", n.AdminAddr(),
 		"platform_spec", n.cfg.PlatformSpec)
 	// The agent, the shipper and the admin listener outlive ctx by as much
 	// as stopping the platform takes: the containers' ends must still be

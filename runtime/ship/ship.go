@@ -75,7 +75,14 @@ type Options struct {
 	Spool, Dead *spool.Spool
 	// BaseURL is the collector's, Token the agent's bearer token.
 	BaseURL, Token string
-	Client         *http.Client
+	// BaseURLs, when set, are several collectors' base URLs, used instead
+	// of BaseURL: batches go to one of them; on a connection error, a
+	// timeout or a 5xx the shipper moves to the next and sends there at
+	// once, waiting its backoff only once every one failed in a row; it
+	// stays with the one that answers. A batch a failed collector stored
+	// but did not acknowledge is stored once: the next one finds its ids.
+	BaseURLs []string
+	Client   *http.Client
 	// BatchSize is the most records per request.
 	BatchSize int
 	// MinBackoff and MaxBackoff bound the wait between failed attempts.
@@ -99,24 +106,36 @@ type Options struct {
 
 // Shipper moves records from the spool to the collector.
 type Shipper struct {
-	o       Options
-	m       metrics
-	backoff time.Duration
-	rng     *rand.Rand
+	o Options
+	// urls are the collectors, cur the one in use; failed counts the
+	// collectors that failed in a row since the last answer, and retryNow
+	// says the last failure moved on to one that has not failed yet.
+	urls     []string
+	cur      int
+	failed   int
+	retryNow bool
+	m        metrics
+	backoff  time.Duration
+	rng      *rand.Rand
 	// limit is the batch size in force: halved on 413, back to BatchSize after a success.
 	limit int
 }
 
 type metrics struct {
-	shipped  *prometheus.CounterVec
-	errors   *prometheus.CounterVec
-	duration prometheus.Histogram
-	dead     prometheus.Counter
+	shipped   *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	duration  prometheus.Histogram
+	dead      prometheus.Counter
+	failovers prometheus.Counter
 }
 
 // New builds a Shipper.
 func New(o Options) (*Shipper, error) {
-	if o.Spool == nil || o.Dead == nil || o.Client == nil || o.BaseURL == "" {
+	urls := o.BaseURLs
+	if len(urls) == 0 && o.BaseURL != "" {
+		urls = []string{o.BaseURL}
+	}
+	if o.Spool == nil || o.Dead == nil || o.Client == nil || len(urls) == 0 || slices.Contains(urls, "") {
 		return nil, errors.New("ship: spool, dead-letter spool, client and collector URL are required")
 	}
 	if o.BatchSize <= 0 {
@@ -134,7 +153,7 @@ func New(o Options) (*Shipper, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	s := &Shipper{o: o, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))}
+	s := &Shipper{o: o, urls: urls, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15))}
 	s.m = metrics{
 		shipped: metric.CounterVec("paasmeter_agent_shipped_records_total",
 			"Records the collector acknowledged, by kind and outcome (new, duplicate, conflict: its id stored already with other content, not stored).", "kind", "outcome"),
@@ -144,6 +163,8 @@ func New(o Options) (*Shipper, error) {
 			"Time for the collector to acknowledge a batch.", prometheus.ExponentialBuckets(0.005, 3, 8)),
 		dead: metric.Counter("paasmeter_agent_dead_letters_total",
 			"Records moved to the dead-letter spool because the collector rejected them as invalid."),
+		failovers: metric.Counter("paasmeter_agent_ship_failovers_total",
+			"Times the shipper moved to the next of its collectors (agent.collector_urls) because the one in use failed."),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
@@ -176,7 +197,7 @@ func New(o Options) (*Shipper, error) {
 			ConstLabels: prometheus.Labels{"spool": name}}, func() float64 { return float64(sp.Stats().TruncatedBytes) }))
 	}
 	if o.Registry != nil {
-		for _, c := range append([]prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead}, spoolGauges...) {
+		for _, c := range append([]prometheus.Collector{s.m.shipped, s.m.errors, s.m.duration, s.m.dead, s.m.failovers}, spoolGauges...) {
 			if err := o.Registry.Register(c); err != nil {
 				return nil, fmt.Errorf("ship: register metrics: %w", err)
 			}
@@ -189,6 +210,9 @@ func New(o Options) (*Shipper, error) {
 func (s *Shipper) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		shipped, err := s.ShipOnce(ctx)
+		if err != nil && ctx.Err() == nil && s.retryNow {
+			continue // to the next collector, which has not failed yet
+		}
 		if err != nil && ctx.Err() == nil {
 			s.o.Logger.Warn("shipping failed; will retry", "err", err, "backoff", s.backoff)
 			s.sleep(ctx, s.nextBackoff(err))
@@ -208,6 +232,7 @@ func (s *Shipper) Run(ctx context.Context) error {
 
 // ShipOnce sends the oldest batch and returns how many entries left the spool.
 func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
+	s.retryNow = false
 	if s.limit <= 0 {
 		s.limit = s.o.BatchSize
 	}
@@ -242,7 +267,11 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 		status, body, retryAfter, err := s.post(ctx, endpoint, pending)
 		if err != nil {
 			s.m.errors.WithLabelValues("network").Inc()
+			s.failover(err)
 			return 0, err
+		}
+		if status < http.StatusInternalServerError {
+			s.failed = 0 // the collector answered
 		}
 		switch {
 		case status == http.StatusOK:
@@ -296,7 +325,11 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 			}
 			dead, pending = append(dead, bads...), keep
 		default:
-			return 0, s.failure(status, body, retryAfter)
+			err := s.failure(status, body, retryAfter)
+			if status >= http.StatusInternalServerError {
+				s.failover(err)
+			}
+			return 0, err
 		}
 	}
 	s.o.Failpoints.Hit(failpoint.AfterAck)
@@ -327,6 +360,21 @@ func (s *Shipper) acknowledged(kind string, body []byte) {
 		s.o.Logger.Warn("the collector holds other content under the ids of records it was sent; they leave the spool, the stored ones stay",
 			"kind", kind, "conflicts", len(res.Conflicts), "first_index", res.Conflicts[0].Index, "first_id", res.Conflicts[0].ID)
 	}
+}
+
+// failover moves to the next collector after the one in use failed with
+// err; when that one has not failed since the last answer, Run sends to it
+// at once (retryNow).
+func (s *Shipper) failover(err error) {
+	if len(s.urls) < 2 {
+		return
+	}
+	from := s.urls[s.cur]
+	s.cur = (s.cur + 1) % len(s.urls)
+	s.failed++
+	s.retryNow = s.failed < len(s.urls)
+	s.m.failovers.Inc()
+	s.o.Logger.Warn("collector failed; shipping to the next one", "from", from, "to", s.urls[s.cur], "err", err)
 }
 
 // split tells the delivered entries from the dead ones, both in spool order.
@@ -367,7 +415,8 @@ func (s *Shipper) post(ctx context.Context, endpoint string, entries []spool.Ent
 		buf.Write(e.Data)
 	}
 	buf.WriteString("]}")
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.o.BaseURL, "/")+endpoint, &buf)
+	url := strings.TrimRight(s.urls[s.cur], "/") + endpoint
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, &buf)
 	if err != nil {
 		return 0, nil, 0, fmt.Errorf("ship: %w", err)
 	}
@@ -386,13 +435,14 @@ func (s *Shipper) post(ctx context.Context, endpoint string, entries []spool.Ent
 	start := time.Now()
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("ship: POST %s: %w", endpoint, err)
+		// The client's error names the URL.
+		return 0, nil, 0, fmt.Errorf("ship: %w", err)
 	}
 	defer resp.Body.Close()
 	s.o.Failpoints.Hit(failpoint.AfterSend)
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return 0, nil, 0, fmt.Errorf("ship: POST %s: read answer: %w", endpoint, err)
+		return 0, nil, 0, fmt.Errorf("ship: POST %s: read answer: %w", url, err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		s.m.duration.Observe(time.Since(start).Seconds())

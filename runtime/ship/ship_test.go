@@ -338,3 +338,91 @@ func TestUsageBatchesCarryTheNodeCapacity(t *testing.T) {
 		t.Errorf("%d dead letters, want the record beyond the node's capacity", len(dl))
 	}
 }
+
+// TestASecondCollectorTakesOverAtOnceWhenTheFirstIsKilled ships to two real
+// collectors (agent.collector_urls). The first dies in the middle of the
+// third batch, after storing it and before answering, and refuses every
+// connection from then on: the shipper sends that batch to the second at
+// once (its backoff is an hour: a wait would fail the test), stays with it,
+// and every record reaches a store; the third batch, stored by both, is
+// the one a shared store would have kept once.
+func TestASecondCollectorTakesOverAtOnceWhenTheFirstIsKilled(t *testing.T) {
+	var calls atomic.Int64
+	first, err := collectortest.StartBehind(func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			n := calls.Add(1)
+			if n == 3 {
+				next.ServeHTTP(httptest.NewRecorder(), req) // stored, answer lost
+			}
+			if n >= 3 {
+				hj, _ := w.(http.Hijacker)
+				conn, _, _ := hj.Hijack()
+				conn.Close()
+				return
+			}
+			next.ServeHTTP(w, req)
+		})
+	}, t.TempDir(), "node-1", token, "caami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(first.Close)
+	second, err := collectortest.Start(t.TempDir(), "node-1", token, "caami")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(second.Close)
+
+	dir := t.TempDir()
+	out, _ := spool.Open(filepath.Join(dir, "out"), spool.Options{})
+	dead, _ := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
+	t.Cleanup(func() { out.Close(); dead.Close() })
+	reg := prometheus.NewRegistry()
+	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURLs: []string{first.URL, second.URL}, Token: token, Client: http.DefaultClient,
+		BatchSize: 50, MinBackoff: time.Hour, Idle: time.Millisecond, Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{out: out, dead: dead}
+	sent := records(500)
+	r.spool(t, sent)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { sh.Run(ctx); close(done) }()
+	for out.Stats().Entries > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond) // polled, with the context's deadline
+	}
+	cancel()
+	<-done
+	if n := out.Stats().Entries; n != 0 {
+		t.Fatalf("%d records left in the spool: the shipper waited instead of moving to the second collector", n)
+	}
+
+	ids := func(st metering.Store) map[string]bool {
+		got := map[string]bool{}
+		now := time.Now()
+		st.ScanUsage(context.Background(), metering.UsageFilter{Tenant: "caami", From: now.Add(-time.Hour), To: now.Add(time.Hour)},
+			func(rec usage.Record) error { got[rec.ID] = true; return nil })
+		return got
+	}
+	a, b := ids(first.Store), ids(second.Store)
+	for i, rec := range sent {
+		wantA, wantB := i < 150, i >= 100 // the third batch reached both
+		if a[rec.ID] != wantA || b[rec.ID] != wantB {
+			t.Fatalf("record %d: in the first collector's store %v (want %v), in the second's %v (want %v)", i, a[rec.ID], wantA, b[rec.ID], wantB)
+		}
+	}
+	if len(a)+len(b) != len(sent)+50 {
+		t.Errorf("stores hold %d + %d records, want the %d sent and the third batch twice", len(a), len(b), len(sent))
+	}
+	if n := dead.Stats().Entries; n != 0 {
+		t.Errorf("%d dead letters, want none", n)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("the first collector got %d requests, want 3: the shipper stays with the one that answers", n)
+	}
+	if v := promtest.Value(t, reg, "paasmeter_agent_ship_failovers_total", nil); v != 1 {
+		t.Errorf("paasmeter_agent_ship_failovers_total = %v, want 1", v)
+	}
+}
