@@ -74,8 +74,10 @@ var shared struct {
 }
 
 // Main runs the tests and then stops the cluster they shared and removes its
-// directory. Use it in TestMain: os.Exit(pgtest.Main(m)).
-func Main(m *testing.M) int {
+// directory. Use it in TestMain: os.Exit(pgtest.Main(m)). m is a
+// *testing.M, or what runs it through another helper's Main first (a
+// package that also needs chtest's servers).
+func Main(m interface{ Run() int }) int {
 	shared.mu.Lock()
 	shared.mainCalled = true
 	shared.mu.Unlock()
