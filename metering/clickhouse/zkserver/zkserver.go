@@ -139,10 +139,15 @@ func (s *Server) logTail() string {
 
 // configTemplate is a standalone server on loopback: no admin HTTP server,
 // the four-letter words the readiness probe uses, and sessions of 1 to 10 s.
+// forceSync=no: the transaction log is written but not fsynced, which a
+// server that only ever dies as a process (killed or stopped, never with
+// the machine) does not need, and which costs every ON CLUSTER statement
+// and every insert of the tests several fsyncs.
 var configTemplate = template.Must(template.New("zoo.cfg").Parse(`tickTime={{.TickMs}}
 dataDir={{.Dir}}/data
 clientPort={{.Port}}
 clientPortAddress=127.0.0.1
 admin.enableServer=false
 4lw.commands.whitelist=srvr,ruok
+forceSync=no
 `))
