@@ -1,8 +1,10 @@
 // Package chserver runs throwaway clickhouse-server processes: servers on free
 // loopback ports (native protocol only), running as the current user with
-// their configuration, data and logs in a directory of their own. The tests'
-// servers (metering/clickhouse/chtest) and the benchmarks' (cmd/paasmeter-bench)
-// are started here.
+// their configuration, data and logs in a directory of their own: one server,
+// shards of one cluster, or shards of several replicas sharing a ZooKeeper
+// (metering/clickhouse/zkserver starts one). The tests' servers
+// (metering/clickhouse/chtest) and the benchmarks' (cmd/paasmeter-bench) are
+// started here.
 //
 // Root is fine for Debian's 18.16, which scripts/test-deps.sh installs.
 package chserver
