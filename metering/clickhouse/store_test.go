@@ -93,7 +93,7 @@ func TestClusterKeepsEachTenantOnOneShardAndAcknowledgesOnlyStoredRows(t *testin
 }
 
 func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
-	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t)} {
+	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t), "replicated": chtest.Replicated(t)} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t, target)
 			defer s.Close()
@@ -167,7 +167,7 @@ func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
 }
 
 func TestDropMonthsBefore(t *testing.T) {
-	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t)} {
+	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t), "replicated": chtest.Replicated(t)} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t, target)
 			defer s.Close()
