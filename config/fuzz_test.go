@@ -32,6 +32,7 @@ func FuzzParse(f *testing.F) {
 		"agent:\n  collector_url: https://collector:8443\n  tls: {ca_file: ca.pem, cert_file: c.pem, key_file: k.pem, server_name: collector}\n",
 		"agent:\n  admin_listen: 0.0.0.0:9100\n",
 		"agent:\n  collector_urls: [https://collector-a:8443, https://collector-b:8443]\n  tls: {ca_file: ca.pem}\n",
+		"store:\n  metering_dsn: clickhouse://ch1:9000,ch2:9000/pm?cluster=p&replicated=true\n",
 		"tokens: [{name: x, role: agent, node: node-1, sha256: " + strings.Repeat("0", 64) + "}]\n",
 	} {
 		f.Add(seed)

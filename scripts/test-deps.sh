@@ -18,6 +18,9 @@ need_pkgs=()
 # clickhouse-server, clickhouse-client: the ClickHouse metering store is tested
 # against Debian's 18.16; each test binary starts its own servers on free
 # loopback ports (metering/clickhouse/chtest), so none is started here.
+# zookeeper: the replicated ClickHouse tests run Debian's 3.8 standalone on a
+# free loopback port (metering/clickhouse/zkserver, on default-jre-headless);
+# the package starts nothing here.
 # postgresql: the PostgreSQL state store is tested against Debian's 15; each
 # test binary creates a private cluster (initdb) on a free loopback port
 # (state/postgres/pgtest), so Debian's own cluster is not started here.
@@ -32,7 +35,7 @@ need_pkgs=()
 # containerd, runc, iproute2, openssl, curl: the test Kubernetes cluster
 # (scripts/k8s: its node's container runtime, its bridge, its PKI, its health
 # checks; its etcd and CNI plugins are extracted from their packages there).
-for p in gcc libc6-dev docker.io iptables busybox-static containerd runc iproute2 openssl curl prometheus prometheus-alertmanager clickhouse-server clickhouse-client postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd haproxy; do
+for p in gcc libc6-dev docker.io iptables busybox-static containerd runc iproute2 openssl curl prometheus prometheus-alertmanager clickhouse-server clickhouse-client zookeeper postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd haproxy; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

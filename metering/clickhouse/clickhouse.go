@@ -67,6 +67,10 @@ const Scheme = "clickhouse"
 //	                 remote_servers; tables are created on every shard and
 //	                 written and read through Distributed tables sharded by
 //	                 institution. Without it, one server holds everything.
+//	replicated=true  with cluster: each shard's replicas (internal_replication)
+//	                 hold ReplicatedMergeTree tables on the servers'
+//	                 ZooKeeper (or Keeper), created ON CLUSTER; an insert is
+//	                 acknowledged once every replica holds it (syncedConn).
 //	dial_timeout=5s, read_timeout=5m, compress=lz4, secure=true,
 //	skip_verify=true, max_open_conns=N, username=…, password=…
 //	                 connection options of clickhouse-go (see its documentation).
@@ -80,6 +84,8 @@ type DSN struct {
 	Database string
 	// Cluster names the remote_servers cluster of Distributed mode ("" for one server).
 	Cluster string
+	// Replicated says the cluster's shards are ReplicatedMergeTree replicas.
+	Replicated bool
 	// Options connect to the entry server, without a database (it may not exist yet).
 	Options *ch.Options
 }
@@ -119,7 +125,16 @@ func ParseDSN(dsn string) (*DSN, error) {
 	if q.Has("cluster") && !identRE.MatchString(d.Cluster) {
 		return nil, fmt.Errorf("clickhouse dsn: cluster %q must be letters, digits and _", d.Cluster)
 	}
+	if q.Has("replicated") {
+		if d.Replicated, err = strconv.ParseBool(q.Get("replicated")); err != nil {
+			return nil, fmt.Errorf("clickhouse dsn: replicated %q must be true or false", q.Get("replicated"))
+		}
+		if d.Replicated && d.Cluster == "" {
+			return nil, errors.New("clickhouse dsn: replicated=true needs cluster=NAME, the remote_servers cluster of the replicas")
+		}
+	}
 	q.Del("cluster")
+	q.Del("replicated")
 	u.RawQuery, u.Path = q.Encode(), ""
 	if d.Options, err = ch.ParseDSN(u.String()); err != nil {
 		return nil, fmt.Errorf("clickhouse dsn: %w", err)
@@ -130,6 +145,13 @@ func ParseDSN(dsn string) (*DSN, error) {
 		// server and sent to its shard later: an acknowledgement must mean
 		// the rows are on their shard.
 		d.Options.Settings["insert_distributed_sync"] = 1
+	}
+	if d.Replicated {
+		for name, value := range replicatedSettings {
+			if _, set := d.Options.Settings[name]; !set {
+				d.Options.Settings[name] = value
+			}
+		}
 	}
 	return d, nil
 }
@@ -151,7 +173,10 @@ type Store struct {
 
 type node struct {
 	addr string
-	conn chdriver.Conn
+	// shard numbers the node's shard in the cluster (1 alone): the nodes of
+	// a shard are its replicas, and the first of them runs its mutations.
+	shard uint32
+	conn  chdriver.Conn
 }
 
 var _ metering.Store = (*Store)(nil)
@@ -181,7 +206,7 @@ func (s *Store) open(ctx context.Context) error {
 	if err != nil {
 		return s.fail("connect", err)
 	}
-	s.nodes = []node{{addr: s.dsn.Options.Addr[0], conn: entry}}
+	s.nodes = []node{{addr: s.dsn.Options.Addr[0], shard: 1, conn: entry}}
 	if s.dsn.Cluster != "" {
 		if err := s.openShards(ctx, entry); err != nil {
 			return err
@@ -195,47 +220,79 @@ func (s *Store) open(ctx context.Context) error {
 	if s.conn, err = ch.Open(&opts); err != nil {
 		return s.fail("connect", err)
 	}
+	if s.dsn.Replicated {
+		s.conn = syncedConn{Conn: s.conn, s: s}
+	}
 	return nil
 }
 
 // openShards connects to every server of the cluster, as the entry server's
 // remote_servers lists them.
 func (s *Store) openShards(ctx context.Context, entry chdriver.Conn) error {
-	rows, err := entry.Query(ctx, "SELECT host_name, port FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.dsn.Cluster)
+	rows, err := entry.Query(ctx, "SELECT host_name, port, shard_num FROM system.clusters WHERE cluster = ? ORDER BY shard_num, replica_num", s.dsn.Cluster)
 	if err != nil {
 		return s.fail("list the cluster's servers", err)
 	}
-	var addrs []string
+	var listed []node
 	for rows.Next() {
 		var host string
 		var port uint16
-		if err := rows.Scan(&host, &port); err != nil {
+		var n node
+		if err := rows.Scan(&host, &port, &n.shard); err != nil {
 			rows.Close()
 			return s.fail("list the cluster's servers", err)
 		}
-		addrs = append(addrs, net.JoinHostPort(host, strconv.Itoa(int(port))))
+		n.addr = net.JoinHostPort(host, strconv.Itoa(int(port)))
+		listed = append(listed, n)
 	}
 	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return s.fail("list the cluster's servers", err)
 	}
-	if len(addrs) == 0 {
+	if len(listed) == 0 {
 		return fmt.Errorf("clickhouse store: cluster %q is not in the remote_servers of %s", s.dsn.Cluster, s.nodes[0].addr)
 	}
 	// The entry server is one of the cluster's or a proxy in front of it:
 	// every listed server gets a connection of its own.
 	entry.Close()
 	s.nodes = nil
-	for _, addr := range addrs {
+	for _, n := range listed {
 		opts := *s.dsn.Options
-		opts.Addr = []string{addr}
+		opts.Addr = []string{n.addr}
 		opts.MaxOpenConns, opts.MaxIdleConns = 2, 1
-		conn, err := ch.Open(&opts)
-		if err != nil {
-			return s.fail("connect to "+addr, err)
+		if s.dsn.Replicated {
+			// Every insert waits on every replica (syncedConn).
+			opts.MaxOpenConns, opts.MaxIdleConns = 8, 2
 		}
-		s.nodes = append(s.nodes, node{addr: addr, conn: conn})
+		if n.conn, err = ch.Open(&opts); err != nil {
+			return s.fail("connect to "+n.addr, err)
+		}
+		s.nodes = append(s.nodes, n)
 	}
 	return nil
+}
+
+// shardLeads returns the first node of each shard, which runs the shard's
+// mutations and partition drops: ReplicatedMergeTree passes them on to the
+// shard's other replicas itself.
+func (s *Store) shardLeads() []node {
+	var out []node
+	for _, n := range s.nodes {
+		if len(out) == 0 || out[len(out)-1].shard != n.shard {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// replicasOf returns the nodes of lead's shard.
+func (s *Store) replicasOf(lead node) []node {
+	var out []node
+	for _, n := range s.nodes {
+		if n.shard == lead.shard {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // local returns the name, on each node, of the table that holds the rows of
@@ -259,6 +316,10 @@ func (s *Store) fail(op string, err error) error {
 		switch ex.Code {
 		case codeTooManyParts, codeTooManySimultaneousQueries, codeMemoryLimitExceeded:
 			err = errors.Join(metering.ErrOverloaded, err)
+		case codeSocketTimeout, codeNetworkError, codeAllConnectionTriesFailed,
+			codeNoZooKeeper, codeKeeperException, codeTableIsReadOnly,
+			codeTooFewLiveReplicas, codeUnsatisfiedQuorumForPreviousWrite, codeUnknownStatusOfInsert:
+			err = errors.Join(metering.ErrNotReady, err)
 		}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
@@ -274,6 +335,23 @@ const (
 	codeMemoryLimitExceeded        = 241
 	codeTooManyParts               = 252
 	codeTooManySimultaneousQueries = 202
+
+	// A server a Distributed query or insert needs is unreachable.
+	codeSocketTimeout            = 209
+	codeNetworkError             = 210
+	codeAllConnectionTriesFailed = 279
+	// ZooKeeper is unreachable, or the session with it was lost and the
+	// replicated tables are read-only until it is back.
+	codeNoZooKeeper     = 225
+	codeTableIsReadOnly = 242
+	codeKeeperException = 999
+	// Fewer replicas of the shard are alive than insert_quorum; the insert
+	// before has not reached its quorum yet (18.16 takes one quorum insert per
+	// table and shard at a time); the insert did not reach its quorum in
+	// insert_quorum_timeout (it may be stored: a retry finds it by id).
+	codeTooFewLiveReplicas                = 285
+	codeUnsatisfiedQuorumForPreviousWrite = 286
+	codeUnknownStatusOfInsert             = 319
 )
 
 // String describes the store for logs: its servers, database and cluster,
@@ -286,6 +364,9 @@ func (s *Store) String() string {
 	out := Scheme + "://" + strings.Join(addrs, ",") + "/" + s.dsn.Database
 	if s.dsn.Cluster != "" {
 		out += "?cluster=" + s.dsn.Cluster
+	}
+	if s.dsn.Replicated {
+		out += "&replicated=true"
 	}
 	return out
 }

@@ -46,3 +46,12 @@ func TestContractTwoShards(t *testing.T) {
 	cluster := chtest.TwoShards(t)
 	storetest.Run(t, func(t *testing.T) metering.Store { return open(t, cluster) }, caps)
 }
+
+// The contract on replicas asks for nothing more than on shards: every
+// insert is on both replicas of its shard when acknowledged (insert_quorum),
+// so a read sees it whichever replica answers.
+func TestContractReplicated(t *testing.T) {
+	t.Parallel()
+	cluster := chtest.Replicated(t)
+	storetest.Run(t, func(t *testing.T) metering.Store { return open(t, cluster) }, caps)
+}

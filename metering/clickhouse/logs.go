@@ -252,7 +252,8 @@ func (s *Store) activeStreams(ctx context.Context, tenant string, from, to time.
 }
 
 // DeleteLogs implements metering.LogRetention with a mutation (18.16's only
-// way to delete rows) on each server that holds such lines, and returns once
+// way to delete rows) on each shard that holds such lines (its first replica;
+// ZooKeeper hands the mutation to the others), and returns once
 // the mutations are done, so that no read shows a deleted line. A mutation
 // rewrites the parts it touches: the collector runs this once per tenant per
 // collector.logs.retention_interval. The tenant's streams left without lines
@@ -267,7 +268,7 @@ func (s *Store) DeleteLogs(ctx context.Context, tenant string, before time.Time)
 	}
 	table := s.dsn.Database + "." + s.local("log_lines")
 	var deleted int64
-	for _, n := range s.nodes {
+	for _, n := range s.shardLeads() {
 		var count uint64
 		if err := n.conn.QueryRow(ctx, "SELECT count() FROM "+table+" FINAL WHERE tenant = ? AND time < ?", tenant, before.UnixNano()).Scan(&count); err != nil {
 			return deleted, s.fail("delete logs of "+tenant+" on "+n.addr, err)
@@ -353,21 +354,31 @@ func (s *Store) deleteStreamRows(ctx context.Context, n node, tenant string, row
 	return nil
 }
 
-// awaitMutations returns once no mutation of table (of the store's database) is pending on n.
+// awaitMutations returns once no mutation of table (of the store's
+// database) is pending on n or on another replica of its shard, and each of
+// them knows every mutation n knows: a replica learns of a mutation from
+// ZooKeeper after the ALTER on n returned.
 func (s *Store) awaitMutations(ctx context.Context, n node, table string) error {
-	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		var pending uint64
-		if err := n.conn.QueryRow(ctx, "SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0",
-			s.dsn.Database, table).Scan(&pending); err != nil {
-			return s.fail("await the mutation of "+table+" on "+n.addr, err)
-		}
-		if pending == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("clickhouse store: await the mutation of %s on %s: %w", table, n.addr, ctx.Err())
-		case <-time.After(wait):
+	const query = "SELECT count(), countIf(is_done = 0) FROM system.mutations WHERE database = ? AND table = ?"
+	var known, pending uint64
+	if err := n.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&known, &pending); err != nil {
+		return s.fail("await the mutation of "+table+" on "+n.addr, err)
+	}
+	for _, r := range s.replicasOf(n) {
+		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+			var all uint64
+			if err := r.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&all, &pending); err != nil {
+				return s.fail("await the mutation of "+table+" on "+r.addr, err)
+			}
+			if all >= known && pending == 0 {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("clickhouse store: await the mutation of %s on %s: %w", table, r.addr, ctx.Err())
+			case <-time.After(wait):
+			}
 		}
 	}
+	return nil
 }

@@ -10,17 +10,19 @@ import (
 	chdriver "github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 )
 
-// DropMonthsBefore drops, on every server, the month partitions of usage
+// DropMonthsBefore drops, on every shard, the month partitions of usage
 // records, the accepted ledger, events and log lines that end at or before
 // before (months in UTC), and returns them as "table YYYYMM", sorted. It is
 // how the platform-wide horizon is enforced: 18.16 has no table TTL, and
 // dropping a partition is a file operation, where deleting rows is a mutation
 // that rewrites them. The ledger goes with the records, so a dropped month
 // reconciles as nothing accepted and nothing stored. Per-institution log
-// retention is DeleteLogs.
+// retention is DeleteLogs. In replicated mode the first replica of each shard
+// drops them, and the ALTER returns once every replica has
+// (replication_alter_partitions_sync=2).
 func (s *Store) DropMonthsBefore(ctx context.Context, before time.Time) ([]string, error) {
 	var dropped []string
-	for _, n := range s.nodes {
+	for _, n := range s.shardLeads() {
 		for _, name := range partitioned {
 			table := s.local(name)
 			var months []string

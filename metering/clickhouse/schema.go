@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -139,43 +140,81 @@ type migration struct {
 	statements func(l layout) []string
 }
 
-// layout says how tables are laid out on one server: alone, or as a shard.
-type layout struct{ database, cluster string }
+// layout says how tables are laid out on one server: alone, as a shard, or
+// as a replica of a shard.
+type layout struct {
+	database, cluster string
+	replicated        bool
+}
+
+// onCluster is the ON CLUSTER clause of replicated mode's DDL, which the
+// servers' ZooKeeper hands to every server of the cluster.
+func (l layout) onCluster() string {
+	if !l.replicated {
+		return ""
+	}
+	return " ON CLUSTER " + l.cluster
+}
 
 // createTable returns the statements that create table name: on a single
 // server, the table itself; on a shard, name_local, which holds the shard's
 // rows, and name, a Distributed table over every shard's name_local, sharded
 // by institution so that all of a tenant's rows live on one shard (where
-// FINAL and the duplicate check see every copy of an id).
+// FINAL and the duplicate check see every copy of an id). Replicated,
+// name_local is the Replicated engine of the same family, whose replicas
+// share the ZooKeeper path of their shard.
 func (l layout) createTable(name, columns, engine string) []string {
 	if l.cluster == "" {
 		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (%s) ENGINE = %s", l.database, name, columns, engine)}
 	}
-	return []string{
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local (%s) ENGINE = %s", l.database, name, columns, engine),
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s AS %[1]s.%[2]s_local ENGINE = Distributed('%s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
-			l.database, name, l.cluster),
+	if l.replicated {
+		engine = l.replicatedEngine(name+"_local", engine)
 	}
+	return []string{
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local%s (%s) ENGINE = %s", l.database, name, l.onCluster(), columns, engine),
+		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s%[3]s AS %[1]s.%[2]s_local ENGINE = Distributed('%[4]s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
+			l.database, name, l.onCluster(), l.cluster),
+	}
+}
+
+// replicatedEngine turns engine ("ReplacingMergeTree(ver) PARTITION BY …")
+// into its Replicated form for table: the shard's ZooKeeper path and the
+// replica's name come first among the engine's arguments. 18.16 expands the
+// {shard} and {replica} macros of each server's configuration, not
+// {database} or {table}: the path spells those out.
+func (l layout) replicatedEngine(table, engine string) string {
+	family, rest, _ := strings.Cut(engine, " ")
+	args := fmt.Sprintf("'/clickhouse/tables/{shard}/%s/%s', '{replica}'", l.database, table)
+	if name, more, ok := strings.Cut(family, "("); ok {
+		family, args = name, args+", "+strings.TrimSuffix(more, ")")
+	}
+	return fmt.Sprintf("Replicated%s(%s) %s", family, args, rest)
 }
 
 // addColumn returns the statements that add column (its name and type) to
 // table: on a shard, to name_local and to the Distributed table over it.
 // 18.16 has no ADD COLUMN IF NOT EXISTS: migrate takes the error of a column
 // that exists (a migration that ran before its version was recorded) as done.
+// Replicated, name_local's ALTER goes ON CLUSTER (one replica of each shard
+// runs it, and ZooKeeper hands it to the others); the Distributed table's
+// does not, as 18.16 refuses ON CLUSTER for a table that is not replicated on
+// shards that are, and migrate runs it on every server.
 func (l layout) addColumn(name, column string) []string {
-	tables := []string{name}
-	if l.cluster != "" {
-		tables = []string{name + "_local", name}
+	if l.cluster == "" {
+		return []string{fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column)}
 	}
-	var out []string
-	for _, t := range tables {
-		out = append(out, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, t, column))
+	return []string{
+		fmt.Sprintf("ALTER TABLE %s.%s_local%s ADD COLUMN %s", l.database, name, l.onCluster(), column),
+		fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column),
 	}
-	return out
 }
 
-// migrate brings every server's schema to the last version of migrations. It first reads every
-// server's version, and refuses to touch anything when one is newer.
+// migrate brings every server's schema to the last version of migrations. It
+// first reads every server's version, and refuses to touch anything when one
+// is newer. Each server records its own version in schema_migrations. In
+// replicated mode a migration's DDL runs once, ON CLUSTER, from the first
+// server, and ZooKeeper hands it to every server (which runs it even if it
+// was down at the time, once it is back); the others, one server at a time.
 func (s *Store) migrate(ctx context.Context) error {
 	db := s.dsn.Database
 	versions := make([]int, len(s.nodes))
@@ -198,24 +237,69 @@ func (s *Store) migrate(ctx context.Context) error {
 		}
 		versions[i] = int(v)
 	}
-	l := layout{database: db, cluster: s.dsn.Cluster}
+	l := layout{database: db, cluster: s.dsn.Cluster, replicated: s.dsn.Replicated}
+	if l.replicated {
+		return s.migrateOnCluster(ctx, l, versions)
+	}
 	for i, n := range s.nodes {
 		for v := versions[i]; v < len(migrations); v++ {
-			m := migrations[v]
-			for _, stmt := range m.statements(l) {
-				if err := n.conn.Exec(ctx, stmt); err != nil && !isDuplicateColumn(err) {
-					return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt), " ")), err)
-				}
+			if err := s.runMigration(ctx, n, l, v, true); err != nil {
+				return err
 			}
-			err := insert(ctx, n.conn, "INSERT INTO "+db+".schema_migrations (version, name, applied_at)", 1, func(int) []any {
-				return []any{uint32(v + 1), m.name, time.Now()}
-			})
-			if err != nil {
-				return s.fail(fmt.Sprintf("migrate %s: record version %d", n.addr, v+1), err)
+			if err := s.recordVersion(ctx, n, v); err != nil {
+				return err
 			}
-			s.log.Info("clickhouse schema migrated", "server", n.addr, "database", db, "version", v+1, "migration", m.name)
 		}
 	}
+	return nil
+}
+
+// migrateOnCluster runs each migration some server lacks, its ON CLUSTER
+// statements once and the others on every server, and records it on every
+// server that lacked it.
+func (s *Store) migrateOnCluster(ctx context.Context, l layout, versions []int) error {
+	for v := slices.Min(versions); v < len(migrations); v++ {
+		for i, n := range s.nodes {
+			if err := s.runMigration(ctx, n, l, v, i == 0); err != nil {
+				return err
+			}
+		}
+		for i, n := range s.nodes {
+			if versions[i] <= v {
+				if err := s.recordVersion(ctx, n, v); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// runMigration runs the statements of migrations[v] on n in order: all of
+// them, or all but the ON CLUSTER ones, which one server runs for all.
+func (s *Store) runMigration(ctx context.Context, n node, l layout, v int, all bool) error {
+	m := migrations[v]
+	for _, stmt := range m.statements(l) {
+		if !all && strings.Contains(stmt, " ON CLUSTER ") {
+			continue
+		}
+		if err := n.conn.Exec(ctx, stmt); err != nil && !isDuplicateColumn(err) {
+			return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt), " ")), err)
+		}
+	}
+	return nil
+}
+
+// recordVersion records in n's schema_migrations that migrations[v] ran.
+func (s *Store) recordVersion(ctx context.Context, n node, v int) error {
+	m := migrations[v]
+	err := insert(ctx, n.conn, "INSERT INTO "+s.dsn.Database+".schema_migrations (version, name, applied_at)", 1, func(int) []any {
+		return []any{uint32(v + 1), m.name, time.Now()}
+	})
+	if err != nil {
+		return s.fail(fmt.Sprintf("migrate %s: record version %d", n.addr, v+1), err)
+	}
+	s.log.Info("clickhouse schema migrated", "server", n.addr, "database", s.dsn.Database, "version", v+1, "migration", m.name)
 	return nil
 }
 

@@ -151,19 +151,20 @@ func sentRecords(node string, n int, start time.Time) []usage.Record {
 	return out
 }
 
-func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAgentsSent(t *testing.T) {
-	server := chtest.Start(t)
-	const perAgent = 10_000
-	// About 150 bytes go to the server per record (its id looked up, then
-	// inserted): the kill lands about a third of the way through.
-	proxy := startKillProxy(t, server.Addr(), perAgent*2*150/3, server.Kill)
-	dsn := strings.Replace(server.DSN(t), server.Addr(), proxy.ln.Addr().String(), 1)
-	store, err := clickhouse.Open(context.Background(), dsn, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+// shipping is a collector over a store and two agents shipping perAgent
+// usage records each to it, over two institutions, from start on.
+type shipping struct {
+	store  metering.Store
+	reg    *prometheus.Registry // the collector's
+	agents []*agent
+	start  time.Time
+	stop   func()
+}
 
+// startShipping starts a collector over store and two agents shipping to it,
+// stopped when the test ends.
+func startShipping(t *testing.T, ctx context.Context, store metering.Store, perAgent int) *shipping {
+	t.Helper()
 	tokens := map[string]string{"node-1": auth.New(), "node-2": auth.New()}
 	var tcs []auth.TokenConfig
 	for node, tok := range tokens {
@@ -175,76 +176,87 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 	}
 	batch := batching.DefaultConfig()
 	batch.RetryAfter = time.Second
-	reg := prometheus.NewRegistry()
+	sh := &shipping{store: store, reg: prometheus.NewRegistry(), start: time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)}
 	srv, err := collector.New(collector.Options{Config: collector.DefaultConfig(), Store: store, Auth: authn,
-		Institutions: institution.Of("caami", "ona"), Batch: &batch, Registry: reg,
+		Institutions: institution.Of("caami", "ona"), Batch: &batch, Registry: sh.reg,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	api := httptest.NewServer(srv.Handler())
-	defer api.Close()
-
-	start := time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)
-	agents := []*agent{
-		newAgent(t, "node-1", tokens["node-1"], api.URL, sentRecords("node-1", perAgent, start)),
-		newAgent(t, "node-2", tokens["node-2"], api.URL, sentRecords("node-2", perAgent, start)),
+	t.Cleanup(api.Close)
+	sh.agents = []*agent{
+		newAgent(t, "node-1", tokens["node-1"], api.URL, sentRecords("node-1", perAgent, sh.start)),
+		newAgent(t, "node-2", tokens["node-2"], api.URL, sentRecords("node-2", perAgent, sh.start)),
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	shipCtx, stopShipping := context.WithCancel(ctx)
-	var shipping sync.WaitGroup
-	for _, a := range agents {
-		shipping.Go(func() { a.shipper.Run(shipCtx) })
+	var wg sync.WaitGroup
+	for _, a := range sh.agents {
+		wg.Go(func() { a.shipper.Run(shipCtx) })
 	}
-	defer func() { stopShipping(); shipping.Wait() }()
+	sh.stop = sync.OnceFunc(func() { stopShipping(); wg.Wait() })
+	t.Cleanup(sh.stop)
+	return sh
+}
 
-	// The outage: the server dies mid-batch and stays down for a few seconds.
-	select {
-	case <-proxy.killed:
-	case <-ctx.Done():
-		t.Fatal("the agents sent everything before the server was killed")
+// left returns how many records are still in the agents' spools.
+func (sh *shipping) left() uint64 {
+	var n uint64
+	for _, a := range sh.agents {
+		n += a.out.Stats().Entries
 	}
-	if proxy.killErr != nil {
-		t.Fatal(proxy.killErr)
-	}
-	time.Sleep(3 * time.Second)
-	if err := server.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return n
+}
 
-	for _, a := range agents {
-		for a.out.Stats().Entries > 0 {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s: %d records still in the spool", a.node, a.out.Stats().Entries)
-			case <-time.After(20 * time.Millisecond):
-			}
+// unavailable returns how many batches the collector answered 503.
+func (sh *shipping) unavailable(t *testing.T) float64 {
+	n := 0.0
+	for _, a := range sh.agents {
+		n += promtest.Value(t, a.reg, "paasmeter_agent_ship_errors_total", map[string]string{"reason": "unavailable"})
+	}
+	return n
+}
+
+// await polls cond until it holds, failing t with what when ctx ends first.
+func await(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %v", what, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	stopShipping()
-	shipping.Wait()
+}
+
+// finish waits until the agents' spools are empty, stops the agents, and
+// checks that the outage was seen (flushes failed and batches were answered
+// 503), that no record went to a dead-letter spool and that the store holds
+// every record sent exactly once.
+func (sh *shipping) finish(t *testing.T, ctx context.Context) {
+	t.Helper()
+	await(t, ctx, "records still in the agents' spools", func() bool { return sh.left() == 0 })
+	sh.stop()
 
 	// The outage was seen: flushes failed and the agents were answered 503.
-	if n := promtest.Value(t, reg, "paasmeter_store_batch_flushes_total", map[string]string{"kind": "usage", "outcome": "error"}); n == 0 {
-		t.Error("no flush failed: the server was not killed during one")
+	if n := promtest.Value(t, sh.reg, "paasmeter_store_batch_flushes_total", map[string]string{"kind": "usage", "outcome": "error"}); n == 0 {
+		t.Error("no flush failed: the outage did not happen during one")
 	}
-	unavailable := 0.0
-	for _, a := range agents {
-		unavailable += promtest.Value(t, a.reg, "paasmeter_agent_ship_errors_total", map[string]string{"reason": "unavailable"})
+	for _, a := range sh.agents {
 		if n := a.dead.Stats().Entries; n != 0 {
 			t.Errorf("%s: %d records in the dead-letter spool", a.node, n)
 		}
 	}
-	if unavailable == 0 {
+	if sh.unavailable(t) == 0 {
 		t.Error("no batch was answered 503 during the outage")
 	}
 
 	// Stored usage is what was sent, record for record, and reads count each once.
+	store := sh.store
 	want := map[string]usage.Record{}
 	wantSum := map[string]*big.Int{"caami": new(big.Int), "ona": new(big.Int)}
 	wantCount := map[string]int64{}
-	for _, a := range agents {
+	for _, a := range sh.agents {
 		for _, r := range a.sent {
 			want[r.ID] = r
 			wantSum[r.Tenant].Add(wantSum[r.Tenant], big.NewInt(r.Quantity))
@@ -252,7 +264,7 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 		}
 	}
 	seen := map[string]bool{}
-	filter := metering.UsageFilter{From: start, To: start.Add(2 * time.Hour)}
+	filter := metering.UsageFilter{From: sh.start, To: sh.start.Add(2 * time.Hour)}
 	for _, tenant := range []string{"caami", "ona"} {
 		filter.Tenant = tenant
 		err := store.ScanUsage(context.Background(), filter, func(r usage.Record) error {
@@ -280,7 +292,7 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 		}
 		// One collector's flushes never race, so the ledger misses at most the
 		// records a killed flush stored before it failed: never more than stored.
-		acc, err := store.AcceptedUsage(context.Background(), tenant, start.Truncate(time.Hour), filter.To)
+		acc, err := store.AcceptedUsage(context.Background(), tenant, sh.start.Truncate(time.Hour), filter.To)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,4 +308,37 @@ func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAge
 	if len(seen) != len(want) {
 		t.Errorf("read %d of the %d records sent", len(seen), len(want))
 	}
+}
+
+func TestClickHouseKilledInTheMiddleOfABatchThenRestartedStoresExactlyWhatTheAgentsSent(t *testing.T) {
+	server := chtest.Start(t)
+	const perAgent = 10_000
+	// About 150 bytes go to the server per record (its id looked up, then
+	// inserted): the kill lands about a third of the way through.
+	proxy := startKillProxy(t, server.Addr(), perAgent*2*150/3, server.Kill)
+	dsn := strings.Replace(server.DSN(t), server.Addr(), proxy.ln.Addr().String(), 1)
+	store, err := clickhouse.Open(context.Background(), dsn, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sh := startShipping(t, ctx, store, perAgent)
+
+	// The outage: the server dies mid-batch and stays down for a few seconds.
+	select {
+	case <-proxy.killed:
+	case <-ctx.Done():
+		t.Fatal("the agents sent everything before the server was killed")
+	}
+	if proxy.killErr != nil {
+		t.Fatal(proxy.killErr)
+	}
+	time.Sleep(3 * time.Second)
+	if err := server.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sh.finish(t, ctx)
 }

@@ -78,7 +78,7 @@ func TestClusterKeepsEachTenantOnOneShardAndAcknowledgesOnlyStoredRows(t *testin
 	// Read on the shards right after the acknowledgements: a Distributed
 	// insert that only queued the rows would show fewer here.
 	var total uint64
-	for _, shard := range cluster.Shards {
+	for _, shard := range cluster.Servers {
 		local := database(dsn) + ".usage_records_local"
 		rows := count(t, shard.Addr(), "SELECT count() FROM "+local)
 		split := count(t, shard.Addr(), fmt.Sprintf("SELECT count() FROM (SELECT tenant FROM %s GROUP BY tenant HAVING count() != %d)", local, each))
@@ -93,7 +93,7 @@ func TestClusterKeepsEachTenantOnOneShardAndAcknowledgesOnlyStoredRows(t *testin
 }
 
 func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
-	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t)} {
+	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t), "replicated": chtest.Replicated(t)} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t, target)
 			defer s.Close()
@@ -167,7 +167,7 @@ func TestRacingDuplicatesReadOnceAsTheirFirstArrival(t *testing.T) {
 }
 
 func TestDropMonthsBefore(t *testing.T) {
-	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t)} {
+	for name, target := range map[string]dsner{"single server": chtest.Single(t), "two shards": chtest.TwoShards(t), "replicated": chtest.Replicated(t)} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t, target)
 			defer s.Close()
@@ -243,6 +243,10 @@ func TestParseDSN(t *testing.T) {
 			return d.Cluster == "platform" && len(d.Options.Addr) == 2 && d.Options.Auth.Username == "u" &&
 				d.Options.Settings["insert_distributed_sync"] == 1 && d.Options.DialTimeout == 2*time.Second
 		},
+		"clickhouse://ch1:9000,ch2:9000/metering?cluster=platform&replicated=true": func(d *clickhouse.DSN) bool {
+			return d.Cluster == "platform" && d.Replicated && d.Options.Settings["insert_distributed_sync"] == 1 &&
+				d.Options.Settings["insert_deduplicate"] == 0 && d.Options.Settings["replication_alter_partitions_sync"] == 2
+		},
 	}
 	for dsn, ok := range good {
 		d, err := clickhouse.ParseDSN(dsn)
@@ -251,13 +255,15 @@ func TestParseDSN(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		"http://127.0.0.1:8123/paasmeter":             "native protocol",
-		"clickhouse://127.0.0.1:9000":                 "database",
-		"clickhouse://127.0.0.1:9000/pa-as":           "database",
-		"clickhouse:///paasmeter":                     "host:port",
-		"clickhouse://h:9000/db?cluster=a;DROP":       "semicolon",
-		"clickhouse://h:9000/db?cluster=a-b":          "cluster",
-		"clickhouse://h:9000/db?dial_timeout=forever": "dial timeout",
+		"http://127.0.0.1:8123/paasmeter":                "native protocol",
+		"clickhouse://127.0.0.1:9000":                    "database",
+		"clickhouse://127.0.0.1:9000/pa-as":              "database",
+		"clickhouse:///paasmeter":                        "host:port",
+		"clickhouse://h:9000/db?cluster=a;DROP":          "semicolon",
+		"clickhouse://h:9000/db?cluster=a-b":             "cluster",
+		"clickhouse://h:9000/db?dial_timeout=forever":    "dial timeout",
+		"clickhouse://h:9000/db?replicated=true":         "needs cluster",
+		"clickhouse://h:9000/db?cluster=a&replicated=2x": "replicated",
 	}
 	for dsn, want := range bad {
 		if _, err := clickhouse.ParseDSN(dsn); err == nil || !strings.Contains(err.Error(), want) {

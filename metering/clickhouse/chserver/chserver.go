@@ -1,8 +1,10 @@
 // Package chserver runs throwaway clickhouse-server processes: servers on free
 // loopback ports (native protocol only), running as the current user with
-// their configuration, data and logs in a directory of their own. The tests'
-// servers (metering/clickhouse/chtest) and the benchmarks' (cmd/paasmeter-bench)
-// are started here.
+// their configuration, data and logs in a directory of their own: one server,
+// shards of one cluster, or shards of several replicas sharing a ZooKeeper
+// (metering/clickhouse/zkserver starts one). The tests' servers
+// (metering/clickhouse/chtest) and the benchmarks' (cmd/paasmeter-bench) are
+// started here.
 //
 // Root is fine for Debian's 18.16, which scripts/test-deps.sh installs.
 package chserver
@@ -12,15 +14,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
-	"syscall"
 	"text/template"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
+	"github.com/paasmeter/paasmeter/internal/childproc"
 	"github.com/paasmeter/paasmeter/internal/loopback"
 )
 
@@ -31,13 +33,11 @@ const startTimeout = 60 * time.Second
 // Server is one clickhouse-server process and its directory (configuration,
 // data, logs), which outlives the process: Kill and Restart keep the data.
 type Server struct {
-	program string
-	dir     string
-	port    int
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	// Process starts, kills, stops and restarts the server.
+	*childproc.Process
+	dir            string
+	port           int
+	shard, replica int
 }
 
 // Program finds clickhouse-server; Debian puts it in /usr/sbin, which is not
@@ -59,41 +59,104 @@ func Program() (string, error) {
 // once every one answers. The servers die with this process, even when it is
 // killed.
 func StartCluster(ctx context.Context, program, parent, cluster string, shards int) ([]*Server, error) {
+	return start(ctx, program, parent, Layout{Cluster: cluster, Shards: shards, Replicas: 1})
+}
+
+// Layout is the cluster StartReplicated starts.
+type Layout struct {
+	// Cluster names the cluster in every server's remote_servers.
+	Cluster string
+	// Shards and Replicas count the shards and the replicas of each.
+	Shards, Replicas int
+	// ZooKeeper is the host:port of the ZooKeeper the replicas share.
+	ZooKeeper string
+	// SessionTimeout is the servers' ZooKeeper session timeout: how long a
+	// killed replica still counts as alive.
+	SessionTimeout time.Duration
+}
+
+// StartReplicated starts Shards × Replicas servers of program that know each
+// other as the cluster l.Cluster (internal_replication: a Distributed table
+// writes to one replica of a shard and ReplicatedMergeTree copies the part to
+// the others), share the ZooKeeper at l.ZooKeeper (also for ON CLUSTER DDL)
+// and have the macros {shard} (1, 2, …) and {replica} (its host:port). It
+// returns them shard by shard, replicas in order, once every one answers.
+func StartReplicated(ctx context.Context, program, parent string, l Layout) ([]*Server, error) {
+	if l.ZooKeeper == "" || l.Replicas < 1 || l.Shards < 1 {
+		return nil, fmt.Errorf("chserver: a replicated cluster needs shards, replicas and a ZooKeeper, got %+v", l)
+	}
+	if _, _, err := net.SplitHostPort(l.ZooKeeper); err != nil {
+		return nil, fmt.Errorf("chserver: ZooKeeper address %q: %w", l.ZooKeeper, err)
+	}
+	if l.SessionTimeout <= 0 {
+		l.SessionTimeout = 30 * time.Second // ClickHouse's default
+	}
+	return start(ctx, program, parent, l)
+}
+
+func start(ctx context.Context, program, parent string, l Layout) ([]*Server, error) {
 	// A free port found here may be taken by another process before the
 	// server binds it (tests of several packages start servers at once): try again.
 	var err error
 	for range 3 {
 		var servers []*Server
-		if servers, err = tryStartCluster(ctx, program, parent, cluster, shards); err == nil {
+		if servers, err = tryStart(ctx, program, parent, l); err == nil {
 			return servers, nil
 		}
 	}
 	return nil, err
 }
 
-func tryStartCluster(ctx context.Context, program, parent, cluster string, shards int) ([]*Server, error) {
-	ports, err := loopback.FreePorts(shards)
+// replicaConfig is one server's place in the cluster, for configTemplate.
+type replicaConfig struct{ Port, InterserverPort, Shard, Replica int }
+
+func tryStart(ctx context.Context, program, parent string, l Layout) ([]*Server, error) {
+	n := l.Shards * l.Replicas
+	ports, err := loopback.FreePorts(2 * n)
 	if err != nil {
 		return nil, err
 	}
-	servers := make([]*Server, shards)
-	for i := range servers {
-		dir, err := os.MkdirTemp(parent, fmt.Sprintf("shard%d-", i+1))
-		if err != nil {
-			return nil, fmt.Errorf("chserver: %w", err)
-		}
-		servers[i] = &Server{program: program, dir: dir, port: ports[i]}
-		var config bytes.Buffer
-		if err := configTemplate.Execute(&config, map[string]any{"Dir": dir, "Port": ports[i], "Cluster": cluster, "Shards": ports}); err != nil {
-			return nil, fmt.Errorf("chserver: config: %w", err)
-		}
-		if err := errors.Join(os.WriteFile(filepath.Join(dir, "config.xml"), config.Bytes(), 0o644),
-			os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)); err != nil {
-			return nil, fmt.Errorf("chserver: %w", err)
+	shards := make([][]replicaConfig, l.Shards)
+	for i := range n {
+		shard, replica := i/l.Replicas+1, i%l.Replicas+1
+		shards[shard-1] = append(shards[shard-1], replicaConfig{Port: ports[2*i], InterserverPort: ports[2*i+1], Shard: shard, Replica: replica})
+	}
+	var servers []*Server
+	for _, shard := range shards {
+		for _, r := range shard {
+			name := fmt.Sprintf("shard%d-", r.Shard)
+			if l.Replicas > 1 {
+				name = fmt.Sprintf("shard%d-replica%d-", r.Shard, r.Replica)
+			}
+			dir, err := os.MkdirTemp(parent, name)
+			if err != nil {
+				return nil, fmt.Errorf("chserver: %w", err)
+			}
+			s := &Server{dir: dir, port: r.Port, shard: r.Shard, replica: r.Replica}
+			s.Process = childproc.New(childproc.Spec{
+				Name:         "chserver: clickhouse-server on " + s.Addr(),
+				Argv:         []string{program, "--config-file=" + filepath.Join(dir, "config.xml")},
+				Dir:          dir,
+				StartTimeout: startTimeout,
+				Ready:        s.ping,
+				LogTail:      s.logTail,
+			})
+			var config bytes.Buffer
+			zkHost, zkPort, _ := net.SplitHostPort(l.ZooKeeper)
+			err = configTemplate.Execute(&config, map[string]any{"Dir": dir, "Self": r, "Layout": l, "Shards": shards,
+				"ZooKeeperHost": zkHost, "ZooKeeperPort": zkPort, "SessionTimeoutMs": l.SessionTimeout.Milliseconds()})
+			if err != nil {
+				return nil, fmt.Errorf("chserver: config: %w", err)
+			}
+			if err := errors.Join(os.WriteFile(filepath.Join(dir, "config.xml"), config.Bytes(), 0o644),
+				os.WriteFile(filepath.Join(dir, "users.xml"), []byte(usersXML), 0o644)); err != nil {
+				return nil, fmt.Errorf("chserver: %w", err)
+			}
+			servers = append(servers, s)
 		}
 	}
 	for i, s := range servers {
-		if err := s.start(ctx); err != nil {
+		if err := s.Start(ctx); err != nil {
 			for _, started := range servers[:i] {
 				started.Kill()
 			}
@@ -109,113 +172,14 @@ func (s *Server) Addr() string { return fmt.Sprintf("127.0.0.1:%d", s.port) }
 // Dir returns the server's directory: config.xml, data/, server.log, server.err.log.
 func (s *Server) Dir() string { return s.dir }
 
+// Shard returns the server's shard number in its cluster, from 1.
+func (s *Server) Shard() int { return s.shard }
+
+// Replica returns the server's replica number in its shard, from 1.
+func (s *Server) Replica() int { return s.replica }
+
 // DSN returns the DSN of a metering store in database on this server.
 func (s *Server) DSN(database string) string { return "clickhouse://" + s.Addr() + "/" + database }
-
-// Pid returns the server's process id, 0 when it is not running.
-func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return 0
-	}
-	return s.cmd.Process.Pid
-}
-
-// Running reports whether the server's process was started and not killed
-// or stopped since.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cmd != nil
-}
-
-// Kill sends SIGKILL to the server and waits until it is gone: what a crash
-// or an OOM kill does. Its directory stays for Restart.
-func (s *Server) Kill() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	if err := s.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("chserver: kill server %s: %w", s.Addr(), err)
-	}
-	<-s.exited
-	s.cmd = nil
-	return nil
-}
-
-// Stop asks the server to shut down (SIGTERM) and waits until it did, or
-// kills it when ctx ends first. Its directory stays.
-func (s *Server) Stop(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.cmd == nil {
-		return nil
-	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
-		return fmt.Errorf("chserver: stop server %s: %w", s.Addr(), err)
-	}
-	select {
-	case <-s.exited:
-	case <-ctx.Done():
-		s.cmd.Process.Kill()
-		<-s.exited
-	}
-	s.cmd = nil
-	return nil
-}
-
-// Restart starts the server again, on the same port and data, after Kill or
-// Stop, and returns once it answers queries. A running server is killed first.
-func (s *Server) Restart(ctx context.Context) error {
-	if err := s.Kill(); err != nil {
-		return err
-	}
-	return s.start(ctx)
-}
-
-// start runs clickhouse-server on s's configuration and waits until it answers.
-func (s *Server) start(ctx context.Context) error {
-	out, err := os.OpenFile(filepath.Join(s.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("chserver: %w", err)
-	}
-	defer out.Close()
-	cmd := exec.Command(s.program, "--config-file="+filepath.Join(s.dir, "config.xml"))
-	cmd.Dir, cmd.Stdout, cmd.Stderr = s.dir, out, out
-	// Pdeathsig: a process that dies (a test's panic or -timeout, a killed
-	// benchmark) takes its servers with it instead of leaving them running.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("chserver: start %s: %w", s.program, err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	s.mu.Lock()
-	s.cmd, s.exited = cmd, exited
-	s.mu.Unlock()
-
-	ctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	for {
-		select {
-		case <-exited:
-			s.mu.Lock()
-			s.cmd = nil
-			s.mu.Unlock()
-			return fmt.Errorf("chserver: clickhouse-server on %s exited at start: %s", s.Addr(), s.logTail())
-		case <-ctx.Done():
-			s.Kill()
-			return fmt.Errorf("chserver: clickhouse-server on %s did not answer within %s: %w; %s", s.Addr(), startTimeout, ctx.Err(), s.logTail())
-		case <-time.After(50 * time.Millisecond):
-		}
-		if s.ping(ctx) == nil {
-			return nil
-		}
-	}
-}
 
 func (s *Server) ping(ctx context.Context) error {
 	conn, err := ch.Open(&ch.Options{Addr: []string{s.Addr()}, DialTimeout: time.Second})
@@ -249,7 +213,7 @@ var configTemplate = template.Must(template.New("config").Parse(`<?xml version="
     <errorlog>{{.Dir}}/server.err.log</errorlog>
   </logger>
   <listen_host>127.0.0.1</listen_host>
-  <tcp_port>{{.Port}}</tcp_port>
+  <tcp_port>{{.Self.Port}}</tcp_port>
   <path>{{.Dir}}/data/</path>
   <tmp_path>{{.Dir}}/data/tmp/</tmp_path>
   <user_files_path>{{.Dir}}/data/user_files/</user_files_path>
@@ -261,10 +225,20 @@ var configTemplate = template.Must(template.New("config").Parse(`<?xml version="
   <mark_cache_size>268435456</mark_cache_size>
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <remote_servers>
-    <{{.Cluster}}>{{range .Shards}}
-      <shard><replica><host>127.0.0.1</host><port>{{.}}</port></replica></shard>{{end}}
-    </{{.Cluster}}>
-  </remote_servers>
+    <{{.Layout.Cluster}}>{{range .Shards}}
+      <shard>{{if gt $.Layout.Replicas 1}}<internal_replication>true</internal_replication>{{end}}{{range .}}
+        <replica><host>127.0.0.1</host><port>{{.Port}}</port></replica>{{end}}
+      </shard>{{end}}
+    </{{.Layout.Cluster}}>
+  </remote_servers>{{if .Layout.ZooKeeper}}
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <interserver_http_port>{{.Self.InterserverPort}}</interserver_http_port>
+  <zookeeper>
+    <node><host>{{.ZooKeeperHost}}</host><port>{{.ZooKeeperPort}}</port></node>
+    <session_timeout_ms>{{.SessionTimeoutMs}}</session_timeout_ms>
+  </zookeeper>
+  <macros><shard>{{.Self.Shard}}</shard><replica>127.0.0.1:{{.Self.Port}}</replica></macros>
+  <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>{{end}}
 </yandex>
 `))
 

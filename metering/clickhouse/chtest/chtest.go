@@ -1,7 +1,7 @@
 // Package chtest runs real clickhouse-server processes for tests: a single
-// server and a two-shard cluster shared by the tests of one test binary, or a
-// private server that a test may SIGKILL and restart. Each test gets its own
-// database.
+// server, a two-shard cluster and a replicated cluster (two shards of two
+// replicas on a ZooKeeper) shared by the tests of one test binary, or private
+// ones that a test may SIGKILL and restart. Each test gets its own database.
 //
 // A package that uses it stops the servers when its tests end by calling Main
 // from TestMain:
@@ -29,6 +29,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/internal/testenv"
 	"github.com/paasmeter/paasmeter/metering/clickhouse/chserver"
+	"github.com/paasmeter/paasmeter/metering/clickhouse/zkserver"
 )
 
 // ClusterName is the remote_servers cluster every server started here knows:
@@ -42,13 +43,17 @@ type Server struct {
 	*chserver.Server
 }
 
-// Cluster is servers that know each other as the shards (one replica each) of
-// the remote_servers cluster Name.
+// Cluster is servers that know each other as the remote_servers cluster
+// Name: shards of one replica each, or of several sharing ZooKeeper.
 type Cluster struct {
 	// Name is the cluster's name in every server's remote_servers (ClusterName).
 	Name string
-	// Shards are the servers, in the order remote_servers lists them.
-	Shards []*Server
+	// Servers are the servers in the order remote_servers lists them: shard
+	// by shard, each shard's replicas in order (Server.Shard and
+	// Server.Replica say which).
+	Servers []*Server
+	// ZooKeeper is the replicas' ZooKeeper, nil when shards have one replica.
+	ZooKeeper *zkserver.Server
 }
 
 // DSN creates a database of its own for t (CREATE DATABASE test_…), dropped
@@ -58,12 +63,17 @@ func (s *Server) DSN(t testing.TB) string {
 	return s.Server.DSN(newDatabase(t, []*Server{s}))
 }
 
-// DSN creates a database of its own for t on every shard, dropped when t
+// DSN creates a database of its own for t on every server, dropped when t
 // ends, and returns the DSN of a metering store in it in Distributed mode
-// over the cluster, entering through the first shard.
+// over the cluster (replicated when the cluster is), entering through the
+// first server.
 func (c *Cluster) DSN(t testing.TB) string {
 	t.Helper()
-	return c.Shards[0].Server.DSN(newDatabase(t, c.Shards)) + "?cluster=" + c.Name
+	dsn := c.Servers[0].Server.DSN(newDatabase(t, c.Servers)) + "?cluster=" + c.Name
+	if c.ZooKeeper != nil {
+		dsn += "&replicated=true"
+	}
+	return dsn
 }
 
 var dbSeq atomic.Int64
@@ -109,29 +119,58 @@ func (s *Server) exec(ctx context.Context, query string) error {
 	return conn.Exec(ctx, query)
 }
 
-// startServers starts a cluster of the given number of shards under parent.
-func startServers(parent string, shards int) ([]*Server, error) {
+// Shape is the shape of a cluster: its shards and the replicas of each.
+type Shape struct{ Shards, Replicas int }
+
+// SessionTimeout is the replicas' ZooKeeper session timeout: a killed
+// replica counts as alive for that long (ClickHouse's default is 30 s).
+const SessionTimeout = 4 * time.Second
+
+// startCluster starts a cluster of the given shape under parent, with a
+// ZooKeeper of its own when shards have several replicas. On error, what
+// it started is stopped.
+func startCluster(parent string, shape Shape) (*Cluster, error) {
 	program, err := chserver.Program()
 	if err != nil {
 		return nil, err
 	}
-	started, err := chserver.StartCluster(context.Background(), program, parent, ClusterName, shards)
-	if err != nil {
+	c := &Cluster{Name: ClusterName}
+	ctx := context.Background()
+	var started []*chserver.Server
+	if shape.Replicas > 1 {
+		java, err := zkserver.Program()
+		if err != nil {
+			return nil, err
+		}
+		if c.ZooKeeper, err = zkserver.Start(ctx, java, parent); err != nil {
+			return nil, fmt.Errorf("chtest: %w", err)
+		}
+		started, err = chserver.StartReplicated(ctx, program, parent, chserver.Layout{Cluster: ClusterName,
+			Shards: shape.Shards, Replicas: shape.Replicas, ZooKeeper: c.ZooKeeper.Addr(), SessionTimeout: SessionTimeout})
+		if err != nil {
+			c.ZooKeeper.Kill()
+			return nil, fmt.Errorf("chtest: %w", err)
+		}
+	} else if started, err = chserver.StartCluster(ctx, program, parent, ClusterName, shape.Shards); err != nil {
 		return nil, fmt.Errorf("chtest: %w", err)
 	}
-	servers := make([]*Server, len(started))
-	for i, s := range started {
-		servers[i] = &Server{s}
+	for _, s := range started {
+		c.Servers = append(c.Servers, &Server{s})
 	}
-	return servers, nil
+	return c, nil
 }
 
 // require fails t under CI=true and skips it elsewhere when there is no
-// clickhouse-server to run.
-func require(t testing.TB) {
+// clickhouse-server to run, or no ZooKeeper for a replicated shape.
+func require(t testing.TB, shape Shape) {
 	t.Helper()
 	if _, err := chserver.Program(); err != nil {
 		testenv.Missing(t, err)
+	}
+	if shape.Replicas > 1 {
+		if _, err := zkserver.Program(); err != nil {
+			testenv.Missing(t, err)
+		}
 	}
 }
 
@@ -139,21 +178,21 @@ func require(t testing.TB) {
 // test that kills or restarts it.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return StartCluster(t, 1).Shards[0]
+	return StartCluster(t, Shape{Shards: 1, Replicas: 1}).Servers[0]
 }
 
-// StartCluster starts a cluster of t's own with the given number of shards,
-// stopped and removed when t ends.
-func StartCluster(t testing.TB, shards int) *Cluster {
+// StartCluster starts a cluster of t's own of the given shape (and its
+// ZooKeeper when replicated), stopped and removed when t ends: for a test
+// that kills or restarts its servers.
+func StartCluster(t testing.TB, shape Shape) *Cluster {
 	t.Helper()
-	require(t)
-	parent := t.TempDir()
-	servers, err := startServers(parent, shards)
+	require(t, shape)
+	c, err := startCluster(t.TempDir(), shape)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stopAll(servers) })
-	return &Cluster{Name: ClusterName, Shards: servers}
+	t.Cleanup(c.stop)
+	return c
 }
 
 // shared holds the servers the tests of this binary share.
@@ -161,48 +200,49 @@ var shared struct {
 	mu         sync.Mutex
 	mainCalled bool
 	dir        string
-	servers    []*Server
-	// clusters by number of shards; a failed start is kept so that every
-	// test that wants those servers fails with its reason.
-	clusters map[int]*Cluster
-	errs     map[int]error
+	// clusters by shape; a failed start is kept so that every test that
+	// wants those servers fails with its reason.
+	clusters map[Shape]*Cluster
+	errs     map[Shape]error
 }
 
 // Single returns the server the tests of this binary share, starting it on
 // first use. Tests must not kill it: Start gives a private one.
 func Single(t testing.TB) *Server {
 	t.Helper()
-	return sharedCluster(t, 1).Shards[0]
+	return sharedCluster(t, Shape{Shards: 1, Replicas: 1}).Servers[0]
 }
 
 // TwoShards returns the two-shard cluster the tests of this binary share,
 // starting it on first use.
 func TwoShards(t testing.TB) *Cluster {
 	t.Helper()
-	return sharedCluster(t, 2)
+	return sharedCluster(t, Shape{Shards: 2, Replicas: 1})
 }
 
-func sharedCluster(t testing.TB, shards int) *Cluster {
+// Replicated returns the cluster of two shards of two replicas, on a
+// ZooKeeper of its own, that the tests of this binary share, starting it on
+// first use. Tests must not kill its servers: StartCluster gives private ones.
+func Replicated(t testing.TB) *Cluster {
 	t.Helper()
-	require(t)
+	return sharedCluster(t, Shape{Shards: 2, Replicas: 2})
+}
+
+func sharedCluster(t testing.TB, shape Shape) *Cluster {
+	t.Helper()
+	require(t, shape)
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
 	if !shared.mainCalled {
 		t.Fatal("chtest: call chtest.Main from TestMain, which stops the shared servers when the tests end")
 	}
-	if shared.clusters[shards] == nil && shared.errs[shards] == nil {
-		servers, err := startServers(shared.dir, shards)
-		if err != nil {
-			shared.errs[shards] = err
-		} else {
-			shared.clusters[shards] = &Cluster{Name: ClusterName, Shards: servers}
-			shared.servers = append(shared.servers, servers...)
-		}
+	if shared.clusters[shape] == nil && shared.errs[shape] == nil {
+		shared.clusters[shape], shared.errs[shape] = startCluster(shared.dir, shape)
 	}
-	if err := shared.errs[shards]; err != nil {
+	if err := shared.errs[shape]; err != nil {
 		t.Fatal(err)
 	}
-	return shared.clusters[shards]
+	return shared.clusters[shape]
 }
 
 // Main runs the tests and then stops the servers they shared. Use it in
@@ -216,21 +256,29 @@ func Main(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	shared.mu.Lock()
 	shared.mainCalled, shared.dir = true, dir
-	shared.clusters, shared.errs = map[int]*Cluster{}, map[int]error{}
+	shared.clusters, shared.errs = map[Shape]*Cluster{}, map[Shape]error{}
 	shared.mu.Unlock()
 	code := m.Run()
 	shared.mu.Lock()
 	defer shared.mu.Unlock()
-	stopAll(shared.servers)
+	for _, c := range shared.clusters {
+		if c != nil {
+			c.stop()
+		}
+	}
 	return code
 }
 
-func stopAll(servers []*Server) {
+// stop stops the cluster's servers, then its ZooKeeper.
+func (c *Cluster) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range servers {
+	for _, s := range c.Servers {
 		wg.Go(func() { s.Stop(ctx) })
 	}
 	wg.Wait()
+	if c.ZooKeeper != nil {
+		c.ZooKeeper.Stop(ctx)
+	}
 }
