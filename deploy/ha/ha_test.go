@@ -81,6 +81,10 @@ func TestTheCollectorAndAgentExamplesLoad(t *testing.T) {
 	if c.Store.MeteringDSN == "" || c.Store.StateDSN == "" || !c.Collector.TLS.Enabled() || c.Billing.RateCard == "" {
 		t.Errorf("collector.yaml: want ClickHouse and PostgreSQL, TLS and billing, got %+v", c)
 	}
+	// The collectors' store is the replicated cluster of clickhouse/.
+	if d, err := clickhouse.ParseDSN(c.Store.MeteringDSN); err != nil || d.Cluster != "paasmeter" || !d.Replicated || len(d.Options.Addr) != 4 {
+		t.Errorf("collector.yaml: metering_dsn should name the four servers of clickhouse/config.d's replicated cluster paasmeter: %+v, %v", d, err)
+	}
 	a, err := config.Load("agent.yaml", noEnv)
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +201,7 @@ func (r *rig) collectorConfig(name string) (path, api string) {
 	for _, oldnew := range [][2]string{
 		{"level: info", "level: warn"},
 		{"data_dir: /var/lib/paasmeter", "data_dir: " + filepath.Join(dir, "data")},
-		{"metering_dsn: clickhouse://clickhouse.example:9000/paasmeter", "metering_dsn: " + r.meteringDSN},
+		{"metering_dsn: clickhouse://ch1:9000,ch2:9000,ch3:9000,ch4:9000/paasmeter?cluster=paasmeter&replicated=true", "metering_dsn: " + r.meteringDSN},
 		{"state_dsn: postgres://paasmeter@postgres.example:5432/paasmeter?sslmode=verify-full&sslrootcert=/etc/paasmeter/tls/servers-ca.pem", "state_dsn: " + r.stateDSN},
 		// Plain HTTP on loopback: the tests' HAProxy has no certificates to check.
 		{"listen: 0.0.0.0:8443", "listen: " + api},
