@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -213,6 +212,8 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	// first holds the content hash of each id's first record in the batch.
 	first := make(map[fixed16]fixed16, a.n)
 	var tenants []string
+	// seen holds the batch's tenants: a batch of 50,000 records holds many.
+	seen := map[string]bool{}
 	var from, to int64
 	for i := range a.n {
 		hexID, tenant, t, content := a.key(i)
@@ -227,7 +228,8 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 			continue
 		}
 		first[ids[i]] = contents[i]
-		if !slices.Contains(tenants, tenant) {
+		if !seen[tenant] {
+			seen[tenant] = true
 			tenants = append(tenants, tenant)
 		}
 		if ns := t.UnixNano(); len(first) == 1 {
@@ -240,7 +242,7 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	if err != nil {
 		return metering.AppendResult{}, err
 	}
-	var fresh []int
+	fresh := make([]int, 0, a.n)
 	for i, id := range ids {
 		was, isStored := stored[id]
 		if !isStored && repeated[i] {
