@@ -24,6 +24,13 @@ const IDLength = 32
 // records), and changing an encoding would double-bill every record resent
 // across the upgrade.
 func DeriveID(r *Record) string {
+	id := deriveID(r)
+	return string(id[:])
+}
+
+// deriveID is DeriveID's hex digits, on the stack: Validate compares them
+// with a record's id without allocating a string for each record.
+func deriveID(r *Record) [IDLength]byte {
 	var buf [hashedBytes]byte
 	var b []byte
 	if r.SchemaVersion >= 2 {
@@ -35,7 +42,9 @@ func DeriveID(r *Record) string {
 	b = append(strconv.AppendInt(b, r.WindowStart.UnixNano(), 10), 0)
 	b = strconv.AppendInt(b, r.WindowEnd.UnixNano(), 10)
 	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:IDLength/2])
+	var id [IDLength]byte
+	hex.Encode(id[:], sum[:IDLength/2])
+	return id
 }
 
 // hashedBytes is room on the stack for what DeriveID and ContentHash hash of
