@@ -25,7 +25,7 @@ import (
 //
 // The caller bounds the size of r.
 func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
-	data, err := io.ReadAll(r)
+	data, err := readAll(r)
 	if err == nil {
 		if recs, ok := decodeFast(data, now, lim); ok {
 			return recs, nil
@@ -38,6 +38,19 @@ func DecodeBatch(r io.Reader, now time.Time, lim Limits) ([]Record, error) {
 		src = io.MultiReader(src, failingReader{err})
 	}
 	return decodeGeneral(src, now, lim)
+}
+
+// readAll is io.ReadAll, but a reader that writes itself out (a body that
+// the collector holds in memory already) is copied once, into a buffer of its
+// size, where io.ReadAll grows one as it goes and copies a batch several times.
+func readAll(r io.Reader) ([]byte, error) {
+	wt, ok := r.(io.WriterTo)
+	if !ok {
+		return io.ReadAll(r)
+	}
+	var b bytes.Buffer
+	_, err := wt.WriteTo(&b)
+	return b.Bytes(), err
 }
 
 type failingReader struct{ err error }

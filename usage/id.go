@@ -24,21 +24,41 @@ const IDLength = 32
 // records), and changing an encoding would double-bill every record resent
 // across the upgrade.
 func DeriveID(r *Record) string {
-	h := sha256.New()
-	var buf [20]byte
-	fields := []string{"paasmeter.usage.v1", r.Tenant, r.Project, r.App, string(r.Environment)}
+	id := deriveID(r)
+	return string(id[:])
+}
+
+// deriveID is DeriveID's hex digits, on the stack: Validate compares them
+// with a record's id without allocating a string for each record.
+func deriveID(r *Record) [IDLength]byte {
+	var buf [hashedBytes]byte
+	var b []byte
 	if r.SchemaVersion >= 2 {
-		fields = []string{"paasmeter.usage.v2", r.Tenant, r.Project, r.App, string(r.Environment), r.Node, r.RunID}
+		b = appendFields(buf[:0], "paasmeter.usage.v2", r.Tenant, r.Project, r.App, string(r.Environment), r.Node, r.RunID)
+	} else {
+		b = appendFields(buf[:0], "paasmeter.usage.v1", r.Tenant, r.Project, r.App, string(r.Environment))
 	}
-	for _, s := range append(fields, string(r.Meter.SourceKind()), r.Source(), string(r.Meter)) {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
+	b = appendFields(b, string(r.Meter.SourceKind()), r.Source(), string(r.Meter))
+	b = append(strconv.AppendInt(b, r.WindowStart.UnixNano(), 10), 0)
+	b = strconv.AppendInt(b, r.WindowEnd.UnixNano(), 10)
+	sum := sha256.Sum256(b)
+	var id [IDLength]byte
+	hex.Encode(id[:], sum[:IDLength/2])
+	return id
+}
+
+// hashedBytes is room on the stack for what DeriveID and ContentHash hash of
+// a record with labels of ordinary length (longer ones take the heap). They
+// hash it in one call: a hash.Hash Write for each field, each field copied
+// to the heap on its way, cost collectors more than SHA-256 itself did.
+const hashedBytes = 320
+
+// appendFields appends each of fields to b, each followed by a zero byte.
+func appendFields(b []byte, fields ...string) []byte {
+	for _, f := range fields {
+		b = append(append(b, f...), 0)
 	}
-	h.Write(strconv.AppendInt(buf[:0], r.WindowStart.UnixNano(), 10))
-	h.Write([]byte{0})
-	h.Write(strconv.AppendInt(buf[:0], r.WindowEnd.UnixNano(), 10))
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:IDLength/2])
+	return b
 }
 
 // SetID derives and sets r.ID.
@@ -48,18 +68,15 @@ func (r *Record) SetID() { r.ID = DeriveID(r) }
 // (received_at): two records with one id and different hashes are a conflict,
 // not a resend. The stores keep it beside each record.
 func ContentHash(r *Record) []byte {
-	h := sha256.New()
-	var buf [20]byte
-	for _, s := range []string{"paasmeter.usage.content", r.ID, strconv.Itoa(r.SchemaVersion), r.Tenant, r.Project, r.App,
-		string(r.Environment), r.ContainerID, r.RunID, r.Volume, r.Node, string(r.Meter)} {
-		h.Write([]byte(s))
-		h.Write([]byte{0})
-	}
+	var buf [hashedBytes]byte
+	b := appendFields(buf[:0], "paasmeter.usage.content", r.ID)
+	b = append(strconv.AppendInt(b, int64(r.SchemaVersion), 10), 0)
+	b = appendFields(b, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID, r.Volume, r.Node, string(r.Meter))
 	for _, n := range []int64{r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano()} {
-		h.Write(strconv.AppendInt(buf[:0], n, 10))
-		h.Write([]byte{0})
+		b = append(strconv.AppendInt(b, n, 10), 0)
 	}
-	return h.Sum(nil)[:ContentHashLength]
+	sum := sha256.Sum256(b)
+	return sum[:ContentHashLength]
 }
 
 // ContentHashLength is the length in bytes of a content hash.

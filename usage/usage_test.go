@@ -1,6 +1,7 @@
 package usage_test
 
 import (
+	"encoding/hex"
 	"errors"
 	"math/big"
 	"strings"
@@ -79,6 +80,31 @@ func TestDeriveIDOfVersion1IsUnchanged(t *testing.T) {
 
 // v1ID is the version 1 id of TestDeriveIDOfVersion1IsUnchanged's record.
 const v1ID = "90f34ee923c8f720bf014775af1e0c3f"
+
+// TestIDAndContentHashEncodingsAreFixed: version 2 ids and content hashes are
+// stored beside every record, so their encodings never change (a faster way
+// to compute them must give the same bytes), for a container's meter and a
+// volume's.
+func TestIDAndContentHashEncodingsAreFixed(t *testing.T) {
+	container := usagetest.Record("caami", "abc", usage.MeterCPU, start, 100)
+	volume := usagetest.Record("caami", "abc", usage.MeterStorageByteSeconds, start, -7)
+	volume.Volume, volume.ContainerID = "data", ""
+	volume.SetID()
+	for _, tc := range []struct {
+		r           usage.Record
+		id, content string
+	}{
+		{container, "05991bb06d785519fc3106c0afb6b6b6", "e125d173d6d00cbf908c5acd871c501c"},
+		{volume, "ca9a855314dc3e1f7bae2ecb9073e212", "945ea3bf9cc5635b0eed0b5fc5bcca21"},
+	} {
+		if tc.r.ID != tc.id {
+			t.Errorf("%s id = %s, want %s as it always was", tc.r.Meter, tc.r.ID, tc.id)
+		}
+		if got := hex.EncodeToString(usage.ContentHash(&tc.r)); got != tc.content {
+			t.Errorf("%s content hash = %s, want %s as it always was", tc.r.Meter, got, tc.content)
+		}
+	}
+}
 
 // TestValidateRefusesWindowsBeforeTheEarliest: with a rate card, a record
 // from before its first version could never be priced.

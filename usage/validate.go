@@ -211,8 +211,8 @@ func Validate(r *Record, index int, now time.Time, lim Limits) []batch.Problem {
 		add("id", "%q must be 32 lower-case hex digits", batch.Truncate(r.ID))
 	case len(ps) == 0:
 		// Only a record that is otherwise valid can have its id checked meaningfully.
-		if want := DeriveID(r); r.ID != want {
-			add("id", "does not match the record's node, run, source, meter and window under schema_version %d (expected %s)", r.SchemaVersion, want)
+		if want := deriveID(r); r.ID != string(want[:]) {
+			add("id", "does not match the record's node, run, source, meter and window under schema_version %d (expected %s)", r.SchemaVersion, string(want[:]))
 		}
 	}
 	return ps

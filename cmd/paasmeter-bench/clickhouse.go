@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,6 +39,8 @@ type benchClickHouseOptions struct {
 	client, server string
 	queryRecords   int
 	keepDatabases  bool
+	// cpuProfile, when set, is where the http phase's CPU profile goes.
+	cpuProfile string
 }
 
 func (a *app) benchClickHouseCmd() *cobra.Command {
@@ -91,6 +94,7 @@ removed at the end.`,
 	f.StringVar(&o.client, "clickhouse-client", "clickhouse-client", "the clickhouse-client program")
 	f.StringVar(&o.server, "clickhouse-server", "/usr/sbin/clickhouse-server", "the clickhouse-server program, without --dsn")
 	f.BoolVar(&o.keepDatabases, "keep", false, "keep the bench's databases")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the http phase (the collector and its clients) to this file")
 	return cmd
 }
 
@@ -236,6 +240,24 @@ func (b *chBench) measure(name string, phase func() (loadgen.Result, error)) (be
 	return r, err
 }
 
+// profiled runs phase under the CPU profiler, writing the profile to path;
+// without a path it only runs phase.
+func profiled(path string, phase func() (loadgen.Result, error)) (loadgen.Result, error) {
+	if path == "" {
+		return phase()
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return loadgen.Result{}, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		return loadgen.Result{}, errors.Join(err, f.Close())
+	}
+	res, err := phase()
+	pprof.StopCPUProfile()
+	return res, errors.Join(err, f.Close())
+}
+
 // ingest runs the three ingest phases on the same records: clickhouse-client
 // from a file, a collector over HTTP, and direct appends (last: its many
 // small inserts leave the server the most merging to do).
@@ -287,7 +309,9 @@ func (b *chBench) ingest(ctx context.Context) ([]benchResult, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: spec.Concurrency}}
 	// Ours is the collector's and the load driver's: one process.
 	viaHTTP, err := b.measure("http: POST /api/v1/usage via a collector, batching writer", func() (loadgen.Result, error) {
-		return loadgen.HTTP(ctx, client, url, token, bodies, spec.Concurrency)
+		return profiled(b.o.cpuProfile, func() (loadgen.Result, error) {
+			return loadgen.HTTP(ctx, client, url, token, bodies, spec.Concurrency)
+		})
 	})
 	stop()
 	if err := errors.Join(err, end()); err != nil {

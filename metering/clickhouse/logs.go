@@ -48,14 +48,18 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 	}
 	res, err := s.appendNew(ctx, appendSpec{
 		table: "log_lines", timeCol: "time", n: len(lines),
-		columns: "tenant, time, seq, id, stream, line, received_at, schema_version",
 		// A line's id covers its text: no content hash to compare.
 		key: func(i int) (string, string, time.Time, []byte) {
 			return lines[i].ID, lines[i].Tenant, lines[i].Time, nil
 		},
-		row: func(i int, id, _ string) []any {
-			l := &lines[i]
-			return []any{l.Tenant, l.Time.UnixNano(), uint32(l.Seq), id, streams[i], l.Line, l.ReceivedAt.UnixNano(), uint16(l.SchemaVersion)}
+		columns: func(c *columns) {
+			addColumn(c, "tenant", func(i int) string { return lines[i].Tenant })
+			addColumn(c, "time", func(i int) int64 { return lines[i].Time.UnixNano() })
+			addColumn(c, "seq", func(i int) uint32 { return uint32(lines[i].Seq) })
+			addColumn(c, "stream", func(i int) uint64 { return streams[i] })
+			addColumn(c, "line", func(i int) string { return lines[i].Line })
+			addColumn(c, "received_at", func(i int) int64 { return lines[i].ReceivedAt.UnixNano() })
+			addColumn(c, "schema_version", func(i int) uint16 { return uint16(lines[i].SchemaVersion) })
 		},
 	})
 	if err != nil {

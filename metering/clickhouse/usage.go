@@ -3,9 +3,7 @@ package clickhouse
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -25,16 +23,24 @@ import (
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
 	res, err := s.appendNew(ctx, appendSpec{
 		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true,
-		columns: "id, content, tenant, project, app, environment, container_id, run_id, volume, node, meter, quantity, " +
-			"window_start, window_end, received_at, schema_version",
 		key: func(i int) (string, string, time.Time, []byte) {
 			return recs[i].ID, recs[i].Tenant, recs[i].WindowStart, usage.ContentHash(&recs[i])
 		},
-		row: func(i int, id, content string) []any {
-			r := &recs[i]
-			return []any{id, content, r.Tenant, r.Project, r.App, string(r.Environment), r.ContainerID, r.RunID, r.Volume, r.Node,
-				string(r.Meter), r.Quantity, r.WindowStart.UnixNano(), r.WindowEnd.UnixNano(), r.ReceivedAt.UnixNano(),
-				uint16(r.SchemaVersion)}
+		columns: func(c *columns) {
+			addColumn(c, "tenant", func(i int) string { return recs[i].Tenant })
+			addColumn(c, "project", func(i int) string { return recs[i].Project })
+			addColumn(c, "app", func(i int) string { return recs[i].App })
+			addColumn(c, "environment", func(i int) string { return string(recs[i].Environment) })
+			addColumn(c, "container_id", func(i int) string { return recs[i].ContainerID })
+			addColumn(c, "run_id", func(i int) string { return recs[i].RunID })
+			addColumn(c, "volume", func(i int) string { return recs[i].Volume })
+			addColumn(c, "node", func(i int) string { return recs[i].Node })
+			addColumn(c, "meter", func(i int) string { return string(recs[i].Meter) })
+			addColumn(c, "quantity", func(i int) int64 { return recs[i].Quantity })
+			addColumn(c, "window_start", func(i int) int64 { return recs[i].WindowStart.UnixNano() })
+			addColumn(c, "window_end", func(i int) int64 { return recs[i].WindowEnd.UnixNano() })
+			addColumn(c, "received_at", func(i int) int64 { return recs[i].ReceivedAt.UnixNano() })
+			addColumn(c, "schema_version", func(i int) uint16 { return uint16(recs[i].SchemaVersion) })
 		},
 	})
 	if err != nil {
@@ -85,28 +91,58 @@ func ceilUnix(t time.Time) int64 {
 func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
 	return s.appendNew(ctx, appendSpec{
 		table: "events", timeCol: "time", n: len(evs), hashed: true,
-		columns: "id, content, tenant, project, app, environment, node, container_id, run_id, replica, type, time, exit_code, " +
-			"oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail, received_at, schema_version",
 		key: func(i int) (string, string, time.Time, []byte) {
 			return evs[i].ID, evs[i].Tenant, evs[i].Time, events.ContentHash(&evs[i])
 		},
-		row: func(i int, id, content string) []any {
-			e := &evs[i]
-			var exit *int32 // NULL unless a died event
-			if e.ExitCode != nil {
-				code := int32(*e.ExitCode)
-				exit = &code
-			}
-			var probeOK *uint8 // NULL unless a probe event
-			var probeLatency *int64
-			var probeKind, probeDetail string
-			if p := e.Probe; p != nil {
-				ok := boolByte(p.OK)
-				probeOK, probeLatency, probeKind, probeDetail = &ok, &p.LatencyNs, p.Kind, p.Detail
-			}
-			return []any{id, content, e.Tenant, e.Project, e.App, string(e.Environment), e.Node, e.ContainerID, e.RunID, e.Replica,
-				string(e.Type), e.Time.UnixNano(), exit, boolByte(e.OOMKilled), string(e.Initiator), e.Health, probeOK,
-				probeKind, probeLatency, probeDetail, e.ReceivedAt.UnixNano(), uint16(e.SchemaVersion)}
+		columns: func(c *columns) {
+			addColumn(c, "tenant", func(i int) string { return evs[i].Tenant })
+			addColumn(c, "project", func(i int) string { return evs[i].Project })
+			addColumn(c, "app", func(i int) string { return evs[i].App })
+			addColumn(c, "environment", func(i int) string { return string(evs[i].Environment) })
+			addColumn(c, "node", func(i int) string { return evs[i].Node })
+			addColumn(c, "container_id", func(i int) string { return evs[i].ContainerID })
+			addColumn(c, "run_id", func(i int) string { return evs[i].RunID })
+			addColumn(c, "replica", func(i int) string { return evs[i].Replica })
+			addColumn(c, "type", func(i int) string { return string(evs[i].Type) })
+			addColumn(c, "time", func(i int) int64 { return evs[i].Time.UnixNano() })
+			addColumn(c, "exit_code", func(i int) *int32 { // NULL unless a died event
+				if evs[i].ExitCode == nil {
+					return nil
+				}
+				code := int32(*evs[i].ExitCode)
+				return &code
+			})
+			addColumn(c, "oom_killed", func(i int) uint8 { return boolByte(evs[i].OOMKilled) })
+			addColumn(c, "initiator", func(i int) string { return string(evs[i].Initiator) })
+			addColumn(c, "health", func(i int) string { return evs[i].Health })
+			// The probe's columns are NULL or empty unless a probe event.
+			addColumn(c, "probe_ok", func(i int) *uint8 {
+				if evs[i].Probe == nil {
+					return nil
+				}
+				ok := boolByte(evs[i].Probe.OK)
+				return &ok
+			})
+			addColumn(c, "probe_kind", func(i int) string {
+				if evs[i].Probe == nil {
+					return ""
+				}
+				return evs[i].Probe.Kind
+			})
+			addColumn(c, "probe_latency_ns", func(i int) *int64 {
+				if evs[i].Probe == nil {
+					return nil
+				}
+				return &evs[i].Probe.LatencyNs
+			})
+			addColumn(c, "probe_detail", func(i int) string {
+				if evs[i].Probe == nil {
+					return ""
+				}
+				return evs[i].Probe.Detail
+			})
+			addColumn(c, "received_at", func(i int) int64 { return evs[i].ReceivedAt.UnixNano() })
+			addColumn(c, "schema_version", func(i int) uint16 { return uint16(evs[i].SchemaVersion) })
 		},
 	})
 }
@@ -137,17 +173,20 @@ type appendSpec struct {
 	// table is where the rows go; timeCol is its time column, the second of
 	// its sorting key after tenant.
 	table, timeCol string
-	// columns are the insert's columns, in the order row gives them.
-	columns string
 	// hashed says the table has a content column (key gives its values).
 	hashed bool
 	n      int
 	// key returns the id, tenant, time and content hash of record i.
 	key func(i int) (id, tenant string, t time.Time, content []byte)
-	// row returns the values of record i; id and content are its id and
-	// content hash as the 16 bytes of their columns.
-	row func(i int, id, content string) []any
+	// columns adds the insert's columns, but for id and content (appendNew
+	// adds those), with the values of the records at c.rows.
+	columns func(c *columns)
 }
+
+// fixed16 is the value of a FixedString(16) column: an id or a content hash.
+// As an array it is a map key and a slice of a batch's ids without an
+// allocation for each.
+type fixed16 [16]byte
 
 // appendNew inserts the records of a that are neither repeated earlier in the
 // batch nor stored already, and reports the others as duplicates, and as
@@ -164,12 +203,17 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	if s.closed.Load() {
 		return res, metering.ErrNotReady
 	}
-	ids, contents := make([]string, a.n), make([]string, a.n)
+	if a.n == 0 {
+		return res, nil
+	}
+	ids, contents := make([]fixed16, a.n), make([]fixed16, a.n)
 	// repeated marks the records whose id came earlier in the batch.
 	repeated := make([]bool, a.n)
 	// first holds the content hash of each id's first record in the batch.
-	first := make(map[string]string, a.n)
+	first := make(map[fixed16]fixed16, a.n)
 	var tenants []string
+	// seen holds the batch's tenants: a batch of 50,000 records holds many.
+	seen := map[string]bool{}
 	var from, to int64
 	for i := range a.n {
 		hexID, tenant, t, content := a.key(i)
@@ -177,13 +221,15 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 		if err != nil {
 			return res, fmt.Errorf("clickhouse store: record %d: %w", i, err)
 		}
-		ids[i], contents[i] = string(id), string(content)
+		copy(ids[i][:], id)
+		copy(contents[i][:], content)
 		if _, ok := first[ids[i]]; ok {
 			repeated[i] = true
 			continue
 		}
 		first[ids[i]] = contents[i]
-		if !slices.Contains(tenants, tenant) {
+		if !seen[tenant] {
+			seen[tenant] = true
 			tenants = append(tenants, tenant)
 		}
 		if ns := t.UnixNano(); len(first) == 1 {
@@ -192,14 +238,11 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 			from, to = min(from, ns), max(to, ns)
 		}
 	}
-	if a.n == 0 {
-		return res, nil
-	}
-	stored, err := s.storedIDs(ctx, a, first, tenants, from, to)
+	stored, err := s.storedIDs(ctx, a, ids, repeated, tenants, from, to)
 	if err != nil {
 		return metering.AppendResult{}, err
 	}
-	var fresh []int
+	fresh := make([]int, 0, a.n)
 	for i, id := range ids {
 		was, isStored := stored[id]
 		if !isStored && repeated[i] {
@@ -217,31 +260,39 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 	if len(fresh) == 0 {
 		return res, nil
 	}
-	err = insert(ctx, s.conn, "INSERT INTO "+a.table+" ("+a.columns+")", len(fresh), func(j int) []any {
-		return a.row(fresh[j], ids[fresh[j]], contents[fresh[j]])
-	})
-	if err != nil {
+	c := &columns{rows: fresh}
+	addColumn(c, "id", func(i int) []byte { return ids[i][:] })
+	if a.hashed {
+		addColumn(c, "content", func(i int) []byte { return contents[i][:] })
+	}
+	a.columns(c)
+	if err := insertColumns(ctx, s.conn, a.table, c); err != nil {
 		return metering.AppendResult{}, s.fail("insert into "+a.table, err)
 	}
 	return res, nil
 }
 
-// noContent is the content hash of a row stored before rows had one.
-const noContent = "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00" // usage.ContentHashLength zero bytes
+// noContent is the content hash of a row stored before rows had one
+// (usage.ContentHashLength zero bytes).
+var noContent fixed16
 
-// storedIDs returns which of ids are stored in a.table, with the content hash
-// of each one's first arrival. The ids travel as an
-// external table (sent with the query, and on to the shards), which keeps a
-// batch of 10,000 ids out of the query text and its size limit.
-func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids map[string]string, tenants []string, from, to int64) (map[string]string, error) {
+// storedIDs returns which of ids (but the repeated ones) are stored in
+// a.table, with the content hash of each one's first arrival. The ids travel
+// as an external table (sent with the query, and on to the shards), which
+// keeps a batch of 10,000 ids out of the query text and its size limit.
+func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids []fixed16, repeated []bool, tenants []string, from, to int64) (map[fixed16]fixed16, error) {
 	tbl, err := ext.NewTable("paasmeter_ids", ext.Column("id", "FixedString(16)"))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse store: %w", err)
 	}
-	for id := range ids {
-		if err := tbl.Append(id); err != nil {
-			return nil, fmt.Errorf("clickhouse store: %w", err)
+	unique := make([][]byte, 0, len(ids))
+	for i := range ids {
+		if !repeated[i] {
+			unique = append(unique, ids[i][:])
 		}
+	}
+	if _, err := tbl.Block().Columns[0].Append(unique); err != nil {
+		return nil, fmt.Errorf("clickhouse store: %w", err)
 	}
 	content := "''" // compared with the batch's empty hashes: never a conflict
 	if a.hashed {
@@ -254,34 +305,21 @@ func (s *Store) storedIDs(ctx context.Context, a appendSpec, ids map[string]stri
 		return nil, s.fail("look up stored ids in "+a.table, err)
 	}
 	defer rows.Close()
-	stored := map[string]string{}
+	stored := map[fixed16]fixed16{}
 	for rows.Next() {
 		var id, content string
 		if err := rows.Scan(&id, &content); err != nil {
 			return nil, s.fail("look up stored ids in "+a.table, err)
 		}
-		stored[id] = content
+		var k, v fixed16
+		copy(k[:], id)
+		copy(v[:], content)
+		stored[k] = v
 	}
 	if err := rows.Err(); err != nil {
 		return nil, s.fail("look up stored ids in "+a.table, err)
 	}
 	return stored, nil
-}
-
-// insert sends n rows, row(i) giving row i, as one batch (one block). 18.16
-// takes inserts no other way from clickhouse-go: an INSERT … VALUES through
-// Exec hangs, and a batch must name its columns.
-func insert(ctx context.Context, conn chdriver.Conn, query string, n int, row func(i int) []any) error {
-	b, err := conn.PrepareBatch(ctx, query)
-	if err != nil {
-		return err
-	}
-	for i := range n {
-		if err := b.Append(row(i)...); err != nil {
-			return errors.Join(fmt.Errorf("row %d: %w", i, err), b.Abort())
-		}
-	}
-	return b.Send()
 }
 
 // dialect spells the shared usage aggregation for ClickHouse: FINAL keeps one
