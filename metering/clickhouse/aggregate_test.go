@@ -304,4 +304,3 @@ func checkCovers(t *testing.T, r monthRun) {
 		}
 	}
 }
-
