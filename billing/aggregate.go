@@ -25,8 +25,11 @@ import (
 // end, project and environment, where the row scan pairs them by container,
 // run, start and end alone: the two part only on records of one window that
 // claim different projects or environments, which no agent writes.
-func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, tenant string, start, end time.Time) error {
-	q := metering.AggregateQuery{Tenant: tenant, From: start, To: end, ReceivedAfter: rt.sel.After, ReceivedUpTo: rt.sel.UpTo}
+//
+// countOnly asks for the counts and digests alone: the quantities are left
+// out, not rated.
+func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, tenant string, start, end time.Time, countOnly bool) error {
+	q := metering.AggregateQuery{Tenant: tenant, From: start, To: end, ReceivedAfter: rt.sel.After, ReceivedUpTo: rt.sel.UpTo, CountOnly: countOnly}
 	for _, v := range rt.card.Versions {
 		q.Versions = append(q.Versions, v.Effective)
 	}

@@ -221,11 +221,22 @@ var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
 // source that sums in the store (metering.UsageAggregator) rates from its
 // sums, unless the sequential digest needs every record.
 func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection, version int) (*rated, error) {
+	return rateSelection(ctx, src, card, tenant, p, sel, version, false)
+}
+
+// countMonth counts and digests the selected records per day as rateMonth
+// does (by the current version), and rates them only where the store cannot
+// sum: its quantities are not to be read.
+func countMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection) (*rated, error) {
+	return rateSelection(ctx, src, card, tenant, p, sel, DigestVersion, true)
+}
+
+func rateSelection(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection, version int, countOnly bool) (*rated, error) {
 	rt := newRater(card, p.Loc, sel, version)
 	start, end := p.Start(), p.End()
 	var err error
 	if agg, ok := src.(metering.UsageAggregator); ok && version == digestSum {
-		err = rt.aggregate(ctx, agg, tenant, start, end)
+		err = rt.aggregate(ctx, agg, tenant, start, end, countOnly)
 	} else {
 		err = src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: start, To: end}, func(r usage.Record) error {
 			if !sel.includes(r.ReceivedAt) {

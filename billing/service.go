@@ -548,7 +548,7 @@ func (s *Service) build(ctx context.Context, c Customer, p calendar.Month, cutof
 	for back := s.cfg.AdjustMonths; back >= 1; back-- {
 		q := calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
-		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel, DigestVersion)
+		late, err := countMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
 			return nil, err
 		}

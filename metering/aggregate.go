@@ -40,6 +40,8 @@ type AggregateQuery struct {
 	// Pairs are the meters whose records are also paired per window, used
 	// against reserved (the max basis).
 	Pairs []MeterPair
+	// CountOnly asks for the Buckets alone.
+	CountOnly bool
 }
 
 // MeterPair is a used meter and its reserved one, paired per window: the

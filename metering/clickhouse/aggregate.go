@@ -36,7 +36,7 @@ func (s *Store) AggregateUsage(ctx context.Context, q metering.AggregateQuery) (
 	version := versionExpr(q.Versions)
 	var out metering.Aggregate
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	groups := func() error {
 		runs := "0"
 		if len(q.RunMeters) > 0 {
 			runs = "meter IN (" + quoteMeters(q.RunMeters) + ")"
@@ -60,9 +60,12 @@ func (s *Store) AggregateUsage(ctx context.Context, q metering.AggregateQuery) (
 				return g, err
 			},
 			func(g metering.RecordGroup) error { out.Groups = append(out.Groups, g); return nil })
-	})
+	}
+	if !q.CountOnly {
+		g.Go(groups)
+	}
 	var windows []metering.WindowGroup
-	if len(q.Pairs) > 0 {
+	if len(q.Pairs) > 0 && !q.CountOnly {
 		g.Go(func() error {
 			return scan(ctx, s, s.conn, "aggregate usage windows", windowsQuery(q.Pairs, version, where), args,
 				func(rows chdriver.Rows) (metering.WindowGroup, error) {
