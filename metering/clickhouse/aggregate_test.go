@@ -234,6 +234,7 @@ func TestInvoicesFromServerSumsAreBitIdenticalToTheEmbeddedStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := aggregateMonth(rand.New(rand.NewPCG(21, 4)), loc)
+	t.Logf("%d records", len(recs))
 	emb, err := meteringembedded.Open(context.Background(), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
