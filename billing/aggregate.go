@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/usage"
 )
@@ -150,4 +151,34 @@ func scaledTotal(t usage.Total, scale int64) amount {
 		return amount{n: b.Int64()}
 	}
 	return amount{b: b}
+}
+
+// mayHaveLate reports whether any of the n months before p may have records
+// received since the invoices that billed them (cv), up to cutoff. A store
+// that sums in the server answers the usual case, none, with one count over
+// them all from the earliest of their selections, instead of a query a
+// month; any other store is asked month by month, as it reads the records
+// anyway.
+func mayHaveLate(ctx context.Context, src UsageSource, tenant string, p calendar.Month, n int, cv *coverage, cutoff time.Time) (bool, error) {
+	agg, ok := src.(metering.UsageAggregator)
+	if !ok || n < 1 {
+		return n >= 1, nil
+	}
+	var after time.Time
+	for back := n; back >= 1; back-- {
+		if a := cv.upTo[monthBefore(p, back).String()]; back == n || a.Before(after) {
+			after = a
+		}
+	}
+	res, err := agg.AggregateUsage(ctx, metering.AggregateQuery{Tenant: tenant, From: monthBefore(p, n).Start(), To: p.Start(),
+		ReceivedAfter: after, ReceivedUpTo: cutoff, CountOnly: true})
+	if err != nil {
+		return false, fmt.Errorf("late records of %s before %s: %w", tenant, p, err)
+	}
+	return slices.ContainsFunc(res.Buckets, func(b metering.Bucket) bool { return b.Records > 0 }), nil
+}
+
+// monthBefore returns the month back months before p.
+func monthBefore(p calendar.Month, back int) calendar.Month {
+	return calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
 }

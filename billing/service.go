@@ -543,10 +543,14 @@ func (s *Service) build(ctx context.Context, c Customer, p calendar.Month, cutof
 		return nil, err
 	}
 	months := []MonthInput{main}
+	late, err := mayHaveLate(ctx, s.usage, c.Tenant, p, s.cfg.AdjustMonths, cv, cutoff)
+	if err != nil {
+		return nil, err
+	}
 	// Earlier months, oldest first: those with records received since the
 	// last invoice that billed them (or ever, if none did).
-	for back := s.cfg.AdjustMonths; back >= 1; back-- {
-		q := calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
+	for back := s.cfg.AdjustMonths; late && back >= 1; back-- {
+		q := monthBefore(p, back)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
 		late, err := countMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
