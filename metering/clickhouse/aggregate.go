@@ -15,6 +15,9 @@ import (
 	"github.com/paasmeter/paasmeter/usage"
 )
 
+// The invoice run finds the port by a type assertion: this keeps it found.
+var _ metering.UsageAggregator = (*Store)(nil)
+
 // AggregateUsage implements metering.UsageAggregator: three GROUP BY queries
 // over the tenant's month, run side by side, each reading the records once
 // (FINAL, the first arrival of each id) and returning only their groups.
