@@ -96,7 +96,7 @@ type dayAcc struct {
 	sum     metering.Digest
 }
 
-// dayDigestLen is how many bytes of a day's sha-256 an invoice keeps: enough
+// dayDigestLen is how many bytes of a day's digest an invoice keeps: enough
 // to tell a changed day, at half the size.
 const dayDigestLen = 16
 
@@ -225,8 +225,9 @@ func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant
 }
 
 // countMonth counts and digests the selected records per day as rateMonth
-// does (by the current version), and rates them only where the store cannot
-// sum: its quantities are not to be read.
+// does (by the current version). A store that sums is asked for the counts
+// alone, so the result's quantities may be empty: callers read its records
+// and days only.
 func countMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection) (*rated, error) {
 	return rateSelection(ctx, src, card, tenant, p, sel, DigestVersion, true)
 }
