@@ -71,7 +71,8 @@ bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into Click
 	$(BENCH_BIN) ingest --records 300000 --batch 5000 --concurrency 4
 	@./scripts/test-deps.sh >/dev/null
 	$(BENCH_BIN) clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
-	$(BENCH_BIN) invoice --institutions 1000 --records 10000000
+	$(BENCH_BIN) invoice --institutions 1000 --records 10000000 --clickhouse
+	$(BENCH_BIN) invoice --institutions 1000 --records 100000000 --clickhouse --embedded=false
 	$(BENCH_BIN) abuse --paasmeter $(BIN)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BENCH_BIN) agent --paasmeter $(BIN) --containers 50 --duration 60s

@@ -8,7 +8,9 @@
 // The money engine is pure (rate.go prices a selection of records, invoice.go
 // totals a document); Service (service.go) is the invoice run around it: it
 // reads usage from the metering store, the SLA figures from an SLASource, and
-// keeps issued documents in the state store. Renderings live beside it:
+// keeps issued documents in the state store. A store that sums in the server
+// (metering.UsageAggregator: ClickHouse) is rated from its sums, to the same
+// invoice as the row scan (aggregate.go). Renderings live beside it:
 // billing/export (CSV and JSON).
 package billing
 

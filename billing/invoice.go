@@ -208,9 +208,12 @@ type Inputs struct {
 type MonthInput struct {
 	Period    string    `json:"period"`
 	Selection Selection `json:"selection"`
-	// Records and Digest describe the selected records (see rated.Digest).
-	Records int64  `json:"records"`
-	Digest  string `json:"digest"`
+	// Records and Digest describe the selected records (see rated.Digest),
+	// digested by DigestVersion: absent on invoices issued before there was
+	// more than one (the sequential sha-256), which `verify` re-derives so.
+	Records       int64  `json:"records"`
+	Digest        string `json:"digest"`
+	DigestVersion int    `json:"digest_version,omitempty"`
 	// Days is what the invoice billed of each calendar day (of window
 	// start), so that reconciliation can check every record is billed
 	// exactly once, and verify name the days that changed.

@@ -57,22 +57,46 @@ type rated struct {
 	// above the used one under the max basis (upR − upU).
 	topUp, uplift map[annexKey]*big.Rat
 	upR, upU      map[annexKey]*sum
-	// records counts the selected records; priced those that a rate applied to.
-	records, priced int64
+	// records counts the selected records.
+	records int64
 	// days counts and digests the selected records per calendar day of
 	// their window start: what an invoice says it billed, and what
 	// reconciliation counts.
-	days   map[string]*dayAcc
-	digest hash.Hash
+	days map[string]*dayAcc
+	// version is how the records are digested (see DigestVersion): into
+	// seq, or summed into sum.
+	version int
+	seq     hash.Hash
+	sum     metering.Digest
 }
+
+// The versions of a month's digests (MonthInput.DigestVersion).
+const (
+	// digestSequential is the sha-256 of every selected record's id (its hex
+	// digits), quantity (uvarint) and received_at (varint Unix ns) in the
+	// store's order: what invoices issued before digest_version were
+	// digested with. A store can only compute it by handing out every record.
+	digestSequential = 0
+	// digestSum is the lane-wise sum modulo 2^64 of every selected record's
+	// metering.RecordDigest (a sha-256 of its id, quantity and received_at):
+	// independent of order, so a store sums it in the server (see
+	// metering.UsageAggregator). Any record added, removed or changed
+	// changes it, as it does the sequential one; what it gives up is only
+	// against someone who rewrites stored records on purpose and searches
+	// for a set of changes whose digests cancel out (docs/invoices.md).
+	digestSum = 2
+	// DigestVersion is the version new invoices are digested with.
+	DigestVersion = digestSum
+)
 
 // dayAcc is one day's share of a selection.
 type dayAcc struct {
 	records int64
-	digest  hash.Hash
+	seq     hash.Hash
+	sum     metering.Digest
 }
 
-// dayDigestLen is how many bytes of a day's sha-256 an invoice keeps: enough
+// dayDigestLen is how many bytes of a day's digest an invoice keeps: enough
 // to tell a changed day, at half the size.
 const dayDigestLen = 16
 
@@ -80,15 +104,35 @@ const dayDigestLen = 16
 func (r *rated) Days() map[string]DayBill {
 	out := make(map[string]DayBill, len(r.days))
 	for d, a := range r.days {
-		out[d] = DayBill{Records: a.records, Digest: fmt.Sprintf("%x", a.digest.Sum(nil)[:dayDigestLen])}
+		out[d] = DayBill{Records: a.records, Digest: fmt.Sprintf("%x", r.digestOf(a.seq, a.sum)[:dayDigestLen])}
 	}
 	return out
 }
 
-// Digest is the sha-256 of the selected records (id, quantity, received_at,
-// in the store's order), hex-encoded: what `verify` compares to catch a
-// record changed after issue.
-func (r *rated) Digest() string { return fmt.Sprintf("%x", r.digest.Sum(nil)) }
+// Digest is the digest of the selected records (see digestSequential and
+// digestSum), hex-encoded: what `verify` compares to catch a record changed
+// after issue.
+func (r *rated) Digest() string { return fmt.Sprintf("%x", r.digestOf(r.seq, r.sum)) }
+
+func (r *rated) digestOf(seq hash.Hash, sum metering.Digest) []byte {
+	if r.version == digestSequential {
+		return seq.Sum(nil)
+	}
+	return sum.Bytes()
+}
+
+// day returns the accumulator of day, adding it.
+func (r *rated) day(day string) *dayAcc {
+	a := r.days[day]
+	if a == nil {
+		a = &dayAcc{}
+		if r.version == digestSequential {
+			a.seq = sha256.New()
+		}
+		r.days[day] = a
+	}
+	return a
+}
 
 func (r *rated) add(k qkey, a annexKey, v amount) {
 	addSum(r.qs, k, v)
@@ -172,27 +216,40 @@ type rater struct {
 // ErrNoRateCardVersion is returned for a record older than the rate card's first version.
 var ErrNoRateCardVersion = errors.New("no rate-card version is effective")
 
-// rateMonth rates the selected records of tenant whose window starts in period.
-func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection) (*rated, error) {
-	rt := &rater{
-		card: card, loc: p.Loc, sel: sel,
-		out: &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},
-			topUp: map[annexKey]*big.Rat{}, uplift: map[annexKey]*big.Rat{}, upR: map[annexKey]*sum{}, upU: map[annexKey]*sum{},
-			days: map[string]*dayAcc{}, digest: sha256.New()},
-		runs:  map[runKey]*runAcc{},
-		pairs: map[windowKey]*windowAcc{},
-	}
+// rateMonth rates the selected records of tenant whose window starts in
+// period, digesting them by version (digestSequential or digestSum). A
+// source that sums in the store (metering.UsageAggregator) rates from its
+// sums, unless the sequential digest needs every record.
+func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection, version int) (*rated, error) {
+	return rateSelection(ctx, src, card, tenant, p, sel, version, false)
+}
+
+// countMonth counts and digests the selected records per day as rateMonth
+// does (by the current version). A store that sums is asked for the counts
+// alone, so the result's quantities may be empty: callers read its records
+// and days only.
+func countMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection) (*rated, error) {
+	return rateSelection(ctx, src, card, tenant, p, sel, DigestVersion, true)
+}
+
+func rateSelection(ctx context.Context, src UsageSource, card *ratecard.Card, tenant string, p calendar.Month, sel Selection, version int, countOnly bool) (*rated, error) {
+	rt := newRater(card, p.Loc, sel, version)
 	start, end := p.Start(), p.End()
-	err := src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: start, To: end}, func(r usage.Record) error {
-		if !sel.includes(r.ReceivedAt) {
-			return nil
-		}
-		return rt.record(&r)
-	})
+	var err error
+	if agg, ok := src.(metering.UsageAggregator); ok && version == digestSum {
+		err = rt.aggregate(ctx, agg, tenant, start, end, countOnly)
+	} else {
+		err = src.ScanUsage(ctx, metering.UsageFilter{Tenant: tenant, From: start, To: end}, func(r usage.Record) error {
+			if !sel.includes(r.ReceivedAt) {
+				return nil
+			}
+			return rt.record(&r)
+		})
+		rt.flushPairs()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("rate %s %s: %w", tenant, p, err)
 	}
-	rt.flushPairs()
 	if err := rt.neighbours(ctx, src, tenant, start, end); err != nil {
 		return nil, fmt.Errorf("rate %s %s: %w", tenant, p, err)
 	}
@@ -201,24 +258,36 @@ func rateMonth(ctx context.Context, src UsageSource, card *ratecard.Card, tenant
 	return rt.out, nil
 }
 
+func newRater(card *ratecard.Card, loc *time.Location, sel Selection, version int) *rater {
+	out := &rated{q: map[qkey]*big.Rat{}, annex: map[annexKey]*big.Rat{}, qs: map[qkey]*sum{}, as: map[annexKey]*sum{},
+		topUp: map[annexKey]*big.Rat{}, uplift: map[annexKey]*big.Rat{}, upR: map[annexKey]*sum{}, upU: map[annexKey]*sum{},
+		days: map[string]*dayAcc{}, version: version}
+	if version == digestSequential {
+		out.seq = sha256.New()
+	}
+	return &rater{card: card, loc: loc, sel: sel, out: out, runs: map[runKey]*runAcc{}, pairs: map[windowKey]*windowAcc{}}
+}
+
 func (rt *rater) record(r *usage.Record) error {
 	o := rt.out
 	o.records++
-	rt.buf = binary.AppendUvarint(append(rt.buf[:0], r.ID...), uint64(r.Quantity))
-	rt.buf = binary.AppendVarint(rt.buf, r.ReceivedAt.UnixNano())
-	o.digest.Write(rt.buf)
 	if r.WindowStart.Before(rt.dayStart) || !r.WindowStart.Before(rt.dayEnd) {
 		l := r.WindowStart.In(rt.loc)
 		rt.dayStart = time.Date(l.Year(), l.Month(), l.Day(), 0, 0, 0, 0, rt.loc)
 		rt.dayEnd = rt.dayStart.AddDate(0, 0, 1)
-		day := rt.dayStart.Format(time.DateOnly)
-		if rt.day = o.days[day]; rt.day == nil {
-			rt.day = &dayAcc{digest: sha256.New()}
-			o.days[day] = rt.day
-		}
+		rt.day = o.day(rt.dayStart.Format(time.DateOnly))
 	}
 	rt.day.records++
-	rt.day.digest.Write(rt.buf)
+	if o.version == digestSequential {
+		rt.buf = binary.AppendUvarint(append(rt.buf[:0], r.ID...), uint64(r.Quantity))
+		rt.buf = binary.AppendVarint(rt.buf, r.ReceivedAt.UnixNano())
+		o.seq.Write(rt.buf)
+		rt.day.seq.Write(rt.buf)
+	} else {
+		d := metering.RecordDigest(r.ID, r.Quantity, r.ReceivedAt)
+		o.sum.Add(d)
+		rt.day.sum.Add(d)
+	}
 	if !r.WindowStart.Equal(rt.pairStart) {
 		rt.flushPairs()
 		rt.pairStart = r.WindowStart
@@ -227,7 +296,6 @@ func (rt *rater) record(r *usage.Record) error {
 	if err != nil || !ok {
 		return err
 	}
-	o.priced++
 	base := rt.base(r, k.meter)
 	if rate.Basis == ratecard.Max {
 		wk := windowKey{container: r.ContainerID, run: r.RunID, meter: k.meter, start: r.WindowStart, end: r.WindowEnd}
@@ -243,7 +311,7 @@ func (rt *rater) record(r *usage.Record) error {
 		}
 		return nil
 	}
-	rt.unit(rate, k, a, r.ContainerID, r.RunID, r.WindowStart, r.WindowEnd, base)
+	rt.unit(rate, k, a, r.ContainerID, r.RunID, r.WindowEnd.Sub(r.WindowStart), base)
 	return nil
 }
 
@@ -295,14 +363,14 @@ func (rt *rater) flushPairs() {
 				addSum(rt.out.upU, w.a, *w.used)
 			}
 		}
-		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.start, k.end, *v)
+		rt.unit(w.rate, w.k, w.a, k.container, k.run, k.end.Sub(k.start), *v)
 	}
 	clear(rt.pairs)
 }
 
 // unit adds one window's billed base quantity, remembering runs that a
 // minimum run duration may lift.
-func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run string, ws, we time.Time, v amount) {
+func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run string, dur time.Duration, v amount) {
 	rt.out.add(k, a, v)
 	if rate.MinRunDuration <= 0 || container == "" {
 		return
@@ -314,7 +382,7 @@ func (rt *rater) unit(rate *ratecard.Rate, k qkey, a annexKey, container, run st
 		rt.runs[rk] = acc
 	}
 	acc.q.add(v)
-	acc.dur += we.Sub(ws)
+	acc.dur += dur
 }
 
 // neighbours completes the runs that may cross the month's edges: a short

@@ -130,7 +130,7 @@ func reconcileTenant(ctx context.Context, src Counts, issued Issued, card *ratec
 		day(r.Day).Stored += r.Records
 	}
 	// Every record received so far: the far future is a cutoff nothing passes.
-	r, err := rateMonth(ctx, src, card, t, p, Selection{UpTo: end.AddDate(100, 0, 0)})
+	r, err := countMonth(ctx, src, card, t, p, Selection{UpTo: end.AddDate(100, 0, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("reconcile %s: rated: %w", t, err)
 	}
@@ -147,7 +147,7 @@ func reconcileTenant(ctx context.Context, src Counts, issued Issued, card *ratec
 	}
 	if !cutoff.IsZero() {
 		// What the invoices could bill: the records received by the cutoff.
-		due, err := rateMonth(ctx, src, card, t, p, Selection{UpTo: cutoff})
+		due, err := countMonth(ctx, src, card, t, p, Selection{UpTo: cutoff})
 		if err != nil {
 			return nil, fmt.Errorf("reconcile %s: billable: %w", t, err)
 		}

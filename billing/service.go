@@ -543,12 +543,16 @@ func (s *Service) build(ctx context.Context, c Customer, p calendar.Month, cutof
 		return nil, err
 	}
 	months := []MonthInput{main}
+	late, err := mayHaveLate(ctx, s.usage, c.Tenant, p, s.cfg.AdjustMonths, cv, cutoff)
+	if err != nil {
+		return nil, err
+	}
 	// Earlier months, oldest first: those with records received since the
 	// last invoice that billed them (or ever, if none did).
-	for back := s.cfg.AdjustMonths; back >= 1; back-- {
-		q := calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
+	for back := s.cfg.AdjustMonths; late && back >= 1; back-- {
+		q := monthBefore(p, back)
 		sel := Selection{After: cv.upTo[q.String()], UpTo: cutoff}
-		late, err := rateMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
+		late, err := countMonth(ctx, s.usage, s.card, c.Tenant, q, sel)
 		if err != nil {
 			return nil, err
 		}
@@ -568,7 +572,7 @@ func (s *Service) build(ctx context.Context, c Customer, p calendar.Month, cutof
 // monthInput returns a month's input with its SLA figures: frozen ones when
 // the month was invoiced already, else the SLA source's.
 func (s *Service) monthInput(ctx context.Context, tenant string, p calendar.Month, cv *coverage, sel Selection) (MonthInput, error) {
-	mi := MonthInput{Period: p.String(), Selection: sel}
+	mi := MonthInput{Period: p.String(), Selection: sel, DigestVersion: DigestVersion}
 	if prev, ok := cv.sla[p.String()]; ok {
 		mi.SLA = prev.SLA
 		return mi, nil
@@ -604,7 +608,7 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 			m.CreditPercent = credit.Percent(in.CreditTiers, m.SLA.Availability)
 		}
 		if i == 0 {
-			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection)
+			r, err := rateMonth(ctx, src, card, c.Tenant, mp, m.Selection, m.DigestVersion)
 			if err != nil {
 				return nil, err
 			}
@@ -616,11 +620,11 @@ func derive(ctx context.Context, src UsageSource, card *ratecard.Card, seller Se
 		// A late record is priced on top of what the month's earlier invoices
 		// billed: the difference between rating everything received by now
 		// and everything received by the last cutoff.
-		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After})
+		before, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.After}, m.DigestVersion)
 		if err != nil {
 			return nil, err
 		}
-		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo})
+		now, err := rateMonth(ctx, src, card, c.Tenant, mp, Selection{UpTo: m.Selection.UpTo}, m.DigestVersion)
 		if err != nil {
 			return nil, err
 		}

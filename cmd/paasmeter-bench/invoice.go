@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -28,6 +29,7 @@ import (
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/sla/credit"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
@@ -45,6 +47,12 @@ type benchInvoiceOptions struct {
 	// phase, when set, makes this process one measured phase of a run (the
 	// parent re-executes itself with it) instead of the whole run.
 	phase string
+	// embedded runs the embedded store's phases; clickhouse the draft over
+	// ClickHouse, on the server at chDSN or a throwaway one of chServer,
+	// loaded with the same records through chClient.
+	embedded, clickhouse bool
+	chDSN                string
+	chServer, chClient   string
 }
 
 // The bench's month and the moment its drafts are computed: November 2026 in
@@ -74,6 +82,11 @@ const (
 	phaseScanNoCancel  = "scan-nocancel"
 	phaseDraft         = "draft"
 	phaseDraftNoCancel = "draft-nocancel"
+	// phaseDraftClickHouse is the draft over ClickHouse (--clickhouse),
+	// which sums in the server (metering.UsageAggregator).
+	phaseDraftClickHouse = "draft-clickhouse"
+	// benchInvoiceDatabase is the ClickHouse database the bench fills.
+	benchInvoiceDatabase = "paasmeter_bench_invoice"
 )
 
 // benchInvoicePhases are the phases in the order they run, with the names
@@ -127,6 +140,9 @@ end unless --keep.`,
 			if o.institutions < 1 || o.records < 1 || o.batch < 1 {
 				return errors.New("bench invoice: --institutions, --records and --batch must be positive")
 			}
+			if !o.embedded && !o.clickhouse {
+				return errors.New("bench invoice: --embedded=false needs --clickhouse: there is nothing to measure")
+			}
 			if o.phase != "" {
 				return a.benchInvoicePhase(cmd.Context(), o)
 			}
@@ -141,6 +157,11 @@ end unless --keep.`,
 	f.BoolVar(&o.keep, "keep", false, "keep the temporary store directory and print where it is")
 	f.StringVar(&o.rateCard, "ratecard", filepath.Join("deploy", "examples", "ratecard.yaml"), "rate card of the draft run")
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write the draft phase's CPU profile to this file")
+	f.BoolVar(&o.embedded, "embedded", true, "measure the embedded store (false: ClickHouse only, for sizes the embedded store takes too long to fill)")
+	f.BoolVar(&o.clickhouse, "clickhouse", false, "also draft the month over ClickHouse, loaded with the same records, and check the drafts are byte for byte the embedded store's")
+	f.StringVar(&o.chDSN, "clickhouse-dsn", "", "clickhouse://host:port/database of a running server, whose database the bench fills or reuses (default: a throwaway server)")
+	f.StringVar(&o.chServer, "clickhouse-server", "/usr/sbin/clickhouse-server", "the clickhouse-server program, without --clickhouse-dsn")
+	f.StringVar(&o.chClient, "clickhouse-client", "clickhouse-client", "the clickhouse-client program, which loads the records")
 	f.StringVar(&o.phase, "phase", "", "run one phase over --dir and print its result as JSON (what the bench runs in its child processes)")
 	_ = f.MarkHidden("phase")
 	return cmd
@@ -165,9 +186,11 @@ type benchPhaseResult struct {
 	Records int64         `json:"records"`
 	// Quantity is the exact sum of the records' quantities (sqlite and scan).
 	Quantity string `json:"quantity,omitempty"`
-	// Invoices and Payable (the sum of their payable amounts) of the draft.
+	// Invoices and Payable (the sum of their payable amounts) of the draft,
+	// and Drafts the sha-256 of their JSON.
 	Invoices int    `json:"invoices,omitempty"`
 	Payable  string `json:"payable,omitempty"`
+	Drafts   string `json:"drafts,omitempty"`
 	// PeakRSS is the process's VmHWM in bytes.
 	PeakRSS int64 `json:"peak_rss"`
 	// cpu is the process's CPU time, from its rusage in the parent.
@@ -191,14 +214,41 @@ func (a *app) benchInvoice(ctx context.Context, o benchInvoiceOptions) (err erro
 		}
 	}
 	o.dir = dir
+	var drafts []benchPhaseResult
+	if o.embedded {
+		res, err := a.benchInvoiceEmbedded(ctx, o, loc)
+		if err != nil {
+			return err
+		}
+		drafts = append(drafts, res)
+	}
+	if o.clickhouse {
+		res, err := a.benchInvoiceClickHouse(ctx, o, loc)
+		if err != nil {
+			return err
+		}
+		drafts = append(drafts, res)
+	}
+	if len(drafts) == 2 && drafts[0].Drafts != drafts[1].Drafts {
+		return fmt.Errorf("the drafts over ClickHouse (sha-256 %s) are not byte for byte the embedded store's (%s)", drafts[1].Drafts, drafts[0].Drafts)
+	}
+	if len(drafts) == 2 {
+		fmt.Fprintf(a.stdout, "drafts over ClickHouse and the embedded store: byte for byte the same (sha-256 of their JSON %s)\n", drafts[0].Drafts)
+	}
+	return nil
+}
+
+// benchInvoiceEmbedded fills (or reuses) the embedded store in o.dir, runs
+// its phases and returns the draft phase's result.
+func (a *app) benchInvoiceEmbedded(ctx context.Context, o benchInvoiceOptions, loc *time.Location) (benchPhaseResult, error) {
 	fillLine, err := a.benchInvoiceFill(ctx, o, loc)
 	if err != nil {
-		return err
+		return benchPhaseResult{}, err
 	}
-	path := filepath.Join(dir, embedded.FileName)
+	path := filepath.Join(o.dir, embedded.FileName)
 	st, err := os.Stat(path)
 	if err != nil {
-		return err
+		return benchPhaseResult{}, err
 	}
 	fmt.Fprintf(a.stdout, "invoice benchmark: %d institutions, %d usage records of %04d-%02d (%s), embedded store of %.2f GiB; GOMAXPROCS=%d, load average %s\n",
 		o.institutions, o.records, benchInvoiceYear, int(benchInvoiceMonth), benchInvoiceZone, float64(st.Size())/(1<<30), runtime.GOMAXPROCS(0), loadAverage())
@@ -207,14 +257,14 @@ func (a *app) benchInvoice(ctx context.Context, o benchInvoiceOptions) (err erro
 	// The fill just wrote the file, but a reused store may be cold: read it
 	// once so that no phase pays the disk for the others.
 	if err := warmFile(path); err != nil {
-		return err
+		return benchPhaseResult{}, err
 	}
 	results := map[string]benchPhaseResult{}
 	for _, r := range benchInvoicePhases {
 		fmt.Fprintf(a.stderr, "%s: running…\n", r.phase)
 		res, err := a.benchInvoiceChild(ctx, o, r.phase)
 		if err != nil {
-			return err
+			return benchPhaseResult{}, err
 		}
 		results[r.phase] = res
 	}
@@ -243,13 +293,13 @@ func (a *app) benchInvoice(ctx context.Context, o benchInvoiceOptions) (err erro
 				errs = append(errs, fmt.Errorf("the %s phase sums %s, SQLite %s", r.phase, res.Quantity, sq.Quantity))
 			}
 		case phaseDraft, phaseDraftNoCancel:
-			if res.Invoices != o.institutions || res.Payable != dr.Payable {
+			if res.Invoices != o.institutions || res.Payable != dr.Payable || res.Drafts != dr.Drafts {
 				errs = append(errs, fmt.Errorf("the %s phase made %d invoices for %d institutions, payable %s (the draft phase: %s)",
 					r.phase, res.Invoices, o.institutions, res.Payable, dr.Payable))
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return dr, errors.Join(errs...)
 }
 
 // benchInvoiceFill fills o.dir's store with the bench's records, or finds it
@@ -354,6 +404,9 @@ func (a *app) benchInvoiceChild(ctx context.Context, o benchInvoiceOptions, phas
 	if phase == phaseDraft && o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)
 	}
+	if phase == phaseDraftClickHouse {
+		args = append(args, "--clickhouse-dsn", o.chDSN)
+	}
 	cmd := exec.CommandContext(ctx, self, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, a.stderr
@@ -399,9 +452,11 @@ func (a *app) benchInvoicePhase(ctx context.Context, o benchInvoiceOptions) erro
 	case phaseScanNoCancel:
 		res, err = benchScan(context.WithoutCancel(ctx), o, period)
 	case phaseDraft:
-		res, err = a.benchDraft(ctx, o, period)
+		res, err = a.benchDraft(ctx, o, period, openEmbedded)
 	case phaseDraftNoCancel:
-		res, err = a.benchDraft(context.WithoutCancel(ctx), o, period)
+		res, err = a.benchDraft(context.WithoutCancel(ctx), o, period, openEmbedded)
+	case phaseDraftClickHouse:
+		res, err = a.benchDraft(ctx, o, period, openClickHouse)
 	default:
 		return fmt.Errorf("bench invoice: --phase %q is not one of the bench's phases", o.phase)
 	}
@@ -515,17 +570,31 @@ func (benchNoSLA) SLA(context.Context, string, calendar.Month) (credit.Figures, 
 	return credit.Figures{}, false, nil
 }
 
-// benchDraft times the draft run of p for every institution.
-func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.Month) (benchPhaseResult, error) {
+// benchStore opens the store a draft phase reads.
+type benchStore func(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error)
+
+func openEmbedded(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error) {
+	s, err := embedded.Open(ctx, o.dir)
+	return s, s, err
+}
+
+func openClickHouse(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error) {
+	s, err := clickhouse.Open(ctx, o.chDSN, slog.New(slog.DiscardHandler))
+	return s, s, err
+}
+
+// benchDraft times the draft run of p for every institution over the store
+// that open opens.
+func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.Month, open benchStore) (benchPhaseResult, error) {
 	card, err := ratecard.Load(o.rateCard, p.Loc)
 	if err != nil {
 		return benchPhaseResult{}, err
 	}
-	store, err := embedded.Open(ctx, o.dir)
+	store, closer, err := open(ctx, o)
 	if err != nil {
 		return benchPhaseResult{}, err
 	}
-	defer store.Close()
+	defer closer.Close()
 	stateDir, err := os.MkdirTemp("", "paasmeter-bench-invoice-state-")
 	if err != nil {
 		return benchPhaseResult{}, err
@@ -568,6 +637,11 @@ func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.
 		}
 	}
 	res.Payable = payable.StringFixed(2)
+	b, err := json.Marshal(invoices)
+	if err != nil {
+		return benchPhaseResult{}, err
+	}
+	res.Drafts = fmt.Sprintf("%x", sha256.Sum256(b))
 	return res, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -54,6 +55,27 @@ func TestBenchInvoiceDraftsEveryInstitutionAndReusesItsStore(t *testing.T) {
 	args[4] = "20001"
 	if out, err := run(t, context.Background(), args...); err == nil || !strings.Contains(err.Error(), "other records") {
 		t.Errorf("bench invoice with other --records on the same --dir: %v\n%s", err, out)
+	}
+}
+
+func TestBenchInvoiceDraftsOverClickHouseByteForByteAsTheEmbeddedStoreAndReusesItsDatabase(t *testing.T) {
+	t.Setenv(asMainEnv, "1")
+	args := []string{"invoice", "--institutions", "4", "--records", "12000", "--batch", "3000", "--dir", t.TempDir(),
+		"--ratecard", "../../deploy/examples/ratecard.yaml", "--clickhouse", "--clickhouse-dsn", chtest.Single(t).DSN(t)}
+	out, err := run(t, context.Background(), args...)
+	if err != nil {
+		t.Fatalf("bench invoice --clickhouse: %v\n%s", err, out)
+	}
+	for _, want := range []string{"load: 12000 records by clickhouse-client", "draft over ClickHouse: Service.Draft of 2026-11",
+		"draft over ClickHouse: 4 invoices, 12000 records billed", "drafts over ClickHouse and the embedded store: byte for byte the same"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// ClickHouse alone, on the database the first run filled.
+	out, err = run(t, context.Background(), append(args, "--embedded=false")...)
+	if err != nil || !strings.Contains(out, "load: skipped") || strings.Contains(out, "sqlite:") || !strings.Contains(out, "draft over ClickHouse: 4 invoices") {
+		t.Errorf("bench invoice --clickhouse --embedded=false again: %v\n%s", err, out)
 	}
 }
 
