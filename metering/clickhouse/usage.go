@@ -3,6 +3,7 @@ package clickhouse
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -21,8 +22,19 @@ import (
 // that fails, the append fails with the records stored and not counted (see
 // the package doc).
 func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.AppendResult, error) {
+	// On a replicated cluster the records and their count in the ledger are
+	// inserted first and waited for once, together: an append whose wait
+	// fails (a replica down) has counted what it stored, so its retry, which
+	// finds the records stored and counts nothing, leaves accepted = stored.
+	// The wait comes even when nothing was new, since the retry of an append
+	// whose wait failed must not be acknowledged before every replica has
+	// what the failed attempt stored.
+	conn := s.conn
+	if sc, ok := conn.(syncedConn); ok {
+		conn = sc.Conn
+	}
 	res, err := s.appendNew(ctx, appendSpec{
-		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true,
+		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true, conn: conn,
 		key: func(i int) (string, string, time.Time, []byte) {
 			return recs[i].ID, recs[i].Tenant, recs[i].WindowStart, usage.ContentHash(&recs[i])
 		},
@@ -46,17 +58,20 @@ func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.
 	if err != nil {
 		return res, err
 	}
-	counts := sqlkit.CountAccepted(recs, res.Duplicates)
-	if len(counts) == 0 {
-		return res, nil
+	if counts := sqlkit.CountAccepted(recs, res.Duplicates); len(counts) > 0 {
+		// One small insert per append, beside the records' parts: the
+		// SummingMergeTree folds them together as it merges.
+		err = insert(ctx, conn, "INSERT INTO usage_accepted (tenant, hour, records)", len(counts), func(i int) []any {
+			return []any{counts[i].Tenant, counts[i].Hour, uint64(counts[i].Records)}
+		})
+		if err != nil {
+			return metering.AppendResult{}, s.fail("count accepted records in usage_accepted", err)
+		}
 	}
-	// One small insert per append, beside the records' parts: the
-	// SummingMergeTree folds them together as it merges.
-	err = insert(ctx, s.conn, "INSERT INTO usage_accepted (tenant, hour, records)", len(counts), func(i int) []any {
-		return []any{counts[i].Tenant, counts[i].Hour, uint64(counts[i].Records)}
-	})
-	if err != nil {
-		return metering.AppendResult{}, s.fail("count accepted records in usage_accepted", err)
+	if s.dsn.Replicated {
+		if err := errors.Join(s.syncReplicas(ctx, s.local("usage_records")), s.syncReplicas(ctx, s.local("usage_accepted"))); err != nil {
+			return metering.AppendResult{}, err
+		}
 	}
 	return res, nil
 }
@@ -181,6 +196,8 @@ type appendSpec struct {
 	// columns adds the insert's columns, but for id and content (appendNew
 	// adds those), with the values of the records at c.rows.
 	columns func(c *columns)
+	// conn inserts the rows; nil means the store's.
+	conn chdriver.Conn
 }
 
 // fixed16 is the value of a FixedString(16) column: an id or a content hash.
@@ -266,7 +283,11 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 		addColumn(c, "content", func(i int) []byte { return contents[i][:] })
 	}
 	a.columns(c)
-	if err := insertColumns(ctx, s.conn, a.table, c); err != nil {
+	conn := a.conn
+	if conn == nil {
+		conn = s.conn
+	}
+	if err := insertColumns(ctx, conn, a.table, c); err != nil {
 		return metering.AppendResult{}, s.fail("insert into "+a.table, err)
 	}
 	return res, nil
