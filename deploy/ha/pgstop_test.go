@@ -60,8 +60,9 @@ func TestPostgreSQLStoppedUnderLoadStopsNoIngest(t *testing.T) {
 	givenAtStop := l.given()
 	t.Logf("PostgreSQL stopped with %d records given to the agents, %d of them spooled", givenAtStop, l.spooled())
 
-	// The commands fail at once, saying what is down.
-	for _, args := range r.stateCommands(a) {
+	// The commands fail at once, saying what is down; the invoice run too.
+	issue := []string{"invoice", "issue", "--period", r.period, "--actor", a.name, "--config", a.cfg}
+	for _, args := range append(r.stateCommands(a), issue) {
 		out, err := r.paasmeter(ctx, args...)
 		var exit *exec.ExitError
 		switch {
@@ -129,8 +130,8 @@ func TestPostgreSQLStoppedUnderLoadStopsNoIngest(t *testing.T) {
 }
 
 // stateCommands are invoice and maintenance commands that read or write
-// the state store, run with c's configuration. The invoice run itself is
-// checkInvoicedOnce's.
+// the state store, run with c's configuration. The invoice run, once
+// PostgreSQL is back, is checkInvoicedOnce's.
 func (r *rig) stateCommands(c *collectorProc) [][]string {
 	start := time.Now().AddDate(0, 0, 10).UTC().Truncate(time.Hour).Format(time.RFC3339)
 	return [][]string{
