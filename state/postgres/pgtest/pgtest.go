@@ -12,6 +12,9 @@
 // PostgreSQL refuses to run as root: as root, initdb and postgres run as the
 // postgres user (which Debian's package creates), in a directory it owns.
 // The cluster trades durability for speed (fsync off): it is thrown away.
+//
+// A test that stops PostgreSQL under its clients (a fault test) takes a
+// server of its own with Private instead, and stops and starts it again.
 // Without PostgreSQL installed, a test that asks for a database fails under
 // CI=true and is skipped elsewhere, saying how to get it.
 package pgtest
@@ -53,6 +56,9 @@ const startTimeout = 30 * time.Second
 type cluster struct {
 	dir  string
 	port int
+	// bin and cred are how postgres was run, to run it again (Server.Start).
+	bin  string
+	cred *syscall.Credential
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd has exited
@@ -248,7 +254,12 @@ func start(ctx context.Context) (*cluster, error) {
 		return nil, fmt.Errorf("pgtest: initdb in %s: %w\n%s", dir, err, out)
 	}
 	for attempt := 1; ; attempt++ {
-		c, err := run(ctx, bin, cred, dir)
+		ports, err := loopback.FreePorts(1)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("pgtest: %w", err)
+		}
+		c, err := run(ctx, bin, cred, dir, ports[0])
 		if err == nil {
 			return c, nil
 		}
@@ -302,15 +313,12 @@ func sweep(parent string) {
 	}
 }
 
-// run starts postgres on the cluster in dir and waits until it accepts connections.
-func run(ctx context.Context, bin string, cred *syscall.Credential, dir string) (*cluster, error) {
-	ports, err := loopback.FreePorts(1)
-	if err != nil {
-		return nil, fmt.Errorf("pgtest: %w", err)
-	}
-	port := ports[0]
-	logPath := filepath.Join(dir, "postgres.log")
-	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+// run starts postgres on the cluster in dir on port and waits until it
+// accepts connections. The log is appended to: a restarted server's log
+// follows the one before.
+func run(ctx context.Context, bin string, cred *syscall.Credential, dir string, port int) (*cluster, error) {
+	logPath := logFile(dir)
+	out, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -327,7 +335,7 @@ func run(ctx context.Context, bin string, cred *syscall.Credential, dir string) 
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
-	c := &cluster{dir: dir, port: port, cmd: cmd, exited: exited}
+	c := &cluster{dir: dir, port: port, bin: bin, cred: cred, cmd: cmd, exited: exited}
 
 	ctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
@@ -382,6 +390,9 @@ func (c *cluster) stop() error {
 	}
 	return os.RemoveAll(c.dir)
 }
+
+// logFile is where postgres writes the log of the cluster in dir.
+func logFile(dir string) string { return filepath.Join(dir, "postgres.log") }
 
 // kill ends postgres and waits until it is gone.
 func (c *cluster) kill() {
