@@ -48,7 +48,7 @@ func (s *Store) AggregateUsage(ctx context.Context, q metering.AggregateQuery) (
 			splitSum("quantity")+`, sum(d), min(window_start)
 			FROM (SELECT project, environment, meter, quantity, window_start, `+version+` AS v,
 				if(`+runs+`, container_id, '') AS c, if(`+runs+`, run_id, '') AS r,
-				if(`+runs+`, window_end - window_start, 0) AS d
+				toInt64(if(`+runs+`, window_end - window_start, 0)) AS d
 				FROM usage_records FINAL WHERE `+where+`)
 			GROUP BY project, environment, meter, c, r, v`, args,
 			func(rows chdriver.Rows) (metering.RecordGroup, error) {
@@ -145,7 +145,7 @@ func windowsQuery(pairs []metering.MeterPair, version, where string) string {
 		sum(d), min(window_start)
 		FROM (SELECT project, environment, transform(meter, [` + strings.Join(from, ", ") + `], [` + strings.Join(to, ", ") + `], '') AS pm,
 			if(` + runs + `, container_id, '') AS c, if(` + runs + `, run_id, '') AS r, ` + version + ` AS v,
-			window_start, if(` + runs + `, window_end - window_start, 0) AS d,
+			window_start, toInt64(if(` + runs + `, window_end - window_start, 0)) AS d,
 			argMaxIf(quantity, id, ` + used + `) AS u, countIf(` + used + `) > 0 AS hu,
 			argMaxIf(quantity, id, ` + reserved + `) AS rq, countIf(` + reserved + `) > 0 AS hr
 			FROM usage_records FINAL WHERE ` + where + ` AND meter IN (` + strings.Join(all, ", ") + `)
