@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
 	"slices"
+	"strings"
 	"testing"
+
+	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 )
 
 func TestParseSizes(t *testing.T) {
@@ -17,5 +21,30 @@ func TestParseSizes(t *testing.T) {
 		if _, err := parseSizes(bad); err == nil {
 			t.Errorf("parseSizes(%q) took it", bad)
 		}
+	}
+}
+
+// The curve's every phase checks its count of records against those
+// generated, so a run that succeeds has them all.
+func TestBenchCurveMeasuresEveryPhaseAtEachSizeOnBothStores(t *testing.T) {
+	t.Setenv(asMainEnv, "1")
+	for _, store := range []string{"embedded", "clickhouse"} {
+		t.Run(store, func(t *testing.T) {
+			args := []string{"curve", "--store", store, "--sizes", "3k,6k", "--institutions", "4", "--batch", "1000",
+				"--ratecard", "../../deploy/examples/ratecard.yaml"}
+			if store == "clickhouse" {
+				args = append(args, "--clickhouse-dsn", chtest.Single(t).DSN(t))
+			}
+			out, err := run(t, context.Background(), args...)
+			if err != nil {
+				t.Fatalf("bench curve: %v\n%s", err, out)
+			}
+			for _, want := range []string{"curve on the " + store + " store", "3000       ingest", "3000       disk: ", "bytes per record",
+				"3000       query", "3000       draft", "3000       reconcile", "6000       reconcile", "growth 3000→6000 records (×2): ingest ×"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("output lacks %q:\n%s", want, out)
+				}
+			}
+		})
 	}
 }
