@@ -66,13 +66,15 @@ build-bench: ## Build the load drivers bin/paasmeter-bench (not part of the prod
 	$(GO) build -tags $(BUILD_TAGS) -ldflags '$(LDFLAGS)' -o $(BENCH_BIN) ./cmd/paasmeter-bench
 
 .PHONY: bench
-bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers, one Kubernetes node's agent with 10/50/100 pods beside Docker's, agents' latency under one institution's abuse
+bench: build build-bench ## Benchmarks: ingest (HTTP vs direct store; into ClickHouse vs clickhouse-client), the month query at 10M records, agent cost with 50 idle containers, one Kubernetes node's agent with 10/50/100 pods beside Docker's, agents' latency under one institution's abuse, the curves of ingest, query, draft and reconciliation at 1M-100M records
 	$(GO) test -run '^$$' -bench . -benchtime 100x ./collector/ ./metering/... ./runtime/spool/ ./runtime/cgroups/
 	$(BENCH_BIN) ingest --records 300000 --batch 5000 --concurrency 4
 	@./scripts/test-deps.sh >/dev/null
 	$(BENCH_BIN) clickhouse --records 1000000 --batch 1000 --concurrency 64 --query-records 10000000
 	$(BENCH_BIN) invoice --institutions 1000 --records 10000000 --clickhouse
 	$(BENCH_BIN) invoice --institutions 1000 --records 100000000 --clickhouse --embedded=false
+	$(BENCH_BIN) curve --store clickhouse --sizes 1M,10M,100M
+	$(BENCH_BIN) curve --store embedded --sizes 1M,10M
 	$(BENCH_BIN) abuse --paasmeter $(BIN)
 	@env=$$(./scripts/test-deps.sh) || exit 1; eval "$$env" && $(GO) test -count=1 -run TestBusyboxRunsOnTheTestEngine ./runtime/dockertest/ >/dev/null && \
 	$(BENCH_BIN) agent --paasmeter $(BIN) --containers 50 --duration 60s

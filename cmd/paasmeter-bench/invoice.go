@@ -85,6 +85,13 @@ const (
 	// phaseDraftClickHouse is the draft over ClickHouse (--clickhouse),
 	// which sums in the server (metering.UsageAggregator).
 	phaseDraftClickHouse = "draft-clickhouse"
+	// The month-of-usage query (QueryUsage of every institution) and the
+	// reconciliation of the month (billing.Reconcile), on the embedded store
+	// and on ClickHouse: phases of paasmeter-bench curve.
+	phaseQuery               = "query"
+	phaseQueryClickHouse     = "query-clickhouse"
+	phaseReconcile           = "reconcile"
+	phaseReconcileClickHouse = "reconcile-clickhouse"
 	// benchInvoiceDatabase is the ClickHouse database the bench fills.
 	benchInvoiceDatabase = "paasmeter_bench_invoice"
 )
@@ -327,10 +334,28 @@ func (a *app) benchInvoiceFill(ctx context.Context, o benchInvoiceOptions, loc *
 		return "", err
 	}
 	defer store.Close()
+	took, err := a.appendBenchRecords(ctx, store, o, loc)
+	if err != nil {
+		return "", fmt.Errorf("fill: %w", err)
+	}
+	// Closing checkpoints the WAL into the store file, so the phases read one file.
+	if err := store.Close(); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(markerPath, append(want, '\n'), 0o600); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("fill: %d records appended in %s (%.0f records/s, AppendUsage batches of %d, one hour of every institution after the other)",
+		o.records, took.Round(time.Millisecond), float64(o.records)/took.Seconds(), o.batch), nil
+}
+
+// appendBenchRecords appends the bench's records to store in batches of
+// o.batch, as the collector's batching writer would, and returns how long
+// that took. Generating (a SHA-256 id per record) runs on one core while the
+// store writes the previous batch on another.
+func (a *app) appendBenchRecords(ctx context.Context, store metering.UsageAppender, o benchInvoiceOptions, loc *time.Location) (time.Duration, error) {
 	start := time.Now()
 	lastReport, done := start, 0
-	// Generating (a SHA-256 id per record) runs on one core while SQLite
-	// commits the previous batch on the other.
 	batches := make(chan []usage.Record, 2)
 	genCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -350,35 +375,26 @@ func (a *app) benchInvoiceFill(ctx context.Context, o benchInvoiceOptions, loc *
 		res, err := store.AppendUsage(ctx, b)
 		if err != nil {
 			cancel()
-			return "", fmt.Errorf("fill: %w", err)
+			return 0, err
 		}
 		if len(res.Duplicates) > 0 {
 			cancel()
-			return "", fmt.Errorf("fill: the generator repeated %d record ids (the first: %s)", len(res.Duplicates), b[res.Duplicates[0]].ID)
+			return 0, fmt.Errorf("the generator repeated %d record ids (the first: %s)", len(res.Duplicates), b[res.Duplicates[0]].ID)
 		}
 		done += len(b)
 		if now := time.Now(); now.Sub(lastReport) >= 3*time.Second {
 			lastReport = now
-			fmt.Fprintf(a.stderr, "fill: %d/%d records (%.0f %%), %.0f records/s\n", done, o.records,
+			fmt.Fprintf(a.stderr, "append: %d/%d records (%.0f %%), %.0f records/s\n", done, o.records,
 				100*float64(done)/float64(o.records), float64(done)/now.Sub(start).Seconds())
 		}
 	}
 	if err := <-genErr; err != nil {
-		return "", fmt.Errorf("fill: %w", err)
+		return 0, err
 	}
 	if done != o.records {
-		return "", fmt.Errorf("fill: generated %d records, want %d", done, o.records)
+		return 0, fmt.Errorf("generated %d records, want %d", done, o.records)
 	}
-	took := time.Since(start)
-	// Closing checkpoints the WAL into the store file, so the phases read one file.
-	if err := store.Close(); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(markerPath, append(want, '\n'), 0o600); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("fill: %d records appended in %s (%.0f records/s, AppendUsage batches of %d, one hour of every institution after the other)",
-		done, took.Round(time.Millisecond), float64(done)/took.Seconds(), o.batch), nil
+	return time.Since(start), nil
 }
 
 // warmFile reads path once, to bring it into the page cache.
@@ -404,7 +420,7 @@ func (a *app) benchInvoiceChild(ctx context.Context, o benchInvoiceOptions, phas
 	if phase == phaseDraft && o.cpuProfile != "" {
 		args = append(args, "--cpuprofile", o.cpuProfile)
 	}
-	if phase == phaseDraftClickHouse {
+	if strings.HasSuffix(phase, "-clickhouse") {
 		args = append(args, "--clickhouse-dsn", o.chDSN)
 	}
 	cmd := exec.CommandContext(ctx, self, args...)
@@ -457,6 +473,14 @@ func (a *app) benchInvoicePhase(ctx context.Context, o benchInvoiceOptions) erro
 		res, err = a.benchDraft(context.WithoutCancel(ctx), o, period, openEmbedded)
 	case phaseDraftClickHouse:
 		res, err = a.benchDraft(ctx, o, period, openClickHouse)
+	case phaseQuery:
+		res, err = benchQuery(ctx, o, period, openEmbedded)
+	case phaseQueryClickHouse:
+		res, err = benchQuery(ctx, o, period, openClickHouse)
+	case phaseReconcile:
+		res, err = benchReconcile(ctx, o, period, openEmbedded)
+	case phaseReconcileClickHouse:
+		res, err = benchReconcile(ctx, o, period, openClickHouse)
 	default:
 		return fmt.Errorf("bench invoice: --phase %q is not one of the bench's phases", o.phase)
 	}
@@ -570,15 +594,15 @@ func (benchNoSLA) SLA(context.Context, string, calendar.Month) (credit.Figures, 
 	return credit.Figures{}, false, nil
 }
 
-// benchStore opens the store a draft phase reads.
-type benchStore func(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error)
+// benchStore opens the store a draft, query or reconcile phase reads.
+type benchStore func(ctx context.Context, o benchInvoiceOptions) (billing.Counts, io.Closer, error)
 
-func openEmbedded(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error) {
+func openEmbedded(ctx context.Context, o benchInvoiceOptions) (billing.Counts, io.Closer, error) {
 	s, err := embedded.Open(ctx, o.dir)
 	return s, s, err
 }
 
-func openClickHouse(ctx context.Context, o benchInvoiceOptions) (billing.UsageSource, io.Closer, error) {
+func openClickHouse(ctx context.Context, o benchInvoiceOptions) (billing.Counts, io.Closer, error) {
 	s, err := clickhouse.Open(ctx, o.chDSN, slog.New(slog.DiscardHandler))
 	return s, s, err
 }

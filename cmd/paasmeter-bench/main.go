@@ -41,6 +41,6 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.AddCommand(a.benchIngestCmd(), a.benchAgentCmd(), a.benchClickHouseCmd(), a.benchInvoiceCmd(), a.benchAbuseCmd(), a.benchKubeNodeCmd())
+	root.AddCommand(a.benchIngestCmd(), a.benchAgentCmd(), a.benchClickHouseCmd(), a.benchInvoiceCmd(), a.benchAbuseCmd(), a.benchKubeNodeCmd(), a.benchCurveCmd())
 	return root
 }
