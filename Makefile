@@ -119,7 +119,7 @@ FUZZ_TARGETS := \
 	./runtime/cgroups/:FuzzParseProcStat:2s \
 	./runtime/agent/:FuzzNodeCapacity:2s \
 	./config/:FuzzParse:10s \
-	./collector/:FuzzParseQueries:2s \
+	./collector/readquery/:FuzzParseQueries:2s \
 	./metering/internal/sqlkit/:FuzzParseCursor:2s
 
 .PHONY: fuzz

@@ -33,6 +33,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/accesslog"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/collector/readquery"
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
@@ -91,6 +92,7 @@ type Server struct {
 	pushSlots       chan struct{}
 	tenantPushSlots map[string]chan struct{}
 	loc             *time.Location
+	queries         readquery.Parser
 	clock           clock.Clock
 	log             *slog.Logger
 	registry        *prometheus.Registry
@@ -175,6 +177,7 @@ func New(o Options) (*Server, error) {
 		pushSlots:       make(chan struct{}, o.Config.Logs.MaxInflightPushes),
 		tenantPushSlots: make(map[string]chan struct{}, len(tenants)),
 		loc:             o.Location,
+		queries:         readquery.Parser{Location: o.Location, Clock: o.Clock, MaxLogRange: o.Config.Logs.MaxQueryRange},
 		clock:           o.Clock,
 		log:             o.Logger,
 		registry:        o.Registry,

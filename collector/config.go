@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paasmeter/paasmeter/collector/readquery"
 	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/usage"
@@ -323,8 +324,8 @@ func (c *LogsConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("max_inflight_pushes_per_tenant: %d must not exceed max_inflight_pushes (%d)", c.MaxInflightPushesPerTenant, c.MaxInflightPushes))
 	}
 	// The label endpoints look back 6h by default.
-	if c.MaxQueryRange < defaultLabelRange {
-		errs = append(errs, fmt.Errorf("max_query_range: %s is below the minimum of %s", c.MaxQueryRange, defaultLabelRange))
+	if c.MaxQueryRange < readquery.DefaultLabelRange {
+		errs = append(errs, fmt.Errorf("max_query_range: %s is below the minimum of %s", c.MaxQueryRange, readquery.DefaultLabelRange))
 	}
 	if c.ReadTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("read_timeout: %s is below the minimum of 1s", c.ReadTimeout))

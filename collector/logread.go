@@ -104,15 +104,6 @@ func (s *Server) readSlot(w http.ResponseWriter, tenant string) (done func(sent 
 	}, true
 }
 
-// checkRange refuses a range longer than bound, naming the parameters that
-// gave it and the configuration key that sets the bound.
-func checkRange(from, to time.Time, params string, bound time.Duration, key string) error {
-	if d := to.Sub(from); d > bound {
-		return fmt.Errorf("%s span %s, more than the %s that %s allows: query a shorter range", params, d, bound, key)
-	}
-	return nil
-}
-
 // deliverBy bounds how long a read may take to reach its client, so that a
 // client that stops reading gives its read slot back. A connection's
 // deadline is the kernel's, in real time, not the injected clock's.

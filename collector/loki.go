@@ -6,9 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/lokipush"
+	"github.com/paasmeter/paasmeter/collector/readquery"
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/logs"
 	"github.com/paasmeter/paasmeter/logs/logql"
@@ -565,13 +564,13 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 	} else if q.Selector, err = logql.Parse(v.Get("query")); err != nil {
 		bad("query", err)
 	}
-	if q.From, q.To, err = s.lokiRange(v, defaultLogRange); err != nil {
+	if q.From, q.To, err = s.queries.LokiRange(v, readquery.DefaultLogRange); err != nil {
 		bad("start", err)
 	}
-	if q.Limit, err = parseLimit(v.Get("limit")); err != nil {
+	if q.Limit, err = readquery.Limit(v.Get("limit")); err != nil {
 		bad("limit", err)
 	}
-	if q.Forward, err = parseDirection(v.Get("direction")); err != nil {
+	if q.Forward, err = readquery.Direction(v.Get("direction")); err != nil {
 		bad("direction", err)
 	}
 	if len(problems) > 0 {
@@ -615,9 +614,6 @@ func (s *Server) lokiQueryRange(w http.ResponseWriter, r *http.Request, _ auth.P
 	s.finishAnswer(a, end+"\n", err, q.Tenant)
 }
 
-// defaultLabelRange is how far back Loki's label endpoints look by default.
-const defaultLabelRange = 6 * time.Hour
-
 // lokiLabels is GET /loki/api/v1/labels: the label names of the tenant's
 // streams with lines in [start, end).
 func (s *Server) lokiLabels(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
@@ -634,7 +630,7 @@ func (s *Server) lokiLabelValues(w http.ResponseWriter, r *http.Request, _ auth.
 }
 
 func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func(tenant string, from, to time.Time) ([]string, error)) {
-	from, to, err := s.lokiRange(r.URL.Query(), defaultLabelRange)
+	from, to, err := s.queries.LokiRange(r.URL.Query(), readquery.DefaultLabelRange)
 	if err != nil {
 		route.WriteError(w, http.StatusBadRequest, "invalid query: start, end: "+err.Error(), []route.FieldError{{Field: "start", Reason: err.Error()}})
 		return
@@ -655,54 +651,4 @@ func (s *Server) lokiLabelList(w http.ResponseWriter, r *http.Request, list func
 		out = []string{}
 	}
 	route.WriteJSON(w, http.StatusOK, lokiResponse{Status: "success", Data: out})
-}
-
-// lokiRange reads Loki's start, end and since parameters: end defaults to now,
-// start to end minus since, or minus def; the range is at most
-// logs.max_query_range, as Loki's max_query_length bounds it.
-func (s *Server) lokiRange(v url.Values, def time.Duration) (from, to time.Time, err error) {
-	to = s.clock.Now().UTC()
-	if e := v.Get("end"); e != "" {
-		if to, err = parseLokiTime(e); err != nil {
-			return from, to, fmt.Errorf("end: %w", err)
-		}
-	}
-	if since := v.Get("since"); since != "" {
-		d, err := time.ParseDuration(since)
-		if err != nil || d <= 0 {
-			return from, to, fmt.Errorf("since: %q is not a positive duration such as 1h", since)
-		}
-		def = d
-	}
-	from = to.Add(-def)
-	if st := v.Get("start"); st != "" {
-		if from, err = parseLokiTime(st); err != nil {
-			return from, to, fmt.Errorf("start: %w", err)
-		}
-	}
-	if !from.Before(to) {
-		return from, to, fmt.Errorf("start %s must be before end %s", from.Format(time.RFC3339Nano), to.Format(time.RFC3339Nano))
-	}
-	return from, to, checkRange(from, to, "start and end", s.cfg.Logs.MaxQueryRange, "collector.logs.max_query_range")
-}
-
-// parseLokiTime reads a time as Loki does: Unix nanoseconds, Unix seconds
-// (10 digits or fewer, or with a fraction), or RFC 3339.
-func parseLokiTime(v string) (time.Time, error) {
-	if strings.Contains(v, ".") {
-		if f, err := strconv.ParseFloat(v, 64); err == nil {
-			sec, frac := math.Modf(f)
-			return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
-		}
-	}
-	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if len(strings.TrimPrefix(v, "-")) <= 10 {
-			return time.Unix(n, 0).UTC(), nil
-		}
-		return time.Unix(0, n).UTC(), nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not Unix nanoseconds or seconds, or an RFC 3339 time", v)
 }

@@ -1,4 +1,4 @@
-package collector
+package readquery
 
 import (
 	"encoding/base64"
@@ -24,8 +24,9 @@ func FuzzParseQueries(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s := &Server{cfg: DefaultConfig(), loc: loc, clock: clock.NewManual(now)}
-	cursor := sealCursor("caami", base64.RawURLEncoding.EncodeToString([]byte("1763200000000000000:3:"+strings.Repeat("ab", 16))))
+	// The collector's default bound on a log range.
+	p := Parser{Location: loc, Clock: clock.NewManual(now), MaxLogRange: 31 * 24 * time.Hour}
+	cursor := SealCursor("caami", base64.RawURLEncoding.EncodeToString([]byte("1763200000000000000:3:"+strings.Repeat("ab", 16))))
 	for _, seed := range []string{
 		"", "month=2026-11", "from=2026-11-01&to=2026-11-15T10:00:00Z&group_by=project,app&meter=cpu_ns&environment=prod",
 		"month=2026-13&from=x", "project=a,b&app=&environment=qa&bogus=1",
@@ -37,21 +38,21 @@ func FuzzParseQueries(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
 		v, _ := url.ParseQuery(raw) // as r.URL.Query(): what parses
-		uq, problems := s.parseUsageQuery("caami", v)
+		uq, problems := p.Usage("caami", v)
 		checkProblems(t, "usage", problems)
 		if len(problems) == 0 && !uq.From.Before(uq.To) {
 			t.Fatalf("usage query %q accepted from %s to %s", raw, uq.From, uq.To)
 		}
-		lq, problems := s.parseLogsQuery("caami", v)
+		lq, problems := p.Logs("caami", v)
 		checkProblems(t, "logs", problems)
 		if len(problems) == 0 {
-			checkLogRange(t, s, raw, lq.From, lq.To)
+			checkLogRange(t, p, raw, lq.From, lq.To)
 			if lq.Limit < 1 || lq.Limit > metering.MaxLogLimit {
 				t.Fatalf("logs query %q accepted with limit %d", raw, lq.Limit)
 			}
 		}
-		if from, to, err := s.lokiRange(v, defaultLogRange); err == nil {
-			checkLogRange(t, s, raw, from, to)
+		if from, to, err := p.LokiRange(v, DefaultLogRange); err == nil {
+			checkLogRange(t, p, raw, from, to)
 		}
 	})
 }
@@ -65,9 +66,9 @@ func checkProblems(t *testing.T, what string, problems []route.FieldError) {
 	}
 }
 
-func checkLogRange(t *testing.T, s *Server, raw string, from, to time.Time) {
+func checkLogRange(t *testing.T, p Parser, raw string, from, to time.Time) {
 	t.Helper()
-	if !from.Before(to) || to.Sub(from) > s.cfg.Logs.MaxQueryRange {
+	if !from.Before(to) || to.Sub(from) > p.MaxLogRange {
 		t.Fatalf("query %q accepted from %s to %s", raw, from, to)
 	}
 }
