@@ -109,13 +109,13 @@ func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, te
 		if !ok || rate.Basis != ratecard.Max {
 			continue
 		}
-		_, reserved := m.Sources()
+		used, reserved := m.Sources()
 		a := annexKey{project: w.Project, env: w.Environment, meter: m}
 		won := scaledTotal(w.ReservedWon, m.Scale(reserved))
-		v := scaledTotal(w.UsedWon, 1)
+		v := scaledTotal(w.UsedWon, m.Scale(used))
 		if won.b != nil || won.n != 0 {
 			addSum(o.upR, a, won)
-			addSum(o.upU, a, scaledTotal(w.UsedLost, 1))
+			addSum(o.upU, a, scaledTotal(w.UsedLost, m.Scale(used)))
 			v = amount{b: new(big.Int).Add(v.big(), won.big())}
 		}
 		units = append(units, aggUnit{first: w.First, rate: rate, k: qkey{meter: m, class: class, version: w.Version}, a: a,

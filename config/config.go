@@ -160,6 +160,11 @@ func Parse(data []byte, name string, getenv func(string) string) (*Config, error
 			*field = v
 		}
 	}
+	if getenv("PAASMETER_COLLECTOR_URL") != "" {
+		// It names the one collector to ship to: the file's list would
+		// otherwise take precedence over it (agent.Config.URLs).
+		c.Agent.CollectorURLs = nil
+	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config %s is invalid:\n%w", name, err)
 	}

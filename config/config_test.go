@@ -103,6 +103,29 @@ func TestEnvironmentOverridesTheFile(t *testing.T) {
 	}
 }
 
+func TestTheCollectorURLVariableOverridesTheFilesListOfCollectors(t *testing.T) {
+	file := []byte("agent:\n  collector_urls: [\"http://hub1:8080\", \"http://hub2:8080\"]\n")
+	c, err := config.Parse(file, "x.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Agent.URLs(); len(got) != 2 {
+		t.Fatalf("without the variable the agent ships to %v, want the file's two collectors", got)
+	}
+	c, err = config.Parse(file, "x.yaml", func(k string) string {
+		if k == "PAASMETER_COLLECTOR_URL" {
+			return "http://hub3:8080"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Agent.URLs(); len(got) != 1 || got[0] != "http://hub3:8080" {
+		t.Errorf("with PAASMETER_COLLECTOR_URL the agent ships to %v, want only http://hub3:8080", got)
+	}
+}
+
 func TestMeteringStoreIsEmbeddedUnlessAClickHouseDSNIsSet(t *testing.T) {
 	c, err := config.Parse(nil, "x.yaml", noEnv)
 	if err != nil || c.Store.MeteringDSN != "" {

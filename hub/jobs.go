@@ -87,6 +87,12 @@ func (h *Hub) every(ctx context.Context, interval time.Duration, l *lease.Lease,
 		for {
 			if l.Held() {
 				job(ctx)
+				// This run served a gain signalled before or while it ran
+				// (the first Renew's, at start): not a second run at once.
+				select {
+				case <-l.Gained():
+				default:
+				}
 			}
 			select {
 			case <-ctx.Done():

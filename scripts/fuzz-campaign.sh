@@ -53,6 +53,13 @@ newest() { grep -o "$1: [0-9]*" "$2" | tail -1 | grep -o '[0-9]*$' || echo 0; }
 # crashers counts the inputs under a target's testdata/fuzz.
 crashers() { find "$repo/$1/testdata/fuzz/$2" -type f 2>/dev/null | wc -l; }
 
+# nice alone yields only within the process's autogroup: started with
+# setsid, the campaign is a session of its own, which the kernel schedules as
+# an equal of the test suite's unless the group itself is niced.
+if [ -w /proc/self/autogroup ]; then
+	echo "${NICE:-19}" >/proc/self/autogroup 2>/dev/null || true
+fi
+
 echo "# $(date -u +%FT%TZ) fuzz-campaign.sh $n: ${#targets[@]} targets, $(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo '?'), $("$go" version | cut -d' ' -f3), $(nproc) CPUs, $(uname -n)" >>"$results"
 failed=0
 for t in "${targets[@]}"; do

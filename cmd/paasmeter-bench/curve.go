@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"math"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -85,7 +86,7 @@ phase, how its time grew from one size to the next.`,
 	f.IntVar(&o.inv.institutions, "institutions", 1000, "institutions the records belong to (one invoice each)")
 	f.IntVar(&o.inv.batch, "batch", 20_000, "records per AppendUsage call")
 	f.StringVar(&o.inv.rateCard, "ratecard", filepath.Join("deploy", "examples", "ratecard.yaml"), "rate card of the draft and the reconciliation")
-	f.StringVar(&o.inv.chDSN, "clickhouse-dsn", "", "clickhouse://host:port of a running server, in which the bench fills database "+benchCurveDatabase+" (default: a throwaway server)")
+	f.StringVar(&o.inv.chDSN, "clickhouse-dsn", "", "clickhouse://host:port/db of a running server, in which the bench fills database "+benchCurveDatabase+" (default: a throwaway server)")
 	f.StringVar(&o.inv.chServer, "clickhouse-server", "/usr/sbin/clickhouse-server", "the clickhouse-server program, without --clickhouse-dsn")
 	f.StringVar(&o.inv.chClient, "clickhouse-client", "clickhouse-client", "the clickhouse-client program, which merges and measures the table")
 	return cmd
@@ -149,7 +150,12 @@ func (a *app) benchCurve(ctx context.Context, o benchCurveOptions) (err error) {
 			return errors.New("bench curve: it measures one ClickHouse server; leave cluster= out of the DSN")
 		}
 		// Every size gets the curve's database, whatever the DSN named.
-		c.o.inv.chDSN = strings.Replace(o.inv.chDSN, "/"+dsn.Database, "/"+benchCurveDatabase, 1)
+		u, err := url.Parse(o.inv.chDSN)
+		if err != nil {
+			return fmt.Errorf("bench curve: --clickhouse-dsn: %w", err)
+		}
+		u.Path = "/" + benchCurveDatabase
+		c.o.inv.chDSN = u.String()
 		c.cli = chClient{program: o.inv.chClient, addr: dsn.Options.Addr[0], user: dsn.Options.Auth.Username, password: dsn.Options.Auth.Password}
 	}
 	fmt.Fprintf(a.stdout, "curve on the %s store: sizes %v, %d institutions, batches of %d; GOMAXPROCS=%d, load average %s\n",

@@ -75,8 +75,20 @@ func (a *app) benchInvoiceLoad(ctx context.Context, o benchInvoiceOptions, loc *
 	if err != nil {
 		return "", err
 	}
-	if got, err := cli.run(ctx, "SELECT marker FROM "+db+".bench_invoice_marker"); err == nil && strings.TrimSpace(got) == string(want) {
+	got, markerErr := cli.run(ctx, "SELECT marker FROM "+db+".bench_invoice_marker")
+	if markerErr == nil && strings.TrimSpace(got) == string(want) {
 		return fmt.Sprintf("load: skipped, database %s holds these records already", db), nil
+	}
+	// Only a database the bench filled is dropped: a DSN naming a real
+	// store's database by mistake must not cost its records.
+	if markerErr != nil {
+		tables, err := cli.run(ctx, "SELECT count() FROM system.tables WHERE database = '"+db+"'")
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimSpace(tables) != "0" {
+			return "", fmt.Errorf("database %s has tables but no bench marker: not dropping it; name a database of the bench's own in --clickhouse-dsn", db)
+		}
 	}
 	if _, err := cli.run(ctx, "DROP DATABASE IF EXISTS "+db); err != nil {
 		return "", err

@@ -111,7 +111,8 @@ func (a *app) runUp(ctx context.Context, platform string) (err error) {
 	if cfg.Collector.TLS.Enabled() {
 		scheme = "https://" // agent.tls must then trust the collector's certificate
 	}
-	cfg.Agent.CollectorURL = scheme + col.api.String()
+	// The local agent ships to this collector alone, whatever collector_urls says.
+	cfg.Agent.CollectorURL, cfg.Agent.CollectorURLs = scheme+col.api.String(), nil
 	n, err := node.Open(node.Options{Config: cfg.Agent, Token: token, Platform: plat, Engine: eng, Clock: a.clock, Logger: log})
 	if err != nil {
 		return errors.Join(err, stopCollectorAndWait())

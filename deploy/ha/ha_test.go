@@ -272,8 +272,15 @@ func (r *rig) start(name string) *collectorProc {
 
 func tail(b []byte, n int) []byte { return b[max(0, len(b)-n):] }
 
+// probe GETs url within a bound, so that a hung listener fails the
+// condition polled rather than stalling the test.
+func probe(url string) (*http.Response, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	return c.Get(url)
+}
+
 func ready(base string) error {
-	resp, err := http.Get(base + "/readyz")
+	resp, err := probe(base + "/readyz")
 	if err != nil {
 		return err
 	}
@@ -400,8 +407,11 @@ func newRig(t *testing.T, stateDSN func(testing.TB) string) *rig {
 	}
 	now := time.Now().In(loc)
 	periodStart := time.Date(now.Year(), now.Month()-2, 1, 0, 0, 0, 0, loc)
-	built := make(chan error, 1)
-	r := &rig{t: t, bin: buildPaasmeter(t.TempDir(), built), meteringDSN: chtest.Single(t).DSN(t), stateDSN: stateDSN(t), dir: t.TempDir(),
+	built, binDir := make(chan error, 1), t.TempDir()
+	// If the stores below end the test, the build must end before its
+	// directory goes (cleanups run last first).
+	t.Cleanup(func() { <-built })
+	r := &rig{t: t, bin: buildPaasmeter(binDir, built), meteringDSN: chtest.Single(t).DSN(t), stateDSN: stateDSN(t), dir: t.TempDir(),
 		periodStart: periodStart, period: periodStart.Format("2006-01")}
 	if err := <-built; err != nil {
 		t.Fatal(err)

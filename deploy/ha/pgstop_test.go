@@ -238,7 +238,7 @@ func leasesHeld(want int, cs ...*collectorProc) error {
 // leases reads which leases the collector says it holds from its admin
 // listener's metrics.
 func (c *collectorProc) leases() (map[string]bool, error) {
-	resp, err := http.Get("http://" + c.admin + "/metrics")
+	resp, err := probe("http://" + c.admin + "/metrics")
 	if err != nil {
 		return nil, err
 	}

@@ -120,8 +120,12 @@ func (p *Process) Restart(ctx context.Context) error {
 	return p.Start(ctx)
 }
 
-// Start runs the server and waits until it answers.
+// Start runs the server and waits until it answers. It refuses to start a
+// second one while the first runs: that one would be left untracked.
 func (p *Process) Start(ctx context.Context) error {
+	if p.Running() {
+		return fmt.Errorf("start %s: it runs already (Restart kills it first)", p.name)
+	}
 	out, err := os.OpenFile(filepath.Join(p.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -131,6 +135,8 @@ func (p *Process) Start(ctx context.Context) error {
 	cmd.Dir, cmd.Stdout, cmd.Stderr = p.dir, out, out
 	// Pdeathsig: a process that dies (a test's panic or -timeout, a killed
 	// benchmark) takes its servers with it instead of leaving them running.
+	// The kernel sends it when the thread that started the child ends, which
+	// for a Go program is at its exit unless that thread was locked and left.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)

@@ -1,8 +1,10 @@
 // Package haproxytest runs a private HAProxy (Debian's haproxy, which
 // scripts/test-deps.sh installs) for tests: one process on a free loopback
 // port in front of the backends a test names, with a configuration generated
-// here that balances them as deploy/ha/haproxy.cfg does (TCP, round robin,
-// health checks on /readyz, a failed connection sent to another backend),
+// here that balances them as deploy/ha/haproxy.cfg does (TCP passthrough,
+// health checks on /readyz, a failed connection sent to another backend; round
+// robin where the example has leastconn, so that a test's few connections
+// reach every backend),
 // and its directory in the test's temporary one. The process dies with the
 // test binary. Without haproxy installed the test fails under CI=true and is
 // skipped elsewhere, saying how to get it.

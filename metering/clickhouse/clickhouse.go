@@ -318,7 +318,8 @@ func (s *Store) fail(op string, err error) error {
 			err = errors.Join(metering.ErrOverloaded, err)
 		case codeSocketTimeout, codeNetworkError, codeAllConnectionTriesFailed,
 			codeNoZooKeeper, codeKeeperException, codeTableIsReadOnly,
-			codeTooFewLiveReplicas, codeUnsatisfiedQuorumForPreviousWrite, codeUnknownStatusOfInsert:
+			codeTooFewLiveReplicas, codeUnsatisfiedQuorumForPreviousWrite, codeUnknownStatusOfInsert,
+			codeTimeoutExceeded:
 			err = errors.Join(metering.ErrNotReady, err)
 		}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -352,6 +353,9 @@ const (
 	codeTooFewLiveReplicas                = 285
 	codeUnsatisfiedQuorumForPreviousWrite = 286
 	codeUnknownStatusOfInsert             = 319
+	// A wait for a replica (SYSTEM SYNC REPLICA) ran past receive_timeout:
+	// the part it waits for is on a replica that is down.
+	codeTimeoutExceeded = 159
 )
 
 // String describes the store for logs: its servers, database and cluster,

@@ -32,7 +32,10 @@ func streamID(tenant, key string) uint64 {
 // retention deletes exactly the stream rows it saw without lines, so a row
 // written after it looked, by an append whose lines it could not see yet,
 // stays (DeleteLogs). A failed append may leave lines without their stream's
-// row, which no read shows until the append is sent again.
+// row, which no read shows until the append is sent again. On a replicated
+// cluster the rows are written once every replica holds the lines, even when
+// none was new (the retry of an append whose wait failed): retention reads a
+// shard's first replica, which must not see a row whose lines it lacks.
 func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.AppendResult, error) {
 	if s.closed.Load() {
 		return metering.AppendResult{}, metering.ErrNotReady
@@ -64,6 +67,9 @@ func (s *Store) AppendLogs(ctx context.Context, lines []logs.Line) (metering.App
 	})
 	if err != nil {
 		return res, err
+	}
+	if err := s.awaitReplicas(ctx, "log_lines"); err != nil {
+		return metering.AppendResult{}, err
 	}
 	if err := s.touchStreams(ctx, labels); err != nil {
 		return metering.AppendResult{}, err
@@ -360,21 +366,27 @@ func (s *Store) deleteStreamRows(ctx context.Context, n node, tenant string, row
 
 // awaitMutations returns once no mutation of table (of the store's
 // database) is pending on n or on another replica of its shard, and each of
-// them knows every mutation n knows: a replica learns of a mutation from
-// ZooKeeper after the ALTER on n returned.
+// them knows n's newest: a replica learns of a mutation from ZooKeeper after
+// the ALTER on n returned. The newest is compared by id, not by counting:
+// the server forgets finished mutations past the last 100
+// (finished_mutations_to_keep), so a count can fall behind for good.
+// Replicated mutation ids are ZooKeeper's sequence numbers, zero-padded:
+// the same on every replica, and ordered as text. A server alone numbers
+// its own (mutation_N.txt, not ordered as text): on n only pending counts.
 func (s *Store) awaitMutations(ctx context.Context, n node, table string) error {
-	const query = "SELECT count(), countIf(is_done = 0) FROM system.mutations WHERE database = ? AND table = ?"
-	var known, pending uint64
-	if err := n.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&known, &pending); err != nil {
+	const query = "SELECT max(mutation_id), countIf(is_done = 0) FROM system.mutations WHERE database = ? AND table = ?"
+	var newest string
+	var pending uint64
+	if err := n.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&newest, &pending); err != nil {
 		return s.fail("await the mutation of "+table+" on "+n.addr, err)
 	}
 	for _, r := range s.replicasOf(n) {
 		for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-			var all uint64
-			if err := r.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&all, &pending); err != nil {
+			var known string
+			if err := r.conn.QueryRow(ctx, query, s.dsn.Database, table).Scan(&known, &pending); err != nil {
 				return s.fail("await the mutation of "+table+" on "+r.addr, err)
 			}
-			if all >= known && pending == 0 {
+			if pending == 0 && (r.addr == n.addr || known >= newest) {
 				break
 			}
 			select {

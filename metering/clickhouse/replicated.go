@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	chdriver "github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"golang.org/x/sync/errgroup"
 )
 
 // replicatedSettings are sent with every query in replicated mode, unless the
@@ -85,20 +85,46 @@ func (b *syncedBatch) Send() error {
 	return b.s.syncReplicas(b.ctx, b.s.local(b.table))
 }
 
+// unsynced is the store's connection without syncedConn's wait, for an
+// append that waits once, after all its inserts (awaitReplicas).
+func (s *Store) unsynced() chdriver.Conn {
+	if sc, ok := s.conn.(syncedConn); ok {
+		return sc.Conn
+	}
+	return s.conn
+}
+
+// awaitReplicas returns, on a replicated cluster, once every replica holds
+// what was written to tables (their local tables), and at once otherwise. An
+// append calls it even when nothing it sent was new: its rows may be those
+// of an earlier attempt whose wait failed, on one replica only so far.
+func (s *Store) awaitReplicas(ctx context.Context, tables ...string) error {
+	if !s.dsn.Replicated {
+		return nil
+	}
+	for _, t := range tables {
+		if err := s.syncReplicas(ctx, s.local(t)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // syncReplicas returns once every server has fetched every part its shard's
-// replicas wrote to table (of the store's database) so far, or the error of
-// the first that cannot: a replica that is down fails the wait, and with it
-// the insert, until it is back.
+// replicas wrote to table (of the store's database) so far, or with the error
+// of the first that cannot: a replica that is down fails the wait, and with
+// it the insert, until it is back. The first failure stops the other waits:
+// a replica waiting for a part only the dead one had would otherwise hold
+// the append for receive_timeout.
 func (s *Store) syncReplicas(ctx context.Context, table string) error {
-	errs := make([]error, len(s.nodes))
-	var wg sync.WaitGroup
-	for i, n := range s.nodes {
-		wg.Go(func() {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, n := range s.nodes {
+		g.Go(func() error {
 			if err := n.conn.Exec(ctx, "SYSTEM SYNC REPLICA "+s.dsn.Database+"."+table); err != nil {
-				errs[i] = s.fail(fmt.Sprintf("wait for the replica on %s of %s", n.addr, table), err)
+				return s.fail(fmt.Sprintf("wait for the replica on %s of %s", n.addr, table), err)
 			}
+			return nil
 		})
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return g.Wait()
 }

@@ -3,7 +3,6 @@ package clickhouse
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"time"
 
@@ -29,12 +28,8 @@ func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.
 	// The wait comes even when nothing was new, since the retry of an append
 	// whose wait failed must not be acknowledged before every replica has
 	// what the failed attempt stored.
-	conn := s.conn
-	if sc, ok := conn.(syncedConn); ok {
-		conn = sc.Conn
-	}
 	res, err := s.appendNew(ctx, appendSpec{
-		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true, conn: conn,
+		table: "usage_records", timeCol: "window_start", n: len(recs), hashed: true,
 		key: func(i int) (string, string, time.Time, []byte) {
 			return recs[i].ID, recs[i].Tenant, recs[i].WindowStart, usage.ContentHash(&recs[i])
 		},
@@ -61,17 +56,15 @@ func (s *Store) AppendUsage(ctx context.Context, recs []usage.Record) (metering.
 	if counts := sqlkit.CountAccepted(recs, res.Duplicates); len(counts) > 0 {
 		// One small insert per append, beside the records' parts: the
 		// SummingMergeTree folds them together as it merges.
-		err = insert(ctx, conn, "INSERT INTO usage_accepted (tenant, hour, records)", len(counts), func(i int) []any {
+		err = insert(ctx, s.unsynced(), "INSERT INTO usage_accepted (tenant, hour, records)", len(counts), func(i int) []any {
 			return []any{counts[i].Tenant, counts[i].Hour, uint64(counts[i].Records)}
 		})
 		if err != nil {
 			return metering.AppendResult{}, s.fail("count accepted records in usage_accepted", err)
 		}
 	}
-	if s.dsn.Replicated {
-		if err := errors.Join(s.syncReplicas(ctx, s.local("usage_records")), s.syncReplicas(ctx, s.local("usage_accepted"))); err != nil {
-			return metering.AppendResult{}, err
-		}
+	if err := s.awaitReplicas(ctx, "usage_records", "usage_accepted"); err != nil {
+		return metering.AppendResult{}, err
 	}
 	return res, nil
 }
@@ -102,9 +95,11 @@ func ceilUnix(t time.Time) int64 {
 	return t.Unix()
 }
 
-// AppendEvents implements metering.EventAppender.
+// AppendEvents implements metering.EventAppender. On a replicated cluster it
+// returns once every replica holds the events, even when none was new, as
+// AppendUsage does.
 func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.AppendResult, error) {
-	return s.appendNew(ctx, appendSpec{
+	res, err := s.appendNew(ctx, appendSpec{
 		table: "events", timeCol: "time", n: len(evs), hashed: true,
 		key: func(i int) (string, string, time.Time, []byte) {
 			return evs[i].ID, evs[i].Tenant, evs[i].Time, events.ContentHash(&evs[i])
@@ -160,6 +155,13 @@ func (s *Store) AppendEvents(ctx context.Context, evs []events.Event) (metering.
 			addColumn(c, "schema_version", func(i int) uint16 { return uint16(evs[i].SchemaVersion) })
 		},
 	})
+	if err != nil {
+		return res, err
+	}
+	if err := s.awaitReplicas(ctx, "events"); err != nil {
+		return metering.AppendResult{}, err
+	}
+	return res, nil
 }
 
 // RunNode implements metering.RunReader. Events are not sorted by run: the
@@ -196,8 +198,6 @@ type appendSpec struct {
 	// columns adds the insert's columns, but for id and content (appendNew
 	// adds those), with the values of the records at c.rows.
 	columns func(c *columns)
-	// conn inserts the rows; nil means the store's.
-	conn chdriver.Conn
 }
 
 // fixed16 is the value of a FixedString(16) column: an id or a content hash.
@@ -283,11 +283,9 @@ func (s *Store) appendNew(ctx context.Context, a appendSpec) (metering.AppendRes
 		addColumn(c, "content", func(i int) []byte { return contents[i][:] })
 	}
 	a.columns(c)
-	conn := a.conn
-	if conn == nil {
-		conn = s.conn
-	}
-	if err := insertColumns(ctx, conn, a.table, c); err != nil {
+	// Without the replicas' wait: the caller waits once, after its inserts
+	// (awaitReplicas), even when nothing was new.
+	if err := insertColumns(ctx, s.unsynced(), a.table, c); err != nil {
 		return metering.AppendResult{}, s.fail("insert into "+a.table, err)
 	}
 	return res, nil

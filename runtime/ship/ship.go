@@ -266,6 +266,9 @@ func (s *Shipper) ShipOnce(ctx context.Context) (int, error) {
 	for len(pending) > 0 {
 		status, body, retryAfter, err := s.post(ctx, endpoint, pending)
 		if err != nil {
+			if ctx.Err() != nil {
+				return 0, err // the agent stops: no collector failed
+			}
 			s.m.errors.WithLabelValues("network").Inc()
 			s.failover(err)
 			return 0, err

@@ -108,6 +108,10 @@ func (l *Lease) Renew(ctx context.Context) (bool, error) {
 	// The time is read before asking: the end this holder believes in is
 	// never later than the one the store keeps.
 	now := l.o.Clock.Now()
+	// A store that does not answer (packets dropped, not refused) must not
+	// hold the renewer past its next turn: the lease lapses meanwhile anyway.
+	ctx, cancel := context.WithTimeout(ctx, l.o.TTL/3)
+	defer cancel()
 	ok, err := l.o.Store.AcquireLease(ctx, l.o.Name, l.o.Holder, now, l.o.TTL)
 	l.mu.Lock()
 	defer l.mu.Unlock()
