@@ -19,12 +19,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paasmeter/paasmeter/billing"
-	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
-	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 )
 
 // benchCurveOptions are the flags of paasmeter-bench curve: the invoice
@@ -387,25 +385,11 @@ func benchQuery(ctx context.Context, o benchInvoiceOptions, p calendar.Month, op
 // the store that open opens, with no invoice issued, and checks that every
 // day's accepted, stored and rated counts agree.
 func benchReconcile(ctx context.Context, o benchInvoiceOptions, p calendar.Month, open benchStore) (benchPhaseResult, error) {
-	card, err := ratecard.Load(o.rateCard, p.Loc)
+	card, store, states, done, err := benchBillingInputs(ctx, o, p, open)
 	if err != nil {
 		return benchPhaseResult{}, err
 	}
-	store, closer, err := open(ctx, o)
-	if err != nil {
-		return benchPhaseResult{}, err
-	}
-	defer closer.Close()
-	stateDir, err := os.MkdirTemp("", "paasmeter-bench-reconcile-state-")
-	if err != nil {
-		return benchPhaseResult{}, err
-	}
-	defer os.RemoveAll(stateDir)
-	states, err := stateembedded.Open(ctx, stateDir)
-	if err != nil {
-		return benchPhaseResult{}, err
-	}
-	defer states.Close()
+	defer done()
 	tenants := make([]string, o.institutions)
 	for i := range tenants {
 		tenants[i] = benchTenant(i)

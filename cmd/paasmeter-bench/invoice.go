@@ -607,28 +607,40 @@ func openClickHouse(ctx context.Context, o benchInvoiceOptions) (billing.Counts,
 	return s, s, err
 }
 
-// benchDraft times the draft run of p for every institution over the store
-// that open opens.
-func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.Month, open benchStore) (benchPhaseResult, error) {
+// benchBillingInputs loads the rate card, opens the store that open opens
+// and a throwaway embedded state store: what a billing phase reads. done
+// closes and removes them.
+func benchBillingInputs(ctx context.Context, o benchInvoiceOptions, p calendar.Month, open benchStore) (*ratecard.Card, billing.Counts, *stateembedded.Store, func(), error) {
 	card, err := ratecard.Load(o.rateCard, p.Loc)
 	if err != nil {
-		return benchPhaseResult{}, err
+		return nil, nil, nil, nil, err
 	}
 	store, closer, err := open(ctx, o)
 	if err != nil {
-		return benchPhaseResult{}, err
+		return nil, nil, nil, nil, err
 	}
-	defer closer.Close()
-	stateDir, err := os.MkdirTemp("", "paasmeter-bench-invoice-state-")
+	stateDir, err := os.MkdirTemp("", "paasmeter-bench-state-")
 	if err != nil {
-		return benchPhaseResult{}, err
+		closer.Close()
+		return nil, nil, nil, nil, err
 	}
-	defer os.RemoveAll(stateDir)
 	states, err := stateembedded.Open(ctx, stateDir)
 	if err != nil {
+		closer.Close()
+		os.RemoveAll(stateDir)
+		return nil, nil, nil, nil, err
+	}
+	return card, store, states, func() { states.Close(); os.RemoveAll(stateDir); closer.Close() }, nil
+}
+
+// benchDraft times the draft run of p for every institution over the store
+// that open opens.
+func (a *app) benchDraft(ctx context.Context, o benchInvoiceOptions, p calendar.Month, open benchStore) (benchPhaseResult, error) {
+	card, store, states, done, err := benchBillingInputs(ctx, o, p, open)
+	if err != nil {
 		return benchPhaseResult{}, err
 	}
-	defer states.Close()
+	defer done()
 	cfg := billing.DefaultConfig()
 	cfg.Location = p.Loc
 	cfg.Seller = billing.Seller{Name: "paasmeter bench"}
