@@ -87,6 +87,7 @@ func (h *Hub) every(ctx context.Context, interval time.Duration, l *lease.Lease,
 		for {
 			if l.Held() {
 				job(ctx)
+				l.Served()
 				// This run served a gain signalled before or while it ran
 				// (the first Renew's, at start): not a second run at once.
 				select {

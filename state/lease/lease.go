@@ -58,6 +58,8 @@ type Lease struct {
 	// until is when the lease ends by this holder's clock, unless renewed;
 	// zero when another holds it.
 	until time.Time
+	// served is whether the job ran (Served) since the lease was last taken.
+	served bool
 }
 
 // New returns the lease; nothing is taken before Renew or Run.
@@ -122,6 +124,7 @@ func (l *Lease) Renew(ctx context.Context) (bool, error) {
 	case ok:
 		l.until = now.Add(l.o.TTL)
 		if !was {
+			l.served = false
 			l.o.Logger.Info("lease taken: this collector runs the job", "lease", l.o.Name, "holder", l.o.Holder, "ttl", l.o.TTL)
 			select {
 			case l.gained <- struct{}{}:
@@ -184,11 +187,27 @@ func (l *Lease) Release(ctx context.Context) {
 	}
 }
 
+// Served records that the job ran while this holder had the lease: its
+// figures are this holder's from now on (Registerer).
+func (l *Lease) Served() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.o.Clock.Now().Before(l.until) {
+		l.served = true
+	}
+}
+
 // Registerer returns a registerer over reg whose collectors are collected
-// only while the lease is held: a collector that lost the lease stops
-// exporting the figures it no longer updates.
+// only while the lease is held and the job has run (Served) since it was
+// taken: a collector that lost the lease stops exporting the figures it no
+// longer updates, and one that took it over exports none before its first
+// run has set them (a zero or an old "last success" would page).
 func (l *Lease) Registerer(reg prometheus.Registerer) prometheus.Registerer {
-	return gatedRegisterer{reg: reg, held: l.Held}
+	return gatedRegisterer{reg: reg, held: func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.served && l.o.Clock.Now().Before(l.until)
+	}}
 }
 
 type gatedRegisterer struct {

@@ -121,7 +121,8 @@ func TestRunReleasesWhenItStops(t *testing.T) {
 }
 
 // TestGatedMetricsAreExportedByTheHolderOnly registers a gauge through the
-// lease: the holder exports it, the other collector does not.
+// lease: the holder exports it once its job has run, the other collector
+// does not.
 func TestGatedMetricsAreExportedByTheHolderOnly(t *testing.T) {
 	dsn := pgtest.DSN(t)
 	clk := clock.NewManual(time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC))
@@ -142,8 +143,24 @@ func TestGatedMetricsAreExportedByTheHolderOnly(t *testing.T) {
 	}
 	renew(t, a, true, "a")
 	renew(t, b, false, "b")
+	if exported(a) {
+		t.Fatal("a exports the figure before its job ran: a holder that just took the lease over would export zeros")
+	}
+	a.Served()
+	b.Served() // not the holder: no effect
 	if !exported(a) || exported(b) {
 		t.Fatalf("exported by a: %v, by b: %v; want a only", exported(a), exported(b))
+	}
+	// a loses the lease (its TTL runs out), b takes it: b exports only once
+	// its job has run, a no longer.
+	clk.Advance(ttl + time.Second)
+	renew(t, b, true, "b after a's lease ran out")
+	if exported(a) || exported(b) {
+		t.Fatalf("after the handover, before b's job ran: exported by a: %v, by b: %v; want neither", exported(a), exported(b))
+	}
+	b.Served()
+	if exported(a) || !exported(b) {
+		t.Fatalf("after b's job ran: exported by a: %v, by b: %v; want b only", exported(a), exported(b))
 	}
 }
 
