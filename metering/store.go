@@ -211,8 +211,9 @@ type EventFilter struct {
 	Tenant   string
 	From, To time.Time
 	// Optional filters; empty means all.
-	Apps  []string
-	Types []events.Type
+	Apps         []string
+	Types        []events.Type
+	Environments []usage.Environment
 }
 
 // LogAppender stores log lines.

@@ -82,10 +82,12 @@ func (e *Calculator) report(ctx context.Context, tenant string, p calendar.Month
 		}
 	}
 	recs := map[appKey]*recorder{}
-	f := metering.EventFilter{Tenant: tenant, From: from.Add(-e.cfg.Lookback), To: to}
+	// Only production apps count; the store leaves the others out, so that
+	// their events (probe results at every sample) never cross.
+	f := metering.EventFilter{Tenant: tenant, From: from.Add(-e.cfg.Lookback), To: to, Environments: []usage.Environment{usage.EnvProd}}
 	err := e.events.ScanEvents(ctx, f, func(ev events.Event) error {
 		if ev.Environment != usage.EnvProd {
-			return nil
+			return nil // a store that ignored the filter
 		}
 		k := appKey{ev.Project, ev.App}
 		r := recs[k]

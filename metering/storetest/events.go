@@ -10,6 +10,7 @@ import (
 	"github.com/paasmeter/paasmeter/events"
 	"github.com/paasmeter/paasmeter/events/eventstest"
 	"github.com/paasmeter/paasmeter/metering"
+	"github.com/paasmeter/paasmeter/usage"
 )
 
 func testRunNode(t *testing.T, s metering.Store) {
@@ -127,7 +128,7 @@ func testEventResend(t *testing.T, s metering.Store) {
 
 func testEventFilters(t *testing.T, s metering.Store) {
 	records := eventstest.Event("caami", "def", events.Started, Base)
-	records.App = "records"
+	records.App, records.Environment = "records", usage.EnvAcc
 	records.SetID()
 	in := []events.Event{eventstest.Event("caami", "abc", events.Started, Base), eventstest.Event("caami", "abc", events.Died, Base.Add(time.Minute)),
 		records, eventstest.Event("ona", "xyz", events.Started, Base)}
@@ -145,6 +146,8 @@ func testEventFilters(t *testing.T, s metering.Store) {
 		{"caami's pricing app", metering.EventFilter{Tenant: "caami", Apps: []string{"pricing"}}, 2},
 		{"caami's died events", metering.EventFilter{Tenant: "caami", Types: []events.Type{events.Died}}, 1},
 		{"caami's first minute", metering.EventFilter{Tenant: "caami", From: Base, To: Base.Add(time.Minute)}, 2},
+		{"caami's production", metering.EventFilter{Tenant: "caami", Environments: []usage.Environment{usage.EnvProd}}, 2},
+		{"caami's acceptance and test", metering.EventFilter{Tenant: "caami", Environments: []usage.Environment{usage.EnvAcc, usage.EnvTest}}, 1},
 	}
 	for _, c := range checks {
 		if got := count(c.f); got != c.want {

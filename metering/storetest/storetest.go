@@ -61,7 +61,7 @@ func Run(t *testing.T, open Opener, caps Capabilities) {
 		"another tenant's records are not in the ledger":                                testAcceptedTenants,
 		"events read back with every field intact":                                      testEventRoundTrip,
 		"the same events sent twice are stored once and keep the first arrival":         testEventResend,
-		"event scans see only the requested tenant, apps and types":                     testEventFilters,
+		"event scans see only the requested tenant, apps, types and environments":       testEventFilters,
 		"a run's node is the node of its earliest event":                                testRunNode,
 		"log streams count per tenant, and the keys not stored yet count as new":        testLogStreamCount,
 		"a tenant with 40,000 streams reads its lines and labels":                       testLogManyStreams,

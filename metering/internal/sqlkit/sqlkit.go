@@ -51,13 +51,14 @@ func UsageWhere(f *metering.UsageFilter) (string, []any) {
 }
 
 // EventWhere builds the WHERE clause of f over the columns tenant, time
-// (Unix ns), app and type.
+// (Unix ns), app, type and environment.
 func EventWhere(f *metering.EventFilter) (string, []any) {
 	var b strings.Builder
 	args := []any{f.Tenant, f.From.UnixNano(), f.To.UnixNano()}
 	b.WriteString("tenant = ? AND time >= ? AND time < ?")
 	InList(&b, &args, "app", f.Apps)
 	InList(&b, &args, "type", Strings(f.Types))
+	InList(&b, &args, "environment", Strings(f.Environments))
 	return b.String(), args
 }
 
