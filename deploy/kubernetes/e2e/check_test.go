@@ -215,15 +215,39 @@ func checkRun(bad func(string, ...any), d deployment, w *workload, r run, evs []
 	if !r.Exited {
 		return
 	}
+	if r.StartedAt.IsZero() {
+		// Pushed out of its pod's status: its times are gone. A container's
+		// runs follow one another, so it ran between the pod's start and the
+		// earliest run the status still tells: no longer than that. (A crash
+		// loop's run is not always under a sample interval: on a loaded
+		// machine "echo; exit 1" took 2 s from start to exit.)
+		if bound, ok := unknownRunBound(r.pod, r.Container); ok && time.Duration(secs)*time.Second > bound+d.sampleInterval {
+			bad("%s: billed %d container-seconds; its pod's earlier runs all fit in %v", name, secs, bound)
+		}
+		return
+	}
 	// The API server's times are whole seconds; the agent bills a run
 	// from its start to its end, rounded, within a sample interval.
-	ran := time.Duration(0)
-	if !r.StartedAt.IsZero() {
-		ran = r.FinishedAt.Sub(r.StartedAt)
-	}
+	ran := r.FinishedAt.Sub(r.StartedAt)
 	if diff := time.Duration(secs)*time.Second - ran; diff < -d.sampleInterval || diff > d.sampleInterval {
 		bad("%s: billed %d container-seconds; it ran %v (from %s to %s)", name, secs, ran, r.StartedAt, r.FinishedAt)
 	}
+}
+
+// unknownRunBound is the time from p's start to the start of the earliest
+// run of container that p's status tells: every earlier run of it fits in
+// that span. ok is false when the status tells no start.
+func unknownRunBound(p *corev1.Pod, container string) (bound time.Duration, ok bool) {
+	var earliest time.Time
+	for _, r := range kube.Runs(p) {
+		if r.Container == container && !r.StartedAt.IsZero() && (earliest.IsZero() || r.StartedAt.Before(earliest)) {
+			earliest = r.StartedAt
+		}
+	}
+	if earliest.IsZero() || p.Status.StartTime == nil {
+		return 0, false
+	}
+	return earliest.Sub(p.Status.StartTime.Time), true
 }
 
 // checkStorage checks the storage billed for w's claim: its capacity from
