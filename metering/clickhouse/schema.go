@@ -195,19 +195,27 @@ func (l layout) replicatedEngine(table, engine string) string {
 // table: on a shard, to name_local and to the Distributed table over it.
 // 18.16 has no ADD COLUMN IF NOT EXISTS: migrate takes the error of a column
 // that exists (a migration that ran before its version was recorded) as done.
-// Replicated, name_local's ALTER goes ON CLUSTER (one replica of each shard
-// runs it, and ZooKeeper hands it to the others); the Distributed table's
-// does not, as 18.16 refuses ON CLUSTER for a table that is not replicated on
-// shards that are, and migrate runs it on every server.
+// Replicated, name_local's ALTER runs on the first replica of each shard
+// (shardLeadsOnly), and ZooKeeper hands it to the others: not ON CLUSTER,
+// where 18.16's DDL worker races the replicas of a shard for who runs it
+// ("Node exists … /executed") and the loser's server terminates, leaving
+// every later ON CLUSTER statement waiting for it. The Distributed table's
+// runs on every server, as 18.16 refuses ON CLUSTER for a table that is not
+// replicated on shards that are.
 func (l layout) addColumn(name, column string) []string {
 	if l.cluster == "" {
 		return []string{fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column)}
 	}
-	return []string{
-		fmt.Sprintf("ALTER TABLE %s.%s_local%s ADD COLUMN %s", l.database, name, l.onCluster(), column),
-		fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column),
+	local := fmt.Sprintf("ALTER TABLE %s.%s_local%s ADD COLUMN %s", l.database, name, l.onCluster(), column)
+	if l.replicated {
+		local = shardLeadsOnly + fmt.Sprintf("ALTER TABLE %s.%s_local ADD COLUMN %s", l.database, name, column)
 	}
+	return []string{local, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column)}
 }
+
+// shardLeadsOnly begins a statement that runs on the first replica of each
+// shard only (a comment to the server).
+const shardLeadsOnly = "/* each shard's first replica */ "
 
 // migrate brings every server's schema to the last version of migrations. It
 // first reads every server's version, and refuses to touch anything when one
@@ -279,8 +287,9 @@ func (s *Store) migrateOnCluster(ctx context.Context, l layout, versions []int) 
 // them, or all but the ON CLUSTER ones, which one server runs for all.
 func (s *Store) runMigration(ctx context.Context, n node, l layout, v int, all bool) error {
 	m := migrations[v]
+	lead := slices.ContainsFunc(s.shardLeads(), func(x node) bool { return x.addr == n.addr })
 	for _, stmt := range m.statements(l) {
-		if !all && strings.Contains(stmt, " ON CLUSTER ") {
+		if !all && strings.Contains(stmt, " ON CLUSTER ") || !lead && strings.HasPrefix(stmt, shardLeadsOnly) {
 			continue
 		}
 		if err := n.conn.Exec(ctx, stmt); err != nil && !isDuplicateColumn(err) {

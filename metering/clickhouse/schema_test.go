@@ -59,7 +59,7 @@ func TestMigrations(t *testing.T) {
 				}
 				nodes := s.nodes
 				if l.replicated {
-					nodes = nodes[:1] // ON CLUSTER: one server runs it for all
+					nodes = nodes[:1] // shard 1's first replica: its local table and its Distributed one
 				}
 				for _, n := range nodes {
 					for _, stmt := range m.statements(l) {
