@@ -278,10 +278,12 @@ func (c *curveRun) ingest(ctx context.Context, o benchInvoiceOptions) (curveRow,
 		return r, "", nil
 	}
 	start := time.Now()
-	if _, err := c.cli.run(ctx, "OPTIMIZE TABLE "+benchCurveDatabase+".usage_records FINAL"); err != nil {
+	parts, partitions, err := c.cli.merge(ctx, benchCurveDatabase, "usage_records")
+	if err != nil {
 		return curveRow{}, "", err
 	}
-	return r, fmt.Sprintf(" (system.parts, active, after OPTIMIZE … FINAL in %s)", time.Since(start).Round(time.Millisecond)), nil
+	return r, fmt.Sprintf(" (system.parts, active, after OPTIMIZE … FINAL of every partition in %s: %d parts, %d partitions)",
+		time.Since(start).Round(time.Millisecond), parts, partitions), nil
 }
 
 // diskBytes is the bytes the records take on disk: the usage table's active

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -38,6 +39,10 @@ func TestBenchCurveMeasuresEveryPhaseAtEachSizeOnBothStores(t *testing.T) {
 			out, err := run(t, context.Background(), args...)
 			if err != nil {
 				t.Fatalf("bench curve: %v\n%s", err, out)
+			}
+			if m := regexp.MustCompile(`FINAL of every partition in \S+: (\d+) parts, (\d+) partitions`).FindAllStringSubmatch(out, -1); store == "clickhouse" &&
+				(len(m) != 2 || m[0][1] != m[0][2] || m[1][1] != m[1][2]) {
+				t.Errorf("the ingest did not merge each partition into one part at each size: %q\n%s", m, out)
 			}
 			for _, want := range []string{"curve on the " + store + " store", "3000       ingest", "3000       disk: ", "bytes per record",
 				"3000       query", "3000       draft", "3000       reconcile", "6000       reconcile", "growth 3000→6000 records (×2): ingest ×"} {

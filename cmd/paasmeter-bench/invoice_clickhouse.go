@@ -119,7 +119,8 @@ func (a *app) benchInvoiceLoad(ctx context.Context, o benchInvoiceOptions, loc *
 	}
 	loaded := time.Since(start)
 	start = time.Now()
-	if _, err := cli.run(ctx, "OPTIMIZE TABLE "+db+".usage_records FINAL"); err != nil {
+	parts, partitions, err := cli.merge(ctx, db, "usage_records")
+	if err != nil {
 		return "", err
 	}
 	merged := time.Since(start)
@@ -129,6 +130,6 @@ func (a *app) benchInvoiceLoad(ctx context.Context, o benchInvoiceOptions, loc *
 			return "", err
 		}
 	}
-	return fmt.Sprintf("load: %d records by clickhouse-client (RowBinary) in %s, merged (OPTIMIZE … FINAL) in %s", done, loaded.Round(time.Millisecond),
-		merged.Round(time.Millisecond)), nil
+	return fmt.Sprintf("load: %d records by clickhouse-client (RowBinary) in %s, merged (OPTIMIZE … FINAL of every partition) in %s: %d parts, %d partitions", done, loaded.Round(time.Millisecond),
+		merged.Round(time.Millisecond), parts, partitions), nil
 }

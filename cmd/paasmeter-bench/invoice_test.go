@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,9 @@ func TestBenchInvoiceDraftsOverClickHouseByteForByteAsTheEmbeddedStoreAndReusesI
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+	if m := regexp.MustCompile(`merged \(OPTIMIZE … FINAL of every partition\) in \S+: (\d+) parts, (\d+) partitions`).FindStringSubmatch(out); m == nil || m[1] != m[2] {
+		t.Errorf("the load did not merge each partition into one part: %q\n%s", m, out)
 	}
 	// ClickHouse alone, on the database the first run filled.
 	out, err = run(t, context.Background(), append(args, "--embedded=false")...)
