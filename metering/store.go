@@ -197,6 +197,25 @@ type EventReader interface {
 	ScanEvents(ctx context.Context, f EventFilter, fn func(events.Event) error) error
 }
 
+// ProbeRunReader is an EventReader that collapses probe results in the
+// store. The SLA report reads a month of a tenant's production events, a
+// probe result every 10 s for each replica, and needs only where each run
+// of equal results begins and ends: the report finds the port by a type
+// assertion and reads through ScanEvents where a store lacks it.
+type ProbeRunReader interface {
+	EventReader
+	// ScanProbeRuns calls fn for every event ScanEvents would, in its order,
+	// with the time of last the event's own, except for probe results
+	// (probe events with a result). Those form runs: the probe results of
+	// one container (project, app and container id) in that order, with the
+	// same outcome, each at most gap after the one before, with no started,
+	// restarted, died, stopped or removed event of the container between
+	// them. fn gets a run's first probe result with last the time of the
+	// run's last one, and none of the others. A store may split a run into
+	// several, which the caller joins again by the same rule.
+	ScanProbeRuns(ctx context.Context, f EventFilter, gap time.Duration, fn func(e events.Event, last time.Time) error) error
+}
+
 // RunReader tells which node reported a container run.
 type RunReader interface {
 	// RunNode returns the node of the earliest stored event (by time, then

@@ -85,7 +85,7 @@ func (e *Calculator) report(ctx context.Context, tenant string, p calendar.Month
 	// Only production apps count; the store leaves the others out, so that
 	// their events (probe results at every sample) never cross.
 	f := metering.EventFilter{Tenant: tenant, From: from.Add(-e.cfg.Lookback), To: to, Environments: []usage.Environment{usage.EnvProd}}
-	err := e.events.ScanEvents(ctx, f, func(ev events.Event) error {
+	add := func(ev events.Event, last time.Time) error {
 		if ev.Environment != usage.EnvProd {
 			return nil // a store that ignored the filter
 		}
@@ -95,9 +95,17 @@ func (e *Calculator) report(ctx context.Context, tenant string, p calendar.Month
 			r = newRecorder(e.cfg.ProbeStaleness)
 			recs[k] = r
 		}
-		r.add(&ev)
+		r.addRun(&ev, last)
 		return nil
-	})
+	}
+	var err error
+	if runs, ok := e.events.(metering.ProbeRunReader); ok {
+		// The store joins a replica's equal probe results by the rule the
+		// recorder extends a run by: staleness apart at most.
+		err = runs.ScanProbeRuns(ctx, f, e.cfg.ProbeStaleness, add)
+	} else {
+		err = e.events.ScanEvents(ctx, f, func(ev events.Event) error { return add(ev, ev.Time) })
+	}
 	if err != nil {
 		return nil, fmt.Errorf("sla report of %s for %s: read events: %w", tenant, p, err)
 	}

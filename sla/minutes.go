@@ -232,6 +232,20 @@ func (r *recorder) add(e *events.Event) {
 	r.obs = append(r.obs, o)
 }
 
+// addRun records e, and when e is a probe result, the probe results of its
+// container that continue e's run until last, as metering.ProbeRunReader
+// collapses them: the run they extend is the one e opened or extended.
+func (r *recorder) addRun(e *events.Event, last time.Time) {
+	r.add(e)
+	l := last.UnixNano()
+	if e.Type != events.Probe || e.Probe == nil || l <= e.Time.UnixNano() {
+		return
+	}
+	c := &r.ctrs[r.ctrIndex[e.ContainerID]]
+	r.obs[c.open].until, c.last = l+r.staleness, l
+	r.latest = max(r.latest, l)
+}
+
 type phase uint8
 
 const (

@@ -42,7 +42,7 @@ func (s *Store) AggregateUsage(ctx context.Context, q metering.AggregateQuery) (
 	groups := func() error {
 		runs := "0"
 		if len(q.RunMeters) > 0 {
-			runs = "meter IN (" + quoteMeters(q.RunMeters) + ")"
+			runs = "meter IN (" + sqlStrings(q.RunMeters) + ")"
 		}
 		return scan(ctx, s, s.conn, "aggregate usage records", `SELECT project, environment, meter, c, r, v, count(), `+
 			splitSum("quantity")+`, sum(d), min(window_start)
@@ -126,7 +126,7 @@ func (s *Store) AggregateUsage(ctx context.Context, q metering.AggregateQuery) (
 func windowsQuery(pairs []metering.MeterPair, version, where string) string {
 	var usedList, reservedList, all, from, to, scales, runPairs []string
 	for _, p := range pairs {
-		u, r := quoteMeters([]usage.Meter{p.Used}), quoteMeters([]usage.Meter{p.Reserved})
+		u, r := sqlStrings([]usage.Meter{p.Used}), sqlStrings([]usage.Meter{p.Reserved})
 		usedList, reservedList = append(usedList, u), append(reservedList, r)
 		all, from, to = append(all, u, r), append(from, u, r), append(to, u, u)
 		scales = append(scales, strconv.FormatInt(p.ReservedScale, 10))
@@ -168,12 +168,12 @@ func splitSum(x string) string {
 	return fmt.Sprintf("toUInt64(sum(bitShiftRight(%[1]s, 32))), toUInt64(sum(bitAnd(%[1]s, 4294967295)))", x)
 }
 
-// quoteMeters writes meters as SQL string literals: meter names are plain
-// identifiers (usage.Meters), but quoted all the same.
-func quoteMeters(ms []usage.Meter) string {
-	q := make([]string, len(ms))
-	for i, m := range ms {
-		q[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(string(m), `\`, `\\`), "'", `\'`) + "'"
+// sqlStrings writes vs as SQL string literals: meter names and event types
+// are plain identifiers (usage.Meters, events.Types), but quoted all the same.
+func sqlStrings[T ~string](vs []T) string {
+	q := make([]string, len(vs))
+	for i, v := range vs {
+		q[i] = "'" + strings.ReplaceAll(strings.ReplaceAll(string(v), `\`, `\\`), "'", `\'`) + "'"
 	}
 	return strings.Join(q, ", ")
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"fmt"
+	"strconv"
 	"time"
 
 	ch "github.com/ClickHouse/clickhouse-go/v2"
@@ -387,39 +388,100 @@ func (s *Store) ScanUsage(ctx context.Context, f metering.UsageFilter, fn func(u
 	}, fn)
 }
 
+// eventColumns are the events table's columns as decodeEvent reads them.
+const eventColumns = `id, tenant, project, app, environment, node, container_id, run_id, replica,
+	type, time, exit_code, oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail,
+	received_at, schema_version`
+
+// decodeEvent reads a row of eventColumns, then extra.
+func decodeEvent(rows chdriver.Rows, extra ...any) (events.Event, error) {
+	var e events.Event
+	var id, env, typ, initiator, probeKind, probeDetail string
+	var t, recv int64
+	var exit *int32
+	var oom uint8
+	var probeOK *uint8
+	var probeLatency *int64
+	var version uint16
+	if err := rows.Scan(append([]any{&id, &e.Tenant, &e.Project, &e.App, &env, &e.Node, &e.ContainerID, &e.RunID, &e.Replica,
+		&typ, &t, &exit, &oom, &initiator, &e.Health, &probeOK, &probeKind, &probeLatency, &probeDetail,
+		&recv, &version}, extra...)...); err != nil {
+		return e, err
+	}
+	e.ID, e.Environment, e.Type, e.Initiator = hex.EncodeToString([]byte(id)), usage.Environment(env), events.Type(typ), events.Initiator(initiator)
+	e.Time, e.ReceivedAt, e.OOMKilled, e.SchemaVersion = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC(), oom == 1, int(version)
+	if exit != nil {
+		code := int(*exit)
+		e.ExitCode = &code
+	}
+	if probeOK != nil {
+		e.Probe = &events.ProbeResult{OK: *probeOK == 1, Kind: probeKind, Detail: probeDetail}
+		if probeLatency != nil {
+			e.Probe.LatencyNs = *probeLatency
+		}
+	}
+	return e, nil
+}
+
 // ScanEvents implements metering.EventReader.
 func (s *Store) ScanEvents(ctx context.Context, f metering.EventFilter, fn func(events.Event) error) error {
 	cond, args := sqlkit.EventWhere(&f)
-	return scan(ctx, s, s.conn, "scan events", `SELECT id, tenant, project, app, environment, node, container_id, run_id, replica,
-		type, time, exit_code, oom_killed, initiator, health, probe_ok, probe_kind, probe_latency_ns, probe_detail,
-		received_at, schema_version FROM events FINAL WHERE `+cond+` ORDER BY time, id`, args, func(rows chdriver.Rows) (events.Event, error) {
-		var e events.Event
-		var id, env, typ, initiator, probeKind, probeDetail string
-		var t, recv int64
-		var exit *int32
-		var oom uint8
-		var probeOK *uint8
-		var probeLatency *int64
-		var version uint16
-		if err := rows.Scan(&id, &e.Tenant, &e.Project, &e.App, &env, &e.Node, &e.ContainerID, &e.RunID, &e.Replica,
-			&typ, &t, &exit, &oom, &initiator, &e.Health, &probeOK, &probeKind, &probeLatency, &probeDetail,
-			&recv, &version); err != nil {
-			return e, err
-		}
-		e.ID, e.Environment, e.Type, e.Initiator = hex.EncodeToString([]byte(id)), usage.Environment(env), events.Type(typ), events.Initiator(initiator)
-		e.Time, e.ReceivedAt, e.OOMKilled, e.SchemaVersion = time.Unix(0, t).UTC(), time.Unix(0, recv).UTC(), oom == 1, int(version)
-		if exit != nil {
-			code := int(*exit)
-			e.ExitCode = &code
-		}
-		if probeOK != nil {
-			e.Probe = &events.ProbeResult{OK: *probeOK == 1, Kind: probeKind, Detail: probeDetail}
-			if probeLatency != nil {
-				e.Probe.LatencyNs = *probeLatency
+	return scan(ctx, s, s.conn, "scan events", `SELECT `+eventColumns+` FROM events FINAL WHERE `+cond+` ORDER BY time, id`, args,
+		func(rows chdriver.Rows) (events.Event, error) { return decodeEvent(rows) }, fn)
+}
+
+// The SLA report finds the port by a type assertion: this keeps it found.
+var _ metering.ProbeRunReader = (*Store)(nil)
+
+// probeRun is an event of ScanProbeRuns with the time of its run's last
+// probe result.
+type probeRun struct {
+	events.Event
+	last time.Time
+}
+
+// ScanProbeRuns implements metering.ProbeRunReader in two reads of the
+// tenant's events. The first groups them per container and UTC day (a run
+// is split at midnight, which bounds the arrays a group holds to a day of
+// its probes) and finds where each run begins and ends by comparing the
+// sorted probe results with themselves shifted by one: 18.16's lambdas
+// cannot index an array they capture. The second reads the events again,
+// joined with the runs' first probe results, and leaves out the others.
+func (s *Store) ScanProbeRuns(ctx context.Context, f metering.EventFilter, gap time.Duration, fn func(events.Event, time.Time) error) error {
+	if gap <= 0 {
+		return fmt.Errorf("scan probe runs: the gap %s must be positive", gap)
+	}
+	cond, args := sqlkit.EventWhere(&f)
+	result := "(type = '" + string(events.Probe) + "' AND probe_ok IS NOT NULL)"
+	lifecycle := "type IN (" + sqlStrings([]events.Type{events.Started, events.Restarted, events.Died, events.Stopped, events.Removed}) + ")"
+	shifted := func(a, zero string) string { return "arrayPopBack(arrayPushFront(" + a + ", " + zero + "))" }
+	runs := `SELECT r.1 AS id, r.2 AS run_last, toUInt8(1) AS run_first FROM (
+		SELECT arraySort(groupArray((time, id, toUInt8(` + lifecycle + `), toUInt8(` + result + `), ifNull(probe_ok, 0)))) AS evs,
+			arrayMap(x -> x.4, evs) AS is_result,
+			arrayFilter((x, p) -> p, evs, is_result) AS res,
+			arrayFilter((g, p) -> p, arrayCumSum(arrayMap(x -> x.3, evs)), is_result) AS g,
+			arrayMap(x -> x.1, res) AS t, arrayMap(x -> x.2, res) AS i, arrayMap(x -> x.5, res) AS o,
+			arrayMap((n, t1, t0, o1, o0, g1, g0) -> n = 1 OR o1 != o0 OR g1 != g0 OR t1 - t0 > ` + strconv.FormatInt(gap.Nanoseconds(), 10) + `,
+				arrayEnumerate(t), t, ` + shifted("t", "toInt64(0)") + `, o, ` + shifted("o", "toUInt8(0)") + `, g, ` + shifted("g", "toUInt64(0)") + `) AS starts
+		FROM events FINAL WHERE ` + cond + `
+		GROUP BY project, app, container_id, intDiv(time, ` + strconv.FormatInt((24*time.Hour).Nanoseconds(), 10) + `))
+		ARRAY JOIN arrayMap((a, b) -> (a, b), arrayFilter((x, st) -> st, i, starts),
+			arrayFilter((x, e) -> e, t, arrayPopFront(arrayPushBack(starts, toUInt8(1))))) AS r`
+	query := `SELECT ` + eventColumns + `, run_last, run_first FROM (SELECT ` + eventColumns + ` FROM events FINAL WHERE ` + cond + `)
+		ANY LEFT JOIN (` + runs + `) USING id
+		WHERE run_first = 1 OR NOT ` + result + ` ORDER BY time, id`
+	return scan(ctx, s, s.conn, "scan probe runs", query, append(append([]any{}, args...), args...),
+		func(rows chdriver.Rows) (probeRun, error) {
+			var last int64
+			var first uint8
+			e, err := decodeEvent(rows, &last, &first)
+			r := probeRun{Event: e, last: e.Time}
+			if first == 1 {
+				r.last = time.Unix(0, last).UTC()
 			}
-		}
-		return e, nil
-	}, fn)
+			return r, err
+		},
+		func(r probeRun) error { return fn(r.Event, r.last) })
 }
 
 // scan runs query on conn, decodes every row and passes it to fn. fn's error stops
