@@ -59,6 +59,24 @@ func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, te
 	if err != nil {
 		return err
 	}
+	if countOnly && len(rt.card.Versions) > 0 && slices.ContainsFunc(agg.Buckets, func(b metering.Bucket) bool {
+		return b.Start.Before(rt.card.Versions[0].Effective)
+	}) {
+		// The row scan refuses a priced meter's record older than the card,
+		// and counting must refuse what rating does; the buckets cannot say
+		// which meters they hold (a version starts on a local midnight, which
+		// a bucket never spans), so the groups are asked, in this rare case only.
+		q.CountOnly = false
+		groups, err := src.AggregateUsage(ctx, q)
+		if err != nil {
+			return err
+		}
+		for _, g := range groups.Groups {
+			if err := olderThanCard(&g); err != nil {
+				return err
+			}
+		}
+	}
 	o := rt.out
 	for _, b := range agg.Buckets {
 		o.records += b.Records
@@ -71,12 +89,12 @@ func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, te
 	// scan meets them: a run's first unit names what its top-up is billed as.
 	var units []aggUnit
 	for _, g := range agg.Groups {
+		if err := olderThanCard(&g); err != nil {
+			return err
+		}
 		m, ok := ratecard.MeterOf(g.Meter)
 		if !ok {
 			continue
-		}
-		if g.Version < 0 {
-			return fmt.Errorf("records of %s from window start %s: %w", g.Meter, g.First.Format(time.RFC3339), ErrNoRateCardVersion)
 		}
 		class := ratecard.ClassOf(g.Environment)
 		rate, ok := rt.card.Versions[g.Version].Rate(m, class)
@@ -181,4 +199,14 @@ func mayHaveLate(ctx context.Context, src UsageSource, tenant string, p calendar
 // monthBefore returns the month back months before p.
 func monthBefore(p calendar.Month, back int) calendar.Month {
 	return calendar.MonthOf(time.Date(p.Year, p.Month-time.Month(back), 1, 12, 0, 0, 0, p.Loc), p.Loc)
+}
+
+// olderThanCard refuses g, as the row scan refuses its records, when its
+// meter is one the card prices and no version of the card is effective at
+// its windows' start.
+func olderThanCard(g *metering.RecordGroup) error {
+	if _, ok := ratecard.MeterOf(g.Meter); ok && g.Version < 0 {
+		return fmt.Errorf("records of %s from window start %s: %w", g.Meter, g.First.Format(time.RFC3339), ErrNoRateCardVersion)
+	}
+	return nil
 }

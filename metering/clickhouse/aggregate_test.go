@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -312,5 +313,52 @@ func checkCovers(t *testing.T, r monthRun, minimums bool) {
 		if !d.OK() {
 			t.Fatalf("reconciliation of the embedded store: %+v", d)
 		}
+	}
+}
+
+// TestReconciliationRefusesWhatTheInvoiceRunRefuses: records older than the
+// rate card's first version fail the invoice run on every store, and so
+// must counting them for the reconciliation, which on ClickHouse asks the
+// server for counts alone.
+func TestReconciliationRefusesWhatTheInvoiceRunRefuses(t *testing.T) {
+	loc, err := time.LoadLocation("Europe/Brussels")
+	if err != nil {
+		t.Fatal(err)
+	}
+	card, err := ratecard.Parse([]byte(`
+currency: EUR
+versions:
+  - version: v1
+    effective: 2026-10-16
+    rates:
+      - {meter: cpu, class: prod, basis: used, unit: vCPU-hour, price: 0.0400}
+`), "a card from mid-October", loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := aggregateMonth(rand.New(rand.NewPCG(3, 5)), loc)
+	emb, err := meteringembedded.Open(context.Background(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emb.Close() })
+	for name, store := range map[string]metering.Store{"embedded": emb, "clickhouse": open(t, chtest.Single(t))} {
+		t.Run(name, func(t *testing.T) {
+			for b := range slices.Chunk(recs, 5000) {
+				if _, err := store.AppendUsage(context.Background(), b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			st, err := stateembedded.Open(context.Background(), t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { st.Close() })
+			october := calendar.Month{Year: 2026, Month: time.October, Loc: loc}
+			_, err = billing.Reconcile(context.Background(), store.(billing.Counts), st, card, []string{"inst0"}, october)
+			if !errors.Is(err, billing.ErrNoRateCardVersion) {
+				t.Errorf("reconciling October with a card from the 16th: %v, want %v", err, billing.ErrNoRateCardVersion)
+			}
+		})
 	}
 }
