@@ -23,7 +23,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/internal/tlsconf/tlstest"
 	"github.com/paasmeter/paasmeter/runtime/ship"
-	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/spool/spooltest"
 	"github.com/paasmeter/paasmeter/usage"
 )
 
@@ -196,16 +196,7 @@ func TestRotationUnderARunningCollectorAndAgent(t *testing.T) {
 	// Another certificate of the old CA, kept as it was.
 	staleA := r.nodeCA.Node(t, filepath.Join(r.dir, "stale"), "node-a")
 	tr := r.client(t, nodeA).Transport()
-	dir := t.TempDir()
-	out, err := spool.Open(filepath.Join(dir, "out"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, err := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { out.Close(); dead.Close() })
+	out, dead := spooltest.Pair(t)
 	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: r.api, Client: &http.Client{Transport: tr},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -37,6 +37,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/spool/spooltest"
 	"github.com/paasmeter/paasmeter/state"
 	"github.com/paasmeter/paasmeter/state/postgres"
 	"github.com/paasmeter/paasmeter/state/postgres/pgtest"
@@ -373,16 +374,9 @@ func (s *shipper) stall(at time.Time) time.Duration {
 // of a week of the month two months back, over both institutions.
 func (r *rig) newShipper(name string, urls []string) *shipper {
 	t := r.t
-	dir := t.TempDir()
 	s := &shipper{name: name, at: r.periodStart.AddDate(0, 0, 7)}
+	s.out, s.dead = spooltest.Pair(t)
 	var err error
-	if s.out, err = spool.Open(filepath.Join(dir, "outgoing"), spool.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if s.dead, err = spool.Open(filepath.Join(dir, "dead"), spool.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.out.Close(); s.dead.Close() })
 	s.sh, err = ship.New(ship.Options{Spool: s.out, Dead: s.dead, BaseURLs: urls, Token: agentToken,
 		Client: &http.Client{Timeout: 30 * time.Second}, BatchSize: 250, MinBackoff: 200 * time.Millisecond, MaxBackoff: time.Second,
 		Idle: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +28,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering/clickhouse/chtest"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/spool/spooltest"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -109,16 +109,9 @@ type agent struct {
 
 func newAgent(t *testing.T, node, token, url string, recs []usage.Record) *agent {
 	t.Helper()
-	dir := t.TempDir()
 	a := &agent{node: node, reg: prometheus.NewRegistry(), sent: recs}
+	a.out, a.dead = spooltest.Pair(t)
 	var err error
-	if a.out, err = spool.Open(filepath.Join(dir, "outgoing"), spool.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if a.dead, err = spool.Open(filepath.Join(dir, "dead"), spool.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.out.Close(); a.dead.Close() })
 	data := make([][]byte, len(recs))
 	for i := range recs {
 		if data[i], err = json.Marshal(recs[i]); err != nil {

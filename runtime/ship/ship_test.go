@@ -23,6 +23,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/runtime/ship"
 	"github.com/paasmeter/paasmeter/runtime/spool"
+	"github.com/paasmeter/paasmeter/runtime/spool/spooltest"
 	"github.com/paasmeter/paasmeter/usage"
 	"github.com/paasmeter/paasmeter/usage/usagetest"
 )
@@ -45,10 +46,7 @@ func newRig(t *testing.T, front func(http.Handler) http.Handler) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(col.Close)
-	dir := t.TempDir()
-	out, _ := spool.Open(filepath.Join(dir, "out"), spool.Options{})
-	dead, _ := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
-	t.Cleanup(func() { out.Close(); dead.Close() })
+	out, dead := spooltest.Pair(t)
 	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURL: col.URL, Token: token, Client: http.DefaultClient,
 		BatchSize: 50, MinBackoff: time.Millisecond, MaxBackoff: 10 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -373,10 +371,7 @@ func TestASecondCollectorTakesOverAtOnceWhenTheFirstIsKilled(t *testing.T) {
 	}
 	t.Cleanup(second.Close)
 
-	dir := t.TempDir()
-	out, _ := spool.Open(filepath.Join(dir, "out"), spool.Options{})
-	dead, _ := spool.Open(filepath.Join(dir, "dead"), spool.Options{})
-	t.Cleanup(func() { out.Close(); dead.Close() })
+	out, dead := spooltest.Pair(t)
 	reg := prometheus.NewRegistry()
 	sh, err := ship.New(ship.Options{Spool: out, Dead: dead, BaseURLs: []string{first.URL, second.URL}, Token: token, Client: http.DefaultClient,
 		BatchSize: 50, MinBackoff: time.Hour, Idle: time.Millisecond, Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
