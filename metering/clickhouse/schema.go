@@ -31,7 +31,7 @@ func monthOf(col string) string {
 // must be idempotent (IF NOT EXISTS, …): without transactions, a migration
 // interrupted before its version was recorded runs again.
 var migrations = []migration{
-	{"usage records", func(l layout) []string {
+	{"usage records", func(l layout) []statement {
 		// Times are Unix nanoseconds in Int64: 18.16 has no DateTime64, and a
 		// record's window_end and received_at carry sub-second precision.
 		return l.createTable("usage_records", `
@@ -53,7 +53,7 @@ var migrations = []migration{
 			`+firstArrival,
 			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("window_start")+" ORDER BY (tenant, window_start, id)")
 	}},
-	{"events", func(l layout) []string {
+	{"events", func(l layout) []statement {
 		return l.createTable("events", `
 			id               FixedString(16),
 			tenant           String,
@@ -79,7 +79,7 @@ var migrations = []migration{
 			`+firstArrival,
 			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("time")+" ORDER BY (tenant, time, id)")
 	}},
-	{"log lines", func(l layout) []string {
+	{"log lines", func(l layout) []statement {
 		// A stream (one label set of one tenant) is stored once, as JSON (18.16
 		// has no Map), under a 64-bit id derived from its key; lines refer to it.
 		// A query picks the tenant's streams its selector matches, in Go with
@@ -102,7 +102,7 @@ var migrations = []migration{
 			"ReplacingMergeTree(ver) PARTITION BY "+monthOf("time")+" ORDER BY (tenant, time, seq, id)")
 		return append(streams, lines...)
 	}},
-	{"usage accepted ledger", func(l layout) []string {
+	{"usage accepted ledger", func(l layout) []statement {
 		// How many usage records appends reported new, per tenant and hour of
 		// window start: one row per append and hour, summed by merges and at
 		// read time. It is written beside usage_records, never derived from
@@ -116,14 +116,14 @@ var migrations = []migration{
 			"SummingMergeTree(records) PARTITION BY toYYYYMM(hour) ORDER BY (tenant, hour)")
 	}},
 
-	{"content hashes", func(l layout) []string {
+	{"content hashes", func(l layout) []statement {
 		// The content hash of each record and event (usage.ContentHash,
 		// events.ContentHash), so that an append tells a resend from a
 		// conflict. Rows stored before have zero bytes: a repeat of them is
 		// a duplicate.
 		return append(l.addColumn("usage_records", "content FixedString(16)"), l.addColumn("events", "content FixedString(16)")...)
 	}},
-	{"log stream appends", func(l layout) []string {
+	{"log stream appends", func(l layout) []statement {
 		// Which append wrote each row of a stream: every append writes one
 		// after its lines, and retention deletes exactly the rows it saw
 		// without lines (DeleteLogs). Rows stored before read as append 0.
@@ -137,8 +137,28 @@ var partitioned = []string{"usage_records", "usage_accepted", "events", "log_lin
 type migration struct {
 	name string
 	// statements returns the DDL of this version for one server of layout l.
-	statements func(l layout) []string
+	statements func(l layout) []statement
 }
+
+// statement is one DDL statement of a migration and the servers that run it.
+type statement struct {
+	sql string
+	on  target
+}
+
+// target says which servers run a statement.
+type target uint8
+
+const (
+	// everyServer: each server runs it on its own tables.
+	everyServer target = iota
+	// oneServer: an ON CLUSTER statement, which one server runs for all and
+	// ZooKeeper hands to the others.
+	oneServer
+	// shardLeads: the first replica of each shard runs it, and ZooKeeper
+	// hands it to the shard's other replicas.
+	shardLeads
+)
 
 // layout says how tables are laid out on one server: alone, as a shard, or
 // as a replica of a shard.
@@ -163,17 +183,18 @@ func (l layout) onCluster() string {
 // FINAL and the duplicate check see every copy of an id). Replicated,
 // name_local is the Replicated engine of the same family, whose replicas
 // share the ZooKeeper path of their shard.
-func (l layout) createTable(name, columns, engine string) []string {
+func (l layout) createTable(name, columns, engine string) []statement {
 	if l.cluster == "" {
-		return []string{fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (%s) ENGINE = %s", l.database, name, columns, engine)}
+		return []statement{{sql: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s (%s) ENGINE = %s", l.database, name, columns, engine)}}
 	}
+	on := everyServer
 	if l.replicated {
-		engine = l.replicatedEngine(name+"_local", engine)
+		engine, on = l.replicatedEngine(name+"_local", engine), oneServer
 	}
-	return []string{
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local%s (%s) ENGINE = %s", l.database, name, l.onCluster(), columns, engine),
-		fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s%[3]s AS %[1]s.%[2]s_local ENGINE = Distributed('%[4]s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
-			l.database, name, l.onCluster(), l.cluster),
+	return []statement{
+		{sql: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %s.%s_local%s (%s) ENGINE = %s", l.database, name, l.onCluster(), columns, engine), on: on},
+		{sql: fmt.Sprintf("CREATE TABLE IF NOT EXISTS %[1]s.%[2]s%[3]s AS %[1]s.%[2]s_local ENGINE = Distributed('%[4]s', '%[1]s', '%[2]s_local', cityHash64(tenant))",
+			l.database, name, l.onCluster(), l.cluster), on: on},
 	}
 }
 
@@ -196,26 +217,23 @@ func (l layout) replicatedEngine(table, engine string) string {
 // 18.16 has no ADD COLUMN IF NOT EXISTS: migrate takes the error of a column
 // that exists (a migration that ran before its version was recorded) as done.
 // Replicated, name_local's ALTER runs on the first replica of each shard
-// (shardLeadsOnly), and ZooKeeper hands it to the others: not ON CLUSTER,
+// (shardLeads), and ZooKeeper hands it to the others: not ON CLUSTER,
 // where 18.16's DDL worker races the replicas of a shard for who runs it
 // ("Node exists … /executed") and the loser's server terminates, leaving
 // every later ON CLUSTER statement waiting for it. The Distributed table's
 // runs on every server, as 18.16 refuses ON CLUSTER for a table that is not
 // replicated on shards that are.
-func (l layout) addColumn(name, column string) []string {
+func (l layout) addColumn(name, column string) []statement {
+	alter := func(table string) string { return fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, table, column) }
 	if l.cluster == "" {
-		return []string{fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column)}
+		return []statement{{sql: alter(name)}}
 	}
-	local := fmt.Sprintf("ALTER TABLE %s.%s_local%s ADD COLUMN %s", l.database, name, l.onCluster(), column)
+	local := statement{sql: alter(name + "_local")}
 	if l.replicated {
-		local = shardLeadsOnly + fmt.Sprintf("ALTER TABLE %s.%s_local ADD COLUMN %s", l.database, name, column)
+		local.on = shardLeads
 	}
-	return []string{local, fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, name, column)}
+	return []statement{local, {sql: alter(name)}}
 }
-
-// shardLeadsOnly begins a statement that runs on the first replica of each
-// shard only (a comment to the server).
-const shardLeadsOnly = "/* each shard's first replica */ "
 
 // migrate brings every server's schema to the last version of migrations. It
 // first reads every server's version, and refuses to touch anything when one
@@ -283,17 +301,18 @@ func (s *Store) migrateOnCluster(ctx context.Context, l layout, versions []int) 
 	return nil
 }
 
-// runMigration runs the statements of migrations[v] on n in order: all of
-// them, or all but the ON CLUSTER ones, which one server runs for all.
+// runMigration runs the statements of migrations[v] that are n's to run, in
+// order: with all, the oneServer ones too; the shardLeads ones only if n is
+// the first replica of its shard.
 func (s *Store) runMigration(ctx context.Context, n node, l layout, v int, all bool) error {
 	m := migrations[v]
 	lead := slices.ContainsFunc(s.shardLeads(), func(x node) bool { return x.addr == n.addr })
 	for _, stmt := range m.statements(l) {
-		if !all && strings.Contains(stmt, " ON CLUSTER ") || !lead && strings.HasPrefix(stmt, shardLeadsOnly) {
+		if !all && stmt.on == oneServer || !lead && stmt.on == shardLeads {
 			continue
 		}
-		if err := n.conn.Exec(ctx, stmt); err != nil && !isDuplicateColumn(err) {
-			return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt), " ")), err)
+		if err := n.conn.Exec(ctx, stmt.sql); err != nil && !isDuplicateColumn(err) {
+			return s.fail(fmt.Sprintf("migrate %s to version %d (%s): %s", n.addr, v+1, m.name, strings.Join(strings.Fields(stmt.sql), " ")), err)
 		}
 	}
 	return nil

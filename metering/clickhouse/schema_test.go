@@ -63,8 +63,8 @@ func TestMigrations(t *testing.T) {
 				}
 				for _, n := range nodes {
 					for _, stmt := range m.statements(l) {
-						if err := n.conn.Exec(ctx, stmt); !isDuplicateColumn(err) {
-							t.Fatalf("%s again on %s: %v, want the error of a column that exists", stmt, n.addr, err)
+						if err := n.conn.Exec(ctx, stmt.sql); !isDuplicateColumn(err) {
+							t.Fatalf("%s again on %s: %v, want the error of a column that exists", stmt.sql, n.addr, err)
 						}
 					}
 				}
