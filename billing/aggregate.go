@@ -66,7 +66,7 @@ func (rt *rater) aggregate(ctx context.Context, src metering.UsageAggregator, te
 		// and counting must refuse what rating does; the buckets cannot say
 		// which meters they hold (a version starts on a local midnight, which
 		// a bucket never spans), so the groups are asked, in this rare case only.
-		q.CountOnly = false
+		q.CountOnly, q.Pairs = false, nil
 		groups, err := src.AggregateUsage(ctx, q)
 		if err != nil {
 			return err

@@ -209,10 +209,14 @@ type ProbeRunReader interface {
 	// (probe events with a result). Those form runs: the probe results of
 	// one container (project, app and container id) in that order, with the
 	// same outcome, each at most gap after the one before, with no started,
-	// restarted, died, stopped or removed event of the container between
-	// them. fn gets a run's first probe result with last the time of the
-	// run's last one, and none of the others. A store may split a run into
-	// several, which the caller joins again by the same rule.
+	// restarted, died, stopped or removed event of the container among the
+	// events f selects between them. fn gets a run's first probe result with
+	// last the time of the run's last one, and none of the others. A store
+	// may split a run into several, which the caller joins again by the same
+	// rule. Like any read beside appends, events stored while it runs may be
+	// left out; a store that reads twice may also pass one of them without
+	// splitting a run at it (the report's Settle keeps them rare, and the
+	// next report has them).
 	ScanProbeRuns(ctx context.Context, f EventFilter, gap time.Duration, fn func(e events.Event, last time.Time) error) error
 }
 

@@ -458,17 +458,27 @@ func (c chClient) run(ctx context.Context, query string) (string, error) {
 // are left active. A plain OPTIMIZE … FINAL is not enough: ClickHouse 18.16
 // does nothing, and says nothing, when the background merges hold some of
 // the parts (a 100M-record load's OPTIMIZE returned in 74 ms with six parts
-// left in the month), so it waits for those merges and asks again. It
-// returns the active parts and the partitions: equal once merged.
+// left in the month), so it waits for those merges and asks again; it fails
+// when three rounds with no merge running left the parts as they were (a
+// server short of disk for the merge declines as silently). It returns the
+// active parts and the partitions: equal once merged.
 func (c chClient) merge(ctx context.Context, db, table string) (parts, partitions int, err error) {
 	where := "database = '" + db + "' AND table = '" + table + "'"
+	wait := func() error {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("merge %s.%s: %w", db, table, ctx.Err())
+		case <-time.After(time.Second):
+			return nil
+		}
+	}
+	last, idle := "", 0
 	for {
-		out, err := c.run(ctx, "SELECT partition_id FROM system.parts WHERE active AND "+where+" GROUP BY partition_id HAVING count() > 1")
+		out, err := c.run(ctx, "SELECT partition_id, count() FROM system.parts WHERE active AND "+where+" GROUP BY partition_id HAVING count() > 1")
 		if err != nil {
 			return 0, 0, err
 		}
-		ids := strings.Fields(out)
-		if len(ids) == 0 {
+		if strings.TrimSpace(out) == "" {
 			break
 		}
 		merging, err := c.run(ctx, "SELECT count() FROM system.merges WHERE "+where)
@@ -476,14 +486,29 @@ func (c chClient) merge(ctx context.Context, db, table string) (parts, partition
 			return 0, 0, err
 		}
 		if strings.TrimSpace(merging) != "0" {
-			select {
-			case <-ctx.Done():
-				return 0, 0, fmt.Errorf("merge %s.%s: %w", db, table, ctx.Err())
-			case <-time.After(time.Second):
+			if err := wait(); err != nil {
+				return 0, 0, err
 			}
 			continue
 		}
-		for _, id := range ids {
+		if out == last {
+			idle++
+		} else {
+			last, idle = out, 0
+		}
+		if idle >= 3 {
+			return 0, 0, fmt.Errorf("merge %s.%s: OPTIMIZE … FINAL left the parts as they were three times (partition, parts: %s); the server's log says why (free disk?)",
+				db, table, strings.Join(strings.Fields(out), " "))
+		}
+		if idle > 0 {
+			if err := wait(); err != nil {
+				return 0, 0, err
+			}
+		}
+		for i, id := range strings.Fields(out) {
+			if i%2 == 1 {
+				continue // the part count
+			}
 			if _, err := c.run(ctx, "OPTIMIZE TABLE "+db+"."+table+" PARTITION ID '"+id+"' FINAL"); err != nil {
 				return 0, 0, err
 			}
