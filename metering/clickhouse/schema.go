@@ -224,7 +224,9 @@ func (l layout) replicatedEngine(table, engine string) string {
 // runs on every server, as 18.16 refuses ON CLUSTER for a table that is not
 // replicated on shards that are.
 func (l layout) addColumn(name, column string) []statement {
-	alter := func(table string) string { return fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, table, column) }
+	alter := func(table string) string {
+		return fmt.Sprintf("ALTER TABLE %s.%s ADD COLUMN %s", l.database, table, column)
+	}
 	if l.cluster == "" {
 		return []statement{{sql: alter(name)}}
 	}
