@@ -122,10 +122,14 @@ func TestTheExamplePlatformIsMeteredOnARealCluster(t *testing.T) {
 	reportPod := waitPods(t, cl, batch, selector("job-name", "report"), time.Minute, "created", func(p []*corev1.Pod) bool { return len(p) == 1 })[0]
 	report.cpu = followCPU(root, reportPod)
 
-	// The kernel's OOM killer: a 64 MiB buffer under a 32 MiB limit.
+	// The kernel's OOM killer: a 64 MiB buffer under a 32 MiB limit. It
+	// waits before allocating because containerd 1.6's shim watches the
+	// cgroup for OOM kills only once the task has started: a process killed
+	// before that is reported "Error", not "OOMKilled" (containerd#8180),
+	// and so is its event, since the agent takes the kubelet's reason.
 	hog := &workload{tenant: "caami", project: "e2e-batch", app: "hog", stdout: []string{"allocating"}, exit: 137, oom: true}
 	createPod(t, cl, batch, "hog", corev1.RestartPolicyNever, corev1.Container{
-		Command:   []string{"sh", "-c", "echo allocating; dd if=/dev/zero of=/dev/null bs=64M count=1"},
+		Command:   []string{"sh", "-c", "sleep 2; echo allocating; dd if=/dev/zero of=/dev/null bs=64M count=1"},
 		Resources: kubetest.Resources("10m", "32Mi", "", "32Mi")})
 	// A crash loop: each run prints a line and exits 1.
 	crasher := &workload{tenant: "caami", project: "e2e-batch", app: "crasher", stdout: []string{"crash run"}, exit: 1}
