@@ -22,6 +22,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla/credit"
 	"github.com/paasmeter/paasmeter/usage"
@@ -49,6 +50,10 @@ type Customer struct {
 	VAT            VAT    `json:"vat"`
 	// Party is the institution's legal identity for e-invoices.
 	Party institution.Party `json:"party"`
+	// Language is what the institution's PDF documents are written in,
+	// frozen with the document so that a re-render is the same file; empty
+	// is English.
+	Language locale.Lang `json:"language,omitempty"`
 	// Start is the institution's first month ("2026-01"), from which its
 	// months close one after the other; "" takes the month of its first
 	// usage. Records of earlier months are adjustments on the first invoice.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
@@ -85,6 +86,9 @@ func (c *Config) validateBilling() []error {
 		if _, err := vatOf(t.VAT); err != nil {
 			errs = append(errs, fmt.Errorf("tenants[%d].%w", i, err))
 		}
+		if _, err := locale.Parse(t.Language); err != nil {
+			errs = append(errs, fmt.Errorf("tenants[%d].language: %w", i, err))
+		}
 	}
 	// The billing section is checked as a whole only where invoices are
 	// made; the institutions' Peppol identifiers always are (BillingConfig
@@ -125,8 +129,14 @@ func (c *Config) BillingConfig() (billing.Config, error) {
 		if err != nil {
 			continue // reported by validateBilling with the tenant's index
 		}
+		// English stays "": the documents of institutions that chose no
+		// language read, and hash, as they did before there was a choice.
+		lang, _ := locale.Parse(t.Language)
+		if lang == locale.English {
+			lang = ""
+		}
 		out.Customers = append(out.Customers, billing.Customer{Tenant: t.ID, Name: t.Name, BuyerReference: t.BuyerReference, VAT: v, Party: t.Party,
-			Start: t.BillingStart})
+			Language: lang, Start: t.BillingStart})
 	}
 	return out, out.Validate()
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/config"
+	"github.com/paasmeter/paasmeter/locale"
 )
 
 func noEnv(string) string { return "" }
@@ -142,16 +143,17 @@ func TestMeteringStoreIsEmbeddedUnlessAClickHouseDSNIsSet(t *testing.T) {
 
 func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 	tests := map[string]struct{ yaml, want string }{
-		"an unknown key is named with its line":  {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
-		"a bad time zone is named":               {"time_zone: Mars/Olympus\n", "time_zone:"},
-		"a bad duration is named with its line":  {"collector:\n  queue_timeout: soon\n", "line 2"},
-		"equal listeners are refused":            {"collector:\n  listen: 127.0.0.1:9\n  admin_listen: 127.0.0.1:9\n", "collector.admin_listen: must differ"},
-		"a bad listen address is named":          {"collector:\n  listen: localhost\n", "collector.listen:"},
-		"a negative record limit is named":       {"collector:\n  max_records: -1\n", "max_records must be positive"},
-		"an otlp exporter without endpoint":      {"tracing:\n  exporter: otlp-http\n", "tracing.endpoint:"},
-		"a duplicated tenant is named":           {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
-		"a log retention under an hour is named": {"tenants:\n  - id: caami\n    log_retention: 1m\n", "tenants[0].log_retention: 1m0s is below the minimum"},
-		"a log line limit under 256 is named":    {"collector:\n  logs:\n    max_line_bytes: 10\n", "collector.logs.max_line_bytes: 10 is below"},
+		"an unknown key is named with its line":        {"collector:\n  listen: 127.0.0.1:1\n  colour: red\n", "line 3: field colour not found"},
+		"a bad time zone is named":                     {"time_zone: Mars/Olympus\n", "time_zone:"},
+		"a bad duration is named with its line":        {"collector:\n  queue_timeout: soon\n", "line 2"},
+		"equal listeners are refused":                  {"collector:\n  listen: 127.0.0.1:9\n  admin_listen: 127.0.0.1:9\n", "collector.admin_listen: must differ"},
+		"a bad listen address is named":                {"collector:\n  listen: localhost\n", "collector.listen:"},
+		"a negative record limit is named":             {"collector:\n  max_records: -1\n", "max_records must be positive"},
+		"an otlp exporter without endpoint":            {"tracing:\n  exporter: otlp-http\n", "tracing.endpoint:"},
+		"a duplicated tenant is named":                 {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
+		"a log retention under an hour is named":       {"tenants:\n  - id: caami\n    log_retention: 1m\n", "tenants[0].log_retention: 1m0s is below the minimum"},
+		"a language paasmeter does not write is named": {"tenants:\n  - id: caami\n  - id: ona\n    language: de\n", `tenants[1].language: "de" is not a language paasmeter writes`},
+		"a log line limit under 256 is named":          {"collector:\n  logs:\n    max_line_bytes: 10\n", "collector.logs.max_line_bytes: 10 is below"},
 		"a burst below the longest line is named": {
 			"collector:\n  logs:\n    max_line_bytes: 2048\n    ingestion_burst_bytes: 1024\n", "collector.logs.ingestion_burst_bytes: 1024 must be at least max_line_bytes"},
 		"a zero ingestion rate is named":           {"collector:\n  logs:\n    ingestion_rate_bytes: 0\n", "collector.logs.ingestion_rate_bytes: 0 is below"},
@@ -228,5 +230,31 @@ func unwrapAll(err error) error {
 			return err
 		}
 		err = u.Unwrap()
+	}
+}
+
+func TestAnInstitutionsLanguageIsFrozenIntoItsInvoicesCustomer(t *testing.T) {
+	c, err := config.Load("../deploy/examples/paasmeter.yaml", noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Tenants[0].Language, c.Tenants[1].Language = "NL", "en"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.BillingConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// English, chosen or not, is "": its documents hash as they did before
+	// institutions chose a language.
+	want := map[string]locale.Lang{"caami": locale.Dutch, "ona": ""}
+	if len(b.Customers) != len(want) {
+		t.Fatalf("%d customers, want %d", len(b.Customers), len(want))
+	}
+	for _, cu := range b.Customers {
+		if cu.Language != want[cu.Tenant] {
+			t.Errorf("%s: language %q, want %q", cu.Tenant, cu.Language, want[cu.Tenant])
+		}
 	}
 }

@@ -33,6 +33,9 @@ type Institution struct {
 	// BillingStart is the institution's first billed month ("2026-01"):
 	// months close in order from it. Left out, the month of its first usage.
 	BillingStart string `yaml:"billing_start"`
+	// Language is what its documents are written in: en (the default), fr
+	// or nl (locale.Parse).
+	Language string `yaml:"language"`
 	// Party is the institution's identity on e-invoices: legal_name, vat_id,
 	// company_id, endpoint_id, endpoint_scheme, address, email.
 	Party Party `yaml:",inline"`

@@ -8,6 +8,11 @@
 // the document (never the clock), and nothing depends on map order. An issued
 // invoice may be rendered again months later, and must be the same file.
 //
+// It is written in the institution's language (billing.Customer.Language,
+// frozen with the document): English, French or Dutch (messages.go), with
+// numbers, amounts and dates as that language writes them (package locale);
+// English keeps the ISO 80000 grouping it always had ("36 000.5").
+//
 // Text uses the PDF core font Helvetica through the Windows-1252 encoding,
 // which covers the accents of French, Dutch and German names and the euro
 // sign; a character outside it prints as "?".
@@ -27,6 +32,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/sla/credit"
 )
 
@@ -64,21 +70,24 @@ func Render(w io.Writer, inv *billing.Invoice) error {
 	if err != nil {
 		return err
 	}
-	f, err := layout(inv, first.PageCount())
+	r, err := layout(inv, first.f.PageCount())
 	if err != nil {
 		return err
 	}
-	if err := f.Output(w); err != nil {
-		return fmt.Errorf("pdf: write %s: %w", documentName(inv), err)
+	if err := r.f.Output(w); err != nil {
+		return fmt.Errorf("pdf: write %s: %w", r.documentName(), err)
 	}
 	return nil
 }
 
 // renderer draws one document.
 type renderer struct {
-	f   *fpdf.Fpdf
-	tr  func(string) string
-	inv *billing.Invoice
+	f    *fpdf.Fpdf
+	tr   func(string) string
+	inv  *billing.Invoice
+	lang locale.Lang
+	// missing are the messages the catalog lacks in lang, printed in English.
+	missing map[string]bool
 	// pages is the document's page count, 0 on the counting pass.
 	pages int
 	// table is the table being drawn, whose header a page break repeats,
@@ -95,9 +104,13 @@ type column struct {
 }
 
 // layout draws inv on a new document, numbering pages "of pages".
-func layout(inv *billing.Invoice, pages int) (*fpdf.Fpdf, error) {
+func layout(inv *billing.Invoice, pages int) (*renderer, error) {
+	lang, err := locale.Parse(string(inv.Customer.Language))
+	if err != nil {
+		return nil, fmt.Errorf("pdf: customer.language: %w", err)
+	}
 	f := fpdf.New("P", "mm", "A4", "")
-	r := &renderer{f: f, tr: cp1252(f.UnicodeTranslatorFromDescriptor("")), inv: inv, pages: pages}
+	r := &renderer{f: f, tr: cp1252(f.UnicodeTranslatorFromDescriptor("")), inv: inv, lang: lang, pages: pages, missing: map[string]bool{}}
 	r.metadata()
 	f.SetMargins(marginX, marginTop, marginX)
 	// The sections break pages themselves (ensure), so that rows, headings and
@@ -114,9 +127,40 @@ func layout(inv *billing.Invoice, pages int) (*fpdf.Fpdf, error) {
 	r.sla()
 	r.annex()
 	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("pdf: lay out %s: %w", documentName(inv), err)
+		return nil, fmt.Errorf("pdf: lay out %s: %w", r.documentName(), err)
 	}
-	return f, nil
+	return r, nil
+}
+
+// t is en in the document's language.
+func (r *renderer) t(en string) string {
+	if r.lang == locale.English {
+		return en
+	}
+	if s, ok := messages[en][r.lang]; ok {
+		return s
+	}
+	r.missing[en] = true
+	return en
+}
+
+// tf formats args with the format en in the document's language.
+func (r *renderer) tf(en string, args ...any) string { return fmt.Sprintf(r.t(en), args...) }
+
+// num writes a decimal's text as the document's language writes numbers.
+func (r *renderer) num(s string) string {
+	if r.lang == locale.English {
+		return locale.Grouped(s, " ", ".")
+	}
+	return r.lang.Number(s)
+}
+
+// money writes an amount's text in the document's currency.
+func (r *renderer) money(s string) string {
+	if r.lang == locale.English {
+		return currencySign(r.inv.Currency) + " " + r.num(s)
+	}
+	return r.lang.Money(s, r.inv.Currency)
 }
 
 // metadata fixes everything fpdf would otherwise take from the clock or from
@@ -131,9 +175,9 @@ func (r *renderer) metadata() {
 	f.SetProducer("paasmeter", false)
 	f.SetCreator("paasmeter billing/pdf", false)
 	f.SetAuthor(inv.Seller.Name, true)
-	f.SetTitle(documentName(inv), true)
-	f.SetSubject(fmt.Sprintf("%s for %s, %s", documentName(inv), customerName(inv), monthName(inv.Period)), true)
-	f.SetLang("en")
+	f.SetTitle(r.documentName(), true)
+	f.SetSubject(r.tf("%s for %s, %s", r.documentName(), customerName(inv), r.monthName(inv.Period)), true)
+	f.SetLang(string(r.lang))
 }
 
 // documentTime is the issue date at midnight UTC, or the Unix epoch for a
@@ -147,18 +191,22 @@ func documentTime(inv *billing.Invoice) time.Time {
 }
 
 // documentName is "Invoice PM-2026-000001", or "Draft invoice caami 2026-11".
-func documentName(inv *billing.Invoice) string {
+func (r *renderer) documentName() string {
+	inv := r.inv
 	if inv.Number == "" {
-		return fmt.Sprintf("Draft %s %s %s", strings.ToLower(title(inv)), inv.Customer.Tenant, inv.Period)
+		if inv.Kind == billing.KindCreditNote {
+			return r.tf("Draft credit note %s %s", inv.Customer.Tenant, inv.Period)
+		}
+		return r.tf("Draft invoice %s %s", inv.Customer.Tenant, inv.Period)
 	}
-	return title(inv) + " " + inv.Number
+	return r.title() + " " + inv.Number
 }
 
-func title(inv *billing.Invoice) string {
-	if inv.Kind == billing.KindCreditNote {
-		return "Credit note"
+func (r *renderer) title() string {
+	if r.inv.Kind == billing.KindCreditNote {
+		return r.t("Credit note")
 	}
-	return "Invoice"
+	return r.t("Invoice")
 }
 
 func customerName(inv *billing.Invoice) string {
@@ -167,7 +215,8 @@ func customerName(inv *billing.Invoice) string {
 
 // cp1252 wraps fpdf's Windows-1252 translator, which turns a character the
 // encoding lacks into ".": in a number or an amount that reads as a decimal
-// point, so such a character becomes "?" instead.
+// point, so such a character becomes "?" instead. (The no-break space that
+// French groups digits with is in the encoding.)
 func cp1252(tr func(string) string) func(string) string {
 	return func(s string) string {
 		var b strings.Builder
@@ -221,7 +270,7 @@ func (r *renderer) ensure(h float64) {
 		r.tableHeader()
 	}
 	if r.group != "" {
-		r.groupHeading(r.group + " (continued)")
+		r.groupHeading(r.tf("%s (continued)", r.group))
 	}
 }
 
@@ -233,7 +282,7 @@ func (r *renderer) pageHeader() {
 	}
 	r.style("", 8, muted)
 	r.put(marginX, 9, contentW/2, 4, r.inv.Seller.Name, "L")
-	r.put(marginX+contentW/2, 9, contentW/2, 4, documentName(r.inv)+" · "+monthName(r.inv.Period), "R")
+	r.put(marginX+contentW/2, 9, contentW/2, 4, r.documentName()+" · "+r.monthName(r.inv.Period), "R")
 	r.hrule(14, rule, 0.2)
 	r.f.SetXY(marginX, 19)
 }
@@ -243,12 +292,12 @@ func (r *renderer) pageFooter() {
 	y := pageH - 13
 	r.hrule(y, rule, 0.2)
 	r.style("", 7.5, muted)
-	left := documentName(r.inv)
+	left := r.documentName()
 	if ref := r.inv.Customer.BuyerReference; ref != "" {
-		left += " · your reference " + ref
+		left += " · " + r.tf("your reference %s", ref)
 	}
 	r.put(marginX, y+1.5, contentW*0.75, 4, left, "L")
-	r.put(marginX+contentW*0.75, y+1.5, contentW*0.25, 4, fmt.Sprintf("page %d of %d", r.f.PageNo(), r.pages), "R")
+	r.put(marginX+contentW*0.75, y+1.5, contentW*0.25, 4, r.tf("page %d of %d", r.f.PageNo(), r.pages), "R")
 }
 
 // header draws the first page's top: the seller and the title, the
@@ -262,7 +311,7 @@ func (r *renderer) header() {
 	r.put(marginX, top, 110, 7, inv.Seller.Name, "L")
 	y := top + 8
 	r.style("", 8.5, ink)
-	for _, s := range partyLines(inv.Seller.Party, inv.Seller.Name, false) {
+	for _, s := range r.partyLines(inv.Seller.Party, inv.Seller.Name, false) {
 		r.put(marginX, y, 110, 4, s, "L")
 		y += 4
 	}
@@ -270,27 +319,27 @@ func (r *renderer) header() {
 
 	// The title and the document's data, top right.
 	r.style("B", 24, accent)
-	r.put(right-80, top-1, 80, 10, title(inv), "R")
+	r.put(right-80, top-1, 80, 10, r.title(), "R")
 	y = top + 11
 	if inv.Number == "" || inv.Provisional {
 		r.style("B", 9, warn)
-		label := "DRAFT · not for payment"
+		label := r.t("DRAFT · not for payment")
 		if inv.Provisional {
-			label = "DRAFT · provisional: records may still arrive"
+			label = r.t("DRAFT · provisional: records may still arrive")
 		}
 		r.put(right-80, y, 80, 4.5, label, "R")
 		y += 6
 	}
 	meta := [][2]string{
-		{"Number", cmp.Or(inv.Number, "draft")},
-		{"Issue date", longDate(inv.IssueDate)},
+		{r.t("Number"), cmp.Or(inv.Number, r.t("draft"))},
+		{r.t("Issue date"), r.longDate(inv.IssueDate)},
 	}
 	if inv.Kind == billing.KindCreditNote {
-		meta = append(meta, [2]string{"Corrects invoice", inv.Refers})
+		meta = append(meta, [2]string{r.t("Corrects invoice"), inv.Refers})
 	} else {
-		meta = append(meta, [2]string{"Due date", longDate(inv.DueDate)})
+		meta = append(meta, [2]string{r.t("Due date"), r.longDate(inv.DueDate)})
 	}
-	meta = append(meta, [2]string{"Period", periodText(inv)}, [2]string{"Your reference", cmp.Or(inv.Customer.BuyerReference, "—")})
+	meta = append(meta, [2]string{r.t("Period"), r.periodText()}, [2]string{r.t("Your reference"), cmp.Or(inv.Customer.BuyerReference, "—")})
 	metaX, metaW := right-74.0, 74.0
 	f.SetFillColor(tint.r, tint.g, tint.b)
 	f.Rect(metaX, y, metaW, float64(len(meta))*5.2+3, "F")
@@ -307,7 +356,7 @@ func (r *renderer) header() {
 	// The institution, below the seller.
 	y = sellerEnd + 5
 	r.style("B", 7.5, muted)
-	r.put(marginX, y, 100, 4, "BILLED TO", "L")
+	r.put(marginX, y, 100, 4, r.t("BILLED TO"), "L")
 	y += 5
 	r.style("B", 10.5, ink)
 	f.SetXY(marginX, y)
@@ -315,7 +364,7 @@ func (r *renderer) header() {
 	r.paragraph(nameW, 5, customerName(inv))
 	y = f.GetY() + 0.5
 	r.style("", 8.5, ink)
-	for _, s := range partyLines(inv.Customer.Party, customerName(inv), true) {
+	for _, s := range r.partyLines(inv.Customer.Party, customerName(inv), true) {
 		r.put(marginX, y, nameW, 4, s, "L")
 		y += 4
 	}
@@ -325,7 +374,7 @@ func (r *renderer) header() {
 // partyLines are a party's address and identifiers, without its name; the
 // legal name comes first when it differs from name. withEndpoint adds the
 // Peppol address, which the institution's invoice-receiving system uses.
-func partyLines(p institution.Party, name string, withEndpoint bool) []string {
+func (r *renderer) partyLines(p institution.Party, name string, withEndpoint bool) []string {
 	var out []string
 	add := func(s string) {
 		if s = strings.TrimSpace(s); s != "" {
@@ -337,13 +386,13 @@ func partyLines(p institution.Party, name string, withEndpoint bool) []string {
 	}
 	add(p.Address.Street)
 	add(p.Address.PostalCode + " " + p.Address.City)
-	add(countryName(p.Address.Country))
+	add(r.countryName(p.Address.Country))
 	var ids []string
 	if p.VATID != "" {
-		ids = append(ids, "VAT "+p.VATID)
+		ids = append(ids, r.tf("VAT %s", p.VATID))
 	}
 	if p.CompanyID != "" {
-		ids = append(ids, "Enterprise no. "+p.CompanyID)
+		ids = append(ids, r.tf("Enterprise no. %s", p.CompanyID))
 	}
 	add(strings.Join(ids, " · "))
 	if withEndpoint && p.EndpointID != "" {
@@ -355,9 +404,9 @@ func partyLines(p institution.Party, name string, withEndpoint bool) []string {
 
 // countryName spells out the country the platform's institutions are in and
 // leaves any other ISO 3166 code as it is.
-func countryName(code string) string {
+func (r *renderer) countryName(code string) string {
 	if code == "BE" {
-		return "Belgium"
+		return r.t("Belgium")
 	}
 	return code
 }
@@ -368,9 +417,9 @@ func (r *renderer) creditNotice() {
 	if inv.Kind != billing.KindCreditNote {
 		return
 	}
-	text := fmt.Sprintf("This credit note corrects invoice %s (%s).", cmp.Or(inv.Refers, "—"), monthName(inv.Period))
+	text := r.tf("This credit note corrects invoice %s (%s).", cmp.Or(inv.Refers, "—"), r.monthName(inv.Period))
 	if inv.Reason != "" {
-		text += " Reason: " + inv.Reason + "."
+		text += " " + r.tf("Reason: %s.", inv.Reason)
 	}
 	r.style("", 9, ink)
 	h := r.paragraphHeight(contentW-8, 4.6, text) + 5
@@ -460,13 +509,17 @@ func (r *renderer) groupHeading(s string) {
 // is what the SLA credit is a percentage of).
 func (r *renderer) lines() {
 	inv := r.inv
-	r.section(title(inv)+" lines", 3*rowH)
+	heading := r.t("Invoice lines")
+	if inv.Kind == billing.KindCreditNote {
+		heading = r.t("Credit note lines")
+	}
+	r.section(heading, 3*rowH)
 	r.style("", 8, muted)
-	r.put(marginX, r.f.GetY()-1.5, contentW, 4, "Quantities in billing units; prices and amounts in "+inv.Currency+", excluding VAT.", "L")
+	r.put(marginX, r.f.GetY()-1.5, contentW, 4, r.tf("Quantities in billing units; prices and amounts in %s, excluding VAT.", inv.Currency), "L")
 	r.f.SetY(r.f.GetY() + 4)
 	r.beginTable([]column{
-		{"Description", 62, "L"}, {"Tier", 12, "C"}, {"Quantity", 31, "R"},
-		{"Unit", 21, "L"}, {"Unit price", 24, "R"}, {"Amount", 24, "R"},
+		{r.t("Description"), 62, "L"}, {r.t("Tier"), 12, "C"}, {r.t("Quantity"), 31, "R"},
+		{r.t("Unit"), 21, "L"}, {r.t("Unit price"), 24, "R"}, {r.t("Amount"), 24, "R"},
 	})
 	for i := 0; i < len(inv.Lines); {
 		first := inv.Lines[i]
@@ -475,73 +528,73 @@ func (r *renderer) lines() {
 		for ; j < len(inv.Lines) && inv.Lines[j].Class == first.Class && inv.Lines[j].Adjusts == first.Adjusts; j++ {
 			sum = sum.Add(inv.Lines[j].Amount.Decimal)
 		}
-		r.beginGroup(groupTitle(inv, first))
+		r.beginGroup(r.groupTitle(first))
 		for _, l := range inv.Lines[i:j] {
-			desc := meterName(l.Meter)
-			if v := l.VersionText(); v != "" {
-				desc += " · rate " + v
+			desc := r.meterName(l.Meter)
+			if l.Version != "" { // as billing.Line.VersionText, in the document's language
+				desc += " · " + r.tf("rate %s from %s", l.Version, l.Effective)
 			}
 			if l.Adjusts != "" {
-				desc += " · adjusts " + l.Adjusts
+				desc += " · " + r.tf("adjusts %s", l.Adjusts)
 			}
 			tier := ""
 			if l.Tier != nil { // a flat price has no tier
 				tier = l.Tier.String()
 			}
-			r.row(false, desc, tier, group(l.Quantity.StringFixed(6)), cmp.Or(string(l.Unit), "—"), group(l.UnitPrice.String()), group(l.Amount.StringFixed(2)))
+			r.row(false, desc, tier, r.num(l.Quantity.StringFixed(6)), cmp.Or(string(l.Unit), "—"), r.num(l.UnitPrice.String()), r.num(l.Amount.StringFixed(2)))
 		}
 		if j-i > 1 {
-			r.row(true, "Subtotal "+strings.ToLower(className(first.Class)), "", "", "", "", group(sum.StringFixed(2)))
+			r.row(true, r.tf("Subtotal %s", strings.ToLower(r.className(first.Class))), "", "", "", "", r.num(sum.StringFixed(2)))
 		}
 		i = j
 	}
 	if len(inv.Lines) == 0 {
-		r.row(false, "No lines.", "", "", "", "", "")
+		r.row(false, r.t("No lines."), "", "", "", "", "")
 	}
 	r.endTable()
 	r.f.SetY(r.f.GetY() + 5)
 }
 
 // groupTitle names the month and class a group of lines bills.
-func groupTitle(inv *billing.Invoice, l billing.Line) string {
+func (r *renderer) groupTitle(l billing.Line) string {
 	if l.Class == "" {
-		return "Correction of invoice " + cmp.Or(inv.Refers, "—")
+		return r.tf("Correction of invoice %s", cmp.Or(r.inv.Refers, "—"))
 	}
 	if l.Adjusts != "" {
-		return fmt.Sprintf("%s · adjustment: records of %s received after its invoice", className(l.Class), monthName(l.Adjusts))
+		return r.tf("%s · adjustment: records of %s received after its invoice", r.className(l.Class), r.monthName(l.Adjusts))
 	}
-	return className(l.Class) + " · " + monthName(inv.Period)
+	return r.className(l.Class) + " · " + r.monthName(r.inv.Period)
 }
 
-func className(c ratecard.Class) string {
+func (r *renderer) className(c ratecard.Class) string {
 	switch c {
 	case ratecard.Prod:
-		return "Production"
+		return r.t("Production")
 	case ratecard.NonProd:
-		return "Non-production (dev, test, acc)"
+		return r.t("Non-production (dev, test, acc)")
 	case "":
-		return "Correction"
+		return r.t("Correction")
 	}
 	return string(c)
 }
 
 // meterName is what a reader calls the meter.
-func meterName(m ratecard.Meter) string {
+func (r *renderer) meterName(m ratecard.Meter) string {
 	switch m {
 	case ratecard.CPU:
 		return "CPU"
 	case ratecard.Memory:
-		return "Memory"
+		return r.t("Memory")
 	case ratecard.Storage:
-		return "Storage"
+		return r.t("Storage")
 	case ratecard.NetTx:
-		return "Network out"
+		return r.t("Network out")
 	case ratecard.NetRx:
-		return "Network in"
+		return r.t("Network in")
 	case ratecard.ContainerSeconds:
-		return "Container run time"
+		return r.t("Container run time")
 	case billing.CorrectionMeter:
-		return "Correction"
+		return r.t("Correction")
 	}
 	return string(m)
 }
@@ -550,15 +603,15 @@ func meterName(m ratecard.Meter) string {
 func (r *renderer) totals() {
 	f, inv := r.f, r.inv
 	type trow struct{ label, amount string }
-	rows := []trow{{"Lines", inv.Totals.Lines.StringFixed(2)}}
+	rows := []trow{{r.t("Lines"), inv.Totals.Lines.StringFixed(2)}}
 	for _, a := range inv.Allowances {
-		label := "SLA credit " + a.Period + " reversed" // a credit note's, its base negated
+		label := r.tf("SLA credit %s reversed", a.Period) // a credit note's, its base negated
 		if a.Base.IsPositive() {
-			label = fmt.Sprintf("SLA credit %s (%s %% of %s)", a.Period, a.Percent, group(a.Base.StringFixed(2)))
+			label = r.tf("SLA credit %s (%s %% of %s)", a.Period, r.num(a.Percent.String()), r.num(a.Base.StringFixed(2)))
 		}
 		rows = append(rows, trow{label, a.Amount.StringFixed(2)})
 	}
-	rows = append(rows, trow{"Taxable amount", inv.Totals.TaxExclusive.StringFixed(2)}, trow{"VAT", inv.Totals.VAT.StringFixed(2)})
+	rows = append(rows, trow{r.t("Taxable amount"), inv.Totals.TaxExclusive.StringFixed(2)}, trow{r.t("VAT"), inv.Totals.VAT.StringFixed(2)})
 	exempt := r.exemptions()
 	r.style("", 8, muted)
 	vatH := float64(len(inv.VAT)+1)*rowH + 2 + r.paragraphHeight(94, 4, exempt)
@@ -568,9 +621,9 @@ func (r *renderer) totals() {
 
 	// VAT breakdown, left.
 	r.style("B", 10.5, accent)
-	r.put(marginX, top, 94, 6, "VAT and totals", "L")
+	r.put(marginX, top, 94, 6, r.t("VAT and totals"), "L")
 	y := top + 7.5
-	cols := []column{{"Category", 38, "L"}, {"Rate", 16, "R"}, {"Taxable", 20, "R"}, {"VAT", 20, "R"}}
+	cols := []column{{r.t("Category"), 38, "L"}, {r.t("Rate"), 16, "R"}, {r.t("Taxable"), 20, "R"}, {r.t("VAT"), 20, "R"}}
 	f.SetFillColor(tint.r, tint.g, tint.b)
 	f.Rect(marginX, y, 94, rowH, "F")
 	r.style("B", 8, ink)
@@ -583,7 +636,7 @@ func (r *renderer) totals() {
 	r.style("", 8.5, ink)
 	for _, v := range inv.VAT {
 		x = marginX
-		cells := []string{vatCategory(v.Category), v.Rate.String() + " %", group(v.Taxable.StringFixed(2)), group(v.Amount.StringFixed(2))}
+		cells := []string{r.vatCategory(v.Category), r.percent(v.Rate.String()), r.num(v.Taxable.StringFixed(2)), r.num(v.Amount.StringFixed(2))}
 		for i, c := range cols {
 			r.put(x, y, c.w, rowH, cells[i], c.align)
 			x += c.w
@@ -605,19 +658,19 @@ func (r *renderer) totals() {
 	for _, t := range rows {
 		r.style("", 8.5, ink)
 		r.put(tx, y, tw-26, rowH, t.label, "L")
-		r.put(tx+tw-26, y, 26, rowH, group(t.amount), "R")
+		r.put(tx+tw-26, y, 26, rowH, r.num(t.amount), "R")
 		y += rowH
 	}
 	y += 1
 	f.SetFillColor(accent.r, accent.g, accent.b)
 	f.Rect(tx, y, tw, rowH+2.4, "F")
-	label := "Total payable"
+	label := r.t("Total payable")
 	if inv.Kind == billing.KindCreditNote {
-		label = "Total credited"
+		label = r.t("Total credited")
 	}
 	r.style("B", 10, rgb{255, 255, 255})
 	r.put(tx+2, y+1.2, tw-30, rowH, label, "L")
-	r.put(tx+tw-30, y+1.2, 28, rowH, currencySign(inv.Currency)+" "+group(inv.Totals.Payable.StringFixed(2)), "R")
+	r.put(tx+tw-30, y+1.2, 28, rowH, r.money(inv.Totals.Payable.StringFixed(2)), "R")
 	f.SetY(top + 7.5 + h + 5)
 }
 
@@ -628,7 +681,7 @@ func (r *renderer) exemptions() string {
 		if v.Category != billing.VATExempt {
 			continue
 		}
-		s := "VAT exemption: " + cmp.Or(v.ExemptionReason, "exempt")
+		s := r.tf("VAT exemption: %s", cmp.Or(v.ExemptionReason, r.t("exempt")))
 		if v.ExemptionCode != "" {
 			s += " (" + v.ExemptionCode + ")"
 		}
@@ -637,14 +690,23 @@ func (r *renderer) exemptions() string {
 	return strings.Join(out, " ")
 }
 
-func vatCategory(c string) string {
+func (r *renderer) vatCategory(c string) string {
 	switch c {
 	case billing.VATStandard:
-		return "S · standard rate"
+		return r.t("S · standard rate")
 	case billing.VATExempt:
-		return "E · exempt"
+		return r.t("E · exempt")
 	}
 	return c
+}
+
+// percent writes a percentage's number as the document's language does,
+// with its sign: "99.85 %", "99,85 %" (a no-break space in French).
+func (r *renderer) percent(s string) string {
+	if r.lang == locale.French {
+		return r.num(s) + "\u00a0%"
+	}
+	return r.num(s) + " %"
 }
 
 // currencySign is € for the euro and the ISO 4217 code for any other currency.
@@ -659,11 +721,11 @@ func currencySign(code string) string {
 // they earned, or says why there are none.
 func (r *renderer) sla() {
 	inv := r.inv
-	const title = "Service level: availability of the production apps"
+	title := r.t("Service level: availability of the production apps")
 	if len(inv.Inputs.Months) == 0 && len(inv.Allowances) == 0 {
-		text := "No SLA figures on this document."
+		text := r.t("No SLA figures on this document.")
 		if inv.Kind == billing.KindCreditNote {
-			text = fmt.Sprintf("No SLA figures on this credit note: it leaves the SLA credit of invoice %s as it is.", cmp.Or(inv.Refers, "—"))
+			text = r.tf("No SLA figures on this credit note: it leaves the SLA credit of invoice %s as it is.", cmp.Or(inv.Refers, "—"))
 		}
 		r.section(title, 5)
 		r.style("", 8.5, ink)
@@ -677,24 +739,24 @@ func (r *renderer) sla() {
 	rows := max(len(inv.Inputs.Months), len(inv.Allowances))
 	r.section(title, float64(rows+1)*rowH+notesH+3)
 	r.beginTable([]column{
-		{"Month", 30, "L"}, {"Availability", 24, "R"}, {"Eligible minutes", 28, "R"},
-		{"Platform down min.", 32, "R"}, {"Credit tier", 36, "R"}, {"Credit", 24, "R"},
+		{r.t("Month"), 30, "L"}, {r.t("Availability"), 24, "R"}, {r.t("Eligible minutes"), 28, "R"},
+		{r.t("Platform down min."), 32, "R"}, {r.t("Credit tier"), 36, "R"}, {r.t("Credit"), 24, "R"},
 	})
 	for _, m := range inv.Inputs.Months {
 		credit := r.allowance(m.Period)
 		if m.SLA == nil {
-			r.row(false, monthName(m.Period), "—", "—", "—", "no production app", credit)
+			r.row(false, r.monthName(m.Period), "—", "—", "—", r.t("no production app"), credit)
 			continue
 		}
 		eligible, down := "—", "—"
 		if m.SLA.EligibleMinutes > 0 { // zero: the source does not count minutes
-			eligible, down = group(fmt.Sprint(m.SLA.EligibleMinutes)), group(fmt.Sprint(m.SLA.DownMinutes))
+			eligible, down = r.num(fmt.Sprint(m.SLA.EligibleMinutes)), r.num(fmt.Sprint(m.SLA.DownMinutes))
 		}
-		r.row(false, monthName(m.Period), m.SLA.Availability.String()+" %", eligible, down, tierText(inv.Inputs.CreditTiers, m), credit)
+		r.row(false, r.monthName(m.Period), r.percent(m.SLA.Availability.String()), eligible, down, r.tierText(inv.Inputs.CreditTiers, m), credit)
 	}
 	if len(inv.Inputs.Months) == 0 { // a full credit note reverses the credited invoice's SLA credit
 		for _, a := range inv.Allowances {
-			r.row(false, monthName(a.Period), a.Availability.String()+" %", "—", "—", a.Percent.String()+" % reversed", group(a.Amount.StringFixed(2)))
+			r.row(false, r.monthName(a.Period), r.percent(a.Availability.String()), "—", "—", r.tf("%s %% reversed", r.num(a.Percent.String())), r.num(a.Amount.StringFixed(2)))
 		}
 	}
 	r.endTable()
@@ -710,23 +772,23 @@ func (r *renderer) sla() {
 func (r *renderer) allowance(period string) string {
 	for _, a := range r.inv.Allowances {
 		if a.Period == period {
-			return group(a.Amount.StringFixed(2))
+			return r.num(a.Amount.StringFixed(2))
 		}
 	}
-	return "0.00"
+	return r.num("0.00")
 }
 
 // tierText names the credit tier a month's availability fell in.
-func tierText(tiers []credit.Tier, m billing.MonthInput) string {
+func (r *renderer) tierText(tiers []credit.Tier, m billing.MonthInput) string {
 	if !m.CreditPercent.IsPositive() {
-		return "none"
+		return r.t("none")
 	}
 	for _, t := range tiers {
 		if t.Credit.Equal(m.CreditPercent) && m.SLA.Availability.LessThan(t.Below) {
-			return fmt.Sprintf("below %s %%: %s %%", t.Below, t.Credit)
+			return r.tf("below %s %%: %s %%", r.num(t.Below.String()), r.num(t.Credit.String()))
 		}
 	}
-	return m.CreditPercent.String() + " %"
+	return r.percent(m.CreditPercent.String())
 }
 
 // slaNotes explain the SLA table: the maintenance windows, the tiers and
@@ -736,13 +798,13 @@ func (r *renderer) slaNotes() string {
 	if len(inv.Inputs.Months) == 0 {
 		return ""
 	}
-	notes := []string{"Maintenance windows: none declared."}
+	notes := []string{r.t("Maintenance windows: none declared.")}
 	if len(inv.Inputs.CreditTiers) > 0 {
 		var tiers []string
 		for _, t := range inv.Inputs.CreditTiers {
-			tiers = append(tiers, fmt.Sprintf("below %s %%: %s %%", t.Below, t.Credit))
+			tiers = append(tiers, r.tf("below %s %%: %s %%", r.num(t.Below.String()), r.num(t.Credit.String())))
 		}
-		notes = append(notes, "Credit tiers: "+strings.Join(tiers, ", ")+" of the month's production lines.")
+		notes = append(notes, r.tf("Credit tiers: %s of the month's production lines.", strings.Join(tiers, ", ")))
 	}
 	var sources []string
 	for _, m := range inv.Inputs.Months {
@@ -751,8 +813,8 @@ func (r *renderer) slaNotes() string {
 		}
 	}
 	if len(sources) > 0 {
-		notes = append(notes, "Availability = (eligible minutes - platform-caused down minutes) / eligible minutes; "+
-			"\"—\" where the source does not report minutes. Source: "+strings.Join(sources, ", ")+".")
+		notes = append(notes, r.tf("Availability = (eligible minutes - platform-caused down minutes) / eligible minutes; "+
+			"\"—\" where the source does not report minutes. Source: %s.", strings.Join(sources, ", ")))
 	}
 	return strings.Join(notes, " ")
 }
@@ -761,29 +823,29 @@ func (r *renderer) slaNotes() string {
 func (r *renderer) payment() {
 	inv := r.inv
 	s := inv.Seller
-	amount := currencySign(inv.Currency) + " " + group(inv.Totals.Payable.Abs().StringFixed(2))
+	amount := r.money(inv.Totals.Payable.Abs().StringFixed(2))
 	var text string
 	switch {
 	case inv.Number == "":
-		text = "This is a draft: it is not a request for payment. The issued invoice will carry a number and a due date."
+		text = r.t("This is a draft: it is not a request for payment. The issued invoice will carry a number and a due date.")
 	case inv.Kind == billing.KindCreditNote:
-		text = fmt.Sprintf("This credit note credits %s against invoice %s; no payment is due. Please mention %s when you book it.",
+		text = r.tf("This credit note credits %s against invoice %s; no payment is due. Please mention %s when you book it.",
 			amount, cmp.Or(inv.Refers, "—"), inv.Number)
 	case !inv.Totals.Payable.IsPositive():
-		text = fmt.Sprintf("Nothing to pay. Please mention %s in any correspondence.", inv.Number)
+		text = r.tf("Nothing to pay. Please mention %s in any correspondence.", inv.Number)
 	default:
-		text = fmt.Sprintf("Please transfer %s by %s to IBAN %s", amount, longDate(inv.DueDate), iban(s.IBAN))
+		text = r.tf("Please transfer %s by %s to IBAN %s", amount, r.longDate(inv.DueDate), iban(s.IBAN))
 		if s.BIC != "" {
 			text += " (BIC " + s.BIC + ")"
 		}
-		text += fmt.Sprintf(", account holder %s, and please mention %s.", cmp.Or(s.Party.LegalName, s.Name), inv.Number)
+		text += r.tf(", account holder %s, and please mention %s.", cmp.Or(s.Party.LegalName, s.Name), inv.Number)
 	}
 	if s.Party.Email != "" {
-		text += " Questions: " + s.Party.Email + "."
+		text += " " + r.tf("Questions: %s.", s.Party.Email)
 	}
 	r.style("", 9, ink)
 	h := r.paragraphHeight(contentW-8, 4.6, text) + 5
-	r.section("Payment", h)
+	r.section(r.t("Payment"), h)
 	r.style("", 9, ink)
 	y := r.f.GetY()
 	r.f.SetFillColor(tint.r, tint.g, tint.b)
@@ -814,64 +876,42 @@ func (r *renderer) annex() {
 	}
 	r.f.AddPage()
 	r.style("B", 14, accent)
-	r.put(marginX, r.f.GetY(), contentW, 7, "Annex: usage per project and environment", "L")
+	r.put(marginX, r.f.GetY(), contentW, 7, r.t("Annex: usage per project and environment"), "L")
 	r.style("", 8.5, muted)
 	r.f.SetXY(marginX, r.f.GetY()+7.5)
-	r.paragraph(contentW, 4.5, fmt.Sprintf("%s · %s · %s · quantities in billing units", documentName(inv), customerName(inv), monthName(inv.Period)))
+	r.paragraph(contentW, 4.5, strings.Join([]string{r.documentName(), customerName(inv), r.monthName(inv.Period), r.t("quantities in billing units")}, " · "))
 	r.f.SetY(r.f.GetY() + 5)
-	r.beginTable([]column{{"Environment", 44, "L"}, {"Meter", 58, "L"}, {"Quantity", 42, "R"}, {"Unit", 30, "L"}})
+	r.beginTable([]column{{r.t("Environment"), 44, "L"}, {r.t("Meter"), 58, "L"}, {r.t("Quantity"), 42, "R"}, {r.t("Unit"), 30, "L"}})
 	for i, a := range inv.Annex {
 		if i == 0 || a.Project != inv.Annex[i-1].Project || a.Adjusts != inv.Annex[i-1].Adjusts {
-			heading := "Project " + a.Project
+			heading := r.tf("Project %s", a.Project)
 			if a.Adjusts != "" {
-				heading += " · adjustment: records of " + monthName(a.Adjusts)
+				heading += " · " + r.tf("adjustment: records of %s", r.monthName(a.Adjusts))
 			}
 			r.beginGroup(heading)
 		}
-		meter := meterName(a.Meter)
+		meter := r.meterName(a.Meter)
 		if a.Adjusts != "" {
-			meter += " · adjusts " + a.Adjusts
+			meter += " · " + r.tf("adjusts %s", a.Adjusts)
 		}
-		r.row(false, string(a.Environment), meter, group(a.Quantity.StringFixed(6)), string(a.Unit))
+		r.row(false, string(a.Environment), meter, r.num(a.Quantity.StringFixed(6)), string(a.Unit))
 		// What was billed beyond what was measured, one row each, so that
 		// the measured quantity matches the usage API.
 		for _, part := range []struct {
 			name string
 			q    *billing.Quantity
-		}{{"of which measured", a.Measured}, {"min-run top-up", a.MinRunTopUp}, {"reserved uplift", a.ReservedUplift}} {
+		}{{r.t("of which measured"), a.Measured}, {r.t("min-run top-up"), a.MinRunTopUp}, {r.t("reserved uplift"), a.ReservedUplift}} {
 			if part.q != nil {
-				r.row(false, "", "   "+part.name, group(part.q.StringFixed(6)), string(a.Unit))
+				r.row(false, "", "   "+part.name, r.num(part.q.StringFixed(6)), string(a.Unit))
 			}
 		}
 	}
 	r.endTable()
 }
 
-// group separates the thousands of a decimal's integer part with spaces, as
-// ISO 80000 writes numbers: unambiguous to a reader used to a decimal comma
-// as much as to one used to a decimal point.
-func group(s string) string {
-	sign, digits := "", s
-	if strings.HasPrefix(s, "-") {
-		sign, digits = "-", s[1:]
-	}
-	whole, frac, hasFrac := strings.Cut(digits, ".")
-	var b strings.Builder
-	b.WriteString(sign)
-	for i, c := range whole {
-		if i > 0 && (len(whole)-i)%3 == 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteRune(c)
-	}
-	if hasFrac {
-		b.WriteString("." + frac)
-	}
-	return b.String()
-}
-
-// longDate writes "2026-12-04" as "4 December 2026", and "—" for no date.
-func longDate(s string) string {
+// longDate writes "2026-12-04" as "4 December 2026" in the document's
+// language, and "—" for no date.
+func (r *renderer) longDate(s string) string {
 	if s == "" {
 		return "—"
 	}
@@ -879,27 +919,25 @@ func longDate(s string) string {
 	if err != nil {
 		return s
 	}
-	return t.Format("2 January 2006")
+	return r.lang.Date(t)
 }
 
-// monthName writes "2026-11" as "November 2026".
-func monthName(p string) string {
+// monthName writes "2026-11" as "November 2026" in the document's language.
+func (r *renderer) monthName(p string) string {
 	t, err := time.Parse("2006-01", p)
 	if err != nil {
 		return p
 	}
-	return t.Format("January 2006")
+	return r.lang.Month(t)
 }
 
 // periodText is the billed period's first and last day: "1–30 November 2026".
-func periodText(inv *billing.Invoice) string {
+func (r *renderer) periodText() string {
+	inv := r.inv
 	start, err1 := time.Parse(time.DateOnly, inv.PeriodStart)
 	end, err2 := time.Parse(time.DateOnly, inv.PeriodEnd)
-	switch {
-	case err1 != nil || err2 != nil:
-		return monthName(inv.Period)
-	case start.Year() == end.Year() && start.Month() == end.Month():
-		return fmt.Sprintf("%d–%s", start.Day(), end.Format("2 January 2006"))
+	if err1 != nil || err2 != nil {
+		return r.monthName(inv.Period)
 	}
-	return start.Format("2 January 2006") + " – " + end.Format("2 January 2006")
+	return r.lang.DayRange(start, end)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/paasmeter/paasmeter/billing/ratecard"
 	"github.com/paasmeter/paasmeter/internal/golden"
 	"github.com/paasmeter/paasmeter/internal/testenv"
+	"github.com/paasmeter/paasmeter/locale"
 )
 
 // long is inv with 120 lines: its own, then groups of 20 production
@@ -197,4 +198,93 @@ func TestRenderIsByteIdentical(t *testing.T) {
 			}
 		}
 	})
+}
+
+// in returns a copy of inv written in lang.
+func in(inv *billing.Invoice, lang locale.Lang) *billing.Invoice {
+	out := *inv
+	out.Customer.Language = lang
+	return &out
+}
+
+// documents are one of every kind of document and section the renderer draws.
+func documents(t *testing.T) map[string]*billing.Invoice {
+	caami := billingtest.Issued(t, "PM-2026-000001")
+	ona := billingtest.Issued(t, "PM-2026-000002")
+	draft := *caami
+	draft.Number, draft.IssueDate, draft.DueDate, draft.Provisional = "", "", "", true
+	noProd := *ona
+	noProd.Inputs.Months = []billing.MonthInput{{Period: "2026-11"}}
+	return map[string]*billing.Invoice{
+		"an invoice with an SLA credit":  caami,
+		"a VAT-exempt invoice":           ona,
+		"a draft":                        &draft,
+		"a month without production app": &noProd,
+		"a full credit note":             billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution"),
+		"a partial credit note":          billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "goodwill"),
+		"a long invoice":                 long(caami),
+	}
+}
+
+func TestEveryDocumentIsWrittenWholeInEachLanguage(t *testing.T) {
+	for name, inv := range documents(t) {
+		for _, lang := range []locale.Lang{locale.French, locale.Dutch} {
+			missing, err := pdf.Missing(in(inv, lang))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(missing) > 0 {
+				t.Errorf("%s in %s prints %d messages in English: %q", name, lang, len(missing), missing)
+			}
+		}
+	}
+}
+
+func TestTheInstitutionsLanguageWritesItsWordsNumbersAmountsAndDates(t *testing.T) {
+	caami := billingtest.Issued(t, "PM-2026-000001")
+	credit := billingtest.CreditNote(t, caami, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution")
+	// French's no-break spaces (locale's tests hold them) come out of
+	// pdftotext as spaces.
+	nbsp := " "
+	for _, tc := range []struct {
+		name string
+		inv  *billing.Invoice
+		want []string
+	}{
+		{"an invoice in French", in(caami, locale.French), []string{
+			"Facture", "PM-2026-000001", "Votre référence", "FACTURÉ À", "Belgique", "1er–30 novembre 2026", "3 janvier 2027",
+			"36" + nbsp + "000,000000", "0,00020", "-9,09", "87,85", "Total à payer", "106,30" + nbsp + "€", "99,85" + nbsp + "%",
+			"Veuillez virer 106,30" + nbsp + "€ au plus tard le 3 janvier 2027", "Annexe" + nbsp + ": consommation", "1" + nbsp + "800,750000", "page 1 sur "}},
+		{"an invoice in Dutch", in(caami, locale.Dutch), []string{
+			"Factuur", "PM-2026-000001", "Uw referentie", "GEFACTUREERD AAN", "België", "1–30 november 2026", "3 januari 2027",
+			"36.000,000000", "0,00020", "-9,09", "87,85", "Te betalen", "€" + nbsp + "106,30", "99,85 %",
+			"Gelieve €" + nbsp + "106,30 uiterlijk op 3 januari 2027 over te maken", "Bijlage: verbruik", "1.800,750000", "pagina 1 van "}},
+		{"a credit note in French", in(credit, locale.French), []string{
+			"Note de crédit", "PMC-2026-000001", "Corrige la facture", "billed to the wrong institution", "-106,30" + nbsp + "€", "Crédit SLA 2026-11 annulé"}},
+		{"a credit note in Dutch", in(credit, locale.Dutch), []string{
+			"Creditnota", "PMC-2026-000001", "Corrigeert factuur", "€" + nbsp + "-106,30", "SLA-krediet 2026-11 teruggedraaid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			contains(t, text(t, render(t, tc.inv), 1, 0), tc.want...)
+		})
+	}
+	t.Run("a language the renderer does not write is refused, not printed in English", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := pdf.Render(&buf, in(caami, "de")); err == nil || !strings.Contains(err.Error(), "customer.language") {
+			t.Errorf("Render in de: %v, want an error naming customer.language", err)
+		}
+	})
+}
+
+func TestATranslatedDocumentRendersAsItsGoldenPDF(t *testing.T) {
+	caami := billingtest.Issued(t, "PM-2026-000001")
+	for _, lang := range []locale.Lang{locale.French, locale.Dutch} {
+		t.Run(string(lang), func(t *testing.T) {
+			got := render(t, in(caami, lang))
+			if again := render(t, in(caami, lang)); !bytes.Equal(got, again) {
+				t.Fatal("re-rendering gives other bytes")
+			}
+			golden.Check(t, filepath.Join("testdata", "PM-2026-000001."+string(lang)+".pdf"), got)
+		})
+	}
 }
