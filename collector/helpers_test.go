@@ -63,6 +63,7 @@ type env struct {
 type setup struct {
 	collector.Options
 	invoices billinghttp.InvoiceReader
+	drafts   billinghttp.Drafter
 	windows  slahttp.MaintenanceWindows
 	reports  slahttp.SLAReports
 }
@@ -116,7 +117,7 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Logger: o.Logger}),
+	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Drafts: o.drafts, Location: o.Location, Clock: o.Clock, Logger: o.Logger}),
 		slahttp.Routes(slahttp.Options{Reports: o.reports, Windows: o.windows, Institutions: o.Institutions, Location: o.Location, Clock: o.Clock,
 			Logger: o.Logger})...)
 	e.srv, err = collector.New(o.Options)

@@ -50,7 +50,7 @@ func withInvoicing(t *testing.T, inv *invoicing) func(*setup) {
 		t.Helper()
 		inv.clock = clock.NewManual(time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)) // after November's grace period
 		inv.svc = billingOver(t, o.Store, billingtest.SLA{}, inv.clock)
-		o.invoices = inv.svc
+		o.invoices, o.drafts = inv.svc, inv.svc
 	}
 }
 

@@ -286,8 +286,9 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 	// The collector serves institutions the documents the invoice commands
 	// issued, read from the state store they share.
 	var invoices billinghttp.InvoiceReader
+	var drafts billinghttp.Drafter
 	if h.billing != nil {
-		invoices = h.billing
+		invoices, drafts = h.billing, h.billing
 		// Records the rate card can never price are refused at ingest, with
 		// a 400 naming window_start: the agent's dead letters keep them.
 		cc.EarliestWindow = h.billingOpts.Card.Versions[0].Effective
@@ -315,7 +316,7 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 		Batch: h.cfg.Store.MeteringBatch(),
 		// Billing and the SLA serve their routes through the collector's
 		// table. Admin tokens declare windows; the SLA calculator reads them from the store.
-		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Logger: h.opts.Logger}),
+		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Drafts: drafts, Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger}),
 			slahttp.Routes(slahttp.Options{Reports: slaReports{h.sla, h.maintenance}, Windows: h.maintenance, Institutions: h.cfg.Tenants,
 				Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})...),
 	})

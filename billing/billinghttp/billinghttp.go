@@ -1,5 +1,6 @@
 // Package billinghttp serves institutions their issued invoices and credit
-// notes: the list, and each document's download in every export format. Its
+// notes (the list, and each document's download in every export format),
+// and what their month comes to so far by the draft's arithmetic. Its
 // routes are served through the collector's route table, which checks that
 // the token may read the {tenant} of the path and audits operators' reads.
 package billinghttp
@@ -16,12 +17,14 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ubl"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -61,26 +64,38 @@ type Options struct {
 	// Invoices, if set, serves issued invoices and credit notes to their
 	// institutions; without it the routes answer 501.
 	Invoices InvoiceReader
-	// Logger defaults to slog's.
+	// Drafts, if set, serves institutions the cost of their month so far;
+	// without it that route answers 501.
+	Drafts Drafter
+	// Location is the platform's time zone, for months (default UTC).
+	Location *time.Location
+	// Clock and Logger default to the system's.
+	Clock  clock.Clock
 	Logger *slog.Logger
 }
 
 // handlers serve the routes.
 type handlers struct {
 	invoices InvoiceReader
+	drafts   Drafter
+	loc      *time.Location
+	clock    clock.Clock
 	log      *slog.Logger
 }
 
 // Routes returns the invoice routes, for the collector's table
 // (collector.Options.Routes).
 func Routes(o Options) []route.Route {
-	h := &handlers{invoices: o.Invoices, log: cmp.Or(o.Logger, slog.Default())}
+	h := &handlers{invoices: o.Invoices, drafts: o.Drafts, loc: cmp.Or(o.Location, time.UTC),
+		clock: cmp.Or[clock.Clock](o.Clock, clock.System{}), log: cmp.Or(o.Logger, slog.Default())}
 	invoices := func(h route.Handler) route.Handler {
 		return route.Requires(o.Invoices != nil, "this collector serves no invoices: billing.rate_card is not configured", h)
 	}
 	return []route.Route{
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: invoices(h.getInvoices)},
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: invoices(h.getInvoice)},
+		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/cost", Access: route.TenantRead,
+			Handle: route.Requires(o.Drafts != nil, "this collector computes no costs: billing.rate_card is not configured", h.getCost)},
 	}
 }
 
