@@ -69,6 +69,10 @@ type Options struct {
 	// the collector's one table, as its own routes are: the same
 	// authentication, tenant checks and audit of operators' reads.
 	Routes []route.Route
+	// Portal, if set, serves everything under /portal/ on the tenants'
+	// listener: the institutions' web portal, which signs people in with
+	// sessions of its own rather than bearer tokens.
+	Portal http.Handler
 	// RetentionHeld, if set, says whether this collector enforces log
 	// retention now: among several collectors, only the holder of the hub's
 	// log-retention lease does, since on ClickHouse each pass is a mutation
@@ -106,6 +110,8 @@ type Server struct {
 	ready *readiness
 	// contributed are Options.Routes.
 	contributed []route.Route
+	// portal is Options.Portal.
+	portal http.Handler
 	// retentionHeld is Options.RetentionHeld.
 	retentionHeld func() bool
 	// apiTLS and adminTLS are the listeners' TLS; nil serves plain HTTP.
@@ -187,6 +193,7 @@ func New(o Options) (*Server, error) {
 		batched:         o.Batch != nil,
 
 		contributed:   o.Routes,
+		portal:        o.Portal,
 		retentionHeld: o.RetentionHeld,
 	}
 	for t := range tenants {
@@ -207,11 +214,15 @@ func New(o Options) (*Server, error) {
 
 const tracerName = "github.com/paasmeter/paasmeter/collector"
 
-// Handler returns the tenants' listener handler: the API, /healthz and /readyz.
+// Handler returns the tenants' listener handler: the API, /healthz and
+// /readyz, and the portal under /portal/ when there is one.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	for _, rt := range s.Routes() {
 		mux.Handle(rt.Method+" "+rt.Pattern, s.wrap(rt))
+	}
+	if s.portal != nil {
+		mux.Handle("/portal/", s.portal)
 	}
 	mux.HandleFunc("/", notFound)
 	return mux

@@ -19,6 +19,7 @@ import (
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
 	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/portal"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/maintenance"
 	"github.com/paasmeter/paasmeter/sla/slahttp"
@@ -299,7 +300,14 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The institutions' portal shows the same figures as the API.
+	web, err := portal.New(portal.Options{Auth: authn, Institutions: h.cfg.Tenants, Drafts: drafts, Invoices: invoices,
+		Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})
+	if err != nil {
+		return err
+	}
 	srv, err := collector.New(collector.Options{
+		Portal:        web.Handler(),
 		RetentionHeld: retention.Held,
 		Config:        cc,
 		Store:         h.metering,

@@ -133,7 +133,14 @@ var documentNumber = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 // getInvoice is GET /api/v1/tenants/{tenant}/invoices/{file}: the document
 // file names, {number}.{format}, exported in that format as a download.
 func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Principal) {
-	tenant, file := r.PathValue("tenant"), r.PathValue("file")
+	ServeDocument(r.Context(), w, h.invoices, h.log, r.PathValue("tenant"), r.PathValue("file"))
+}
+
+// ServeDocument answers a request for tenant's document file
+// ({number}.{format}) from invoices, as a download; the caller has checked
+// that the request may read tenant. Another institution's document is
+// answered exactly as a number never issued.
+func ServeDocument(ctx context.Context, w http.ResponseWriter, invoices InvoiceReader, log *slog.Logger, tenant, file string) {
 	formats := map[string][]string{"formats": export.Formats()}
 	number, format, ok := strings.Cut(file, ".")
 	if !ok || !documentNumber.MatchString(number) {
@@ -146,7 +153,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Pri
 			strings.Join(export.Formats(), ", ")), formats)
 		return
 	}
-	inv, err := h.invoices.Document(r.Context(), number)
+	inv, err := invoices.Document(ctx, number)
 	// Another institution's document is answered exactly as a number that
 	// does not exist, so that numbers cannot be probed for what exists.
 	if errors.Is(err, billing.ErrNotFound) || (err == nil && inv.Customer.Tenant != tenant) {
@@ -154,7 +161,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Pri
 		return
 	}
 	if err != nil {
-		h.log.Error("invoice read failed", "tenant", tenant, "number", number, "err", err)
+		log.Error("invoice read failed", "tenant", tenant, "number", number, "err", err)
 		route.WriteError(w, http.StatusServiceUnavailable, "invoice store unavailable", nil)
 		return
 	}
@@ -167,7 +174,7 @@ func (h *handlers) getInvoice(w http.ResponseWriter, r *http.Request, _ auth.Pri
 			route.WriteError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be an e-invoice: %v", number, err), nil)
 			return
 		}
-		h.log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
+		log.Error("invoice export failed", "tenant", tenant, "number", number, "format", format, "err", err)
 		route.WriteError(w, http.StatusInternalServerError, fmt.Sprintf("%s could not be exported as %s", number, format), nil)
 		return
 	}

@@ -87,33 +87,42 @@ func (h *handlers) getCost(w http.ResponseWriter, r *http.Request, _ auth.Princi
 		}
 		month = m
 	}
-	inv, err := h.draft(r.Context(), month, tenant)
+	resp, err := Cost(r.Context(), h.drafts, h.invoices, tenant, month)
 	if err != nil {
-		h.costFailed(w, tenant, month, err)
-		return
-	}
-	scopes, err := billing.Shares(inv)
-	if err != nil {
-		h.costFailed(w, tenant, month, err)
-		return
-	}
-	resp := CostResponse{Tenant: tenant, Month: month.String(), Currency: inv.Currency, Cutoff: inv.Inputs.Cutoff.UTC(),
-		Provisional: inv.Provisional, Closed: inv.Closed, Totals: inv.Totals, Scopes: scopes, Method: billing.CostMethod}
-	if elapsed := inv.Inputs.Cutoff.Sub(month.Start()); elapsed > 0 && inv.Inputs.Cutoff.Before(month.End()) {
-		scale := new(big.Rat).SetFrac(big.NewInt(int64(month.End().Sub(month.Start()))), big.NewInt(int64(elapsed)))
-		projected := decimal.NewFromBigRat(new(big.Rat).Mul(inv.Totals.Payable.Rat(), scale), 2)
-		resp.Projection = &Projection{Payable: billing.Money{Decimal: projected}, Method: projectionMethod}
-	}
-	if resp.Previous, err = h.previous(r.Context(), month, tenant); err != nil {
 		h.costFailed(w, tenant, month, err)
 		return
 	}
 	route.WriteJSON(w, http.StatusOK, resp)
 }
 
+// Cost is what tenant's month comes to so far: its draft, shared out, with
+// the projection and the month before. invoices, if set, finds the previous
+// month's issued invoice. The API and the portal both answer with it.
+func Cost(ctx context.Context, drafts Drafter, invoices InvoiceReader, tenant string, month calendar.Month) (*CostResponse, error) {
+	inv, err := draft(ctx, drafts, month, tenant)
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := billing.Shares(inv)
+	if err != nil {
+		return nil, err
+	}
+	resp := &CostResponse{Tenant: tenant, Month: month.String(), Currency: inv.Currency, Cutoff: inv.Inputs.Cutoff.UTC(),
+		Provisional: inv.Provisional, Closed: inv.Closed, Totals: inv.Totals, Scopes: scopes, Method: billing.CostMethod}
+	if elapsed := inv.Inputs.Cutoff.Sub(month.Start()); elapsed > 0 && inv.Inputs.Cutoff.Before(month.End()) {
+		scale := new(big.Rat).SetFrac(big.NewInt(int64(month.End().Sub(month.Start()))), big.NewInt(int64(elapsed)))
+		projected := decimal.NewFromBigRat(new(big.Rat).Mul(inv.Totals.Payable.Rat(), scale), 2)
+		resp.Projection = &Projection{Payable: billing.Money{Decimal: projected}, Method: projectionMethod}
+	}
+	if resp.Previous, err = previous(ctx, drafts, invoices, month, tenant); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
 // draft is tenant's draft invoice of month.
-func (h *handlers) draft(ctx context.Context, month calendar.Month, tenant string) (*billing.Invoice, error) {
-	invs, err := h.drafts.Draft(ctx, month, []string{tenant}, nil)
+func draft(ctx context.Context, drafts Drafter, month calendar.Month, tenant string) (*billing.Invoice, error) {
+	invs, err := drafts.Draft(ctx, month, []string{tenant}, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -124,11 +133,11 @@ func (h *handlers) draft(ctx context.Context, month calendar.Month, tenant strin
 }
 
 // previous is the month before month: its issued invoice, or its draft.
-func (h *handlers) previous(ctx context.Context, month calendar.Month, tenant string) (PreviousMonth, error) {
-	prev := calendar.MonthOf(month.Start().Add(-time.Hour), h.loc)
+func previous(ctx context.Context, drafts Drafter, invoices InvoiceReader, month calendar.Month, tenant string) (PreviousMonth, error) {
+	prev := calendar.MonthOf(month.Start().Add(-time.Hour), month.Loc)
 	out := PreviousMonth{Month: prev.String()}
-	if h.invoices != nil {
-		issued, err := h.invoices.List(ctx, state.DocumentFilter{Tenant: tenant, Period: prev.String(), Kind: state.KindInvoice})
+	if invoices != nil {
+		issued, err := invoices.List(ctx, state.DocumentFilter{Tenant: tenant, Period: prev.String(), Kind: state.KindInvoice})
 		if err != nil {
 			return out, err
 		}
@@ -137,7 +146,7 @@ func (h *handlers) previous(ctx context.Context, month calendar.Month, tenant st
 			return out, nil
 		}
 	}
-	inv, err := h.draft(ctx, prev, tenant)
+	inv, err := draft(ctx, drafts, prev, tenant)
 	if err != nil {
 		return out, err
 	}

@@ -172,6 +172,7 @@ func (a *app) printWhereToLook(cfg *config.Config, plat *spec.Spec, api, colAdmi
 	fmt.Fprintf(w, "  collector API      http://%s\n", api)
 	fmt.Fprintf(w, "  usage of %-9s curl -sS -H 'Authorization: Bearer %s' 'http://%s/api/v1/tenants/%s/usage?group_by=project,app,environment'\n",
 		tenant, institutionToken(cfg, tenant), api, tenant)
+	fmt.Fprintf(w, "  portal             http://%s/portal/  (sign in with %s's token %s)\n", api, tenant, institutionToken(cfg, tenant))
 	fmt.Fprintf(w, "  collector metrics  http://%s/metrics\n", colAdmin)
 	fmt.Fprintf(w, "  agent metrics      http://%s/metrics  (paasmeter_runtime_*: replicas, restarts, probes, quotas)\n", agentAdmin)
 	fmt.Fprintf(w, "  containers         DOCKER_HOST=%s docker ps --filter label=%s=%s\n", dockerHost, supervise.LabelNode, cfg.Agent.Node)

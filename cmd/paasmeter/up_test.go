@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -71,6 +72,12 @@ func TestTheExamplePlatformFitsTheExampleConfig(t *testing.T) {
 	}
 	if institutionToken(cfg, "caami") != "pm_example_caami" {
 		t.Errorf("the example caami token is not recognised: %s", institutionToken(cfg, "caami"))
+	}
+	// What `make run` prints says where the portal is and how to sign in.
+	var out bytes.Buffer
+	(&app{stdout: &out}).printWhereToLook(cfg, plat, "127.0.0.1:8080", "127.0.0.1:9090", "127.0.0.1:9100", "unix:///run/docker.sock")
+	if want := "portal             http://127.0.0.1:8080/portal/  (sign in with caami's token pm_example_caami)"; !strings.Contains(out.String(), want) {
+		t.Errorf("up prints no %q:\n%s", want, out.String())
 	}
 }
 

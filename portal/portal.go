@@ -1,0 +1,381 @@
+// Package portal is the institutions' web portal, served by the collector
+// under /portal/: what their month comes to so far and their invoices, in
+// English, French or Dutch, as pages rendered on the server (html/template,
+// no script).
+//
+// People sign in with their institution's API token; the portal then keeps
+// a session in the collector's memory (an HttpOnly, SameSite=Strict cookie
+// holding a random id, Secure over TLS) and never the token. Every form
+// carries the session's CSRF token, and the sign-in form a token of its own
+// cookie. A page of an institution is served only to a session whose
+// principal may read it (auth.Principal.CanRead, the API's own check);
+// another's is answered as a page that does not exist. Operators' tokens do
+// not sign in here: their reads of institutions' data are audited through
+// the API.
+//
+// The figures are the API's: the cost so far is billinghttp.Cost, the
+// invoices billinghttp's reader and downloads.
+package portal
+
+import (
+	"cmp"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billinghttp"
+	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/calendar"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/locale"
+	"github.com/paasmeter/paasmeter/state"
+)
+
+// Prefix is where the collector serves the portal.
+const Prefix = "/portal/"
+
+// Options are what the portal is built from.
+type Options struct {
+	// Auth checks the tokens people sign in with.
+	Auth *auth.Authenticator
+	// Institutions are the platform's; a page of any other is not found.
+	Institutions institution.Directory
+	// Drafts and Invoices serve the figures; without them the pages say
+	// that the platform does not bill.
+	Drafts   billinghttp.Drafter
+	Invoices billinghttp.InvoiceReader
+	// Location is the platform's time zone (default UTC).
+	Location *time.Location
+	// SessionTTL is how long a session lasts after sign-in (default 8h);
+	// MaxSessions bounds the sessions kept (default 10,000).
+	SessionTTL  time.Duration
+	MaxSessions int
+	// Clock and Logger default to the system's.
+	Clock  clock.Clock
+	Logger *slog.Logger
+}
+
+// Portal serves the pages.
+type Portal struct {
+	o        Options
+	loc      *time.Location
+	clock    clock.Clock
+	log      *slog.Logger
+	sessions *sessions
+	pages    map[string]*template.Template
+}
+
+//go:embed templates static
+var files embed.FS
+
+// The cookies.
+const (
+	sessionCookie = "paasmeter_session"
+	loginCookie   = "paasmeter_login"
+)
+
+// New builds the portal.
+func New(o Options) (*Portal, error) {
+	if o.Auth == nil {
+		return nil, errors.New("portal: an authenticator is required")
+	}
+	p := &Portal{o: o, loc: cmp.Or(o.Location, time.UTC), clock: cmp.Or[clock.Clock](o.Clock, clock.System{}),
+		log:      cmp.Or(o.Logger, slog.Default()),
+		sessions: &sessions{byID: map[string]*session{}, ttl: cmp.Or(o.SessionTTL, 8*time.Hour), limit: cmp.Or(o.MaxSessions, 10_000)},
+		pages:    map[string]*template.Template{}}
+	for _, page := range []string{"login", "home", "invoices", "message"} {
+		tmpl, err := template.New("layout.html").Funcs(template.FuncMap{
+			"t": t,
+			"money": func(l locale.Lang, m billing.Money, currency string) string {
+				return l.Money(m.StringFixed(2), currency)
+			},
+			// Dates are the platform's calendar days.
+			"date": func(l locale.Lang, at time.Time) string { return l.Date(at.In(p.loc)) },
+			"day": func(l locale.Lang, s string) string {
+				d, err := time.Parse(time.DateOnly, s)
+				if err != nil {
+					return s
+				}
+				return l.Date(d)
+			},
+			"month": func(l locale.Lang, s string) string {
+				m, err := time.Parse("2006-01", s)
+				if err != nil {
+					return s
+				}
+				return l.Month(m)
+			},
+		}).ParseFS(files, "templates/layout.html", "templates/"+page+".html")
+		if err != nil {
+			return nil, fmt.Errorf("portal: template %s: %w", page, err)
+		}
+		p.pages[page] = tmpl
+	}
+	return p, nil
+}
+
+// Handler serves the portal's paths, all under Prefix.
+func (p *Portal) Handler() http.Handler {
+	mux := http.NewServeMux()
+	// "_" is in no institution's id (a DNS label): the portal's own file.
+	mux.HandleFunc("GET /portal/_/portal.css", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, files, "static/portal.css")
+	})
+	mux.HandleFunc("GET /portal/login", p.loginForm)
+	mux.HandleFunc("POST /portal/login", p.login)
+	mux.HandleFunc("POST /portal/logout", p.logout)
+	mux.HandleFunc("GET /portal/{$}", p.signedIn(p.root))
+	mux.HandleFunc("GET /portal/{tenant}/{$}", p.signedIn(p.tenantPage(p.home)))
+	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(p.invoices)))
+	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(p.download)))
+	mux.HandleFunc("/", p.notFound)
+	return securityHeaders(mux)
+}
+
+// securityHeaders sets what every answer of the portal carries: no framing,
+// no script, no resource from elsewhere, no referrer, no caching of pages
+// that show an institution's figures.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Referrer-Policy", "no-referrer")
+		if !strings.HasPrefix(r.URL.Path, "/portal/_/") {
+			h.Set("Cache-Control", "no-store")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// view is what every page's template gets.
+type view struct {
+	Lang  locale.Lang
+	Langs []locale.Lang
+	// Path is the page's path, for the language links.
+	Path   string
+	Tenant string
+	Name   string
+	CSRF   string
+	Error  string
+	Data   any
+}
+
+func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
+	v.Lang = langOf(w, r)
+	v.Langs, v.Path = locale.Langs(), r.URL.Path
+	if v.Tenant != "" {
+		v.Name = v.Tenant
+		for _, i := range p.o.Institutions {
+			if i.ID == v.Tenant && i.Name != "" {
+				v.Name = i.Name
+			}
+		}
+	}
+	var b strings.Builder
+	if err := p.pages[page].Execute(&b, v); err != nil {
+		p.log.Error("portal page failed", "page", page, "err", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(b.String())) // the status is sent; a failed write means the client left
+}
+
+func (p *Portal) notFound(w http.ResponseWriter, r *http.Request) {
+	p.render(w, r, http.StatusNotFound, "message", view{Error: "not found"})
+}
+
+// cookie is a portal cookie: HttpOnly, SameSite=Strict, Secure over TLS.
+func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+}
+
+// loginForm is GET /portal/login: the token form, with a CSRF token kept in
+// a cookie of its own, since there is no session yet.
+func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request) {
+	p.showLogin(w, r, http.StatusOK, "")
+}
+
+func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request, status int, problem string) {
+	token := randomID()
+	http.SetCookie(w, cookie(r, loginCookie, token, 3600))
+	p.render(w, r, status, "login", view{CSRF: token, Error: problem})
+}
+
+// maxForm bounds a form's body: a token and a CSRF token.
+const maxForm = 4 << 10
+
+// login is POST /portal/login: an institution's token opens a session.
+func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	if err := r.ParseForm(); err != nil {
+		p.showLogin(w, r, http.StatusBadRequest, "expired form")
+		return
+	}
+	c, err := r.Cookie(loginCookie)
+	if err != nil || !sameToken(c.Value, r.PostFormValue("csrf")) {
+		p.showLogin(w, r, http.StatusForbidden, "expired form")
+		return
+	}
+	check, _ := http.NewRequestWithContext(r.Context(), http.MethodGet, Prefix, nil)
+	check.Header.Set("Authorization", "Bearer "+strings.TrimSpace(r.PostFormValue("token")))
+	principal, err := p.o.Auth.Authenticate(check)
+	if err != nil || principal.Role != auth.RoleInstitution {
+		p.log.Info("portal sign-in refused", "remote", r.RemoteAddr, "role", string(principal.Role))
+		p.showLogin(w, r, http.StatusUnauthorized, "bad token")
+		return
+	}
+	id, _, err := p.sessions.start(principal, p.clock.Now())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	p.log.Info("portal sign-in", "principal", principal.Name, "tenant", principal.Tenant, "remote", r.RemoteAddr)
+	http.SetCookie(w, cookie(r, loginCookie, "", -1))
+	http.SetCookie(w, cookie(r, sessionCookie, id, int(p.sessions.ttl.Seconds())))
+	http.Redirect(w, r, Prefix+url.PathEscape(principal.Tenant)+"/", http.StatusSeeOther)
+}
+
+// logout is POST /portal/logout: the session ends.
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+		return
+	}
+	s, ok := p.sessions.get(c.Value, p.clock.Now())
+	if !ok {
+		http.SetCookie(w, cookie(r, sessionCookie, "", -1))
+		http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+		return
+	}
+	if err := r.ParseForm(); err != nil || !sameToken(s.csrf, r.PostFormValue("csrf")) {
+		p.render(w, r, http.StatusForbidden, "message", view{Error: "expired form"})
+		return
+	}
+	p.sessions.end(c.Value)
+	http.SetCookie(w, cookie(r, sessionCookie, "", -1))
+	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+}
+
+// signedIn passes the request's session to h, or sends the person to sign in.
+func (p *Portal) signedIn(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(sessionCookie)
+		if err != nil {
+			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+			return
+		}
+		s, ok := p.sessions.get(c.Value, p.clock.Now())
+		if !ok {
+			http.SetCookie(w, cookie(r, sessionCookie, "", -1))
+			http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+// root is GET /portal/: the session's institution.
+func (p *Portal) root(w http.ResponseWriter, r *http.Request, s *session) {
+	http.Redirect(w, r, Prefix+url.PathEscape(s.principal.Tenant)+"/", http.StatusSeeOther)
+}
+
+// tenantPage serves h only for an institution of the platform the session
+// may read; any other is not found, as a page that does not exist.
+func (p *Portal) tenantPage(h func(http.ResponseWriter, *http.Request, *session, string)) func(http.ResponseWriter, *http.Request, *session) {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		tenant := r.PathValue("tenant")
+		if !p.o.Institutions.Has(tenant) || !s.principal.CanRead(tenant) {
+			p.notFound(w, r)
+			return
+		}
+		h(w, r, s, tenant)
+	}
+}
+
+// homeData is the month-so-far page's.
+type homeData struct {
+	Cost *billinghttp.CostResponse
+}
+
+// home is GET /portal/{tenant}/: the current month so far.
+func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
+	v := view{Tenant: tenant, CSRF: s.csrf}
+	if p.o.Drafts == nil {
+		v.Error = "no billing"
+		p.render(w, r, http.StatusOK, "home", v)
+		return
+	}
+	cost, err := billinghttp.Cost(r.Context(), p.o.Drafts, p.o.Invoices, tenant, calendar.MonthOf(p.clock.Now(), p.loc))
+	if err != nil {
+		p.log.Error("portal: cost so far failed", "tenant", tenant, "err", err)
+		v.Error = "unavailable"
+		p.render(w, r, http.StatusServiceUnavailable, "home", v)
+		return
+	}
+	v.Data = homeData{Cost: cost}
+	p.render(w, r, http.StatusOK, "home", v)
+}
+
+// document is one issued document in the invoices page.
+type document struct {
+	Inv   *billing.Invoice
+	Links []link
+}
+
+type link struct{ Format, Href string }
+
+// invoices is GET /portal/{tenant}/invoices: the issued documents, newest first.
+func (p *Portal) invoices(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
+	v := view{Tenant: tenant, CSRF: s.csrf}
+	if p.o.Invoices == nil {
+		v.Error = "no billing"
+		p.render(w, r, http.StatusOK, "invoices", v)
+		return
+	}
+	invs, err := p.o.Invoices.List(r.Context(), state.DocumentFilter{Tenant: tenant})
+	if err != nil {
+		p.log.Error("portal: invoice list failed", "tenant", tenant, "err", err)
+		v.Error = "unavailable"
+		p.render(w, r, http.StatusServiceUnavailable, "invoices", v)
+		return
+	}
+	slices.SortStableFunc(invs, func(a, b *billing.Invoice) int { return cmp.Compare(b.IssueDate, a.IssueDate) })
+	var docs []document
+	for _, inv := range invs {
+		d := document{Inv: inv}
+		for _, f := range export.Formats() {
+			d.Links = append(d.Links, link{Format: f, Href: Prefix + url.PathEscape(tenant) + "/invoices/" + url.PathEscape(export.FileName(inv, f))})
+		}
+		docs = append(docs, d)
+	}
+	v.Data = docs
+	p.render(w, r, http.StatusOK, "invoices", v)
+}
+
+// download is GET /portal/{tenant}/invoices/{file}: the API's download.
+func (p *Portal) download(w http.ResponseWriter, r *http.Request, _ *session, tenant string) {
+	if p.o.Invoices == nil {
+		p.notFound(w, r)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	billinghttp.ServeDocument(ctx, w, p.o.Invoices, p.log, tenant, r.PathValue("file"))
+}

@@ -1,0 +1,361 @@
+package portal_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billingtest"
+	"github.com/paasmeter/paasmeter/billing/export"
+	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/institution"
+	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/locale"
+	"github.com/paasmeter/paasmeter/metering/embedded"
+	"github.com/paasmeter/paasmeter/portal"
+	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
+	"github.com/paasmeter/paasmeter/state/statetest"
+)
+
+const (
+	caamiToken = "pm_caami_portal_test"
+	onaToken   = "pm_ona_portal_test"
+	adminToken = "pm_admin_portal_test"
+	agentToken = "pm_agent_portal_test"
+)
+
+// env is a portal over the billing worked example (November 2026), its
+// clock in the middle of the month.
+type env struct {
+	srv   *httptest.Server
+	svc   *billing.Service
+	clock *clock.Manual
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	mid := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
+	store, err := embedded.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	recs := billingtest.Records()
+	for i := range recs {
+		recs[i].ReceivedAt = mid.Add(-2 * time.Hour)
+	}
+	if _, err := store.AppendUsage(ctx, recs); err != nil {
+		t.Fatal(err)
+	}
+	card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{clock: clock.NewManual(mid)}
+	cfg := billing.DefaultConfig()
+	cfg.Location, cfg.Seller, cfg.Customers = billingtest.Brussels(), billingtest.Seller(), billingtest.Customers()
+	e.svc, err = billing.New(billing.Options{Config: cfg, Card: card, Usage: store, SLA: billingtest.SLA{},
+		State: statetest.Open(t, stateembedded.Open, t.TempDir()), Clock: e.clock, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	authn, err := auth.NewAuthenticator([]auth.TokenConfig{
+		{Name: "caami", Role: auth.RoleInstitution, Tenant: "caami", SHA256: auth.Hash(caamiToken)},
+		{Name: "ona", Role: auth.RoleInstitution, Tenant: "ona", SHA256: auth.Hash(onaToken)},
+		{Name: "ops", Role: auth.RoleAdmin, SHA256: auth.Hash(adminToken)},
+		{Name: "node-1", Role: auth.RoleAgent, Node: "node-1", Tenants: []string{"caami"}, SHA256: auth.Hash(agentToken)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := portal.New(portal.Options{Auth: authn, Drafts: e.svc, Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
+		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(p.Handler())
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// browser is a person's browser: its cookies, and no redirect followed, so
+// that the tests see each answer.
+type browser struct {
+	t      *testing.T
+	e      *env
+	client *http.Client
+	lang   string
+}
+
+func (e *env) browser(t *testing.T) *browser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &browser{t: t, e: e, client: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type page struct {
+	code   int
+	header http.Header
+	body   string
+}
+
+func (b *browser) do(method, path string, form url.Values) page {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, b.e.srv.URL+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if b.lang != "" {
+		req.Header.Set("Accept-Language", b.lang)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return page{resp.StatusCode, resp.Header, string(raw)}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf is the CSRF token of a page's form.
+func (b *browser) csrf(p page) string {
+	b.t.Helper()
+	m := csrfField.FindStringSubmatch(p.body)
+	if m == nil {
+		b.t.Fatalf("no CSRF token in the page:\n%s", p.body)
+	}
+	return m[1]
+}
+
+// signIn signs in with token and returns the answer to the form.
+func (b *browser) signIn(token string) page {
+	b.t.Helper()
+	form := b.do("GET", "/portal/login", nil)
+	if form.code != http.StatusOK {
+		b.t.Fatalf("sign-in form: %d %s", form.code, form.body)
+	}
+	return b.do("POST", "/portal/login", url.Values{"token": {token}, "csrf": {b.csrf(form)}})
+}
+
+func (e *env) draftPayable(t *testing.T, tenant string) billing.Money {
+	t.Helper()
+	drafts, err := e.svc.Draft(context.Background(), billingtest.Period(), []string{tenant}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return drafts[0].Totals.Payable
+}
+
+func TestAnInstitutionSignsInWithItsTokenAndSeesItsMonthSoFar(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	if p := b.do("GET", "/portal/caami/", nil); p.code != http.StatusSeeOther || p.header.Get("Location") != "/portal/login" {
+		t.Fatalf("a page before signing in: %d to %q, want 303 to /portal/login", p.code, p.header.Get("Location"))
+	}
+	p := b.signIn(caamiToken)
+	if p.code != http.StatusSeeOther || p.header.Get("Location") != "/portal/caami/" {
+		t.Fatalf("sign-in: %d to %q: %s", p.code, p.header.Get("Location"), p.body)
+	}
+	var session *http.Cookie
+	for _, c := range (&http.Response{Header: p.header}).Cookies() {
+		if c.Name == "paasmeter_session" {
+			session = c
+		}
+	}
+	if session == nil || !session.HttpOnly || session.SameSite != http.SameSiteStrictMode || session.Path != "/portal/" || len(session.Value) < 40 ||
+		strings.Contains(session.Value, caamiToken) {
+		t.Fatalf("the session cookie %+v: want HttpOnly, SameSite=Strict, path /portal/, a long random id, never the token", session)
+	}
+	home := b.do("GET", "/portal/caami/", nil)
+	want := locale.English.Money(e.draftPayable(t, "caami").StringFixed(2), "EUR")
+	if home.code != http.StatusOK || !strings.Contains(home.body, `<dd id="payable">`+want+`</dd>`) || !strings.Contains(home.body, "November 2026") ||
+		!strings.Contains(home.body, "Provisional") {
+		t.Fatalf("caami's month so far: %d, want the draft's payable %s:\n%s", home.code, want, home.body)
+	}
+	for h, want := range map[string]string{"X-Frame-Options": "DENY", "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"} {
+		if got := home.header.Get(h); got != want {
+			t.Errorf("%s: %q, want %q", h, got, want)
+		}
+	}
+	if csp := home.header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("Content-Security-Policy %q", csp)
+	}
+}
+
+func TestTheMonthSoFarIsWrittenInTheBrowsersLanguageOrTheOneChosen(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.lang = "fr-BE,fr;q=0.9,en;q=0.5"
+	b.signIn(caamiToken)
+	payable := e.draftPayable(t, "caami").StringFixed(2)
+	fr := b.do("GET", "/portal/caami/", nil)
+	if !strings.Contains(fr.body, `<html lang="fr">`) || !strings.Contains(fr.body, "Ce mois-ci") || !strings.Contains(fr.body, "novembre 2026") ||
+		!strings.Contains(fr.body, `<dd id="payable">`+locale.French.Money(payable, "EUR")+`</dd>`) {
+		t.Fatalf("with Accept-Language fr-BE:\n%s", fr.body)
+	}
+	nl := b.do("GET", "/portal/caami/?lang=nl", nil)
+	if !strings.Contains(nl.body, `<html lang="nl">`) || !strings.Contains(nl.body, "Deze maand tot nu toe") ||
+		!strings.Contains(nl.body, `<dd id="payable">`+locale.Dutch.Money(payable, "EUR")+`</dd>`) {
+		t.Fatalf("?lang=nl:\n%s", nl.body)
+	}
+	// The choice outlives the page, over the browser's.
+	if again := b.do("GET", "/portal/caami/", nil); !strings.Contains(again.body, `<html lang="nl">`) {
+		t.Errorf("after choosing Dutch, the next page is not in Dutch:\n%.300s", again.body)
+	}
+	b.lang = "de-DE"
+	other := e.browser(t)
+	other.lang = "de-DE,de;q=0.9"
+	if p := other.do("GET", "/portal/login", nil); !strings.Contains(p.body, `<html lang="en">`) {
+		t.Errorf("a browser in German gets the login page in %.80s, want English", p.body)
+	}
+}
+
+func TestAnotherInstitutionsPagesAreNotFound(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(caamiToken)
+	// The language links name the page's own path; the rest must not differ.
+	langLinks := regexp.MustCompile(`href="[^"]*\?lang=`)
+	unknown := b.do("GET", "/portal/nobody/", nil)
+	if unknown.code != http.StatusNotFound {
+		t.Fatalf("an unknown institution: %d", unknown.code)
+	}
+	for _, path := range []string{"/portal/ona/", "/portal/ona/invoices", "/portal/ona/invoices/PM-2026-000002.pdf", "/portal/%6Fna/"} {
+		p := b.do("GET", path, nil)
+		if p.code != http.StatusNotFound || langLinks.ReplaceAllString(p.body, "") != langLinks.ReplaceAllString(unknown.body, "") {
+			t.Errorf("caami asking for %s: %d, want the page of an institution that does not exist:\n%s", path, p.code, p.body)
+		}
+		if strings.Contains(p.body, "ONA") {
+			t.Errorf("caami asking for %s sees ona's name", path)
+		}
+	}
+}
+
+func TestOnlyAnInstitutionsTokenWithTheFormsOwnCSRFTokenSignsIn(t *testing.T) {
+	e := newEnv(t)
+	for name, token := range map[string]string{"a wrong token": "pm_nope", "an operator's token": adminToken, "an agent's token": agentToken, "no token": ""} {
+		b := e.browser(t)
+		p := b.signIn(token)
+		if p.code != http.StatusUnauthorized || !strings.Contains(p.body, "not an institution") {
+			t.Errorf("%s: %d, want 401 and the form again:\n%s", name, p.code, p.body)
+		}
+		if home := b.do("GET", "/portal/caami/", nil); home.code != http.StatusSeeOther {
+			t.Errorf("%s: a page afterwards answers %d, want a redirect to sign in", name, home.code)
+		}
+	}
+	b := e.browser(t)
+	b.do("GET", "/portal/login", nil)
+	if p := b.do("POST", "/portal/login", url.Values{"token": {caamiToken}, "csrf": {"forged"}}); p.code != http.StatusForbidden {
+		t.Errorf("a sign-in without the form's CSRF token: %d, want 403", p.code)
+	}
+	// A form posted from another site has no login cookie at all.
+	fresh := e.browser(t)
+	if p := fresh.do("POST", "/portal/login", url.Values{"token": {caamiToken}, "csrf": {"x"}}); p.code != http.StatusForbidden {
+		t.Errorf("a sign-in without the login cookie: %d, want 403", p.code)
+	}
+}
+
+func TestSigningOutNeedsTheSessionsCSRFTokenAndEndsTheSession(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(caamiToken)
+	home := b.do("GET", "/portal/caami/", nil)
+	if p := b.do("POST", "/portal/logout", url.Values{"csrf": {"forged"}}); p.code != http.StatusForbidden {
+		t.Fatalf("sign-out with a forged CSRF token: %d, want 403", p.code)
+	}
+	if p := b.do("GET", "/portal/caami/", nil); p.code != http.StatusOK {
+		t.Fatalf("after a refused sign-out the session is gone: %d", p.code)
+	}
+	if p := b.do("POST", "/portal/logout", url.Values{"csrf": {b.csrf(home)}}); p.code != http.StatusSeeOther || p.header.Get("Location") != "/portal/login" {
+		t.Fatalf("sign-out: %d to %q", p.code, p.header.Get("Location"))
+	}
+	if p := b.do("GET", "/portal/caami/", nil); p.code != http.StatusSeeOther {
+		t.Errorf("a page after signing out: %d, want a redirect to sign in", p.code)
+	}
+}
+
+func TestASessionEndsAfterItsTimeToLive(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(caamiToken)
+	e.clock.Advance(8*time.Hour - time.Second)
+	if p := b.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusOK {
+		t.Fatalf("within 8 hours: %d", p.code)
+	}
+	e.clock.Advance(time.Second)
+	if p := b.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusSeeOther {
+		t.Errorf("after 8 hours: %d, want a redirect to sign in", p.code)
+	}
+}
+
+func TestTheInvoicesPageListsTheIssuedDocumentsAndDownloadsThem(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(caamiToken)
+	if p := b.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusOK || !strings.Contains(p.body, "No invoice has been issued yet.") {
+		t.Fatalf("before any invoice: %d\n%s", p.code, p.body)
+	}
+	e.clock.Set(time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)) // after November's grace period
+	res, err := e.svc.Issue(context.Background(), billingtest.Period(), nil, "test", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.signIn(caamiToken) // the clock moved past the first session's life
+	list := b.do("GET", "/portal/caami/invoices", nil)
+	var caami *billing.Invoice
+	for _, r := range res {
+		if r.Invoice.Customer.Tenant == "caami" {
+			caami = r.Invoice
+		} else if strings.Contains(list.body, r.Invoice.Number) {
+			t.Errorf("caami's list shows %s's %s", r.Invoice.Customer.Tenant, r.Invoice.Number)
+		}
+	}
+	if caami == nil || list.code != http.StatusOK || !strings.Contains(list.body, caami.Number) ||
+		!strings.Contains(list.body, locale.English.Money(caami.Totals.Payable.StringFixed(2), "EUR")) {
+		t.Fatalf("caami's invoices: %d\n%s", list.code, list.body)
+	}
+	for _, f := range export.Formats() {
+		href := "/portal/caami/invoices/" + export.FileName(caami, f)
+		if !strings.Contains(list.body, `href="`+href+`"`) {
+			t.Errorf("no %s link %s", f, href)
+			continue
+		}
+		got := b.do("GET", href, nil)
+		var want bytes.Buffer
+		if err := export.Write(&want, caami, f); err != nil {
+			t.Fatal(err)
+		}
+		if got.code != http.StatusOK || got.body != want.String() {
+			t.Errorf("%s: %d, %d bytes, want the %d bytes of export.Write", href, got.code, len(got.body), want.Len())
+		}
+	}
+}
