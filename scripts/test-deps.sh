@@ -32,10 +32,12 @@ need_pkgs=()
 # systemd: systemd-analyze verifies the collector's and the agent's units (deploy/systemd).
 # haproxy: several collectors behind Debian's HAProxy (internal/haproxytest, deploy/ha);
 # each test starts its own on a free loopback port, so the package's is not started here.
+# chromium, fonts-dejavu-core: the portal's browser tests (portal/browser_test.go)
+# drive Debian's headless Chromium through chromedp and run axe-core in it.
 # containerd, runc, iproute2, openssl, curl: the test Kubernetes cluster
 # (scripts/k8s: its node's container runtime, its bridge, its PKI, its health
 # checks; its etcd and CNI plugins are extracted from their packages there).
-for p in gcc libc6-dev docker.io iptables busybox-static containerd runc iproute2 openssl curl prometheus prometheus-alertmanager clickhouse-server clickhouse-client zookeeper postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd haproxy; do
+for p in gcc libc6-dev docker.io iptables busybox-static containerd runc iproute2 openssl curl prometheus prometheus-alertmanager clickhouse-server clickhouse-client zookeeper postgresql poppler-utils libxml2-utils libsaxonhe-java default-jre-headless systemd haproxy chromium fonts-dejavu-core; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
