@@ -34,14 +34,18 @@ const CostMethod = "Each line's amount is shared among the projects and environm
 
 // Shares shares inv's amounts out among the projects and environments of
 // its annex (CostMethod says how), sorted by project then environment. The
-// shares add up to inv's totals to the cent; an invoice whose annex cannot
-// carry its lines (a partial credit note, which has none) is an error.
+// shares add up to inv's totals to the cent. An adjustment's share may be
+// negative (a late record that shrank a minimum-run top-up). An invoice
+// whose annex cannot carry its lines (a partial credit note, which has none)
+// is an error.
 func Shares(inv *Invoice) ([]ScopeCost, error) {
 	type scope struct {
 		project string
 		env     usage.Environment
 	}
-	type lineKey struct {
+	// shareKey is the lines shared out together: one meter and class of
+	// one month, whatever their bands and rate-card versions.
+	type shareKey struct {
 		meter   ratecard.Meter
 		class   ratecard.Class
 		adjusts string
@@ -66,10 +70,10 @@ func Shares(inv *Invoice) ([]ScopeCost, error) {
 	// prod[month] is each scope's share of that month's production lines.
 	prod := map[string][]decimal.Decimal{}
 
-	amounts := map[lineKey]decimal.Decimal{}
-	var keys []lineKey
+	amounts := map[shareKey]decimal.Decimal{}
+	var keys []shareKey
 	for _, l := range inv.Lines {
-		k := lineKey{l.Meter, l.Class, l.Adjusts}
+		k := shareKey{l.Meter, l.Class, l.Adjusts}
 		if _, ok := amounts[k]; !ok {
 			keys = append(keys, k)
 		}
@@ -127,6 +131,8 @@ func Shares(inv *Invoice) ([]ScopeCost, error) {
 		payable = payable.Add(p)
 		out[i] = ScopeCost{Project: s.project, Environment: s.env, Lines: Money{lines[i]}, Credit: Money{credit[i]}, VAT: Money{vat[i]}, Payable: Money{p}}
 	}
+	// The shares add up by construction; an invoice whose own totals do not
+	// add up (a bug elsewhere) is refused rather than shared out wrong.
 	if !payable.Equal(inv.Totals.Payable.Decimal) {
 		return nil, fmt.Errorf("billing: the shares add up to %s, the invoice's payable is %s", payable.StringFixed(2), inv.Totals.Payable.StringFixed(2))
 	}
@@ -151,11 +157,18 @@ func rats(ds []decimal.Decimal) []*big.Rat {
 
 var errNoWeight = errors.New("an amount with nothing to share it by")
 
-// share splits total (whole cents) among weights (nil or ≥ 0) in
-// proportion, to the cent: each part rounded toward zero, then the cents
-// left over one each to the largest remainders (the first on a tie), so the
-// parts add up to total exactly. A zero total is zero parts, whatever the
-// weights; a non-zero total needs a positive weight.
+// share splits total (whole cents) among weights (nil is none) in
+// proportion, to the cent: each part rounded down, then the cents left
+// over one each to the largest remainders (the first on a tie), so the
+// parts add up to total exactly; a negative total is shared as its size and
+// negated. A zero total is zero parts, whatever the weights.
+//
+// Weights may be negative: an adjustment month's annex is what its late
+// records changed, and a late record can shrink a run's minimum-run top-up,
+// so one project's row may be negative while another's bills the line;
+// each then carries its signed share, as the invoice nets them. Weights that
+// cancel out (a late record that moved quantity from one rate-card
+// version's line to another's) share the total by their sizes instead.
 func share(total decimal.Decimal, weights []*big.Rat) ([]decimal.Decimal, error) {
 	parts := make([]decimal.Decimal, len(weights))
 	for i := range parts {
@@ -164,23 +177,31 @@ func share(total decimal.Decimal, weights []*big.Rat) ([]decimal.Decimal, error)
 	if total.IsZero() {
 		return parts, nil
 	}
-	sum := new(big.Rat)
-	for _, w := range weights {
-		if w != nil {
-			if w.Sign() < 0 {
-				return nil, fmt.Errorf("a negative weight %s", w.FloatString(6))
-			}
-			sum.Add(sum, w)
-		}
-	}
-	if sum.Sign() == 0 {
-		return nil, fmt.Errorf("%s: %w", total.StringFixed(2), errNoWeight)
-	}
 	cents := total.Shift(2)
 	if !cents.IsInteger() {
 		return nil, fmt.Errorf("%s is not a whole number of cents", total.String())
 	}
-	neg := cents.IsNegative()
+	sum := new(big.Rat)
+	for _, w := range weights {
+		if w != nil {
+			sum.Add(sum, w)
+		}
+	}
+	if sum.Sign() == 0 {
+		abs := make([]*big.Rat, len(weights))
+		for i, w := range weights {
+			if w != nil {
+				abs[i] = new(big.Rat).Abs(w)
+				sum.Add(sum, abs[i])
+			}
+		}
+		weights = abs
+	}
+	if sum.Sign() == 0 {
+		return nil, fmt.Errorf("%s: %w", total.StringFixed(2), errNoWeight)
+	}
+	// A negative total is shared as its size, then negated, so that a credit
+	// note's shares are exactly its invoice's, negated.
 	whole := cents.Abs().BigInt()
 	type rem struct {
 		i int
@@ -194,7 +215,10 @@ func share(total decimal.Decimal, weights []*big.Rat) ([]decimal.Decimal, error)
 		}
 		exact := new(big.Rat).Mul(new(big.Rat).SetInt(whole), w)
 		exact.Quo(exact, sum)
-		q := new(big.Int).Quo(exact.Num(), exact.Denom())
+		// Div is Euclidean division: with the positive denominator a Rat
+		// keeps, it rounds down, so every remainder is in [0, 1) and the
+		// cents left over are fewer than the parts.
+		q := new(big.Int).Div(exact.Num(), exact.Denom())
 		left.Sub(left, q)
 		parts[i] = decimal.NewFromBigInt(q, -2)
 		rems = append(rems, rem{i, new(big.Rat).Sub(exact, new(big.Rat).SetInt(q))})
@@ -205,7 +229,7 @@ func share(total decimal.Decimal, weights []*big.Rat) ([]decimal.Decimal, error)
 		parts[i] = parts[i].Add(decimal.New(1, -2))
 		left.Sub(left, big.NewInt(1))
 	}
-	if neg {
+	if cents.IsNegative() {
 		for i := range parts {
 			parts[i] = parts[i].Neg()
 		}

@@ -45,6 +45,28 @@ func TestSharesAddUpToTheInvoicesTotalsToTheCent(t *testing.T) {
 	}
 }
 
+func TestAFullCreditNotesSharesAreItsInvoicesNegated(t *testing.T) {
+	inv := billingtest.Issued(t, "PM-2026-000001")
+	credit := billingtest.CreditNote(t, inv, "PMC-2026-000001", "2026-12-10", "", "billed to the wrong institution")
+	want, err := billing.Shares(inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := billing.Shares(credit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d shares of the credit note, %d of the invoice", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Project != want[i].Project || got[i].Environment != want[i].Environment || !got[i].Payable.Equal(want[i].Payable.Neg()) ||
+			!got[i].Credit.Equal(want[i].Credit.Neg()) || !got[i].VAT.Equal(want[i].VAT.Neg()) {
+			t.Errorf("share %d: credit note %+v, invoice %+v", i, got[i], want[i])
+		}
+	}
+}
+
 func TestSharesFollowQuantitiesAndTheCreditFallsOnProductionOnly(t *testing.T) {
 	inv := &billing.Invoice{Period: "2026-11",
 		Lines: []billing.Line{
@@ -64,9 +86,10 @@ func TestSharesFollowQuantitiesAndTheCreditFallsOnProductionOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// CPU: 10.01 a third and two thirds, 3.336… and 6.673…: 3.33 and 6.67
-	// plus the cent left over to the larger remainder (6.673 has .3, 3.336 .6):
-	// 3.34 and 6.67. The credit: 1.00 by 3.34 : 6.67. VAT: 2.94 by taxable.
+	// CPU: 10.01 a third and two thirds, 3.3367 and 6.6733: rounded down
+	// 3.33 and 6.67, and the cent left over to the larger remainder (in
+	// cents .67 against .33): 3.34 and 6.67. The credit: 1.00 by 3.34 : 6.67.
+	// VAT: 2.94 by taxable.
 	want := []billing.ScopeCost{
 		{Project: "claims", Environment: usage.EnvProd, Lines: money("3.34"), Credit: money("-0.33"), VAT: money("0.63"), Payable: money("3.64")},
 		{Project: "portal", Environment: usage.EnvDev, Lines: money("5.00"), Credit: money("0"), VAT: money("1.05"), Payable: money("6.05")},

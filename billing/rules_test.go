@@ -653,6 +653,19 @@ func TestBillingRules(t *testing.T) {
 					compareTexts(t, c.pos, "lines", texts(c.lines, ruleLineText), texts(inv.Lines, ruleLineText))
 					compareTexts(t, c.pos, "allowances", texts(c.allowances, allowanceText), texts(inv.Allowances, allowanceText))
 					compareTexts(t, c.pos, "totals", []string{totalsText(*c.totals)}, []string{totalsText(inv.Totals)})
+					// Every draft shares out by project and environment, to
+					// the cent (the cost-so-far API's figures).
+					shares, err := billing.Shares(inv)
+					if err != nil {
+						t.Fatalf("%s: Shares: %v", c.pos, err)
+					}
+					var lines, credit, vat decimal.Decimal
+					for _, s := range shares {
+						lines, credit, vat = lines.Add(s.Lines.Decimal), credit.Add(s.Credit.Decimal), vat.Add(s.VAT.Decimal)
+					}
+					if !lines.Equal(inv.Totals.Lines.Decimal) || !credit.Equal(inv.Totals.Allowances.Decimal) || !vat.Equal(inv.Totals.VAT.Decimal) {
+						t.Errorf("%s: shares add up to lines %s, credit %s, VAT %s; totals %s", c.pos, lines, credit, vat, totalsText(inv.Totals))
+					}
 				})
 			}
 		})

@@ -66,11 +66,14 @@ func TestTheCostSoFarIsTheDraftsPayableSharedOutToTheCent(t *testing.T) {
 			t.Errorf("cost%s: %d scopes add up to %s, the draft's payable is %s", query, len(got.Scopes), sum, draft.Totals.Payable)
 		}
 		// Extrapolated from the month's start to its cutoff, over the
-		// month's 30 days.
+		// month's 30 days: the taxable amount (November's own lines and
+		// credit: there are no adjustments), then caami's 21 % VAT.
 		month := billingtest.Period()
-		exact := new(big.Rat).Mul(draft.Totals.Payable.Rat(),
+		exact := new(big.Rat).Mul(draft.Totals.TaxExclusive.Rat(),
 			new(big.Rat).SetFrac64(int64(month.End().Sub(month.Start())), int64(draft.Inputs.Cutoff.Sub(month.Start()))))
-		if want := decimal.NewFromBigRat(exact, 2); got.Projection == nil || !got.Projection.Payable.Equal(want) || got.Projection.Method == "" {
+		taxable := decimal.NewFromBigRat(exact, 2)
+		want := taxable.Add(taxable.Mul(decimal.NewFromInt(21)).Div(decimal.NewFromInt(100)).Round(2))
+		if got.Projection == nil || !got.Projection.Payable.Equal(want) || got.Projection.Method == "" {
 			t.Errorf("cost%s: projection %+v, want %s with its method", query, got.Projection, want)
 		}
 		if got.Previous.Month != "2026-10" || got.Previous.Invoice != "" || !got.Previous.Payable.IsZero() {

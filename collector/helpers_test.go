@@ -117,7 +117,11 @@ func newEnv(t testing.TB, cfg *collector.Config, wrap func(metering.Store) meter
 	for _, opt := range opts {
 		opt(&o)
 	}
-	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Drafts: o.drafts, Location: o.Location, Clock: o.Clock, Logger: o.Logger}),
+	var costs *billinghttp.Costs
+	if o.drafts != nil {
+		costs = billinghttp.NewCosts(o.drafts, o.invoices, o.Clock, o.Logger)
+	}
+	o.Routes = append(billinghttp.Routes(billinghttp.Options{Invoices: o.invoices, Costs: costs, Location: o.Location, Clock: o.Clock, Logger: o.Logger}),
 		slahttp.Routes(slahttp.Options{Reports: o.reports, Windows: o.windows, Institutions: o.Institutions, Location: o.Location, Clock: o.Clock,
 			Logger: o.Logger})...)
 	e.srv, err = collector.New(o.Options)

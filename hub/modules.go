@@ -287,9 +287,11 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 	// The collector serves institutions the documents the invoice commands
 	// issued, read from the state store they share.
 	var invoices billinghttp.InvoiceReader
-	var drafts billinghttp.Drafter
+	// The API and the portal share one cost computer: its limit and cache
+	// hold for both.
+	var costs *billinghttp.Costs
 	if h.billing != nil {
-		invoices, drafts = h.billing, h.billing
+		invoices, costs = h.billing, billinghttp.NewCosts(h.billing, h.billing, h.opts.Clock, h.opts.Logger)
 		// Records the rate card can never price are refused at ingest, with
 		// a 400 naming window_start: the agent's dead letters keep them.
 		cc.EarliestWindow = h.billingOpts.Card.Versions[0].Effective
@@ -301,7 +303,7 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 		return err
 	}
 	// The institutions' portal shows the same figures as the API.
-	web, err := portal.New(portal.Options{Auth: authn, Institutions: h.cfg.Tenants, Drafts: drafts, Invoices: invoices,
+	web, err := portal.New(portal.Options{Auth: authn, Institutions: h.cfg.Tenants, Costs: costs, Invoices: invoices,
 		Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})
 	if err != nil {
 		return err
@@ -324,7 +326,7 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 		Batch: h.cfg.Store.MeteringBatch(),
 		// Billing and the SLA serve their routes through the collector's
 		// table. Admin tokens declare windows; the SLA calculator reads them from the store.
-		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Drafts: drafts, Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger}),
+		Routes: append(billinghttp.Routes(billinghttp.Options{Invoices: invoices, Costs: costs, Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger}),
 			slahttp.Routes(slahttp.Options{Reports: slaReports{h.sla, h.maintenance}, Windows: h.maintenance, Institutions: h.cfg.Tenants,
 				Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})...),
 	})

@@ -114,6 +114,9 @@ func (l Lang) Money(amount, currency string) string {
 	case l == Dutch:
 		return sign + "\u00a0" + n
 	case sign == "€":
+		if rest, neg := strings.CutPrefix(n, "-"); neg {
+			return "-€" + rest // CLDR's "-€7.40"
+		}
 		return sign + n
 	}
 	return sign + "\u00a0" + n

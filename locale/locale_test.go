@@ -61,6 +61,9 @@ func TestAmountsDatesAndMonthsReadAsEachLanguageWritesThem(t *testing.T) {
 	if got := locale.Dutch.Money("-7.40", "CHF"); got != "CHF\u00a0-7,40" {
 		t.Errorf("another currency: %q", got)
 	}
+	if got := locale.English.Money("-7.40", "EUR"); got != "-€7.40" {
+		t.Errorf("a negative amount in English: %q, CLDR writes -€7.40", got)
+	}
 	if got := locale.English.DayRange(last, time.Date(2027, 1, 2, 0, 0, 0, 0, time.UTC)); got != "30 November 2026 – 2 January 2027" {
 		t.Errorf("across years: %q", got)
 	}

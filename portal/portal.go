@@ -13,7 +13,7 @@
 // not sign in here: their reads of institutions' data are audited through
 // the API.
 //
-// The figures are the API's: the cost so far is billinghttp.Cost, the
+// The figures are the API's: the cost so far is billinghttp.Costs', the
 // invoices billinghttp's reader and downloads.
 package portal
 
@@ -51,9 +51,9 @@ type Options struct {
 	Auth *auth.Authenticator
 	// Institutions are the platform's; a page of any other is not found.
 	Institutions institution.Directory
-	// Drafts and Invoices serve the figures; without them the pages say
-	// that the platform does not bill.
-	Drafts   billinghttp.Drafter
+	// Costs and Invoices serve the figures (the API's); without them the
+	// pages say that the platform does not bill.
+	Costs    *billinghttp.Costs
 	Invoices billinghttp.InvoiceReader
 	// Location is the platform's time zone (default UTC).
 	Location *time.Location
@@ -317,16 +317,20 @@ type homeData struct {
 // home is GET /portal/{tenant}/: the current month so far.
 func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
 	v := view{Tenant: tenant, CSRF: s.csrf}
-	if p.o.Drafts == nil {
+	if p.o.Costs == nil {
 		v.Error = "no billing"
 		p.render(w, r, http.StatusOK, "home", v)
 		return
 	}
-	cost, err := billinghttp.Cost(r.Context(), p.o.Drafts, p.o.Invoices, tenant, calendar.MonthOf(p.clock.Now(), p.loc))
+	month := calendar.MonthOf(p.clock.Now(), p.loc)
+	cost, err := p.o.Costs.Cost(r.Context(), tenant, month)
 	if err != nil {
-		p.log.Error("portal: cost so far failed", "tenant", tenant, "err", err)
+		status, _ := billinghttp.CostError(err, month)
+		if status >= 500 && r.Context().Err() == nil {
+			p.log.Error("portal: cost so far failed", "tenant", tenant, "err", err)
+		}
 		v.Error = "unavailable"
-		p.render(w, r, http.StatusServiceUnavailable, "home", v)
+		p.render(w, r, status, "home", v)
 		return
 	}
 	v.Data = homeData{Cost: cost}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/paasmeter/paasmeter/billing"
+	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
@@ -83,7 +84,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := portal.New(portal.Options{Auth: authn, Drafts: e.svc, Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
+	p, err := portal.New(portal.Options{Auth: authn, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
 		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}})
 	if err != nil {
 		t.Fatal(err)

@@ -64,9 +64,9 @@ type Options struct {
 	// Invoices, if set, serves issued invoices and credit notes to their
 	// institutions; without it the routes answer 501.
 	Invoices InvoiceReader
-	// Drafts, if set, serves institutions the cost of their month so far;
+	// Costs, if set, serves institutions the cost of their month so far;
 	// without it that route answers 501.
-	Drafts Drafter
+	Costs *Costs
 	// Location is the platform's time zone, for months (default UTC).
 	Location *time.Location
 	// Clock and Logger default to the system's.
@@ -77,7 +77,7 @@ type Options struct {
 // handlers serve the routes.
 type handlers struct {
 	invoices InvoiceReader
-	drafts   Drafter
+	costs    *Costs
 	loc      *time.Location
 	clock    clock.Clock
 	log      *slog.Logger
@@ -86,7 +86,7 @@ type handlers struct {
 // Routes returns the invoice routes, for the collector's table
 // (collector.Options.Routes).
 func Routes(o Options) []route.Route {
-	h := &handlers{invoices: o.Invoices, drafts: o.Drafts, loc: cmp.Or(o.Location, time.UTC),
+	h := &handlers{invoices: o.Invoices, costs: o.Costs, loc: cmp.Or(o.Location, time.UTC),
 		clock: cmp.Or[clock.Clock](o.Clock, clock.System{}), log: cmp.Or(o.Logger, slog.Default())}
 	invoices := func(h route.Handler) route.Handler {
 		return route.Requires(o.Invoices != nil, "this collector serves no invoices: billing.rate_card is not configured", h)
@@ -95,7 +95,7 @@ func Routes(o Options) []route.Route {
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices", Access: route.TenantRead, Handle: invoices(h.getInvoices)},
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/invoices/{file}", Access: route.TenantRead, Handle: invoices(h.getInvoice)},
 		{Method: "GET", Pattern: "/api/v1/tenants/{tenant}/cost", Access: route.TenantRead,
-			Handle: route.Requires(o.Drafts != nil, "this collector computes no costs: billing.rate_card is not configured", h.getCost)},
+			Handle: route.Requires(o.Costs != nil, "this collector computes no costs: billing.rate_card is not configured", h.getCost)},
 	}
 }
 

@@ -1,19 +1,24 @@
 package billinghttp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
+	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -58,16 +63,21 @@ type Projection struct {
 }
 
 // projectionMethod says how the projection is made.
-const projectionMethod = "linear: the payable so far × the month's length ÷ the time from the month's start to the cutoff; " +
-	"graduated tiers and the SLA credit are extrapolated as they stand"
+const projectionMethod = "linear: the month's own lines and SLA credit so far × the month's length ÷ the time from its " +
+	"start to the cutoff, plus the adjustments of earlier months as they stand, then VAT; graduated tiers are " +
+	"extrapolated as they stand; none in the month's first day"
 
 // PreviousMonth is the month before the one asked for.
 type PreviousMonth struct {
 	Month string `json:"month"`
 	// Invoice is the number of the month's invoice when one was issued, and
-	// Payable its payable; else Payable is the month's draft's.
+	// Payable its payable (credit notes against it are not deducted); else
+	// Payable is the month's draft's.
 	Invoice string        `json:"invoice,omitempty"`
 	Payable billing.Money `json:"payable"`
+	// Unavailable says the month's figure could not be read now; the rest
+	// of the answer stands.
+	Unavailable bool `json:"unavailable,omitempty"`
 }
 
 // getCost is GET /api/v1/tenants/{tenant}/cost?month=YYYY-MM (default: the
@@ -87,44 +97,192 @@ func (h *handlers) getCost(w http.ResponseWriter, r *http.Request, _ auth.Princi
 		}
 		month = m
 	}
-	resp, err := Cost(r.Context(), h.drafts, h.invoices, tenant, month)
+	resp, err := h.costs.Cost(r.Context(), tenant, month)
 	if err != nil {
-		h.costFailed(w, tenant, month, err)
+		status, msg := CostError(err, month)
+		if status >= 500 && r.Context().Err() == nil {
+			h.log.Error("cost so far failed", "tenant", tenant, "month", month.String(), "err", err)
+		}
+		route.WriteError(w, status, msg, nil)
 		return
 	}
 	route.WriteJSON(w, http.StatusOK, resp)
 }
 
+// errUnshareable marks a draft that Shares could not share out: a bug, not
+// a store that is down.
+var errUnshareable = errors.New("the draft cannot be shared out by project")
+
+// CostError is the status and message that answer err from Costs.Cost.
+func CostError(err error, month calendar.Month) (int, string) {
+	switch {
+	case errors.Is(err, billing.ErrNotFound):
+		return http.StatusNotFound, "no such institution in the billing configuration"
+	case errors.Is(err, billing.ErrNoRateCardVersion):
+		return http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be priced: %v", month, err)
+	case errors.Is(err, errUnshareable):
+		return http.StatusInternalServerError, fmt.Sprintf("the cost of %s could not be shared out by project and environment", month)
+	}
+	return http.StatusServiceUnavailable, fmt.Sprintf("the cost of %s could not be computed now; try again in a minute", month)
+}
+
+// Costs computes institutions' costs so far, for the API and the portal
+// alike. A cost is an invoice draft or two, a scan of the month's records,
+// so at most costWorkers run at once, one per institution and month however
+// many ask for it, and each answer is kept for costFresh: the cutoff moves
+// by the minute anyway.
+type Costs struct {
+	drafts   Drafter
+	invoices InvoiceReader
+	clock    clock.Clock
+	log      *slog.Logger
+	workers  chan struct{}
+	group    singleflight.Group
+	mu       sync.Mutex
+	fresh    map[string]cachedCost
+}
+
+type cachedCost struct {
+	resp *CostResponse
+	at   time.Time
+}
+
+const (
+	costWorkers = 2
+	costFresh   = time.Minute
+	// costTimeout bounds one computation, which outlives the request that
+	// started it so that others waiting for it get its answer.
+	costTimeout = 2 * time.Minute
+	// maxCachedCosts bounds the answers kept: institutions × the months
+	// they look at.
+	maxCachedCosts = 1000
+)
+
+// NewCosts computes costs from drafts; invoices, if set, finds the previous
+// months' issued invoices. clock and log default to the system's.
+func NewCosts(drafts Drafter, invoices InvoiceReader, c clock.Clock, log *slog.Logger) *Costs {
+	return &Costs{drafts: drafts, invoices: invoices, clock: cmp.Or[clock.Clock](c, clock.System{}), log: cmp.Or(log, slog.Default()),
+		workers: make(chan struct{}, costWorkers), fresh: map[string]cachedCost{}}
+}
+
 // Cost is what tenant's month comes to so far: its draft, shared out, with
-// the projection and the month before. invoices, if set, finds the previous
-// month's issued invoice. The API and the portal both answer with it.
-func Cost(ctx context.Context, drafts Drafter, invoices InvoiceReader, tenant string, month calendar.Month) (*CostResponse, error) {
-	inv, err := draft(ctx, drafts, month, tenant)
+// the projection and the month before.
+func (c *Costs) Cost(ctx context.Context, tenant string, month calendar.Month) (*CostResponse, error) {
+	key := tenant + " " + month.String()
+	if resp, ok := c.kept(key); ok {
+		return resp, nil
+	}
+	ch := c.group.DoChan(key, func() (any, error) {
+		// A computation that ended between the look above and this one
+		// kept its answer.
+		if resp, ok := c.kept(key); ok {
+			return resp, nil
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), costTimeout)
+		defer cancel()
+		select {
+		case c.workers <- struct{}{}:
+			defer func() { <-c.workers }()
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		resp, err := c.compute(ctx, tenant, month)
+		if err != nil {
+			return nil, err
+		}
+		c.keep(key, resp)
+		return resp, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*CostResponse), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// kept is the answer kept under key, while fresh.
+func (c *Costs) kept(key string) (*CostResponse, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	hit, ok := c.fresh[key]
+	if !ok || c.clock.Now().Sub(hit.at) >= costFresh {
+		return nil, false
+	}
+	return hit.resp, true
+}
+
+// keep caches resp under key, dropping what is stale when the cache is full.
+func (c *Costs) keep(key string, resp *CostResponse) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.clock.Now()
+	if len(c.fresh) >= maxCachedCosts {
+		for k, v := range c.fresh {
+			if now.Sub(v.at) >= costFresh {
+				delete(c.fresh, k)
+			}
+		}
+		if len(c.fresh) >= maxCachedCosts {
+			clear(c.fresh)
+		}
+	}
+	c.fresh[key] = cachedCost{resp: resp, at: now}
+}
+
+func (c *Costs) compute(ctx context.Context, tenant string, month calendar.Month) (*CostResponse, error) {
+	inv, err := draft(ctx, c.drafts, month, tenant)
 	if err != nil {
 		return nil, err
 	}
 	scopes, err := billing.Shares(inv)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errUnshareable, err)
 	}
 	resp := &CostResponse{Tenant: tenant, Month: month.String(), Currency: inv.Currency, Cutoff: inv.Inputs.Cutoff.UTC(),
-		Provisional: inv.Provisional, Closed: inv.Closed, Totals: inv.Totals, Scopes: scopes, Method: billing.CostMethod}
-	if elapsed := inv.Inputs.Cutoff.Sub(month.Start()); elapsed > 0 && inv.Inputs.Cutoff.Before(month.End()) {
-		scale := new(big.Rat).SetFrac(big.NewInt(int64(month.End().Sub(month.Start()))), big.NewInt(int64(elapsed)))
-		projected := decimal.NewFromBigRat(new(big.Rat).Mul(inv.Totals.Payable.Rat(), scale), 2)
-		resp.Projection = &Projection{Payable: billing.Money{Decimal: projected}, Method: projectionMethod}
-	}
-	if resp.Previous, err = previous(ctx, drafts, invoices, month, tenant); err != nil {
-		return nil, err
+		Provisional: inv.Provisional, Closed: inv.Closed, Totals: inv.Totals, Scopes: scopes, Method: billing.CostMethod,
+		Projection: project(inv, month)}
+	// The month before is beside it, when it can be read.
+	if resp.Previous, err = c.previous(ctx, month, tenant); err != nil {
+		c.log.Warn("cost so far: the previous month could not be read", "tenant", tenant, "month", resp.Previous.Month, "err", err)
+		resp.Previous.Unavailable, resp.Previous.Payable = true, billing.Money{}
 	}
 	return resp, nil
+}
+
+// project extrapolates inv, a draft of month, to the month's end
+// (projectionMethod); nil when the cutoff is in the month's first day or
+// past its end.
+func project(inv *billing.Invoice, month calendar.Month) *Projection {
+	elapsed := inv.Inputs.Cutoff.Sub(month.Start())
+	if elapsed < 24*time.Hour || !inv.Inputs.Cutoff.Before(month.End()) {
+		return nil
+	}
+	own := decimal.Zero
+	for _, l := range inv.Lines {
+		if l.Adjusts == "" {
+			own = own.Add(l.Amount.Decimal)
+		}
+	}
+	for _, a := range inv.Allowances {
+		if a.Period == inv.Period {
+			own = own.Add(a.Amount.Decimal)
+		}
+	}
+	scale := new(big.Rat).SetFrac(big.NewInt(int64(month.End().Sub(month.Start()))), big.NewInt(int64(elapsed)))
+	taxable := decimal.NewFromBigRat(new(big.Rat).Mul(own.Rat(), scale), 2).Add(inv.Totals.TaxExclusive.Sub(own))
+	vat := taxable.Mul(inv.Customer.VAT.Rate).Div(decimal.NewFromInt(100)).Round(2)
+	return &Projection{Payable: billing.Money{Decimal: taxable.Add(vat)}, Method: projectionMethod}
 }
 
 // draft is tenant's draft invoice of month.
 func draft(ctx context.Context, drafts Drafter, month calendar.Month, tenant string) (*billing.Invoice, error) {
 	invs, err := drafts.Draft(ctx, month, []string{tenant}, nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("draft of %s: %w", month, err)
 	}
 	if len(invs) != 1 {
 		return nil, fmt.Errorf("%d drafts of %s for %s", len(invs), month, tenant)
@@ -133,11 +291,11 @@ func draft(ctx context.Context, drafts Drafter, month calendar.Month, tenant str
 }
 
 // previous is the month before month: its issued invoice, or its draft.
-func previous(ctx context.Context, drafts Drafter, invoices InvoiceReader, month calendar.Month, tenant string) (PreviousMonth, error) {
+func (c *Costs) previous(ctx context.Context, month calendar.Month, tenant string) (PreviousMonth, error) {
 	prev := calendar.MonthOf(month.Start().Add(-time.Hour), month.Loc)
 	out := PreviousMonth{Month: prev.String()}
-	if invoices != nil {
-		issued, err := invoices.List(ctx, state.DocumentFilter{Tenant: tenant, Period: prev.String(), Kind: state.KindInvoice})
+	if c.invoices != nil {
+		issued, err := c.invoices.List(ctx, state.DocumentFilter{Tenant: tenant, Period: prev.String(), Kind: state.KindInvoice})
 		if err != nil {
 			return out, err
 		}
@@ -146,20 +304,10 @@ func previous(ctx context.Context, drafts Drafter, invoices InvoiceReader, month
 			return out, nil
 		}
 	}
-	inv, err := draft(ctx, drafts, prev, tenant)
+	inv, err := draft(ctx, c.drafts, prev, tenant)
 	if err != nil {
 		return out, err
 	}
 	out.Payable = inv.Totals.Payable
 	return out, nil
-}
-
-// costFailed answers a cost that could not be computed.
-func (h *handlers) costFailed(w http.ResponseWriter, tenant string, month calendar.Month, err error) {
-	if errors.Is(err, billing.ErrNoRateCardVersion) {
-		route.WriteError(w, http.StatusUnprocessableEntity, fmt.Sprintf("%s cannot be priced: %v", month, err), nil)
-		return
-	}
-	h.log.Error("cost so far failed", "tenant", tenant, "month", month.String(), "err", err)
-	route.WriteError(w, http.StatusServiceUnavailable, fmt.Sprintf("the cost of %s could not be computed now", month), nil)
 }

@@ -540,6 +540,12 @@ func (r *renderer) lines() {
 			tier := ""
 			if l.Tier != nil { // a flat price has no tier
 				tier = l.Tier.String()
+				if r.lang != locale.English { // English has always printed the bounds as they are
+					tier = r.num(l.Tier.From) + "–" + r.num(l.Tier.UpTo)
+					if l.Tier.UpTo == "" {
+						tier = r.num(l.Tier.From) + "+"
+					}
+				}
 			}
 			r.row(false, desc, tier, r.num(l.Quantity.StringFixed(6)), cmp.Or(string(l.Unit), "—"), r.num(l.UnitPrice.String()), r.num(l.Amount.StringFixed(2)))
 		}
@@ -557,7 +563,10 @@ func (r *renderer) lines() {
 
 // groupTitle names the month and class a group of lines bills.
 func (r *renderer) groupTitle(l billing.Line) string {
-	if l.Class == "" {
+	// A partial credit note's correction line has the class "all". English
+	// documents have always headed it so, and an issued one must render
+	// the same again; the languages added since read it as a correction.
+	if l.Class == "" || (l.Class == billing.CorrectionClass && r.lang != locale.English) {
 		return r.tf("Correction of invoice %s", cmp.Or(r.inv.Refers, "—"))
 	}
 	if l.Adjusts != "" {

@@ -261,8 +261,10 @@ func TestTheInstitutionsLanguageWritesItsWordsNumbersAmountsAndDates(t *testing.
 			"Gelieve €" + nbsp + "106,30 uiterlijk op 3 januari 2027 over te maken", "Bijlage: verbruik", "1.800,750000", "pagina 1 van "}},
 		{"a credit note in French", in(credit, locale.French), []string{
 			"Note de crédit", "PMC-2026-000001", "Corrige la facture", "billed to the wrong institution", "-106,30" + nbsp + "€", "Crédit SLA 2026-11 annulé"}},
+		{"a partial credit note in French heads its correction line as one", in(billingtest.CreditNote(t, caami, "PMC-2026-000002", "2026-12-11", "50.00", "geste commercial"), locale.French), []string{
+			"Correction de la facture PM-2026-000001", "-50,00", "-60,50" + nbsp + "€"}},
 		{"a credit note in Dutch", in(credit, locale.Dutch), []string{
-			"Creditnota", "PMC-2026-000001", "Corrigeert factuur", "€" + nbsp + "-106,30", "SLA-krediet 2026-11 teruggedraaid"}},
+			"Creditnota", "PMC-2026-000001", "Corrigeert factuur", "€" + nbsp + "-106,30", "SLA-tegoed 2026-11 teruggedraaid"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			contains(t, text(t, render(t, tc.inv), 1, 0), tc.want...)
