@@ -24,6 +24,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/telemetry"
 	"github.com/paasmeter/paasmeter/metering/batching"
 	"github.com/paasmeter/paasmeter/metering/clickhouse"
+	"github.com/paasmeter/paasmeter/portal"
 	"github.com/paasmeter/paasmeter/runtime/agent"
 )
 
@@ -38,6 +39,8 @@ type Config struct {
 	Agent     agent.Config            `yaml:"agent"`
 	Tracing   telemetry.TracingConfig `yaml:"tracing"`
 	Billing   BillingConfig           `yaml:"billing"`
+	// Portal is the institutions' web portal the collector serves.
+	Portal portal.Config `yaml:"portal"`
 	// Maintenance is the maintenance windows' lead time and the windows
 	// the file declares (DESIGN.md §6).
 	Maintenance MaintenanceConfig `yaml:"maintenance"`
@@ -209,6 +212,9 @@ func (c *Config) Validate() error {
 	in("collector", c.Collector.Validate())
 	in("agent", c.Agent.Validate())
 	in("tracing", c.Tracing.Validate())
+	if err := c.Portal.Validate(); err != nil { // its messages name portal.…
+		errs = append(errs, err)
+	}
 
 	known := map[string]bool{}
 	for i, t := range c.Tenants {

@@ -34,6 +34,7 @@ func FuzzParse(f *testing.F) {
 		"agent:\n  collector_urls: [https://collector-a:8443, https://collector-b:8443]\n  tls: {ca_file: ca.pem}\n",
 		"store:\n  metering_dsn: clickhouse://ch1:9000,ch2:9000/pm?cluster=p&replicated=true\n",
 		"tokens: [{name: x, role: agent, node: node-1, sha256: " + strings.Repeat("0", 64) + "}]\n",
+		"portal:\n  oidc: {issuer: https://idp.example/, client_id: x, client_secret_file: s, redirect_url: https://c.example/portal/oidc/callback, role_claim: r}\n",
 	} {
 		f.Add(seed)
 	}

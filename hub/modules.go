@@ -303,7 +303,7 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 		return err
 	}
 	// The institutions' portal shows the same figures as the API.
-	web, err := portal.New(portal.Options{Auth: authn, Institutions: h.cfg.Tenants, Costs: costs, Invoices: invoices,
+	web, err := portal.New(portal.Options{Auth: authn, OIDC: h.cfg.Portal.OIDC, Institutions: h.cfg.Tenants, Costs: costs, Invoices: invoices,
 		Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})
 	if err != nil {
 		return err

@@ -49,6 +49,9 @@ const Prefix = "/portal/"
 type Options struct {
 	// Auth checks the tokens people sign in with.
 	Auth *auth.Authenticator
+	// OIDC, if set (validated: Config.Validate), signs people in with an
+	// OpenID Connect provider too.
+	OIDC *OIDCConfig
 	// Institutions are the platform's; a page of any other is not found.
 	Institutions institution.Directory
 	// Costs and Invoices serve the figures (the API's); without them the
@@ -74,6 +77,8 @@ type Portal struct {
 	log      *slog.Logger
 	sessions *sessions
 	pages    map[string]*template.Template
+	// provider is Options.OIDC's, nil without one.
+	provider *provider
 }
 
 //go:embed templates static
@@ -94,7 +99,10 @@ func New(o Options) (*Portal, error) {
 		log:      cmp.Or(o.Logger, slog.Default()),
 		sessions: &sessions{byID: map[string]*session{}, ttl: cmp.Or(o.SessionTTL, 8*time.Hour), limit: cmp.Or(o.MaxSessions, 10_000)},
 		pages:    map[string]*template.Template{}}
-	for _, page := range []string{"login", "home", "invoices", "message"} {
+	if o.OIDC != nil {
+		p.provider = &provider{cfg: *o.OIDC}
+	}
+	for _, page := range []string{"login", "home", "invoices", "message", "continue"} {
 		tmpl, err := template.New("layout.html").Funcs(template.FuncMap{
 			"t": t,
 			"money": func(l locale.Lang, m billing.Money, currency string) string {
@@ -135,10 +143,14 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("GET /portal/login", p.loginForm)
 	mux.HandleFunc("POST /portal/login", p.login)
 	mux.HandleFunc("POST /portal/logout", p.logout)
+	if p.provider != nil {
+		mux.HandleFunc("GET /portal/oidc/start", p.oidcStart)
+		mux.HandleFunc("GET /portal/oidc/callback", p.oidcCallback)
+	}
 	mux.HandleFunc("GET /portal/{$}", p.signedIn(p.root))
 	mux.HandleFunc("GET /portal/{tenant}/{$}", p.signedIn(p.tenantPage(p.home)))
-	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(p.invoices)))
-	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(p.download)))
+	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(finance(p.invoices))))
+	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(finance(p.download))))
 	mux.HandleFunc("/", p.notFound)
 	return securityHeaders(mux)
 }
@@ -170,7 +182,11 @@ type view struct {
 	Name   string
 	CSRF   string
 	Error  string
-	Data   any
+	// Finance says the session may see the invoices; IdP names the
+	// OpenID Connect provider on the sign-in page ("" without one).
+	Finance bool
+	IdP     string
+	Data    any
 }
 
 func (p *Portal) render(w http.ResponseWriter, r *http.Request, status int, page string, v view) {
@@ -213,7 +229,11 @@ func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request) {
 func (p *Portal) showLogin(w http.ResponseWriter, r *http.Request, status int, problem string) {
 	token := randomID()
 	http.SetCookie(w, cookie(r, loginCookie, token, 3600))
-	p.render(w, r, status, "login", view{CSRF: token, Error: problem})
+	v := view{CSRF: token, Error: problem}
+	if p.provider != nil {
+		v.IdP = p.provider.cfg.Name
+	}
+	p.render(w, r, status, "login", v)
 }
 
 // maxForm bounds a form's body: a token and a CSRF token.
@@ -239,15 +259,29 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.showLogin(w, r, http.StatusUnauthorized, "bad token")
 		return
 	}
-	id, _, err := p.sessions.start(principal, p.clock.Now())
+	p.startSession(w, r, principal, RoleFinance)
+}
+
+// startSession signs principal in with its portal role and sends them to
+// their institution's page.
+func (p *Portal) startSession(w http.ResponseWriter, r *http.Request, principal auth.Principal, role string) {
+	id, _, err := p.sessions.start(principal, role, p.clock.Now())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
-	p.log.Info("portal sign-in", "principal", principal.Name, "tenant", principal.Tenant, "remote", r.RemoteAddr)
+	p.log.Info("portal sign-in", "principal", principal.Name, "tenant", principal.Tenant, "role", role, "remote", r.RemoteAddr)
 	http.SetCookie(w, cookie(r, loginCookie, "", -1))
 	http.SetCookie(w, cookie(r, sessionCookie, id, int(p.sessions.ttl.Seconds())))
-	http.Redirect(w, r, Prefix+url.PathEscape(principal.Tenant)+"/", http.StatusSeeOther)
+	home := Prefix + url.PathEscape(principal.Tenant) + "/"
+	if r.Method == http.MethodPost {
+		http.Redirect(w, r, home, http.StatusSeeOther)
+		return
+	}
+	// Back from the identity provider: a redirect now would still be part
+	// of its site's navigation, on which the browser does not send the
+	// SameSite=Strict session cookie; a page of ours that moves on does.
+	p.render(w, r, http.StatusOK, "continue", view{Data: home})
 }
 
 // logout is POST /portal/logout: the session ends.
@@ -309,6 +343,18 @@ func (p *Portal) tenantPage(h func(http.ResponseWriter, *http.Request, *session,
 	}
 }
 
+// finance serves h only to sessions of the finance role; a viewer is
+// answered as a page that does not exist.
+func finance(h func(http.ResponseWriter, *http.Request, *session, string)) func(http.ResponseWriter, *http.Request, *session, string) {
+	return func(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
+		if s.role != RoleFinance {
+			http.NotFound(w, r)
+			return
+		}
+		h(w, r, s, tenant)
+	}
+}
+
 // homeData is the month-so-far page's.
 type homeData struct {
 	Cost *billinghttp.CostResponse
@@ -316,7 +362,7 @@ type homeData struct {
 
 // home is GET /portal/{tenant}/: the current month so far.
 func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
-	v := view{Tenant: tenant, CSRF: s.csrf}
+	v := view{Tenant: tenant, CSRF: s.csrf, Finance: s.role == RoleFinance}
 	if p.o.Costs == nil {
 		v.Error = "no billing"
 		p.render(w, r, http.StatusOK, "home", v)
@@ -347,7 +393,7 @@ type link struct{ Format, Href string }
 
 // invoices is GET /portal/{tenant}/invoices: the issued documents, newest first.
 func (p *Portal) invoices(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
-	v := view{Tenant: tenant, CSRF: s.csrf}
+	v := view{Tenant: tenant, CSRF: s.csrf, Finance: true}
 	if p.o.Invoices == nil {
 		v.Error = "no billing"
 		p.render(w, r, http.StatusOK, "invoices", v)

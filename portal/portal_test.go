@@ -47,7 +47,9 @@ type env struct {
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func newEnv(t *testing.T) *env {
+// newEnv starts the portal; tweak, if given, changes its options once the
+// portal's URL is known.
+func newEnv(t *testing.T, tweak ...func(o *portal.Options, url string)) *env {
 	t.Helper()
 	ctx := context.Background()
 	mid := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
@@ -84,12 +86,18 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := portal.New(portal.Options{Auth: authn, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
-		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}})
+	o := portal.Options{Auth: authn, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
+		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}}
+	e.srv = httptest.NewUnstartedServer(nil)
+	for _, f := range tweak {
+		f(&o, "http://"+e.srv.Listener.Addr().String())
+	}
+	p, err := portal.New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(p.Handler())
+	e.srv.Config.Handler = p.Handler()
+	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	return e
 }

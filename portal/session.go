@@ -15,8 +15,10 @@ import (
 // forms must carry (CSRF).
 type session struct {
 	principal auth.Principal
-	csrf      string
-	expires   time.Time
+	// role is the person's portal role: RoleViewer or RoleFinance.
+	role    string
+	csrf    string
+	expires time.Time
 }
 
 // sessions are kept in the collector's memory, by random id: signing out
@@ -38,8 +40,8 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// start opens a session for p and returns its id.
-func (s *sessions) start(p auth.Principal, now time.Time) (string, *session, error) {
+// start opens a session for p in role and returns its id.
+func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, *session, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.byID) >= s.limit {
@@ -53,7 +55,7 @@ func (s *sessions) start(p auth.Principal, now time.Time) (string, *session, err
 		}
 	}
 	id := randomID()
-	ss := &session{principal: p, csrf: randomID(), expires: now.Add(s.ttl)}
+	ss := &session{principal: p, role: role, csrf: randomID(), expires: now.Add(s.ttl)}
 	s.byID[id] = ss
 	return id, ss, nil
 }
