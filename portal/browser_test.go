@@ -189,6 +189,9 @@ func TestThePortalInChromium(t *testing.T) {
 		}
 		c.accessible(string(l) + " month so far")
 		c.screenshot("month-" + string(l))
+		c.run(chromedp.Navigate(base + "/portal/caami/sla"))
+		c.accessible(string(l) + " availability")
+		c.screenshot("sla-" + string(l))
 		c.run(chromedp.Navigate(base + "/portal/caami/invoices"))
 		c.accessible(string(l) + " invoices (none yet)")
 		c.run(chromedp.Navigate(base + "/portal/login"))

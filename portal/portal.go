@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/billing/billinghttp"
 	"github.com/paasmeter/paasmeter/billing/export"
@@ -38,7 +40,10 @@ import (
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/memo"
 	"github.com/paasmeter/paasmeter/locale"
+	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/sla/slahttp"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -58,6 +63,8 @@ type Options struct {
 	// pages say that the platform does not bill.
 	Costs    *billinghttp.Costs
 	Invoices billinghttp.InvoiceReader
+	// SLA, if set, serves the availability pages: the API's reports.
+	SLA slahttp.SLAReports
 	// Location is the platform's time zone (default UTC).
 	Location *time.Location
 	// SessionTTL is how long a session lasts after sign-in (default 8h);
@@ -79,6 +86,8 @@ type Portal struct {
 	pages    map[string]*template.Template
 	// provider is Options.OIDC's, nil without one.
 	provider *provider
+	// reports keeps the SLA reports the pages show, as Costs keeps costs.
+	reports *memo.Memo[*sla.Report]
 }
 
 //go:embed templates static
@@ -99,10 +108,13 @@ func New(o Options) (*Portal, error) {
 		log:      cmp.Or(o.Logger, slog.Default()),
 		sessions: &sessions{byID: map[string]*session{}, ttl: cmp.Or(o.SessionTTL, 8*time.Hour), limit: cmp.Or(o.MaxSessions, 10_000)},
 		pages:    map[string]*template.Template{}}
+	// An SLA report reads a month of probe results: once a minute per
+	// institution and month at most, two at once.
+	p.reports = memo.New[*sla.Report](2, time.Minute, 2*time.Minute, 1000, p.clock)
 	if o.OIDC != nil {
 		p.provider = &provider{cfg: *o.OIDC}
 	}
-	for _, page := range []string{"login", "home", "invoices", "message", "continue"} {
+	for _, page := range []string{"login", "home", "invoices", "sla", "message", "continue"} {
 		tmpl, err := template.New("layout.html").Funcs(template.FuncMap{
 			"t": t,
 			"money": func(l locale.Lang, m billing.Money, currency string) string {
@@ -110,6 +122,14 @@ func New(o Options) (*Portal, error) {
 			},
 			// Dates are the platform's calendar days.
 			"date": func(l locale.Lang, at time.Time) string { return l.Date(at.In(p.loc)) },
+			"when": func(l locale.Lang, at time.Time) string { return l.Date(at.In(p.loc)) + " " + at.In(p.loc).Format("15:04") },
+			"count": func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
+			"percent": func(l locale.Lang, d decimal.Decimal) string {
+				if l == locale.French {
+					return l.Number(d.String()) + "\u00a0%"
+				}
+				return l.Number(d.String()) + " %"
+			},
 			"day": func(l locale.Lang, s string) string {
 				d, err := time.Parse(time.DateOnly, s)
 				if err != nil {
@@ -149,6 +169,7 @@ func (p *Portal) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /portal/{$}", p.signedIn(p.root))
 	mux.HandleFunc("GET /portal/{tenant}/{$}", p.signedIn(p.tenantPage(p.home)))
+	mux.HandleFunc("GET /portal/{tenant}/sla", p.signedIn(p.tenantPage(p.availability)))
 	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(finance(p.invoices))))
 	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(finance(p.download))))
 	mux.HandleFunc("/", p.notFound)
@@ -381,6 +402,53 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant
 	}
 	v.Data = homeData{Cost: cost}
 	p.render(w, r, http.StatusOK, "home", v)
+}
+
+// slaData is the availability page's.
+type slaData struct {
+	Report *sla.Report
+	// Months are the months the page links to, newest first.
+	Months []string
+}
+
+// availability is GET /portal/{tenant}/sla?month=YYYY-MM: the month's
+// availability per production app, its down minutes by cause, its
+// maintenance windows and its credit.
+func (p *Portal) availability(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
+	v := view{Tenant: tenant, CSRF: s.csrf, Finance: s.role == RoleFinance}
+	now := p.clock.Now()
+	month := calendar.MonthOf(now, p.loc)
+	if q := r.URL.Query().Get("month"); q != "" {
+		m, err := calendar.Parse(q, p.loc)
+		if err != nil || !m.Start().Before(now) {
+			p.notFound(w, r)
+			return
+		}
+		month = m
+	}
+	if p.o.SLA == nil {
+		v.Error = "no sla"
+		p.render(w, r, http.StatusOK, "sla", v)
+		return
+	}
+	rep, err := p.reports.Get(r.Context(), tenant+" "+month.String(), func(ctx context.Context) (*sla.Report, error) {
+		rep, _, err := p.o.SLA.Report(ctx, tenant, month)
+		return rep, err
+	})
+	if err != nil {
+		if r.Context().Err() == nil {
+			p.log.Error("portal: SLA report failed", "tenant", tenant, "month", month.String(), "err", err)
+		}
+		v.Error = "unavailable"
+		p.render(w, r, http.StatusServiceUnavailable, "sla", v)
+		return
+	}
+	data := slaData{Report: rep}
+	for m, i := calendar.MonthOf(now, p.loc), 0; i < 6; m, i = calendar.MonthOf(m.Start().Add(-time.Hour), p.loc), i+1 {
+		data.Months = append(data.Months, m.String())
+	}
+	v.Data = data
+	p.render(w, r, http.StatusOK, "sla", v)
 }
 
 // document is one issued document in the invoices page.

@@ -20,12 +20,17 @@ import (
 	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/billing/export"
 	"github.com/paasmeter/paasmeter/billing/ratecard"
+	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/events"
+	"github.com/paasmeter/paasmeter/events/eventstest"
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/portal"
+	"github.com/paasmeter/paasmeter/sla"
+	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/state/statetest"
 )
@@ -43,6 +48,15 @@ type env struct {
 	srv   *httptest.Server
 	svc   *billing.Service
 	clock *clock.Manual
+	sla   *sla.Calculator
+}
+
+// reports serves the portal the calculator's SLA reports, without window changes.
+type reports struct{ *sla.Calculator }
+
+func (r reports) Report(ctx context.Context, tenant string, p calendar.Month) (*sla.Report, []state.AuditEntry, error) {
+	rep, err := r.Calculator.Report(ctx, tenant, p)
+	return rep, nil, err
 }
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -65,11 +79,34 @@ func newEnv(t *testing.T, tweak ...func(o *portal.Options, url string)) *env {
 	if _, err := store.AppendUsage(ctx, recs); err != nil {
 		t.Fatal(err)
 	}
+	// caami's production app ran from 19 November, probed every 20 s, and
+	// stopped answering its probes for ten minutes on the 20th at 08:00.
+	var evs []events.Event
+	start := time.Date(2026, 11, 19, 0, 0, 0, 0, time.UTC)
+	evs = append(evs, eventstest.Event("caami", "c1", events.Started, start))
+	for at := start.Add(20 * time.Second); at.Before(mid.Add(-time.Hour)); at = at.Add(20 * time.Second) {
+		ev := eventstest.Event("caami", "c1", events.Probe, at)
+		if at.After(time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)) && at.Before(time.Date(2026, 11, 20, 8, 10, 0, 0, time.UTC)) {
+			ev.Probe.OK = false
+			ev.SetID()
+		}
+		evs = append(evs, ev)
+	}
+	for i := range evs {
+		evs[i].ReceivedAt = evs[i].Time
+	}
+	if _, err := store.AppendEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
 	card, err := ratecard.Load(filepath.Join("..", "deploy", "examples", "ratecard.yaml"), billingtest.Brussels())
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &env{clock: clock.NewManual(mid)}
+	e.sla, err = sla.NewCalculator(store, nil, sla.DefaultConfig(), e.clock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := billing.DefaultConfig()
 	cfg.Location, cfg.Seller, cfg.Customers = billingtest.Brussels(), billingtest.Seller(), billingtest.Customers()
 	e.svc, err = billing.New(billing.Options{Config: cfg, Card: card, Usage: store, SLA: billingtest.SLA{},
@@ -86,7 +123,7 @@ func newEnv(t *testing.T, tweak ...func(o *portal.Options, url string)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := portal.Options{Auth: authn, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
+	o := portal.Options{Auth: authn, SLA: reports{e.sla}, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
 		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}}
 	e.srv = httptest.NewUnstartedServer(nil)
 	for _, f := range tweak {
@@ -366,5 +403,38 @@ func TestTheInvoicesPageListsTheIssuedDocumentsAndDownloadsThem(t *testing.T) {
 		if got.code != http.StatusOK || got.body != want.String() {
 			t.Errorf("%s: %d, %d bytes, want the %d bytes of export.Write", href, got.code, len(got.body), want.Len())
 		}
+	}
+}
+
+func TestTheAvailabilityPageShowsTheSLAReport(t *testing.T) {
+	e := newEnv(t)
+	rep, err := e.sla.Report(context.Background(), "caami", billingtest.Period())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Apps) != 1 || rep.Apps[0].DownPlatform+rep.Apps[0].DownTenant == 0 {
+		t.Fatalf("the example's report: %+v, want one app with down minutes", rep.Apps)
+	}
+	app := rep.Apps[0]
+	b := e.browser(t)
+	b.lang = "fr"
+	b.signIn(caamiToken)
+	p := b.do("GET", "/portal/caami/sla", nil)
+	pct := func(d string) string { return locale.French.Number(d) + "\u00a0%" }
+	for _, want := range []string{
+		`<dd id="availability">` + pct(rep.Availability.String()) + `</dd>`, `<dd id="credit">` + pct(rep.CreditPercent.String()) + `</dd>`,
+		"<th scope=\"row\">claims</th><td>pricing</td><td class=\"num\">" + pct(app.Availability.String()) + "</td>",
+		"novembre 2026", "Aucune fenêtre de maintenance",
+	} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("the availability page has no %q:\n%s", want, p.body)
+		}
+	}
+	if p := b.do("GET", "/portal/caami/sla?month=2027-01", nil); p.code != http.StatusNotFound {
+		t.Errorf("a month to come: %d", p.code)
+	}
+	b.signIn(onaToken)
+	if p := b.do("GET", "/portal/caami/sla", nil); p.code != http.StatusNotFound {
+		t.Errorf("ona asking for caami's availability: %d", p.code)
 	}
 }

@@ -8,17 +8,16 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/paasmeter/paasmeter/billing"
 	"github.com/paasmeter/paasmeter/calendar"
 	"github.com/paasmeter/paasmeter/collector/auth"
 	"github.com/paasmeter/paasmeter/collector/route"
 	"github.com/paasmeter/paasmeter/internal/clock"
+	"github.com/paasmeter/paasmeter/internal/memo"
 	"github.com/paasmeter/paasmeter/state"
 )
 
@@ -134,17 +133,8 @@ func CostError(err error, month calendar.Month) (int, string) {
 type Costs struct {
 	drafts   Drafter
 	invoices InvoiceReader
-	clock    clock.Clock
 	log      *slog.Logger
-	workers  chan struct{}
-	group    singleflight.Group
-	mu       sync.Mutex
-	fresh    map[string]cachedCost
-}
-
-type cachedCost struct {
-	resp *CostResponse
-	at   time.Time
+	memo     *memo.Memo[*CostResponse]
 }
 
 const (
@@ -161,76 +151,16 @@ const (
 // NewCosts computes costs from drafts; invoices, if set, finds the previous
 // months' issued invoices. clock and log default to the system's.
 func NewCosts(drafts Drafter, invoices InvoiceReader, c clock.Clock, log *slog.Logger) *Costs {
-	return &Costs{drafts: drafts, invoices: invoices, clock: cmp.Or[clock.Clock](c, clock.System{}), log: cmp.Or(log, slog.Default()),
-		workers: make(chan struct{}, costWorkers), fresh: map[string]cachedCost{}}
+	return &Costs{drafts: drafts, invoices: invoices, log: cmp.Or(log, slog.Default()),
+		memo: memo.New[*CostResponse](costWorkers, costFresh, costTimeout, maxCachedCosts, c)}
 }
 
 // Cost is what tenant's month comes to so far: its draft, shared out, with
 // the projection and the month before.
 func (c *Costs) Cost(ctx context.Context, tenant string, month calendar.Month) (*CostResponse, error) {
-	key := tenant + " " + month.String()
-	if resp, ok := c.kept(key); ok {
-		return resp, nil
-	}
-	ch := c.group.DoChan(key, func() (any, error) {
-		// A computation that ended between the look above and this one
-		// kept its answer.
-		if resp, ok := c.kept(key); ok {
-			return resp, nil
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), costTimeout)
-		defer cancel()
-		select {
-		case c.workers <- struct{}{}:
-			defer func() { <-c.workers }()
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-		resp, err := c.compute(ctx, tenant, month)
-		if err != nil {
-			return nil, err
-		}
-		c.keep(key, resp)
-		return resp, nil
+	return c.memo.Get(ctx, tenant+" "+month.String(), func(ctx context.Context) (*CostResponse, error) {
+		return c.compute(ctx, tenant, month)
 	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*CostResponse), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// kept is the answer kept under key, while fresh.
-func (c *Costs) kept(key string) (*CostResponse, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	hit, ok := c.fresh[key]
-	if !ok || c.clock.Now().Sub(hit.at) >= costFresh {
-		return nil, false
-	}
-	return hit.resp, true
-}
-
-// keep caches resp under key, dropping what is stale when the cache is full.
-func (c *Costs) keep(key string, resp *CostResponse) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	now := c.clock.Now()
-	if len(c.fresh) >= maxCachedCosts {
-		for k, v := range c.fresh {
-			if now.Sub(v.at) >= costFresh {
-				delete(c.fresh, k)
-			}
-		}
-		if len(c.fresh) >= maxCachedCosts {
-			clear(c.fresh)
-		}
-	}
-	c.fresh[key] = cachedCost{resp: resp, at: now}
 }
 
 func (c *Costs) compute(ctx context.Context, tenant string, month calendar.Month) (*CostResponse, error) {
