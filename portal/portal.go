@@ -122,7 +122,9 @@ func New(o Options) (*Portal, error) {
 			},
 			// Dates are the platform's calendar days.
 			"date": func(l locale.Lang, at time.Time) string { return l.Date(at.In(p.loc)) },
-			"when": func(l locale.Lang, at time.Time) string { return l.Date(at.In(p.loc)) + " " + at.In(p.loc).Format("15:04") },
+			"when": func(l locale.Lang, at time.Time) string {
+				return l.Date(at.In(p.loc)) + " " + at.In(p.loc).Format("15:04")
+			},
 			"count": func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
 			"percent": func(l locale.Lang, d decimal.Decimal) string {
 				if l == locale.French {
