@@ -304,7 +304,7 @@ func (h *Hub) initCollectorServer(ctx context.Context) error {
 	}
 	// The institutions' portal shows the same figures as the API.
 	web, err := portal.New(portal.Options{Auth: authn, OIDC: h.cfg.Portal.OIDC, Institutions: h.cfg.Tenants, Costs: costs, Invoices: invoices,
-		SLA:      slaReports{h.sla, h.maintenance},
+		SLA: slaReports{h.sla, h.maintenance}, Usage: h.metering,
 		Location: h.loc, Clock: h.opts.Clock, Logger: h.opts.Logger})
 	if err != nil {
 		return err

@@ -42,6 +42,7 @@ import (
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/memo"
 	"github.com/paasmeter/paasmeter/locale"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/sla/slahttp"
 	"github.com/paasmeter/paasmeter/state"
@@ -65,6 +66,8 @@ type Options struct {
 	Invoices billinghttp.InvoiceReader
 	// SLA, if set, serves the availability pages: the API's reports.
 	SLA slahttp.SLAReports
+	// Usage, if set, draws the month's usage per day.
+	Usage metering.UsageReader
 	// Location is the platform's time zone (default UTC).
 	Location *time.Location
 	// SessionTTL is how long a session lasts after sign-in (default 8h);
@@ -125,7 +128,8 @@ func New(o Options) (*Portal, error) {
 			"when": func(l locale.Lang, at time.Time) string {
 				return l.Date(at.In(p.loc)) + " " + at.In(p.loc).Format("15:04")
 			},
-			"count": func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
+			"count":  func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
+			"number": func(l locale.Lang, s string) string { return l.Number(s) },
 			"percent": func(l locale.Lang, d decimal.Decimal) string {
 				if l == locale.French {
 					return l.Number(d.String()) + "\u00a0%"
@@ -380,7 +384,8 @@ func finance(h func(http.ResponseWriter, *http.Request, *session, string)) func(
 
 // homeData is the month-so-far page's.
 type homeData struct {
-	Cost *billinghttp.CostResponse
+	Cost   *billinghttp.CostResponse
+	Charts []chart
 }
 
 // home is GET /portal/{tenant}/: the current month so far.
@@ -402,7 +407,13 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant
 		p.render(w, r, status, "home", v)
 		return
 	}
-	v.Data = homeData{Cost: cost}
+	data := homeData{Cost: cost}
+	if p.o.Usage != nil {
+		if data.Charts, err = p.charts(r.Context(), tenant, month, p.clock.Now()); err != nil {
+			p.log.Warn("portal: usage per day unavailable", "tenant", tenant, "err", err) // the figures above stand
+		}
+	}
+	v.Data = data
 	p.render(w, r, http.StatusOK, "home", v)
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -27,12 +28,14 @@ import (
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/locale"
+	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/metering/embedded"
 	"github.com/paasmeter/paasmeter/portal"
 	"github.com/paasmeter/paasmeter/sla"
 	"github.com/paasmeter/paasmeter/state"
 	stateembedded "github.com/paasmeter/paasmeter/state/embedded"
 	"github.com/paasmeter/paasmeter/state/statetest"
+	"github.com/paasmeter/paasmeter/usage"
 )
 
 const (
@@ -49,6 +52,7 @@ type env struct {
 	svc   *billing.Service
 	clock *clock.Manual
 	sla   *sla.Calculator
+	usage *embedded.Store
 }
 
 // reports serves the portal the calculator's SLA reports, without window changes.
@@ -102,7 +106,7 @@ func newEnv(t *testing.T, tweak ...func(o *portal.Options, url string)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{clock: clock.NewManual(mid)}
+	e := &env{clock: clock.NewManual(mid), usage: store}
 	e.sla, err = sla.NewCalculator(store, nil, sla.DefaultConfig(), e.clock)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +127,7 @@ func newEnv(t *testing.T, tweak ...func(o *portal.Options, url string)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := portal.Options{Auth: authn, SLA: reports{e.sla}, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
+	o := portal.Options{Auth: authn, SLA: reports{e.sla}, Usage: store, Costs: billinghttp.NewCosts(e.svc, e.svc, e.clock, quiet), Invoices: e.svc, Location: billingtest.Brussels(), Clock: e.clock, Logger: quiet,
 		Institutions: institution.Directory{{ID: "caami", Name: "Caisse auxiliaire d'assurance maladie-invalidité"}, {ID: "ona", Name: "ONA"}}}
 	e.srv = httptest.NewUnstartedServer(nil)
 	for _, f := range tweak {
@@ -436,5 +440,32 @@ func TestTheAvailabilityPageShowsTheSLAReport(t *testing.T) {
 	b.signIn(onaToken)
 	if p := b.do("GET", "/portal/caami/sla", nil); p.code != http.StatusNotFound {
 		t.Errorf("ona asking for caami's availability: %d", p.code)
+	}
+}
+
+func TestTheMonthPageDrawsTheUsagePerDayAsTheUsageAPICountsIt(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser(t)
+	b.signIn(caamiToken)
+	home := b.do("GET", "/portal/caami/", nil)
+	// The worked example's CPU: every day of November so far has usage;
+	// the 2nd's figure, in vCPU-hours, is the store's sum of that day.
+	rows, err := e.usage.QueryUsage(context.Background(), metering.UsageQuery{
+		UsageFilter: metering.UsageFilter{Tenant: "caami", From: time.Date(2026, 11, 2, 0, 0, 0, 0, billingtest.Brussels()),
+			To: time.Date(2026, 11, 3, 0, 0, 0, 0, billingtest.Brussels()), Meters: []usage.Meter{usage.MeterCPU}},
+		GroupBy: []metering.Dimension{metering.ByDay}, Location: billingtest.Brussels()})
+	if err != nil || len(rows) != 1 {
+		t.Fatalf("the usage of 2 November: %v, %+v", err, rows)
+	}
+	want := new(big.Rat).SetFrac(rows[0].Quantity.Big(), big.NewInt(3600*1_000_000_000)).FloatString(2)
+	for _, s := range []string{`<figcaption id="chart-cpu">CPU used · vCPU-hour`, "<title>2026-11-02: " + locale.English.Number(want) + "</title>",
+		`<svg viewBox="0 0 100 40"`, `aria-labelledby="chart-memory"`} {
+		if !strings.Contains(home.body, s) {
+			t.Errorf("the month page has no %q", s)
+		}
+	}
+	// 1 to 20 November so far: twenty bars a chart.
+	if n := strings.Count(home.body, "<rect "); n != 4*20 {
+		t.Errorf("%d bars, want 4 charts of 20 days (1 to 20 November)", n)
 	}
 }
