@@ -176,8 +176,8 @@ func (p *Portal) Handler() http.Handler {
 	mux.HandleFunc("GET /portal/{$}", p.signedIn(p.root))
 	mux.HandleFunc("GET /portal/{tenant}/{$}", p.signedIn(p.tenantPage(p.home)))
 	mux.HandleFunc("GET /portal/{tenant}/sla", p.signedIn(p.tenantPage(p.availability)))
-	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(finance(p.invoices))))
-	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(finance(p.download))))
+	mux.HandleFunc("GET /portal/{tenant}/invoices", p.signedIn(p.tenantPage(p.finance(p.invoices))))
+	mux.HandleFunc("GET /portal/{tenant}/invoices/{file}", p.signedIn(p.tenantPage(p.finance(p.download))))
 	mux.HandleFunc("/", p.notFound)
 	return securityHeaders(mux)
 }
@@ -372,10 +372,10 @@ func (p *Portal) tenantPage(h func(http.ResponseWriter, *http.Request, *session,
 
 // finance serves h only to sessions of the finance role; a viewer is
 // answered as a page that does not exist.
-func finance(h func(http.ResponseWriter, *http.Request, *session, string)) func(http.ResponseWriter, *http.Request, *session, string) {
+func (p *Portal) finance(h func(http.ResponseWriter, *http.Request, *session, string)) func(http.ResponseWriter, *http.Request, *session, string) {
 	return func(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
 		if s.role != RoleFinance {
-			http.NotFound(w, r)
+			p.notFound(w, r)
 			return
 		}
 		h(w, r, s, tenant)
