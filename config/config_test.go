@@ -153,6 +153,7 @@ func TestInvalidConfigNamesEveryProblem(t *testing.T) {
 		"a duplicated tenant is named":                           {"tenants:\n  - id: caami\n  - id: caami\n", "tenants[1].id:"},
 		"a log retention under an hour is named":                 {"tenants:\n  - id: caami\n    log_retention: 1m\n", "tenants[0].log_retention: 1m0s is below the minimum"},
 		"a portal identity provider without its client is named": {"portal:\n  oidc: {issuer: https://idp.example/, redirect_url: https://c.example/portal/oidc/callback}\n", "portal.oidc.client_id: is required"},
+		"a portal identity provider over plain HTTP is refused":  {"portal:\n  oidc: {issuer: http://idp.example/, client_id: x, client_secret_file: s, redirect_url: https://c.example/portal/oidc/callback}\n", "portal.oidc.issuer:"},
 		"a portal callback elsewhere is named":                   {"portal:\n  oidc: {issuer: https://idp.example/, client_id: x, client_secret_file: s, redirect_url: https://c.example/cb}\n", "portal.oidc.redirect_url:"},
 		"a language paasmeter does not write is named":           {"tenants:\n  - id: caami\n  - id: ona\n    language: de\n", `tenants[1].language: "de" is not a language paasmeter writes`},
 		"a log line limit under 256 is named":                    {"collector:\n  logs:\n    max_line_bytes: 10\n", "collector.logs.max_line_bytes: 10 is below"},

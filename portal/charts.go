@@ -45,8 +45,8 @@ var chartMeters = []struct {
 	{"network", "chart network", ratecard.NetTx, []usage.Meter{usage.MeterNetTx, usage.MeterNetRx}},
 }
 
-// charts reads tenant's usage per day of month up to now and draws it.
-func (p *Portal) charts(ctx context.Context, tenant string, month calendar.Month, now time.Time) ([]chart, error) {
+// usagePerDay reads tenant's usage per day of month up to now and draws it.
+func (p *Portal) usagePerDay(ctx context.Context, tenant string, month calendar.Month, now time.Time) ([]chart, error) {
 	to := month.End()
 	if now.Before(to) {
 		to = now

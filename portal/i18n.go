@@ -21,7 +21,7 @@ func langOf(w http.ResponseWriter, r *http.Request) locale.Lang {
 	if q := r.URL.Query().Get("lang"); q != "" {
 		if l, err := locale.Parse(q); err == nil {
 			http.SetCookie(w, &http.Cookie{Name: langCookie, Value: string(l), Path: "/portal/", MaxAge: 365 * 24 * 3600,
-				HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+				HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 			return l
 		}
 	}

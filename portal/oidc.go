@@ -4,16 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 
+	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
 )
 
@@ -61,8 +62,8 @@ func (c *Config) Validate() error {
 	}
 	o := c.OIDC
 	var errs []error
-	if u, err := url.Parse(o.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("portal.oidc.issuer: %q must be the provider's http(s) issuer URL", o.Issuer))
+	if u, err := url.Parse(o.Issuer); err != nil || !httpsOrLoopback(u) {
+		errs = append(errs, fmt.Errorf("portal.oidc.issuer: %q must be the provider's https issuer URL (http only on loopback)", o.Issuer))
 	}
 	if o.ClientID == "" {
 		errs = append(errs, errors.New("portal.oidc.client_id: is required"))
@@ -70,8 +71,8 @@ func (c *Config) Validate() error {
 	if o.ClientSecretFile == "" {
 		errs = append(errs, errors.New("portal.oidc.client_secret_file: is required (a file holding the client secret)"))
 	}
-	if u, err := url.Parse(o.RedirectURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Path != Prefix+"oidc/callback" {
-		errs = append(errs, fmt.Errorf("portal.oidc.redirect_url: %q must be the collector's URL of %soidc/callback", o.RedirectURL, Prefix))
+	if u, err := url.Parse(o.RedirectURL); err != nil || !httpsOrLoopback(u) || u.Path != Prefix+"oidc/callback" {
+		errs = append(errs, fmt.Errorf("portal.oidc.redirect_url: %q must be the collector's https URL of %soidc/callback (http only on loopback)", o.RedirectURL, Prefix))
 	}
 	if o.InstitutionClaim == "" {
 		o.InstitutionClaim = "paasmeter_institution"
@@ -85,22 +86,66 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// httpsOrLoopback says whether u is an https URL, or an http one of a
+// loopback host (tests, a provider on the same machine).
+func httpsOrLoopback(u *url.URL) bool {
+	switch {
+	case u.Host == "":
+		return false
+	case u.Scheme == "https":
+		return true
+	case u.Scheme != "http":
+		return false
+	}
+	host := u.Hostname()
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
+}
+
 // provider is the configured OpenID Connect provider, discovered on first
 // use: a provider that is down when the collector starts does not stop it.
+// A failed discovery is remembered for discoveryBackoff, so that sign-ins
+// while it is down do not each wait for it in turn.
 type provider struct {
-	cfg    OIDCConfig
-	mu     sync.Mutex
-	oidc   *oidc.Provider
-	oauth2 oauth2.Config
+	cfg OIDCConfig
+	// lock is a mutex a request can stop waiting for.
+	lock     chan struct{}
+	oidc     *oidc.Provider
+	oauth2   oauth2.Config
+	failed   error
+	failedAt time.Time
+}
+
+const discoveryBackoff = 30 * time.Second
+
+func newProvider(cfg OIDCConfig) *provider {
+	return &provider{cfg: cfg, lock: make(chan struct{}, 1)}
 }
 
 // get discovers the provider unless it already did.
 func (p *provider) get(ctx context.Context) (*oidc.Provider, oauth2.Config, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	select {
+	case p.lock <- struct{}{}:
+		defer func() { <-p.lock }()
+	case <-ctx.Done():
+		return nil, oauth2.Config{}, ctx.Err()
+	}
 	if p.oidc != nil {
 		return p.oidc, p.oauth2, nil
 	}
+	if p.failed != nil && time.Since(p.failedAt) < discoveryBackoff {
+		return nil, oauth2.Config{}, p.failed
+	}
+	op, conf, err := p.discover(ctx)
+	if err != nil {
+		p.failed, p.failedAt = err, time.Now()
+		return nil, oauth2.Config{}, err
+	}
+	p.oidc, p.oauth2, p.failed = op, conf, nil
+	return op, conf, nil
+}
+
+func (p *provider) discover(ctx context.Context) (*oidc.Provider, oauth2.Config, error) {
 	secret, err := os.ReadFile(p.cfg.ClientSecretFile)
 	if err != nil {
 		return nil, oauth2.Config{}, fmt.Errorf("portal.oidc.client_secret_file: %w", err)
@@ -111,10 +156,12 @@ func (p *provider) get(ctx context.Context) (*oidc.Provider, oauth2.Config, erro
 	if err != nil {
 		return nil, oauth2.Config{}, fmt.Errorf("discovering %s: %w", p.cfg.Issuer, err)
 	}
-	p.oidc = op
-	p.oauth2 = oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: strings.TrimSpace(string(secret)), Endpoint: op.Endpoint(),
-		RedirectURL: p.cfg.RedirectURL, Scopes: []string{oidc.ScopeOpenID, "profile"}}
-	return p.oidc, p.oauth2, nil
+	endpoint := op.Endpoint()
+	// client_secret_basic, OpenID Connect's default: said once, so that
+	// a refused exchange is not tried again the other way.
+	endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	return op, oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: strings.TrimSpace(string(secret)), Endpoint: endpoint,
+		RedirectURL: p.cfg.RedirectURL, Scopes: []string{oidc.ScopeOpenID, "profile"}}, nil
 }
 
 // flowCookie holds a sign-in's state, nonce and PKCE verifier between the
@@ -135,7 +182,7 @@ func (p *Portal) oidcStart(w http.ResponseWriter, r *http.Request) {
 	}
 	state, nonce, verifier := randomID(), randomID(), oauth2.GenerateVerifier()
 	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: state + "." + nonce + "." + verifier, Path: Prefix + "oidc/", MaxAge: 600,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, conf.AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), http.StatusSeeOther)
 }
 
@@ -150,7 +197,7 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, "no sign-in in progress")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: flowCookie, Path: Prefix + "oidc/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: flowCookie, Path: Prefix + "oidc/", MaxAge: -1, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteLaxMode})
 	parts := strings.Split(c.Value, ".")
 	q := r.URL.Query()
 	if len(parts) != 3 || !sameToken(parts[0], q.Get("state")) {
@@ -158,7 +205,7 @@ func (p *Portal) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		refuse(http.StatusUnauthorized, "the provider refused", "error", e)
+		refuse(http.StatusUnauthorized, "the provider refused", "error", batch.Truncate(e))
 		return
 	}
 	op, conf, err := p.provider.get(r.Context())

@@ -11,11 +11,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zitadel/oidc/v3/example/server/exampleop"
 	"github.com/zitadel/oidc/v3/example/server/storage"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
+	"github.com/paasmeter/paasmeter/billing/billingtest"
 	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/portal"
 )
@@ -230,6 +232,24 @@ func TestPeopleSignInWithTheInstitutionsIdentityProvider(t *testing.T) {
 		}
 		if home := b.do("GET", "/portal/caami/", nil); home.code != http.StatusSeeOther {
 			t.Errorf("then caami's page answers %d, want the sign-in", home.code)
+		}
+	})
+	t.Run("a viewer does not see the number of last month's invoice", func(t *testing.T) {
+		e.clock.Set(time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC)) // after November's grace period
+		res, err := e.svc.Issue(context.Background(), billingtest.Period(), nil, "test", nil)
+		if err != nil || len(res) != 2 {
+			t.Fatalf("issuing November: %v, %d invoices", err, len(res))
+		}
+		b := e.browser(t)
+		b.signInWithIdP("victor")
+		home := b.do("GET", "/portal/ona/", nil)
+		if home.code != http.StatusOK || strings.Contains(home.body, "PM-2026-") || !strings.Contains(home.body, "November 2026") {
+			t.Errorf("victor's December: %d, want last month without its invoice's number\n%s", home.code, home.body)
+		}
+		c := e.browser(t)
+		c.signInWithIdP("claire")
+		if home := c.do("GET", "/portal/caami/", nil); !strings.Contains(home.body, "PM-2026-") {
+			t.Errorf("claire (finance) does not see last month's invoice number:\n%s", home.body)
 		}
 	})
 	t.Run("a callback that is not the answer to this browser's sign-in is refused", func(t *testing.T) {

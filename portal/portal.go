@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"html/template"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -70,10 +71,12 @@ type Options struct {
 	Usage metering.UsageReader
 	// Location is the platform's time zone (default UTC).
 	Location *time.Location
-	// SessionTTL is how long a session lasts after sign-in (default 8h);
-	// MaxSessions bounds the sessions kept (default 10,000).
-	SessionTTL  time.Duration
-	MaxSessions int
+	// SessionTTL is how long a session lasts after sign-in (default 8h),
+	// SessionIdle how long without a page (default 30m). MaxSessions bounds
+	// the sessions kept (default 10,000), MaxSessionsEach those of one
+	// principal (default 20); a sign-in beyond ends the oldest.
+	SessionTTL, SessionIdle      time.Duration
+	MaxSessions, MaxSessionsEach int
 	// Clock and Logger default to the system's.
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -89,8 +92,10 @@ type Portal struct {
 	pages    map[string]*template.Template
 	// provider is Options.OIDC's, nil without one.
 	provider *provider
-	// reports keeps the SLA reports the pages show, as Costs keeps costs.
+	// reports and charts keep the SLA reports and usage charts the pages
+	// show, as Costs keeps costs.
 	reports *memo.Memo[*sla.Report]
+	charts  *memo.Memo[[]chart]
 }
 
 //go:embed templates static
@@ -108,14 +113,16 @@ func New(o Options) (*Portal, error) {
 		return nil, errors.New("portal: an authenticator is required")
 	}
 	p := &Portal{o: o, loc: cmp.Or(o.Location, time.UTC), clock: cmp.Or[clock.Clock](o.Clock, clock.System{}),
-		log:      cmp.Or(o.Logger, slog.Default()),
-		sessions: &sessions{byID: map[string]*session{}, ttl: cmp.Or(o.SessionTTL, 8*time.Hour), limit: cmp.Or(o.MaxSessions, 10_000)},
-		pages:    map[string]*template.Template{}}
+		log: cmp.Or(o.Logger, slog.Default()),
+		sessions: &sessions{byID: map[string]*session{}, ttl: cmp.Or(o.SessionTTL, 8*time.Hour), idle: cmp.Or(o.SessionIdle, 30*time.Minute),
+			limit: cmp.Or(o.MaxSessions, 10_000), perPr: cmp.Or(o.MaxSessionsEach, 20)},
+		pages: map[string]*template.Template{}}
 	// An SLA report reads a month of probe results: once a minute per
 	// institution and month at most, two at once.
 	p.reports = memo.New[*sla.Report](2, time.Minute, 2*time.Minute, 1000, p.clock)
+	p.charts = memo.New[[]chart](2, time.Minute, 2*time.Minute, 1000, p.clock)
 	if o.OIDC != nil {
-		p.provider = &provider{cfg: *o.OIDC}
+		p.provider = newProvider(*o.OIDC)
 	}
 	for _, page := range []string{"login", "home", "invoices", "sla", "message", "continue"} {
 		tmpl, err := template.New("layout.html").Funcs(template.FuncMap{
@@ -242,9 +249,26 @@ func (p *Portal) notFound(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusNotFound, "message", view{Error: "not found"})
 }
 
-// cookie is a portal cookie: HttpOnly, SameSite=Strict, Secure over TLS.
+// cookie is a portal cookie: HttpOnly, SameSite=Strict, Secure (see
+// secure). maxAge 0 is a cookie of the browser's session, -1 deletes it.
 func cookie(r *http.Request, name, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode}
+	return &http.Cookie{Name: name, Value: value, Path: Prefix, MaxAge: maxAge, HttpOnly: true, Secure: secure(r), SameSite: http.SameSiteStrictMode}
+}
+
+// secure says whether r's cookies are Secure: always, but for plain HTTP to
+// a loopback address (make run, the tests). A collector behind a proxy that
+// ends TLS (an OpenShift edge route) hears plain HTTP for a public name:
+// its cookies must still never travel without TLS.
+func secure(r *http.Request) bool {
+	if r.TLS != nil {
+		return true
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	ip := net.ParseIP(host)
+	return host != "localhost" && (ip == nil || !ip.IsLoopback())
 }
 
 // loginForm is GET /portal/login: the token form, with a CSRF token kept in
@@ -292,14 +316,11 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 // startSession signs principal in with its portal role and sends them to
 // their institution's page.
 func (p *Portal) startSession(w http.ResponseWriter, r *http.Request, principal auth.Principal, role string) {
-	id, _, err := p.sessions.start(principal, role, p.clock.Now())
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusServiceUnavailable)
-		return
-	}
+	id, _ := p.sessions.start(principal, role, p.clock.Now())
 	p.log.Info("portal sign-in", "principal", principal.Name, "tenant", principal.Tenant, "role", role, "remote", r.RemoteAddr)
 	http.SetCookie(w, cookie(r, loginCookie, "", -1))
-	http.SetCookie(w, cookie(r, sessionCookie, id, int(p.sessions.ttl.Seconds())))
+	// A cookie of the browser's session: closing the browser signs out.
+	http.SetCookie(w, cookie(r, sessionCookie, id, 0))
 	home := Prefix + url.PathEscape(principal.Tenant) + "/"
 	if r.Method == http.MethodPost {
 		http.Redirect(w, r, home, http.StatusSeeOther)
@@ -409,7 +430,10 @@ func (p *Portal) home(w http.ResponseWriter, r *http.Request, s *session, tenant
 	}
 	data := homeData{Cost: cost}
 	if p.o.Usage != nil {
-		if data.Charts, err = p.charts(r.Context(), tenant, month, p.clock.Now()); err != nil {
+		data.Charts, err = p.charts.Get(r.Context(), tenant+" "+month.String(), func(ctx context.Context) ([]chart, error) {
+			return p.usagePerDay(ctx, tenant, month, p.clock.Now())
+		})
+		if err != nil {
 			p.log.Warn("portal: usage per day unavailable", "tenant", tenant, "err", err) // the figures above stand
 		}
 	}
@@ -430,14 +454,18 @@ type slaData struct {
 func (p *Portal) availability(w http.ResponseWriter, r *http.Request, s *session, tenant string) {
 	v := view{Tenant: tenant, CSRF: s.csrf, Finance: s.role == RoleFinance}
 	now := p.clock.Now()
+	var months []string
+	for m, i := calendar.MonthOf(now, p.loc), 0; i < 6; m, i = calendar.MonthOf(m.Start().Add(-time.Hour), p.loc), i+1 {
+		months = append(months, m.String())
+	}
+	// The page's own months only: each is a month of probe results to read.
 	month := calendar.MonthOf(now, p.loc)
 	if q := r.URL.Query().Get("month"); q != "" {
-		m, err := calendar.Parse(q, p.loc)
-		if err != nil || !m.Start().Before(now) {
+		if !slices.Contains(months, q) {
 			p.notFound(w, r)
 			return
 		}
-		month = m
+		month, _ = calendar.Parse(q, p.loc) // one of months
 	}
 	if p.o.SLA == nil {
 		v.Error = "no sla"
@@ -456,11 +484,7 @@ func (p *Portal) availability(w http.ResponseWriter, r *http.Request, s *session
 		p.render(w, r, http.StatusServiceUnavailable, "sla", v)
 		return
 	}
-	data := slaData{Report: rep}
-	for m, i := calendar.MonthOf(now, p.loc), 0; i < 6; m, i = calendar.MonthOf(m.Start().Add(-time.Hour), p.loc), i+1 {
-		data.Months = append(data.Months, m.String())
-	}
-	v.Data = data
+	v.Data = slaData{Report: rep, Months: months}
 	p.render(w, r, http.StatusOK, "sla", v)
 }
 

@@ -2,6 +2,7 @@ package portal_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -353,17 +354,73 @@ func TestSigningOutNeedsTheSessionsCSRFTokenAndEndsTheSession(t *testing.T) {
 	}
 }
 
-func TestASessionEndsAfterItsTimeToLive(t *testing.T) {
+func TestASessionEndsAfterHalfAnHourIdleOrEightHoursInAll(t *testing.T) {
 	e := newEnv(t)
-	b := e.browser(t)
-	b.signIn(caamiToken)
-	e.clock.Advance(8*time.Hour - time.Second)
-	if p := b.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusOK {
-		t.Fatalf("within 8 hours: %d", p.code)
+	busy := e.browser(t)
+	busy.signIn(caamiToken)
+	idle := e.browser(t)
+	idle.signIn(onaToken)
+	// A page every 20 minutes keeps a session for 8 hours, no longer.
+	for range 23 {
+		e.clock.Advance(20 * time.Minute)
+		if p := busy.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusOK {
+			t.Fatalf("a busy session ended early: %d at %s", p.code, e.clock.Now())
+		}
 	}
-	e.clock.Advance(time.Second)
-	if p := b.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusSeeOther {
+	if p := idle.do("GET", "/portal/ona/invoices", nil); p.code != http.StatusSeeOther {
+		t.Errorf("a session idle for hours answers %d, want the sign-in", p.code)
+	}
+	e.clock.Advance(20 * time.Minute) // 8 h since the sign-in
+	if p := busy.do("GET", "/portal/caami/invoices", nil); p.code != http.StatusSeeOther {
 		t.Errorf("after 8 hours: %d, want a redirect to sign in", p.code)
+	}
+}
+
+func TestSigningInOverAndOverEndsOnlyOnesOwnOldestSessions(t *testing.T) {
+	e := newEnv(t, func(o *portal.Options, _ string) { o.MaxSessions, o.MaxSessionsEach = 30, 20 })
+	first := e.browser(t)
+	first.signIn(caamiToken)
+	for range 40 {
+		e.browser(t).signIn(caamiToken)
+	}
+	if p := first.do("GET", "/portal/caami/", nil); p.code != http.StatusSeeOther {
+		t.Errorf("caami's first session after 40 more sign-ins: %d, want it ended (20 a principal)", p.code)
+	}
+	// The store holds 20 of caami's sessions and room for others; when full,
+	// a sign-in ends the oldest session rather than being refused.
+	var onas []*browser
+	for range 15 {
+		b := e.browser(t)
+		if p := b.signIn(onaToken); p.code != http.StatusSeeOther {
+			t.Fatalf("ona's sign-in with the store full: %d\n%s", p.code, p.body)
+		}
+		onas = append(onas, b)
+	}
+	if p := onas[14].do("GET", "/portal/ona/", nil); p.code != http.StatusOK {
+		t.Errorf("ona's last session: %d", p.code)
+	}
+}
+
+func TestCookiesAreSecureButOverPlainHTTPToALoopbackAddress(t *testing.T) {
+	e := newEnv(t)
+	for host, secure := range map[string]bool{"": false, "paasmeter.example.be": true, "localhost:8080": false, "10.0.0.7:8080": true} {
+		req, err := http.NewRequest("GET", e.srv.URL+"/portal/login", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host // as a proxy that ends TLS forwards it
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		for _, c := range resp.Cookies() {
+			if c.Secure != secure {
+				t.Errorf("Host %q: cookie %s Secure=%v, want %v", cmp.Or(host, "127.0.0.1"), c.Name, c.Secure, secure)
+			}
+		}
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"sync"
 	"time"
 
@@ -16,22 +15,24 @@ import (
 type session struct {
 	principal auth.Principal
 	// role is the person's portal role: RoleViewer or RoleFinance.
-	role    string
-	csrf    string
-	expires time.Time
+	role string
+	csrf string
+	// started bounds the session's life (ttl); seen its idleness (idle).
+	started, seen time.Time
 }
 
 // sessions are kept in the collector's memory, by random id: signing out
-// ends one at once, and a restart ends them all. Their number is bounded,
-// so that sign-ins cannot exhaust memory.
+// ends one at once, and a restart ends them all. A session ends after ttl,
+// or idle without a page. Their number is bounded, per principal and in
+// all, and a new sign-in makes room by ending the oldest session rather
+// than being refused: one institution signing in over and over ends only
+// its own sessions, and can never lock the others out.
 type sessions struct {
-	mu    sync.Mutex
-	byID  map[string]*session
-	ttl   time.Duration
-	limit int
+	mu           sync.Mutex
+	byID         map[string]*session
+	ttl, idle    time.Duration
+	limit, perPr int
 }
-
-var errTooManySessions = errors.New("too many people are signed in to the portal; try again later")
 
 // randomID returns 256 random bits, URL-safe.
 func randomID() string {
@@ -40,27 +41,43 @@ func randomID() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// start opens a session for p in role and returns its id.
-func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, *session, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.byID) >= s.limit {
-		for id, ss := range s.byID {
-			if !now.Before(ss.expires) {
-				delete(s.byID, id)
-			}
-		}
-		if len(s.byID) >= s.limit {
-			return "", nil, errTooManySessions
-		}
-	}
-	id := randomID()
-	ss := &session{principal: p, role: role, csrf: randomID(), expires: now.Add(s.ttl)}
-	s.byID[id] = ss
-	return id, ss, nil
+func (s *sessions) live(ss *session, now time.Time) bool {
+	return now.Sub(ss.started) < s.ttl && now.Sub(ss.seen) < s.idle
 }
 
-// get returns the live session of id.
+// start opens a session for p in role and returns its id.
+func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, *session) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mine, oldestMine, oldest := 0, "", ""
+	for id, ss := range s.byID {
+		if !s.live(ss, now) {
+			delete(s.byID, id)
+			continue
+		}
+		if ss.principal.Name == p.Name {
+			mine++
+			if oldestMine == "" || ss.started.Before(s.byID[oldestMine].started) {
+				oldestMine = id
+			}
+		}
+		if oldest == "" || ss.started.Before(s.byID[oldest].started) {
+			oldest = id
+		}
+	}
+	switch {
+	case mine >= s.perPr:
+		delete(s.byID, oldestMine)
+	case len(s.byID) >= s.limit:
+		delete(s.byID, oldest)
+	}
+	id := randomID()
+	ss := &session{principal: p, role: role, csrf: randomID(), started: now, seen: now}
+	s.byID[id] = ss
+	return id, ss
+}
+
+// get returns the live session of id, and counts the page as activity.
 func (s *sessions) get(id string, now time.Time) (*session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -68,10 +85,11 @@ func (s *sessions) get(id string, now time.Time) (*session, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !now.Before(ss.expires) {
+	if !s.live(ss, now) {
 		delete(s.byID, id)
 		return nil, false
 	}
+	ss.seen = now
 	return ss, true
 }
 
