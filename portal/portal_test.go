@@ -485,7 +485,7 @@ func TestTheAvailabilityPageShowsTheSLAReport(t *testing.T) {
 	for _, want := range []string{
 		`<dd id="availability">` + pct(rep.Availability.String()) + `</dd>`, `<dd id="credit">` + pct(rep.CreditPercent.String()) + `</dd>`,
 		"<th scope=\"row\">claims</th><td>pricing</td><td class=\"num\">" + pct(app.Availability.String()) + "</td>",
-		"novembre 2026", "Aucune fenêtre de maintenance",
+		"novembre 2026", "Aucune fenêtre de maintenance", "<td>votre application</td>",
 	} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("the availability page has no %q:\n%s", want, p.body)
