@@ -19,6 +19,9 @@ type session struct {
 	csrf string
 	// started bounds the session's life (ttl); seen its idleness (idle).
 	started, seen time.Time
+	// n orders the sessions by sign-in: the oldest is ended first (many
+	// sign-ins share a clock reading).
+	n uint64
 }
 
 // sessions are kept in the collector's memory, by random id: signing out
@@ -29,6 +32,7 @@ type session struct {
 // its own sessions, and can never lock the others out.
 type sessions struct {
 	mu           sync.Mutex
+	started      uint64 // sessions ever started, for session.n
 	byID         map[string]*session
 	ttl, idle    time.Duration
 	limit, perPr int
@@ -57,11 +61,11 @@ func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, 
 		}
 		if ss.principal.Name == p.Name {
 			mine++
-			if oldestMine == "" || ss.started.Before(s.byID[oldestMine].started) {
+			if oldestMine == "" || ss.n < s.byID[oldestMine].n {
 				oldestMine = id
 			}
 		}
-		if oldest == "" || ss.started.Before(s.byID[oldest].started) {
+		if oldest == "" || ss.n < s.byID[oldest].n {
 			oldest = id
 		}
 	}
@@ -72,7 +76,8 @@ func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, 
 		delete(s.byID, oldest)
 	}
 	id := randomID()
-	ss := &session{principal: p, role: role, csrf: randomID(), started: now, seen: now}
+	s.started++
+	ss := &session{principal: p, role: role, csrf: randomID(), started: now, seen: now, n: s.started}
 	s.byID[id] = ss
 	return id, ss
 }
