@@ -12,6 +12,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
@@ -227,11 +228,25 @@ func (w *Watcher) runs() []metered {
 
 func (w *Watcher) identity(pod *corev1.Pod, container string) (Identity, error) {
 	ns, err := w.nsList.Get(pod.Namespace)
+	if apierrors.IsNotFound(err) {
+		// The namespaces' watch runs behind the pods' when a namespace and
+		// its first pods are created together: a 3 s Job can start and end
+		// before its namespace reaches the cache, and its pod's cgroup is
+		// gone seconds later. Its run is not left unmetered for that: the
+		// API server is asked.
+		ctx, cancel := context.WithTimeout(context.Background(), namespaceLookupTimeout)
+		defer cancel()
+		ns, err = w.o.Client.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{})
+	}
 	if err != nil {
 		return Identity{}, fmt.Errorf("namespace %s: %w", pod.Namespace, err)
 	}
 	return w.o.Config.Identity(ns, pod, container)
 }
+
+// namespaceLookupTimeout bounds asking the API server for a namespace the
+// cache has not seen yet.
+const namespaceLookupTimeout = 5 * time.Second
 
 // count sets the unmetered pods' gauge from the cache.
 func (w *Watcher) count() {
