@@ -122,6 +122,15 @@ func (l Lang) Money(amount, currency string) string {
 	return sign + "\u00a0" + n
 }
 
+// PercentSign is what follows a percentage's number: a no-break space and
+// "%" in French, a space and "%" otherwise ("99,85 %", "99.85 %").
+func (l Lang) PercentSign() string {
+	if l == French {
+		return "\u00a0%"
+	}
+	return " %"
+}
+
 var months = map[Lang][12]string{
 	English: {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"},
 	French:  {"janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"},

@@ -61,6 +61,9 @@ func TestAmountsDatesAndMonthsReadAsEachLanguageWritesThem(t *testing.T) {
 	if got := locale.Dutch.Money("-7.40", "CHF"); got != "CHF\u00a0-7,40" {
 		t.Errorf("another currency: %q", got)
 	}
+	if got := locale.French.Number("99.85") + locale.French.PercentSign(); got != "99,85\u00a0%" {
+		t.Errorf("a percentage in French: %q", got)
+	}
 	if got := locale.English.Money("-7.40", "EUR"); got != "-€7.40" {
 		t.Errorf("a negative amount in English: %q, CLDR writes -€7.40", got)
 	}

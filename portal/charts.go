@@ -45,6 +45,15 @@ var chartMeters = []struct {
 	{"network", "chart network", ratecard.NetTx, []usage.Meter{usage.MeterNetTx, usage.MeterNetRx}},
 }
 
+// chartSources are the usage meters the charts draw.
+func chartSources() []usage.Meter {
+	var out []usage.Meter
+	for _, cm := range chartMeters {
+		out = append(out, cm.sources...)
+	}
+	return out
+}
+
 // usagePerDay reads tenant's usage per day of month up to now and draws it.
 func (p *Portal) usagePerDay(ctx context.Context, tenant string, month calendar.Month, now time.Time) ([]chart, error) {
 	to := month.End()
@@ -55,7 +64,7 @@ func (p *Portal) usagePerDay(ctx context.Context, tenant string, month calendar.
 		return nil, nil
 	}
 	rows, err := p.o.Usage.QueryUsage(ctx, metering.UsageQuery{
-		UsageFilter: metering.UsageFilter{Tenant: tenant, From: month.Start(), To: to},
+		UsageFilter: metering.UsageFilter{Tenant: tenant, From: month.Start(), To: to, Meters: chartSources()},
 		GroupBy:     []metering.Dimension{metering.ByDay}, Location: p.loc})
 	if err != nil {
 		return nil, fmt.Errorf("usage per day of %s: %w", tenant, err)

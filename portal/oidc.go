@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/paasmeter/paasmeter/batch"
 	"github.com/paasmeter/paasmeter/collector/auth"
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 )
 
 // Config is the portal's part of the configuration (portal).
@@ -97,9 +97,7 @@ func httpsOrLoopback(u *url.URL) bool {
 	case u.Scheme != "http":
 		return false
 	}
-	host := u.Hostname()
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
+	return tlsconf.IsLoopbackHost(u.Hostname())
 }
 
 // provider is the configured OpenID Connect provider, discovered on first

@@ -42,6 +42,7 @@ import (
 	"github.com/paasmeter/paasmeter/institution"
 	"github.com/paasmeter/paasmeter/internal/clock"
 	"github.com/paasmeter/paasmeter/internal/memo"
+	"github.com/paasmeter/paasmeter/internal/tlsconf"
 	"github.com/paasmeter/paasmeter/locale"
 	"github.com/paasmeter/paasmeter/metering"
 	"github.com/paasmeter/paasmeter/sla"
@@ -135,14 +136,9 @@ func New(o Options) (*Portal, error) {
 			"when": func(l locale.Lang, at time.Time) string {
 				return l.Date(at.In(p.loc)) + " " + at.In(p.loc).Format("15:04")
 			},
-			"count":  func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
-			"number": func(l locale.Lang, s string) string { return l.Number(s) },
-			"percent": func(l locale.Lang, d decimal.Decimal) string {
-				if l == locale.French {
-					return l.Number(d.String()) + "\u00a0%"
-				}
-				return l.Number(d.String()) + " %"
-			},
+			"count":   func(l locale.Lang, n int64) string { return l.Number(fmt.Sprint(n)) },
+			"number":  func(l locale.Lang, s string) string { return l.Number(s) },
+			"percent": func(l locale.Lang, d decimal.Decimal) string { return l.Number(d.String()) + l.PercentSign() },
 			"day": func(l locale.Lang, s string) string {
 				d, err := time.Parse(time.DateOnly, s)
 				if err != nil {
@@ -175,7 +171,7 @@ func (p *Portal) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /portal/login", p.loginForm)
 	mux.HandleFunc("POST /portal/login", p.login)
-	mux.HandleFunc("POST /portal/logout", p.logout)
+	mux.HandleFunc("POST /portal/logout", p.signedIn(p.logout))
 	if p.provider != nil {
 		mux.HandleFunc("GET /portal/oidc/start", p.oidcStart)
 		mux.HandleFunc("GET /portal/oidc/callback", p.oidcCallback)
@@ -267,8 +263,7 @@ func secure(r *http.Request) bool {
 	if err != nil {
 		host = r.Host
 	}
-	ip := net.ParseIP(host)
-	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+	return !tlsconf.IsLoopbackHost(host)
 }
 
 // loginForm is GET /portal/login: the token form, with a CSRF token kept in
@@ -333,24 +328,13 @@ func (p *Portal) startSession(w http.ResponseWriter, r *http.Request, principal 
 }
 
 // logout is POST /portal/logout: the session ends.
-func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request, s *session) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxForm)
-	c, err := r.Cookie(sessionCookie)
-	if err != nil {
-		http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
-		return
-	}
-	s, ok := p.sessions.get(c.Value, p.clock.Now())
-	if !ok {
-		http.SetCookie(w, cookie(r, sessionCookie, "", -1))
-		http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
-		return
-	}
 	if err := r.ParseForm(); err != nil || !sameToken(s.csrf, r.PostFormValue("csrf")) {
 		p.render(w, r, http.StatusForbidden, "message", view{Error: "expired form"})
 		return
 	}
-	p.sessions.end(c.Value)
+	p.sessions.end(s.id)
 	http.SetCookie(w, cookie(r, sessionCookie, "", -1))
 	http.Redirect(w, r, Prefix+"login", http.StatusSeeOther)
 }

@@ -13,6 +13,8 @@ import (
 // session is one signed-in person's: who, until when, and the token its
 // forms must carry (CSRF).
 type session struct {
+	// id is the session's cookie value.
+	id        string
 	principal auth.Principal
 	// role is the person's portal role: RoleViewer or RoleFinance.
 	role string
@@ -32,7 +34,7 @@ type session struct {
 // its own sessions, and can never lock the others out.
 type sessions struct {
 	mu           sync.Mutex
-	started      uint64 // sessions ever started, for session.n
+	count        uint64 // sessions ever started, for session.n
 	byID         map[string]*session
 	ttl, idle    time.Duration
 	limit, perPr int
@@ -76,8 +78,8 @@ func (s *sessions) start(p auth.Principal, role string, now time.Time) (string, 
 		delete(s.byID, oldest)
 	}
 	id := randomID()
-	s.started++
-	ss := &session{principal: p, role: role, csrf: randomID(), started: now, seen: now, n: s.started}
+	s.count++
+	ss := &session{id: id, principal: p, role: role, csrf: randomID(), started: now, seen: now, n: s.count}
 	s.byID[id] = ss
 	return id, ss
 }

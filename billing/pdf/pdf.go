@@ -711,12 +711,7 @@ func (r *renderer) vatCategory(c string) string {
 
 // percent writes a percentage's number as the document's language does,
 // with its sign: "99.85 %", "99,85 %" (a no-break space in French).
-func (r *renderer) percent(s string) string {
-	if r.lang == locale.French {
-		return r.num(s) + "\u00a0%"
-	}
-	return r.num(s) + " %"
-}
+func (r *renderer) percent(s string) string { return r.num(s) + r.lang.PercentSign() }
 
 // currencySign is € for the euro and the ISO 4217 code for any other currency.
 func currencySign(code string) string {

@@ -95,7 +95,7 @@ func TestAFailureIsNotKeptAndACallerThatLeavesDoesNotStopTheOthers(t *testing.T)
 	}
 }
 
-func TestAtMostWorkersComputeAtOnceAndAtMostMaxAnswersAreKept(t *testing.T) {
+func TestAtMostWorkersComputeAtOnceAndAFullMemoStillAnswersEachKeyItsOwn(t *testing.T) {
 	m := memo.New[int](2, time.Hour, time.Minute, 5, nil)
 	var now, most atomic.Int32
 	var wg sync.WaitGroup

@@ -191,9 +191,12 @@ func (c *Client) Transport() *http.Transport {
 // that carry tokens or operators' data may go beyond loopback only with TLS.
 func IsLoopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
+	return err == nil && IsLoopbackHost(host)
+}
+
+// IsLoopbackHost says whether host (a name or an IP, without port) is this
+// host only: localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
